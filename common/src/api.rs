@@ -1,0 +1,220 @@
+//! Request and response bodies of the master's HTTP API (the 2014 API's shapes, fixed).
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::cron::{CronOptions, ScheduleSpec};
+use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
+
+/// `[A-Za-z0-9._-]+`, the rule for every id (projects, users, slaves' hostnames are looser).
+pub fn is_valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Root,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Root => "root",
+            Role::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "root" => Some(Role::Root),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /add_project/`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddProject {
+    pub project: String,
+    /// Defaults to `project`.
+    pub id: Option<String>,
+    pub rsync_host: String,
+    /// A module name, optionally followed by a path inside it: `fedora/linux/releases`.
+    pub rsync_module: String,
+    pub dest: String,
+    pub rsync_password: Option<String>,
+    /// Absent: manual runs only.
+    pub cron_options: Option<CronOptions>,
+    pub rsync_options: Option<RsyncOptionsInput>,
+    /// Defaults to true.
+    pub enabled: Option<bool>,
+}
+
+/// `POST /update_project/basic/`: every field but `id` optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectBasic {
+    pub id: String,
+    pub project: Option<String>,
+    pub rsync_host: Option<String>,
+    pub rsync_module: Option<String>,
+    pub dest: Option<String>,
+    /// Absent: unchanged; `null` or `""`: removed.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub rsync_password: Option<Option<String>>,
+    pub rsync_options: Option<RsyncOptionsInput>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `{"id": ...}`: remove, enable, disable, syncup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectId {
+    pub id: String,
+}
+
+/// A port given as `7000` or `"7000"`, as the seed's example does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port number (1-65535), as a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Port, E> {
+                u16::try_from(v)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .map(Port)
+                    .ok_or_else(|| E::custom("port must be 1-65535"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Port, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom("port must be 1-65535"))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Port, E> {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| E::custom(format!("'{v}' is not a port number")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `POST /add_slave/`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddSlave {
+    pub hostname: String,
+    /// Defaults to 7000, the slave's default port.
+    pub port: Option<Port>,
+}
+
+/// `POST /remove_slave/`: `port` is needed only when several slaves share a hostname.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveSlave {
+    pub hostname: String,
+    pub port: Option<Port>,
+}
+
+/// `POST /create_api_user/`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    /// Defaults to `user`.
+    pub role: Option<Role>,
+}
+
+/// `POST /remove_api_user/`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveUser {
+    pub username: String,
+}
+
+/// The rsync options as listed: the 2014 listing called the delete layer `delete_option`, so both
+/// names are given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RsyncOptionsView {
+    pub defaults: Vec<String>,
+    pub basic: Vec<String>,
+    pub delete: Option<String>,
+    pub delete_option: Option<String>,
+}
+
+impl From<&RsyncOptions> for RsyncOptionsView {
+    fn from(o: &RsyncOptions) -> Self {
+        RsyncOptionsView {
+            defaults: o.defaults.clone(),
+            basic: o.basic.clone(),
+            delete: o.delete.clone(),
+            delete_option: o.delete.clone(),
+        }
+    }
+}
+
+/// One entry of `GET /list_projects/`. Never carries a password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectView {
+    pub id: String,
+    pub project: String,
+    pub rsync_host: String,
+    pub rsync_module: String,
+    pub dest: String,
+    pub enabled: bool,
+    /// `null` for a manual-only project.
+    pub cron_options: Option<ScheduleSpec>,
+    pub rsync_options: RsyncOptionsView,
+    pub rsync_password_set: bool,
+    /// RFC 3339 UTC; `null` when disabled, manual-only, or the schedule has ended.
+    pub next_run_time: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One entry of `GET /list_slaves/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveView {
+    pub hostname: String,
+    pub port: u16,
+    pub added_at: String,
+}
+
+/// One entry of `GET /list_users/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    pub username: String,
+    pub role: Role,
+    pub created_at: String,
+}
+
+/// `GET /get_token/`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub method: String,
+    pub success: bool,
+    pub token: String,
+    /// Seconds the token is valid for, as the 2014 API's `duration`.
+    pub duration: u64,
+    pub expires_at: String,
+}

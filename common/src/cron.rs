@@ -1,0 +1,773 @@
+//! Schedules with the semantics of APScheduler 3's `CronTrigger`, which the 2014 API exposed as `cron_options`.
+//!
+//! The next fire time is computed here, field by field, the way APScheduler does it, rather than by
+//! translating to a cron string: ISO `week`, `start_date`, `end_date` and zoned times have no cron form,
+//! and a cron library's DST handling differs from APScheduler's.
+
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone,
+    Timelike, Utc,
+};
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::dates::parse_fuzzy_datetime;
+use crate::error::FieldError;
+
+/// The time fields, most significant first, as APScheduler orders them.
+pub const FIELD_NAMES: [&str; 8] = [
+    "year",
+    "month",
+    "day",
+    "week",
+    "day_of_week",
+    "hour",
+    "minute",
+    "second",
+];
+
+const MIN_VALUES: [u32; 8] = [1970, 1, 1, 1, 0, 0, 0, 0];
+const MAX_VALUES: [u32; 8] = [9999, 12, 31, 53, 6, 23, 59, 59];
+/// What a field less significant than the last one given defaults to.
+const DEFAULT_VALUES: [&str; 8] = ["*", "1", "1", "*", "*", "0", "0", "0"];
+
+const YEAR: usize = 0;
+const MONTH: usize = 1;
+const DAY: usize = 2;
+const WEEK: usize = 3;
+const DAY_OF_WEEK: usize = 4;
+
+const MONTH_NAMES: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const POSITION_NAMES: [&str; 6] = ["1st", "2nd", "3rd", "4th", "5th", "last"];
+
+/// `cron_options` as a client sends it: every field optional, numbers or strings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronOptions {
+    #[serde(default, deserialize_with = "field_value")]
+    pub year: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub month: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub day: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub week: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub day_of_week: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub hour: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub minute: Option<String>,
+    #[serde(default, deserialize_with = "field_value")]
+    pub second: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// A field value may be written `5` or `"5"`, as APScheduler accepts both.
+fn field_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a non-negative integer")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            if v < 0 {
+                return Err(E::custom("a negative number is not a valid value"));
+            }
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+impl CronOptions {
+    fn field(&self, i: usize) -> Option<&str> {
+        [
+            &self.year,
+            &self.month,
+            &self.day,
+            &self.week,
+            &self.day_of_week,
+            &self.hour,
+            &self.minute,
+            &self.second,
+        ][i]
+            .as_deref()
+    }
+
+    /// True when no time field is given: such a project has no schedule (manual runs only).
+    pub fn has_no_time_field(&self) -> bool {
+        (0..FIELD_NAMES.len()).all(|i| self.field(i).is_none())
+    }
+}
+
+/// The normalised schedule, as stored and listed: every time field filled in, as strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    pub year: String,
+    pub month: String,
+    pub day: String,
+    pub week: String,
+    pub day_of_week: String,
+    pub hour: String,
+    pub minute: String,
+    pub second: String,
+    /// RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    /// IANA zone name; absent means UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+impl ScheduleSpec {
+    fn fields(&self) -> [&str; 8] {
+        [
+            &self.year,
+            &self.month,
+            &self.day,
+            &self.week,
+            &self.day_of_week,
+            &self.hour,
+            &self.minute,
+            &self.second,
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expr {
+    /// `*` or `*/step`
+    All { step: Option<u32> },
+    /// `a`, `a-b`, `a/step`, `a-b/step`, and the names of months and weekdays
+    Range {
+        first: u32,
+        last: Option<u32>,
+        step: Option<u32>,
+    },
+    /// `2nd fri`, `last sun` (day field only); `position` 0..=4 for 1st..5th, 5 for last
+    WeekdayPosition { position: u32, weekday: u32 },
+    /// `last` (day field only)
+    LastDayOfMonth,
+}
+
+/// A compiled schedule that computes fire times.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    spec: ScheduleSpec,
+    fields: [Vec<Expr>; 8],
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    tz: Tz,
+}
+
+impl Schedule {
+    /// Validates client options and fills in the fields APScheduler would default.
+    /// `now` anchors fuzzy dates that omit parts. Errors name the field, as `cron_options.<field>`.
+    pub fn from_options(opts: &CronOptions) -> Result<Schedule, FieldError> {
+        if opts.has_no_time_field() {
+            return Err(FieldError::new(
+                "cron_options",
+                "a schedule needs at least one of year, month, day, week, day_of_week, hour, minute, second",
+            ));
+        }
+        let tz = parse_timezone(opts.timezone.as_deref())?;
+        let last_given = (0..FIELD_NAMES.len())
+            .rev()
+            .find(|&i| opts.field(i).is_some())
+            .unwrap_or(0);
+        let mut values: [String; 8] = Default::default();
+        for (i, value) in values.iter_mut().enumerate() {
+            *value = match opts.field(i) {
+                Some(v) => v.to_owned(),
+                None if i > last_given => DEFAULT_VALUES[i].to_owned(),
+                None => "*".to_owned(),
+            };
+        }
+        let date = |name: &str, v: &Option<String>| -> Result<Option<String>, FieldError> {
+            v.as_deref()
+                .map(|s| {
+                    parse_fuzzy_datetime(s, tz)
+                        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .map_err(|m| FieldError::new(format!("cron_options.{name}"), m))
+                })
+                .transpose()
+        };
+        let [year, month, day, week, day_of_week, hour, minute, second] = values;
+        let spec = ScheduleSpec {
+            year,
+            month,
+            day,
+            week,
+            day_of_week,
+            hour,
+            minute,
+            second,
+            start_date: date("start_date", &opts.start_date)?,
+            end_date: date("end_date", &opts.end_date)?,
+            timezone: opts.timezone.as_ref().map(|_| tz.name().to_owned()),
+        };
+        let schedule = Schedule::from_spec(spec)?;
+        if let (Some(s), Some(e)) = (schedule.start, schedule.end)
+            && e < s
+        {
+            return Err(FieldError::new(
+                "cron_options.end_date",
+                "end_date is before start_date",
+            ));
+        }
+        Ok(schedule)
+    }
+
+    /// Compiles a stored (already normalised) schedule.
+    pub fn from_spec(mut spec: ScheduleSpec) -> Result<Schedule, FieldError> {
+        let tz = parse_timezone(spec.timezone.as_deref())?;
+        let mut fields: [Vec<Expr>; 8] = Default::default();
+        let mut normalised: [String; 8] = Default::default();
+        for (i, raw) in spec.fields().iter().enumerate() {
+            let name = FIELD_NAMES[i];
+            let (exprs, norm) = parse_field(i, raw)
+                .map_err(|m| FieldError::new(format!("cron_options.{name}"), m))?;
+            fields[i] = exprs;
+            normalised[i] = norm;
+        }
+        let [year, month, day, week, day_of_week, hour, minute, second] = normalised;
+        (spec.year, spec.month, spec.day, spec.week) = (year, month, day, week);
+        (spec.day_of_week, spec.hour, spec.minute, spec.second) =
+            (day_of_week, hour, minute, second);
+        let instant = |name: &str,
+                       v: &Option<String>|
+         -> Result<Option<DateTime<Utc>>, FieldError> {
+            v.as_deref()
+                .map(|s| {
+                    DateTime::parse_from_rfc3339(s)
+                        .map(|d| d.with_timezone(&Utc))
+                        .map_err(|e| FieldError::new(format!("cron_options.{name}"), e.to_string()))
+                })
+                .transpose()
+        };
+        let start = instant("start_date", &spec.start_date)?;
+        let end = instant("end_date", &spec.end_date)?;
+        Ok(Schedule {
+            spec,
+            fields,
+            start,
+            end,
+            tz,
+        })
+    }
+
+    pub fn spec(&self) -> &ScheduleSpec {
+        &self.spec
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// The first fire time at or after `after` (rounded up to a whole second), or `None` when the
+    /// schedule never fires again. To get the fire after one at `t`, pass `t + 1s`.
+    pub fn next_fire_at_or_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let start = match self.start {
+            Some(s) if s > after => s,
+            _ => after,
+        };
+        // Like APScheduler, the search walks a zoned instant: increments add wall-clock differences to
+        // the instant (so both passes of a repeated hour are seen), and set values are localised anew.
+        let mut date = ceil_to_second(start).with_timezone(&self.tz);
+        let mut fieldnum: isize = 0;
+        while fieldnum >= 0 && (fieldnum as usize) < FIELD_NAMES.len() {
+            let i = fieldnum as usize;
+            let local = date.naive_local();
+            let current = field_value_of(i, &local);
+            match self.next_value(i, &local) {
+                None => (date, fieldnum) = increment_field(&date, fieldnum - 1)?,
+                Some(next) if next > current => {
+                    if is_real(i) {
+                        date = localize(self.tz, set_field(&local, i, next)?);
+                        fieldnum += 1;
+                    } else {
+                        (date, fieldnum) = increment_field(&date, fieldnum)?;
+                    }
+                }
+                Some(_) => fieldnum += 1,
+            }
+            if self.end.is_some_and(|e| date > e) {
+                return None;
+            }
+        }
+        if fieldnum < 0 {
+            return None;
+        }
+        Some(date.with_timezone(&Utc))
+    }
+
+    fn next_value(&self, i: usize, date: &NaiveDateTime) -> Option<u32> {
+        self.fields[i]
+            .iter()
+            .filter_map(|e| expr_next_value(e, i, date))
+            .min()
+    }
+}
+
+fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
+    match name {
+        None => Ok(Tz::UTC),
+        Some(n) => n.parse::<Tz>().map_err(|_| {
+            FieldError::new(
+                "cron_options.timezone",
+                format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
+            )
+        }),
+    }
+}
+
+fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    if t.nanosecond() == 0 {
+        t
+    } else {
+        t.with_nanosecond(0).unwrap_or(t) + Duration::seconds(1)
+    }
+}
+
+/// Turns a wall-clock time in `tz` into an instant as pytz's `localize(is_dst=False)` does, which is
+/// what APScheduler 3 uses: a repeated time (DST fold) takes the standard-time (later) instant; a time
+/// in a DST gap is read with the standard offset in force before the gap, moving it forward.
+fn localize(tz: Tz, local: NaiveDateTime) -> DateTime<Tz> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(d) => d,
+        LocalResult::Ambiguous(_, later) => later,
+        LocalResult::None => {
+            let before = local - Duration::hours(3);
+            let offset = match tz.from_local_datetime(&before) {
+                LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => {
+                    d.offset().fix().local_minus_utc()
+                }
+                LocalResult::None => 0,
+            };
+            (local - Duration::seconds(i64::from(offset)))
+                .and_utc()
+                .with_timezone(&tz)
+        }
+    }
+}
+
+fn is_real(i: usize) -> bool {
+    i != WEEK && i != DAY_OF_WEEK
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    match (
+        NaiveDate::from_ymd_opt(ny, nm, 1),
+        NaiveDate::from_ymd_opt(year, month, 1),
+    ) {
+        (Some(a), Some(b)) => (a - b).num_days() as u32,
+        _ => 31,
+    }
+}
+
+fn field_value_of(i: usize, d: &NaiveDateTime) -> u32 {
+    match i {
+        YEAR => d.year() as u32,
+        MONTH => d.month(),
+        DAY => d.day(),
+        WEEK => d.iso_week().week(),
+        DAY_OF_WEEK => d.weekday().num_days_from_monday(),
+        5 => d.hour(),
+        6 => d.minute(),
+        _ => d.second(),
+    }
+}
+
+fn field_min(i: usize) -> u32 {
+    MIN_VALUES[i]
+}
+
+fn field_max(i: usize, d: &NaiveDateTime) -> u32 {
+    if i == DAY {
+        days_in_month(d.year(), d.month())
+    } else {
+        MAX_VALUES[i]
+    }
+}
+
+fn expr_next_value(expr: &Expr, i: usize, d: &NaiveDateTime) -> Option<u32> {
+    match *expr {
+        Expr::All { step } => step_next(field_value_of(i, d), field_min(i), field_max(i, d), step),
+        Expr::Range { first, last, step } => {
+            let minval = field_min(i).max(first);
+            let maxval = match last {
+                Some(l) => field_max(i, d).min(l),
+                None => field_max(i, d),
+            };
+            step_next(field_value_of(i, d), minval, maxval, step)
+        }
+        Expr::WeekdayPosition { position, weekday } => {
+            let first_wday = NaiveDate::from_ymd_opt(d.year(), d.month(), 1)?
+                .weekday()
+                .num_days_from_monday() as i64;
+            let last_day = days_in_month(d.year(), d.month()) as i64;
+            let mut first_hit = weekday as i64 - first_wday + 1;
+            if first_hit <= 0 {
+                first_hit += 7;
+            }
+            let target = if position < 5 {
+                first_hit + position as i64 * 7
+            } else {
+                first_hit + ((last_day - first_hit) / 7) * 7
+            };
+            (target <= last_day && target >= d.day() as i64).then_some(target as u32)
+        }
+        Expr::LastDayOfMonth => {
+            let last = days_in_month(d.year(), d.month());
+            (last >= d.day()).then_some(last)
+        }
+    }
+}
+
+fn step_next(current: u32, minval: u32, maxval: u32, step: Option<u32>) -> Option<u32> {
+    let mut next = current.max(minval);
+    if let Some(step) = step.filter(|s| *s > 0) {
+        next += (step - (next - minval) % step) % step;
+    }
+    (next <= maxval).then_some(next)
+}
+
+/// The six real fields of a wall-clock time.
+fn real_values(d: &NaiveDateTime) -> [u32; 6] {
+    [
+        d.year() as u32,
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second(),
+    ]
+}
+
+fn real_index(i: usize) -> usize {
+    match i {
+        0..=2 => i,
+        _ => i - 2,
+    }
+}
+
+fn from_real_values(v: [u32; 6]) -> Option<NaiveDateTime> {
+    NaiveDate::from_ymd_opt(v[0] as i32, v[1], v[2])?.and_hms_opt(v[3], v[4], v[5])
+}
+
+/// Sets field `i` to `value` and every less significant real field to its minimum.
+fn set_field(d: &NaiveDateTime, i: usize, value: u32) -> Option<NaiveDateTime> {
+    let mut v = real_values(d);
+    let r = real_index(i);
+    v[r] = value;
+    for (k, slot) in v.iter_mut().enumerate().skip(r + 1) {
+        *slot = if k == 2 || k == 1 { 1 } else { 0 };
+    }
+    from_real_values(v)
+}
+
+/// APScheduler's `_increment_field_value`: add one to field `fieldnum` (moving to a more significant
+/// field when it is at its maximum, or when it is not a real field), resetting the less significant
+/// ones. Returns `None` when even the year cannot be incremented.
+fn increment_field(date: &DateTime<Tz>, mut fieldnum: isize) -> Option<(DateTime<Tz>, isize)> {
+    let local = date.naive_local();
+    let d = &local;
+    let mut values = real_values(d);
+    let mut i: isize = 0;
+    while i < FIELD_NAMES.len() as isize {
+        if i < 0 {
+            return Some((*date, -1));
+        }
+        let f = i as usize;
+        if !is_real(f) {
+            if i == fieldnum {
+                fieldnum -= 1;
+                i -= 1;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        let r = real_index(f);
+        if i < fieldnum {
+            values[r] = field_value_of(f, d);
+            i += 1;
+        } else if i > fieldnum {
+            values[r] = field_min(f);
+            i += 1;
+        } else {
+            let value = field_value_of(f, d);
+            if value == field_max(f, d) {
+                fieldnum -= 1;
+                i -= 1;
+            } else {
+                values[r] = value + 1;
+                i += 1;
+            }
+        }
+    }
+    if fieldnum < 0 {
+        return Some((*date, -1));
+    }
+    let difference = from_real_values(values)? - local;
+    Some((*date + difference, fieldnum))
+}
+
+/// Parses one field's comma-separated expressions; returns them and the normalised text.
+fn parse_field(i: usize, raw: &str) -> Result<(Vec<Expr>, String), String> {
+    let text = raw.trim().to_ascii_lowercase();
+    if text.is_empty() {
+        return Err("empty value".into());
+    }
+    let mut exprs = Vec::new();
+    let mut parts = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let expr = parse_expr(i, part)?;
+        validate_expr(i, &expr, part)?;
+        exprs.push(expr);
+        parts.push(collapse_spaces(part));
+    }
+    Ok((exprs, parts.join(",")))
+}
+
+fn collapse_spaces(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn parse_number(s: &str, what: &str) -> Result<u32, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{what}' is not a valid expression"));
+    }
+    s.parse::<u32>()
+        .map_err(|_| format!("'{what}' is out of range"))
+}
+
+fn parse_expr(i: usize, part: &str) -> Result<Expr, String> {
+    if part.is_empty() {
+        return Err("empty expression in list".into());
+    }
+    if let Some(rest) = part.strip_prefix('*') {
+        let step = match rest.strip_prefix('/') {
+            Some(s) => Some(parse_number(s, part)?),
+            None if rest.is_empty() => None,
+            None => return Err(format!("'{part}' is not a valid expression")),
+        };
+        return Ok(Expr::All { step });
+    }
+    if i == DAY {
+        if part == "last" {
+            return Ok(Expr::LastDayOfMonth);
+        }
+        let words: Vec<&str> = part.split_whitespace().collect();
+        if let [pos, wd] = words[..] {
+            let position = POSITION_NAMES.iter().position(|p| *p == pos);
+            let weekday = WEEKDAY_NAMES.iter().position(|w| *w == wd);
+            return match (position, weekday) {
+                (Some(p), Some(w)) => Ok(Expr::WeekdayPosition {
+                    position: p as u32,
+                    weekday: w as u32,
+                }),
+                _ => Err(format!(
+                    "'{part}' is not a valid expression (expected e.g. '2nd fri' or 'last sun')"
+                )),
+            };
+        }
+    }
+    let (range, step) = match part.split_once('/') {
+        Some((r, s)) => (r, Some(parse_number(s, part)?)),
+        None => (part, None),
+    };
+    let names: Option<&[&str]> = match i {
+        MONTH => Some(&MONTH_NAMES),
+        DAY_OF_WEEK => Some(&WEEKDAY_NAMES),
+        _ => None,
+    };
+    let (first, last) = match range.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (range, None),
+    };
+    let value = |s: &str| -> Result<u32, String> {
+        if s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) {
+            let offset = if i == MONTH { 1 } else { 0 };
+            return names
+                .and_then(|n| n.iter().position(|x| *x == s))
+                .map(|p| p as u32 + offset)
+                .ok_or_else(|| format!("'{s}' is not a valid name in '{part}'"));
+        }
+        parse_number(s, part)
+    };
+    let is_named = first
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic());
+    if is_named && step.is_some() {
+        return Err(format!("'{part}': a step cannot follow names"));
+    }
+    let first = value(first)?;
+    let last = last.map(value).transpose()?;
+    // A single value with no step means exactly that value.
+    let last = if last.is_none() && step.is_none() {
+        Some(first)
+    } else {
+        last
+    };
+    Ok(Expr::Range { first, last, step })
+}
+
+fn validate_expr(i: usize, expr: &Expr, part: &str) -> Result<(), String> {
+    let (min, max) = (MIN_VALUES[i], MAX_VALUES[i]);
+    match *expr {
+        Expr::All { step } => {
+            if step == Some(0) {
+                return Err(format!("'{part}': the step must be higher than 0"));
+            }
+            if let Some(s) = step
+                && s > max - min
+            {
+                return Err(format!(
+                    "'{part}': the step ({s}) is higher than the field's range ({})",
+                    max - min
+                ));
+            }
+        }
+        Expr::Range { first, last, step } => {
+            if step == Some(0) {
+                return Err(format!("'{part}': the step must be higher than 0"));
+            }
+            if first < min || first > max {
+                return Err(format!("'{part}': {first} is outside {min}-{max}"));
+            }
+            if let Some(l) = last {
+                if l < min || l > max {
+                    return Err(format!("'{part}': {l} is outside {min}-{max}"));
+                }
+                if l < first {
+                    return Err(format!(
+                        "'{part}': the first value of a range must not be higher than the last"
+                    ));
+                }
+            }
+            if let Some(s) = step {
+                let span = last.unwrap_or(max) - first;
+                if s > span {
+                    return Err(format!(
+                        "'{part}': the step ({s}) is higher than the range ({span})"
+                    ));
+                }
+            }
+        }
+        Expr::WeekdayPosition { .. } | Expr::LastDayOfMonth => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn opts(v: serde_json::Value) -> CronOptions {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn defaults_follow_the_least_significant_field() {
+        let s = Schedule::from_options(&opts(serde_json::json!({"minute": "*"}))).unwrap();
+        let spec = s.spec();
+        assert_eq!(
+            (
+                spec.year.as_str(),
+                spec.month.as_str(),
+                spec.day.as_str(),
+                spec.hour.as_str(),
+                spec.second.as_str()
+            ),
+            ("*", "*", "*", "*", "0")
+        );
+        let s = Schedule::from_options(&opts(serde_json::json!({"day": 5}))).unwrap();
+        let spec = s.spec();
+        assert_eq!(
+            (spec.month.as_str(), spec.day.as_str(), spec.hour.as_str()),
+            ("*", "5", "0")
+        );
+        assert_eq!((spec.week.as_str(), spec.day_of_week.as_str()), ("*", "*"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        for (v, field) in [
+            (serde_json::json!({"minute": "61"}), "cron_options.minute"),
+            (serde_json::json!({"hour": "5-2"}), "cron_options.hour"),
+            (serde_json::json!({"second": "*/0"}), "cron_options.second"),
+            (
+                serde_json::json!({"day_of_week": "funday"}),
+                "cron_options.day_of_week",
+            ),
+            (serde_json::json!({"day": "6th fri"}), "cron_options.day"),
+            (serde_json::json!({"month": "13"}), "cron_options.month"),
+            (serde_json::json!({"minute": "1,,2"}), "cron_options.minute"),
+            (
+                serde_json::json!({"minute": "*", "timezone": "Mars/Base"}),
+                "cron_options.timezone",
+            ),
+            (
+                serde_json::json!({"minute": "*", "start_date": "not a date at all"}),
+                "cron_options.start_date",
+            ),
+            (serde_json::json!({}), "cron_options"),
+        ] {
+            let err = Schedule::from_options(&opts(v.clone())).unwrap_err();
+            assert_eq!(err.field, field, "{v}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn every_second_and_every_minute() {
+        let s = Schedule::from_options(&opts(serde_json::json!({"second": "*"}))).unwrap();
+        let now = utc("2024-01-01T00:00:00.5Z");
+        assert_eq!(
+            s.next_fire_at_or_after(now),
+            Some(utc("2024-01-01T00:00:01Z"))
+        );
+        let s = Schedule::from_options(&opts(serde_json::json!({"minute": "*/5"}))).unwrap();
+        assert_eq!(
+            s.next_fire_at_or_after(utc("2024-01-01T00:07:00Z")),
+            Some(utc("2024-01-01T00:10:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_past_year_never_fires() {
+        let s = Schedule::from_options(&opts(serde_json::json!({"year": 2001}))).unwrap();
+        assert_eq!(s.next_fire_at_or_after(utc("2024-01-01T00:00:00Z")), None);
+    }
+}

@@ -1,0 +1,10 @@
+//! Shared by the mirror-sync master, slave and CLI: the wire types of the HTTP API, the
+//! APScheduler-compatible schedules, fuzzy dates, rsync option rules and the one error body.
+
+pub mod api;
+pub mod cron;
+pub mod dates;
+pub mod error;
+pub mod rsync_opts;
+
+pub use error::{ErrorBody, FieldError};
