@@ -5,12 +5,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cron::{CronOptions, ScheduleSpec};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 
-/// `[A-Za-z0-9._-]+`, the rule for every id (projects, users, slaves' hostnames are looser).
+/// `[A-Za-z0-9._-]+`, the rule for every id (projects, users, module names). `.` and `..` match
+/// the pattern but name directories, and ids become file and path names, so they are refused.
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,16 +98,10 @@ impl<'de> Deserialize<'de> for Port {
                 f.write_str("a port number (1-65535), as a number or a string")
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Port, E> {
-                u16::try_from(v)
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .map(Port)
-                    .ok_or_else(|| E::custom("port must be 1-65535"))
+                u16::try_from(v).ok().filter(|p| *p > 0).map(Port).ok_or_else(|| E::custom("port must be 1-65535"))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Port, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom("port must be 1-65535"))
-                    .and_then(|v| self.visit_u64(v))
+                u64::try_from(v).map_err(|_| E::custom("port must be 1-65535")).and_then(|v| self.visit_u64(v))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Port, E> {
                 v.trim()

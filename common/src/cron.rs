@@ -4,10 +4,7 @@
 //! translating to a cron string: ISO `week`, `start_date`, `end_date` and zoned times have no cron form,
 //! and a cron library's DST handling differs from APScheduler's.
 
-use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone,
-    Timelike, Utc,
-};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -15,16 +12,7 @@ use crate::dates::parse_fuzzy_datetime;
 use crate::error::FieldError;
 
 /// The time fields, most significant first, as APScheduler orders them.
-pub const FIELD_NAMES: [&str; 8] = [
-    "year",
-    "month",
-    "day",
-    "week",
-    "day_of_week",
-    "hour",
-    "minute",
-    "second",
-];
+pub const FIELD_NAMES: [&str; 8] = ["year", "month", "day", "week", "day_of_week", "hour", "minute", "second"];
 
 const MIN_VALUES: [u32; 8] = [1970, 1, 1, 1, 0, 0, 0, 0];
 const MAX_VALUES: [u32; 8] = [9999, 12, 31, 53, 6, 23, 59, 59];
@@ -37,9 +25,7 @@ const DAY: usize = 2;
 const WEEK: usize = 3;
 const DAY_OF_WEEK: usize = 4;
 
-const MONTH_NAMES: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
+const MONTH_NAMES: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 const WEEKDAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const POSITION_NAMES: [&str; 6] = ["1st", "2nd", "3rd", "4th", "5th", "last"];
 
@@ -97,16 +83,7 @@ fn field_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 
 impl CronOptions {
     fn field(&self, i: usize) -> Option<&str> {
-        [
-            &self.year,
-            &self.month,
-            &self.day,
-            &self.week,
-            &self.day_of_week,
-            &self.hour,
-            &self.minute,
-            &self.second,
-        ][i]
+        [&self.year, &self.month, &self.day, &self.week, &self.day_of_week, &self.hour, &self.minute, &self.second][i]
             .as_deref()
     }
 
@@ -140,16 +117,7 @@ pub struct ScheduleSpec {
 
 impl ScheduleSpec {
     fn fields(&self) -> [&str; 8] {
-        [
-            &self.year,
-            &self.month,
-            &self.day,
-            &self.week,
-            &self.day_of_week,
-            &self.hour,
-            &self.minute,
-            &self.second,
-        ]
+        [&self.year, &self.month, &self.day, &self.week, &self.day_of_week, &self.hour, &self.minute, &self.second]
     }
 }
 
@@ -158,11 +126,7 @@ enum Expr {
     /// `*` or `*/step`
     All { step: Option<u32> },
     /// `a`, `a-b`, `a/step`, `a-b/step`, and the names of months and weekdays
-    Range {
-        first: u32,
-        last: Option<u32>,
-        step: Option<u32>,
-    },
+    Range { first: u32, last: Option<u32>, step: Option<u32> },
     /// `2nd fri`, `last sun` (day field only); `position` 0..=4 for 1st..5th, 5 for last
     WeekdayPosition { position: u32, weekday: u32 },
     /// `last` (day field only)
@@ -190,10 +154,7 @@ impl Schedule {
             ));
         }
         let tz = parse_timezone(opts.timezone.as_deref())?;
-        let last_given = (0..FIELD_NAMES.len())
-            .rev()
-            .find(|&i| opts.field(i).is_some())
-            .unwrap_or(0);
+        let last_given = (0..FIELD_NAMES.len()).rev().find(|&i| opts.field(i).is_some()).unwrap_or(0);
         let mut values: [String; 8] = Default::default();
         for (i, value) in values.iter_mut().enumerate() {
             *value = match opts.field(i) {
@@ -229,10 +190,7 @@ impl Schedule {
         if let (Some(s), Some(e)) = (schedule.start, schedule.end)
             && e < s
         {
-            return Err(FieldError::new(
-                "cron_options.end_date",
-                "end_date is before start_date",
-            ));
+            return Err(FieldError::new("cron_options.end_date", "end_date is before start_date"));
         }
         Ok(schedule)
     }
@@ -244,18 +202,14 @@ impl Schedule {
         let mut normalised: [String; 8] = Default::default();
         for (i, raw) in spec.fields().iter().enumerate() {
             let name = FIELD_NAMES[i];
-            let (exprs, norm) = parse_field(i, raw)
-                .map_err(|m| FieldError::new(format!("cron_options.{name}"), m))?;
+            let (exprs, norm) = parse_field(i, raw).map_err(|m| FieldError::new(format!("cron_options.{name}"), m))?;
             fields[i] = exprs;
             normalised[i] = norm;
         }
         let [year, month, day, week, day_of_week, hour, minute, second] = normalised;
         (spec.year, spec.month, spec.day, spec.week) = (year, month, day, week);
-        (spec.day_of_week, spec.hour, spec.minute, spec.second) =
-            (day_of_week, hour, minute, second);
-        let instant = |name: &str,
-                       v: &Option<String>|
-         -> Result<Option<DateTime<Utc>>, FieldError> {
+        (spec.day_of_week, spec.hour, spec.minute, spec.second) = (day_of_week, hour, minute, second);
+        let instant = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, FieldError> {
             v.as_deref()
                 .map(|s| {
                     DateTime::parse_from_rfc3339(s)
@@ -266,13 +220,7 @@ impl Schedule {
         };
         let start = instant("start_date", &spec.start_date)?;
         let end = instant("end_date", &spec.end_date)?;
-        Ok(Schedule {
-            spec,
-            fields,
-            start,
-            end,
-            tz,
-        })
+        Ok(Schedule { spec, fields, start, end, tz })
     }
 
     pub fn spec(&self) -> &ScheduleSpec {
@@ -321,10 +269,7 @@ impl Schedule {
     }
 
     fn next_value(&self, i: usize, date: &NaiveDateTime) -> Option<u32> {
-        self.fields[i]
-            .iter()
-            .filter_map(|e| expr_next_value(e, i, date))
-            .min()
+        self.fields[i].iter().filter_map(|e| expr_next_value(e, i, date)).min()
     }
 }
 
@@ -341,11 +286,7 @@ fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
 }
 
 fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    if t.nanosecond() == 0 {
-        t
-    } else {
-        t.with_nanosecond(0).unwrap_or(t) + Duration::seconds(1)
-    }
+    if t.nanosecond() == 0 { t } else { t.with_nanosecond(0).unwrap_or(t) + Duration::seconds(1) }
 }
 
 /// Turns a wall-clock time in `tz` into an instant as pytz's `localize(is_dst=False)` does, which is
@@ -358,14 +299,10 @@ fn localize(tz: Tz, local: NaiveDateTime) -> DateTime<Tz> {
         LocalResult::None => {
             let before = local - Duration::hours(3);
             let offset = match tz.from_local_datetime(&before) {
-                LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => {
-                    d.offset().fix().local_minus_utc()
-                }
+                LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => d.offset().fix().local_minus_utc(),
                 LocalResult::None => 0,
             };
-            (local - Duration::seconds(i64::from(offset)))
-                .and_utc()
-                .with_timezone(&tz)
+            (local - Duration::seconds(i64::from(offset))).and_utc().with_timezone(&tz)
         }
     }
 }
@@ -375,15 +312,8 @@ fn is_real(i: usize) -> bool {
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    match (
-        NaiveDate::from_ymd_opt(ny, nm, 1),
-        NaiveDate::from_ymd_opt(year, month, 1),
-    ) {
+    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    match (NaiveDate::from_ymd_opt(ny, nm, 1), NaiveDate::from_ymd_opt(year, month, 1)) {
         (Some(a), Some(b)) => (a - b).num_days() as u32,
         _ => 31,
     }
@@ -407,11 +337,7 @@ fn field_min(i: usize) -> u32 {
 }
 
 fn field_max(i: usize, d: &NaiveDateTime) -> u32 {
-    if i == DAY {
-        days_in_month(d.year(), d.month())
-    } else {
-        MAX_VALUES[i]
-    }
+    if i == DAY { days_in_month(d.year(), d.month()) } else { MAX_VALUES[i] }
 }
 
 fn expr_next_value(expr: &Expr, i: usize, d: &NaiveDateTime) -> Option<u32> {
@@ -426,9 +352,7 @@ fn expr_next_value(expr: &Expr, i: usize, d: &NaiveDateTime) -> Option<u32> {
             step_next(field_value_of(i, d), minval, maxval, step)
         }
         Expr::WeekdayPosition { position, weekday } => {
-            let first_wday = NaiveDate::from_ymd_opt(d.year(), d.month(), 1)?
-                .weekday()
-                .num_days_from_monday() as i64;
+            let first_wday = NaiveDate::from_ymd_opt(d.year(), d.month(), 1)?.weekday().num_days_from_monday() as i64;
             let last_day = days_in_month(d.year(), d.month()) as i64;
             let mut first_hit = weekday as i64 - first_wday + 1;
             if first_hit <= 0 {
@@ -458,14 +382,7 @@ fn step_next(current: u32, minval: u32, maxval: u32, step: Option<u32>) -> Optio
 
 /// The six real fields of a wall-clock time.
 fn real_values(d: &NaiveDateTime) -> [u32; 6] {
-    [
-        d.year() as u32,
-        d.month(),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second(),
-    ]
+    [d.year() as u32, d.month(), d.day(), d.hour(), d.minute(), d.second()]
 }
 
 fn real_index(i: usize) -> usize {
@@ -563,8 +480,7 @@ fn parse_number(s: &str, what: &str) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("'{what}' is not a valid expression"));
     }
-    s.parse::<u32>()
-        .map_err(|_| format!("'{what}' is out of range"))
+    s.parse::<u32>().map_err(|_| format!("'{what}' is out of range"))
 }
 
 fn parse_expr(i: usize, part: &str) -> Result<Expr, String> {
@@ -588,13 +504,8 @@ fn parse_expr(i: usize, part: &str) -> Result<Expr, String> {
             let position = POSITION_NAMES.iter().position(|p| *p == pos);
             let weekday = WEEKDAY_NAMES.iter().position(|w| *w == wd);
             return match (position, weekday) {
-                (Some(p), Some(w)) => Ok(Expr::WeekdayPosition {
-                    position: p as u32,
-                    weekday: w as u32,
-                }),
-                _ => Err(format!(
-                    "'{part}' is not a valid expression (expected e.g. '2nd fri' or 'last sun')"
-                )),
+                (Some(p), Some(w)) => Ok(Expr::WeekdayPosition { position: p as u32, weekday: w as u32 }),
+                _ => Err(format!("'{part}' is not a valid expression (expected e.g. '2nd fri' or 'last sun')")),
             };
         }
     }
@@ -621,21 +532,14 @@ fn parse_expr(i: usize, part: &str) -> Result<Expr, String> {
         }
         parse_number(s, part)
     };
-    let is_named = first
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic());
+    let is_named = first.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
     if is_named && step.is_some() {
         return Err(format!("'{part}': a step cannot follow names"));
     }
     let first = value(first)?;
     let last = last.map(value).transpose()?;
     // A single value with no step means exactly that value.
-    let last = if last.is_none() && step.is_none() {
-        Some(first)
-    } else {
-        last
-    };
+    let last = if last.is_none() && step.is_none() { Some(first) } else { last };
     Ok(Expr::Range { first, last, step })
 }
 
@@ -649,10 +553,7 @@ fn validate_expr(i: usize, expr: &Expr, part: &str) -> Result<(), String> {
             if let Some(s) = step
                 && s > max - min
             {
-                return Err(format!(
-                    "'{part}': the step ({s}) is higher than the field's range ({})",
-                    max - min
-                ));
+                return Err(format!("'{part}': the step ({s}) is higher than the field's range ({})", max - min));
             }
         }
         Expr::Range { first, last, step } => {
@@ -667,17 +568,13 @@ fn validate_expr(i: usize, expr: &Expr, part: &str) -> Result<(), String> {
                     return Err(format!("'{part}': {l} is outside {min}-{max}"));
                 }
                 if l < first {
-                    return Err(format!(
-                        "'{part}': the first value of a range must not be higher than the last"
-                    ));
+                    return Err(format!("'{part}': the first value of a range must not be higher than the last"));
                 }
             }
             if let Some(s) = step {
                 let span = last.unwrap_or(max) - first;
                 if s > span {
-                    return Err(format!(
-                        "'{part}': the step ({s}) is higher than the range ({span})"
-                    ));
+                    return Err(format!("'{part}': the step ({s}) is higher than the range ({span})"));
                 }
             }
         }
@@ -704,21 +601,12 @@ mod tests {
         let s = Schedule::from_options(&opts(serde_json::json!({"minute": "*"}))).unwrap();
         let spec = s.spec();
         assert_eq!(
-            (
-                spec.year.as_str(),
-                spec.month.as_str(),
-                spec.day.as_str(),
-                spec.hour.as_str(),
-                spec.second.as_str()
-            ),
+            (spec.year.as_str(), spec.month.as_str(), spec.day.as_str(), spec.hour.as_str(), spec.second.as_str()),
             ("*", "*", "*", "*", "0")
         );
         let s = Schedule::from_options(&opts(serde_json::json!({"day": 5}))).unwrap();
         let spec = s.spec();
-        assert_eq!(
-            (spec.month.as_str(), spec.day.as_str(), spec.hour.as_str()),
-            ("*", "5", "0")
-        );
+        assert_eq!((spec.month.as_str(), spec.day.as_str(), spec.hour.as_str()), ("*", "5", "0"));
         assert_eq!((spec.week.as_str(), spec.day_of_week.as_str()), ("*", "*"));
     }
 
@@ -728,21 +616,12 @@ mod tests {
             (serde_json::json!({"minute": "61"}), "cron_options.minute"),
             (serde_json::json!({"hour": "5-2"}), "cron_options.hour"),
             (serde_json::json!({"second": "*/0"}), "cron_options.second"),
-            (
-                serde_json::json!({"day_of_week": "funday"}),
-                "cron_options.day_of_week",
-            ),
+            (serde_json::json!({"day_of_week": "funday"}), "cron_options.day_of_week"),
             (serde_json::json!({"day": "6th fri"}), "cron_options.day"),
             (serde_json::json!({"month": "13"}), "cron_options.month"),
             (serde_json::json!({"minute": "1,,2"}), "cron_options.minute"),
-            (
-                serde_json::json!({"minute": "*", "timezone": "Mars/Base"}),
-                "cron_options.timezone",
-            ),
-            (
-                serde_json::json!({"minute": "*", "start_date": "not a date at all"}),
-                "cron_options.start_date",
-            ),
+            (serde_json::json!({"minute": "*", "timezone": "Mars/Base"}), "cron_options.timezone"),
+            (serde_json::json!({"minute": "*", "start_date": "not a date at all"}), "cron_options.start_date"),
             (serde_json::json!({}), "cron_options"),
         ] {
             let err = Schedule::from_options(&opts(v.clone())).unwrap_err();
@@ -754,15 +633,9 @@ mod tests {
     fn every_second_and_every_minute() {
         let s = Schedule::from_options(&opts(serde_json::json!({"second": "*"}))).unwrap();
         let now = utc("2024-01-01T00:00:00.5Z");
-        assert_eq!(
-            s.next_fire_at_or_after(now),
-            Some(utc("2024-01-01T00:00:01Z"))
-        );
+        assert_eq!(s.next_fire_at_or_after(now), Some(utc("2024-01-01T00:00:01Z")));
         let s = Schedule::from_options(&opts(serde_json::json!({"minute": "*/5"}))).unwrap();
-        assert_eq!(
-            s.next_fire_at_or_after(utc("2024-01-01T00:07:00Z")),
-            Some(utc("2024-01-01T00:10:00Z"))
-        );
+        assert_eq!(s.next_fire_at_or_after(utc("2024-01-01T00:07:00Z")), Some(utc("2024-01-01T00:10:00Z")));
     }
 
     #[test]

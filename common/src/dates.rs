@@ -29,8 +29,7 @@ const ZONE_ABBREVIATIONS: [(&str, i32); 12] = [
 
 static ISO_LOOSE: LazyLock<Regex> = LazyLock::new(|| {
     #[allow(clippy::expect_used)] // a constant pattern, checked by the tests
-    Regex::new(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
-        .expect("valid regex")
+    Regex::new(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$").expect("valid regex")
 });
 
 static CTIME: LazyLock<Regex> = LazyLock::new(|| {
@@ -48,9 +47,8 @@ static ALPHA_WORD: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Words that may appear in a date and are not zones.
 const DATE_WORDS: [&str; 29] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-    "mon", "tue", "wed", "thu", "fri", "sat", "sun", "am", "pm", "t", "at", "of", "the", "st",
-    "nd", "th",
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed",
+    "thu", "fri", "sat", "sun", "am", "pm", "t", "at", "of", "the", "st", "nd", "th",
 ];
 
 fn zone_offset(word: &str) -> Option<FixedOffset> {
@@ -61,9 +59,7 @@ fn zone_offset(word: &str) -> Option<FixedOffset> {
 }
 
 fn month_number(word: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
     let w = word.get(..3)?.to_ascii_lowercase();
     MONTHS.iter().position(|m| *m == w).map(|p| p as u32 + 1)
 }
@@ -72,9 +68,7 @@ fn month_number(word: &str) -> Option<u32> {
 fn in_zone(tz: Tz, naive: NaiveDateTime) -> Result<DateTime<Utc>, String> {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => Ok(d.with_timezone(&Utc)),
-        LocalResult::None => Err(format!(
-            "{naive} does not exist in {tz} (daylight saving gap)"
-        )),
+        LocalResult::None => Err(format!("{naive} does not exist in {tz} (daylight saving gap)")),
     }
 }
 
@@ -106,10 +100,7 @@ pub fn parse_fuzzy_datetime(input: &str, tz: Tz) -> Result<DateTime<Utc>, String
         let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
         let month = month_number(get(1)).ok_or_else(|| format!("'{}' is not a month", get(1)))?;
         let zone = zone_offset(get(6)).ok_or_else(|| {
-            format!(
-                "unknown time zone abbreviation '{}' (use a numeric offset such as +05:30)",
-                get(6)
-            )
+            format!("unknown time zone abbreviation '{}' (use a numeric offset such as +05:30)", get(6))
         })?;
         let n = |i: usize| get(i).parse::<u32>().unwrap_or(0);
         let naive = NaiveDate::from_ymd_opt(n(7) as i32, month, n(2))
@@ -124,12 +115,10 @@ pub fn parse_fuzzy_datetime(input: &str, tz: Tz) -> Result<DateTime<Utc>, String
     // dateparser reads any zone word it does not know as UTC: refuse those instead.
     for word in ALPHA_WORD.find_iter(s).map(|m| m.as_str()) {
         let lower = word.to_ascii_lowercase();
-        let known_date_word = DATE_WORDS.iter().any(|w| lower.starts_with(w)) && word.len() > 2
-            || DATE_WORDS.contains(&lower.as_str());
+        let known_date_word =
+            DATE_WORDS.iter().any(|w| lower.starts_with(w)) && word.len() > 2 || DATE_WORDS.contains(&lower.as_str());
         if !known_date_word && zone_offset(word).is_none() {
-            return Err(format!(
-                "'{word}' is not understood (unknown word or time zone abbreviation)"
-            ));
+            return Err(format!("'{word}' is not understood (unknown word or time zone abbreviation)"));
         }
     }
     let has_time = s.contains(':');
@@ -140,9 +129,7 @@ pub fn parse_fuzzy_datetime(input: &str, tz: Tz) -> Result<DateTime<Utc>, String
     } else {
         // dateparser gives a bare date the current time of day; a date alone means its midnight.
         let date = parsed.with_timezone(&tz).date_naive();
-        date.and_hms_opt(0, 0, 0)
-            .ok_or_else(|| format!("'{s}' is not a valid date"))
-            .and_then(|n| in_zone(tz, n))
+        date.and_hms_opt(0, 0, 0).ok_or_else(|| format!("'{s}' is not a valid date")).and_then(|n| in_zone(tz, n))
     }
 }
 
@@ -157,47 +144,23 @@ mod tests {
 
     #[test]
     fn the_seed_examples_parse() {
-        assert_eq!(
-            parse_fuzzy_datetime("2014-05-7 18:00", Tz::UTC).unwrap(),
-            utc("2014-05-07T18:00:00Z")
-        );
-        assert_eq!(
-            parse_fuzzy_datetime("2014-03-10 09:30", Tz::UTC).unwrap(),
-            utc("2014-03-10T09:30:00Z")
-        );
-        assert_eq!(
-            parse_fuzzy_datetime("Fri Jul 11 03:08:57 IST 2014", Tz::UTC).unwrap(),
-            utc("2014-07-10T21:38:57Z")
-        );
+        assert_eq!(parse_fuzzy_datetime("2014-05-7 18:00", Tz::UTC).unwrap(), utc("2014-05-07T18:00:00Z"));
+        assert_eq!(parse_fuzzy_datetime("2014-03-10 09:30", Tz::UTC).unwrap(), utc("2014-03-10T09:30:00Z"));
+        assert_eq!(parse_fuzzy_datetime("Fri Jul 11 03:08:57 IST 2014", Tz::UTC).unwrap(), utc("2014-07-10T21:38:57Z"));
     }
 
     #[test]
     fn naive_times_are_read_in_the_schedule_zone() {
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
-        assert_eq!(
-            parse_fuzzy_datetime("2024-07-01 12:00", berlin).unwrap(),
-            utc("2024-07-01T10:00:00Z")
-        );
+        assert_eq!(parse_fuzzy_datetime("2024-07-01 12:00", berlin).unwrap(), utc("2024-07-01T10:00:00Z"));
     }
 
     #[test]
     fn other_forms() {
-        assert_eq!(
-            parse_fuzzy_datetime("2014-05-07T18:00:00+02:00", Tz::UTC).unwrap(),
-            utc("2014-05-07T16:00:00Z")
-        );
-        assert_eq!(
-            parse_fuzzy_datetime("2014-05-07", Tz::UTC).unwrap(),
-            utc("2014-05-07T00:00:00Z")
-        );
-        assert_eq!(
-            parse_fuzzy_datetime("May 7, 2014", Tz::UTC).unwrap(),
-            utc("2014-05-07T00:00:00Z")
-        );
-        assert_eq!(
-            parse_fuzzy_datetime("Fri Jul 11 03:08:57 UTC 2014", Tz::UTC).unwrap(),
-            utc("2014-07-11T03:08:57Z")
-        );
+        assert_eq!(parse_fuzzy_datetime("2014-05-07T18:00:00+02:00", Tz::UTC).unwrap(), utc("2014-05-07T16:00:00Z"));
+        assert_eq!(parse_fuzzy_datetime("2014-05-07", Tz::UTC).unwrap(), utc("2014-05-07T00:00:00Z"));
+        assert_eq!(parse_fuzzy_datetime("May 7, 2014", Tz::UTC).unwrap(), utc("2014-05-07T00:00:00Z"));
+        assert_eq!(parse_fuzzy_datetime("Fri Jul 11 03:08:57 UTC 2014", Tz::UTC).unwrap(), utc("2014-07-11T03:08:57Z"));
     }
 
     #[test]

@@ -146,14 +146,7 @@ const SAFE_VALUED: &[&str] = &[
 
 /// Long options whose value is a path: allowed only inside the project (relative, no `..`) or under
 /// the mirror root.
-const PATH_VALUED: &[&str] = &[
-    "compare-dest",
-    "copy-dest",
-    "link-dest",
-    "temp-dir",
-    "partial-dir",
-    "backup-dir",
-];
+const PATH_VALUED: &[&str] = &["compare-dest", "copy-dest", "link-dest", "temp-dir", "partial-dir", "backup-dir"];
 
 /// `rsync_options` as a client sends it. `delete_option` is the name the 2014 listing used.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -176,43 +169,30 @@ pub struct RsyncOptions {
 
 impl Default for RsyncOptions {
     fn default() -> Self {
-        RsyncOptions {
-            defaults: DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect(),
-            basic: vec![],
-            delete: None,
-        }
+        RsyncOptions { defaults: DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect(), basic: vec![], delete: None }
     }
 }
 
 impl RsyncOptions {
     /// Validates client input against the allowlist. Absent layers take their defaults.
     /// `mirror_root` bounds the absolute paths that `--*-dest` and friends may name.
-    pub fn from_input(
-        input: &RsyncOptionsInput,
-        mirror_root: &Path,
-    ) -> Result<RsyncOptions, FieldError> {
+    pub fn from_input(input: &RsyncOptionsInput, mirror_root: &Path) -> Result<RsyncOptions, FieldError> {
         let base = RsyncOptions::default();
         let defaults = input.defaults.clone().unwrap_or(base.defaults);
         let basic = input.basic.clone().unwrap_or_default();
         let delete = input.delete.clone().filter(|d| !d.trim().is_empty());
         for (i, opt) in defaults.iter().enumerate() {
-            check_option(opt, mirror_root)
-                .map_err(|m| FieldError::new(format!("rsync_options.defaults[{i}]"), m))?;
+            check_option(opt, mirror_root).map_err(|m| FieldError::new(format!("rsync_options.defaults[{i}]"), m))?;
         }
         for (i, opt) in basic.iter().enumerate() {
-            check_option(opt, mirror_root)
-                .map_err(|m| FieldError::new(format!("rsync_options.basic[{i}]"), m))?;
+            check_option(opt, mirror_root).map_err(|m| FieldError::new(format!("rsync_options.basic[{i}]"), m))?;
         }
         if let Some(d) = &delete
             && !DELETE_OPTIONS.contains(&d.as_str())
         {
             return Err(FieldError::new(
                 "rsync_options.delete",
-                format!(
-                    "'{}' is not a delete option; use one of {}",
-                    printable(d),
-                    DELETE_OPTIONS.join(", ")
-                ),
+                format!("'{}' is not a delete option; use one of {}", printable(d), DELETE_OPTIONS.join(", ")),
             ));
         }
         let all: Vec<&String> = defaults.iter().chain(&basic).collect();
@@ -222,11 +202,7 @@ impl RsyncOptions {
                 format!("'{d}' belongs in rsync_options.delete, which holds the one delete option"),
             ));
         }
-        Ok(RsyncOptions {
-            defaults,
-            basic,
-            delete,
-        })
+        Ok(RsyncOptions { defaults, basic, delete })
     }
 
     /// The options in their fixed order: defaults, then basic, then the delete option.
@@ -240,11 +216,7 @@ impl RsyncOptions {
 
     /// The `--port=N` an option sets, if any (the last one wins, as in rsync).
     pub fn port(&self) -> Option<u16> {
-        self.defaults
-            .iter()
-            .chain(&self.basic)
-            .rev()
-            .find_map(|o| o.strip_prefix("--port=")?.parse().ok())
+        self.defaults.iter().chain(&self.basic).rev().find_map(|o| o.strip_prefix("--port=")?.parse().ok())
     }
 }
 
@@ -260,10 +232,7 @@ fn printable(s: &str) -> String {
 /// Checks one option; the error says why it is refused.
 pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
     if opt.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "'{}' contains a control character (newline, NUL...)",
-            printable(opt)
-        ));
+        return Err(format!("'{}' contains a control character (newline, NUL...)", printable(opt)));
     }
     if opt.len() > 1024 {
         return Err("option is longer than 1024 characters".into());
@@ -274,10 +243,7 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
             None => (long, None),
         };
         // `--no-X` turns off an allowed flag X.
-        let base = name
-            .strip_prefix("no-")
-            .filter(|b| SAFE_FLAGS.contains(b))
-            .unwrap_or(name);
+        let base = name.strip_prefix("no-").filter(|b| SAFE_FLAGS.contains(b)).unwrap_or(name);
         if is_delete_option(opt) {
             return Ok(());
         }
@@ -290,9 +256,7 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
         if SAFE_VALUED.contains(&name) {
             return match value {
                 Some(v) if !v.is_empty() => check_value(name, v),
-                _ => Err(format!(
-                    "'--{name}' needs a value in the same item: '--{name}=VALUE'"
-                )),
+                _ => Err(format!("'--{name}' needs a value in the same item: '--{name}=VALUE'")),
             };
         }
         if name == "filter" {
@@ -304,9 +268,7 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
         if PATH_VALUED.contains(&name) {
             return match value {
                 Some(p) if !p.is_empty() => check_inside(name, p, mirror_root),
-                _ => Err(format!(
-                    "'--{name}' needs a value in the same item: '--{name}=PATH'"
-                )),
+                _ => Err(format!("'--{name}' needs a value in the same item: '--{name}=PATH'")),
             };
         }
         return Err(format!("'--{name}' is not an allowed rsync option"));
@@ -328,9 +290,7 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
         }
         return Ok(());
     }
-    Err(format!(
-        "'{opt}' is not an option (a bare word would be read as an extra source)"
-    ))
+    Err(format!("'{opt}' is not an option (a bare word would be read as an extra source)"))
 }
 
 fn check_value(name: &str, value: &str) -> Result<(), String> {
@@ -354,14 +314,10 @@ fn check_filter_rule(rule: &str) -> Result<(), String> {
     let is_merge = kind == "merge" || kind.starts_with('.');
     let is_dir_merge = kind == "dir-merge" || kind.starts_with(':');
     if is_merge {
-        return Err(format!(
-            "filter rule '{rule}' reads a file outside the project"
-        ));
+        return Err(format!("filter rule '{rule}' reads a file outside the project"));
     }
     if is_dir_merge && (arg.contains('/') || arg.is_empty()) {
-        return Err(format!(
-            "filter rule '{rule}': a per-directory merge file must be a plain file name"
-        ));
+        return Err(format!("filter rule '{rule}': a per-directory merge file must be a plain file name"));
     }
     Ok(())
 }
@@ -371,15 +327,11 @@ fn check_filter_rule(rule: &str) -> Result<(), String> {
 fn check_inside(name: &str, value: &str, mirror_root: &Path) -> Result<(), String> {
     let path = Path::new(value);
     if path.is_absolute() {
-        let normal = normalize_lexically(path)
-            .ok_or_else(|| format!("'--{name}={value}' climbs above /"))?;
+        let normal = normalize_lexically(path).ok_or_else(|| format!("'--{name}={value}' climbs above /"))?;
         if normal.starts_with(mirror_root) && normal != mirror_root {
             return Ok(());
         }
-        return Err(format!(
-            "'--{name}={value}' is outside the mirror root {}",
-            mirror_root.display()
-        ));
+        return Err(format!("'--{name}={value}' is outside the mirror root {}", mirror_root.display()));
     }
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(format!("'--{name}={value}' must not contain '..'"));
@@ -432,11 +384,7 @@ mod tests {
             "--chmod=Du=rwx",
             "-zP",
         ] {
-            assert!(
-                check_option(o, root()).is_ok(),
-                "{o}: {:?}",
-                check_option(o, root())
-            );
+            assert!(check_option(o, root()).is_ok(), "{o}: {:?}", check_option(o, root()));
         }
     }
 
@@ -499,47 +447,17 @@ mod tests {
         };
         let o = RsyncOptions::from_input(&input, root()).unwrap();
         assert_eq!(o.layered(), vec!["-avH", "--no-motd", "--delete-after"]);
-        let input = RsyncOptionsInput {
-            defaults: Some(vec![]),
-            basic: None,
-            delete: Some(String::new()),
-        };
-        assert!(
-            RsyncOptions::from_input(&input, root())
-                .unwrap()
-                .layered()
-                .is_empty()
-        );
+        let input = RsyncOptionsInput { defaults: Some(vec![]), basic: None, delete: Some(String::new()) };
+        assert!(RsyncOptions::from_input(&input, root()).unwrap().layered().is_empty());
     }
 
     #[test]
     fn layer_errors_name_the_item() {
-        let input = RsyncOptionsInput {
-            defaults: None,
-            basic: Some(vec!["-a".into(), "-e".into()]),
-            delete: None,
-        };
-        assert_eq!(
-            RsyncOptions::from_input(&input, root()).unwrap_err().field,
-            "rsync_options.basic[1]"
-        );
-        let input = RsyncOptionsInput {
-            defaults: None,
-            basic: None,
-            delete: Some("--rsh=x".into()),
-        };
-        assert_eq!(
-            RsyncOptions::from_input(&input, root()).unwrap_err().field,
-            "rsync_options.delete"
-        );
-        let input = RsyncOptionsInput {
-            defaults: None,
-            basic: Some(vec!["--delete".into()]),
-            delete: None,
-        };
-        assert_eq!(
-            RsyncOptions::from_input(&input, root()).unwrap_err().field,
-            "rsync_options"
-        );
+        let input = RsyncOptionsInput { defaults: None, basic: Some(vec!["-a".into(), "-e".into()]), delete: None };
+        assert_eq!(RsyncOptions::from_input(&input, root()).unwrap_err().field, "rsync_options.basic[1]");
+        let input = RsyncOptionsInput { defaults: None, basic: None, delete: Some("--rsh=x".into()) };
+        assert_eq!(RsyncOptions::from_input(&input, root()).unwrap_err().field, "rsync_options.delete");
+        let input = RsyncOptionsInput { defaults: None, basic: Some(vec!["--delete".into()]), delete: None };
+        assert_eq!(RsyncOptions::from_input(&input, root()).unwrap_err().field, "rsync_options");
     }
 }

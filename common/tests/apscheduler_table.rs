@@ -15,17 +15,13 @@ struct Case {
 
 #[test]
 fn fire_times_match_apscheduler() {
-    let cases: Vec<Case> =
-        serde_json::from_str(include_str!("data/apscheduler_cases.json")).unwrap();
+    let cases: Vec<Case> = serde_json::from_str(include_str!("data/apscheduler_cases.json")).unwrap();
     assert!(cases.len() > 30);
     let mut failures = Vec::new();
     for case in &cases {
         let opts: CronOptions = serde_json::from_value(case.fields.clone()).unwrap();
-        let schedule =
-            Schedule::from_options(&opts).unwrap_or_else(|e| panic!("{}: {e}", case.fields));
-        let now: DateTime<Utc> = DateTime::parse_from_rfc3339(&case.now)
-            .unwrap()
-            .with_timezone(&Utc);
+        let schedule = Schedule::from_options(&opts).unwrap_or_else(|e| panic!("{}: {e}", case.fields));
+        let now: DateTime<Utc> = DateTime::parse_from_rfc3339(&case.now).unwrap().with_timezone(&Utc);
         let mut got = Vec::new();
         let mut at = now;
         while got.len() < case.fires.len() + 1 {
@@ -39,11 +35,7 @@ fn fire_times_match_apscheduler() {
         }
         // APScheduler's list stops at 6 fires or at the end of the schedule; ours must agree on both.
         let ended = case.fires.len() < 6;
-        let ours = if ended {
-            got.clone()
-        } else {
-            got[..got.len().min(case.fires.len())].to_vec()
-        };
+        let ours = if ended { got.clone() } else { got[..got.len().min(case.fires.len())].to_vec() };
         if ours != case.fires {
             failures.push(format!(
                 "{} from {}:\n  apscheduler {:?}\n  ours        {:?}",
@@ -51,11 +43,5 @@ fn fire_times_match_apscheduler() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }

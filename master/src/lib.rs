@@ -1,1 +1,123 @@
-//! m
+//! mirror-master: the REST API that keeps mirrored projects, users and slaves in SQLite, and
+//! (with the scheduler) pulls every project from its upstream with rsync.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod paths;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use mirror_common::api::Role;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::state::{AppState, Inner, ListingCache};
+
+/// A master bound to its port, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, prepares the mirror root, bootstraps the first root user when asked,
+    /// and binds the listener (port 0 picks a free port; see [`Application::port`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.validate()?;
+        let addr = settings.listen_addr()?;
+        tokio::fs::create_dir_all(&settings.mirror_root)
+            .await
+            .with_context(|| format!("mirror_root: cannot create {}", settings.mirror_root.display()))?;
+        let mirror_root = tokio::fs::canonicalize(&settings.mirror_root)
+            .await
+            .with_context(|| format!("mirror_root: cannot resolve {}", settings.mirror_root.display()))?;
+        let db = db::connect(&settings.database)
+            .await
+            .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
+        let key = auth::signing_key(&db, settings.jwt_secret.as_ref().map(|s| s.expose())).await?;
+        let auth = auth::Authenticator::new(
+            &key,
+            Duration::from_secs(settings.token_ttl_secs),
+            Duration::from_secs(settings.auth_cache_ttl_secs),
+        )
+        .await?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
+        let state = AppState::new(Inner {
+            db,
+            settings,
+            mirror_root,
+            auth,
+            listing: ListingCache::default(),
+            project_writes: tokio::sync::Mutex::new(()),
+        });
+        bootstrap_root(&state).await?;
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests under way.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = http::router(self.state.clone());
+        tracing::info!(listen = %self.listener.local_addr()?, "mirror-master serving");
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Creates the first `root` from `MIRROR_ROOT_PASSWORD` when the database has no user at all.
+async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
+    if db::users::count(&state.db).await? > 0 {
+        return Ok(());
+    }
+    match &state.settings.initial_root_password {
+        Some(password) => {
+            http::users::create_user(state, "root", password.expose().to_owned(), Role::Root)
+                .await
+                .map_err(|e| anyhow::anyhow!("MIRROR_ROOT_PASSWORD: {e}"))?;
+            tracing::info!("created user 'root' from MIRROR_ROOT_PASSWORD");
+        }
+        None => tracing::warn!(
+            "no API user exists: set MIRROR_ROOT_PASSWORD, or run `mirror-master create-user NAME --role root`"
+        ),
+    }
+    Ok(())
+}
+
+/// Creates a user from the command line (`mirror-master create-user`), without serving.
+pub async fn create_user_offline(
+    settings: Settings,
+    username: &str,
+    password: String,
+    role: Role,
+) -> anyhow::Result<()> {
+    http::users::check_new_user(username, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = db::connect(&settings.database)
+        .await
+        .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
+    let limiter = tokio::sync::Semaphore::new(1);
+    let hash = auth::hash_password(password, &limiter).await?;
+    let result = db::users::insert(&db, username, &hash, role.as_str()).await;
+    db.close().await;
+    match result {
+        Err(e) if db::is_unique_violation(&e) => anyhow::bail!("user '{username}' already exists"),
+        other => Ok(other?),
+    }
+}

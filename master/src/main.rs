@@ -1,1 +1,100 @@
-fn main() {}
+//! `mirror-master`: parses arguments and runs the library.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mirror_common::api::Role;
+use mirror_master::Application;
+use mirror_master::config::{Secret, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "mirror-master", version, about = "mirror-sync master: REST API, schedules, rsync runs")]
+struct Cli {
+    /// TOML configuration file; MIRROR_MASTER__* environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Create an API user; the password is read from the first line of stdin.
+    CreateUser {
+        name: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Root,
+    User,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    Ok(password)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    settings.initial_root_password =
+        std::env::var("MIRROR_ROOT_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new);
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::CreateUser { name, role } => {
+            let role = match role {
+                RoleArg::Root => Role::Root,
+                RoleArg::User => Role::User,
+            };
+            let password = read_password()?;
+            mirror_master::create_user_offline(settings, &name, password, role).await?;
+            eprintln!("created user '{name}' with role {}", role.as_str());
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mirror-master: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

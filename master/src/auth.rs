@@ -1,0 +1,254 @@
+//! Who is calling: HTTP Basic (argon2 passwords, with a short-lived cache of verified logins) and
+//! JWT bearer tokens from `GET /get_token/`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use mirror_common::api::Role;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::db;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub username: String,
+    pub role: Role,
+}
+
+/// Hashes a password with argon2id (default parameters) off the async threads.
+pub async fn hash_password(password: String, limiter: &Semaphore) -> anyhow::Result<String> {
+    let _permit = limiter.acquire().await?;
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+    })
+    .await?
+}
+
+async fn verify_password(password: String, hash: String, limiter: &Semaphore) -> anyhow::Result<bool> {
+    let _permit = limiter.acquire().await?;
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash is invalid: {e}"))?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await?
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+}
+
+struct CachedLogin {
+    username: String,
+    role: Role,
+    until: Instant,
+}
+
+/// Upper bound on remembered logins; past it the cache is cleared rather than grown.
+const CACHE_CAPACITY: usize = 10_000;
+
+pub struct Authenticator {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub token_ttl: Duration,
+    cache_ttl: Duration,
+    /// Keys are SHA-256 over (salt, username, password): a wrong password never finds an entry,
+    /// and the table holds no password.
+    cache: RwLock<HashMap<[u8; 32], CachedLogin>>,
+    salt: [u8; 32],
+    /// An argon2 hash of nothing in particular, verified against when the user does not exist, so
+    /// that "no such user" costs as long as "wrong password".
+    decoy_hash: String,
+    /// Caps concurrent argon2 work: a flood of bad logins cannot take every core.
+    pub hash_limiter: Semaphore,
+}
+
+impl Authenticator {
+    pub async fn new(jwt_key: &[u8], token_ttl: Duration, cache_ttl: Duration) -> anyhow::Result<Self> {
+        let mut salt = [0u8; 32];
+        rand::rng().fill_bytes(&mut salt);
+        let limiter = Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let mut decoy = [0u8; 16];
+        rand::rng().fill_bytes(&mut decoy);
+        let decoy_hash = hash_password(base64::engine::general_purpose::STANDARD.encode(decoy), &limiter).await?;
+        Ok(Authenticator {
+            encoding: EncodingKey::from_secret(jwt_key),
+            decoding: DecodingKey::from_secret(jwt_key),
+            token_ttl,
+            cache_ttl,
+            cache: RwLock::new(HashMap::new()),
+            salt,
+            decoy_hash,
+            hash_limiter: limiter,
+        })
+    }
+
+    fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update((username.len() as u64).to_le_bytes());
+        h.update(username.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Forgets every cached login of `username` (after its removal).
+    pub fn forget(&self, username: &str) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.retain(|_, v| v.username != username);
+        }
+    }
+
+    async fn check_basic(&self, db: &db::Db, username: &str, password: &str) -> Result<Principal, ApiError> {
+        let key = self.cache_key(username, password);
+        if let Ok(cache) = self.cache.read()
+            && let Some(hit) = cache.get(&key).filter(|c| c.until > Instant::now())
+        {
+            return Ok(Principal { username: hit.username.clone(), role: hit.role });
+        }
+        let user = db::users::get(db, username).await?;
+        let hash = user.as_ref().map_or_else(|| self.decoy_hash.clone(), |u| u.password_hash.clone());
+        let ok = verify_password(password.to_owned(), hash, &self.hash_limiter).await?;
+        let (Some(user), true) = (user, ok) else {
+            return Err(ApiError::Unauthorized("wrong username or password"));
+        };
+        let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
+        if !self.cache_ttl.is_zero()
+            && let Ok(mut cache) = self.cache.write()
+        {
+            let now = Instant::now();
+            if cache.len() >= CACHE_CAPACITY {
+                cache.retain(|_, v| v.until > now);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, CachedLogin { username: user.username.clone(), role, until: now + self.cache_ttl });
+        }
+        Ok(Principal { username: user.username, role })
+    }
+
+    /// Issues a token for `username`; returns it with its expiry.
+    pub fn issue_token(&self, username: &str) -> anyhow::Result<(String, chrono::DateTime<chrono::Utc>)> {
+        let now = chrono::Utc::now();
+        let exp = now + chrono::Duration::from_std(self.token_ttl)?;
+        let claims = Claims { sub: username.to_owned(), iat: now.timestamp(), exp: exp.timestamp() };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, exp))
+    }
+
+    async fn check_bearer(&self, db: &db::Db, token: &str) -> Result<Principal, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+            ApiError::Unauthorized(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
+                _ => "invalid token",
+            })
+        })?;
+        // The user's current role counts, and a removed user's tokens stop working at once.
+        let user = db::users::get(db, &data.claims.sub)
+            .await?
+            .ok_or(ApiError::Unauthorized("the token's user no longer exists"))?;
+        let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
+        Ok(Principal { username: user.username, role })
+    }
+
+    /// Reads the `Authorization` header: `None` when absent, an error when present but wrong.
+    pub async fn authenticate(&self, db: &db::Db, parts: &Parts) -> Result<Option<Principal>, ApiError> {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or(ApiError::Unauthorized("malformed Basic credentials"))?;
+            let (user, password) =
+                decoded.split_once(':').ok_or(ApiError::Unauthorized("malformed Basic credentials"))?;
+            return self.check_basic(db, user, password).await.map(Some);
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.check_bearer(db, rest).await.map(Some);
+        }
+        Err(ApiError::Unauthorized("unsupported Authorization scheme (use Basic or Bearer)"))
+    }
+}
+
+/// Whoever is calling, if anyone: wrong credentials are still a 401.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.auth.authenticate(&state.db, parts).await.map(MaybeCaller)
+    }
+}
+
+/// An authenticated caller of any role (`root` or `user`).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match MaybeCaller::from_request_parts(parts, state).await? {
+            MaybeCaller(Some(p)) => Ok(Caller(p)),
+            MaybeCaller(None) => Err(ApiError::Unauthorized("log in with HTTP Basic or a Bearer token")),
+        }
+    }
+}
+
+/// An authenticated `root`.
+pub struct RootCaller(pub Principal);
+
+impl FromRequestParts<AppState> for RootCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(p) = Caller::from_request_parts(parts, state).await?;
+        if p.role != Role::Root {
+            return Err(ApiError::Forbidden("this needs the root role"));
+        }
+        Ok(RootCaller(p))
+    }
+}
+
+/// The token signing key: from the configuration, or generated once and kept in the database.
+pub async fn signing_key(db: &db::Db, configured: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    if let Some(k) = configured {
+        return Ok(k.as_bytes().to_vec());
+    }
+    let mut fresh = [0u8; 32];
+    rand::rng().fill_bytes(&mut fresh);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(fresh);
+    let kept = db::settings::get_or_insert(db, "jwt_secret", &encoded).await?;
+    Ok(base64::engine::general_purpose::STANDARD.decode(kept)?)
+}
+
+pub type SharedAuth = Arc<Authenticator>;

@@ -1,0 +1,101 @@
+//! Mirrored projects.
+
+use super::{Db, now};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectRow {
+    pub id: String,
+    pub project: String,
+    pub id_derived: bool,
+    pub rsync_host: String,
+    pub rsync_module: String,
+    pub dest: String,
+    pub rsync_password: Option<String>,
+    /// JSON `ScheduleSpec`, or NULL for manual-only.
+    pub schedule: Option<String>,
+    /// JSON `RsyncOptions`.
+    pub rsync_options: String,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
+                       rsync_options, enabled, created_at, updated_at";
+
+pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await
+}
+
+pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
+         rsync_options, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&p.id)
+    .bind(&p.project)
+    .bind(p.id_derived)
+    .bind(&p.rsync_host)
+    .bind(&p.rsync_module)
+    .bind(&p.dest)
+    .bind(&p.rsync_password)
+    .bind(&p.schedule)
+    .bind(&p.rsync_options)
+    .bind(p.enabled)
+    .bind(&p.created_at)
+    .bind(&p.updated_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Writes every field of `p` to the row that had id `old_id` (the id itself may change).
+/// Returns false when there is no such row.
+pub async fn update(db: &Db, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE projects SET id = ?, project = ?, id_derived = ?, rsync_host = ?, rsync_module = ?, dest = ?, \
+         rsync_password = ?, schedule = ?, rsync_options = ?, enabled = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(&p.id)
+    .bind(&p.project)
+    .bind(p.id_derived)
+    .bind(&p.rsync_host)
+    .bind(&p.rsync_module)
+    .bind(&p.dest)
+    .bind(&p.rsync_password)
+    .bind(&p.schedule)
+    .bind(&p.rsync_options)
+    .bind(p.enabled)
+    .bind(now())
+    .bind(old_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_enabled(db: &Db, id: &str, enabled: bool) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE projects SET enabled = ?, updated_at = ? WHERE id = ?")
+        .bind(enabled)
+        .bind(now())
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn remove(db: &Db, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(db).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// (id, dest) of every project, to refuse a `dest` inside another project's.
+pub async fn dests(db: &Db) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT id, dest FROM projects").fetch_all(db).await
+}

@@ -1,0 +1,38 @@
+//! Slaves the master notifies.
+
+use super::{Db, now};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SlaveRow {
+    pub hostname: String,
+    pub port: i64,
+    pub added_at: String,
+}
+
+pub async fn list(db: &Db) -> sqlx::Result<Vec<SlaveRow>> {
+    sqlx::query_as("SELECT hostname, port, added_at FROM slaves ORDER BY hostname, port").fetch_all(db).await
+}
+
+/// Adds a slave; `false` when it was already there.
+pub async fn insert(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
+    let done = sqlx::query("INSERT INTO slaves (hostname, port, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        .bind(hostname)
+        .bind(i64::from(port))
+        .bind(now())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn ports_of(db: &Db, hostname: &str) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT port FROM slaves WHERE hostname = ? ORDER BY port").bind(hostname).fetch_all(db).await
+}
+
+pub async fn remove(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM slaves WHERE hostname = ? AND port = ?")
+        .bind(hostname)
+        .bind(i64::from(port))
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,114 @@
+//! Extractors whose rejections come out as `ApiError`, naming the offending field.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Query, Request};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON body. Any content type is accepted (curl's `-d` sends a form type), but the body must be
+/// a JSON document of the right shape: a wrong type, a missing or an unknown field is a 400 that
+/// names the field (`cron_options.minute`).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadJson { field: None, message: format!("cannot read the request body: {e}") })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadJson { field: None, message: "the request body must be a JSON object".into() });
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end().map_err(|e| ApiError::BadJson { field: None, message: strip_position(&e.to_string()) })?;
+    Ok(value)
+}
+
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+fn json_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ApiError {
+    let path = e.path().to_string();
+    let message = strip_position(&e.inner().to_string());
+    // serde names a missing or unknown field only in its message.
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
+    let field = match (path.as_str(), named) {
+        ("." | "?", Some(n)) => Some(n),
+        ("." | "?", None) => None,
+        (p, Some(n)) if !p.ends_with(&n) => Some(format!("{p}.{n}")),
+        (p, _) => Some(p.to_owned()),
+    };
+    ApiError::BadJson { field, message }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The query string as a map; a malformed one is a 400.
+pub struct QueryMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(m)| QueryMap(m))
+            .map_err(|e| ApiError::BadJson { field: None, message: format!("bad query string: {e}") })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use mirror_common::api::AddProject;
+
+    fn field_of(body: &str) -> Option<String> {
+        match parse_json::<AddProject>(body.as_bytes()) {
+            Err(ApiError::BadJson { field, .. }) => field,
+            other => panic!("{body}: {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m"}"#).as_deref(), Some("dest"));
+        assert_eq!(
+            field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m","dest":"d","colour":1}"#).as_deref(),
+            Some("colour")
+        );
+        assert_eq!(field_of(r#"{"project":5}"#).as_deref(), Some("project"));
+        assert_eq!(
+            field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m","dest":"d","cron_options":{"minute":[1]}}"#)
+                .as_deref(),
+            Some("cron_options.minute")
+        );
+        assert_eq!(
+            field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m","dest":"d","cron_options":{"minit":1}}"#)
+                .as_deref(),
+            Some("cron_options.minit")
+        );
+        assert_eq!(field_of(r#"{"project":"a""#), None);
+        assert_eq!(field_of(r#""hello""#), None);
+    }
+}

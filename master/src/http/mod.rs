@@ -1,0 +1,62 @@
+//! The HTTP API. `router` is the one table of every route; handlers live by resource.
+
+pub mod error;
+pub mod extract;
+pub mod projects;
+pub mod slaves;
+pub mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, get, post};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// Every route, as the 2014 API named it. Each also answers without its trailing slash.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        // slaves (root)
+        ("/add_slave/", post(slaves::add_slave)),
+        ("/list_slaves/", get(slaves::list_slaves)),
+        ("/remove_slave/", post(slaves::remove_slave)),
+        // projects (root or user; listing public unless configured otherwise)
+        ("/add_project/", post(projects::add_project)),
+        ("/list_projects/", get(projects::list_projects)),
+        ("/remove_project/", post(projects::remove_project)),
+        ("/enable_project/", get(projects::enable_project).post(projects::enable_project)),
+        ("/enable_project/{arg}", get(projects::enable_project_path).post(projects::enable_project_path)),
+        ("/disable_project/", get(projects::disable_project).post(projects::disable_project)),
+        ("/disable_project/{arg}", get(projects::disable_project_path).post(projects::disable_project_path)),
+        ("/update_project/basic/", post(projects::update_project_basic)),
+        ("/update_project/schedule/", post(projects::update_project_schedule)),
+        // users (root) and tokens (anyone logged in)
+        ("/create_api_user/", post(users::create_api_user)),
+        ("/list_users/", get(users::list_users)),
+        ("/remove_api_user/", post(users::remove_api_user)),
+        ("/get_token/", get(users::get_token).post(users::get_token)),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (path, handler) in routes() {
+        let bare = path.trim_end_matches('/');
+        router = router.route(path, handler.clone());
+        if bare != path {
+            router = router.route(bare, handler);
+        }
+    }
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(error::name_errors))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

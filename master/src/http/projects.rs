@@ -1,0 +1,438 @@
+//! Projects: add, list, update (basic fields, schedule), enable, disable, remove.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use mirror_common::api::{AddProject, ProjectId, ProjectView, UpdateProjectBasic, is_valid_id};
+use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
+use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, QueryMap, from_value};
+use crate::auth::{Caller, MaybeCaller};
+use crate::db::{self, projects::ProjectRow};
+use crate::paths::{overlaps, resolve_dest};
+use crate::state::AppState;
+
+const MAX_TEXT: usize = 1024;
+
+fn check_text(field: &'static str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(ApiError::field(field, "is too long or contains a control character"));
+    }
+    Ok(())
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<(), ApiError> {
+    if !is_valid_id(id) {
+        return Err(ApiError::field(field, format!("'{}' is not a valid id: use [A-Za-z0-9._-]+", id.escape_debug())));
+    }
+    Ok(())
+}
+
+/// A host name, an IPv4 address or an IPv6 address. Never something rsync could read as an option.
+fn check_host(host: &str) -> Result<(), ApiError> {
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if is_name || host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    Err(ApiError::field("rsync_host", format!("'{}' is not a host name or IP address", host.escape_debug())))
+}
+
+/// `module` or `module/path/inside`: no `..`, no control characters.
+fn check_module(module: &str) -> Result<(), ApiError> {
+    check_text("rsync_module", module)?;
+    let (name, path) = module.split_once('/').unwrap_or((module, ""));
+    if !is_valid_id(name) {
+        return Err(ApiError::field("rsync_module", format!("module name '{name}' must match [A-Za-z0-9._-]+")));
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return Err(ApiError::field("rsync_module", "the path inside the module must not contain '..'"));
+    }
+    Ok(())
+}
+
+fn check_password(password: Option<String>) -> Result<Option<String>, ApiError> {
+    match password {
+        Some(p) if p.is_empty() => Ok(None),
+        Some(p) if p.len() > MAX_TEXT || p.contains(['\0', '\n', '\r']) => {
+            Err(ApiError::field("rsync_password", "is too long or contains a newline or NUL"))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Resolves `dest` and refuses one that is, contains, or lies inside another project's.
+async fn check_dest(state: &AppState, dest: &str, own_id: Option<&str>) -> Result<String, ApiError> {
+    let resolved = resolve_dest(&state.mirror_root, dest).await?;
+    for (id, other) in db::projects::dests(&state.db).await? {
+        if Some(id.as_str()) != own_id && overlaps(&resolved, std::path::Path::new(&other)) {
+            return Err(ApiError::conflict(
+                "dest",
+                format!("{} overlaps the dest of project '{id}'", resolved.display()),
+            ));
+        }
+    }
+    resolved.into_os_string().into_string().map_err(|_| ApiError::field("dest", "is not valid UTF-8"))
+}
+
+/// Validates client cron options; `None` when they name no schedule at all (manual runs only).
+fn schedule_from(opts: Option<&CronOptions>, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, ApiError> {
+    let Some(opts) = opts else { return Ok(None) };
+    let no_dates = opts.start_date.is_none() && opts.end_date.is_none() && opts.timezone.is_none();
+    if opts.has_no_time_field() && no_dates {
+        return Ok(None);
+    }
+    let schedule = Schedule::from_options(opts)?;
+    if schedule.next_fire_at_or_after(now).is_none() {
+        return Err(ApiError::field("cron_options", "this schedule never fires from now on (check year and end_date)"));
+    }
+    Ok(Some(schedule.spec().clone()))
+}
+
+fn rsync_options_from(state: &AppState, input: Option<&RsyncOptionsInput>) -> Result<RsyncOptions, ApiError> {
+    Ok(RsyncOptions::from_input(&input.cloned().unwrap_or_default(), &state.mirror_root)?)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(|e| ApiError::Internal(e.into()))
+}
+
+fn store_error(e: sqlx::Error, id: &str) -> ApiError {
+    if db::is_unique_violation(&e) {
+        return ApiError::conflict("id", format!("a project with id '{id}' or the same dest already exists"));
+    }
+    e.into()
+}
+
+pub async fn add_project(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    ApiJson(req): ApiJson<AddProject>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    check_text("project", &req.project)?;
+    let (id, id_derived) = match &req.id {
+        Some(id) => {
+            check_id("id", id)?;
+            (id.clone(), false)
+        }
+        None => {
+            if !is_valid_id(&req.project) {
+                return Err(ApiError::field(
+                    "project",
+                    "cannot serve as the id ([A-Za-z0-9._-]+): give an explicit id",
+                ));
+            }
+            (req.project.clone(), true)
+        }
+    };
+    check_host(&req.rsync_host)?;
+    check_module(&req.rsync_module)?;
+    let rsync_password = check_password(req.rsync_password)?;
+    let schedule = schedule_from(req.cron_options.as_ref(), now)?;
+    let rsync_options = rsync_options_from(&state, req.rsync_options.as_ref())?;
+
+    let _writing = state.project_writes.lock().await;
+    if db::projects::get(&state.db, &id).await?.is_some() {
+        return Err(ApiError::conflict("id", format!("a project with id '{id}' already exists")));
+    }
+    let dest = check_dest(&state, &req.dest, None).await?;
+    let stamp = db::now();
+    let row = ProjectRow {
+        id: id.clone(),
+        project: req.project.clone(),
+        id_derived,
+        rsync_host: req.rsync_host,
+        rsync_module: req.rsync_module,
+        dest,
+        rsync_password,
+        schedule: schedule.as_ref().map(to_json).transpose()?,
+        rsync_options: to_json(&rsync_options)?,
+        enabled: req.enabled.unwrap_or(true),
+        created_at: stamp.clone(),
+        updated_at: stamp,
+    };
+    db::projects::insert(&state.db, &row).await.map_err(|e| store_error(e, &id))?;
+    state.listing.invalidate();
+    tracing::info!(project.id = %id, "project added");
+    Ok((StatusCode::CREATED, Json(json!({"method": "add_project", "success": true, "project": req.project, "id": id})))
+        .into_response())
+}
+
+/// Builds the listed form of a project. Never includes the password.
+pub fn view(row: &ProjectRow, now: DateTime<Utc>) -> Result<ProjectView, ApiError> {
+    let spec: Option<ScheduleSpec> =
+        row.schedule.as_deref().map(serde_json::from_str).transpose().map_err(|e| ApiError::Internal(e.into()))?;
+    let options: RsyncOptions = serde_json::from_str(&row.rsync_options).map_err(|e| ApiError::Internal(e.into()))?;
+    let next_run_time = match (&spec, row.enabled) {
+        (Some(spec), true) => Schedule::from_spec(spec.clone())
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule of {}: {e}", row.id)))?
+            .next_fire_at_or_after(now),
+        _ => None,
+    };
+    Ok(ProjectView {
+        id: row.id.clone(),
+        project: row.project.clone(),
+        rsync_host: row.rsync_host.clone(),
+        rsync_module: row.rsync_module.clone(),
+        dest: row.dest.clone(),
+        enabled: row.enabled,
+        cron_options: spec,
+        rsync_options: (&options).into(),
+        rsync_password_set: row.rsync_password.is_some(),
+        next_run_time: next_run_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        created_at: row.created_at.clone(),
+        updated_at: row.updated_at.clone(),
+    })
+}
+
+pub async fn list_projects(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+) -> Result<Response, ApiError> {
+    if !state.settings.public_read && caller.is_none() {
+        return Err(ApiError::Unauthorized("listing projects needs a login on this master"));
+    }
+    let now = Utc::now();
+    let body = match state.listing.get(now) {
+        Some(body) => body,
+        None => {
+            let version = state.listing.version();
+            let rows = db::projects::list(&state.db).await?;
+            let views = rows.iter().map(|r| view(r, now)).collect::<Result<Vec<_>, _>>()?;
+            let valid_until = views
+                .iter()
+                .filter_map(|v| v.next_run_time.as_deref())
+                .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .min();
+            let body = axum::body::Bytes::from(serde_json::to_vec(&views).map_err(|e| ApiError::Internal(e.into()))?);
+            state.listing.put(version, valid_until, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+pub async fn remove_project(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    ApiJson(req): ApiJson<ProjectId>,
+) -> Result<Json<Value>, ApiError> {
+    let _writing = state.project_writes.lock().await;
+    if !db::projects::remove(&state.db, &req.id).await? {
+        return Err(ApiError::not_found("id", format!("no project with id '{}'", req.id.escape_debug())));
+    }
+    state.listing.invalidate();
+    tracing::info!(project.id = %req.id, "project removed");
+    Ok(Json(json!({"method": "remove_project", "success": true, "id": req.id})))
+}
+
+/// The id from `?id=` (or `?project=`, which the 2014 README also used).
+pub fn id_param(query: &QueryMap) -> Result<String, ApiError> {
+    query
+        .0
+        .get("id")
+        .or_else(|| query.0.get("project"))
+        .cloned()
+        .ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))
+}
+
+async fn set_enabled(state: &AppState, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
+    let method = if enabled { "enable_project" } else { "disable_project" };
+    let _writing = state.project_writes.lock().await;
+    if !db::projects::set_enabled(&state.db, &id, enabled).await? {
+        return Err(ApiError::not_found("id", format!("no project with id '{}'", id.escape_debug())));
+    }
+    state.listing.invalidate();
+    tracing::info!(project.id = %id, enabled, "project {}", if enabled { "enabled" } else { "disabled" });
+    Ok(Json(json!({"method": method, "success": true, "id": id, "enabled": enabled})))
+}
+
+pub async fn enable_project(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    query: QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, id_param(&query)?, true).await
+}
+
+pub async fn disable_project(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    query: QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, id_param(&query)?, false).await
+}
+
+/// The 2014 README's own example, `/disable_project/id=ubuntu`, put the id in the path.
+fn id_from_path(arg: &str) -> Result<String, ApiError> {
+    arg.strip_prefix("id=")
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))
+}
+
+pub async fn enable_project_path(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    Path(arg): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, id_from_path(&arg)?, true).await
+}
+
+pub async fn disable_project_path(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    Path(arg): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, id_from_path(&arg)?, false).await
+}
+
+async fn existing(state: &AppState, id: &str) -> Result<ProjectRow, ApiError> {
+    db::projects::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", format!("no project with id '{}'", id.escape_debug())))
+}
+
+pub async fn update_project_basic(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    ApiJson(req): ApiJson<UpdateProjectBasic>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(p) = &req.project {
+        check_text("project", p)?;
+    }
+    if let Some(h) = &req.rsync_host {
+        check_host(h)?;
+    }
+    if let Some(m) = &req.rsync_module {
+        check_module(m)?;
+    }
+    let password = req.rsync_password.map(check_password).transpose()?;
+    let options = req.rsync_options.as_ref().map(|o| rsync_options_from(&state, Some(o))).transpose()?;
+
+    let _writing = state.project_writes.lock().await;
+    let old = existing(&state, &req.id).await?;
+    let mut row = old.clone();
+    if let Some(p) = req.project {
+        // As the 2014 API documents: an id derived from the name follows a new name.
+        if old.id_derived && p != old.project {
+            if !is_valid_id(&p) {
+                return Err(ApiError::field(
+                    "project",
+                    "cannot serve as the id ([A-Za-z0-9._-]+) this project's id follows",
+                ));
+            }
+            if db::projects::get(&state.db, &p).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "project",
+                    format!("renaming would change the id to '{p}', which exists"),
+                ));
+            }
+            row.id = p.clone();
+        }
+        row.project = p;
+    }
+    if let Some(h) = req.rsync_host {
+        row.rsync_host = h;
+    }
+    if let Some(m) = req.rsync_module {
+        row.rsync_module = m;
+    }
+    if let Some(d) = req.dest {
+        row.dest = check_dest(&state, &d, Some(&old.id)).await?;
+    }
+    if let Some(p) = password {
+        row.rsync_password = p;
+    }
+    if let Some(o) = options {
+        row.rsync_options = to_json(&o)?;
+    }
+    if !db::projects::update(&state.db, &old.id, &row).await.map_err(|e| store_error(e, &row.id))? {
+        return Err(ApiError::not_found("id", format!("no project with id '{}'", old.id)));
+    }
+    state.listing.invalidate();
+    tracing::info!(project.id = %row.id, previous.id = %old.id, "project updated");
+    Ok(Json(json!({"method": "update_project_basic", "success": true, "id": row.id, "project": row.project})))
+}
+
+/// The 2014 payload is flat: `{"id": "ubuntu", "minute": "*/5", "start_date": "..."}`. It replaces
+/// the whole schedule; with no time field at all the project becomes manual-only.
+pub async fn update_project_schedule(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let id = match body.remove("id") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(ApiError::field("id", "must be a string")),
+        None => return Err(ApiError::BadJson { field: Some("id".into()), message: "missing field `id`".into() }),
+    };
+    let opts: CronOptions = from_value(Value::Object(body))?;
+    let now = Utc::now();
+    let spec = schedule_from(Some(&opts), now).map_err(|e| match e {
+        // The payload is flat, so name the field as the client wrote it.
+        ApiError::Field(mut f) => {
+            f.field = f.field.strip_prefix("cron_options.").map(str::to_owned).unwrap_or(f.field);
+            ApiError::Field(f)
+        }
+        other => other,
+    })?;
+    let _writing = state.project_writes.lock().await;
+    let mut row = existing(&state, &id).await?;
+    row.schedule = spec.as_ref().map(to_json).transpose()?;
+    db::projects::update(&state.db, &id, &row).await?;
+    state.listing.invalidate();
+    let listed = view(&row, now)?;
+    tracing::info!(project.id = %id, "schedule replaced");
+    Ok(Json(json!({
+        "method": "update_project_schedule",
+        "success": true,
+        "id": id,
+        "cron_options": listed.cron_options,
+        "next_run_time": listed.next_run_time,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in ["rsync.fedora.org", "localhost", "10.0.0.1", "::1", "ftp-1.osuosl.org"] {
+            assert!(check_host(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-e.example", "a b", "", "host;rm", "a..b", "[::1]", "host::mod", "-oProxyCommand=x"] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modules() {
+        for ok in ["fedora", "fedora/linux/releases", "debian-cd/12.0"] {
+            assert!(check_module(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "mod/../../etc", "mod\nx", "a b/c", "/abs"] {
+            assert!(check_module(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Where a project's files may go: under the mirror root, after `..` and symlinks are resolved.
+
+use std::path::{Path, PathBuf};
+
+use mirror_common::FieldError;
+use mirror_common::rsync_opts::normalize_lexically;
+
+/// Resolves `dest` (absolute, or relative to the mirror root) to the absolute path rsync will
+/// write to, and checks it lies strictly under `root` (itself already canonical). The longest
+/// existing prefix is canonicalised, so a symlink inside the root that points out of it is caught.
+pub async fn resolve_dest(root: &Path, dest: &str) -> Result<PathBuf, FieldError> {
+    let err = |m: String| FieldError::new("dest", m);
+    if dest.trim().is_empty() {
+        return Err(err("must not be empty".into()));
+    }
+    if dest.chars().any(char::is_control) || dest.len() > 4096 {
+        return Err(err("contains a control character or is too long".into()));
+    }
+    let joined = if Path::new(dest).is_absolute() { PathBuf::from(dest) } else { root.join(dest) };
+    let normal = normalize_lexically(&joined).ok_or_else(|| err(format!("'{dest}' climbs above /")))?;
+    let mut existing = normal.as_path();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match tokio::fs::canonicalize(existing).await {
+            Ok(c) => break c,
+            Err(_) => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(err(format!("'{dest}' has no existing parent")));
+                };
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+        }
+    };
+    let full = rest.iter().rev().fold(resolved, |p, c| p.join(c));
+    if !full.starts_with(root) || full == root {
+        return Err(err(format!(
+            "'{dest}' resolves to {}, which is not inside the mirror root {}",
+            full.display(),
+            root.display()
+        )));
+    }
+    Ok(full)
+}
+
+/// True when one of the two directories contains the other (or they are the same).
+pub fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
