@@ -69,7 +69,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.initial_root_password =
         std::env::var("MIRROR_ROOT_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new);
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(settings).await?;

@@ -1,1 +1,290 @@
-//! Test helpers.
+//! Helpers for the end-to-end tests: a real master (in-process on port 0, or the real binary),
+//! an HTTP client with the three ways of logging in, and waiting on readiness, never on a sleep.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use mirror_master::Application;
+use mirror_master::config::{Secret, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const ROOT_PASSWORD: &str = "root-password-for-tests";
+pub const USER_PASSWORD: &str = "user-password-for-tests";
+/// The tests sign their own (expired) tokens with this key.
+pub const JWT_SECRET: &str = "test-signing-key-that-is-long-enough-0123456789";
+
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+impl Auth {
+    pub fn basic(user: &str, password: &str) -> Auth {
+        Auth::Basic(user.into(), password.into())
+    }
+    pub fn root() -> Auth {
+        Auth::basic("root", ROOT_PASSWORD)
+    }
+    pub fn user() -> Auth {
+        Auth::basic("alice", USER_PASSWORD)
+    }
+}
+
+/// A response read whole: status, content type and JSON body (`Null` when not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+    pub text: String,
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Api {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Api { base, client }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, auth: &Auth) -> Reply {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        req = match auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::Bearer(t) => req.bearer_auth(t),
+        };
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let content_type =
+            resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned()).unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, content_type, body, text }
+    }
+
+    pub async fn get(&self, path: &str, auth: &Auth) -> Reply {
+        self.call(Method::GET, path, None, auth).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, auth: &Auth) -> Reply {
+        self.call(Method::POST, path, Some(body), auth).await
+    }
+
+    pub async fn token(&self, auth: &Auth) -> String {
+        let r = self.get("/get_token/", auth).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A master running inside the test process, on a free port, with its own SQLite file.
+pub struct TestMaster {
+    pub api: Api,
+    pub dir: TempDir,
+    pub settings: Settings,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestMaster {
+    pub fn settings_in(dir: &Path) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            database: dir.join("master.db"),
+            mirror_root: dir.join("mirror"),
+            jwt_secret: Some(Secret::new(JWT_SECRET)),
+            initial_root_password: Some(Secret::new(ROOT_PASSWORD)),
+            ..Settings::default()
+        }
+    }
+
+    pub async fn start() -> TestMaster {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Self::settings_in(dir.path());
+        Self::start_with(dir, settings).await
+    }
+
+    pub async fn start_with(dir: TempDir, settings: Settings) -> TestMaster {
+        let app = Application::build(settings.clone()).await.unwrap();
+        let api = Api::new(format!("http://127.0.0.1:{}", app.port()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        let master = TestMaster { api, dir, settings, shutdown: Some(tx), task: Some(task) };
+        // A second user with the `user` role, for role checks.
+        let r = master
+            .api
+            .post(
+                "/create_api_user/",
+                &serde_json::json!({"username": "alice", "password": USER_PASSWORD}),
+                &Auth::root(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        master
+    }
+
+    pub fn mirror_root(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path().join("mirror")).unwrap()
+    }
+
+    /// Stops serving and waits until the database is closed; the directory is kept.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
+/// The workspace's `target/<profile>` directory, where `cargo build` put the binaries.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", path.display());
+    path
+}
+
+/// A real `mirror-master` process. Its address is read from its own start-up log line.
+pub struct MasterProcess {
+    pub child: Child,
+    pub api: Api,
+    pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl MasterProcess {
+    /// Starts the binary in `cwd` with `env`, on a free port unless `env` sets the listen address,
+    /// and waits until it answers.
+    pub async fn start(cwd: &Path, env: &[(&str, &str)]) -> MasterProcess {
+        Self::start_with_args(cwd, &[], env).await
+    }
+
+    pub async fn start_with_args(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> MasterProcess {
+        let mut cmd = Command::new(binary("mirror-master"));
+        cmd.current_dir(cwd)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MIRROR_MASTER__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, mut log) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let line = tokio::time::timeout_at(deadline.into(), log.recv())
+                .await
+                .expect("master did not report its address in time")
+                .expect("master exited before serving");
+            if let Some(rest) = strip_ansi(&line).split("listen=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let api = Api::new(format!("http://{addr}"));
+        wait_until_serving(&api).await;
+        MasterProcess { child, api, log }
+    }
+
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// Every log line printed so far.
+    pub fn drain_log(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(l) = self.log.try_recv() {
+            out.push(strip_ansi(&l));
+        }
+        out
+    }
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Polls until the API answers (it is already bound, so this is short).
+pub async fn wait_until_serving(api: &Api) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = api.client.get(format!("{}/list_projects/", api.base)).send().await
+            && r.status().as_u16() != 503
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "master at {} never answered", api.base);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A token signed with the tests' key, `seconds` from now (negative: already expired).
+pub fn token_expiring_in(username: &str, seconds: i64) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        sub: &'a str,
+        iat: i64,
+        exp: i64,
+    }
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &Claims { sub: username, iat: now - 7200, exp: now + seconds },
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn basic_header(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit tests, and the end-to-end tests that start real
+# rsync daemons, masters and slaves. Installs what it needs (Debian's rsync) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo fmt --all -- --check
+# The end-to-end tests run the real binaries: build them first.
+cargo build --workspace --bins --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

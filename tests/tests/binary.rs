@@ -1,0 +1,119 @@
+//! The real `mirror-master` binary: configuration, the `create-user` command, and a restart that
+//! keeps every piece of data.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+
+use mirror_tests::{Auth, MasterProcess, binary};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+async fn create_user(dir: &std::path::Path, name: &str, role: &str, stdin: &str) -> std::process::Output {
+    let mut child = tokio::process::Command::new(binary("mirror-master"))
+        .current_dir(dir)
+        .args(["create-user", name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_all_data_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    // No user yet: create the first root from stdin, as an operator would.
+    let out = create_user(dir.path(), "admin", "root", "admin-secret\n").await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = create_user(dir.path(), "admin", "root", "again\n").await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let mut master = MasterProcess::start(dir.path(), &[]).await;
+    let admin = Auth::basic("admin", "admin-secret");
+    let api = master.api.clone();
+    let project = json!({
+        "project": "fedora", "rsync_module": "fedora", "rsync_host": "rsync.example.org", "dest": "fedora",
+        "rsync_password": "upstream-secret", "cron_options": {"hour": "4", "timezone": "Europe/Berlin"},
+    });
+    assert_eq!(api.post("/add_project/", &project, &admin).await.status, StatusCode::CREATED);
+    assert_eq!(
+        api.post("/add_slave/", &json!({"hostname": "s1.example", "port": 7000}), &admin).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.post("/create_api_user/", &json!({"username": "ops", "password": "ops-pw"}), &admin).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(api.get("/disable_project/?id=fedora", &admin).await.status, StatusCode::OK);
+    let token = api.token(&admin).await;
+    let before = (
+        api.get("/list_projects/", &admin).await.body,
+        api.get("/list_slaves/", &admin).await.body,
+        api.get("/list_users/", &admin).await.body,
+    );
+    let log = master.drain_log().join("\n");
+    assert!(!log.contains("upstream-secret") && !log.contains("admin-secret") && !log.contains("ops-pw"), "{log}");
+    master.kill().await;
+
+    let master = MasterProcess::start(dir.path(), &[]).await;
+    let api = master.api.clone();
+    let after = (
+        api.get("/list_projects/", &admin).await.body,
+        api.get("/list_slaves/", &admin).await.body,
+        api.get("/list_users/", &admin).await.body,
+    );
+    assert_eq!(before, after);
+    // The generated signing key was kept: a token from before the restart still works.
+    assert_eq!(api.get("/list_users/", &Auth::Bearer(token)).await.status, StatusCode::OK);
+    assert_eq!(api.get("/get_token/", &Auth::basic("ops", "ops-pw")).await.status, StatusCode::OK);
+    let mode = std::fs::metadata(dir.path().join("mirror-master.db")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    master.kill().await;
+}
+
+#[tokio::test]
+async fn configuration_file_environment_and_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("master.toml");
+    std::fs::write(&config, "database = \"from-file.db\"\nmirror_root = \"file-root\"\npublic_read = true\n").unwrap();
+    let config_arg = config.to_str().unwrap();
+    // The environment overrides the file; MIRROR_ROOT_PASSWORD creates the first root.
+    let mut cmd_env = vec![("MIRROR_MASTER__PUBLIC_READ", "false"), ("MIRROR_ROOT_PASSWORD", "boot-pw")];
+    cmd_env.push(("MIRROR_MASTER__MIRROR_ROOT", "env-root"));
+    let master = start_with_args(dir.path(), &["--config", config_arg], &cmd_env).await;
+    assert_eq!(master.api.get("/list_projects/", &Auth::None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(master.api.get("/list_projects/", &Auth::basic("root", "boot-pw")).await.status, StatusCode::OK);
+    assert!(dir.path().join("from-file.db").exists());
+    assert!(dir.path().join("env-root").is_dir());
+    assert!(!dir.path().join("file-root").exists());
+    master.kill().await;
+
+    // Bad values stop the start with a message naming them.
+    for (env, key) in [
+        (("MIRROR_MASTER__LISTEN", "not-an-address"), "listen"),
+        (("MIRROR_MASTER__TOKEN_TTL_SECS", "0"), "token_ttl_secs"),
+        (("MIRROR_MASTER__PUBLIC_READ", "perhaps"), "public_read"),
+        (("MIRROR_MASTER__NO_SUCH_SETTING", "1"), "no_such_setting"),
+        (("MIRROR_MASTER__JWT_SECRET", "short"), "jwt_secret"),
+    ] {
+        let out = tokio::process::Command::new(binary("mirror-master"))
+            .current_dir(dir.path())
+            .env(env.0, env.1)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{env:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{env:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+async fn start_with_args(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> MasterProcess {
+    MasterProcess::start_with_args(dir, args, env).await
+}
