@@ -56,6 +56,14 @@ pub struct AddProject {
     pub rsync_options: Option<RsyncOptionsInput>,
     /// Defaults to true.
     pub enabled: Option<bool>,
+    /// The rsync daemon user; without it, a project with a password logs in as its name.
+    pub rsync_user: Option<String>,
+    /// Set: the source becomes `rsync://host:port/module`.
+    pub rsync_port: Option<Port>,
+    /// Overrides the master's `run_timeout_secs`.
+    pub timeout_secs: Option<u64>,
+    /// One run at start if a scheduled fire was missed while the master was down (default false).
+    pub catch_up: Option<bool>,
 }
 
 /// `POST /update_project/basic/`: every field but `id` optional.
@@ -71,11 +79,19 @@ pub struct UpdateProjectBasic {
     #[serde(default, deserialize_with = "present_or_null")]
     pub rsync_password: Option<Option<String>>,
     pub rsync_options: Option<RsyncOptionsInput>,
+    /// Absent: unchanged; `null`: removed.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub rsync_user: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub rsync_port: Option<Option<Port>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub timeout_secs: Option<Option<u64>>,
+    pub catch_up: Option<bool>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `{"id": ...}`: remove, enable, disable, syncup.
@@ -182,10 +198,63 @@ pub struct ProjectView {
     pub cron_options: Option<ScheduleSpec>,
     pub rsync_options: RsyncOptionsView,
     pub rsync_password_set: bool,
+    pub rsync_user: Option<String>,
+    pub rsync_port: Option<u16>,
+    pub timeout_secs: Option<u64>,
+    pub catch_up: bool,
     /// RFC 3339 UTC; `null` when disabled, manual-only, or the schedule has ended.
     pub next_run_time: Option<String>,
+    /// `queued` or `running` while a run is under way, else the last run's status, or `never_run`.
+    pub status: String,
+    pub last_run: Option<RunView>,
+    /// When the last successful run ended.
+    pub last_success: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// Figures from rsync's `--stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub files_total: Option<u64>,
+    pub files_transferred: Option<u64>,
+    pub total_size: Option<u64>,
+    pub bytes_transferred: Option<u64>,
+    pub bytes_received: Option<u64>,
+}
+
+/// One rsync run, from `GET /runs/` and `GET /runs/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: i64,
+    pub project: String,
+    /// `schedule`, `manual` or `catch_up`.
+    pub trigger: String,
+    /// `queued`, `running`, `success`, `failed`, `timeout` or `interrupted`.
+    pub status: String,
+    pub scheduled_for: Option<String>,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub attempts: u32,
+    /// rsync's meaning of the exit code, and its own error line.
+    pub message: Option<String>,
+    /// Succeeded with a warning (rsync exit 24: files vanished during the transfer).
+    pub warning: bool,
+    pub stats: RunStats,
+    /// The last 64 KiB of output; only in `GET /runs/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+}
+
+/// `GET|POST /syncup/?id=`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncupResponse {
+    pub method: String,
+    pub success: bool,
+    pub id: String,
+    pub run_id: i64,
 }
 
 /// One entry of `GET /list_slaves/`.

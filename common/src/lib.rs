@@ -5,6 +5,7 @@ pub mod api;
 pub mod cron;
 pub mod dates;
 pub mod error;
+pub mod rsync;
 pub mod rsync_opts;
 
 pub use error::{ErrorBody, FieldError};

@@ -38,6 +38,22 @@ pub struct Settings {
     pub auth_cache_ttl_secs: u64,
     pub jwt_secret: Option<Secret>,
     pub log: String,
+    /// The rsync program (a path, or a name looked up in PATH).
+    pub rsync_path: PathBuf,
+    /// Full per-run output goes to `<log_dir>/<project>/<run>.log`.
+    pub log_dir: PathBuf,
+    /// Run logs kept per project; older ones are deleted.
+    pub log_keep: usize,
+    /// Runs at once, over all projects; the rest wait in order.
+    pub max_concurrent_runs: usize,
+    /// Default per-run timeout (a project's `timeout_secs` overrides it).
+    pub run_timeout_secs: u64,
+    /// Extra attempts after a connection-type failure (rsync exit 5, 10, 12, 30, 35).
+    pub retries: u32,
+    /// First retry delay; doubled each time, with jitter.
+    pub retry_base_ms: u64,
+    /// On SIGTERM, how long running rsyncs may go on before they are stopped.
+    pub shutdown_grace_secs: u64,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -54,6 +70,14 @@ impl Default for Settings {
             auth_cache_ttl_secs: 60,
             jwt_secret: None,
             log: "info".into(),
+            rsync_path: "rsync".into(),
+            log_dir: "logs".into(),
+            log_keep: 20,
+            max_concurrent_runs: 8,
+            run_timeout_secs: 6 * 3600,
+            retries: 2,
+            retry_base_ms: 5000,
+            shutdown_grace_secs: 30,
             initial_root_password: None,
         }
     }
@@ -111,6 +135,30 @@ impl Settings {
             && s.expose().len() < 32
         {
             return Err(invalid("jwt_secret", "must be at least 32 characters"));
+        }
+        if self.rsync_path.as_os_str().is_empty() {
+            return Err(invalid("rsync_path", "must not be empty"));
+        }
+        if self.log_dir.as_os_str().is_empty() {
+            return Err(invalid("log_dir", "must not be empty"));
+        }
+        if self.log_keep == 0 {
+            return Err(invalid("log_keep", "must be at least 1"));
+        }
+        if !(1..=4096).contains(&self.max_concurrent_runs) {
+            return Err(invalid("max_concurrent_runs", "must be between 1 and 4096"));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.run_timeout_secs) {
+            return Err(invalid("run_timeout_secs", "must be between 1 and 604800 (a week)"));
+        }
+        if self.retries > 20 {
+            return Err(invalid("retries", "must be at most 20"));
+        }
+        if self.retry_base_ms > 600_000 {
+            return Err(invalid("retry_base_ms", "must be at most 600000"));
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
         }
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(

@@ -6,10 +6,14 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod paths;
+pub mod rsync;
+pub mod runner;
+pub mod scheduler;
 pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,6 +21,8 @@ use mirror_common::api::Role;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::runner::{Runner, RunnerConfig};
+use crate::scheduler::Scheduler;
 use crate::state::{AppState, Inner, ListingCache};
 
 /// A master bound to its port, ready to serve.
@@ -48,12 +54,22 @@ impl Application {
         )
         .await?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
+        tokio::fs::create_dir_all(&settings.log_dir)
+            .await
+            .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
+        let listing = Arc::new(ListingCache::default());
+        let runner =
+            Runner::new(db.clone(), RunnerConfig::from(&settings), settings.max_concurrent_runs, listing.clone());
+        runner.recover().await?;
+        let scheduler = Scheduler::start(db.clone(), runner.clone(), listing.clone()).await?;
         let state = AppState::new(Inner {
             db,
             settings,
             mirror_root,
             auth,
-            listing: ListingCache::default(),
+            listing,
+            runner,
+            scheduler,
             project_writes: tokio::sync::Mutex::new(()),
         });
         bootstrap_root(&state).await?;
@@ -72,12 +88,31 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests under way.
+    /// Serves until `shutdown` completes. Then it takes no new request or trigger, finishes the
+    /// requests under way, lets running rsyncs end within `shutdown_grace_secs`, and stops the rest.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
         tracing::info!(listen = %self.listener.local_addr()?, "mirror-master serving");
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut server_stop = stop_rx.clone();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        });
+        let state = self.state.clone();
+        let mut runs_stop = stop_rx;
+        let runs = async move {
+            let _ = runs_stop.wait_for(|s| *s).await;
+            state.scheduler.shutdown().await;
+            state.runner.shutdown(Duration::from_secs(state.settings.shutdown_grace_secs)).await;
+        };
+        let (served, ()) = tokio::join!(server, runs);
+        served?;
         self.state.db.close().await;
+        tracing::info!("mirror-master stopped");
         Ok(())
     }
 }

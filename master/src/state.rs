@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::runner::Runner;
+use crate::scheduler::Scheduler;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -22,7 +24,9 @@ pub struct Inner {
     /// `settings.mirror_root`, created and with symlinks resolved.
     pub mirror_root: PathBuf,
     pub auth: Authenticator,
-    pub listing: ListingCache,
+    pub listing: Arc<ListingCache>,
+    pub runner: Arc<Runner>,
+    pub scheduler: Arc<Scheduler>,
     /// Serialises project writes, so that checks across rows (overlapping `dest`s, renames) and
     /// the write that follows them cannot interleave with another request's.
     pub project_writes: tokio::sync::Mutex<()>,

@@ -18,10 +18,18 @@ pub struct ProjectRow {
     pub enabled: bool,
     pub created_at: String,
     pub updated_at: String,
+    pub rsync_user: Option<String>,
+    pub rsync_port: Option<i64>,
+    /// NULL: the master's default timeout.
+    pub timeout_secs: Option<i64>,
+    pub catch_up: bool,
+    /// The last scheduled fire the master handled.
+    pub last_fire_at: Option<String>,
 }
 
 const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, created_at, updated_at";
+                       rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
+                       catch_up, last_fire_at";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await
@@ -37,7 +45,8 @@ pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRow>> {
 pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-         rsync_options, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, catch_up) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&p.id)
     .bind(&p.project)
@@ -51,6 +60,10 @@ pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
     .bind(p.enabled)
     .bind(&p.created_at)
     .bind(&p.updated_at)
+    .bind(&p.rsync_user)
+    .bind(p.rsync_port)
+    .bind(p.timeout_secs)
+    .bind(p.catch_up)
     .execute(db)
     .await?;
     Ok(())
@@ -61,7 +74,8 @@ pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
 pub async fn update(db: &Db, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE projects SET id = ?, project = ?, id_derived = ?, rsync_host = ?, rsync_module = ?, dest = ?, \
-         rsync_password = ?, schedule = ?, rsync_options = ?, enabled = ?, updated_at = ? WHERE id = ?",
+         rsync_password = ?, schedule = ?, rsync_options = ?, enabled = ?, updated_at = ?, rsync_user = ?, \
+         rsync_port = ?, timeout_secs = ?, catch_up = ? WHERE id = ?",
     )
     .bind(&p.id)
     .bind(&p.project)
@@ -74,6 +88,10 @@ pub async fn update(db: &Db, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool>
     .bind(&p.rsync_options)
     .bind(p.enabled)
     .bind(now())
+    .bind(&p.rsync_user)
+    .bind(p.rsync_port)
+    .bind(p.timeout_secs)
+    .bind(p.catch_up)
     .bind(old_id)
     .execute(db)
     .await?;
@@ -98,4 +116,10 @@ pub async fn remove(db: &Db, id: &str) -> sqlx::Result<bool> {
 /// (id, dest) of every project, to refuse a `dest` inside another project's.
 pub async fn dests(db: &Db) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as("SELECT id, dest FROM projects").fetch_all(db).await
+}
+
+/// Records the scheduled fire the master has just handled.
+pub async fn set_last_fire(db: &Db, id: &str, at: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE projects SET last_fire_at = ? WHERE id = ?").bind(at).bind(id).execute(db).await?;
+    Ok(())
 }

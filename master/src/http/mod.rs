@@ -3,6 +3,7 @@
 pub mod error;
 pub mod extract;
 pub mod projects;
+pub mod runs;
 pub mod slaves;
 pub mod users;
 
@@ -34,6 +35,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/disable_project/{arg}", get(projects::disable_project_path).post(projects::disable_project_path)),
         ("/update_project/basic/", post(projects::update_project_basic)),
         ("/update_project/schedule/", post(projects::update_project_schedule)),
+        // runs: start one now (root or user), history (public unless configured otherwise)
+        ("/syncup/", get(runs::syncup).post(runs::syncup)),
+        ("/runs/", get(runs::list_runs)),
+        ("/runs/{id}", get(runs::get_run)),
         // users (root) and tokens (anyone logged in)
         ("/create_api_user/", post(users::create_api_user)),
         ("/list_users/", get(users::list_users)),

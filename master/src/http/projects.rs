@@ -1,5 +1,6 @@
 //! Projects: add, list, update (basic fields, schedule), enable, disable, remove.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use axum::Json;
@@ -7,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use mirror_common::api::{AddProject, ProjectId, ProjectView, UpdateProjectBasic, is_valid_id};
+use mirror_common::api::{AddProject, Port, ProjectId, ProjectView, UpdateProjectBasic, is_valid_id};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use serde_json::{Value, json};
@@ -15,7 +16,8 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::extract::{ApiJson, QueryMap, from_value};
 use crate::auth::{Caller, MaybeCaller};
-use crate::db::{self, projects::ProjectRow};
+use crate::db::{self, projects::ProjectRow, runs::RunRow};
+use crate::http::runs::run_view;
 use crate::paths::{overlaps, resolve_dest};
 use crate::state::AppState;
 
@@ -76,6 +78,32 @@ fn check_password(password: Option<String>) -> Result<Option<String>, ApiError> 
         }
         other => Ok(other),
     }
+}
+
+fn check_user(user: Option<String>) -> Result<Option<String>, ApiError> {
+    match user {
+        Some(u) if !is_valid_id(&u) => Err(ApiError::field("rsync_user", "must match [A-Za-z0-9._-]+")),
+        other => Ok(other),
+    }
+}
+
+fn check_timeout(secs: Option<u64>) -> Result<Option<i64>, ApiError> {
+    match secs {
+        Some(s) if !(1..=7 * 24 * 3600).contains(&s) => {
+            Err(ApiError::field("timeout_secs", "must be between 1 and 604800 (a week)"))
+        }
+        Some(s) => Ok(Some(s as i64)),
+        None => Ok(None),
+    }
+}
+
+fn port_column(port: Option<Port>) -> Option<i64> {
+    port.map(|p| i64::from(p.0))
+}
+
+/// Brings the live schedule in line with the stored project (after the write is committed).
+async fn resync(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.scheduler.sync_project(id).await.map_err(ApiError::Internal)
 }
 
 /// Resolves `dest` and refuses one that is, contains, or lies inside another project's.
@@ -146,6 +174,8 @@ pub async fn add_project(
     check_host(&req.rsync_host)?;
     check_module(&req.rsync_module)?;
     let rsync_password = check_password(req.rsync_password)?;
+    let rsync_user = check_user(req.rsync_user)?;
+    let timeout_secs = check_timeout(req.timeout_secs)?;
     let schedule = schedule_from(req.cron_options.as_ref(), now)?;
     let rsync_options = rsync_options_from(&state, req.rsync_options.as_ref())?;
 
@@ -168,16 +198,27 @@ pub async fn add_project(
         enabled: req.enabled.unwrap_or(true),
         created_at: stamp.clone(),
         updated_at: stamp,
+        rsync_user,
+        rsync_port: port_column(req.rsync_port),
+        timeout_secs,
+        catch_up: req.catch_up.unwrap_or(false),
+        last_fire_at: None,
     };
     db::projects::insert(&state.db, &row).await.map_err(|e| store_error(e, &id))?;
     state.listing.invalidate();
+    resync(&state, &id).await?;
     tracing::info!(project.id = %id, "project added");
     Ok((StatusCode::CREATED, Json(json!({"method": "add_project", "success": true, "project": req.project, "id": id})))
         .into_response())
 }
 
 /// Builds the listed form of a project. Never includes the password.
-pub fn view(row: &ProjectRow, now: DateTime<Utc>) -> Result<ProjectView, ApiError> {
+pub fn view(
+    row: &ProjectRow,
+    now: DateTime<Utc>,
+    last_run: Option<&RunRow>,
+    last_success: Option<&String>,
+) -> Result<ProjectView, ApiError> {
     let spec: Option<ScheduleSpec> =
         row.schedule.as_deref().map(serde_json::from_str).transpose().map_err(|e| ApiError::Internal(e.into()))?;
     let options: RsyncOptions = serde_json::from_str(&row.rsync_options).map_err(|e| ApiError::Internal(e.into()))?;
@@ -197,7 +238,14 @@ pub fn view(row: &ProjectRow, now: DateTime<Utc>) -> Result<ProjectView, ApiErro
         cron_options: spec,
         rsync_options: (&options).into(),
         rsync_password_set: row.rsync_password.is_some(),
+        rsync_user: row.rsync_user.clone(),
+        rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()),
+        timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
+        catch_up: row.catch_up,
         next_run_time: next_run_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.clone()),
+        last_run: last_run.map(|r| run_view(r, false)),
+        last_success: last_success.cloned(),
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
     })
@@ -216,7 +264,14 @@ pub async fn list_projects(
         None => {
             let version = state.listing.version();
             let rows = db::projects::list(&state.db).await?;
-            let views = rows.iter().map(|r| view(r, now)).collect::<Result<Vec<_>, _>>()?;
+            let last_runs: HashMap<String, RunRow> =
+                db::runs::latest_per_project(&state.db).await?.into_iter().map(|r| (r.project_id.clone(), r)).collect();
+            let last_success: HashMap<String, String> =
+                db::runs::last_success_per_project(&state.db).await?.into_iter().collect();
+            let views = rows
+                .iter()
+                .map(|r| view(r, now, last_runs.get(&r.id), last_success.get(&r.id)))
+                .collect::<Result<Vec<_>, _>>()?;
             let valid_until = views
                 .iter()
                 .filter_map(|v| v.next_run_time.as_deref())
@@ -240,7 +295,10 @@ pub async fn remove_project(
     if !db::projects::remove(&state.db, &req.id).await? {
         return Err(ApiError::not_found("id", format!("no project with id '{}'", req.id.escape_debug())));
     }
+    // Its run, if one is going, is stopped; its history goes with it.
+    state.runner.cancel(&req.id);
     state.listing.invalidate();
+    resync(&state, &req.id).await?;
     tracing::info!(project.id = %req.id, "project removed");
     Ok(Json(json!({"method": "remove_project", "success": true, "id": req.id})))
 }
@@ -262,6 +320,7 @@ async fn set_enabled(state: &AppState, id: String, enabled: bool) -> Result<Json
         return Err(ApiError::not_found("id", format!("no project with id '{}'", id.escape_debug())));
     }
     state.listing.invalidate();
+    resync(state, &id).await?;
     tracing::info!(project.id = %id, enabled, "project {}", if enabled { "enabled" } else { "disabled" });
     Ok(Json(json!({"method": method, "success": true, "id": id, "enabled": enabled})))
 }
@@ -327,6 +386,8 @@ pub async fn update_project_basic(
         check_module(m)?;
     }
     let password = req.rsync_password.map(check_password).transpose()?;
+    let user = req.rsync_user.map(check_user).transpose()?;
+    let timeout = req.timeout_secs.map(check_timeout).transpose()?;
     let options = req.rsync_options.as_ref().map(|o| rsync_options_from(&state, Some(o))).transpose()?;
 
     let _writing = state.project_writes.lock().await;
@@ -366,10 +427,26 @@ pub async fn update_project_basic(
     if let Some(o) = options {
         row.rsync_options = to_json(&o)?;
     }
+    if let Some(u) = user {
+        row.rsync_user = u;
+    }
+    if let Some(p) = req.rsync_port {
+        row.rsync_port = port_column(p);
+    }
+    if let Some(t) = timeout {
+        row.timeout_secs = t;
+    }
+    if let Some(c) = req.catch_up {
+        row.catch_up = c;
+    }
     if !db::projects::update(&state.db, &old.id, &row).await.map_err(|e| store_error(e, &row.id))? {
         return Err(ApiError::not_found("id", format!("no project with id '{}'", old.id)));
     }
     state.listing.invalidate();
+    if row.id != old.id {
+        resync(&state, &old.id).await?;
+    }
+    resync(&state, &row.id).await?;
     tracing::info!(project.id = %row.id, previous.id = %old.id, "project updated");
     Ok(Json(json!({"method": "update_project_basic", "success": true, "id": row.id, "project": row.project})))
 }
@@ -401,7 +478,8 @@ pub async fn update_project_schedule(
     row.schedule = spec.as_ref().map(to_json).transpose()?;
     db::projects::update(&state.db, &id, &row).await?;
     state.listing.invalidate();
-    let listed = view(&row, now)?;
+    resync(&state, &id).await?;
+    let listed = view(&row, now, None, None)?;
     tracing::info!(project.id = %id, "schedule replaced");
     Ok(Json(json!({
         "method": "update_project_schedule",

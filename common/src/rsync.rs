@@ -1,0 +1,410 @@
+//! Running rsync: argv only (never a shell), the password in the child's environment only, output
+//! streamed while it runs (to a log file, a bounded tail and the `--stats` parser), a timeout, and
+//! the exit code read with rsync's own meaning. Used by the master and the slave alike.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// How much of the output is kept in memory (and in the database).
+pub const TAIL_BYTES: usize = 64 * 1024;
+
+/// Environment variables that would let the environment change what rsync runs or where it connects.
+const SCRUBBED_ENV: [&str; 4] = ["RSYNC_PASSWORD", "RSYNC_CONNECT_PROG", "RSYNC_RSH", "RSYNC_PROXY"];
+
+/// One rsync invocation.
+pub struct RsyncCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Set as `RSYNC_PASSWORD` on this child only.
+    pub password: Option<String>,
+    pub timeout: Duration,
+    /// Where the full output goes (appended), if anywhere.
+    pub log_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RsyncCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsyncCommand")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Figures from `--stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// "Number of files" (all entries in the file list).
+    pub files_total: Option<u64>,
+    /// "Number of regular files transferred".
+    pub files_transferred: Option<u64>,
+    /// "Total file size": the size of the tree.
+    pub total_size: Option<u64>,
+    /// "Total transferred file size": the size of the files that changed.
+    pub bytes_transferred: Option<u64>,
+    /// "Total bytes received" over the wire.
+    pub bytes_received: Option<u64>,
+}
+
+impl Stats {
+    /// Reads one output line; lines that are not stats are ignored.
+    pub fn absorb(&mut self, line: &str) {
+        let Some((key, value)) = line.split_once(':') else { return };
+        let slot = match key.trim() {
+            "Number of files" => &mut self.files_total,
+            "Number of regular files transferred" => &mut self.files_transferred,
+            "Total file size" => &mut self.total_size,
+            "Total transferred file size" => &mut self.bytes_transferred,
+            "Total bytes received" => &mut self.bytes_received,
+            _ => return,
+        };
+        if let Some(n) = parse_count(value) {
+            *slot = Some(n);
+        }
+    }
+}
+
+/// `1,234,567`, `1.234.567`, `1234 bytes` or, with `-h`, `1.23M`.
+fn parse_count(text: &str) -> Option<u64> {
+    let word = text.split_whitespace().next()?;
+    let (number, scale) = match word.char_indices().last()? {
+        (i, 'K') => (&word[..i], 1e3),
+        (i, 'M') => (&word[..i], 1e6),
+        (i, 'G') => (&word[..i], 1e9),
+        (i, 'T') => (&word[..i], 1e12),
+        _ => (word, 1.0),
+    };
+    if scale > 1.0 {
+        return number.replace(',', "").parse::<f64>().ok().map(|v| (v * scale).round() as u64);
+    }
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ending {
+    Success,
+    /// Exit 24: some source files vanished during the transfer. The copy is otherwise complete.
+    SuccessWithWarning,
+    Failed,
+    Timeout,
+    /// Stopped from outside (shutdown, project removed).
+    Cancelled,
+}
+
+/// What one rsync invocation did.
+#[derive(Debug, Clone)]
+pub struct RsyncOutcome {
+    pub exit_code: Option<i32>,
+    pub ending: Ending,
+    /// rsync's meaning of the exit code, or why it did not run.
+    pub message: String,
+    pub stats: Stats,
+    /// The last [`TAIL_BYTES`] of the output (stdout and stderr interleaved by line).
+    pub tail: String,
+    pub elapsed: Duration,
+    /// The daemon refused us (`@ERROR: auth failed`, unknown module): retrying will not help.
+    pub daemon_refused: bool,
+}
+
+impl RsyncOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.ending, Ending::Success | Ending::SuccessWithWarning)
+    }
+
+    /// Connection-type failures, worth a retry: rsync codes 5, 10, 12, 30, 35, unless the daemon
+    /// answered and refused.
+    pub fn is_retryable(&self) -> bool {
+        self.ending == Ending::Failed && !self.daemon_refused && matches!(self.exit_code, Some(5 | 10 | 12 | 30 | 35))
+    }
+}
+
+/// rsync's documented meaning of an exit code.
+pub fn exit_meaning(code: i32) -> &'static str {
+    match code {
+        0 => "success",
+        1 => "syntax or usage error",
+        2 => "protocol incompatibility",
+        3 => "errors selecting input/output files, dirs",
+        4 => "requested action not supported",
+        5 => "error starting client-server protocol",
+        6 => "daemon unable to append to log-file",
+        10 => "error in socket I/O",
+        11 => "error in file I/O",
+        12 => "error in rsync protocol data stream",
+        13 => "errors with program diagnostics",
+        14 => "error in IPC code",
+        20 => "received SIGUSR1 or SIGINT",
+        21 => "some error returned by waitpid()",
+        22 => "error allocating core memory buffers",
+        23 => "partial transfer due to error",
+        24 => "partial transfer due to vanished source files",
+        25 => "the --max-delete limit stopped deletions",
+        30 => "timeout in data send/receive",
+        35 => "timeout waiting for daemon connection",
+        _ => "unknown rsync exit code",
+    }
+}
+
+/// A bounded buffer keeping the last `cap` bytes, cut at a line start where possible.
+struct Tail {
+    buf: std::collections::VecDeque<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    fn push_line(&mut self, line: &str) {
+        self.buf.extend(line.as_bytes());
+        self.buf.push_back(b'\n');
+        while self.buf.len() > self.cap {
+            self.buf.pop_front();
+        }
+    }
+
+    fn into_string(self) -> String {
+        let bytes: Vec<u8> = self.buf.into();
+        let start =
+            if bytes.len() >= self.cap { bytes.iter().position(|b| *b == b'\n').map_or(0, |p| p + 1) } else { 0 };
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
+    }
+}
+
+fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(reader: R, tx: mpsc::Sender<String>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).split(b'\n');
+        while let Ok(Some(raw)) = lines.next_segment().await {
+            // rsync's progress output uses \r; keep the last state of such a line.
+            let text = String::from_utf8_lossy(&raw);
+            let line = text.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("").to_owned();
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Called with the child's pid once it has started (the master records it, to clean up after a crash).
+pub type OnStart<'a> = &'a (dyn Fn(u32) + Send + Sync);
+
+/// Runs rsync to the end, a timeout, or `cancel` turning true. Errors only when it cannot start.
+pub async fn run_rsync(
+    cmd: &RsyncCommand,
+    mut cancel: watch::Receiver<bool>,
+    on_start: OnStart<'_>,
+) -> std::io::Result<RsyncOutcome> {
+    let started = Instant::now();
+    let mut command = Command::new(&cmd.program);
+    command.args(&cmd.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Its own process group, so that a kill reaches the receiver process rsync forks too.
+    command.process_group(0);
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    if let Some(p) = &cmd.password {
+        command.env("RSYNC_PASSWORD", p);
+    }
+    let mut log = match &cmd.log_file {
+        Some(path) => Some(open_log(path).await?),
+        None => None,
+    };
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    if let Some(pid) = pid {
+        on_start(pid);
+    }
+    let (tx, mut rx) = mpsc::channel::<String>(256);
+    if let Some(out) = child.stdout.take() {
+        forward_lines(out, tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        forward_lines(err, tx.clone());
+    }
+    drop(tx);
+
+    let mut tail = Tail { buf: Default::default(), cap: TAIL_BYTES };
+    let mut stats = Stats::default();
+    let mut daemon_refused = false;
+    let deadline = tokio::time::sleep(cmd.timeout);
+    tokio::pin!(deadline);
+    let mut stopped_by: Option<Ending> = None;
+    let mut output_open = true;
+    let status = loop {
+        tokio::select! {
+            line = rx.recv(), if output_open => match line {
+                Some(line) => {
+                    stats.absorb(&line);
+                    daemon_refused |= line.starts_with("@ERROR");
+                    if let Some(f) = log.as_mut() {
+                        // A full disk must not stop the transfer; the tail still has the output.
+                        let _ = f.write_all(line.as_bytes()).await;
+                        let _ = f.write_all(b"\n").await;
+                    }
+                    tail.push_line(&line);
+                }
+                None => output_open = false,
+            },
+            status = child.wait() => break status?,
+            _ = &mut deadline, if stopped_by.is_none() => {
+                stopped_by = Some(Ending::Timeout);
+                kill_group(pid, &mut child).await;
+            }
+            changed = cancel.changed(), if stopped_by.is_none() => {
+                if changed.is_err() || *cancel.borrow() {
+                    stopped_by = Some(Ending::Cancelled);
+                    kill_group(pid, &mut child).await;
+                }
+            }
+        }
+    };
+    // The rest of the output, after the process ended.
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        stats.absorb(&line);
+        daemon_refused |= line.starts_with("@ERROR");
+        if let Some(f) = log.as_mut() {
+            let _ = f.write_all(line.as_bytes()).await;
+            let _ = f.write_all(b"\n").await;
+        }
+        tail.push_line(&line);
+    }
+    if let Some(f) = log.as_mut() {
+        let _ = f.flush().await;
+    }
+    let exit_code = status.code();
+    let (ending, message) = match (stopped_by, exit_code) {
+        (Some(Ending::Timeout), _) => (Ending::Timeout, format!("killed after the {}s timeout", cmd.timeout.as_secs())),
+        (Some(_), _) => (Ending::Cancelled, "stopped before it finished".to_owned()),
+        (None, Some(0)) => (Ending::Success, exit_meaning(0).to_owned()),
+        (None, Some(24)) => (Ending::SuccessWithWarning, format!("warning: {}", exit_meaning(24))),
+        (None, Some(c)) => (Ending::Failed, format!("rsync exit {c}: {}", exit_meaning(c))),
+        (None, None) => (Ending::Failed, "rsync was killed by a signal".to_owned()),
+    };
+    let message = match last_error_line(&tail) {
+        Some(e) if ending == Ending::Failed => format!("{message}: {e}"),
+        _ => message,
+    };
+    Ok(RsyncOutcome {
+        exit_code,
+        ending,
+        message,
+        stats,
+        tail: tail.into_string(),
+        elapsed: started.elapsed(),
+        daemon_refused,
+    })
+}
+
+/// rsync's own words for the failure: its `@ERROR` line, or its first `rsync:` / `rsync error:` line.
+fn last_error_line(tail: &Tail) -> Option<String> {
+    let text =
+        String::from_utf8_lossy(tail.buf.as_slices().0).into_owned() + &String::from_utf8_lossy(tail.buf.as_slices().1);
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .find(|l| l.starts_with("@ERROR"))
+        .or_else(|| lines.iter().find(|l| l.starts_with("rsync:") || l.starts_with("rsync error:")))
+        .map(|l| l.trim().chars().take(500).collect())
+}
+
+async fn open_log(path: &Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs::File>> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let file = tokio::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).await?;
+    Ok(tokio::io::BufWriter::new(file))
+}
+
+/// SIGKILL to the whole process group, then to the child itself should the group be gone.
+async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = child.start_kill();
+}
+
+/// Kills a process group left behind by a previous process of ours (after a crash), if its leader
+/// is still an rsync whose command line contains `marker`.
+pub fn kill_orphan(pid: u32, program: &Path, marker: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let prog_name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let is_ours = args.first().is_some_and(|a| a.ends_with(&prog_name)) && args.iter().any(|a| a.contains(marker));
+    if !is_ours {
+        return false;
+    }
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_parsed() {
+        let out = "Number of files: 1,235 (reg: 1,000, dir: 235)\nNumber of created files: 10\n\
+                   Number of regular files transferred: 10\nTotal file size: 123,456,789 bytes\n\
+                   Total transferred file size: 1,234 bytes\nTotal bytes received: 2.50K\n";
+        let mut s = Stats::default();
+        out.lines().for_each(|l| s.absorb(l));
+        assert_eq!(
+            s,
+            Stats {
+                files_total: Some(1235),
+                files_transferred: Some(10),
+                total_size: Some(123_456_789),
+                bytes_transferred: Some(1234),
+                bytes_received: Some(2500),
+            }
+        );
+    }
+
+    #[test]
+    fn the_tail_is_bounded_and_starts_at_a_line() {
+        let mut t = Tail { buf: Default::default(), cap: 16 };
+        for i in 0..10 {
+            t.push_line(&format!("line {i}"));
+        }
+        assert_eq!(t.into_string(), "line 8\nline 9\n");
+    }
+
+    #[tokio::test]
+    async fn exit_codes_timeouts_and_secrets() {
+        let (_tx, rx) = watch::channel(false);
+        let run = |args: Vec<&str>, timeout: u64| RsyncCommand {
+            program: "/bin/sh".into(),
+            args: args.into_iter().map(String::from).collect(),
+            password: Some("s3cret".into()),
+            timeout: Duration::from_secs(timeout),
+            log_file: None,
+        };
+        // The password is in the child's environment, not its argv.
+        let o =
+            run_rsync(&run(vec!["-c", "echo \"$RSYNC_PASSWORD\"; exit 24"], 10), rx.clone(), &|_| {}).await.unwrap();
+        assert_eq!((o.ending, o.exit_code, o.tail.as_str()), (Ending::SuccessWithWarning, Some(24), "s3cret\n"));
+        let o =
+            run_rsync(&run(vec!["-c", "echo '@ERROR: auth failed on module x' >&2; exit 5"], 10), rx.clone(), &|_| {})
+                .await
+                .unwrap();
+        assert!(o.daemon_refused && !o.is_retryable() && o.message.contains("auth failed"), "{o:?}");
+        let o = run_rsync(&run(vec!["-c", "exit 10"], 10), rx.clone(), &|_| {}).await.unwrap();
+        assert!(o.is_retryable());
+        let o = run_rsync(&run(vec!["-c", "sleep 30"], 1), rx.clone(), &|_| {}).await.unwrap();
+        assert_eq!(o.ending, Ending::Timeout);
+        assert!(o.elapsed < Duration::from_secs(10));
+        let (tx, rx) = watch::channel(false);
+        let handle = tokio::spawn(async move { run_rsync(&run(vec!["-c", "sleep 30"], 60), rx, &|_| {}).await });
+        tx.send(true).unwrap();
+        assert_eq!(handle.await.unwrap().unwrap().ending, Ending::Cancelled);
+    }
+}

@@ -1,0 +1,175 @@
+//! The history of rsync runs.
+
+use mirror_common::rsync::Stats;
+
+use super::Db;
+
+/// RFC 3339 with milliseconds: run times are compared at sub-second precision (dispatch delay).
+pub fn now_ms() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: i64,
+    pub project_id: String,
+    pub trigger: String,
+    pub status: String,
+    pub scheduled_for: Option<String>,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub attempts: i64,
+    pub message: Option<String>,
+    pub warning: bool,
+    pub files_total: Option<i64>,
+    pub files_transferred: Option<i64>,
+    pub total_size: Option<i64>,
+    pub bytes_transferred: Option<i64>,
+    pub bytes_received: Option<i64>,
+    pub log_tail: Option<String>,
+    pub log_file: Option<String>,
+}
+
+const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, exit_code, \
+                       attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
+                       bytes_received, log_tail, log_file";
+
+pub async fn insert_queued(db: &Db, project_id: &str, trigger: &str, scheduled_for: Option<&str>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES (?, ?, 'queued', ?, ?) \
+         RETURNING id",
+    )
+    .bind(project_id)
+    .bind(trigger)
+    .bind(scheduled_for)
+    .bind(now_ms())
+    .fetch_one(db)
+    .await
+}
+
+pub async fn mark_running(db: &Db, id: i64, log_file: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE runs SET status = 'running', started_at = ?, log_file = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(log_file)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_pid(db: &Db, id: i64, pid: u32, attempts: u32) -> sqlx::Result<()> {
+    sqlx::query("UPDATE runs SET pid = ?, attempts = ? WHERE id = ? AND status = 'running'")
+        .bind(i64::from(pid))
+        .bind(i64::from(attempts))
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The end of a run, as written once.
+pub struct Finished<'a> {
+    pub status: &'a str,
+    pub exit_code: Option<i32>,
+    pub attempts: u32,
+    pub message: &'a str,
+    pub warning: bool,
+    pub stats: &'a Stats,
+    pub log_tail: &'a str,
+}
+
+fn as_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, attempts = ?, message = ?, warning = ?, \
+         files_total = ?, files_transferred = ?, total_size = ?, bytes_transferred = ?, bytes_received = ?, \
+         log_tail = ?, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = ?",
+    )
+    .bind(f.status)
+    .bind(now_ms())
+    .bind(f.exit_code)
+    .bind(i64::from(f.attempts))
+    .bind(f.message)
+    .bind(f.warning)
+    .bind(as_i64(f.stats.files_total))
+    .bind(as_i64(f.stats.files_transferred))
+    .bind(as_i64(f.stats.total_size))
+    .bind(as_i64(f.stats.bytes_transferred))
+    .bind(as_i64(f.stats.bytes_received))
+    .bind(f.log_tail)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A run left unfinished by a previous master process.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Unfinished {
+    pub id: i64,
+    pub pid: Option<i64>,
+    pub dest: String,
+}
+
+/// Marks every queued or running run `interrupted` (the master that ran them is gone) and returns
+/// them, with the pid of any rsync that may still be running.
+pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<Vec<Unfinished>> {
+    let mut tx = db.begin().await?;
+    let rows: Vec<Unfinished> = sqlx::query_as(
+        "SELECT runs.id, runs.pid, projects.dest FROM runs JOIN projects ON projects.id = runs.project_id \
+         WHERE runs.status IN ('queued', 'running')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET status = 'interrupted', ended_at = ?, pid = NULL, \
+         message = 'the master stopped during this run' WHERE status IN ('queued', 'running')",
+    )
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<RunRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Newest first.
+pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result<Vec<RunRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM runs WHERE (?1 IS NULL OR project_id = ?1) ORDER BY id DESC LIMIT ?2"
+    )))
+    .bind(project_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The latest run of every project that has one.
+pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY project_id)"
+    )))
+    .fetch_all(db)
+    .await
+}
+
+/// (project, end time) of every project's latest successful run.
+pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
+         GROUP BY project_id",
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,98 @@
+//! Runs: start one now (`/syncup/`), and their history.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mirror_common::api::{RunStats, RunView, SyncupResponse};
+
+use super::error::ApiError;
+use super::extract::QueryMap;
+use super::projects::id_param;
+use crate::auth::{Caller, MaybeCaller};
+use crate::db::{self, runs::RunRow};
+use crate::runner::{Trigger, TriggerError};
+use crate::state::AppState;
+
+fn count(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
+    RunView {
+        id: r.id,
+        project: r.project_id.clone(),
+        trigger: r.trigger.clone(),
+        status: r.status.clone(),
+        scheduled_for: r.scheduled_for.clone(),
+        queued_at: r.queued_at.clone(),
+        started_at: r.started_at.clone(),
+        ended_at: r.ended_at.clone(),
+        exit_code: r.exit_code,
+        attempts: u32::try_from(r.attempts).unwrap_or(0),
+        message: r.message.clone(),
+        warning: r.warning,
+        stats: RunStats {
+            files_total: count(r.files_total),
+            files_transferred: count(r.files_transferred),
+            total_size: count(r.total_size),
+            bytes_transferred: count(r.bytes_transferred),
+            bytes_received: count(r.bytes_received),
+        },
+        log_tail: if with_tail { Some(r.log_tail.clone().unwrap_or_default()) } else { None },
+    }
+}
+
+/// `/syncup/?id=` (or `?project=`, as the 2014 README wrote it): starts a run now and answers at
+/// once with its id; 409 while the project's previous run is going.
+pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: QueryMap) -> Result<Response, ApiError> {
+    let id = id_param(&query)?;
+    let run_id = state.runner.trigger(&id, Trigger::Manual, None).await.map_err(|e| match e {
+        TriggerError::NotFound(_) => ApiError::not_found("id", e.to_string()),
+        TriggerError::AlreadyRunning { .. } => ApiError::conflict("id", e.to_string()),
+        TriggerError::ShuttingDown => ApiError::Unavailable(e.to_string()),
+        TriggerError::Db(d) => d.into(),
+    })?;
+    tracing::info!(project.id = %id, run.id = run_id, user.name = %who.username, "manual run started");
+    let body = SyncupResponse { method: "syncup".into(), success: true, id, run_id };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn may_read(state: &AppState, caller: &MaybeCaller) -> Result<(), ApiError> {
+    if !state.settings.public_read && caller.0.is_none() {
+        return Err(ApiError::Unauthorized("reading runs needs a login on this master"));
+    }
+    Ok(())
+}
+
+/// `GET /runs/?project=&limit=`: newest first, without log tails.
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    query: QueryMap,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    may_read(&state, &caller)?;
+    let limit = match query.0.get("limit") {
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::field("limit", "must be a number from 1 to 1000"))?,
+        None => 50,
+    };
+    let project = query.0.get("project").or_else(|| query.0.get("id")).map(String::as_str);
+    let rows = db::runs::list(&state.db, project, limit).await?;
+    Ok(Json(rows.iter().map(|r| run_view(r, false)).collect()))
+}
+
+/// `GET /runs/{id}`: one run, with the last 64 KiB of its output.
+pub async fn get_run(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    may_read(&state, &caller)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::field("id", "must be a run number"))?;
+    let row = db::runs::get(&state.db, id).await?.ok_or_else(|| ApiError::not_found("id", format!("no run {id}")))?;
+    Ok(Json(run_view(&row, true)))
+}

@@ -1,0 +1,354 @@
+//! Runs projects' rsyncs: one at a time per project, at most `max_concurrent_runs` in all (the
+//! rest wait in arrival order), retries with backoff for connection failures, every run recorded.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mirror_common::rsync::{Ending, RsyncCommand, RsyncOutcome, Stats, kill_orphan, run_rsync};
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::config::Settings;
+use crate::db::{self, Db};
+use crate::state::ListingCache;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    CatchUp,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::CatchUp => "catch_up",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no project with id '{0}'")]
+    NotFound(String),
+    #[error("project '{project}' is already running (run {run_id})")]
+    AlreadyRunning { project: String, run_id: i64 },
+    #[error("the master is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+struct Active {
+    run_id: i64,
+    cancel: watch::Sender<bool>,
+}
+
+pub struct RunnerConfig {
+    pub rsync_path: PathBuf,
+    pub log_dir: PathBuf,
+    pub log_keep: usize,
+    pub default_timeout: Duration,
+    pub retries: u32,
+    pub retry_base: Duration,
+}
+
+impl From<&Settings> for RunnerConfig {
+    fn from(s: &Settings) -> Self {
+        RunnerConfig {
+            rsync_path: s.rsync_path.clone(),
+            log_dir: s.log_dir.clone(),
+            log_keep: s.log_keep,
+            default_timeout: Duration::from_secs(s.run_timeout_secs),
+            retries: s.retries,
+            retry_base: Duration::from_millis(s.retry_base_ms),
+        }
+    }
+}
+
+pub struct Runner {
+    db: Db,
+    cfg: RunnerConfig,
+    /// Fair (FIFO) permits: waiting runs start in the order they were triggered.
+    slots: Arc<Semaphore>,
+    active: Mutex<HashMap<String, Active>>,
+    accepting: AtomicBool,
+    idle: Notify,
+    listing: Arc<ListingCache>,
+}
+
+/// How long to wait before attempt `attempt + 1`: doubling from `base`, times a jitter in [0.5, 1.5),
+/// at most five minutes.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let jitter = rand::rng().random_range(0.5..1.5);
+    doubled.mul_f64(jitter).min(Duration::from_secs(300))
+}
+
+impl Runner {
+    pub fn new(db: Db, cfg: RunnerConfig, max_concurrent: usize, listing: Arc<ListingCache>) -> Arc<Runner> {
+        Arc::new(Runner {
+            db,
+            cfg,
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            active: Mutex::new(HashMap::new()),
+            accepting: AtomicBool::new(true),
+            idle: Notify::new(),
+            listing,
+        })
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
+        // A panic while holding this lock leaves a map that is still consistent.
+        self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The run under way (queued or running) for a project.
+    pub fn current_run(&self, project_id: &str) -> Option<i64> {
+        self.active().get(project_id).map(|a| a.run_id)
+    }
+
+    /// After a crash: runs a previous master left queued or running become `interrupted`, and an
+    /// rsync it started that is still alive is killed.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        for run in db::runs::interrupt_unfinished(&self.db).await? {
+            let killed = run
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .is_some_and(|pid| kill_orphan(pid, &self.cfg.rsync_path, &run.dest));
+            tracing::warn!(run.id = run.id, orphan_killed = killed, "run interrupted by the previous master's end");
+        }
+        Ok(())
+    }
+
+    /// Starts a run of `project_id` and returns its id at once; it waits for a free slot if needed.
+    pub async fn trigger(
+        self: &Arc<Self>,
+        project_id: &str,
+        trigger: Trigger,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<i64, TriggerError> {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(TriggerError::ShuttingDown);
+        }
+        let (cancel, cancel_rx) = watch::channel(false);
+        {
+            let mut active = self.active();
+            if let Some(a) = active.get(project_id) {
+                return Err(TriggerError::AlreadyRunning { project: project_id.to_owned(), run_id: a.run_id });
+            }
+            // Reserve the project before the await below, so a second trigger sees it.
+            active.insert(project_id.to_owned(), Active { run_id: 0, cancel });
+        }
+        let scheduled = scheduled_for.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let inserted = db::runs::insert_queued(&self.db, project_id, trigger.as_str(), scheduled.as_deref()).await;
+        let run_id = match inserted {
+            Ok(id) => id,
+            Err(e) => {
+                self.active().remove(project_id);
+                // The foreign key refuses a run of a project that does not exist.
+                return Err(match e {
+                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                        TriggerError::NotFound(project_id.to_owned())
+                    }
+                    other => other.into(),
+                });
+            }
+        };
+        if let Some(a) = self.active().get_mut(project_id) {
+            a.run_id = run_id;
+        }
+        self.listing.invalidate();
+        let me = Arc::clone(self);
+        let project = project_id.to_owned();
+        tokio::spawn(async move { me.execute(project, run_id, cancel_rx).await });
+        Ok(run_id)
+    }
+
+    /// Stops the project's run, if any (it ends `interrupted`).
+    pub fn cancel(&self, project_id: &str) {
+        if let Some(a) = self.active().get(project_id) {
+            let _ = a.cancel.send(true);
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(project.id = %project_id, run.id = run_id))]
+    async fn execute(self: Arc<Self>, project_id: String, run_id: i64, cancel: watch::Receiver<bool>) {
+        if let Err(e) = self.execute_inner(&project_id, run_id, cancel).await {
+            tracing::error!(error = format!("{e:#}"), "run failed inside the master");
+            let message = format!("internal error: {e:#}");
+            let finished = db::runs::Finished {
+                status: "failed",
+                exit_code: None,
+                attempts: 0,
+                message: &message,
+                warning: false,
+                stats: &Stats::default(),
+                log_tail: "",
+            };
+            let _ = db::runs::finish(&self.db, run_id, &finished).await;
+        }
+        {
+            let mut active = self.active();
+            if active.get(&project_id).is_some_and(|a| a.run_id == run_id) {
+                active.remove(&project_id);
+            }
+        }
+        self.listing.invalidate();
+        self.idle.notify_waiters();
+    }
+
+    async fn execute_inner(
+        &self,
+        project_id: &str,
+        run_id: i64,
+        mut cancel: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let permit = tokio::select! {
+            // Closed at shutdown: the run ends `interrupted` without starting.
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            _ = cancel.wait_for(|c| *c) => None,
+        };
+        if permit.is_none() || !self.accepting.load(Ordering::SeqCst) {
+            return self.finish_without_running(run_id, "stopped before it started").await;
+        }
+        let Some(project) = db::projects::get(&self.db, project_id).await? else {
+            return self.finish_without_running(run_id, "the project was removed").await;
+        };
+        let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
+        db::runs::mark_running(&self.db, run_id, &log_file.to_string_lossy()).await?;
+        self.listing.invalidate();
+        tokio::fs::create_dir_all(&project.dest).await?;
+        let timeout = project
+            .timeout_secs
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let command = RsyncCommand {
+            program: self.cfg.rsync_path.clone(),
+            args: crate::rsync::argv(&project)?,
+            password: project.rsync_password.clone(),
+            timeout,
+            log_file: Some(log_file),
+        };
+        let mut attempt = 0u32;
+        let outcome: RsyncOutcome = loop {
+            attempt += 1;
+            let db = self.db.clone();
+            let record_pid = move |pid: u32| {
+                let db = db.clone();
+                tokio::spawn(async move { db::runs::set_pid(&db, run_id, pid, attempt).await });
+            };
+            let outcome = match run_rsync(&command, cancel.clone(), &record_pid).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let message = format!("cannot start {}: {e}", self.cfg.rsync_path.display());
+                    return self.finish_without_running(run_id, &message).await;
+                }
+            };
+            if !outcome.is_retryable() || attempt > self.cfg.retries {
+                break outcome;
+            }
+            let wait = backoff(self.cfg.retry_base, attempt);
+            tracing::warn!(attempt, retry_in_ms = wait.as_millis() as u64, message = %outcome.message, "connection failure, retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.wait_for(|c| *c) => break RsyncOutcome { ending: Ending::Cancelled, ..outcome },
+            }
+        };
+        drop(permit);
+        let status = match outcome.ending {
+            Ending::Success | Ending::SuccessWithWarning => "success",
+            Ending::Failed => "failed",
+            Ending::Timeout => "timeout",
+            Ending::Cancelled => "interrupted",
+        };
+        let finished = db::runs::Finished {
+            status,
+            exit_code: outcome.exit_code,
+            attempts: attempt,
+            message: &outcome.message,
+            warning: outcome.ending == Ending::SuccessWithWarning,
+            stats: &outcome.stats,
+            log_tail: &outcome.tail,
+        };
+        db::runs::finish(&self.db, run_id, &finished).await?;
+        if outcome.succeeded() {
+            tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
+        } else {
+            tracing::warn!(attempts = attempt, status, message = %outcome.message, "run did not succeed");
+        }
+        self.rotate_logs(project_id).await;
+        Ok(())
+    }
+
+    async fn finish_without_running(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
+        let status = if message.starts_with("cannot start") { "failed" } else { "interrupted" };
+        let finished = db::runs::Finished {
+            status,
+            exit_code: None,
+            attempts: 0,
+            message,
+            warning: false,
+            stats: &Stats::default(),
+            log_tail: "",
+        };
+        db::runs::finish(&self.db, run_id, &finished).await?;
+        Ok(())
+    }
+
+    /// Keeps the newest `log_keep` run logs of a project.
+    async fn rotate_logs(&self, project_id: &str) {
+        let dir = self.cfg.log_dir.join(project_id);
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
+        let mut runs = Vec::new();
+        while let Ok(Some(e)) = entries.next_entry().await {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".log").and_then(|n| n.parse::<i64>().ok()) {
+                runs.push((id, e.path()));
+            }
+        }
+        runs.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+        for (_, path) in runs.into_iter().skip(self.cfg.log_keep) {
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old run log");
+            }
+        }
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes no new runs; lets running ones finish within `grace`, then stops them (they end
+    /// `interrupted`) and waits for their records to be written.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.accepting.store(false, Ordering::SeqCst);
+        // Queued runs would only start after this point: stop them now.
+        self.slots.close();
+        if tokio::time::timeout(grace, self.wait_idle()).await.is_ok() {
+            return;
+        }
+        let stopping: Vec<String> = self.active().keys().cloned().collect();
+        tracing::warn!(runs = stopping.len(), "grace period over, stopping the runs still going");
+        for a in self.active().values() {
+            let _ = a.cancel.send(true);
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.wait_idle()).await.is_err() {
+            tracing::error!("runs did not stop within 30 s of being told to");
+        }
+    }
+}
