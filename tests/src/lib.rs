@@ -2,6 +2,8 @@
 //! an HTTP client with the three ways of logging in, and waiting on readiness, never on a sleep.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
+pub mod rsyncd;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -111,6 +113,10 @@ impl TestMaster {
             mirror_root: dir.join("mirror"),
             jwt_secret: Some(Secret::new(JWT_SECRET)),
             initial_root_password: Some(Secret::new(ROOT_PASSWORD)),
+            log_dir: dir.join("logs"),
+            retries: 2,
+            retry_base_ms: 50,
+            shutdown_grace_secs: 2,
             ..Settings::default()
         }
     }
@@ -129,7 +135,7 @@ impl TestMaster {
             let _ = rx.await;
         }));
         let master = TestMaster { api, dir, settings, shutdown: Some(tx), task: Some(task) };
-        // A second user with the `user` role, for role checks.
+        // A second user with the `user` role, for role checks (already there when a database is reopened).
         let r = master
             .api
             .post(
@@ -138,7 +144,7 @@ impl TestMaster {
                 &Auth::root(),
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT, "{}", r.text);
         master
     }
 
@@ -287,4 +293,30 @@ pub fn token_expiring_in(username: &str, seconds: i64) -> String {
 
 pub fn basic_header(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `secs` seconds.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until run `id` has ended and returns it (with its log tail).
+pub async fn finished_run(api: &Api, id: i64, secs: u64) -> Value {
+    wait_for(secs, &format!("run {id} to end"), || async {
+        let r = api.get(&format!("/runs/{id}"), &Auth::root()).await;
+        let status = r.body["status"].as_str().unwrap_or("").to_owned();
+        (!status.is_empty() && status != "queued" && status != "running").then_some(r.body)
+    })
+    .await
 }

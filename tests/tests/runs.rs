@@ -1,0 +1,383 @@
+//! Scheduled and manual runs against a real rsync daemon as the upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use mirror_tests::rsyncd::{
+    UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, all_command_lines, free_port, generate_tree, snapshot,
+};
+use mirror_tests::{Api, Auth, MasterProcess, TestMaster, finished_run, wait_for};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn project(name: &str, upstream_port: u16, extra: Value) -> Value {
+    let mut p = json!({
+        "project": name,
+        "rsync_host": "127.0.0.1",
+        "rsync_port": upstream_port,
+        "rsync_module": "data",
+        "rsync_user": UPSTREAM_USER,
+        "rsync_password": UPSTREAM_PASSWORD,
+        "dest": name,
+        "rsync_options": {"basic": ["--no-motd"], "delete": "--delete"},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+async fn add(api: &Api, body: &Value) {
+    let r = api.post("/add_project/", body, &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+async fn syncup(api: &Api, id: &str) -> i64 {
+    let r = api.post(&format!("/syncup/?id={id}"), &json!({}), &Auth::user()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    r.body["run_id"].as_i64().unwrap()
+}
+
+/// A file that takes about `secs` seconds to pull at `--bwlimit=100` (KiB/s).
+fn slow_file(upstream: &Upstream, secs: usize) {
+    let bytes: Vec<u8> = (0..secs * 100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(upstream.data().join("slow.bin"), bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_schedule_every_second_copies_the_tree_and_later_changes() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 40);
+    let m = TestMaster::start().await;
+    add(&m.api, &project("everysec", upstream.port, json!({"cron_options": {"second": "*"}}))).await;
+    let dest = m.mirror_root().join("everysec");
+
+    let first = wait_for(30, "a scheduled run that copied the tree", || async {
+        let runs = m.api.get("/runs/?project=everysec", &Auth::None).await.body;
+        runs.as_array()?.iter().find(|r| r["status"] == json!("success")).cloned()
+    })
+    .await;
+    assert_eq!(first["trigger"], json!("schedule"));
+    assert!(first["scheduled_for"].is_string());
+    assert_eq!(snapshot(&dest), snapshot(&upstream.data()));
+    assert!(first["stats"]["files_transferred"].as_u64().unwrap() >= 40, "{first}");
+
+    // A change upstream reaches the mirror by a later scheduled run, deletions included.
+    std::fs::write(upstream.data().join("dir0/new.txt"), b"new upstream file").unwrap();
+    std::fs::write(upstream.data().join("empty"), b"no longer empty").unwrap();
+    std::fs::remove_file(upstream.data().join("big.bin")).unwrap();
+    let changed_at = chrono::Utc::now();
+    wait_for(30, "a later run with the change", || async {
+        let runs = m.api.get("/runs/?project=everysec&limit=20", &Auth::None).await.body;
+        runs.as_array()?
+            .iter()
+            .find(|r| {
+                r["status"] == json!("success")
+                    && r["started_at"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        .is_some_and(|s| s > changed_at)
+            })
+            .cloned()
+    })
+    .await;
+    assert_eq!(snapshot(&dest), snapshot(&upstream.data()));
+
+    let listed = &m.api.get("/list_projects/", &Auth::None).await.body[0];
+    assert!(listed["next_run_time"].is_string() && listed["last_success"].is_string(), "{listed}");
+    assert!(listed["last_run"]["id"].is_i64(), "{listed}");
+
+    // Disabling stops the schedule at once.
+    assert_eq!(m.api.get("/disable_project/?id=everysec", &Auth::user()).await.status, StatusCode::OK);
+    let settle = m.api.get("/runs/?project=everysec&limit=1", &Auth::None).await.body[0]["id"].as_i64().unwrap();
+    finished_run(&m.api, settle, 30).await;
+    let last = m.api.get("/runs/?project=everysec&limit=1", &Auth::None).await.body[0]["id"].as_i64().unwrap();
+    // Two seconds later there is still no newer run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = m.api.get("/runs/?project=everysec&limit=1", &Auth::None).await.body[0]["id"].as_i64().unwrap();
+    assert_eq!(after, last);
+}
+
+#[tokio::test]
+async fn syncup_copies_at_once_and_a_second_call_during_the_run_is_a_conflict() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    slow_file(&upstream, 3);
+    let m = TestMaster::start().await;
+    add(&m.api, &project("manual", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    assert_eq!(m.api.get("/list_projects/", &Auth::None).await.body[0]["status"], json!("never_run"));
+
+    let run = syncup(&m.api, "manual").await;
+    let second = m.api.get("/syncup/?project=manual", &Auth::user()).await;
+    assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text);
+    assert_eq!(second.body["field"], json!("id"));
+    let status = m.api.get("/list_projects/", &Auth::None).await.body[0]["status"].clone();
+    assert!(status == json!("running") || status == json!("queued"), "{status}");
+
+    let done = finished_run(&m.api, run, 60).await;
+    assert_eq!(done["status"], json!("success"), "{done}");
+    assert_eq!((done["trigger"].clone(), done["exit_code"].clone()), (json!("manual"), json!(0)));
+    assert!(done["log_tail"].as_str().unwrap().contains("Number of files"), "{done}");
+    assert_eq!(snapshot(&m.mirror_root().join("manual")), snapshot(&upstream.data()));
+    // The full log is on disk.
+    let log = m.dir.path().join("logs/manual").join(format!("{run}.log"));
+    assert!(std::fs::read_to_string(log).unwrap().contains("Total file size"));
+
+    // Once it is over, a new syncup is accepted; unknown projects are 404.
+    let again = syncup(&m.api, "manual").await;
+    assert!(again > run);
+    finished_run(&m.api, again, 60).await;
+    assert_eq!(m.api.get("/syncup/?id=nope", &Auth::user()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(m.api.get("/syncup/?id=manual", &Auth::None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(m.api.get("/runs/999999", &Auth::None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(m.api.get("/runs/?limit=0", &Auth::None).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn failures_keep_rsyncs_message_and_only_connection_failures_retry() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 3);
+    let m = TestMaster::start().await;
+    add(&m.api, &project("wrongpw", upstream.port, json!({"rsync_password": "not-the-password"}))).await;
+    let closed = free_port();
+    add(&m.api, &project("nohost", closed, json!({}))).await;
+
+    let run = syncup(&m.api, "wrongpw").await;
+    let done = finished_run(&m.api, run, 60).await;
+    assert_eq!(done["status"], json!("failed"), "{done}");
+    assert_eq!(done["exit_code"], json!(5));
+    assert!(done["message"].as_str().unwrap().contains("auth failed"), "{done}");
+    assert_eq!(done["attempts"], json!(1), "a refused login is not retried");
+
+    let run = syncup(&m.api, "nohost").await;
+    let done = finished_run(&m.api, run, 60).await;
+    assert_eq!(done["status"], json!("failed"), "{done}");
+    assert_eq!(done["exit_code"], json!(10), "{done}");
+    assert!(done["message"].as_str().unwrap().contains("Connection refused"), "{done}");
+    assert_eq!(done["attempts"], json!(3), "two retries after the first attempt: {done}");
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_child() {
+    let upstream = Upstream::start().await;
+    slow_file(&upstream, 30);
+    let m = TestMaster::start().await;
+    add(
+        &m.api,
+        &project("slow", upstream.port, json!({"timeout_secs": 1, "rsync_options": {"basic": ["--bwlimit=100"]}})),
+    )
+    .await;
+    let started = Instant::now();
+    let run = syncup(&m.api, "slow").await;
+    let done = finished_run(&m.api, run, 30).await;
+    assert_eq!(done["status"], json!("timeout"), "{done}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let dest = m.mirror_root().join("slow");
+    let dest = dest.to_str().unwrap();
+    assert!(!all_command_lines().iter().any(|c| c.contains("rsync") && c.contains(dest)), "rsync is still running");
+}
+
+#[tokio::test]
+async fn the_password_is_never_in_argv_logs_or_responses() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    slow_file(&upstream, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = MasterProcess::start(
+        dir.path(),
+        &[("MIRROR_ROOT_PASSWORD", mirror_tests::ROOT_PASSWORD), ("MIRROR_MASTER__LOG", "debug")],
+    )
+    .await;
+    let api = master.api.clone();
+    add(&api, &project("secret", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    let run = api.get("/syncup/?id=secret", &Auth::root()).await.body["run_id"].as_i64().unwrap();
+    // While rsync runs, look at every process's command line.
+    let seen_rsync = wait_for(20, "the rsync process", || async {
+        let lines = all_command_lines();
+        lines.iter().any(|l| l.contains("rsync") && l.contains("--bwlimit=100")).then_some(lines)
+    })
+    .await;
+    assert!(!seen_rsync.iter().any(|l| l.contains(UPSTREAM_PASSWORD)), "password in a command line");
+    let done = finished_run(&api, run, 60).await;
+    assert_eq!(done["status"], json!("success"), "{done}");
+    let mut responses = String::new();
+    for path in ["/list_projects/", "/runs/", &format!("/runs/{run}")] {
+        responses += &api.get(path, &Auth::root()).await.text;
+    }
+    assert!(!responses.contains(UPSTREAM_PASSWORD), "password in a response");
+    let log = master.drain_log().join("\n");
+    assert!(log.contains("run succeeded"), "the log is being read: {log}");
+    assert!(!log.contains(UPSTREAM_PASSWORD), "password in the master's log");
+    let run_log = std::fs::read_to_string(dir.path().join("logs/secret").join(format!("{run}.log"))).unwrap();
+    assert!(!run_log.contains(UPSTREAM_PASSWORD));
+    master.kill().await;
+}
+
+#[tokio::test]
+async fn kill_9_during_a_run_leaves_it_interrupted_and_the_schedule_goes_on() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    slow_file(&upstream, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MIRROR_ROOT_PASSWORD", mirror_tests::ROOT_PASSWORD)];
+    let master = MasterProcess::start(dir.path(), &env).await;
+    let api = master.api.clone();
+    add(&api, &project("long", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    add(
+        &api,
+        &project(
+            "ticking",
+            upstream.port,
+            json!({"cron_options": {"second": "*/2"}, "rsync_options": {"basic": ["--exclude=slow.bin"]}}),
+        ),
+    )
+    .await;
+    let run = api.get("/syncup/?id=long", &Auth::root()).await.body["run_id"].as_i64().unwrap();
+    wait_for(20, "the long run to be running", || async {
+        let r = api.get(&format!("/runs/{run}"), &Auth::None).await;
+        (r.body["status"] == json!("running")).then_some(())
+    })
+    .await;
+    // SIGKILL: no chance to clean up.
+    master.kill().await;
+
+    let master = MasterProcess::start(dir.path(), &env).await;
+    let api = master.api.clone();
+    let r = api.get(&format!("/runs/{run}"), &Auth::None).await.body;
+    assert_eq!(r["status"], json!("interrupted"), "{r}");
+    assert!(r["ended_at"].is_string());
+    // The rsync the dead master left was stopped at start.
+    let dest = dir.path().join("mirror/long");
+    let dest = std::fs::canonicalize(dest).unwrap();
+    let dest = dest.to_str().unwrap();
+    wait_for(10, "the orphaned rsync to be gone", || async {
+        (!all_command_lines().iter().any(|c| c.contains("--bwlimit=100") && c.contains(dest))).then_some(())
+    })
+    .await;
+    // Everything else is intact and the schedules go on after the restart.
+    let listed = api.get("/list_projects/", &Auth::None).await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let restarted_at = chrono::Utc::now();
+    wait_for(30, "a scheduled run after the restart", || async {
+        let runs = api.get("/runs/?project=ticking", &Auth::None).await.body;
+        runs.as_array()?
+            .iter()
+            .find(|r| {
+                r["status"] == json!("success")
+                    && r["queued_at"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        .is_some_and(|s| s > restarted_at)
+            })
+            .cloned()
+    })
+    .await;
+    // A new manual run of the interrupted project is accepted.
+    assert_eq!(api.get("/syncup/?id=long", &Auth::root()).await.status, StatusCode::ACCEPTED);
+    master.kill().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_lets_runs_finish_within_the_grace_then_interrupts_them() {
+    let upstream = Upstream::start().await;
+    slow_file(&upstream, 30);
+    // About half a second at 100 KiB/s: it ends within the 2 s grace.
+    std::fs::write(upstream.data().join("quick.bin"), vec![7u8; 50 * 1024]).unwrap();
+    let m = TestMaster::start().await; // shutdown_grace_secs = 2
+    add(&m.api, &project("graceful", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    let quick_opts = json!({"rsync_options": {"basic": ["--bwlimit=100", "--exclude=slow.bin"]}});
+    add(&m.api, &project("quick", upstream.port, quick_opts)).await;
+    let run = syncup(&m.api, "graceful").await;
+    let quick = syncup(&m.api, "quick").await;
+    let api = m.api.clone();
+    for id in [run, quick] {
+        wait_for(20, "the runs to be running", || async {
+            (api.get(&format!("/runs/{id}"), &Auth::None).await.body["status"] == json!("running")).then_some(())
+        })
+        .await;
+    }
+    let settings = m.settings.clone();
+    let started = Instant::now();
+    let dir = m.stop().await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(20), "stopped after {waited:?}");
+
+    // Reopen the same database: the run was recorded as interrupted by the stop itself.
+    let m = TestMaster::start_with(dir, settings).await;
+    let r = m.api.get(&format!("/runs/{run}"), &Auth::None).await.body;
+    assert_eq!(r["status"], json!("interrupted"), "{r}");
+    assert_eq!(r["message"], json!("stopped before it finished"), "{r}");
+    let q = m.api.get(&format!("/runs/{quick}"), &Auth::None).await.body;
+    assert_eq!(q["status"], json!("success"), "the run that ended within the grace: {q}");
+}
+
+#[tokio::test]
+async fn missed_fires_give_at_most_one_catch_up_run_and_only_when_asked() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 3);
+    let m = TestMaster::start().await;
+    let every2 = json!({"cron_options": {"second": "*/2"}});
+    add(&m.api, &project("catcher", upstream.port, json!({"cron_options": {"second": "*/2"}, "catch_up": true}))).await;
+    add(&m.api, &project("nocatch", upstream.port, every2)).await;
+    for id in ["catcher", "nocatch"] {
+        wait_for(20, "a first scheduled run", || async {
+            let runs = m.api.get(&format!("/runs/?project={id}"), &Auth::None).await.body;
+            runs.as_array()?.iter().find(|r| r["status"] == json!("success")).cloned()
+        })
+        .await;
+    }
+    let settings = m.settings.clone();
+    let dir = m.stop().await;
+    // Down for several fire times.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let m = TestMaster::start_with(dir, settings).await;
+    let catch_ups = |id: &'static str| {
+        let api = m.api.clone();
+        async move {
+            let runs = api.get(&format!("/runs/?project={id}&limit=1000"), &Auth::None).await.body;
+            runs.as_array().unwrap().iter().filter(|r| r["trigger"] == json!("catch_up")).count()
+        }
+    };
+    wait_for(10, "the catch-up run", || async { (catch_ups("catcher").await == 1).then_some(()) }).await;
+    assert_eq!(catch_ups("nocatch").await, 0);
+    // Scheduled runs resume without replaying the missed ones.
+    let restarted = chrono::Utc::now();
+    wait_for(20, "a scheduled run after the restart", || async {
+        let runs = m.api.get("/runs/?project=nocatch", &Auth::None).await.body;
+        runs.as_array()?
+            .iter()
+            .find(|r| {
+                r["queued_at"]
+                    .as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|s| s > restarted)
+            })
+            .cloned()
+    })
+    .await;
+    assert_eq!(catch_ups("catcher").await, 1);
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_queues_runs_in_order() {
+    let upstream = Upstream::start().await;
+    slow_file(&upstream, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestMaster::settings_in(dir.path());
+    settings.max_concurrent_runs = 1;
+    let m = TestMaster::start_with(dir, settings).await;
+    for name in ["capa", "capb", "capc"] {
+        add(&m.api, &project(name, upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=200"]}}))).await;
+    }
+    let runs = [syncup(&m.api, "capa").await, syncup(&m.api, "capb").await, syncup(&m.api, "capc").await];
+    let second = m.api.get(&format!("/runs/{}", runs[1]), &Auth::None).await.body;
+    assert_eq!(second["status"], json!("queued"), "{second}");
+    let mut ends = Vec::new();
+    for id in runs {
+        let r = finished_run(&m.api, id, 60).await;
+        assert_eq!(r["status"], json!("success"), "{r}");
+        ends.push((r["started_at"].as_str().unwrap().to_owned(), r["ended_at"].as_str().unwrap().to_owned()));
+    }
+    // One at a time, in the order triggered: each starts after the previous one ended.
+    assert!(ends[0].1 <= ends[1].0 && ends[1].1 <= ends[2].0, "{ends:?}");
+}
