@@ -260,9 +260,50 @@ pub struct SyncupResponse {
 /// One entry of `GET /list_slaves/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveView {
+    /// `hostname:port`, the name the slave reports with.
+    pub name: String,
     pub hostname: String,
     pub port: u16,
     pub added_at: String,
+    /// When it last answered (a notification, a report, a status check).
+    pub last_seen: Option<String>,
+    /// Seen within three reconcile intervals.
+    pub healthy: bool,
+    pub projects: Vec<SlaveProjectView>,
+}
+
+/// A project as one slave serves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveProjectView {
+    pub project: String,
+    /// The generation the slave serves (0: none yet).
+    pub generation: i64,
+    /// The project's current generation on the master.
+    pub current: i64,
+    pub lag: i64,
+}
+
+/// `GET /projects/{id}/propagation`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PropagationView {
+    pub project: String,
+    /// The current generation (bumped by each successful master run).
+    pub generation: i64,
+    pub slaves: Vec<SlavePropagation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlavePropagation {
+    pub slave: String,
+    pub healthy: bool,
+    /// The generation it serves, and since when.
+    pub generation: i64,
+    pub served_at: Option<String>,
+    pub lag: i64,
+    /// The newest generation it was told about, and what became of it.
+    pub latest_generation: Option<i64>,
+    pub latest_status: Option<String>,
+    pub latest_message: Option<String>,
 }
 
 /// One entry of `GET /list_users/`.
@@ -282,4 +323,74 @@ pub struct TokenResponse {
     /// Seconds the token is valid for, as the 2014 API's `duration`.
     pub duration: u64,
     pub expires_at: String,
+}
+
+/// Where a slave pulls from: the master's rsync daemon, as the master's `rsyncd` config says slaves
+/// reach it. The password is not here: each slave holds it in its own configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RsyncSource {
+    pub host: String,
+    pub port: u16,
+    pub module: String,
+    pub user: Option<String>,
+}
+
+/// `POST /sync_from_master/` on a slave (Bearer: the cluster token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The master's name for this slave (`hostname:port`), echoed back in the report.
+    pub slave: String,
+    pub project: String,
+    /// The project's directory relative to the master's rsync module (and to the slave's root).
+    pub path: String,
+    /// The project's layered rsync options (checked again by the slave).
+    pub options: Vec<String>,
+    pub generation: i64,
+    pub source: RsyncSource,
+}
+
+/// The slave's answer to a sync request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncAccepted {
+    pub success: bool,
+    /// `started`, `queued` (runs after the current one) or `current` (already served; reported again).
+    pub state: String,
+}
+
+/// `POST /slave_rsync_complete/` on the master (Bearer: the cluster token), sent once rsync has ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionReport {
+    pub slave: String,
+    pub project: String,
+    pub generation: i64,
+    /// `success` or `failed`.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    pub stats: RunStats,
+    pub started_at: Option<String>,
+    pub ended_at: String,
+}
+
+/// What a slave serves, per project.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServedProject {
+    pub generation: i64,
+    pub synced_at: Option<String>,
+    pub last_status: String,
+    pub last_message: Option<String>,
+}
+
+/// `GET /status` on a slave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveStatus {
+    pub root: String,
+    pub serving: std::collections::BTreeMap<String, ServedProject>,
+    /// Project → generation being pulled now.
+    pub running: std::collections::BTreeMap<String, i64>,
+    /// Project → generation waiting for the current run to end.
+    pub queued: std::collections::BTreeMap<String, i64>,
 }

@@ -7,5 +7,7 @@ pub mod dates;
 pub mod error;
 pub mod rsync;
 pub mod rsync_opts;
+pub mod secret;
 
 pub use error::{ErrorBody, FieldError};
+pub use secret::Secret;

@@ -1,31 +1,12 @@
 //! The master's settings: embedded defaults, then an optional TOML file, then `MIRROR_MASTER__*`
 //! environment variables. Checked when loaded; a bad value stops the start with its name.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// A secret string whose `Debug` and `Display` never show it.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use mirror_common::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +35,16 @@ pub struct Settings {
     pub retry_base_ms: u64,
     /// On SIGTERM, how long running rsyncs may go on before they are stopped.
     pub shutdown_grace_secs: u64,
+    /// Shared with every slave: the master's sync requests and the slaves' reports carry it.
+    pub cluster_token: Option<Secret>,
+    /// The rsync daemon slaves pull from.
+    pub rsyncd: RsyncdSettings,
+    /// How often the reconciler compares each slave's generations with the current ones.
+    pub reconcile_interval_secs: u64,
+    /// Per-request timeout of a notification to a slave.
+    pub notify_timeout_secs: u64,
+    /// Extra attempts, with backoff, when a slave does not answer a notification.
+    pub notify_retries: u32,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -78,7 +69,44 @@ impl Default for Settings {
             retries: 2,
             retry_base_ms: 5000,
             shutdown_grace_secs: 30,
+            cluster_token: None,
+            rsyncd: RsyncdSettings::default(),
+            reconcile_interval_secs: 30,
+            notify_timeout_secs: 10,
+            notify_retries: 3,
             initial_root_password: None,
+        }
+    }
+}
+
+/// The master's rsync daemon: one read-only module over the mirror root, which slaves pull from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RsyncdSettings {
+    /// true: the master writes rsyncd.conf and a 0600 secrets file under `dir`, and runs
+    /// `rsync --daemon --no-detach` as its child. false: an rsync daemon is run by other means.
+    pub manage: bool,
+    /// How slaves reach the daemon (and, when managed, the address it listens on).
+    pub host: String,
+    pub port: u16,
+    pub module: String,
+    pub user: String,
+    /// The module's password. Unset with `manage`: generated once, kept in the database, and
+    /// written to `<dir>/slave.password` (0600) for the slaves' `rsync_password_file`.
+    pub password: Option<Secret>,
+    pub dir: PathBuf,
+}
+
+impl Default for RsyncdSettings {
+    fn default() -> Self {
+        RsyncdSettings {
+            manage: true,
+            host: "127.0.0.1".into(),
+            port: 8730,
+            module: "mirror".into(),
+            user: "mirror".into(),
+            password: None,
+            dir: "rsyncd".into(),
         }
     }
 }
@@ -159,6 +187,31 @@ impl Settings {
         }
         if self.shutdown_grace_secs > 3600 {
             return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
+        }
+        if self.cluster_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(invalid("cluster_token", "must be at least 16 characters"));
+        }
+        let r = &self.rsyncd;
+        if r.port == 0 {
+            return Err(invalid("rsyncd.port", "must be a port number"));
+        }
+        if !mirror_common::api::is_valid_id(&r.module) || !mirror_common::api::is_valid_id(&r.user) {
+            return Err(invalid("rsyncd.module", "module and user must match [A-Za-z0-9._-]+"));
+        }
+        if r.host.is_empty() || r.host.starts_with('-') || r.host.contains(['/', '@', ' ']) {
+            return Err(invalid("rsyncd.host", format!("'{}' is not a host name or address", r.host)));
+        }
+        if r.password.as_ref().is_some_and(|p| p.expose().is_empty() || p.expose().contains(['\n', ':'])) {
+            return Err(invalid("rsyncd.password", "must be non-empty, without ':' or a newline"));
+        }
+        if !(1..=3600).contains(&self.reconcile_interval_secs) {
+            return Err(invalid("reconcile_interval_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=600).contains(&self.notify_timeout_secs) {
+            return Err(invalid("notify_timeout_secs", "must be between 1 and 600"));
+        }
+        if self.notify_retries > 20 {
+            return Err(invalid("notify_retries", "must be at most 20"));
         }
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(

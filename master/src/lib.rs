@@ -2,11 +2,13 @@
 //! (with the scheduler) pulls every project from its upstream with rsync.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod paths;
 pub mod rsync;
+pub mod rsyncd;
 pub mod runner;
 pub mod scheduler;
 pub mod state;
@@ -20,7 +22,9 @@ use anyhow::Context;
 use mirror_common::api::Role;
 use tokio::net::TcpListener;
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
+use crate::rsyncd::ManagedRsyncd;
 use crate::runner::{Runner, RunnerConfig};
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Inner, ListingCache};
@@ -29,6 +33,7 @@ use crate::state::{AppState, Inner, ListingCache};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    rsyncd: Option<ManagedRsyncd>,
 }
 
 impl Application {
@@ -57,9 +62,24 @@ impl Application {
         tokio::fs::create_dir_all(&settings.log_dir)
             .await
             .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
+        let rsyncd = if settings.rsyncd.manage {
+            let password = rsyncd::password(&db, &settings.rsyncd).await?;
+            ManagedRsyncd::start(&settings.rsyncd, &settings.rsync_path, &mirror_root, &password).await?
+        } else {
+            None
+        };
+        if settings.cluster_token.is_none() {
+            tracing::warn!("no cluster_token configured: slaves will not be notified");
+        }
         let listing = Arc::new(ListingCache::default());
-        let runner =
-            Runner::new(db.clone(), RunnerConfig::from(&settings), settings.max_concurrent_runs, listing.clone());
+        let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone())?;
+        let runner = Runner::new(
+            db.clone(),
+            RunnerConfig::from(&settings),
+            settings.max_concurrent_runs,
+            listing.clone(),
+            cluster.clone(),
+        );
         runner.recover().await?;
         let scheduler = Scheduler::start(db.clone(), runner.clone(), listing.clone()).await?;
         let state = AppState::new(Inner {
@@ -70,10 +90,11 @@ impl Application {
             listing,
             runner,
             scheduler,
+            cluster,
             project_writes: tokio::sync::Mutex::new(()),
         });
         bootstrap_root(&state).await?;
-        Ok(Application { listener, state })
+        Ok(Application { listener, state, rsyncd })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -98,6 +119,7 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        self.state.cluster.spawn_reconciler(stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = server_stop.wait_for(|s| *s).await;
@@ -111,6 +133,9 @@ impl Application {
         };
         let (served, ()) = tokio::join!(server, runs);
         served?;
+        if let Some(daemon) = self.rsyncd {
+            daemon.stop().await;
+        }
         self.state.db.close().await;
         tracing::info!("mirror-master stopped");
         Ok(())

@@ -42,8 +42,3 @@ pub async fn resolve_dest(root: &Path, dest: &str) -> Result<PathBuf, FieldError
     }
     Ok(full)
 }
-
-/// True when one of the two directories contains the other (or they are the same).
-pub fn overlaps(a: &Path, b: &Path) -> bool {
-    a.starts_with(b) || b.starts_with(a)
-}

@@ -61,6 +61,7 @@ mod tests {
             timeout_secs: None,
             catch_up: false,
             last_fire_at: None,
+            generation: 0,
         }
     }
 

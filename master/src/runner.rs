@@ -12,6 +12,7 @@ use mirror_common::rsync::{Ending, RsyncCommand, RsyncOutcome, Stats, kill_orpha
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db::{self, Db};
 use crate::state::ListingCache;
@@ -81,6 +82,7 @@ pub struct Runner {
     accepting: AtomicBool,
     idle: Notify,
     listing: Arc<ListingCache>,
+    cluster: Arc<Cluster>,
 }
 
 /// How long to wait before attempt `attempt + 1`: doubling from `base`, times a jitter in [0.5, 1.5),
@@ -92,7 +94,13 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 impl Runner {
-    pub fn new(db: Db, cfg: RunnerConfig, max_concurrent: usize, listing: Arc<ListingCache>) -> Arc<Runner> {
+    pub fn new(
+        db: Db,
+        cfg: RunnerConfig,
+        max_concurrent: usize,
+        listing: Arc<ListingCache>,
+        cluster: Arc<Cluster>,
+    ) -> Arc<Runner> {
         Arc::new(Runner {
             db,
             cfg,
@@ -101,6 +109,7 @@ impl Runner {
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
             listing,
+            cluster,
         })
     }
 
@@ -210,6 +219,14 @@ impl Runner {
         run_id: i64,
         mut cancel: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // Preparation happens before taking a slot: the cap bounds running rsyncs, not set-up work.
+        let Some(project) = db::projects::get(&self.db, project_id).await? else {
+            return self.finish_without_running(run_id, "the project was removed").await;
+        };
+        let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
+        let log_name = log_file.to_string_lossy().into_owned();
+        let dirs = [PathBuf::from(&project.dest), self.cfg.log_dir.join(project_id)];
+        tokio::task::spawn_blocking(move || dirs.iter().try_for_each(std::fs::create_dir_all)).await??;
         let permit = tokio::select! {
             // Closed at shutdown: the run ends `interrupted` without starting.
             permit = self.slots.clone().acquire_owned() => permit.ok(),
@@ -218,13 +235,6 @@ impl Runner {
         if permit.is_none() || !self.accepting.load(Ordering::SeqCst) {
             return self.finish_without_running(run_id, "stopped before it started").await;
         }
-        let Some(project) = db::projects::get(&self.db, project_id).await? else {
-            return self.finish_without_running(run_id, "the project was removed").await;
-        };
-        let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
-        db::runs::mark_running(&self.db, run_id, &log_file.to_string_lossy()).await?;
-        self.listing.invalidate();
-        tokio::fs::create_dir_all(&project.dest).await?;
         let timeout = project
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
@@ -240,9 +250,16 @@ impl Runner {
         let outcome: RsyncOutcome = loop {
             attempt += 1;
             let db = self.db.clone();
+            let listing = self.listing.clone();
+            let log_name = log_name.clone();
             let record_pid = move |pid: u32| {
-                let db = db.clone();
-                tokio::spawn(async move { db::runs::set_pid(&db, run_id, pid, attempt).await });
+                let (db, listing, log_name) = (db.clone(), listing.clone(), log_name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = db::runs::mark_running(&db, run_id, pid, attempt, &log_name).await {
+                        tracing::error!(run.id = run_id, error = %e, "cannot record the running rsync");
+                    }
+                    listing.invalidate();
+                });
             };
             let outcome = match run_rsync(&command, cancel.clone(), &record_pid).await {
                 Ok(o) => o,
@@ -278,6 +295,12 @@ impl Runner {
             log_tail: &outcome.tail,
         };
         db::runs::finish(&self.db, run_id, &finished).await?;
+        if outcome.succeeded() {
+            // New content: a new generation, and every slave is told at once.
+            let generation = db::projects::bump_generation(&self.db, project_id).await?;
+            tracing::info!(generation, "new generation: notifying slaves");
+            self.cluster.propagate(project_id).await?;
+        }
         if outcome.succeeded() {
             tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
         } else {

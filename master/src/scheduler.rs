@@ -1,32 +1,45 @@
-//! Fires every enabled project's schedule. Fire times come from [`Schedule`] (APScheduler's
-//! semantics, zones and all); tokio-cron-scheduler holds one one-shot job per project, at its next
-//! fire time, and each fire registers the next. Schedules live in SQLite and are registered anew at
-//! start, so nothing about them is kept only in memory.
+//! Fires every enabled project's schedule.
+//!
+//! Fire times come from [`Schedule`] (APScheduler's semantics, zones and all) and wait in a queue
+//! here. tokio-cron-scheduler drives that queue with one heartbeat job a second: each beat arms a
+//! precise timer for every fire due within [`LOOKAHEAD`]. One job, not one per project: with a job
+//! per project, 1,000 projects due on the same second overflowed tokio-cron-scheduler's activation
+//! channel (capacity 200) and it dropped the overflow without running it (measured with
+//! bench/runs.py). Schedules live in SQLite and are queued anew at start.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chrono::{DateTime, Duration, Utc};
 use mirror_common::cron::{Schedule, ScheduleSpec};
 use tokio_cron_scheduler::{Job, JobScheduler};
-use uuid::Uuid;
 
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::runner::{Runner, Trigger, TriggerError};
 use crate::state::ListingCache;
 
+/// How far ahead of a fire its timer is armed. Longer than the heartbeat's period plus its
+/// lateness (the library ticks every 500 ms), so that a late or skipped beat delays no fire.
+const LOOKAHEAD: Duration = Duration::seconds(3);
+
+/// The live registration of a project: its next fire.
 struct Registration {
-    /// Bumped at every (re)registration: a job whose token is no longer current does nothing.
+    /// Bumped at every (re)registration: a queued fire whose token is not current is dropped.
     token: u64,
-    job: Uuid,
+    schedule: Schedule,
+}
+
+#[derive(Default)]
+struct Queues {
+    current: HashMap<String, Registration>,
+    /// Fires not armed yet, by time.
+    pending: BTreeSet<(DateTime<Utc>, String, u64)>,
 }
 
 pub struct Scheduler {
-    jobs: JobScheduler,
-    registered: Mutex<HashMap<String, Registration>>,
+    heartbeat: JobScheduler,
+    queues: Mutex<Queues>,
     next_token: AtomicU64,
     db: Db,
     runner: Arc<Runner>,
@@ -39,14 +52,13 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Scheduler {
-    /// Starts the scheduler and registers every enabled, scheduled project. A project that asks for
-    /// it (`catch_up`) and missed a fire while the master was down gets one catch-up run.
+    /// Starts the heartbeat and queues every enabled, scheduled project. A project that asks for it
+    /// (`catch_up`) and missed a fire while the master was down gets one catch-up run.
     pub async fn start(db: Db, runner: Arc<Runner>, listing: Arc<ListingCache>) -> anyhow::Result<Arc<Scheduler>> {
-        let jobs = JobScheduler::new().await?;
-        jobs.start().await?;
+        let heartbeat = JobScheduler::new().await?;
         let scheduler = Arc::new_cyclic(|me| Scheduler {
-            jobs,
-            registered: Mutex::new(HashMap::new()),
+            heartbeat,
+            queues: Mutex::new(Queues::default()),
             next_token: AtomicU64::new(1),
             db: db.clone(),
             runner,
@@ -59,12 +71,25 @@ impl Scheduler {
                 tracing::error!(project.id = %p.id, error = format!("{e:#}"), "cannot schedule project");
             }
         }
-        tracing::info!(scheduled = scheduler.registrations().len(), projects = projects.len(), "scheduler started");
+        let me = Arc::downgrade(&scheduler);
+        let beat = Job::new_async("* * * * * *", move |_uuid, _lock| {
+            let me = me.clone();
+            Box::pin(async move {
+                if let Some(s) = me.upgrade() {
+                    s.arm_due();
+                }
+            })
+        })?;
+        scheduler.heartbeat.add(beat).await?;
+        scheduler.heartbeat.start().await?;
+        scheduler.arm_due();
+        tracing::info!(scheduled = scheduler.queues().current.len(), projects = projects.len(), "scheduler started");
         Ok(scheduler)
     }
 
-    fn registrations(&self) -> std::sync::MutexGuard<'_, HashMap<String, Registration>> {
-        self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn queues(&self) -> MutexGuard<'_, Queues> {
+        // A panic while holding this lock leaves maps that are still consistent.
+        self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes the live schedule match the stored project: call after every change to a project
@@ -73,20 +98,26 @@ impl Scheduler {
         match db::projects::get(&self.db, id).await? {
             Some(p) => self.sync_row(&p, false).await,
             None => {
-                self.unregister(id).await;
+                self.queues().current.remove(id);
                 Ok(())
             }
         }
     }
 
     async fn sync_row(&self, p: &ProjectRow, at_start: bool) -> anyhow::Result<()> {
-        self.unregister(&p.id).await;
+        self.queues().current.remove(&p.id);
         let Some(spec) = p.schedule.as_deref().filter(|_| p.enabled) else { return Ok(()) };
         let schedule = Schedule::from_spec(serde_json::from_str::<ScheduleSpec>(spec)?)?;
         let now = Utc::now();
         if at_start && p.catch_up {
             // Fires missed while down are not replayed one by one: at most one run covers them.
-            let since = p.last_fire_at.as_deref().or(Some(p.updated_at.as_str())).and_then(parse_time);
+            // The last fire handled: a run's scheduled time, or a fire skipped while a run was going.
+            let last_run = db::runs::last_scheduled_fire(&self.db, &p.id).await?;
+            let since = [p.last_fire_at.as_deref(), last_run.as_deref(), Some(p.updated_at.as_str())]
+                .into_iter()
+                .flatten()
+                .filter_map(parse_time)
+                .max();
             let missed = since.and_then(|s| schedule.next_fire_at_or_after(s + Duration::seconds(1)));
             if let Some(missed) = missed.filter(|m| *m < now) {
                 tracing::info!(project.id = %p.id, missed = %missed, "catching up one missed run");
@@ -94,86 +125,68 @@ impl Scheduler {
             }
         }
         if let Some(next) = schedule.next_fire_at_or_after(now) {
-            self.register(&p.id, schedule, next, None).await?;
+            self.register(&p.id, schedule, next, None);
         }
         Ok(())
     }
 
-    async fn unregister(&self, id: &str) {
-        let old = self.registrations().remove(id);
-        if let Some(old) = old {
-            let _ = self.jobs.remove(&old.job).await;
-        }
-    }
-
-    /// Adds the one-shot job for `at`. With `replacing`, only if that registration is still the
-    /// current one (a fire racing with an update must not bring back the old schedule).
-    ///
-    /// Boxed with an explicit `Send`: the job it creates calls `fire`, which calls `register` again,
-    /// and the compiler cannot see through that cycle on its own.
-    fn register<'a>(
-        &'a self,
-        id: &'a str,
-        schedule: Schedule,
-        at: DateTime<Utc>,
-        replacing: Option<u64>,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
-        Box::pin(self.register_inner(id, schedule, at, replacing))
-    }
-
-    async fn register_inner(
-        &self,
-        id: &str,
-        schedule: Schedule,
-        at: DateTime<Utc>,
-        replacing: Option<u64>,
-    ) -> anyhow::Result<()> {
+    /// Queues the fire at `at`. With `replacing`, only if that registration is still the current
+    /// one: a fire racing with an update must not bring back the old schedule.
+    fn register(&self, id: &str, schedule: Schedule, at: DateTime<Utc>, replacing: Option<u64>) {
         let token = self.next_token.fetch_add(1, Ordering::SeqCst);
-        let delay = (at - Utc::now()).to_std().unwrap_or_default();
-        let instant = std::time::Instant::now() + delay;
-        let me = self.me.clone();
-        let project = id.to_owned();
-        let job = Job::new_one_shot_at_instant_async(instant, move |_uuid, _lock| {
-            let me = me.clone();
-            let project = project.clone();
-            let schedule = schedule.clone();
-            Box::pin(async move {
-                if let Some(scheduler) = me.upgrade() {
-                    scheduler.fire(project, token, schedule, at).await;
-                }
-            })
-        })?;
-        let job_id = self.jobs.add(job).await?;
-        let stale = {
-            let mut map = self.registrations();
-            let current = map.get(id).map(|r| r.token);
-            if replacing.is_none() || current == replacing {
-                map.insert(id.to_owned(), Registration { token, job: job_id }).map(|old| old.job)
-            } else {
-                Some(job_id)
+        {
+            let mut q = self.queues();
+            let current = q.current.get(id).map(|r| r.token);
+            if replacing.is_some() && current != replacing {
+                return;
             }
-        };
-        if let Some(stale) = stale {
-            let _ = self.jobs.remove(&stale).await;
+            q.current.insert(id.to_owned(), Registration { token, schedule });
+            if at > Utc::now() + LOOKAHEAD {
+                q.pending.insert((at, id.to_owned(), token));
+                return;
+            }
         }
-        Ok(())
+        self.arm(id.to_owned(), token, at);
     }
 
-    async fn fire(&self, id: String, token: u64, schedule: Schedule, at: DateTime<Utc>) {
-        if self.registrations().get(&id).map(|r| r.token) != Some(token) {
-            return;
+    /// The heartbeat: arms every queued fire due within the lookahead.
+    fn arm_due(&self) {
+        let horizon = Utc::now() + LOOKAHEAD;
+        let due: Vec<(DateTime<Utc>, String, u64)> = {
+            let mut q = self.queues();
+            let later = q.pending.split_off(&(horizon, String::new(), 0));
+            let due = std::mem::replace(&mut q.pending, later);
+            // Fires of registrations replaced since they were queued are dropped here.
+            due.into_iter().filter(|(_, id, token)| q.current.get(id).is_some_and(|r| r.token == *token)).collect()
+        };
+        for (at, id, token) in due {
+            self.arm(id, token, at);
         }
+    }
+
+    fn arm(&self, id: String, token: u64, at: DateTime<Utc>) {
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            if let Some(s) = me.upgrade() {
+                s.fire(id, token, at).await;
+            }
+        });
+    }
+
+    async fn fire(&self, id: String, token: u64, at: DateTime<Utc>) {
+        let schedule = match self.queues().current.get(&id) {
+            Some(r) if r.token == token => r.schedule.clone(),
+            _ => return,
+        };
         self.fire_now(&id, Trigger::Schedule, at).await;
         match schedule.next_fire_at_or_after(at + Duration::seconds(1)) {
-            Some(next) => {
-                if let Err(e) = self.register(&id, schedule, next, Some(token)).await {
-                    tracing::error!(project.id = %id, error = format!("{e:#}"), "cannot schedule the next run");
-                }
-            }
+            Some(next) => self.register(&id, schedule, next, Some(token)),
             None => {
-                let mut map = self.registrations();
-                if map.get(&id).map(|r| r.token) == Some(token) {
-                    map.remove(&id);
+                let mut q = self.queues();
+                if q.current.get(&id).is_some_and(|r| r.token == token) {
+                    q.current.remove(&id);
                 }
                 tracing::info!(project.id = %id, "schedule ended (end_date or last year reached)");
             }
@@ -181,29 +194,35 @@ impl Scheduler {
         self.listing.invalidate();
     }
 
+    /// Starts the fire's run; its row records the fire time. A fire that starts no run records it
+    /// on the project, so that a catch-up after a restart does not count it as missed.
     async fn fire_now(&self, id: &str, trigger: Trigger, at: DateTime<Utc>) {
-        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        if let Err(e) = db::projects::set_last_fire(&self.db, id, &stamp).await {
-            tracing::error!(project.id = %id, error = %e, "cannot record the fire time");
-        }
         match self.runner.trigger(id, trigger, Some(at)).await {
-            Ok(run_id) => tracing::debug!(project.id = %id, run.id = run_id, "scheduled run started"),
+            Ok(run_id) => {
+                tracing::debug!(project.id = %id, run.id = run_id, "scheduled run started");
+                return;
+            }
             Err(TriggerError::AlreadyRunning { run_id, .. }) => {
                 tracing::info!(project.id = %id, run.id = run_id, "scheduled run skipped: the previous run is still going")
             }
             Err(e) => tracing::warn!(project.id = %id, error = %e, "scheduled run not started"),
         }
+        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if let Err(e) = db::projects::set_last_fire(&self.db, id, &stamp).await {
+            tracing::error!(project.id = %id, error = %e, "cannot record the fire time");
+        }
     }
 
-    /// The fire time a project is registered for, as the scheduler holds it.
-    pub fn is_registered(&self, id: &str) -> bool {
-        self.registrations().contains_key(id)
-    }
-
+    /// Stops the heartbeat and drops every queued fire (timers already armed find no registration).
     pub async fn shutdown(&self) {
-        let mut jobs = self.jobs.clone();
-        if let Err(e) = jobs.shutdown().await {
-            tracing::warn!(error = %e, "scheduler did not shut down cleanly");
+        {
+            let mut q = self.queues();
+            q.current.clear();
+            q.pending.clear();
+        }
+        let mut heartbeat = self.heartbeat.clone();
+        if let Err(e) = heartbeat.shutdown().await {
+            tracing::warn!(error = %e, "scheduler heartbeat did not shut down cleanly");
         }
     }
 }

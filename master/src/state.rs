@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::auth::Authenticator;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::runner::Runner;
@@ -27,6 +28,7 @@ pub struct Inner {
     pub listing: Arc<ListingCache>,
     pub runner: Arc<Runner>,
     pub scheduler: Arc<Scheduler>,
+    pub cluster: Arc<Cluster>,
     /// Serialises project writes, so that checks across rows (overlapping `dest`s, renames) and
     /// the write that follows them cannot interleave with another request's.
     pub project_writes: tokio::sync::Mutex<()>,

@@ -117,6 +117,7 @@ impl TestMaster {
             retries: 2,
             retry_base_ms: 50,
             shutdown_grace_secs: 2,
+            rsyncd: mirror_master::config::RsyncdSettings { manage: false, ..Default::default() },
             ..Settings::default()
         }
     }
@@ -195,6 +196,8 @@ impl MasterProcess {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("MIRROR_MASTER__LISTEN", "127.0.0.1:0")
+            // Tests run many masters at once: none manages a daemon on the fixed default port unless asked.
+            .env("MIRROR_MASTER__RSYNCD__MANAGE", "false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -25,11 +25,13 @@ pub struct ProjectRow {
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<String>,
+    /// Bumped by each successful master run; slaves are brought to it.
+    pub generation: i64,
 }
 
 const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at";
+                       catch_up, last_fire_at, generation";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await
@@ -113,13 +115,29 @@ pub async fn remove(db: &Db, id: &str) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// (id, dest) of every project, to refuse a `dest` inside another project's.
-pub async fn dests(db: &Db) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as("SELECT id, dest FROM projects").fetch_all(db).await
+/// A project, other than `own_id`, whose dest is `dest`, contains it, or lies inside it.
+/// Compared with `substr` rather than LIKE, which would read `%` and `_` in paths as wildcards.
+pub async fn overlapping_dest(db: &Db, dest: &str, own_id: Option<&str>) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as(
+        "SELECT id, dest FROM projects WHERE (?2 IS NULL OR id <> ?2) AND (dest = ?1 \
+         OR substr(dest, 1, length(?1) + 1) = ?1 || '/' OR substr(?1, 1, length(dest) + 1) = dest || '/') LIMIT 1",
+    )
+    .bind(dest)
+    .bind(own_id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Records the scheduled fire the master has just handled.
 pub async fn set_last_fire(db: &Db, id: &str, at: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE projects SET last_fire_at = ? WHERE id = ?").bind(at).bind(id).execute(db).await?;
     Ok(())
+}
+
+/// A successful run: the project's content has a new generation. Returns it.
+pub async fn bump_generation(db: &Db, id: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("UPDATE projects SET generation = generation + 1 WHERE id = ? RETURNING generation")
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }

@@ -49,24 +49,29 @@ pub async fn insert_queued(db: &Db, project_id: &str, trigger: &str, scheduled_f
     .await
 }
 
-pub async fn mark_running(db: &Db, id: i64, log_file: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE runs SET status = 'running', started_at = ?, log_file = ? WHERE id = ?")
-        .bind(now_ms())
-        .bind(log_file)
-        .bind(id)
-        .execute(db)
-        .await?;
+/// rsync has started (attempt `attempts`, process `pid`). Written once per attempt; a late write
+/// never overrides the run's final status.
+pub async fn mark_running(db: &Db, id: i64, pid: u32, attempts: u32, log_file: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), pid = ?, attempts = ?, \
+         log_file = ? WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(now_ms())
+    .bind(i64::from(pid))
+    .bind(i64::from(attempts))
+    .bind(log_file)
+    .bind(id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
-pub async fn set_pid(db: &Db, id: i64, pid: u32, attempts: u32) -> sqlx::Result<()> {
-    sqlx::query("UPDATE runs SET pid = ?, attempts = ? WHERE id = ? AND status = 'running'")
-        .bind(i64::from(pid))
-        .bind(i64::from(attempts))
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(())
+/// The latest fire of a project's schedule that produced a run.
+pub async fn last_scheduled_fire(db: &Db, project_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT MAX(scheduled_for) FROM runs WHERE project_id = ? AND scheduled_for IS NOT NULL")
+        .bind(project_id)
+        .fetch_one(db)
+        .await
 }
 
 /// The end of a run, as written once.

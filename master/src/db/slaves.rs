@@ -7,10 +7,11 @@ pub struct SlaveRow {
     pub hostname: String,
     pub port: i64,
     pub added_at: String,
+    pub last_seen: Option<String>,
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<SlaveRow>> {
-    sqlx::query_as("SELECT hostname, port, added_at FROM slaves ORDER BY hostname, port").fetch_all(db).await
+    sqlx::query_as("SELECT hostname, port, added_at, last_seen FROM slaves ORDER BY hostname, port").fetch_all(db).await
 }
 
 /// Adds a slave; `false` when it was already there.
@@ -35,4 +36,15 @@ pub async fn remove(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
         .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The slave answered: a notification, a report or a status check.
+pub async fn seen(db: &Db, hostname: &str, port: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE slaves SET last_seen = ? WHERE hostname = ? AND port = ?")
+        .bind(super::runs::now_ms())
+        .bind(hostname)
+        .bind(port)
+        .execute(db)
+        .await?;
+    Ok(())
 }

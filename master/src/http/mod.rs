@@ -25,6 +25,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/add_slave/", post(slaves::add_slave)),
         ("/list_slaves/", get(slaves::list_slaves)),
         ("/remove_slave/", post(slaves::remove_slave)),
+        // slaves report with the cluster token; propagation status (public unless configured otherwise)
+        ("/slave_rsync_complete/", post(slaves::slave_rsync_complete)),
+        ("/projects/{id}/propagation", get(slaves::propagation)),
         // projects (root or user; listing public unless configured otherwise)
         ("/add_project/", post(projects::add_project)),
         ("/list_projects/", get(projects::list_projects)),

@@ -18,7 +18,7 @@ use super::extract::{ApiJson, QueryMap, from_value};
 use crate::auth::{Caller, MaybeCaller};
 use crate::db::{self, projects::ProjectRow, runs::RunRow};
 use crate::http::runs::run_view;
-use crate::paths::{overlaps, resolve_dest};
+use crate::paths::resolve_dest;
 use crate::state::AppState;
 
 const MAX_TEXT: usize = 1024;
@@ -109,15 +109,12 @@ async fn resync(state: &AppState, id: &str) -> Result<(), ApiError> {
 /// Resolves `dest` and refuses one that is, contains, or lies inside another project's.
 async fn check_dest(state: &AppState, dest: &str, own_id: Option<&str>) -> Result<String, ApiError> {
     let resolved = resolve_dest(&state.mirror_root, dest).await?;
-    for (id, other) in db::projects::dests(&state.db).await? {
-        if Some(id.as_str()) != own_id && overlaps(&resolved, std::path::Path::new(&other)) {
-            return Err(ApiError::conflict(
-                "dest",
-                format!("{} overlaps the dest of project '{id}'", resolved.display()),
-            ));
-        }
+    let resolved =
+        resolved.into_os_string().into_string().map_err(|_| ApiError::field("dest", "is not valid UTF-8"))?;
+    if let Some((id, _)) = db::projects::overlapping_dest(&state.db, &resolved, own_id).await? {
+        return Err(ApiError::conflict("dest", format!("{resolved} overlaps the dest of project '{id}'")));
     }
-    resolved.into_os_string().into_string().map_err(|_| ApiError::field("dest", "is not valid UTF-8"))
+    Ok(resolved)
 }
 
 /// Validates client cron options; `None` when they name no schedule at all (manual runs only).
@@ -203,6 +200,7 @@ pub async fn add_project(
         timeout_secs,
         catch_up: req.catch_up.unwrap_or(false),
         last_fire_at: None,
+        generation: 0,
     };
     db::projects::insert(&state.db, &row).await.map_err(|e| store_error(e, &id))?;
     state.listing.invalidate();

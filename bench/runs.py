@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Benchmarks of the master's runs (stdlib only). Prints figures; asserts nothing.
+
+1. dispatch: N projects (default 10,000) all due on the same second, with `rsync_path` set to a
+   trivial program (/bin/true) and max_concurrent_runs 64. Reports the delay from the scheduled
+   second to each run's start (p50, p99, max) and the master's peak RSS.
+2. syncup: /syncup/ of an unchanged tree of 10,000 files from a real rsync daemon, against the same
+   rsync run by hand. Reports both medians and the overhead.
+
+Usage: bench/runs.py [dispatch|syncup|all] [--projects N]
+Needs a release build: cargo build --release --bin mirror-master (bench/runs.sh does it).
+"""
+import argparse
+import base64
+import datetime as dt
+import http.client
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MASTER = os.path.join(ROOT, "target", "release", "mirror-master")
+PASSWORD = "bench-root-pw"
+AUTH = "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Master:
+    def __init__(self, workdir, **env):
+        self.port = free_port()
+        full = dict(os.environ)
+        full.update({
+            "MIRROR_ROOT_PASSWORD": PASSWORD,
+            "MIRROR_MASTER__LISTEN": f"127.0.0.1:{self.port}",
+            "MIRROR_MASTER__LOG": "warn",
+        })
+        full.update({f"MIRROR_MASTER__{k.upper()}": str(v) for k, v in env.items()})
+        self.proc = subprocess.Popen([MASTER], cwd=workdir, env=full, stdout=subprocess.DEVNULL)
+        self.conn = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                self.request("GET", "/list_projects/")
+                return
+            except OSError:
+                self.conn = None
+                time.sleep(0.05)
+        raise SystemExit("master did not start")
+
+    def request(self, method, path, body=None):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {"Authorization": AUTH, "Content-Type": "application/json"}
+        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return resp.status, json.loads(data) if data else None
+
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def percentile(values, p):
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def parse_ts(s):
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def bench_dispatch(n):
+    work = tempfile.mkdtemp(prefix="bench-dispatch-")
+    master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1)
+    # Every project fires at the same second, far enough ahead to add them all first.
+    added_by = time.time() + max(30, n / 80)
+    target = dt.datetime.fromtimestamp(added_by, dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=20)
+    cron = {"year": str(target.year), "month": str(target.month), "day": str(target.day),
+            "hour": str(target.hour), "minute": str(target.minute), "second": str(target.second)}
+    started = time.time()
+    for i in range(n):
+        status, body = master.request("POST", "/add_project/", {
+            "project": f"p{i}", "rsync_host": "upstream.example", "rsync_module": "mod",
+            "dest": f"p{i}", "cron_options": cron,
+        })
+        if status != 201:
+            raise SystemExit(f"add_project failed: {status} {body}")
+    print(f"dispatch: added {n} projects in {time.time() - started:.1f}s; all fire at {target.isoformat()}")
+    if time.time() > target.timestamp() - 2:
+        raise SystemExit("adding took too long for the chosen fire time")
+    db = sqlite3.connect(f"file:{os.path.join(work, 'mirror-master.db')}?mode=ro", uri=True, timeout=30)
+    deadline = target.timestamp() + 300
+    done = 0
+    while time.time() < deadline:
+        time.sleep(1)
+        done = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('success', 'failed')").fetchone()[0]
+        if done >= n:
+            break
+    rows = db.execute("SELECT scheduled_for, started_at, status FROM runs WHERE started_at IS NOT NULL").fetchall()
+    delays = [(parse_ts(started) - parse_ts(scheduled)).total_seconds() for scheduled, started, _ in rows if scheduled]
+    ok = sum(1 for *_, status in rows if status == "success")
+    rss = master.peak_rss_kib()
+    master.stop()
+    if len(delays) < n:
+        print(f"dispatch: only {len(delays)} of {n} runs started")
+    print(f"dispatch: {len(delays)} runs started, {ok} succeeded; delay from the scheduled second to start:")
+    print(f"  p50 {percentile(delays, 50) * 1000:.0f} ms   p99 {percentile(delays, 99) * 1000:.0f} ms   "
+          f"max {max(delays) * 1000:.0f} ms")
+    print(f"  master peak RSS: {rss / 1024:.1f} MiB")
+
+
+def start_rsyncd(data):
+    conf_dir = tempfile.mkdtemp(prefix="bench-rsyncd-")
+    port = free_port()
+    uid, gid = os.getuid(), os.getgid()
+    conf = os.path.join(conf_dir, "rsyncd.conf")
+    with open(conf, "w") as f:
+        f.write(f"use chroot = no\nuid = {uid}\ngid = {gid}\npid file = {conf_dir}/pid\n"
+                f"[data]\n  path = {data}\n  read only = yes\n")
+    proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}", f"--port={port}",
+                             "--address=127.0.0.1"])
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("rsync daemon did not start")
+
+
+def bench_syncup(rounds=7):
+    work = tempfile.mkdtemp(prefix="bench-syncup-")
+    data = os.path.join(work, "upstream")
+    for i in range(10_000):
+        d = os.path.join(data, f"d{i % 100}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i}"), "w") as f:
+            f.write(f"file {i}\n" * (i % 13 + 1))
+    rsyncd, port = start_rsyncd(data)
+    master = Master(work, max_concurrent_runs=4)
+    options = ["-avH", "--no-motd"]
+    status, body = master.request("POST", "/add_project/", {
+        "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",
+        "dest": "tree", "rsync_options": {"defaults": options, "delete": "--delete"},
+    })
+    assert status == 201, body
+
+    def syncup():
+        t0 = time.perf_counter()
+        status, body = master.request("GET", "/syncup/?id=tree")
+        assert status == 202, body
+        run = body["run_id"]
+        while True:
+            _, r = master.request("GET", f"/runs/{run}")
+            if r["status"] not in ("queued", "running"):
+                assert r["status"] == "success", r
+                return time.perf_counter() - t0
+            time.sleep(0.002)
+
+    syncup()  # the first run copies the tree; the measured ones find it unchanged
+    by_hand_dest = os.path.join(work, "by-hand")
+    argv = ["rsync", *options, "--delete", "--stats", f"rsync://127.0.0.1:{port}/data/", by_hand_dest + "/"]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+    def by_hand():
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+    via_api, direct = [], []
+    for _ in range(rounds):
+        via_api.append(syncup())
+        direct.append(by_hand())
+    master.stop()
+    rsyncd.terminate()
+    a, d = statistics.median(via_api), statistics.median(direct)
+    print(f"syncup of an unchanged 10,000-file tree, median of {rounds}:")
+    print(f"  /syncup/ to recorded end: {a * 1000:.0f} ms   rsync by hand: {d * 1000:.0f} ms   "
+          f"overhead: {(a - d) * 1000:.0f} ms ({(a - d) / d * 100:.1f} %)")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("which", nargs="?", default="all", choices=["dispatch", "syncup", "all"])
+    parser.add_argument("--projects", type=int, default=10_000)
+    args = parser.parse_args()
+    if not os.path.exists(MASTER):
+        raise SystemExit(f"{MASTER} missing: cargo build --release --bin mirror-master")
+    if args.which in ("dispatch", "all"):
+        bench_dispatch(args.projects)
+    if args.which in ("syncup", "all"):
+        bench_syncup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

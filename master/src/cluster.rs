@@ -1,0 +1,246 @@
+//! Propagation to slaves: after a successful master run, every slave is notified at once (one
+//! task per slave, a per-request timeout, retries with backoff), and a reconciler re-notifies any
+//! slave whose served generation is behind: down during the fan-out, restarted, cut off, or new.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mirror_common::Secret;
+use mirror_common::api::{CompletionReport, RsyncSource, SyncAccepted, SyncRequest};
+use mirror_common::rsync_opts::RsyncOptions;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Settings;
+use crate::db::{self, Db, projects::ProjectRow, slaves::SlaveRow};
+use crate::runner::backoff;
+
+/// The master's name for a slave, as slaves echo it back.
+pub fn slave_name(hostname: &str, port: i64) -> String {
+    if hostname.contains(':') { format!("[{hostname}]:{port}") } else { format!("{hostname}:{port}") }
+}
+
+/// `host:port` or `[v6]:port` back into its parts.
+pub fn parse_slave_name(name: &str) -> Option<(String, u16)> {
+    let (host, port) = name.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+pub struct Cluster {
+    db: Db,
+    http: reqwest::Client,
+    token: Option<Secret>,
+    source: RsyncSource,
+    mirror_root: PathBuf,
+    retries: u32,
+    /// How long a notification is left to be answered before the reconciler sends it again.
+    patience: chrono::Duration,
+    interval: Duration,
+    /// (slave, project, generation) notifications being sent now: never two at once.
+    sending: Mutex<HashSet<(String, String, i64)>>,
+    kick: Notify,
+}
+
+impl Cluster {
+    pub fn new(db: Db, settings: &Settings, mirror_root: PathBuf) -> anyhow::Result<Arc<Cluster>> {
+        let timeout = Duration::from_secs(settings.notify_timeout_secs);
+        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
+        let r = &settings.rsyncd;
+        let interval = Duration::from_secs(settings.reconcile_interval_secs);
+        Ok(Arc::new(Cluster {
+            db,
+            http,
+            token: settings.cluster_token.clone(),
+            source: RsyncSource {
+                host: r.host.clone(),
+                port: r.port,
+                module: r.module.clone(),
+                user: Some(r.user.clone()),
+            },
+            mirror_root,
+            retries: settings.notify_retries,
+            patience: chrono::Duration::from_std(interval.max(timeout) * 3)?,
+            interval,
+            sending: Mutex::new(HashSet::new()),
+            kick: Notify::new(),
+        }))
+    }
+
+    fn sending(&self) -> MutexGuard<'_, HashSet<(String, String, i64)>> {
+        self.sending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the reconciler now (a slave was added, the master started).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// After a successful master run: notify every slave of the project's current generation,
+    /// all at once. Returns without waiting for the slaves.
+    pub async fn propagate(self: &Arc<Self>, project_id: &str) -> anyhow::Result<()> {
+        let Some(project) = db::projects::get(&self.db, project_id).await? else { return Ok(()) };
+        for slave in db::slaves::list(&self.db).await? {
+            self.spawn_notify(slave, project.clone());
+        }
+        Ok(())
+    }
+
+    fn spawn_notify(self: &Arc<Self>, slave: SlaveRow, project: ProjectRow) {
+        if self.token.is_none() || project.generation < 1 {
+            return;
+        }
+        let key = (slave_name(&slave.hostname, slave.port), project.id.clone(), project.generation);
+        if !self.sending().insert(key.clone()) {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = me.notify(&slave, &project).await {
+                tracing::error!(slave = %key.0, project.id = %key.1, error = format!("{e:#}"), "notification failed");
+            }
+            me.sending().remove(&key);
+        });
+    }
+
+    fn request_for(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<SyncRequest> {
+        let path = std::path::Path::new(&project.dest)
+            .strip_prefix(&self.mirror_root)?
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("dest is not UTF-8"))?
+            .to_owned();
+        let options: RsyncOptions = serde_json::from_str(&project.rsync_options)?;
+        Ok(SyncRequest {
+            slave: slave_name(&slave.hostname, slave.port),
+            project: project.id.clone(),
+            path,
+            options: options.layered(),
+            generation: project.generation,
+            source: self.source.clone(),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(slave = %slave_name(&slave.hostname, slave.port), project.id = %project.id, generation = project.generation))]
+    async fn notify(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<()> {
+        let Some(token) = &self.token else { return Ok(()) };
+        let request = self.request_for(slave, project)?;
+        let host = if slave.hostname.contains(':') { format!("[{}]", slave.hostname) } else { slave.hostname.clone() };
+        let url = format!("http://{host}:{}/sync_from_master/", slave.port);
+        db::propagation::notified(&self.db, &project.id, &slave.hostname, slave.port, project.generation).await?;
+        let mut attempt = 0;
+        let last_error = loop {
+            attempt += 1;
+            let error = match self.http.post(&url).bearer_auth(token.expose()).json(&request).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let state = r.json::<SyncAccepted>().await.map(|a| a.state).unwrap_or_default();
+                    db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
+                    if state == "started" || state == "running" {
+                        db::propagation::running(
+                            &self.db,
+                            &project.id,
+                            &slave.hostname,
+                            slave.port,
+                            project.generation,
+                        )
+                        .await?;
+                    }
+                    tracing::debug!(state, "slave notified");
+                    return Ok(());
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    // A refusal (bad token, bad request) will not change by asking again.
+                    break format!("the slave refused the request: {}", r.status());
+                }
+                Ok(r) => format!("the slave answered {}", r.status()),
+                Err(e) => format!("the slave did not answer: {e}"),
+            };
+            if attempt > self.retries {
+                break error;
+            }
+            tokio::time::sleep(backoff(Duration::from_millis(500), attempt)).await;
+        };
+        tracing::warn!(attempts = attempt, error = %last_error, "slave not notified; the reconciler will try again");
+        db::propagation::unreachable(
+            &self.db,
+            &project.id,
+            &slave.hostname,
+            slave.port,
+            project.generation,
+            &last_error,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A slave's report: its rsync has ended.
+    pub async fn record_report(&self, report: &CompletionReport) -> Result<bool, sqlx::Error> {
+        let Some((host, port)) = parse_slave_name(&report.slave) else { return Ok(false) };
+        let known = db::propagation::report(&self.db, &host, i64::from(port), report).await?;
+        if known {
+            db::slaves::seen(&self.db, &host, i64::from(port)).await?;
+        }
+        Ok(known)
+    }
+
+    /// One pass: each slave that is behind on a project, and not already being told, is notified;
+    /// each slave's `/status` is read to know it is alive.
+    pub async fn reconcile_once(self: &Arc<Self>) -> anyhow::Result<()> {
+        let slaves = db::slaves::list(&self.db).await?;
+        let behind = db::propagation::behind(&self.db).await?;
+        let cutoff = chrono::Utc::now() - self.patience;
+        for b in behind {
+            let waiting = b.latest_status.as_deref().is_some_and(|s| s == "notified" || s == "running")
+                && b.latest_notified_at
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > cutoff);
+            if waiting {
+                continue;
+            }
+            let (Some(slave), Some(project)) = (
+                slaves.iter().find(|s| s.hostname == b.hostname && s.port == b.port).cloned(),
+                db::projects::get(&self.db, &b.project_id).await?,
+            ) else {
+                continue;
+            };
+            tracing::info!(slave = %slave_name(&slave.hostname, slave.port), project.id = %project.id, served = b.served, current = project.generation, "slave is behind: notifying");
+            self.spawn_notify(slave, project);
+        }
+        for slave in slaves {
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                let host =
+                    if slave.hostname.contains(':') { format!("[{}]", slave.hostname) } else { slave.hostname.clone() };
+                let alive = me.http.get(format!("http://{host}:{}/status", slave.port)).send().await;
+                if alive.is_ok_and(|r| r.status().is_success()) {
+                    let _ = db::slaves::seen(&me.db, &slave.hostname, slave.port).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the reconciler every `reconcile_interval_secs`, or at once when kicked, until `stop`.
+    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.reconcile_once().await {
+                    tracing::error!(error = format!("{e:#}"), "reconcile pass failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(me.interval) => {}
+                    _ = me.kick.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+
+    /// Whether a slave counts as healthy: seen within three reconcile intervals.
+    pub fn healthy(&self, last_seen: Option<&str>) -> bool {
+        let cutoff = chrono::Utc::now() - self.patience;
+        last_seen.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t > cutoff)
+    }
+}

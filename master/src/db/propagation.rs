@@ -1,0 +1,168 @@
+//! Which generation of each project each slave serves, and what it did with each notification.
+
+use mirror_common::api::CompletionReport;
+
+use super::Db;
+use super::runs::now_ms;
+
+/// A notification was sent (or is about to be): a row per (project, slave, generation).
+pub async fn notified(db: &Db, project: &str, host: &str, port: i64, generation: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at) \
+         VALUES (?1, ?2, ?3, ?4, 'notified', ?5) \
+         ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET notified_at = ?5, \
+         notifications = notifications + 1, status = CASE WHEN status = 'success' THEN status ELSE 'notified' END",
+    )
+    .bind(project)
+    .bind(host)
+    .bind(port)
+    .bind(generation)
+    .bind(now_ms())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn running(db: &Db, project: &str, host: &str, port: i64, generation: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE propagation SET status = 'running', started_at = COALESCE(started_at, ?5) \
+         WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status = 'notified'",
+    )
+    .bind(project)
+    .bind(host)
+    .bind(port)
+    .bind(generation)
+    .bind(now_ms())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The slave could not be reached: the reconciler will notify it again.
+pub async fn unreachable(
+    db: &Db,
+    project: &str,
+    host: &str,
+    port: i64,
+    generation: i64,
+    message: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE propagation SET status = 'failed', message = ?5 \
+         WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status IN ('notified', 'running')",
+    )
+    .bind(project)
+    .bind(host)
+    .bind(port)
+    .bind(generation)
+    .bind(message)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+fn count(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Records a slave's report. False when the slave or project is unknown.
+pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sqlx::Result<bool> {
+    let status = if r.status == "success" { "success" } else { "failed" };
+    let done = sqlx::query(
+        "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at, started_at, ended_at, \
+         exit_code, message, files_transferred, bytes_transferred, total_size) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
+         WHERE EXISTS (SELECT 1 FROM slaves WHERE hostname = ?2 AND port = ?3) \
+         AND EXISTS (SELECT 1 FROM projects WHERE id = ?1) \
+         ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET \
+         status = CASE WHEN status = 'success' THEN status ELSE excluded.status END, \
+         started_at = COALESCE(excluded.started_at, started_at), ended_at = excluded.ended_at, \
+         exit_code = excluded.exit_code, message = excluded.message, \
+         files_transferred = COALESCE(excluded.files_transferred, files_transferred), \
+         bytes_transferred = COALESCE(excluded.bytes_transferred, bytes_transferred), \
+         total_size = COALESCE(excluded.total_size, total_size)",
+    )
+    .bind(&r.project)
+    .bind(host)
+    .bind(port)
+    .bind(r.generation)
+    .bind(status)
+    .bind(now_ms())
+    .bind(&r.started_at)
+    .bind(&r.ended_at)
+    .bind(r.exit_code)
+    .bind(&r.message)
+    .bind(count(r.stats.files_transferred))
+    .bind(count(r.stats.bytes_transferred))
+    .bind(count(r.stats.total_size))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A (project, slave) pair whose served generation is behind the project's.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Behind {
+    pub project_id: String,
+    pub hostname: String,
+    pub port: i64,
+    pub served: i64,
+    pub latest_status: Option<String>,
+    pub latest_notified_at: Option<String>,
+}
+
+/// Every enabled project with a generation, times every slave, where the slave serves less.
+pub async fn behind(db: &Db) -> sqlx::Result<Vec<Behind>> {
+    sqlx::query_as(
+        "SELECT p.id AS project_id, s.hostname, s.port, \
+           COALESCE((SELECT MAX(generation) FROM propagation g WHERE g.project_id = p.id AND g.hostname = s.hostname \
+                     AND g.port = s.port AND g.status = 'success'), 0) AS served, \
+           c.status AS latest_status, c.notified_at AS latest_notified_at \
+         FROM projects p CROSS JOIN slaves s \
+         LEFT JOIN propagation c ON c.project_id = p.id AND c.hostname = s.hostname AND c.port = s.port \
+           AND c.generation = p.generation \
+         WHERE p.enabled = 1 AND p.generation > 0 AND served < p.generation",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Per slave, for one project: the generation it serves and when, and its latest notification.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SlaveProgress {
+    pub hostname: String,
+    pub port: i64,
+    pub last_seen: Option<String>,
+    pub served: i64,
+    pub served_at: Option<String>,
+    pub latest_generation: Option<i64>,
+    pub latest_status: Option<String>,
+    pub latest_message: Option<String>,
+}
+
+pub async fn for_project(db: &Db, project: &str) -> sqlx::Result<Vec<SlaveProgress>> {
+    sqlx::query_as(
+        "SELECT s.hostname, s.port, s.last_seen, \
+           COALESCE(ok.generation, 0) AS served, ok.ended_at AS served_at, \
+           l.generation AS latest_generation, l.status AS latest_status, l.message AS latest_message \
+         FROM slaves s \
+         LEFT JOIN propagation ok ON ok.rowid = (SELECT rowid FROM propagation WHERE project_id = ?1 \
+           AND hostname = s.hostname AND port = s.port AND status = 'success' ORDER BY generation DESC LIMIT 1) \
+         LEFT JOIN propagation l ON l.rowid = (SELECT rowid FROM propagation WHERE project_id = ?1 \
+           AND hostname = s.hostname AND port = s.port ORDER BY generation DESC LIMIT 1) \
+         ORDER BY s.hostname, s.port",
+    )
+    .bind(project)
+    .fetch_all(db)
+    .await
+}
+
+/// (project, hostname, port, served generation) for every pair with a success.
+pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(String, String, i64, i64)>> {
+    sqlx::query_as(
+        "SELECT project_id, hostname, port, MAX(generation) FROM propagation WHERE status = 'success' \
+         GROUP BY project_id, hostname, port",
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,115 @@
+//! The slave's settings: embedded defaults, then a TOML file, then `MIRROR_SLAVE__*` variables.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mirror_common::Secret;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub listen: String,
+    /// Where projects are mirrored: `<root>/<the project's path under the master's module>`.
+    pub root: PathBuf,
+    /// The master's API, for completion reports.
+    pub master_url: String,
+    /// Shared with the master: its sync requests carry it, our reports carry it.
+    pub cluster_token: Option<Secret>,
+    /// The password of the master's rsync daemon (better: `rsync_password_file`, mode 0600).
+    pub rsync_password: Option<Secret>,
+    pub rsync_password_file: Option<PathBuf>,
+    pub rsync_path: PathBuf,
+    pub run_timeout_secs: u64,
+    /// What this slave serves, kept across restarts.
+    pub state_file: PathBuf,
+    pub log: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:7000".into(),
+            root: "slave-mirror".into(),
+            master_url: "http://127.0.0.1:5000".into(),
+            cluster_token: None,
+            rsync_password: None,
+            rsync_password_file: None,
+            rsync_path: "rsync".into(),
+            run_timeout_secs: 6 * 3600,
+            state_file: "mirror-slave-state.json".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+fn invalid(key: &str, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("configuration: {key}: {message}")
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("MIRROR_SLAVE").prefix_separator("__").separator("__").try_parsing(true),
+        );
+        let settings: Settings =
+            builder.build().and_then(|c| c.try_deserialize()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid("listen", format!("'{}' is not an address:port", self.listen)))?;
+        if self.root.as_os_str().is_empty() {
+            return Err(invalid("root", "must not be empty"));
+        }
+        let url = reqwest::Url::parse(&self.master_url).map_err(|e| invalid("master_url", e))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("master_url", "must be an http or https URL"));
+        }
+        if self.cluster_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(invalid("cluster_token", "must be at least 16 characters"));
+        }
+        if self.rsync_password.is_some() && self.rsync_password_file.is_some() {
+            return Err(invalid("rsync_password_file", "set either rsync_password or rsync_password_file"));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.run_timeout_secs) {
+            return Err(invalid("run_timeout_secs", "must be between 1 and 604800"));
+        }
+        if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err(invalid("log", format!("'{}' is not a log filter", self.log)));
+        }
+        Ok(())
+    }
+
+    /// The rsync daemon password, from the setting or from a file readable by its owner only.
+    pub async fn load_rsync_password(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(p) = &self.rsync_password {
+            return Ok(Some(p.clone()));
+        }
+        let Some(path) = &self.rsync_password_file else { return Ok(None) };
+        let meta =
+            tokio::fs::metadata(path).await.with_context(|| format!("rsync_password_file: {}", path.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(invalid(
+                "rsync_password_file",
+                format!("{} must not be readable by others (chmod 600)", path.display()),
+            ));
+        }
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("rsync_password_file: {}", path.display()))?;
+        let password = text.lines().next().unwrap_or("").to_owned();
+        if password.is_empty() {
+            return Err(invalid("rsync_password_file", "is empty"));
+        }
+        Ok(Some(Secret::new(password)))
+    }
+}
