@@ -93,7 +93,7 @@ def parse_ts(s):
 
 def bench_dispatch(n):
     work = tempfile.mkdtemp(prefix="bench-dispatch-")
-    master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1)
+    master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false")
     # Every project fires at the same second, far enough ahead to add them all first.
     added_by = time.time() + max(30, n / 80)
     target = dt.datetime.fromtimestamp(added_by, dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=20)
@@ -160,7 +160,7 @@ def bench_syncup(rounds=7):
         with open(os.path.join(d, f"f{i}"), "w") as f:
             f.write(f"file {i}\n" * (i % 13 + 1))
     rsyncd, port = start_rsyncd(data)
-    master = Master(work, max_concurrent_runs=4)
+    master = Master(work, max_concurrent_runs=4, rsyncd__manage="false")
     options = ["-avH", "--no-motd"]
     status, body = master.request("POST", "/add_project/", {
         "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",

@@ -94,8 +94,9 @@ fn check_path(path: &str) -> Result<PathBuf, String> {
     normalize_lexically(p).ok_or_else(|| "must stay inside the root".into())
 }
 
-fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, Response> {
-    let bad = |field: &str, m: String| error(StatusCode::BAD_REQUEST, "invalid_field", m, Some(field));
+/// Checks a request; the error names the field and says why.
+fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, (String, String)> {
+    let bad = |field: &str, m: String| (field.to_owned(), m);
     if !is_valid_id(&req.project) {
         return Err(bad("project", "must match [A-Za-z0-9._-]+".into()));
     }
@@ -127,8 +128,8 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string(), None),
     };
-    if let Err(response) = validate(&state, &req) {
-        return response;
+    if let Err((field, message)) = validate(&state, &req) {
+        return error(StatusCode::BAD_REQUEST, "invalid_field", message, Some(&field));
     }
     let served = lock(&state.served).get(&req.project).map(|s| s.generation).unwrap_or(0);
     let state_name = {

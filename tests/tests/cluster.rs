@@ -1,0 +1,278 @@
+//! Propagation end to end: a real upstream rsync daemon, a master with its managed rsync daemon,
+//! and three real `mirror-slave` processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use mirror_tests::cluster::{CLUSTER_TOKEN, RSYNCD_PASSWORD, SlaveProcess, served_generations, start_cluster_master};
+use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, all_command_lines, generate_tree, snapshot};
+use mirror_tests::{Api, Auth, TestMaster, finished_run, wait_for};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn project(name: &str, upstream: &Upstream, basic: Value) -> Value {
+    json!({
+        "project": name,
+        "rsync_host": "127.0.0.1",
+        "rsync_port": upstream.port,
+        "rsync_module": "data",
+        "rsync_user": UPSTREAM_USER,
+        "rsync_password": UPSTREAM_PASSWORD,
+        "dest": format!("pub/{name}"),
+        "rsync_options": {"basic": basic, "delete": "--delete"},
+    })
+}
+
+async fn add_slave(api: &Api, slave: &SlaveProcess) {
+    let r = api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": slave.port}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+async fn sync_and_wait(m: &TestMaster, id: &str) -> i64 {
+    let r = m.api.get(&format!("/syncup/?id={id}"), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let run = finished_run(&m.api, r.body["run_id"].as_i64().unwrap(), 60).await;
+    assert_eq!(run["status"], json!("success"), "{run}");
+    m.api.get(&format!("/projects/{id}/propagation"), &Auth::root()).await.body["generation"].as_i64().unwrap()
+}
+
+async fn wait_all_at(api: &Api, project: &str, slaves: usize, generation: i64, secs: u64) {
+    wait_for(secs, &format!("{slaves} slaves to serve generation {generation}"), || async {
+        let served = served_generations(api, project).await;
+        (served.len() == slaves && served.iter().all(|(_, g)| *g == generation)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sync_reaches_all_three_slaves_with_the_same_tree() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 30);
+    let m = start_cluster_master().await;
+    let mut slaves = Vec::new();
+    for _ in 0..3 {
+        let s = SlaveProcess::start(&m.api.base).await;
+        add_slave(&m.api, &s).await;
+        slaves.push(s);
+    }
+    assert_eq!(
+        m.api.post("/add_project/", &project("fedora", &upstream, json!([])), &Auth::root()).await.status,
+        StatusCode::CREATED
+    );
+
+    assert_eq!(sync_and_wait(&m, "fedora").await, 1);
+    wait_all_at(&m.api, "fedora", 3, 1, 30).await;
+    for s in &slaves {
+        assert_eq!(snapshot(&s.root().join("pub/fedora")), snapshot(&upstream.data()), "slave {}", s.port);
+        assert_eq!(s.status().await["serving"]["fedora"]["generation"], json!(1));
+    }
+
+    // A change upstream: generation 2, everywhere, deletions included.
+    std::fs::write(upstream.data().join("dir1/changed.txt"), b"generation two").unwrap();
+    std::fs::remove_file(upstream.data().join("big.bin")).unwrap();
+    assert_eq!(sync_and_wait(&m, "fedora").await, 2);
+    wait_all_at(&m.api, "fedora", 3, 2, 30).await;
+    for s in &slaves {
+        assert_eq!(snapshot(&s.root().join("pub/fedora")), snapshot(&upstream.data()), "slave {}", s.port);
+    }
+
+    let listed = m.api.get("/list_slaves/", &Auth::root()).await.body;
+    for s in listed.as_array().unwrap() {
+        assert_eq!(s["healthy"], json!(true), "{s}");
+        assert_eq!(s["projects"][0], json!({"project": "fedora", "generation": 2, "current": 2, "lag": 0}), "{s}");
+    }
+    let prop = m.api.get("/projects/fedora/propagation", &Auth::None).await.body;
+    assert!(
+        prop["slaves"].as_array().unwrap().iter().all(|s| s["served_at"].is_string() && s["lag"] == json!(0)),
+        "{prop}"
+    );
+
+    // A slave added later receives every enabled project without an operator's call.
+    let late = SlaveProcess::start(&m.api.base).await;
+    add_slave(&m.api, &late).await;
+    wait_all_at(&m.api, "fedora", 4, 2, 30).await;
+    assert_eq!(snapshot(&late.root().join("pub/fedora")), snapshot(&upstream.data()));
+
+    // A removed slave is no longer told anything.
+    let r = m.api.post("/remove_slave/", &json!({"hostname": "127.0.0.1", "port": late.port}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    std::fs::write(upstream.data().join("dir2/third.txt"), b"generation three").unwrap();
+    assert_eq!(sync_and_wait(&m, "fedora").await, 3);
+    wait_all_at(&m.api, "fedora", 3, 3, 30).await;
+    assert_eq!(late.status().await["serving"]["fedora"]["generation"], json!(2));
+
+    // Nothing was pulled twice: one completed pull per generation on each slave, while the
+    // reconciler ran every second throughout.
+    for s in slaves.iter_mut() {
+        let pulls: Vec<String> = s.drain_log().into_iter().filter(|l| l.contains("pulled from the master")).collect();
+        assert_eq!(pulls.len(), 3, "slave {}: {pulls:#?}", s.port);
+        for g in 1..=3 {
+            assert_eq!(pulls.iter().filter(|l| l.contains(&format!("generation={g}"))).count(), 1, "{pulls:#?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slave_down_during_the_fan_out_catches_up_through_the_reconciler() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    let m = start_cluster_master().await;
+    let mut slaves = Vec::new();
+    for _ in 0..3 {
+        let s = SlaveProcess::start(&m.api.base).await;
+        add_slave(&m.api, &s).await;
+        slaves.push(s);
+    }
+    m.api.post("/add_project/", &project("debian", &upstream, json!([])), &Auth::root()).await;
+    slaves[2].kill().await;
+    assert_eq!(sync_and_wait(&m, "debian").await, 1);
+    wait_for(30, "the two live slaves", || async {
+        let served = served_generations(&m.api, "debian").await;
+        (served.iter().filter(|(_, g)| *g == 1).count() == 2).then_some(())
+    })
+    .await;
+    let down = format!("127.0.0.1:{}", slaves[2].port);
+    let prop = m.api.get("/projects/debian/propagation", &Auth::root()).await.body;
+    let entry = prop["slaves"].as_array().unwrap().iter().find(|s| s["slave"] == json!(down)).unwrap().clone();
+    assert_eq!(entry["generation"], json!(0), "{entry}");
+
+    // Back up, with no operator call: the reconciler brings it to the current generation.
+    slaves[2].restart().await;
+    wait_all_at(&m.api, "debian", 3, 1, 30).await;
+    assert_eq!(snapshot(&slaves[2].root().join("pub/debian")), snapshot(&upstream.data()));
+
+    // Killed in the middle of its pull, then restarted: it converges too, and no generation is
+    // pulled twice by a slave that already serves it.
+    std::fs::write(upstream.data().join("slow.bin"), vec![3u8; 300 * 1024]).unwrap();
+    let r = m
+        .api
+        .post(
+            "/update_project/basic/",
+            &json!({"id": "debian", "rsync_options": {"basic": ["--bwlimit=200"]}}),
+            &Auth::root(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let gen2 = sync_and_wait(&m, "debian").await;
+    wait_for(30, "slave 0 pulling", || async {
+        (slaves[0].status().await["running"]["debian"] == json!(gen2)).then_some(())
+    })
+    .await;
+    slaves[0].kill().await;
+    slaves[0].restart().await;
+    wait_all_at(&m.api, "debian", 3, gen2, 60).await;
+    for s in &slaves {
+        assert_eq!(snapshot(&s.root().join("pub/debian")), snapshot(&upstream.data()), "slave {}", s.port);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_slave_does_not_slow_the_others() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    let m = start_cluster_master().await; // notify timeout 2 s, 1 retry
+    // A "slave" that accepts connections and never answers.
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tarpit_port = tarpit.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = tarpit.accept().await {
+            held.push(sock);
+        }
+    });
+    let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": tarpit_port}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let mut slaves = Vec::new();
+    for _ in 0..2 {
+        let s = SlaveProcess::start(&m.api.base).await;
+        add_slave(&m.api, &s).await;
+        slaves.push(s);
+    }
+    m.api.post("/add_project/", &project("arch", &upstream, json!([])), &Auth::root()).await;
+    sync_and_wait(&m, "arch").await;
+    let run_end = Instant::now();
+    wait_for(30, "the two live slaves", || async {
+        let served = served_generations(&m.api, "arch").await;
+        (served.iter().filter(|(_, g)| *g == 1).count() == 2).then_some(())
+    })
+    .await;
+    let took = run_end.elapsed();
+    // The silent slave costs 2 s per attempt; the others must not wait for it.
+    assert!(took < Duration::from_millis(1900), "live slaves acknowledged after {took:?}");
+    let listed = m.api.get("/list_slaves/", &Auth::root()).await.body;
+    let pit = listed.as_array().unwrap().iter().find(|s| s["port"] == json!(tarpit_port)).unwrap().clone();
+    assert_eq!(pit["healthy"], json!(false), "{pit}");
+    assert_eq!(pit["projects"][0]["lag"], json!(1), "{pit}");
+}
+
+#[tokio::test]
+async fn requests_without_the_cluster_token_are_refused_and_nothing_runs() {
+    let m = start_cluster_master().await;
+    let slave = SlaveProcess::start(&m.api.base).await;
+    let request = json!({
+        "slave": format!("127.0.0.1:{}", slave.port), "project": "evil", "path": "evil", "options": ["-a"],
+        "generation": 1, "source": {"host": "127.0.0.1", "port": 1, "module": "mirror", "user": "mirror"},
+    });
+    for auth in [
+        Auth::None,
+        Auth::Bearer("wrong-token-wrong-token".into()),
+        Auth::Bearer(format!("{CLUSTER_TOKEN}x")),
+        Auth::root(),
+    ] {
+        let r = slave.api.post("/sync_from_master/", &request, &auth).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", r.text);
+    }
+    // With the token, hostile requests are refused too.
+    for (key, value) in [("path", json!("../../etc")), ("options", json!(["-e", "sh"])), ("project", json!("../x"))] {
+        let mut bad = request.clone();
+        bad[key] = value;
+        let r = slave.api.post("/sync_from_master/", &bad, &Auth::Bearer(CLUSTER_TOKEN.into())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{key}: {}", r.text);
+    }
+    let status = slave.status().await;
+    assert_eq!((status["running"].clone(), status["serving"].clone()), (json!({}), json!({})), "{status}");
+    assert!(!slave.root().join("evil").exists());
+    // The master's report endpoint takes slaves' reports only.
+    let report = json!({"slave": "x:1", "project": "p", "generation": 1, "status": "success", "exit_code": 0,
+                        "message": "", "stats": {}, "started_at": null, "ended_at": "2026-01-01T00:00:00Z"});
+    for auth in [Auth::None, Auth::root(), Auth::Bearer("wrong-token-wrong-token".into())] {
+        assert_eq!(m.api.post("/slave_rsync_complete/", &report, &auth).await.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn no_password_or_token_in_argv_logs_or_responses() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    std::fs::write(upstream.data().join("slow.bin"), vec![9u8; 400 * 1024]).unwrap();
+    let m = start_cluster_master().await;
+    let mut slave = SlaveProcess::start(&m.api.base).await;
+    add_slave(&m.api, &slave).await;
+    m.api.post("/add_project/", &project("secretive", &upstream, json!(["--bwlimit=200"])), &Auth::root()).await;
+    let r = m.api.get("/syncup/?id=secretive", &Auth::root()).await;
+    finished_run(&m.api, r.body["run_id"].as_i64().unwrap(), 60).await;
+    // While the slave pulls, look at every command line.
+    let lines = wait_for(30, "the slave's rsync", || async {
+        let lines = all_command_lines();
+        lines.iter().any(|l| l.contains("rsync://mirror@127.0.0.1")).then_some(lines)
+    })
+    .await;
+    for secret in [RSYNCD_PASSWORD, CLUSTER_TOKEN, UPSTREAM_PASSWORD] {
+        assert!(!lines.iter().any(|l| l.contains(secret)), "a secret in a command line");
+    }
+    wait_all_at(&m.api, "secretive", 1, 1, 60).await;
+    let mut responses = String::new();
+    for path in ["/list_slaves/", "/list_projects/", "/projects/secretive/propagation", "/runs/"] {
+        responses += &m.api.get(path, &Auth::root()).await.text;
+    }
+    responses += &slave.status().await.to_string();
+    let log = slave.drain_log().join("\n");
+    assert!(log.contains("pulled from the master"), "the slave's log is being read: {log}");
+    for secret in [RSYNCD_PASSWORD, CLUSTER_TOKEN, UPSTREAM_PASSWORD] {
+        assert!(!responses.contains(secret), "a secret in a response");
+        assert!(!log.contains(secret), "a secret in the slave's log");
+    }
+    // The managed daemon's secrets file is readable by its owner only.
+    let mode = std::fs::metadata(m.dir.path().join("rsyncd/rsyncd.secrets")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+}
