@@ -232,9 +232,25 @@ impl Runner {
             permit = self.slots.clone().acquire_owned() => permit.ok(),
             _ = cancel.wait_for(|c| *c) => None,
         };
-        if permit.is_none() || !self.accepting.load(Ordering::SeqCst) {
+        let Some(permit) = permit.filter(|_| self.accepting.load(Ordering::SeqCst)) else {
             return self.finish_without_running(run_id, "stopped before it started").await;
-        }
+        };
+        // Boxed: thousands of runs may wait for a slot above, and each waiting task should not hold
+        // room for the whole rsync state machine below.
+        Box::pin(self.run_in_slot(project_id, run_id, project, log_file, log_name, permit, cancel)).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_in_slot(
+        &self,
+        project_id: &str,
+        run_id: i64,
+        project: db::projects::ProjectRow,
+        log_file: PathBuf,
+        log_name: String,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        mut cancel: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let timeout = project
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())

@@ -131,7 +131,7 @@ impl TestMaster {
 
     pub async fn start_with(dir: TempDir, settings: Settings) -> TestMaster {
         let app = Application::build(settings.clone()).await.unwrap();
-        let api = Api::new(format!("http://127.0.0.1:{}", app.port()));
+        let api = Api::new(format!("http://{}", app.local_addr().unwrap()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;

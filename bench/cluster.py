@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Propagation benchmark (stdlib only). Prints figures; asserts nothing.
+
+A real upstream rsync daemon with a tree of 2,000 files, a release master with its managed rsync
+daemon, and 16 release mirror-slave processes on loopback. For 1, 4 and 16 registered slaves, the
+tree is synced (unchanged) several times; each time the delay from the end of the master's run
+(runs/{id}.ended_at) to the last slave's acknowledgement (the latest served_at in
+/projects/{id}/propagation) is taken from the servers' own timestamps. Prints the medians.
+
+Usage: bench/cluster.sh  (builds the release binaries, then runs this)
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import ROOT, Master, free_port, parse_ts, start_rsyncd  # noqa: E402
+
+SLAVE = os.path.join(ROOT, "target", "release", "mirror-slave")
+TOKEN = "bench-cluster-token-0123456789"
+RSYNCD_PASSWORD = "bench-rsyncd-pw"
+ROUNDS = 5
+
+
+def start_slave(work, master_url, password_file):
+    port = free_port()
+    d = os.path.join(work, f"slave-{port}")
+    os.makedirs(d)
+    env = dict(os.environ)
+    env.update({
+        "MIRROR_SLAVE__LISTEN": f"127.0.0.1:{port}",
+        "MIRROR_SLAVE__ROOT": os.path.join(d, "root"),
+        "MIRROR_SLAVE__MASTER_URL": master_url,
+        "MIRROR_SLAVE__CLUSTER_TOKEN": TOKEN,
+        "MIRROR_SLAVE__RSYNC_PASSWORD_FILE": password_file,
+        "MIRROR_SLAVE__STATE_FILE": os.path.join(d, "state.json"),
+        "MIRROR_SLAVE__LOG": "warn",
+    })
+    proc = subprocess.Popen([SLAVE], env=env, cwd=d, stdout=subprocess.DEVNULL)
+    return proc, port
+
+
+def wait_generation(master, project, slaves, generation, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        _, view = master.request("GET", f"/projects/{project}/propagation")
+        served = [s for s in view["slaves"] if s["generation"] >= generation]
+        if len(served) == slaves:
+            return view
+        time.sleep(0.01)
+    raise SystemExit(f"slaves did not reach generation {generation}")
+
+
+def main():
+    for binary in (SLAVE,):
+        if not os.path.exists(binary):
+            raise SystemExit(f"{binary} missing: cargo build --release --bins")
+    work = tempfile.mkdtemp(prefix="bench-cluster-")
+    data = os.path.join(work, "upstream")
+    for i in range(2000):
+        d = os.path.join(data, f"d{i % 40}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i}"), "w") as f:
+            f.write(f"file {i}\n" * (i % 17 + 1))
+    upstream, upstream_port = start_rsyncd(data)
+    rsyncd_port = free_port()
+    master = Master(work, cluster_token=TOKEN, rsyncd__manage="true", rsyncd__port=rsyncd_port,
+                    rsyncd__password=RSYNCD_PASSWORD, reconcile_interval_secs=60, max_concurrent_runs=4)
+    password_file = os.path.join(work, "slave.password")
+    with open(password_file, "w") as f:
+        f.write(RSYNCD_PASSWORD + "\n")
+    os.chmod(password_file, 0o600)
+    slaves = [start_slave(work, f"http://127.0.0.1:{master.port}", password_file) for _ in range(16)]
+    time.sleep(1)
+    status, body = master.request("POST", "/add_project/", {
+        "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": upstream_port, "rsync_module": "data",
+        "dest": "pub/tree", "rsync_options": {"defaults": ["-avH", "--no-motd"], "delete": "--delete"},
+    })
+    assert status == 201, body
+
+    def sync():
+        status, body = master.request("GET", "/syncup/?id=tree")
+        assert status == 202, body
+        run = body["run_id"]
+        while True:
+            _, r = master.request("GET", f"/runs/{run}")
+            if r["status"] not in ("queued", "running"):
+                assert r["status"] == "success", r
+                return r
+            time.sleep(0.01)
+
+    registered = 0
+    results = {}
+    try:
+        for count in (1, 4, 16):
+            for proc, port in slaves[registered:count]:
+                status, body = master.request("POST", "/add_slave/", {"hostname": "127.0.0.1", "port": port})
+                assert status in (200, 201), body
+            registered = count
+            run = sync()  # brings new slaves up to date; not measured
+            _, view = master.request("GET", "/projects/tree/propagation")
+            wait_generation(master, "tree", count, view["generation"])
+            delays = []
+            for _ in range(ROUNDS):
+                run = sync()
+                _, view = master.request("GET", "/projects/tree/propagation")
+                view = wait_generation(master, "tree", count, view["generation"])
+                last_ack = max(parse_ts(s["served_at"]) for s in view["slaves"])
+                delays.append((last_ack - parse_ts(run["ended_at"])).total_seconds())
+            results[count] = statistics.median(delays)
+            print(f"{count:2d} slave(s): end of master run -> last slave ack, median of {ROUNDS}: "
+                  f"{results[count] * 1000:.0f} ms (min {min(delays) * 1000:.0f}, max {max(delays) * 1000:.0f})")
+        print(f"16 slaves / 1 slave: {results[16] / results[1]:.2f}x (goal: at most 1.5x)")
+    finally:
+        master.stop()
+        for proc, _ in slaves:
+            proc.terminate()
+        upstream.terminate()
+
+
+if __name__ == "__main__":
+    main()
