@@ -69,12 +69,15 @@ class Master:
         data = resp.read()
         return resp.status, json.loads(data) if data else None
 
-    def peak_rss_kib(self):
+    def rss_kib(self, field="VmHWM"):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0
+
+    def peak_rss_kib(self):
+        return self.rss_kib("VmHWM")
 
     def stop(self):
         self.proc.terminate()
@@ -107,7 +110,8 @@ def bench_dispatch(n):
         })
         if status != 201:
             raise SystemExit(f"add_project failed: {status} {body}")
-    print(f"dispatch: added {n} projects in {time.time() - started:.1f}s; all fire at {target.isoformat()}")
+    print(f"dispatch: added {n} projects in {time.time() - started:.1f}s; all fire at {target.isoformat()}; "
+          f"RSS now {master.rss_kib('VmRSS') / 1024:.1f} MiB (peak so far {master.peak_rss_kib() / 1024:.1f} MiB)")
     if time.time() > target.timestamp() - 2:
         raise SystemExit("adding took too long for the chosen fire time")
     db = sqlite3.connect(f"file:{os.path.join(work, 'mirror-master.db')}?mode=ro", uri=True, timeout=30)

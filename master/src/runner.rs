@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mirror_common::rsync::{Ending, RsyncCommand, RsyncOutcome, Stats, kill_orphan, run_rsync};
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::cluster::Cluster;
 use crate::config::Settings;
@@ -51,6 +51,12 @@ struct Active {
     cancel: watch::Sender<bool>,
 }
 
+struct Queued {
+    project_id: String,
+    run_id: i64,
+    cancel: watch::Receiver<bool>,
+}
+
 pub struct RunnerConfig {
     pub rsync_path: PathBuf,
     pub log_dir: PathBuf,
@@ -76,8 +82,9 @@ impl From<&Settings> for RunnerConfig {
 pub struct Runner {
     db: Db,
     cfg: RunnerConfig,
-    /// Fair (FIFO) permits: waiting runs start in the order they were triggered.
-    slots: Arc<Semaphore>,
+    /// Runs waiting for one of the `max_concurrent_runs` workers, in the order they were triggered.
+    /// A waiting run is this small entry, not a task: ten thousand of them cost little.
+    queue: mpsc::UnboundedSender<Queued>,
     active: Mutex<HashMap<String, Active>>,
     accepting: AtomicBool,
     idle: Notify,
@@ -101,16 +108,30 @@ impl Runner {
         listing: Arc<ListingCache>,
         cluster: Arc<Cluster>,
     ) -> Arc<Runner> {
-        Arc::new(Runner {
+        let (queue, waiting) = mpsc::unbounded_channel::<Queued>();
+        let runner = Arc::new(Runner {
             db,
             cfg,
-            slots: Arc::new(Semaphore::new(max_concurrent)),
+            queue,
             active: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
             listing,
             cluster,
-        })
+        });
+        // The workers: each takes the oldest waiting run. They hold the runner weakly and end with it.
+        let waiting = Arc::new(tokio::sync::Mutex::new(waiting));
+        for _ in 0..max_concurrent {
+            let (runner, waiting) = (Arc::downgrade(&runner), Arc::clone(&waiting));
+            tokio::spawn(async move {
+                loop {
+                    let next = waiting.lock().await.recv().await;
+                    let (Some(q), Some(runner)) = (next, runner.upgrade()) else { return };
+                    runner.execute(q.project_id, q.run_id, q.cancel).await;
+                }
+            });
+        }
+        runner
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
@@ -174,9 +195,11 @@ impl Runner {
             a.run_id = run_id;
         }
         self.listing.invalidate();
-        let me = Arc::clone(self);
-        let project = project_id.to_owned();
-        tokio::spawn(async move { me.execute(project, run_id, cancel_rx).await });
+        let queued = Queued { project_id: project_id.to_owned(), run_id, cancel: cancel_rx };
+        if self.queue.send(queued).is_err() {
+            self.active().remove(project_id);
+            return Err(TriggerError::ShuttingDown);
+        }
         Ok(run_id)
     }
 
@@ -219,7 +242,9 @@ impl Runner {
         run_id: i64,
         mut cancel: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        // Preparation happens before taking a slot: the cap bounds running rsyncs, not set-up work.
+        if *cancel.borrow() || !self.accepting.load(Ordering::SeqCst) {
+            return self.finish_without_running(run_id, "stopped before it started").await;
+        }
         let Some(project) = db::projects::get(&self.db, project_id).await? else {
             return self.finish_without_running(run_id, "the project was removed").await;
         };
@@ -227,30 +252,6 @@ impl Runner {
         let log_name = log_file.to_string_lossy().into_owned();
         let dirs = [PathBuf::from(&project.dest), self.cfg.log_dir.join(project_id)];
         tokio::task::spawn_blocking(move || dirs.iter().try_for_each(std::fs::create_dir_all)).await??;
-        let permit = tokio::select! {
-            // Closed at shutdown: the run ends `interrupted` without starting.
-            permit = self.slots.clone().acquire_owned() => permit.ok(),
-            _ = cancel.wait_for(|c| *c) => None,
-        };
-        let Some(permit) = permit.filter(|_| self.accepting.load(Ordering::SeqCst)) else {
-            return self.finish_without_running(run_id, "stopped before it started").await;
-        };
-        // Boxed: thousands of runs may wait for a slot above, and each waiting task should not hold
-        // room for the whole rsync state machine below.
-        Box::pin(self.run_in_slot(project_id, run_id, project, log_file, log_name, permit, cancel)).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run_in_slot(
-        &self,
-        project_id: &str,
-        run_id: i64,
-        project: db::projects::ProjectRow,
-        log_file: PathBuf,
-        log_name: String,
-        permit: tokio::sync::OwnedSemaphorePermit,
-        mut cancel: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
         let timeout = project
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
@@ -294,7 +295,6 @@ impl Runner {
                 _ = cancel.wait_for(|c| *c) => break RsyncOutcome { ending: Ending::Cancelled, ..outcome },
             }
         };
-        drop(permit);
         let status = match outcome.ending {
             Ending::Success | Ending::SuccessWithWarning => "success",
             Ending::Failed => "failed",
@@ -375,9 +375,8 @@ impl Runner {
     /// Takes no new runs; lets running ones finish within `grace`, then stops them (they end
     /// `interrupted`) and waits for their records to be written.
     pub async fn shutdown(&self, grace: Duration) {
+        // Queued runs would only start after this point: the workers end them without running.
         self.accepting.store(false, Ordering::SeqCst);
-        // Queued runs would only start after this point: stop them now.
-        self.slots.close();
         if tokio::time::timeout(grace, self.wait_idle()).await.is_ok() {
             return;
         }
