@@ -179,6 +179,27 @@ impl Tail {
     }
 }
 
+/// Where each output line goes: the stats parser, the bounded tail, the log file.
+struct Output {
+    tail: Tail,
+    stats: Stats,
+    daemon_refused: bool,
+    log: Option<tokio::io::BufWriter<tokio::fs::File>>,
+}
+
+impl Output {
+    async fn take(&mut self, line: &str) {
+        self.stats.absorb(line);
+        self.daemon_refused |= line.starts_with("@ERROR");
+        if let Some(f) = self.log.as_mut() {
+            // A full disk must not stop the transfer; the tail still has the output.
+            let _ = f.write_all(line.as_bytes()).await;
+            let _ = f.write_all(b"\n").await;
+        }
+        self.tail.push_line(line);
+    }
+}
+
 fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(reader: R, tx: mpsc::Sender<String>) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).split(b'\n');
@@ -213,7 +234,7 @@ pub async fn run_rsync(
     if let Some(p) = &cmd.password {
         command.env("RSYNC_PASSWORD", p);
     }
-    let mut log = match &cmd.log_file {
+    let log = match &cmd.log_file {
         Some(path) => Some(open_log(path).await?),
         None => None,
     };
@@ -231,9 +252,12 @@ pub async fn run_rsync(
     }
     drop(tx);
 
-    let mut tail = Tail { buf: Default::default(), cap: TAIL_BYTES };
-    let mut stats = Stats::default();
-    let mut daemon_refused = false;
+    let mut output = Output {
+        tail: Tail { buf: Default::default(), cap: TAIL_BYTES },
+        stats: Stats::default(),
+        daemon_refused: false,
+        log,
+    };
     let deadline = tokio::time::sleep(cmd.timeout);
     tokio::pin!(deadline);
     let mut stopped_by: Option<Ending> = None;
@@ -241,16 +265,7 @@ pub async fn run_rsync(
     let status = loop {
         tokio::select! {
             line = rx.recv(), if output_open => match line {
-                Some(line) => {
-                    stats.absorb(&line);
-                    daemon_refused |= line.starts_with("@ERROR");
-                    if let Some(f) = log.as_mut() {
-                        // A full disk must not stop the transfer; the tail still has the output.
-                        let _ = f.write_all(line.as_bytes()).await;
-                        let _ = f.write_all(b"\n").await;
-                    }
-                    tail.push_line(&line);
-                }
+                Some(line) => output.take(&line).await,
                 None => output_open = false,
             },
             status = child.wait() => break status?,
@@ -268,17 +283,12 @@ pub async fn run_rsync(
     };
     // The rest of the output, after the process ended.
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-        stats.absorb(&line);
-        daemon_refused |= line.starts_with("@ERROR");
-        if let Some(f) = log.as_mut() {
-            let _ = f.write_all(line.as_bytes()).await;
-            let _ = f.write_all(b"\n").await;
-        }
-        tail.push_line(&line);
+        output.take(&line).await;
     }
-    if let Some(f) = log.as_mut() {
+    if let Some(f) = output.log.as_mut() {
         let _ = f.flush().await;
     }
+    let Output { tail, stats, daemon_refused, .. } = output;
     let exit_code = status.code();
     let (ending, message) = match (stopped_by, exit_code) {
         (Some(Ending::Timeout), _) => (Ending::Timeout, format!("killed after the {}s timeout", cmd.timeout.as_secs())),

@@ -152,3 +152,21 @@ pub async fn served_generations(api: &Api, project: &str) -> Vec<(String, i64)> 
         })
         .unwrap_or_default()
 }
+
+/// Registers a running slave with the master.
+pub async fn add_slave(api: &Api, slave: &SlaveProcess) {
+    let body = serde_json::json!({"hostname": "127.0.0.1", "port": slave.port});
+    let r = api.post("/add_slave/", &body, &Auth::root()).await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+}
+
+/// Starts `n` slaves and registers each with the master.
+pub async fn start_slaves(api: &Api, n: usize) -> Vec<SlaveProcess> {
+    let mut slaves = Vec::new();
+    for _ in 0..n {
+        let s = SlaveProcess::start(&api.base).await;
+        add_slave(api, &s).await;
+        slaves.push(s);
+    }
+    slaves
+}
