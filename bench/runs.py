@@ -79,6 +79,14 @@ class Master:
     def peak_rss_kib(self):
         return self.rss_kib("VmHWM")
 
+    def cpu_seconds(self):
+        """CPU time of the master, and of its children it has waited for (the spawned programs)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        utime, stime, cutime, cstime = (int(v) / tick for v in fields[11:15])
+        return utime + stime, cutime + cstime
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=60)
@@ -98,7 +106,7 @@ def bench_dispatch(n):
     work = tempfile.mkdtemp(prefix="bench-dispatch-")
     master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false")
     # Every project fires at the same second, far enough ahead to add them all first.
-    added_by = time.time() + max(30, n / 80)
+    added_by = time.time() + max(10, n / 300)
     target = dt.datetime.fromtimestamp(added_by, dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=20)
     cron = {"year": str(target.year), "month": str(target.month), "day": str(target.day),
             "hour": str(target.hour), "minute": str(target.minute), "second": str(target.second)}
@@ -115,6 +123,7 @@ def bench_dispatch(n):
     if time.time() > target.timestamp() - 2:
         raise SystemExit("adding took too long for the chosen fire time")
     db = sqlite3.connect(f"file:{os.path.join(work, 'mirror-master.db')}?mode=ro", uri=True, timeout=30)
+    own_before, children_before = master.cpu_seconds()
     deadline = target.timestamp() + 300
     done = 0
     while time.time() < deadline:
@@ -122,17 +131,39 @@ def bench_dispatch(n):
         done = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('success', 'failed')").fetchone()[0]
         if done >= n:
             break
-    rows = db.execute("SELECT scheduled_for, started_at, status FROM runs WHERE started_at IS NOT NULL").fetchall()
-    delays = [(parse_ts(started) - parse_ts(scheduled)).total_seconds() for scheduled, started, _ in rows if scheduled]
-    ok = sum(1 for *_, status in rows if status == "success")
+    rows = db.execute("SELECT scheduled_for, started_at, status, queued_at FROM runs WHERE started_at IS NOT NULL").fetchall()
+    delays = [(parse_ts(started) - parse_ts(scheduled)).total_seconds() for scheduled, started, *_ in rows if scheduled]
+    queued = [(parse_ts(q) - parse_ts(scheduled)).total_seconds() for scheduled, _, _, q in rows if scheduled]
+    ok = sum(1 for _, _, status, _ in rows if status == "success")
     rss = master.peak_rss_kib()
+    own_after, children_after = master.cpu_seconds()
     master.stop()
     if len(delays) < n:
         print(f"dispatch: only {len(delays)} of {n} runs started")
     print(f"dispatch: {len(delays)} runs started, {ok} succeeded; delay from the scheduled second to start:")
     print(f"  p50 {percentile(delays, 50) * 1000:.0f} ms   p99 {percentile(delays, 99) * 1000:.0f} ms   "
           f"max {max(delays) * 1000:.0f} ms")
+    print(f"  recorded as queued after: p50 {percentile(queued, 50) * 1000:.0f} ms   "
+          f"p99 {percentile(queued, 99) * 1000:.0f} ms   max {max(queued) * 1000:.0f} ms")
     print(f"  master peak RSS: {rss / 1024:.1f} MiB")
+    print(f"  CPU during the burst: master {own_after - own_before:.1f} s, "
+          f"the programs it ran {children_after - children_before:.1f} s")
+    spawn_floor(n, 64)
+
+
+def spawn_floor(n, cap):
+    """The same number of /bin/true runs with nothing else: what spawning alone costs here."""
+    t0 = time.perf_counter()
+    running, started, starts = [], 0, []
+    while started < n or running:
+        while started < n and len(running) < cap:
+            starts.append(time.perf_counter() - t0)
+            running.append(subprocess.Popen(["/bin/true"]))
+            started += 1
+        running.pop(0).wait()
+    print(f"  floor: {n} x /bin/true from Python's Popen, {cap} at a time, nothing else: "
+          f"{time.perf_counter() - t0:.2f} s in all; start p50 {percentile(starts, 50) * 1000:.0f} ms, "
+          f"p99 {percentile(starts, 99) * 1000:.0f} ms")
 
 
 def start_rsyncd(data):

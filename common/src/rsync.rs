@@ -2,6 +2,7 @@
 //! streamed while it runs (to a log file, a bounded tail and the `--stats` parser), a timeout, and
 //! the exit code read with rsync's own meaning. Used by the master and the slave alike.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -326,11 +327,17 @@ fn last_error_line(tail: &Tail) -> Option<String> {
 }
 
 async fn open_log(path: &Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs::File>> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    let file = tokio::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).await?;
-    Ok(tokio::io::BufWriter::new(file))
+    // One trip to the blocking pool for both steps: a burst of runs opens many logs at once.
+    let path = path.to_owned();
+    let file = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(&path)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(tokio::io::BufWriter::new(tokio::fs::File::from_std(file)))
 }
 
 /// SIGKILL to the whole process group, then to the child itself should the group be gone.

@@ -79,8 +79,11 @@ impl Cluster {
 
     /// After a successful master run: notify every slave of the project's current generation,
     /// all at once. Returns without waiting for the slaves.
-    pub async fn propagate(self: &Arc<Self>, project_id: &str) -> anyhow::Result<()> {
-        let Some(project) = db::projects::get(&self.db, project_id).await? else { return Ok(()) };
+    pub async fn propagate(self: &Arc<Self>, project: &ProjectRow) -> anyhow::Result<()> {
+        if self.token.is_none() {
+            // Without a cluster token there is no cluster to tell (the start-up warns about it).
+            return Ok(());
+        }
         for slave in db::slaves::list(&self.db).await? {
             self.spawn_notify(slave, project.clone());
         }

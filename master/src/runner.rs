@@ -313,9 +313,10 @@ impl Runner {
         db::runs::finish(&self.db, run_id, &finished).await?;
         if outcome.succeeded() {
             // New content: a new generation, and every slave is told at once.
-            let generation = db::projects::bump_generation(&self.db, project_id).await?;
-            tracing::info!(generation, "new generation: notifying slaves");
-            self.cluster.propagate(project_id).await?;
+            if let Some(project) = db::projects::bump_generation(&self.db, project_id).await? {
+                tracing::info!(generation = project.generation, "new generation: notifying slaves");
+                self.cluster.propagate(&project).await?;
+            }
         }
         if outcome.succeeded() {
             tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
@@ -344,17 +345,23 @@ impl Runner {
     /// Keeps the newest `log_keep` run logs of a project.
     async fn rotate_logs(&self, project_id: &str) {
         let dir = self.cfg.log_dir.join(project_id);
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
-        let mut runs = Vec::new();
-        while let Ok(Some(e)) = entries.next_entry().await {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".log").and_then(|n| n.parse::<i64>().ok()) {
-                runs.push((id, e.path()));
-            }
-        }
-        runs.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
-        for (_, path) in runs.into_iter().skip(self.cfg.log_keep) {
-            if let Err(e) = tokio::fs::remove_file(&path).await {
+        let keep = self.cfg.log_keep;
+        let removed = tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+            let mut runs: Vec<(i64, PathBuf)> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let id = e.file_name().to_str()?.strip_suffix(".log")?.parse::<i64>().ok()?;
+                    Some((id, e.path()))
+                })
+                .collect();
+            runs.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+            runs.into_iter().skip(keep).map(|(_, path)| (std::fs::remove_file(&path), path)).collect()
+        })
+        .await
+        .unwrap_or_default();
+        for (result, path) in removed {
+            if let Err(e) = result {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove an old run log");
             }
         }

@@ -31,7 +31,9 @@ pub async fn connect(path: &Path) -> anyhow::Result<Db> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    // A SQLite connection is a file handle: it cannot go stale, so no ping before each use (a ping
+    // is one more round trip to the connection's thread on every query).
+    let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
     sqlx::migrate!("../migrations").run(&pool).await?;
     Ok(pool)
 }

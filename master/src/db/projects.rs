@@ -135,9 +135,12 @@ pub async fn set_last_fire(db: &Db, id: &str, at: &str) -> sqlx::Result<()> {
 }
 
 /// A successful run: the project's content has a new generation. Returns it.
-pub async fn bump_generation(db: &Db, id: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("UPDATE projects SET generation = generation + 1 WHERE id = ? RETURNING generation")
-        .bind(id)
-        .fetch_optional(db)
-        .await
+/// A new generation after a successful run; returns the project as it now is.
+pub async fn bump_generation(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE projects SET generation = generation + 1 WHERE id = ? RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
