@@ -114,11 +114,35 @@ def main():
             print(f"{count:2d} slave(s): end of master run -> last slave ack, median of {ROUNDS}: "
                   f"{results[count] * 1000:.0f} ms (min {min(delays) * 1000:.0f}, max {max(delays) * 1000:.0f})")
         print(f"16 slaves / 1 slave: {results[16] / results[1]:.2f}x (goal: at most 1.5x)")
+        by_hand(work, rsyncd_port, password_file)
     finally:
         master.stop()
         for proc, _ in slaves:
             proc.terminate()
         upstream.terminate()
+
+
+def by_hand(work, rsyncd_port, password_file):
+    """The floor: the slaves' own rsync command run by hand against the master's rsync daemon,
+    1 and 16 at once, with no master or slave involved."""
+    argv = ["rsync", "-avH", "--no-motd", "--delete", "--stats", f"--password-file={password_file}",
+            f"rsync://mirror@127.0.0.1:{rsyncd_port}/mirror/pub/tree/"]
+    dests = [os.path.join(work, f"by-hand-{i}") + "/" for i in range(16)]
+    for d in dests:
+        subprocess.run(argv + [d], check=True, stdout=subprocess.DEVNULL)
+    results = {}
+    for count in (1, 16):
+        times = []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen(argv + [d], stdout=subprocess.DEVNULL) for d in dests[:count]]
+            if any(p.wait() != 0 for p in procs):
+                raise SystemExit("rsync by hand failed")
+            times.append(time.perf_counter() - t0)
+        results[count] = statistics.median(times)
+        print(f"by hand, {count:2d} rsync(s) at once against the master's daemon, median of {ROUNDS}: "
+              f"{results[count] * 1000:.0f} ms")
+    print(f"by hand, 16 / 1: {results[16] / results[1]:.2f}x")
 
 
 if __name__ == "__main__":

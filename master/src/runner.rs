@@ -164,39 +164,66 @@ impl Runner {
         trigger: Trigger,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<i64, TriggerError> {
+        let mut results = self.trigger_many(&[project_id], trigger, scheduled_for).await;
+        results.pop().unwrap_or(Err(TriggerError::ShuttingDown))
+    }
+
+    /// Starts a run of each project (all fired by the same trigger at the same time), queued in
+    /// the order given, with one database statement for many. One result per project, in order.
+    pub async fn trigger_many(
+        self: &Arc<Self>,
+        project_ids: &[&str],
+        trigger: Trigger,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Vec<Result<i64, TriggerError>> {
         if !self.accepting.load(Ordering::SeqCst) {
-            return Err(TriggerError::ShuttingDown);
+            return project_ids.iter().map(|_| Err(TriggerError::ShuttingDown)).collect();
         }
-        let (cancel, cancel_rx) = watch::channel(false);
+        let mut results: Vec<Result<i64, TriggerError>> = Vec::with_capacity(project_ids.len());
+        // (position in `project_ids`, the run's cancel switch) for each project reserved here.
+        let mut reserved = Vec::new();
         {
             let mut active = self.active();
-            if let Some(a) = active.get(project_id) {
-                return Err(TriggerError::AlreadyRunning { project: project_id.to_owned(), run_id: a.run_id });
+            for (i, id) in project_ids.iter().enumerate() {
+                if let Some(a) = active.get(*id) {
+                    results.push(Err(TriggerError::AlreadyRunning { project: (*id).to_owned(), run_id: a.run_id }));
+                    continue;
+                }
+                // Reserved before the await below, so a second trigger sees it.
+                let (cancel, cancel_rx) = watch::channel(false);
+                active.insert((*id).to_owned(), Active { run_id: 0, cancel });
+                results.push(Err(TriggerError::ShuttingDown));
+                reserved.push((i, cancel_rx));
             }
-            // Reserve the project before the await below, so a second trigger sees it.
-            active.insert(project_id.to_owned(), Active { run_id: 0, cancel });
         }
+        let ids: Vec<&str> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();
         let scheduled = scheduled_for.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        let inserted = db::runs::insert_queued(&self.db, project_id, trigger.as_str(), scheduled.as_deref()).await;
-        let run_id = match inserted {
-            Ok(id) => id,
-            Err(e) => {
-                self.active().remove(project_id);
-                // The foreign key refuses a run of a project that does not exist.
-                return Err(match e {
-                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                        TriggerError::NotFound(project_id.to_owned())
-                    }
-                    other => other.into(),
-                });
-            }
-        };
+        let inserted = db::runs::insert_queued(&self.db, &ids, trigger.as_str(), scheduled.as_deref()).await;
+        for ((i, cancel), row) in reserved.into_iter().zip(inserted) {
+            let project_id = project_ids[i];
+            results[i] = match row {
+                Ok(run_id) => self.enqueue(project_id, run_id, cancel),
+                Err(e) => {
+                    self.active().remove(project_id);
+                    // The foreign key refuses a run of a project that does not exist.
+                    Err(match e {
+                        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                            TriggerError::NotFound(project_id.to_owned())
+                        }
+                        other => other.into(),
+                    })
+                }
+            };
+        }
+        self.listing.invalidate();
+        results
+    }
+
+    fn enqueue(&self, project_id: &str, run_id: i64, cancel: watch::Receiver<bool>) -> Result<i64, TriggerError> {
         if let Some(a) = self.active().get_mut(project_id) {
             a.run_id = run_id;
         }
-        self.listing.invalidate();
-        let queued = Queued { project_id: project_id.to_owned(), run_id, cancel: cancel_rx };
-        if self.queue.send(queued).is_err() {
+        if self.queue.send(Queued { project_id: project_id.to_owned(), run_id, cancel }).is_err() {
             self.active().remove(project_id);
             return Err(TriggerError::ShuttingDown);
         }

@@ -7,7 +7,7 @@
 //! channel (capacity 200) and it dropped the overflow without running it (measured with
 //! bench/runs.py). Schedules live in SQLite and are queued anew at start.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -146,58 +146,84 @@ impl Scheduler {
                 return;
             }
         }
-        self.arm(id.to_owned(), token, at);
+        self.arm(at, vec![(id.to_owned(), token)]);
     }
 
-    /// The heartbeat: arms every queued fire due within the lookahead.
+    /// The heartbeat: arms every queued fire due within the lookahead, one timer per instant.
     fn arm_due(&self) {
         let horizon = Utc::now() + LOOKAHEAD;
-        let due: Vec<(DateTime<Utc>, String, u64)> = {
+        let mut due: BTreeMap<DateTime<Utc>, Vec<(String, u64)>> = BTreeMap::new();
+        {
             let mut q = self.queues();
             let later = q.pending.split_off(&(horizon, String::new(), 0));
-            let due = std::mem::replace(&mut q.pending, later);
+            let pending = std::mem::replace(&mut q.pending, later);
             // Fires of registrations replaced since they were queued are dropped here.
-            due.into_iter().filter(|(_, id, token)| q.current.get(id).is_some_and(|r| r.token == *token)).collect()
-        };
-        for (at, id, token) in due {
-            self.arm(id, token, at);
+            for (at, id, token) in pending {
+                if q.current.get(&id).is_some_and(|r| r.token == token) {
+                    due.entry(at).or_default().push((id, token));
+                }
+            }
+        }
+        for (at, fires) in due {
+            self.arm(at, fires);
         }
     }
 
-    fn arm(&self, id: String, token: u64, at: DateTime<Utc>) {
+    /// One timer for every fire of the same instant; they start one after another, in the order
+    /// they were queued. Ten thousand projects due on the same second are one sleeping task, and
+    /// their runs enter the runner's queue without ten thousand inserts racing for the database.
+    fn arm(&self, at: DateTime<Utc>, fires: Vec<(String, u64)>) {
         let me = self.me.clone();
         tokio::spawn(async move {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
             if let Some(s) = me.upgrade() {
-                s.fire(id, token, at).await;
+                s.fire(at, fires).await;
             }
         });
     }
 
-    async fn fire(&self, id: String, token: u64, at: DateTime<Utc>) {
-        let schedule = match self.queues().current.get(&id) {
-            Some(r) if r.token == token => r.schedule.clone(),
-            _ => return,
+    /// The fires of one instant: every registration still current gets its run, queued in order
+    /// with one database statement for many, then its next fire.
+    async fn fire(&self, at: DateTime<Utc>, fires: Vec<(String, u64)>) {
+        let live: Vec<(String, u64, Schedule)> = {
+            let q = self.queues();
+            fires
+                .into_iter()
+                .filter_map(|(id, token)| {
+                    let schedule = q.current.get(&id).filter(|r| r.token == token)?.schedule.clone();
+                    Some((id, token, schedule))
+                })
+                .collect()
         };
-        self.fire_now(&id, Trigger::Schedule, at).await;
-        match schedule.next_fire_at_or_after(at + Duration::seconds(1)) {
-            Some(next) => self.register(&id, schedule, next, Some(token)),
-            None => {
-                let mut q = self.queues();
-                if q.current.get(&id).is_some_and(|r| r.token == token) {
-                    q.current.remove(&id);
+        let ids: Vec<&str> = live.iter().map(|(id, _, _)| id.as_str()).collect();
+        let results = self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await;
+        for ((id, token, schedule), result) in live.iter().zip(results) {
+            self.started(id, at, result).await;
+            match schedule.next_fire_at_or_after(at + Duration::seconds(1)) {
+                Some(next) => self.register(id, schedule.clone(), next, Some(*token)),
+                None => {
+                    let mut q = self.queues();
+                    if q.current.get(id).is_some_and(|r| r.token == *token) {
+                        q.current.remove(id);
+                    }
+                    tracing::info!(project.id = %id, "schedule ended (end_date or last year reached)");
                 }
-                tracing::info!(project.id = %id, "schedule ended (end_date or last year reached)");
             }
         }
         self.listing.invalidate();
     }
 
-    /// Starts the fire's run; its row records the fire time. A fire that starts no run records it
-    /// on the project, so that a catch-up after a restart does not count it as missed.
+    /// Starts one run now (a catch-up); its row records the fire time.
     async fn fire_now(&self, id: &str, trigger: Trigger, at: DateTime<Utc>) {
-        match self.runner.trigger(id, trigger, Some(at)).await {
+        let result = self.runner.trigger(id, trigger, Some(at)).await;
+        self.started(id, at, result).await;
+    }
+
+    /// A fire that starts no run records its time on the project, so that a catch-up after a
+    /// restart does not count it as missed.
+    async fn started(&self, id: &str, at: DateTime<Utc>, result: Result<i64, TriggerError>) {
+        match result {
             Ok(run_id) => {
                 tracing::debug!(project.id = %id, run.id = run_id, "scheduled run started");
                 return;

@@ -264,3 +264,43 @@ async fn no_password_or_token_in_argv_logs_or_responses() {
     let mode = std::fs::metadata(m.dir.path().join("rsyncd/rsyncd.secrets")).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
 }
+
+#[tokio::test]
+async fn newer_generations_during_a_pull_queue_exactly_one_follow_up() {
+    let upstream = Upstream::start().await;
+    let tree = upstream.data().join("follow");
+    generate_tree(&tree, 5);
+    // 400 KiB at 200 KiB/s: the first pull lasts about two seconds.
+    std::fs::write(tree.join("slow.bin"), vec![7u8; 400 * 1024]).unwrap();
+    let m = start_cluster_master().await;
+    let slave = SlaveProcess::start(&m.api.base).await;
+    let token = Auth::Bearer(CLUSTER_TOKEN.into());
+    let request = |generation: i64| {
+        json!({
+            "slave": format!("127.0.0.1:{}", slave.port), "project": "follow", "path": "follow",
+            "options": ["-a", "--bwlimit=200"], "generation": generation,
+            "source": {"host": "127.0.0.1", "port": upstream.port, "module": "open", "user": null},
+        })
+    };
+    let r = slave.api.post("/sync_from_master/", &request(1), &token).await;
+    assert_eq!((r.status, r.body["state"].clone()), (StatusCode::ACCEPTED, json!("started")), "{}", r.text);
+    for generation in [2, 3, 2] {
+        let r = slave.api.post("/sync_from_master/", &request(generation), &token).await;
+        assert_eq!(r.body["state"], json!("queued"), "generation {generation}: {}", r.text);
+    }
+    let status = slave.status().await;
+    assert_eq!((status["running"]["follow"].clone(), status["queued"]["follow"].clone()), (json!(1), json!(3)));
+    wait_for(60, "the slave to serve generation 3", || async {
+        let s = slave.status().await;
+        (s["serving"]["follow"]["generation"] == json!(3) && s["running"] == json!({})).then_some(())
+    })
+    .await;
+    // Generation 1, then only the newest one that came meanwhile: two pulls, not three.
+    let log = std::fs::read_to_string(upstream.dir.path().join("rsyncd.log")).unwrap();
+    let pulls = log.lines().filter(|l| l.contains("rsync on open/follow")).count();
+    assert_eq!(pulls, 2, "{log}");
+    assert_eq!(snapshot(&slave.root().join("follow")), snapshot(&tree));
+    // A request for what it already serves starts nothing.
+    let r = slave.api.post("/sync_from_master/", &request(3), &token).await;
+    assert_eq!(r.body["state"], json!("current"), "{}", r.text);
+}

@@ -381,3 +381,35 @@ async fn the_concurrency_cap_queues_runs_in_order() {
     // One at a time, in the order triggered: each starts after the previous one ended.
     assert!(ends[0].1 <= ends[1].0 && ends[1].1 <= ends[2].0, "{ends:?}");
 }
+
+#[tokio::test]
+async fn projects_due_on_the_same_second_each_get_their_own_run() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    let m = TestMaster::start().await;
+    let names = ["same0", "same1", "same2", "same3"];
+    for name in names {
+        add(&m.api, &project(name, upstream.port, json!({"cron_options": {"second": "*"}}))).await;
+    }
+    // A fire time at which all four ran, each its own run of its own project.
+    let shared = wait_for(30, "one fire that started all four projects", || async {
+        let mut per_project = Vec::new();
+        for name in names {
+            let runs = m.api.get(&format!("/runs/?project={name}&limit=50"), &Auth::None).await.body;
+            let done: std::collections::BTreeSet<String> = runs
+                .as_array()?
+                .iter()
+                .filter(|r| r["status"] == json!("success") && r["project"] == json!(name))
+                .filter_map(|r| r["scheduled_for"].as_str().map(str::to_owned))
+                .collect();
+            per_project.push(done);
+        }
+        let first = per_project[0].clone();
+        first.into_iter().find(|t| per_project.iter().all(|p| p.contains(t)))
+    })
+    .await;
+    assert!(!shared.is_empty());
+    for name in names {
+        assert_eq!(snapshot(&m.mirror_root().join(name)), snapshot(&upstream.data()), "{name}");
+    }
+}

@@ -36,17 +36,54 @@ const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at
                        attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
                        bytes_received, log_tail, log_file";
 
-pub async fn insert_queued(db: &Db, project_id: &str, trigger: &str, scheduled_for: Option<&str>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES (?, ?, 'queued', ?, ?) \
-         RETURNING id",
-    )
-    .bind(project_id)
-    .bind(trigger)
-    .bind(scheduled_for)
-    .bind(now_ms())
-    .fetch_one(db)
-    .await
+/// Rows a statement inserts at most: four parameters each, well under SQLite's limit.
+const INSERT_CHUNK: usize = 500;
+
+/// Records queued runs of `project_ids`, all with the same trigger and fire time, in one statement
+/// per 500. Returns one result per id, in order: a project that does not exist (removed since) is
+/// refused by the foreign key and fails alone.
+pub async fn insert_queued(
+    db: &Db,
+    project_ids: &[&str],
+    trigger: &str,
+    scheduled_for: Option<&str>,
+) -> Vec<sqlx::Result<i64>> {
+    let mut results = Vec::with_capacity(project_ids.len());
+    for chunk in project_ids.chunks(INSERT_CHUNK) {
+        match insert_chunk(db, chunk, trigger, scheduled_for).await {
+            Ok(ids) => results.extend(ids.into_iter().map(Ok)),
+            // One bad row fails the whole statement: find it, inserting the others one by one.
+            Err(_) if chunk.len() > 1 => {
+                for id in chunk {
+                    let one = insert_chunk(db, &[id], trigger, scheduled_for).await;
+                    results.push(one.and_then(|ids| ids.first().copied().ok_or(sqlx::Error::RowNotFound)));
+                }
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    results
+}
+
+/// The new ids, in the order of `project_ids` (RETURNING gives rows in no set order).
+async fn insert_chunk(
+    db: &Db,
+    project_ids: &[&str],
+    trigger: &str,
+    scheduled_for: Option<&str>,
+) -> sqlx::Result<Vec<i64>> {
+    let rows = vec!["(?, ?, 'queued', ?, ?)"; project_ids.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES {rows} RETURNING id, project_id"
+    );
+    let queued_at = now_ms();
+    let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
+    for id in project_ids {
+        query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(&queued_at);
+    }
+    let by_project: std::collections::HashMap<String, i64> =
+        query.fetch_all(db).await?.into_iter().map(|(id, project)| (project, id)).collect();
+    project_ids.iter().map(|p| by_project.get(*p).copied().ok_or_else(|| sqlx::Error::RowNotFound)).collect()
 }
 
 /// rsync has started (attempt `attempts`, process `pid`). Written once per attempt; a late write
@@ -177,4 +214,58 @@ pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, Stri
     )
     .fetch_all(db)
     .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn db_with_projects(dir: &std::path::Path, ids: &[&str]) -> Db {
+        let db = crate::db::connect(&dir.join("t.db")).await.unwrap();
+        for id in ids {
+            sqlx::query(
+                "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_options, \
+                 created_at, updated_at) VALUES (?, ?, 1, 'h', 'm', ?, '{}', 'now', 'now')",
+            )
+            .bind(id)
+            .bind(id)
+            .bind(format!("/m/{id}"))
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+        db
+    }
+
+    #[tokio::test]
+    async fn queued_runs_are_inserted_in_chunks_with_ids_in_order_and_a_missing_project_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..1200).map(|i| format!("p{i}")).collect();
+        let mut ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let db = db_with_projects(dir.path(), &ids).await;
+        // One project that does not exist, in the middle of the second chunk.
+        ids.insert(700, "gone");
+        let results = insert_queued(&db, &ids, "schedule", Some("2026-01-01T00:00:00.000Z")).await;
+        assert_eq!(results.len(), ids.len());
+        for (project, result) in ids.iter().zip(&results) {
+            match result {
+                Ok(run_id) => {
+                    let stored: String = sqlx::query_scalar("SELECT project_id FROM runs WHERE id = ?")
+                        .bind(run_id)
+                        .fetch_one(&db)
+                        .await
+                        .unwrap();
+                    assert_eq!(&stored, project);
+                }
+                Err(e) => {
+                    assert_eq!(*project, "gone");
+                    assert!(matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation()), "{e}");
+                }
+            }
+        }
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(&db).await.unwrap();
+        assert_eq!(count, 1200);
+    }
 }
