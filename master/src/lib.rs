@@ -75,7 +75,7 @@ impl Application {
         let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone())?;
         let runner = Runner::new(
             db.clone(),
-            RunnerConfig::from(&settings),
+            RunnerConfig { mirror_root: mirror_root.clone(), ..RunnerConfig::from(&settings) },
             settings.max_concurrent_runs,
             listing.clone(),
             cluster.clone(),

@@ -58,6 +58,8 @@ struct Queued {
 }
 
 pub struct RunnerConfig {
+    /// Canonical: every run checks that its `dest` still resolves under it.
+    pub mirror_root: PathBuf,
     pub rsync_path: PathBuf,
     pub log_dir: PathBuf,
     pub log_keep: usize,
@@ -69,6 +71,7 @@ pub struct RunnerConfig {
 impl From<&Settings> for RunnerConfig {
     fn from(s: &Settings) -> Self {
         RunnerConfig {
+            mirror_root: s.mirror_root.clone(),
             rsync_path: s.rsync_path.clone(),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
@@ -275,6 +278,18 @@ impl Runner {
         let Some(project) = db::projects::get(&self.db, project_id).await? else {
             return self.finish_without_running(run_id, "the project was removed").await;
         };
+        // A symlink put in the mirror root since the project was added must not send rsync's
+        // writes outside it: `dest` must still resolve to itself.
+        match crate::paths::resolve_dest(&self.cfg.mirror_root, &project.dest).await {
+            Ok(resolved) if resolved == std::path::Path::new(&project.dest) => {}
+            Ok(resolved) => {
+                let message = format!("dest {} now resolves to {}: not run", project.dest, resolved.display());
+                return self.finish_refused(run_id, &message).await;
+            }
+            Err(e) => {
+                return self.finish_refused(run_id, &format!("dest {}: {}: not run", project.dest, e.message)).await;
+            }
+        }
         let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
         let log_name = log_file.to_string_lossy().into_owned();
         let dirs = [PathBuf::from(&project.dest), self.cfg.log_dir.join(project_id)];
@@ -354,8 +369,17 @@ impl Runner {
         Ok(())
     }
 
+    async fn finish_refused(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
+        tracing::error!(message, "run refused");
+        self.finish_unrun(run_id, "failed", message).await
+    }
+
     async fn finish_without_running(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
         let status = if message.starts_with("cannot start") { "failed" } else { "interrupted" };
+        self.finish_unrun(run_id, status, message).await
+    }
+
+    async fn finish_unrun(&self, run_id: i64, status: &str, message: &str) -> anyhow::Result<()> {
         let finished = db::runs::Finished {
             status,
             exit_code: None,

@@ -413,3 +413,22 @@ async fn projects_due_on_the_same_second_each_get_their_own_run() {
         assert_eq!(snapshot(&m.mirror_root().join(name)), snapshot(&upstream.data()), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_dest_turned_into_a_symlink_out_of_the_mirror_root_is_not_written() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    let m = TestMaster::start().await;
+    add(&m.api, &project("victim", upstream.port, json!({}))).await;
+    let first = finished_run(&m.api, syncup(&m.api, "victim").await, 30).await;
+    assert_eq!(first["status"], json!("success"), "{first}");
+    // Someone with access to the mirror root swaps the project's directory for a link elsewhere.
+    let outside = tempfile::tempdir().unwrap();
+    let dest = m.mirror_root().join("victim");
+    std::fs::remove_dir_all(&dest).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &dest).unwrap();
+    let refused = finished_run(&m.api, syncup(&m.api, "victim").await, 30).await;
+    assert_eq!(refused["status"], json!("failed"), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("not run"), "{refused}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "rsync wrote outside the mirror root");
+}
