@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use mirror_common::FieldError;
-use mirror_common::rsync_opts::normalize_lexically;
+use mirror_common::rsync_opts::{normalize_lexically, resolve_symlinks};
 
 /// Resolves `dest` (absolute, or relative to the mirror root) to the absolute path rsync will
 /// write to, and checks it lies strictly under `root` (itself already canonical). The longest
@@ -18,21 +18,7 @@ pub async fn resolve_dest(root: &Path, dest: &str) -> Result<PathBuf, FieldError
     }
     let joined = if Path::new(dest).is_absolute() { PathBuf::from(dest) } else { root.join(dest) };
     let normal = normalize_lexically(&joined).ok_or_else(|| err(format!("'{dest}' climbs above /")))?;
-    let mut existing = normal.as_path();
-    let mut rest = Vec::new();
-    let resolved = loop {
-        match tokio::fs::canonicalize(existing).await {
-            Ok(c) => break c,
-            Err(_) => {
-                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
-                    return Err(err(format!("'{dest}' has no existing parent")));
-                };
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-        }
-    };
-    let full = rest.iter().rev().fold(resolved, |p, c| p.join(c));
+    let full = resolve_symlinks(&normal).await.ok_or_else(|| err(format!("'{dest}' has no existing parent")))?;
     if !full.starts_with(root) || full == root {
         return Err(err(format!(
             "'{dest}' resolves to {}, which is not inside the mirror root {}",

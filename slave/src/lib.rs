@@ -21,7 +21,7 @@ use mirror_common::api::{
     CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, is_valid_id,
 };
 use mirror_common::rsync::{Ending, RsyncCommand, run_rsync};
-use mirror_common::rsync_opts::{check_option, normalize_lexically};
+use mirror_common::rsync_opts::{check_option, normalize_lexically, resolve_symlinks};
 use mirror_common::{ErrorBody, Secret};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -233,7 +233,16 @@ impl AppState {
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
             log_file: None,
         };
-        let outcome = match tokio::fs::create_dir_all(&dest).await {
+        // A symlink in the root (one a pulled tree brought, say) must not send this pull elsewhere.
+        let lands = resolve_symlinks(&dest).await;
+        let created = match &lands {
+            Some(l) if *l == dest => tokio::fs::create_dir_all(&dest).await,
+            _ => Err(std::io::Error::other(format!(
+                "it resolves to {}: not pulled",
+                lands.as_ref().map_or_else(|| "nothing".into(), |l| l.display().to_string())
+            ))),
+        };
+        let outcome = match created {
             Err(e) => Err(format!("cannot create {}: {e}", dest.display())),
             Ok(()) => run_rsync(&command, self.stop.subscribe(), &|_| {})
                 .await

@@ -304,3 +304,28 @@ async fn newer_generations_during_a_pull_queue_exactly_one_follow_up() {
     let r = slave.api.post("/sync_from_master/", &request(3), &token).await;
     assert_eq!(r.body["state"], json!("current"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_slave_does_not_pull_through_a_symlink_out_of_its_root() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data().join("linked"), 3);
+    let m = start_cluster_master().await;
+    let slave = SlaveProcess::start(&m.api.base).await;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(slave.root()).unwrap();
+    std::os::unix::fs::symlink(outside.path(), slave.root().join("linked")).unwrap();
+    let request = json!({
+        "slave": format!("127.0.0.1:{}", slave.port), "project": "linked", "path": "linked", "options": ["-a"],
+        "generation": 1, "source": {"host": "127.0.0.1", "port": upstream.port, "module": "open", "user": null},
+    });
+    let r = slave.api.post("/sync_from_master/", &request, &Auth::Bearer(CLUSTER_TOKEN.into())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let served = wait_for(30, "the slave to give up on the pull", || async {
+        let s = slave.status().await;
+        (s["running"] == json!({}) && s["serving"]["linked"].is_object()).then(|| s["serving"]["linked"].clone())
+    })
+    .await;
+    assert_eq!((served["last_status"].clone(), served["generation"].clone()), (json!("failed"), json!(0)), "{served}");
+    assert!(served["last_message"].as_str().unwrap().contains("not pulled"), "{served}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "the slave wrote outside its root");
+}
