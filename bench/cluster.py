@@ -9,6 +9,7 @@ tree is synced (unchanged) several times; each time the delay from the end of th
 
 Usage: bench/cluster.sh  (builds the release binaries, then runs this)
 """
+import http.client
 import os
 import statistics
 import subprocess
@@ -43,6 +44,21 @@ def start_slave(work, master_url, password_file):
     return proc, port
 
 
+def wait_answering(port, timeout=30):
+    """Waits until a slave answers GET /status (it is ready), not a fixed time."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/status")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"slave on port {port} did not answer")
+
+
 def wait_generation(master, project, slaves, generation, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -74,7 +90,8 @@ def main():
         f.write(RSYNCD_PASSWORD + "\n")
     os.chmod(password_file, 0o600)
     slaves = [start_slave(work, f"http://127.0.0.1:{master.port}", password_file) for _ in range(16)]
-    time.sleep(1)
+    for _, port in slaves:
+        wait_answering(port)
     status, body = master.request("POST", "/add_project/", {
         "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": upstream_port, "rsync_module": "data",
         "dest": "pub/tree", "rsync_options": {"defaults": ["-avH", "--no-motd"], "delete": "--delete"},

@@ -60,7 +60,9 @@ impl ManagedRsyncd {
         };
         let conf = format!(
             "# Written by mirror-master at each start; edits are lost.\n\
-             use chroot = no\nuid = {uid}\ngid = {gid}\npid file = {pid}\nlog file = {log}\n\n\
+             use chroot = no\nuid = {uid}\ngid = {gid}\npid file = {pid}\nlog file = {log}\n\
+             # rsync's default of 5 drops the SYNs of a fan-out to more slaves: they wait 1 s to retry.\n\
+             listen backlog = 128\n\n\
              [{module}]\n  path = {root}\n  read only = yes\n  list = no\n  auth users = {user}\n  secrets file = {secrets}\n",
             pid = dir.join("rsyncd.pid").display(),
             log = dir.join("rsyncd.log").display(),
