@@ -432,3 +432,39 @@ async fn a_dest_turned_into_a_symlink_out_of_the_mirror_root_is_not_written() {
     assert!(refused["message"].as_str().unwrap().contains("not run"), "{refused}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "rsync wrote outside the mirror root");
 }
+
+#[tokio::test]
+async fn run_logs_are_rotated_keeping_the_newest_per_project() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestMaster::settings_in(dir.path());
+    settings.log_keep = 2;
+    let m = TestMaster::start_with(dir, settings).await;
+    add(&m.api, &project("rotated", upstream.port, json!({}))).await;
+    add(&m.api, &project("neighbour", upstream.port, json!({}))).await;
+    let neighbour = syncup(&m.api, "neighbour").await;
+    finished_run(&m.api, neighbour, 30).await;
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let run = syncup(&m.api, "rotated").await;
+        assert_eq!(finished_run(&m.api, run, 30).await["status"], json!("success"));
+        runs.push(run);
+    }
+    let logs = |project: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(m.dir.path().join("logs").join(project))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut newest: Vec<String> = runs[2..].iter().map(|r| format!("{r}.log")).collect();
+    newest.sort();
+    assert_eq!(logs("rotated"), newest);
+    // Another project's logs are its own business.
+    assert_eq!(logs("neighbour"), vec![format!("{neighbour}.log")]);
+    // The history keeps every run; only the files rotate.
+    let history = m.api.get("/runs/?project=rotated&limit=10", &Auth::None).await.body;
+    assert_eq!(history.as_array().unwrap().len(), 4);
+}
