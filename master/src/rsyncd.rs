@@ -1,8 +1,9 @@
 //! The rsync daemon the master manages (`rsyncd.manage = true`): one read-only module over the
-//! mirror root, an auth user with a 0600 secrets file, `rsync --daemon --no-detach` as a child.
+//! mirror root, an auth user with a 0600 secrets file, `rsync --daemon --no-detach` as a child,
+//! started again (with backoff) whenever it exits while the master runs.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,114 @@ use anyhow::Context;
 use base64::Engine;
 use rand::RngCore;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::RsyncdSettings;
 use crate::db::{self, Db};
+use crate::runner::backoff;
 
 pub struct ManagedRsyncd {
-    child: Child,
+    stop: watch::Sender<bool>,
+    supervisor: JoinHandle<()>,
+}
+
+/// How to start the daemon, again and again.
+struct Launch {
+    rsync_path: PathBuf,
+    dir: PathBuf,
+    host: String,
+    port: u16,
+}
+
+/// Resolves once the master says stop (the guard `wait_for` returns is not held across awaits).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl Launch {
+    /// Starts the daemon and returns once it accepts connections.
+    async fn start(&self) -> std::io::Result<anyhow::Result<Child>> {
+        // rsync will not start over a pid file a killed daemon left behind.
+        let _ = tokio::fs::remove_file(self.dir.join("rsyncd.pid")).await;
+        let mut child = Command::new(&self.rsync_path)
+            .arg("--daemon")
+            .arg("--no-detach")
+            .arg(format!("--config={}", self.dir.join("rsyncd.conf").display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--address={}", self.host))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    let log = tokio::fs::read_to_string(self.dir.join("rsyncd.log")).await.unwrap_or_default();
+                    let last = log.lines().last().unwrap_or("no log");
+                    return Ok(Err(anyhow::anyhow!(
+                        "rsyncd: the daemon exited ({status}) on {}:{}: {last}",
+                        self.host,
+                        self.port
+                    )));
+                }
+                Err(e) => return Ok(Err(e.into())),
+            }
+            if tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.is_ok() {
+                return Ok(Ok(child));
+            }
+            if Instant::now() > deadline {
+                return Ok(Err(anyhow::anyhow!(
+                    "rsyncd: the daemon did not listen on {}:{} within 10 s",
+                    self.host,
+                    self.port
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits on the daemon; when it exits, starts it again after a backoff, until told to stop.
+    async fn supervise(self, mut child: Child, mut stop: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        loop {
+            let since = Instant::now();
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = stopped(&mut stop) => {
+                    let _ = child.kill().await;
+                    return;
+                }
+            };
+            // A daemon that ran for a while before it died starts again quickly.
+            failures = if since.elapsed() > Duration::from_secs(60) { 1 } else { failures + 1 };
+            loop {
+                let wait = backoff(Duration::from_millis(500), failures).min(Duration::from_secs(30));
+                tracing::error!(
+                    status = ?status.as_ref().ok(),
+                    restart_in_ms = wait.as_millis() as u64,
+                    "the managed rsync daemon exited: slaves cannot pull until it is back"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+                match self.start().await {
+                    Ok(Ok(c)) => {
+                        tracing::warn!(port = self.port, "managed rsync daemon started again");
+                        child = c;
+                        break;
+                    }
+                    Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "cannot restart the managed rsync daemon"),
+                    Err(e) => tracing::error!(error = %e, "cannot restart the managed rsync daemon"),
+                }
+                failures += 1;
+            }
+        }
+    }
 }
 
 /// The module password: configured, or generated once and kept in the database.
@@ -71,22 +174,11 @@ impl ManagedRsyncd {
             user = settings.user,
             secrets = secrets.display(),
         );
-        let conf_path = dir.join("rsyncd.conf");
-        tokio::fs::write(&conf_path, conf).await?;
-        let _ = tokio::fs::remove_file(dir.join("rsyncd.pid")).await;
-        let spawned = Command::new(rsync_path)
-            .arg("--daemon")
-            .arg("--no-detach")
-            .arg(format!("--config={}", conf_path.display()))
-            .arg(format!("--port={}", settings.port))
-            .arg(format!("--address={}", settings.host))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
+        tokio::fs::write(dir.join("rsyncd.conf"), conf).await?;
+        let launch =
+            Launch { rsync_path: rsync_path.to_owned(), dir, host: settings.host.clone(), port: settings.port };
+        let child = match launch.start().await {
+            Ok(started) => started?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::warn!(
                     rsync = %rsync_path.display(),
@@ -97,26 +189,16 @@ impl ManagedRsyncd {
             }
             Err(e) => return Err(e).context("rsyncd: cannot start rsync --daemon"),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let log = tokio::fs::read_to_string(dir.join("rsyncd.log")).await.unwrap_or_default();
-                let last = log.lines().last().unwrap_or("no log");
-                anyhow::bail!("rsyncd: the daemon exited ({status}) on {}:{}: {last}", settings.host, settings.port);
-            }
-            if tokio::net::TcpStream::connect((settings.host.as_str(), settings.port)).await.is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("rsyncd: the daemon did not listen on {}:{} within 10 s", settings.host, settings.port);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         tracing::info!(host = %settings.host, port = settings.port, module = %settings.module, "managed rsync daemon running");
-        Ok(Some(ManagedRsyncd { child }))
+        // Dropping `stop` (the master ending in any way) stops the supervisor and the daemon too.
+        let (stop, stop_rx) = watch::channel(false);
+        let supervisor = tokio::spawn(launch.supervise(child, stop_rx));
+        Ok(Some(ManagedRsyncd { stop, supervisor }))
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+    /// Stops the daemon (and its supervision).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.supervisor.await;
     }
 }

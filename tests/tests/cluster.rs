@@ -329,3 +329,28 @@ async fn a_slave_does_not_pull_through_a_symlink_out_of_its_root() {
     assert!(served["last_message"].as_str().unwrap().contains("not pulled"), "{served}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "the slave wrote outside its root");
 }
+
+#[tokio::test]
+async fn the_managed_rsync_daemon_is_started_again_when_it_dies() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    let m = start_cluster_master().await;
+    let slaves = start_slaves(&m.api, 1).await;
+    m.api.post("/add_project/", &project("phoenix", &upstream, json!([])), &Auth::root()).await;
+    let pid_file = m.dir.path().join("rsyncd/rsyncd.pid");
+    let read_pid = || std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
+    let first = read_pid().expect("the managed daemon writes its pid file");
+    // An OOM kill, say.
+    let killed = std::process::Command::new("kill").args(["-9", &first.to_string()]).status().unwrap();
+    assert!(killed.success());
+    let port = m.settings.rsyncd.port;
+    wait_for(30, "a new managed rsync daemon", || async {
+        let new = read_pid().filter(|p| *p != first)?;
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| new)
+    })
+    .await;
+    // Slaves pull from it as before.
+    let generation = sync_and_wait(&m, "phoenix").await;
+    wait_all_at(&m.api, "phoenix", 1, generation, 30).await;
+    assert_eq!(snapshot(&slaves[0].root().join("pub/phoenix")), snapshot(&upstream.data()));
+}
