@@ -119,6 +119,9 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// Settings that must not sit in a file others can read.
+const SECRET_KEYS: [&str; 3] = ["jwt_secret", "cluster_token", "rsyncd.password"];
+
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
@@ -128,7 +131,13 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(f) = file {
-            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            let source = config::File::from(f).format(config::FileFormat::Toml).required(true);
+            let alone = config::Config::builder().add_source(source.clone()).build()?;
+            let secrets: Vec<&str> =
+                SECRET_KEYS.iter().copied().filter(|k| alone.get_string(k).is_ok_and(|v| !v.is_empty())).collect();
+            mirror_common::secret::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_MASTER")
+                .map_err(|m| invalid("config", m))?;
+            builder = builder.add_source(source);
         }
         builder = builder.add_source(
             config::Environment::with_prefix("MIRROR_MASTER").prefix_separator("__").separator("__").try_parsing(true),

@@ -52,7 +52,18 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let mut builder = config::Config::builder();
         if let Some(f) = file {
-            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            let source = config::File::from(f).format(config::FileFormat::Toml).required(true);
+            let alone = config::Config::builder()
+                .add_source(source.clone())
+                .build()
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            let secrets: Vec<&str> = ["cluster_token", "rsync_password"]
+                .into_iter()
+                .filter(|k| alone.get_string(k).is_ok_and(|v| !v.is_empty()))
+                .collect();
+            mirror_common::secret::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_SLAVE")
+                .map_err(|m| invalid("config", m))?;
+            builder = builder.add_source(source);
         }
         builder = builder.add_source(
             config::Environment::with_prefix("MIRROR_SLAVE").prefix_separator("__").separator("__").try_parsing(true),

@@ -112,6 +112,39 @@ async fn configuration_file_environment_and_bootstrap() {
         assert!(stderr.contains(key), "{env:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+
+    // A secret in a file others can read stops the start, for the master and for a slave.
+    use std::os::unix::fs::PermissionsExt;
+    for (program, file, text, key) in [
+        (
+            "mirror-master",
+            "secret-master.toml",
+            "database = \"secret.db\"\n[rsyncd]\npassword = \"in-a-shared-file\"\n",
+            "rsyncd.password",
+        ),
+        ("mirror-slave", "secret-slave.toml", "cluster_token = \"in-a-shared-file-0123456789\"\n", "cluster_token"),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = tokio::process::Command::new(binary(program))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{program} started with a secret in a 0644 file");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key) && stderr.contains("chmod 600"), "{program}: {stderr}");
+        assert!(!stderr.contains("in-a-shared-file"), "{program} printed the secret: {stderr}");
+    }
+    // Readable by its owner only, the same file is taken.
+    let path = dir.path().join("secret-master.toml");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let master = start_with_args(dir.path(), &["--config", path.to_str().unwrap()], &[]).await;
+    assert_eq!(master.api.get("/list_projects/", &Auth::None).await.status, StatusCode::OK);
 }
 
 async fn start_with_args(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> MasterProcess {
