@@ -100,15 +100,8 @@ async fn configuration_file_environment_and_bootstrap() {
         (("MIRROR_MASTER__NO_SUCH_SETTING", "1"), "no_such_setting"),
         (("MIRROR_MASTER__JWT_SECRET", "short"), "jwt_secret"),
     ] {
-        let out = tokio::process::Command::new(binary("mirror-master"))
-            .current_dir(dir.path())
-            .env(env.0, env.1)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "{env:?} was accepted");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (ok, stderr) = run_to_exit("mirror-master", dir.path(), &[], &[env]).await;
+        assert!(!ok, "{env:?} was accepted");
         assert!(stderr.contains(key), "{env:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
@@ -127,16 +120,8 @@ async fn configuration_file_environment_and_bootstrap() {
         let path = dir.path().join(file);
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let out = tokio::process::Command::new(binary(program))
-            .current_dir(dir.path())
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "{program} started with a secret in a 0644 file");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (ok, stderr) = run_to_exit(program, dir.path(), &["--config", path.to_str().unwrap()], &[]).await;
+        assert!(!ok, "{program} started with a secret in a 0644 file");
         assert!(stderr.contains(key) && stderr.contains("chmod 600"), "{program}: {stderr}");
         assert!(!stderr.contains("in-a-shared-file"), "{program} printed the secret: {stderr}");
     }
@@ -145,6 +130,19 @@ async fn configuration_file_environment_and_bootstrap() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let master = start_with_args(dir.path(), &["--config", path.to_str().unwrap()], &[]).await;
     assert_eq!(master.api.get("/list_projects/", &Auth::None).await.status, StatusCode::OK);
+}
+
+/// Runs a binary that is expected to stop at once: whether it succeeded, and what it printed on stderr.
+async fn run_to_exit(program: &str, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = tokio::process::Command::new(binary(program))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 async fn start_with_args(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> MasterProcess {
