@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import ROOT, Master, free_port, parse_ts, start_rsyncd  # noqa: E402
+from runs import ROOT, Master, free_port, parse_ts, start_rsyncd, syncup_and_wait  # noqa: E402
 
 SLAVE = os.path.join(ROOT, "target", "release", "mirror-slave")
 TOKEN = "bench-cluster-token-0123456789"
@@ -99,15 +99,7 @@ def main():
     assert status == 201, body
 
     def sync():
-        status, body = master.request("GET", "/syncup/?id=tree")
-        assert status == 202, body
-        run = body["run_id"]
-        while True:
-            _, r = master.request("GET", f"/runs/{run}")
-            if r["status"] not in ("queued", "running"):
-                assert r["status"] == "success", r
-                return r
-            time.sleep(0.01)
+        return syncup_and_wait(master, "tree", poll=0.01)
 
     registered = 0
     results = {}

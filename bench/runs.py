@@ -92,6 +92,18 @@ class Master:
         self.proc.wait(timeout=60)
 
 
+def syncup_and_wait(master, project, poll):
+    """/syncup/ of `project`, then its run polled every `poll` seconds until it ends; it must succeed."""
+    status, body = master.request("GET", f"/syncup/?id={project}")
+    assert status == 202, body
+    while True:
+        _, run = master.request("GET", f"/runs/{body['run_id']}")
+        if run["status"] not in ("queued", "running"):
+            assert run["status"] == "success", run
+            return run
+        time.sleep(poll)
+
+
 def percentile(values, p):
     values = sorted(values)
     k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
@@ -205,15 +217,8 @@ def bench_syncup(rounds=7):
 
     def syncup():
         t0 = time.perf_counter()
-        status, body = master.request("GET", "/syncup/?id=tree")
-        assert status == 202, body
-        run = body["run_id"]
-        while True:
-            _, r = master.request("GET", f"/runs/{run}")
-            if r["status"] not in ("queued", "running"):
-                assert r["status"] == "success", r
-                return time.perf_counter() - t0
-            time.sleep(0.002)
+        syncup_and_wait(master, "tree", poll=0.002)
+        return time.perf_counter() - t0
 
     syncup()  # the first run copies the tree; the measured ones find it unchanged
     by_hand_dest = os.path.join(work, "by-hand")

@@ -130,7 +130,13 @@ impl Cluster {
         let request = self.request_for(slave, project)?;
         let host = if slave.hostname.contains(':') { format!("[{}]", slave.hostname) } else { slave.hostname.clone() };
         let url = format!("http://{host}:{}/sync_from_master/", slave.port);
-        db::propagation::notified(&self.db, &project.id, &slave.hostname, slave.port, project.generation).await?;
+        let delivery = db::propagation::Delivery {
+            project: &project.id,
+            host: &slave.hostname,
+            port: slave.port,
+            generation: project.generation,
+        };
+        db::propagation::notified(&self.db, &delivery).await?;
         let mut attempt = 0;
         let last_error = loop {
             attempt += 1;
@@ -139,14 +145,7 @@ impl Cluster {
                     let state = r.json::<SyncAccepted>().await.map(|a| a.state).unwrap_or_default();
                     db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
                     if state == "started" || state == "running" {
-                        db::propagation::running(
-                            &self.db,
-                            &project.id,
-                            &slave.hostname,
-                            slave.port,
-                            project.generation,
-                        )
-                        .await?;
+                        db::propagation::running(&self.db, &delivery).await?;
                     }
                     tracing::debug!(state, "slave notified");
                     return Ok(());
@@ -164,15 +163,7 @@ impl Cluster {
             tokio::time::sleep(backoff(Duration::from_millis(500), attempt)).await;
         };
         tracing::warn!(attempts = attempt, error = %last_error, "slave not notified; the reconciler will try again");
-        db::propagation::unreachable(
-            &self.db,
-            &project.id,
-            &slave.hostname,
-            slave.port,
-            project.generation,
-            &last_error,
-        )
-        .await?;
+        db::propagation::unreachable(&self.db, &delivery, &last_error).await?;
         Ok(())
     }
 

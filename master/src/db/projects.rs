@@ -44,59 +44,42 @@ pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRow>> {
         .await
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
+const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up";
+
+fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
+    q.bind(&p.id)
+        .bind(&p.project)
+        .bind(p.id_derived)
+        .bind(&p.rsync_host)
+        .bind(&p.rsync_module)
+        .bind(&p.dest)
+        .bind(&p.rsync_password)
+        .bind(&p.schedule)
+        .bind(&p.rsync_options)
+        .bind(p.enabled)
+        .bind(&p.rsync_user)
+        .bind(p.rsync_port)
+        .bind(p.timeout_secs)
+        .bind(p.catch_up)
+}
+
 pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-         rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, catch_up) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&p.id)
-    .bind(&p.project)
-    .bind(p.id_derived)
-    .bind(&p.rsync_host)
-    .bind(&p.rsync_module)
-    .bind(&p.dest)
-    .bind(&p.rsync_password)
-    .bind(&p.schedule)
-    .bind(&p.rsync_options)
-    .bind(p.enabled)
-    .bind(&p.created_at)
-    .bind(&p.updated_at)
-    .bind(&p.rsync_user)
-    .bind(p.rsync_port)
-    .bind(p.timeout_secs)
-    .bind(p.catch_up)
-    .execute(db)
-    .await?;
+    let placeholders = vec!["?"; WRITTEN.split(',').count() + 2].join(", ");
+    let sql = format!("INSERT INTO projects ({WRITTEN}, created_at, updated_at) VALUES ({placeholders})");
+    bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(&p.created_at).bind(&p.updated_at).execute(db).await?;
     Ok(())
 }
 
 /// Writes every field of `p` to the row that had id `old_id` (the id itself may change).
 /// Returns false when there is no such row.
 pub async fn update(db: &Db, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE projects SET id = ?, project = ?, id_derived = ?, rsync_host = ?, rsync_module = ?, dest = ?, \
-         rsync_password = ?, schedule = ?, rsync_options = ?, enabled = ?, updated_at = ?, rsync_user = ?, \
-         rsync_port = ?, timeout_secs = ?, catch_up = ? WHERE id = ?",
-    )
-    .bind(&p.id)
-    .bind(&p.project)
-    .bind(p.id_derived)
-    .bind(&p.rsync_host)
-    .bind(&p.rsync_module)
-    .bind(&p.dest)
-    .bind(&p.rsync_password)
-    .bind(&p.schedule)
-    .bind(&p.rsync_options)
-    .bind(p.enabled)
-    .bind(now())
-    .bind(&p.rsync_user)
-    .bind(p.rsync_port)
-    .bind(p.timeout_secs)
-    .bind(p.catch_up)
-    .bind(old_id)
-    .execute(db)
-    .await?;
+    let assignments: Vec<String> = WRITTEN.split(',').map(|c| format!("{} = ?", c.trim())).collect();
+    let sql = format!("UPDATE projects SET {}, updated_at = ? WHERE id = ?", assignments.join(", "));
+    let done = bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(now()).bind(old_id).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -5,60 +5,42 @@ use mirror_common::api::CompletionReport;
 use super::Db;
 use super::runs::now_ms;
 
-/// A notification was sent (or is about to be): a row per (project, slave, generation).
-pub async fn notified(db: &Db, project: &str, host: &str, port: i64, generation: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at) \
-         VALUES (?1, ?2, ?3, ?4, 'notified', ?5) \
-         ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET notified_at = ?5, \
-         notifications = notifications + 1, status = CASE WHEN status = 'success' THEN status ELSE 'notified' END",
-    )
-    .bind(project)
-    .bind(host)
-    .bind(port)
-    .bind(generation)
-    .bind(now_ms())
-    .execute(db)
-    .await?;
+/// One notification: of `generation` of `project`, to the slave at `host`:`port`.
+pub struct Delivery<'a> {
+    pub project: &'a str,
+    pub host: &'a str,
+    pub port: i64,
+    pub generation: i64,
+}
+
+/// Binds the delivery as ?1 (project), ?2 (host), ?3 (port), ?4 (generation), then `extra` as ?5.
+async fn write(db: &Db, sql: &'static str, d: &Delivery<'_>, extra: &str) -> sqlx::Result<()> {
+    sqlx::query(sql).bind(d.project).bind(d.host).bind(d.port).bind(d.generation).bind(extra).execute(db).await?;
     Ok(())
 }
 
-pub async fn running(db: &Db, project: &str, host: &str, port: i64, generation: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE propagation SET status = 'running', started_at = COALESCE(started_at, ?5) \
-         WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status = 'notified'",
-    )
-    .bind(project)
-    .bind(host)
-    .bind(port)
-    .bind(generation)
-    .bind(now_ms())
-    .execute(db)
-    .await?;
-    Ok(())
+/// A notification was sent (or is about to be): a row per (project, slave, generation).
+pub async fn notified(db: &Db, d: &Delivery<'_>) -> sqlx::Result<()> {
+    let sql = "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at) \
+               VALUES (?1, ?2, ?3, ?4, 'notified', ?5) \
+               ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET notified_at = ?5, \
+               notifications = notifications + 1, status = CASE WHEN status = 'success' THEN status ELSE 'notified' END";
+    write(db, sql, d, &now_ms()).await
+}
+
+/// The slave took the request and is pulling.
+pub async fn running(db: &Db, d: &Delivery<'_>) -> sqlx::Result<()> {
+    let sql = "UPDATE propagation SET status = 'running', started_at = COALESCE(started_at, ?5) \
+               WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status = 'notified'";
+    write(db, sql, d, &now_ms()).await
 }
 
 /// The slave could not be reached: the reconciler will notify it again.
-pub async fn unreachable(
-    db: &Db,
-    project: &str,
-    host: &str,
-    port: i64,
-    generation: i64,
-    message: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE propagation SET status = 'failed', message = ?5 \
-         WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status IN ('notified', 'running')",
-    )
-    .bind(project)
-    .bind(host)
-    .bind(port)
-    .bind(generation)
-    .bind(message)
-    .execute(db)
-    .await?;
-    Ok(())
+pub async fn unreachable(db: &Db, d: &Delivery<'_>, message: &str) -> sqlx::Result<()> {
+    let sql = "UPDATE propagation SET status = 'failed', message = ?5 \
+               WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 \
+               AND status IN ('notified', 'running')";
+    write(db, sql, d, message).await
 }
 
 fn count(v: Option<u64>) -> Option<i64> {
