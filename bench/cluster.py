@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import ROOT, Master, free_port, parse_ts, start_rsyncd, syncup_and_wait  # noqa: E402
+from runs import ROOT, Master, free_port, make_tree, parse_ts, start_rsyncd, syncup_and_wait  # noqa: E402
 
 SLAVE = os.path.join(ROOT, "target", "release", "mirror-slave")
 TOKEN = "bench-cluster-token-0123456789"
@@ -76,11 +76,7 @@ def main():
             raise SystemExit(f"{binary} missing: cargo build --release --bins")
     work = tempfile.mkdtemp(prefix="bench-cluster-")
     data = os.path.join(work, "upstream")
-    for i in range(2000):
-        d = os.path.join(data, f"d{i % 40}")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, f"f{i}"), "w") as f:
-            f.write(f"file {i}\n" * (i % 17 + 1))
+    make_tree(data, files=2000, dirs=40, lines=17)
     upstream, upstream_port = start_rsyncd(data)
     rsyncd_port = free_port()
     master = Master(work, cluster_token=TOKEN, rsyncd__manage="true", rsyncd__port=rsyncd_port,

@@ -198,14 +198,19 @@ def start_rsyncd(data):
     raise SystemExit("rsync daemon did not start")
 
 
+def make_tree(root, files, dirs, lines):
+    """`files` small text files spread over `dirs` directories, of 1 to `lines` lines each."""
+    for i in range(files):
+        d = os.path.join(root, f"d{i % dirs}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i}"), "w") as f:
+            f.write(f"file {i}\n" * (i % lines + 1))
+
+
 def bench_syncup(rounds=7):
     work = tempfile.mkdtemp(prefix="bench-syncup-")
     data = os.path.join(work, "upstream")
-    for i in range(10_000):
-        d = os.path.join(data, f"d{i % 100}")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, f"f{i}"), "w") as f:
-            f.write(f"file {i}\n" * (i % 13 + 1))
+    make_tree(data, files=10_000, dirs=100, lines=13)
     rsyncd, port = start_rsyncd(data)
     master = Master(work, max_concurrent_runs=4, rsyncd__manage="false")
     options = ["-avH", "--no-motd"]
