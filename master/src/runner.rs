@@ -292,8 +292,8 @@ impl Runner {
         }
         let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
         let log_name = log_file.to_string_lossy().into_owned();
-        let dirs = [PathBuf::from(&project.dest), self.cfg.log_dir.join(project_id)];
-        tokio::task::spawn_blocking(move || dirs.iter().try_for_each(std::fs::create_dir_all)).await??;
+        // The log's directory is made where the log is opened (mirror_common::rsync).
+        tokio::fs::create_dir_all(&project.dest).await?;
         let timeout = project
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
