@@ -2,16 +2,19 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 
 /// `[A-Za-z0-9._-]+`, the rule for every id (projects, users, module names). `.` and `..` match
-/// the pattern but name directories, and ids become file and path names, so they are refused.
+/// the pattern but name directories, and ids become file and path names, so they are refused; so
+/// is a leading `-`, which a program would read as an option (`rsync_user: "-e"`).
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s != "."
         && s != ".."
+        && !s.starts_with('-')
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -50,7 +53,7 @@ pub struct AddProject {
     /// A module name, optionally followed by a path inside it: `fedora/linux/releases`.
     pub rsync_module: String,
     pub dest: String,
-    pub rsync_password: Option<String>,
+    pub rsync_password: Option<Secret>,
     /// Absent: manual runs only.
     pub cron_options: Option<CronOptions>,
     pub rsync_options: Option<RsyncOptionsInput>,
@@ -77,7 +80,7 @@ pub struct UpdateProjectBasic {
     pub dest: Option<String>,
     /// Absent: unchanged; `null` or `""`: removed.
     #[serde(default, deserialize_with = "present_or_null")]
-    pub rsync_password: Option<Option<String>>,
+    pub rsync_password: Option<Option<Secret>>,
     pub rsync_options: Option<RsyncOptionsInput>,
     /// Absent: unchanged; `null`: removed.
     #[serde(default, deserialize_with = "present_or_null")]
@@ -152,9 +155,27 @@ pub struct RemoveSlave {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     /// Defaults to `user`.
     pub role: Option<Role>,
+}
+
+/// `POST /update_api_user/`: a new password, a new role, or both. Either revokes the user's tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub username: String,
+    pub password: Option<Secret>,
+    /// Only a root may change a role.
+    pub role: Option<Role>,
+}
+
+/// `POST /rotate_slave_token/`: a new credential for a slave; the old one stops working at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSlaveToken {
+    pub hostname: String,
+    pub port: Option<Port>,
 }
 
 /// `POST /remove_api_user/`
@@ -209,8 +230,50 @@ pub struct ProjectView {
     pub last_run: Option<RunView>,
     /// When the last successful run ended.
     pub last_success: Option<String>,
+    /// The current generation (bumped by each successful run).
+    pub generation: i64,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// One entry of `GET /list_projects/` for a caller who has not logged in: what a public mirror
+/// status page shows (names, states, times, sizes, generations), no local path or account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicProjectView {
+    pub id: String,
+    pub project: String,
+    pub rsync_host: String,
+    pub rsync_module: String,
+    pub enabled: bool,
+    pub cron_options: Option<ScheduleSpec>,
+    pub next_run_time: Option<String>,
+    pub status: String,
+    pub last_run: Option<RunView>,
+    pub last_success: Option<String>,
+    /// The current generation (bumped by each successful run).
+    pub generation: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ProjectView> for PublicProjectView {
+    fn from(v: ProjectView) -> Self {
+        PublicProjectView {
+            id: v.id,
+            project: v.project,
+            rsync_host: v.rsync_host,
+            rsync_module: v.rsync_module,
+            enabled: v.enabled,
+            cron_options: v.cron_options,
+            next_run_time: v.next_run_time,
+            status: v.status,
+            last_run: v.last_run.map(RunView::public),
+            last_success: v.last_success,
+            generation: v.generation,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
 }
 
 /// Figures from rsync's `--stats`.
@@ -248,6 +311,14 @@ pub struct RunView {
     pub log_tail: Option<String>,
 }
 
+impl RunView {
+    /// Without what only a logged-in caller may read: rsync's messages and output name local
+    /// paths, symlink targets and files.
+    pub fn public(self) -> RunView {
+        RunView { message: None, log_tail: None, ..self }
+    }
+}
+
 /// `GET|POST /syncup/?id=`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncupResponse {
@@ -265,6 +336,9 @@ pub struct SlaveView {
     pub hostname: String,
     pub port: u16,
     pub added_at: String,
+    /// Whether the slave holds a credential of its own (from `/add_slave/` or
+    /// `/rotate_slave_token/`); without one it is never notified.
+    pub token_issued: bool,
     /// When it last answered (a notification, a report, a status check).
     pub last_seen: Option<String>,
     /// Seen within three reconcile intervals.
@@ -387,7 +461,9 @@ pub struct ServedProject {
 /// `GET /status` on a slave.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveStatus {
-    pub root: String,
+    /// Only for the master (with this slave's token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     pub serving: std::collections::BTreeMap<String, ServedProject>,
     /// Project → generation being pulled now.
     pub running: std::collections::BTreeMap<String, i64>,

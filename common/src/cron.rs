@@ -242,7 +242,12 @@ impl Schedule {
         // the instant (so both passes of a repeated hour are seen), and set values are localised anew.
         let mut date = ceil_to_second(start).with_timezone(&self.tz);
         let mut fieldnum: isize = 0;
+        let mut steps = 0u32;
         while fieldnum >= 0 && (fieldnum as usize) < FIELD_NAMES.len() {
+            steps += 1;
+            if steps > MAX_SEARCH_STEPS {
+                return None;
+            }
             let i = fieldnum as usize;
             let local = date.naive_local();
             let current = field_value_of(i, &local);
@@ -454,11 +459,25 @@ fn increment_field(date: &DateTime<Tz>, mut fieldnum: isize) -> Option<(DateTime
     Some((*date + difference, fieldnum))
 }
 
+/// The longest field value accepted, in bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+/// The most comma-separated expressions in one field (enough to list every second of a minute).
+pub const MAX_FIELD_ITEMS: usize = 64;
+/// Steps the next-fire search may take. A schedule that fires at all finds its next fire in a few
+/// hundred; one that never does (`day: 30, month: 2`) would otherwise walk to year 9999.
+const MAX_SEARCH_STEPS: u32 = 20_000;
+
 /// Parses one field's comma-separated expressions; returns them and the normalised text.
 fn parse_field(i: usize, raw: &str) -> Result<(Vec<Expr>, String), String> {
+    if raw.len() > MAX_FIELD_LEN {
+        return Err(format!("longer than {MAX_FIELD_LEN} characters"));
+    }
     let text = raw.trim().to_ascii_lowercase();
     if text.is_empty() {
         return Err("empty value".into());
+    }
+    if text.split(',').count() > MAX_FIELD_ITEMS {
+        return Err(format!("more than {MAX_FIELD_ITEMS} comma-separated expressions"));
     }
     let mut exprs = Vec::new();
     let mut parts = Vec::new();

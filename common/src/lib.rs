@@ -8,6 +8,8 @@ pub mod error;
 pub mod rsync;
 pub mod rsync_opts;
 pub mod secret;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use error::{ErrorBody, FieldError};
 pub use secret::Secret;

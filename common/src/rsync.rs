@@ -15,28 +15,129 @@ use tokio::sync::{mpsc, watch};
 /// How much of the output is kept in memory (and in the database).
 pub const TAIL_BYTES: usize = 64 * 1024;
 
-/// Environment variables that would let the environment change what rsync runs or where it connects.
-const SCRUBBED_ENV: [&str; 4] = ["RSYNC_PASSWORD", "RSYNC_CONNECT_PROG", "RSYNC_RSH", "RSYNC_PROXY"];
+/// The whole environment of an rsync child, besides `RSYNC_PASSWORD`: nothing of the parent's
+/// (no `RSYNC_RSH`, `RSYNC_CONNECT_PROG`, `RSYNC_PROXY`, `HOME` with its `.cvsignore`, secrets),
+/// and the C locale, so that `--stats` figures always read the same.
+const CHILD_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LC_ALL", "C")];
+
+/// How a child is confined: the `mirror-confine` helper execs it under this policy.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    pub helper: PathBuf,
+    pub policy: mirror_confine::Policy,
+}
+
+/// Whether rsync children are confined (configuration key `confine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfineMode {
+    /// Confined when the kernel has Landlock and the helper is found; otherwise runs go on
+    /// unconfined and the options that would need it are refused.
+    #[default]
+    Auto,
+    /// Refuse to start without confinement.
+    Required,
+    /// Never confine (benchmarks, or a host where something else confines).
+    Off,
+}
+
+/// What the start-up found: the helper to confine with (none: runs are not confined), and why.
+#[derive(Debug, Clone)]
+pub struct ConfineStatus {
+    pub helper: Option<PathBuf>,
+    /// For the log and the status endpoints: "landlock: fully enforced", or why not.
+    pub detail: String,
+}
+
+impl ConfineStatus {
+    pub fn confined(&self) -> bool {
+        self.helper.is_some()
+    }
+
+    /// The confinement for a child allowed to write beneath `write` and read beneath `read`.
+    pub fn confinement(&self, write: Vec<PathBuf>, read: Vec<PathBuf>) -> Option<Confinement> {
+        self.helper.as_ref().map(|h| Confinement { helper: h.clone(), policy: mirror_confine::Policy { write, read } })
+    }
+
+    /// Finds the helper and asks it whether this kernel confines (blocking: call at start).
+    pub fn detect(mode: ConfineMode, configured_helper: Option<&Path>) -> Result<ConfineStatus, String> {
+        if mode == ConfineMode::Off {
+            return Ok(ConfineStatus { helper: None, detail: "off (confine = \"off\")".into() });
+        }
+        let found = mirror_confine::find_helper(configured_helper)
+            .ok_or_else(|| format!("{} not found beside this program or in PATH", mirror_confine::HELPER_NAME))
+            .and_then(|helper| mirror_confine::probe(&helper).map(|detail| (helper, detail)));
+        match (found, mode) {
+            (Ok((helper, detail)), _) => Ok(ConfineStatus { helper: Some(helper), detail }),
+            (Err(why), ConfineMode::Required) => {
+                Err(format!("confine = \"required\", but runs cannot be confined: {why}"))
+            }
+            (Err(why), _) => Ok(ConfineStatus { helper: None, detail: format!("not confined: {why}") }),
+        }
+    }
+}
+
+/// The account a child runs as, when the parent runs as root and is told to drop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Looks up a user name (or a numeric uid) in the system's user database.
+    pub fn lookup(user: &str) -> Result<RunAs, String> {
+        let found = match user.parse::<u32>() {
+            Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+            Err(_) => nix::unistd::User::from_name(user),
+        };
+        match found {
+            Ok(Some(u)) if u.uid.is_root() => Err(format!("'{user}' is root: name an unprivileged account")),
+            Ok(Some(u)) => Ok(RunAs { uid: u.uid.as_raw(), gid: u.gid.as_raw() }),
+            Ok(None) => Err(format!("no user '{user}' on this system")),
+            Err(e) => Err(format!("cannot look up user '{user}': {e}")),
+        }
+    }
+}
 
 /// One rsync invocation.
+#[derive(Debug)]
 pub struct RsyncCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
     /// Set as `RSYNC_PASSWORD` on this child only.
-    pub password: Option<String>,
+    pub password: Option<crate::Secret>,
     pub timeout: Duration,
     /// Where the full output goes (appended), if anywhere.
     pub log_file: Option<PathBuf>,
+    /// `None`: rsync runs unconfined (the host has no Landlock, or confinement is turned off).
+    pub confinement: Option<Confinement>,
+    pub run_as: Option<RunAs>,
 }
 
-impl std::fmt::Debug for RsyncCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RsyncCommand")
-            .field("program", &self.program)
-            .field("args", &self.args)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field("timeout", &self.timeout)
-            .finish()
+impl RsyncCommand {
+    /// The process to spawn: rsync itself, or the helper that confines it and then execs it.
+    pub fn command(&self) -> Command {
+        let mut command = match &self.confinement {
+            Some(c) => {
+                let mut command = Command::new(&c.helper);
+                command.args(c.policy.helper_args(&self.program, &self.args));
+                command
+            }
+            None => {
+                let mut command = Command::new(&self.program);
+                command.args(&self.args);
+                command
+            }
+        };
+        command.env_clear().envs(CHILD_ENV);
+        if let Some(p) = &self.password {
+            command.env("RSYNC_PASSWORD", p.expose());
+        }
+        if let Some(r) = self.run_as {
+            command.uid(r.uid).gid(r.gid);
+        }
+        command
     }
 }
 
@@ -153,6 +254,7 @@ pub fn exit_meaning(code: i32) -> &'static str {
         25 => "the --max-delete limit stopped deletions",
         30 => "timeout in data send/receive",
         35 => "timeout waiting for daemon connection",
+        126 => "not started: it could not be confined or executed (see mirror-confine's message)",
         _ => "unknown rsync exit code",
     }
 }
@@ -225,16 +327,10 @@ pub async fn run_rsync(
     on_start: OnStart<'_>,
 ) -> std::io::Result<RsyncOutcome> {
     let started = Instant::now();
-    let mut command = Command::new(&cmd.program);
-    command.args(&cmd.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut command = cmd.command();
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     // Its own process group, so that a kill reaches the receiver process rsync forks too.
     command.process_group(0);
-    for var in SCRUBBED_ENV {
-        command.env_remove(var);
-    }
-    if let Some(p) = &cmd.password {
-        command.env("RSYNC_PASSWORD", p);
-    }
     let log = match &cmd.log_file {
         Some(path) => Some(open_log(path).await?),
         None => None,
@@ -322,7 +418,11 @@ fn last_error_line(tail: &Tail) -> Option<String> {
     lines
         .iter()
         .find(|l| l.starts_with("@ERROR"))
-        .or_else(|| lines.iter().find(|l| l.starts_with("rsync:") || l.starts_with("rsync error:")))
+        .or_else(|| {
+            lines
+                .iter()
+                .find(|l| l.starts_with("rsync:") || l.starts_with("rsync error:") || l.starts_with("mirror-confine:"))
+        })
         .map(|l| l.trim().chars().take(500).collect())
 }
 
@@ -401,14 +501,24 @@ mod tests {
         let run = |args: Vec<&str>, timeout: u64| RsyncCommand {
             program: "/bin/sh".into(),
             args: args.into_iter().map(String::from).collect(),
-            password: Some("s3cret".into()),
+            password: Some(crate::Secret::new("s3cret")),
             timeout: Duration::from_secs(timeout),
             log_file: None,
+            confinement: None,
+            run_as: None,
         };
-        // The password is in the child's environment, not its argv.
-        let o =
-            run_rsync(&run(vec!["-c", "echo \"$RSYNC_PASSWORD\"; exit 24"], 10), rx.clone(), &|_| {}).await.unwrap();
-        assert_eq!((o.ending, o.exit_code, o.tail.as_str()), (Ending::SuccessWithWarning, Some(24), "s3cret\n"));
+        // The password is in the child's environment, not its argv; nothing else of ours is.
+        let o = run_rsync(
+            &run(vec!["-c", "echo \"$RSYNC_PASSWORD\" \"${HOME:-nohome}\" \"$LC_ALL\"; exit 24"], 10),
+            rx.clone(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (o.ending, o.exit_code, o.tail.as_str()),
+            (Ending::SuccessWithWarning, Some(24), "s3cret nohome C\n")
+        );
         let o =
             run_rsync(&run(vec!["-c", "echo '@ERROR: auth failed on module x' >&2; exit 5"], 10), rx.clone(), &|_| {})
                 .await

@@ -3,7 +3,12 @@
 //!
 //! The rule is an allowlist, not a blocklist: an option we do not know is refused. Nothing that runs a
 //! program (`-e`, `--rsync-path`), reads or writes files outside the project (`--config`, `--log-file`,
-//! `--*-from`, batch files, `--password-file`), or changes rsync's role (`--daemon`, `--server`) is known.
+//! `--*-from`, batch files, `--password-file`), changes rsync's role (`--daemon`, `--server`), or
+//! needs or maps super-user powers (`--super`, `--devices`, `--chown`, `--usermap`) is known.
+//!
+//! Text checks cannot see where a path will lead once the upstream's symlinks have arrived, so the
+//! options that name a path (`--backup-dir`, `--*-dest`, ...) and per-directory merge rules are
+//! accepted only when runs are confined by the kernel (see `mirror-confine`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -25,8 +30,16 @@ pub const DELETE_OPTIONS: [&str; 7] = [
     "--delete-excluded",
 ];
 
-/// Short flags that take no argument and are safe, checked letter by letter in `-avH`.
-const SAFE_SHORT: &str = "avqcrRbulLkKHpEAXogDtUNOJSnWxdmCzhiP468syIF";
+/// Short flags that take no argument and are safe, checked letter by letter in `-avH`. `F` (a
+/// per-directory merge rule) is checked apart; `D` (devices and specials) is not safe.
+const SAFE_SHORT: &str = "avqcrRbulLkKHpEAXogtUNOJSnWxdmCzhiP468syI";
+
+/// Always added after a project's own options: whoever runs rsync, a mirrored tree receives no
+/// device node, no FIFO or socket, and no set-uid or set-gid bit.
+pub const SAFETY_OPTIONS: [&str; 3] = ["--no-devices", "--no-specials", "--chmod=ug-s"];
+
+/// Why an option that reads or writes through a path is refused when runs are not confined.
+const NEEDS_CONFINEMENT: &str = "needs runs confined by the kernel (Landlock), which this host does not have: a symlink sent by the upstream could lead it outside the project";
 
 /// Long options without a value.
 const SAFE_FLAGS: &[&str] = &[
@@ -59,15 +72,12 @@ const SAFE_FLAGS: &[&str] = &[
     "xattrs",
     "owner",
     "group",
-    "devices",
-    "specials",
     "times",
     "atimes",
     "open-noatime",
     "crtimes",
     "omit-dir-times",
     "omit-link-times",
-    "super",
     "fake-super",
     "sparse",
     "preallocate",
@@ -105,7 +115,6 @@ const SAFE_FLAGS: &[&str] = &[
     "ignore-missing-args",
     "delete-missing-args",
     "inc-recursive",
-    "copy-devices",
 ];
 
 /// Long options whose `=VALUE` is harmless whatever it is (no path, no command).
@@ -127,9 +136,6 @@ const SAFE_VALUED: &[&str] = &[
     "cc",
     "block-size",
     "chmod",
-    "chown",
-    "usermap",
-    "groupmap",
     "info",
     "debug",
     "out-format",
@@ -147,6 +153,9 @@ const SAFE_VALUED: &[&str] = &[
 /// Long options whose value is a path: allowed only inside the project (relative, no `..`) or under
 /// the mirror root.
 const PATH_VALUED: &[&str] = &["compare-dest", "copy-dest", "link-dest", "temp-dir", "partial-dir", "backup-dir"];
+
+/// `--no-X` forms of options that are not allowed themselves (turning them off is always safe).
+const SAFE_NEGATIONS: &[&str] = &["no-devices", "no-specials", "no-D", "no-super"];
 
 /// `rsync_options` as a client sends it. `delete_option` is the name the 2014 listing used.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -175,17 +184,17 @@ impl Default for RsyncOptions {
 
 impl RsyncOptions {
     /// Validates client input against the allowlist. Absent layers take their defaults.
-    /// `mirror_root` bounds the absolute paths that `--*-dest` and friends may name.
-    pub fn from_input(input: &RsyncOptionsInput, mirror_root: &Path) -> Result<RsyncOptions, FieldError> {
+    /// `confined`: runs are confined by the kernel, so options that name paths are allowed.
+    pub fn from_input(input: &RsyncOptionsInput, confined: bool) -> Result<RsyncOptions, FieldError> {
         let base = RsyncOptions::default();
         let defaults = input.defaults.clone().unwrap_or(base.defaults);
         let basic = input.basic.clone().unwrap_or_default();
         let delete = input.delete.clone().filter(|d| !d.trim().is_empty());
         for (i, opt) in defaults.iter().enumerate() {
-            check_option(opt, mirror_root).map_err(|m| FieldError::new(format!("rsync_options.defaults[{i}]"), m))?;
+            check_option(opt, confined).map_err(|m| FieldError::new(format!("rsync_options.defaults[{i}]"), m))?;
         }
         for (i, opt) in basic.iter().enumerate() {
-            check_option(opt, mirror_root).map_err(|m| FieldError::new(format!("rsync_options.basic[{i}]"), m))?;
+            check_option(opt, confined).map_err(|m| FieldError::new(format!("rsync_options.basic[{i}]"), m))?;
         }
         if let Some(d) = &delete
             && !DELETE_OPTIONS.contains(&d.as_str())
@@ -214,6 +223,15 @@ impl RsyncOptions {
         out
     }
 
+    /// Checks stored options again (the rules may have changed since they were stored, or the host
+    /// may have lost its confinement): the first refused option and why.
+    pub fn recheck(&self, confined: bool) -> Result<(), String> {
+        for opt in self.layered() {
+            check_option(&opt, confined).map_err(|m| format!("option '{}': {m}", printable(&opt)))?;
+        }
+        Ok(())
+    }
+
     /// The `--port=N` an option sets, if any (the last one wins, as in rsync).
     pub fn port(&self) -> Option<u16> {
         self.defaults.iter().chain(&self.basic).rev().find_map(|o| o.strip_prefix("--port=")?.parse().ok())
@@ -229,8 +247,21 @@ fn printable(s: &str) -> String {
     s.escape_debug().to_string()
 }
 
-/// Checks one option; the error says why it is refused.
-pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
+/// The whole argv after the program: the options, the [`SAFETY_OPTIONS`], `--stats`, then `--` so
+/// that nothing after it (source, destination) can be read as an option.
+pub fn rsync_argv(options: impl IntoIterator<Item = String>, source: String, dest: String) -> Vec<String> {
+    let mut args: Vec<String> = options.into_iter().collect();
+    args.extend(SAFETY_OPTIONS.iter().map(|s| (*s).to_owned()));
+    args.push("--stats".into());
+    args.push("--".into());
+    args.push(source);
+    args.push(dest);
+    args
+}
+
+/// Checks one option; the error says why it is refused. `confined`: as for
+/// [`RsyncOptions::from_input`].
+pub fn check_option(opt: &str, confined: bool) -> Result<(), String> {
     if opt.chars().any(|c| c.is_control()) {
         return Err(format!("'{}' contains a control character (newline, NUL...)", printable(opt)));
     }
@@ -244,8 +275,11 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
         };
         // `--no-X` turns off an allowed flag X.
         let base = name.strip_prefix("no-").filter(|b| SAFE_FLAGS.contains(b)).unwrap_or(name);
-        if is_delete_option(opt) {
+        if is_delete_option(opt) || (value.is_none() && SAFE_NEGATIONS.contains(&name)) {
             return Ok(());
+        }
+        if let Some(why) = privileged(name) {
+            return Err(format!("'--{name}' {why}"));
         }
         if SAFE_FLAGS.contains(&base) {
             return match value {
@@ -261,13 +295,14 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
         }
         if name == "filter" {
             return match value {
-                Some(rule) if !rule.is_empty() => check_filter_rule(rule),
+                Some(rule) if !rule.is_empty() => check_filter_rule(rule, confined),
                 _ => Err("'--filter' needs a value in the same item: '--filter=RULE'".into()),
             };
         }
         if PATH_VALUED.contains(&name) {
             return match value {
-                Some(p) if !p.is_empty() => check_inside(name, p, mirror_root),
+                Some(_) if !confined => Err(format!("'--{name}' {NEEDS_CONFINEMENT}")),
+                Some(p) if !p.is_empty() => check_inside(name, p),
                 _ => Err(format!("'--{name}' needs a value in the same item: '--{name}=PATH'")),
             };
         }
@@ -278,9 +313,14 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
             return Err("'-' alone is not an option".into());
         }
         for c in flags.chars() {
+            if c == 'F' && confined {
+                continue;
+            }
             if !SAFE_SHORT.contains(c) {
                 return Err(match c {
                     'e' => "'-e' (remote shell) runs a program and is not allowed".to_string(),
+                    'F' => format!("'-F' (per-directory merge rules) {NEEDS_CONFINEMENT}"),
+                    'D' => "'-D' would create device nodes and special files in the mirror".to_string(),
                     'f' | 'T' | 'B' | 'M' => {
                         format!("'-{c}' takes a value; use its long form with '='")
                     }
@@ -293,7 +333,38 @@ pub fn check_option(opt: &str, mirror_root: &Path) -> Result<(), String> {
     Err(format!("'{opt}' is not an option (a bare word would be read as an extra source)"))
 }
 
+/// Options that give rsync powers over owners or devices: never for a mirror.
+fn privileged(name: &str) -> Option<&'static str> {
+    match name {
+        "super" => Some("needs super-user powers and is not allowed"),
+        "devices" | "specials" | "copy-devices" | "write-devices" => {
+            Some("would put device nodes or special files in the mirror and is not allowed")
+        }
+        "chown" | "usermap" | "groupmap" => Some("maps file owners and is not allowed"),
+        _ => None,
+    }
+}
+
+/// `--chmod` may take permissions away or add ordinary ones, never set-uid or set-gid bits.
+fn check_chmod(value: &str) -> Result<(), String> {
+    for clause in value.split(',') {
+        let clause = clause.trim_start_matches(['D', 'F']);
+        let sets_special = match clause.find(['+', '=']) {
+            Some(i) => clause[i..].contains('s'),
+            // An octal mode: 4000 (set-uid) and 2000 (set-gid).
+            None => u32::from_str_radix(clause, 8).is_ok_and(|m| m & 0o6000 != 0),
+        };
+        if sets_special {
+            return Err(format!("'--chmod={value}' sets a set-uid or set-gid bit, which a mirror never receives"));
+        }
+    }
+    Ok(())
+}
+
 fn check_value(name: &str, value: &str) -> Result<(), String> {
+    if name == "chmod" {
+        return check_chmod(value);
+    }
     if name == "suffix" && value.contains('/') {
         return Err("'--suffix' must not contain '/'".into());
     }
@@ -304,8 +375,9 @@ fn check_value(name: &str, value: &str) -> Result<(), String> {
 }
 
 /// Filter rules that merge rules from a file read that file: only per-directory merges inside the
-/// tree (`dir-merge`, `:`) are allowed, and only with a plain file name.
-fn check_filter_rule(rule: &str) -> Result<(), String> {
+/// tree (`dir-merge`, `:`) are allowed, only with a plain file name, and only when runs are
+/// confined (the merge file may be a symlink the upstream sent).
+fn check_filter_rule(rule: &str, confined: bool) -> Result<(), String> {
     let (head, arg) = match rule.split_once([' ', '_']) {
         Some((h, a)) => (h, a.trim()),
         None => (rule, ""),
@@ -319,19 +391,19 @@ fn check_filter_rule(rule: &str) -> Result<(), String> {
     if is_dir_merge && (arg.contains('/') || arg.is_empty()) {
         return Err(format!("filter rule '{rule}': a per-directory merge file must be a plain file name"));
     }
+    if is_dir_merge && !confined {
+        return Err(format!("filter rule '{rule}' {NEEDS_CONFINEMENT}"));
+    }
     Ok(())
 }
 
-/// A path option must stay inside the project (relative, without `..` climbing out) or lie under the
-/// mirror root.
-fn check_inside(name: &str, value: &str, mirror_root: &Path) -> Result<(), String> {
+/// A path option must stay inside the project: relative (to the project's dest), without `..`.
+/// Confinement stops a run from writing anywhere else in any case; this refuses at once what could
+/// only fail.
+fn check_inside(name: &str, value: &str) -> Result<(), String> {
     let path = Path::new(value);
     if path.is_absolute() {
-        let normal = normalize_lexically(path).ok_or_else(|| format!("'--{name}={value}' climbs above /"))?;
-        if normal.starts_with(mirror_root) && normal != mirror_root {
-            return Ok(());
-        }
-        return Err(format!("'--{name}={value}' is outside the mirror root {}", mirror_root.display()));
+        return Err(format!("'--{name}={value}' must be a path relative to the project's dest"));
     }
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(format!("'--{name}={value}' must not contain '..'"));
@@ -378,9 +450,7 @@ pub async fn resolve_symlinks(path: &Path) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    fn root() -> &'static Path {
-        Path::new("/srv/mirror")
-    }
+    const CONFINED: bool = true;
 
     #[test]
     fn allowed_options_pass() {
@@ -392,7 +462,13 @@ mod tests {
             "--bwlimit=1000",
             "--no-motd",
             "--link-dest=prev",
-            "--link-dest=/srv/mirror/prev",
+            "--backup-dir=.old",
+            "-avHF",
+            "--no-devices",
+            "--no-D",
+            "--chmod=Du=rwx,go-w",
+            "--chmod=ug-s",
+            "--chmod=0644",
             "--partial-dir=.rsync-partial",
             "--filter=dir-merge .rsync-filter",
             "--filter=- *.tmp",
@@ -401,7 +477,7 @@ mod tests {
             "--chmod=Du=rwx",
             "-zP",
         ] {
-            assert!(check_option(o, root()).is_ok(), "{o}: {:?}", check_option(o, root()));
+            assert!(check_option(o, CONFINED).is_ok(), "{o}: {:?}", check_option(o, CONFINED));
         }
     }
 
@@ -450,9 +526,52 @@ mod tests {
             "--dparam=x",
             "--sockopts=x",
             "--address=1.2.3.4",
+            "--link-dest=/srv/mirror/prev",
+            "--backup-dir=/srv/mirror/other/x",
+            "--super",
+            "--devices",
+            "--specials",
+            "--copy-devices",
+            "-D",
+            "-avD",
+            "--chown=root:root",
+            "--usermap=*:root",
+            "--groupmap=*:0",
+            "--chmod=u+s",
+            "--chmod=Fg=rxs",
+            "--chmod=4755",
+            "--chmod=go-w,u+s",
         ] {
-            assert!(check_option(o, root()).is_err(), "{o:?} should be refused");
+            assert!(check_option(o, CONFINED).is_err(), "{o:?} should be refused");
         }
+    }
+
+    #[test]
+    fn path_options_and_merge_rules_need_confinement() {
+        for o in [
+            "--backup-dir=bk",
+            "--temp-dir=.tmp",
+            "--partial-dir=.p",
+            "--copy-dest=cd",
+            "-F",
+            "-avHF",
+            "--filter=dir-merge .rsync-filter",
+            "--filter=: .f",
+        ] {
+            assert!(check_option(o, CONFINED).is_ok(), "{o}");
+            let e = check_option(o, false).unwrap_err();
+            assert!(e.contains("Landlock"), "{o}: {e}");
+        }
+        assert!(check_option("--exclude=*.iso", false).is_ok());
+    }
+
+    #[test]
+    fn the_argv_ends_options_before_the_operands() {
+        let argv = rsync_argv(vec!["-avH".to_owned()], "-e@host::m/".into(), "/srv/d/".into());
+        assert_eq!(
+            argv,
+            ["-avH", "--no-devices", "--no-specials", "--chmod=ug-s", "--stats", "--", "-e@host::m/", "/srv/d/"]
+        );
     }
 
     #[test]
@@ -462,19 +581,19 @@ mod tests {
             basic: Some(vec!["--no-motd".into()]),
             delete: Some("--delete-after".into()),
         };
-        let o = RsyncOptions::from_input(&input, root()).unwrap();
+        let o = RsyncOptions::from_input(&input, CONFINED).unwrap();
         assert_eq!(o.layered(), vec!["-avH", "--no-motd", "--delete-after"]);
         let input = RsyncOptionsInput { defaults: Some(vec![]), basic: None, delete: Some(String::new()) };
-        assert!(RsyncOptions::from_input(&input, root()).unwrap().layered().is_empty());
+        assert!(RsyncOptions::from_input(&input, CONFINED).unwrap().layered().is_empty());
     }
 
     #[test]
     fn layer_errors_name_the_item() {
         let input = RsyncOptionsInput { defaults: None, basic: Some(vec!["-a".into(), "-e".into()]), delete: None };
-        assert_eq!(RsyncOptions::from_input(&input, root()).unwrap_err().field, "rsync_options.basic[1]");
+        assert_eq!(RsyncOptions::from_input(&input, CONFINED).unwrap_err().field, "rsync_options.basic[1]");
         let input = RsyncOptionsInput { defaults: None, basic: None, delete: Some("--rsh=x".into()) };
-        assert_eq!(RsyncOptions::from_input(&input, root()).unwrap_err().field, "rsync_options.delete");
+        assert_eq!(RsyncOptions::from_input(&input, CONFINED).unwrap_err().field, "rsync_options.delete");
         let input = RsyncOptionsInput { defaults: None, basic: Some(vec!["--delete".into()]), delete: None };
-        assert_eq!(RsyncOptions::from_input(&input, root()).unwrap_err().field, "rsync_options");
+        assert_eq!(RsyncOptions::from_input(&input, CONFINED).unwrap_err().field, "rsync_options");
     }
 }

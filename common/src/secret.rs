@@ -31,6 +31,51 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+/// Stored as TEXT (the master keeps upstream rsync passwords in its 0600 database).
+#[cfg(feature = "sqlx")]
+mod sql {
+    use sqlx::sqlite::{Sqlite, SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
+    use sqlx::{Decode, Encode, Type};
+
+    use super::Secret;
+
+    impl Type<Sqlite> for Secret {
+        fn type_info() -> SqliteTypeInfo {
+            <String as Type<Sqlite>>::type_info()
+        }
+        fn compatible(ty: &SqliteTypeInfo) -> bool {
+            <String as Type<Sqlite>>::compatible(ty)
+        }
+    }
+
+    impl<'r> Decode<'r, Sqlite> for Secret {
+        fn decode(value: SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+            <String as Decode<Sqlite>>::decode(value).map(Secret)
+        }
+    }
+
+    impl<'q> Encode<'q, Sqlite> for Secret {
+        fn encode_by_ref(
+            &self,
+            buf: &mut SqliteArgumentsBuffer,
+        ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+            <String as Encode<Sqlite>>::encode(self.0.clone(), buf)
+        }
+    }
+}
+
 /// A configuration file that sets secrets (`secret_keys`: the ones it sets) must be readable by its
 /// owner only, as rsync demands of its password files. The error says which key and what to do.
 pub fn refuse_secrets_in_shared_file(path: &Path, secret_keys: &[&str], env_prefix: &str) -> Result<(), String> {
@@ -57,5 +102,6 @@ mod tests {
         assert!(s.matches("token-123"));
         assert!(!s.matches("token-124") && !s.matches("token-12") && !s.matches(""));
         assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{s}"), "[redacted]");
     }
 }

@@ -28,11 +28,14 @@ use crate::state::AppState;
 pub struct Principal {
     pub username: String,
     pub role: Role,
+    /// Logged in with a token: when it expires (a token minted from it expires no later).
+    pub token_expires: Option<i64>,
 }
 
 /// Hashes a password with argon2id (default parameters) off the async threads.
-pub async fn hash_password(password: String, limiter: &Semaphore) -> anyhow::Result<String> {
+pub async fn hash_password(password: &mirror_common::Secret, limiter: &Semaphore) -> anyhow::Result<String> {
     let _permit = limiter.acquire().await?;
+    let password = password.expose().to_owned();
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -56,6 +59,9 @@ struct Claims {
     sub: String,
     iat: i64,
     exp: i64,
+    /// The user's token stamp when the token was issued: a password or role change, or the user
+    /// being removed and created again, moves the stamp on and the token stops working.
+    stamp: String,
 }
 
 struct CachedLogin {
@@ -90,7 +96,8 @@ impl Authenticator {
         let limiter = Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()));
         let mut decoy = [0u8; 16];
         rand::rng().fill_bytes(&mut decoy);
-        let decoy_hash = hash_password(base64::engine::general_purpose::STANDARD.encode(decoy), &limiter).await?;
+        let decoy = mirror_common::Secret::new(base64::engine::general_purpose::STANDARD.encode(decoy));
+        let decoy_hash = hash_password(&decoy, &limiter).await?;
         Ok(Authenticator {
             encoding: EncodingKey::from_secret(jwt_key),
             decoding: DecodingKey::from_secret(jwt_key),
@@ -124,7 +131,7 @@ impl Authenticator {
         if let Ok(cache) = self.cache.read()
             && let Some(hit) = cache.get(&key).filter(|c| c.until > Instant::now())
         {
-            return Ok(Principal { username: hit.username.clone(), role: hit.role });
+            return Ok(Principal { username: hit.username.clone(), role: hit.role, token_expires: None });
         }
         let user = db::users::get(db, username).await?;
         let hash = user.as_ref().map_or_else(|| self.decoy_hash.clone(), |u| u.password_hash.clone());
@@ -145,15 +152,28 @@ impl Authenticator {
             }
             cache.insert(key, CachedLogin { username: user.username.clone(), role, until: now + self.cache_ttl });
         }
-        Ok(Principal { username: user.username, role })
+        Ok(Principal { username: user.username, role, token_expires: None })
     }
 
-    /// Issues a token for `username`; returns it with its expiry.
-    pub fn issue_token(&self, username: &str) -> anyhow::Result<(String, chrono::DateTime<chrono::Utc>)> {
+    /// Issues a token for `caller`, bound to the user's current token stamp; returns it with its
+    /// expiry. A caller who logged in with a token gets one that expires when that one does: a
+    /// token cannot be renewed for ever without the password.
+    pub async fn issue_token(
+        &self,
+        db: &db::Db,
+        caller: &Principal,
+    ) -> Result<(String, chrono::DateTime<chrono::Utc>), ApiError> {
+        let user =
+            db::users::get(db, &caller.username).await?.ok_or(ApiError::Unauthorized("the user no longer exists"))?;
         let now = chrono::Utc::now();
-        let exp = now + chrono::Duration::from_std(self.token_ttl)?;
-        let claims = Claims { sub: username.to_owned(), iat: now.timestamp(), exp: exp.timestamp() };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let fresh = now + chrono::Duration::from_std(self.token_ttl).map_err(|e| ApiError::Internal(e.into()))?;
+        let exp = match caller.token_expires.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
+            Some(parent) => parent.min(fresh),
+            None => fresh,
+        };
+        let claims = Claims { sub: user.username, iat: now.timestamp(), exp: exp.timestamp(), stamp: user.token_stamp };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(e.into()))?;
         Ok((token, exp))
     }
 
@@ -170,8 +190,14 @@ impl Authenticator {
         let user = db::users::get(db, &data.claims.sub)
             .await?
             .ok_or(ApiError::Unauthorized("the token's user no longer exists"))?;
+        // Issued before the user was re-created, or before its password or role changed.
+        if user.token_stamp.is_empty()
+            || !mirror_common::Secret::new(user.token_stamp.clone()).matches(&data.claims.stamp)
+        {
+            return Err(ApiError::Unauthorized("the token was revoked (the user changed since it was issued)"));
+        }
         let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
-        Ok(Principal { username: user.username, role })
+        Ok(Principal { username: user.username, role, token_expires: Some(data.claims.exp) })
     }
 
     /// Reads the `Authorization` header: `None` when absent, an error when present but wrong.

@@ -28,10 +28,16 @@ pub fn parse_slave_name(name: &str) -> Option<(String, u16)> {
     Some((host.to_owned(), port.parse().ok()?))
 }
 
+/// A new slave credential: 32 random bytes, URL-safe base64.
+pub fn new_slave_token() -> Secret {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub struct Cluster {
     db: Db,
     http: reqwest::Client,
-    token: Option<Secret>,
     source: RsyncSource,
     mirror_root: PathBuf,
     retries: u32,
@@ -52,7 +58,6 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             db,
             http,
-            token: settings.cluster_token.clone(),
             source: RsyncSource {
                 host: r.host.clone(),
                 port: r.port,
@@ -80,10 +85,6 @@ impl Cluster {
     /// After a successful master run: notify every slave of the project's current generation,
     /// all at once. Returns without waiting for the slaves.
     pub async fn propagate(self: &Arc<Self>, project: &ProjectRow) -> anyhow::Result<()> {
-        if self.token.is_none() {
-            // Without a cluster token there is no cluster to tell (the start-up warns about it).
-            return Ok(());
-        }
         for slave in db::slaves::list(&self.db).await? {
             self.spawn_notify(slave, project.clone());
         }
@@ -91,7 +92,9 @@ impl Cluster {
     }
 
     fn spawn_notify(self: &Arc<Self>, slave: SlaveRow, project: ProjectRow) {
-        if self.token.is_none() || project.generation < 1 {
+        // A slave without its own token (added before they existed) cannot be told: it would not
+        // trust us, nor we its report. `list_slaves` shows it with `token_issued: false`.
+        if slave.token.is_none() || project.generation < 1 {
             return;
         }
         let key = (slave_name(&slave.hostname, slave.port), project.id.clone(), project.generation);
@@ -126,7 +129,7 @@ impl Cluster {
 
     #[tracing::instrument(skip_all, fields(slave = %slave_name(&slave.hostname, slave.port), project.id = %project.id, generation = project.generation))]
     async fn notify(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<()> {
-        let Some(token) = &self.token else { return Ok(()) };
+        let Some(token) = &slave.token else { return Ok(()) };
         let request = self.request_for(slave, project)?;
         let host = if slave.hostname.contains(':') { format!("[{}]", slave.hostname) } else { slave.hostname.clone() };
         let url = format!("http://{host}:{}/sync_from_master/", slave.port);
@@ -167,12 +170,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// A slave's report: its rsync has ended.
-    pub async fn record_report(&self, report: &CompletionReport) -> Result<bool, sqlx::Error> {
-        let Some((host, port)) = parse_slave_name(&report.slave) else { return Ok(false) };
-        let known = db::propagation::report(&self.db, &host, i64::from(port), report).await?;
+    /// A slave's report (already authenticated as `slave`'s own): its rsync has ended.
+    pub async fn record_report(&self, slave: &SlaveRow, report: &CompletionReport) -> Result<bool, sqlx::Error> {
+        let known = db::propagation::report(&self.db, &slave.hostname, slave.port, report).await?;
         if known {
-            db::slaves::seen(&self.db, &host, i64::from(port)).await?;
+            db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
         }
         Ok(known)
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use mirror_common::rsync::ConfineMode;
 pub use mirror_common::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,8 +36,23 @@ pub struct Settings {
     pub retry_base_ms: u64,
     /// On SIGTERM, how long running rsyncs may go on before they are stopped.
     pub shutdown_grace_secs: u64,
-    /// Shared with every slave: the master's sync requests and the slaves' reports carry it.
+    /// No longer used: each slave has its own token (README, "Moving from the shared cluster
+    /// token"). Still accepted so that an old configuration starts, with a warning.
     pub cluster_token: Option<Secret>,
+    /// `auto` (default), `required` or `off`: whether each rsync is confined by Landlock.
+    pub confine: ConfineMode,
+    /// The `mirror-confine` helper; unset: beside `mirror-master`, then in PATH.
+    pub confine_helper: Option<PathBuf>,
+    /// With a master started as root: run every rsync (and the managed daemon) as this account.
+    pub run_as: Option<String>,
+    /// Run records kept per project (the newest); older ones are deleted.
+    pub runs_keep: usize,
+    /// Open connections at most; at the cap, the longest-idle connection makes room.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this many seconds.
+    pub header_read_timeout_secs: u64,
+    /// A connection that moves no byte for this many seconds is closed.
+    pub idle_timeout_secs: u64,
     /// The rsync daemon slaves pull from.
     pub rsyncd: RsyncdSettings,
     /// How often the reconciler compares each slave's generations with the current ones.
@@ -70,6 +86,13 @@ impl Default for Settings {
             retry_base_ms: 5000,
             shutdown_grace_secs: 30,
             cluster_token: None,
+            confine: ConfineMode::Auto,
+            confine_helper: None,
+            run_as: None,
+            runs_keep: 1000,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
             rsyncd: RsyncdSettings::default(),
             reconcile_interval_secs: 30,
             notify_timeout_secs: 10,
@@ -147,6 +170,14 @@ impl Settings {
         Ok(settings)
     }
 
+    pub fn limits(&self) -> mirror_common::server::Limits {
+        mirror_common::server::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+        }
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen
             .parse()
@@ -182,6 +213,21 @@ impl Settings {
         if self.log_keep == 0 {
             return Err(invalid("log_keep", "must be at least 1"));
         }
+        if !(1..=1_000_000).contains(&self.runs_keep) {
+            return Err(invalid("runs_keep", "must be between 1 and 1000000"));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid("max_connections", "must be between 1 and 1000000"));
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            return Err(invalid("header_read_timeout_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_secs) {
+            return Err(invalid("idle_timeout_secs", "must be between 1 and 86400"));
+        }
+        if self.run_as.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-')) {
+            return Err(invalid("run_as", "must be a user name or uid"));
+        }
         if !(1..=4096).contains(&self.max_concurrent_runs) {
             return Err(invalid("max_concurrent_runs", "must be between 1 and 4096"));
         }
@@ -196,9 +242,6 @@ impl Settings {
         }
         if self.shutdown_grace_secs > 3600 {
             return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
-        }
-        if self.cluster_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            return Err(invalid("cluster_token", "must be at least 16 characters"));
         }
         let r = &self.rsyncd;
         if r.port == 0 {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mirror_common::api::Role;
+use mirror_common::rsync::{ConfineStatus, RunAs};
 use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
@@ -62,20 +63,42 @@ impl Application {
         tokio::fs::create_dir_all(&settings.log_dir)
             .await
             .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
+        let (mode, helper) = (settings.confine, settings.confine_helper.clone());
+        let confine = tokio::task::spawn_blocking(move || ConfineStatus::detect(mode, helper.as_deref()))
+            .await?
+            .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
+        if confine.confined() {
+            tracing::info!(confinement = %confine.detail, "every rsync runs confined by Landlock");
+        } else {
+            tracing::warn!(
+                confinement = %confine.detail,
+                "rsync runs are NOT confined: options that name a path and per-directory merge rules are refused"
+            );
+        }
+        let run_as = run_as_account(settings.run_as.as_deref())?;
         let rsyncd = if settings.rsyncd.manage {
             let password = rsyncd::password(&db, &settings.rsyncd).await?;
-            ManagedRsyncd::start(&settings.rsyncd, &settings.rsync_path, &mirror_root, &password).await?
+            let launch = rsyncd::Launcher { rsync_path: &settings.rsync_path, confine: &confine, run_as };
+            ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?
         } else {
             None
         };
-        if settings.cluster_token.is_none() {
-            tracing::warn!("no cluster_token configured: slaves will not be notified");
+        if settings.cluster_token.is_some() {
+            tracing::warn!(
+                "cluster_token is no longer used: each slave has its own token from /add_slave/ or \
+                 /rotate_slave_token/ (README: \"Moving from the shared cluster token\")"
+            );
         }
         let listing = Arc::new(ListingCache::default());
         let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone())?;
         let runner = Runner::new(
             db.clone(),
-            RunnerConfig { mirror_root: mirror_root.clone(), ..RunnerConfig::from(&settings) },
+            RunnerConfig {
+                mirror_root: mirror_root.clone(),
+                confine: confine.clone(),
+                run_as,
+                ..RunnerConfig::from(&settings)
+            },
             settings.max_concurrent_runs,
             listing.clone(),
             cluster.clone(),
@@ -91,6 +114,7 @@ impl Application {
             runner,
             scheduler,
             cluster,
+            confine,
             project_writes: tokio::sync::Mutex::new(()),
         });
         bootstrap_root(&state).await?;
@@ -121,7 +145,7 @@ impl Application {
         });
         self.state.cluster.spawn_reconciler(stop_rx.clone());
         let mut server_stop = stop_rx.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let server = mirror_common::server::serve(self.listener, app, self.state.settings.limits(), async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
         let state = self.state.clone();
@@ -142,6 +166,22 @@ impl Application {
     }
 }
 
+/// The account rsync runs as, when `run_as` is set: only a master started as root can switch.
+fn run_as_account(user: Option<&str>) -> anyhow::Result<Option<RunAs>> {
+    let Some(user) = user else { return Ok(None) };
+    let account = RunAs::lookup(user).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
+    if !nix_is_root() {
+        anyhow::bail!("run_as: only a master started as root can run rsync as another user");
+    }
+    tracing::info!(run_as = user, uid = account.uid, gid = account.gid, "rsync runs as an unprivileged account");
+    Ok(Some(account))
+}
+
+fn nix_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Creates the first `root` from `MIRROR_ROOT_PASSWORD` when the database has no user at all.
 async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
     if db::users::count(&state.db).await? > 0 {
@@ -149,7 +189,7 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
     }
     match &state.settings.initial_root_password {
         Some(password) => {
-            http::users::create_user(state, "root", password.expose().to_owned(), Role::Root)
+            http::users::create_user(state, "root", password.clone(), Role::Root)
                 .await
                 .map_err(|e| anyhow::anyhow!("MIRROR_ROOT_PASSWORD: {e}"))?;
             tracing::info!("created user 'root' from MIRROR_ROOT_PASSWORD");
@@ -165,7 +205,7 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
 pub async fn create_user_offline(
     settings: Settings,
     username: &str,
-    password: String,
+    password: mirror_common::Secret,
     role: Role,
 ) -> anyhow::Result<()> {
     http::users::check_new_user(username, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -173,7 +213,7 @@ pub async fn create_user_offline(
         .await
         .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
     let limiter = tokio::sync::Semaphore::new(1);
-    let hash = auth::hash_password(password, &limiter).await?;
+    let hash = auth::hash_password(&password, &limiter).await?;
     let result = db::users::insert(&db, username, &hash, role.as_str()).await;
     db.close().await;
     match result {

@@ -56,12 +56,12 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn read_password() -> anyhow::Result<String> {
+fn read_password() -> anyhow::Result<Secret> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     anyhow::ensure!(!password.is_empty(), "no password on stdin");
-    Ok(password)
+    Ok(Secret::new(password))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -73,6 +73,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            // Every connection and every rsync's pipes take descriptors; the soft default of 1,024 is low.
+            let limit = mirror_common::server::raise_open_file_limit();
+            tracing::info!(open_files = limit, "open file limit");
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_signal()).await
         }

@@ -1,7 +1,7 @@
 //! The argv of a project's rsync: `rsync <defaults> <basic> <delete> --stats <source> <dest>/`.
 
 use mirror_common::api::is_valid_id;
-use mirror_common::rsync_opts::RsyncOptions;
+use mirror_common::rsync_opts::{RsyncOptions, rsync_argv};
 
 use crate::db::projects::ProjectRow;
 
@@ -28,13 +28,20 @@ pub fn source(p: &ProjectRow) -> String {
     }
 }
 
+/// `rsync <defaults> <basic> <delete> <safety options> --stats -- <source> <dest>/`. Rows stored
+/// before ids were refused a leading `-` are refused here: such a user, host or module would be
+/// read as an option.
 pub fn argv(p: &ProjectRow) -> anyhow::Result<Vec<String>> {
     let options: RsyncOptions = serde_json::from_str(&p.rsync_options)?;
-    let mut args = options.layered();
-    args.push("--stats".into());
-    args.push(source(p));
-    args.push(format!("{}/", p.dest.trim_end_matches('/')));
-    Ok(args)
+    let user = login_user(p);
+    for (what, value) in
+        [("rsync_user", user.as_deref()), ("rsync_host", Some(&p.rsync_host)), ("rsync_module", Some(&p.rsync_module))]
+    {
+        if value.is_some_and(|v| v.starts_with('-')) {
+            anyhow::bail!("{what} starts with '-': not run");
+        }
+    }
+    Ok(rsync_argv(options.layered(), source(p), format!("{}/", p.dest.trim_end_matches('/'))))
 }
 
 #[cfg(test)]
@@ -69,19 +76,32 @@ mod tests {
     fn argv_layers_options_then_stats_source_dest() {
         assert_eq!(
             argv(&project()).unwrap(),
-            ["-avH", "--no-motd", "--delete", "--stats", "rsync.example.org::fedora/linux/", "/srv/mirror/fedora/"]
+            [
+                "-avH",
+                "--no-motd",
+                "--delete",
+                "--no-devices",
+                "--no-specials",
+                "--chmod=ug-s",
+                "--stats",
+                "--",
+                "rsync.example.org::fedora/linux/",
+                "/srv/mirror/fedora/"
+            ]
         );
     }
 
     #[test]
     fn sources() {
         let mut p = project();
-        p.rsync_password = Some("pw".into());
+        p.rsync_password = Some(mirror_common::Secret::new("pw"));
         assert_eq!(source(&p), "fedora@rsync.example.org::fedora/linux/");
         p.rsync_user = Some("mirror".into());
         p.rsync_port = Some(8873);
         assert_eq!(source(&p), "rsync://mirror@rsync.example.org:8873/fedora/linux/");
         p.rsync_host = "::1".into();
         assert_eq!(source(&p), "rsync://mirror@[::1]:8873/fedora/linux/");
+        p.rsync_user = Some("-e".into());
+        assert!(argv(&p).is_err());
     }
 }

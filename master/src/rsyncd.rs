@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
+use mirror_common::rsync::{ConfineStatus, Confinement, RsyncCommand, RunAs};
 use rand::RngCore;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -23,12 +24,23 @@ pub struct ManagedRsyncd {
     supervisor: JoinHandle<()>,
 }
 
+/// How the master starts rsync processes: which rsync, confined or not, as whom.
+pub struct Launcher<'a> {
+    pub rsync_path: &'a Path,
+    pub confine: &'a ConfineStatus,
+    pub run_as: Option<RunAs>,
+}
+
 /// How to start the daemon, again and again.
 struct Launch {
     rsync_path: PathBuf,
     dir: PathBuf,
     host: String,
     port: u16,
+    /// The daemon may read only beneath the mirror root (and write only its log and pid file), so
+    /// that a slave pulling with `--copy-links` cannot make it follow a symlink out of the tree.
+    confinement: Option<Confinement>,
+    run_as: Option<RunAs>,
 }
 
 /// Resolves once the master says stop (the guard `wait_for` returns is not held across awaits).
@@ -41,12 +53,23 @@ impl Launch {
     async fn start(&self) -> std::io::Result<anyhow::Result<Child>> {
         // rsync will not start over a pid file a killed daemon left behind.
         let _ = tokio::fs::remove_file(self.dir.join("rsyncd.pid")).await;
-        let mut child = Command::new(&self.rsync_path)
-            .arg("--daemon")
-            .arg("--no-detach")
-            .arg(format!("--config={}", self.dir.join("rsyncd.conf").display()))
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--address={}", self.host))
+        let command = RsyncCommand {
+            program: self.rsync_path.clone(),
+            args: vec![
+                "--daemon".into(),
+                "--no-detach".into(),
+                format!("--config={}", self.dir.join("rsyncd.conf").display()),
+                format!("--port={}", self.port),
+                format!("--address={}", self.host),
+            ],
+            password: None,
+            timeout: Duration::MAX,
+            log_file: None,
+            confinement: self.confinement.clone(),
+            run_as: self.run_as,
+        };
+        let mut child = command
+            .command()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -146,20 +169,24 @@ impl ManagedRsyncd {
     /// `Ok(None)` when rsync is not installed (logged): the API still works, slaves cannot pull.
     pub async fn start(
         settings: &RsyncdSettings,
-        rsync_path: &Path,
+        launcher: &Launcher<'_>,
         mirror_root: &Path,
         password: &str,
     ) -> anyhow::Result<Option<ManagedRsyncd>> {
+        let rsync_path = launcher.rsync_path;
         let dir = &settings.dir;
         tokio::fs::create_dir_all(dir).await.with_context(|| format!("rsyncd.dir: cannot create {}", dir.display()))?;
         let dir = tokio::fs::canonicalize(dir).await?;
         let secrets = dir.join("rsyncd.secrets");
         write_private(&secrets, &format!("{}:{password}\n", settings.user)).await?;
         write_private(&dir.join("slave.password"), &format!("{password}\n")).await?;
-        let (uid, gid) = {
-            use std::os::unix::fs::MetadataExt;
-            let m = tokio::fs::metadata("/proc/self").await?;
-            (m.uid(), m.gid())
+        let (uid, gid) = match launcher.run_as {
+            Some(r) => (r.uid, r.gid),
+            None => {
+                use std::os::unix::fs::MetadataExt;
+                let m = tokio::fs::metadata("/proc/self").await?;
+                (m.uid(), m.gid())
+            }
         };
         let conf = format!(
             "# Written by mirror-master at each start; edits are lost.\n\
@@ -175,8 +202,22 @@ impl ManagedRsyncd {
             secrets = secrets.display(),
         );
         tokio::fs::write(dir.join("rsyncd.conf"), conf).await?;
-        let launch =
-            Launch { rsync_path: rsync_path.to_owned(), dir, host: settings.host.clone(), port: settings.port };
+        if let Some(r) = launcher.run_as {
+            // The daemon, run as that account, reads its configuration and secrets, writes its log.
+            for path in [dir.clone(), dir.join("rsyncd.conf"), secrets.clone()] {
+                std::os::unix::fs::chown(&path, Some(r.uid), Some(r.gid))
+                    .with_context(|| format!("run_as: cannot hand {} to uid {}", path.display(), r.uid))?;
+            }
+        }
+        let confinement = launcher.confine.confinement(vec![dir.clone()], vec![mirror_root.to_owned()]);
+        let launch = Launch {
+            rsync_path: rsync_path.to_owned(),
+            dir,
+            host: settings.host.clone(),
+            port: settings.port,
+            confinement,
+            run_as: launcher.run_as,
+        };
         let child = match launch.start().await {
             Ok(started) => started?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

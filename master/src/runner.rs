@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mirror_common::rsync::{Ending, RsyncCommand, RsyncOutcome, Stats, kill_orphan, run_rsync};
+use mirror_common::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, Stats, kill_orphan, run_rsync};
+use mirror_common::rsync_opts::RsyncOptions;
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -66,6 +67,11 @@ pub struct RunnerConfig {
     pub default_timeout: Duration,
     pub retries: u32,
     pub retry_base: Duration,
+    /// Whether (and with which helper) each rsync is confined to its project's dest.
+    pub confine: ConfineStatus,
+    pub run_as: Option<RunAs>,
+    /// Run records kept per project.
+    pub runs_keep: usize,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -78,6 +84,9 @@ impl From<&Settings> for RunnerConfig {
             default_timeout: Duration::from_secs(s.run_timeout_secs),
             retries: s.retries,
             retry_base: Duration::from_millis(s.retry_base_ms),
+            confine: ConfineStatus { helper: None, detail: "not detected".into() },
+            run_as: None,
+            runs_keep: s.runs_keep,
         }
     }
 }
@@ -256,10 +265,21 @@ impl Runner {
             };
             let _ = db::runs::finish(&self.db, run_id, &finished).await;
         }
+        self.release(&project_id, run_id);
+        self.rotate_logs(&project_id).await;
+        match db::runs::prune(&self.db, &project_id, self.cfg.runs_keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "old run records removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove old run records"),
+        }
+    }
+
+    /// The project may run again: its run is recorded as ended. Idempotent.
+    fn release(&self, project_id: &str, run_id: i64) {
         {
             let mut active = self.active();
-            if active.get(&project_id).is_some_and(|a| a.run_id == run_id) {
-                active.remove(&project_id);
+            if active.get(project_id).is_some_and(|a| a.run_id == run_id) {
+                active.remove(project_id);
             }
         }
         self.listing.invalidate();
@@ -290,10 +310,20 @@ impl Runner {
                 return self.finish_refused(run_id, &format!("dest {}: {}: not run", project.dest, e.message)).await;
             }
         }
+        // Options stored under older rules, or before this host lost its confinement, are checked again.
+        let options: RsyncOptions = serde_json::from_str(&project.rsync_options)?;
+        if let Err(why) = options.recheck(self.cfg.confine.confined()) {
+            return self.finish_refused(run_id, &format!("{why}: not run")).await;
+        }
         let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
         let log_name = log_file.to_string_lossy().into_owned();
         // The log's directory is made where the log is opened (mirror_common::rsync).
         tokio::fs::create_dir_all(&project.dest).await?;
+        if let Some(r) = self.cfg.run_as {
+            // The account rsync runs as must own the top of the tree it writes.
+            let dest = project.dest.clone();
+            tokio::task::spawn_blocking(move || std::os::unix::fs::chown(dest, Some(r.uid), Some(r.gid))).await??;
+        }
         let timeout = project
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
@@ -304,6 +334,8 @@ impl Runner {
             password: project.rsync_password.clone(),
             timeout,
             log_file: Some(log_file),
+            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into()], vec![]),
+            run_as: self.cfg.run_as,
         };
         let mut attempt = 0u32;
         let outcome: RsyncOutcome = loop {
@@ -353,19 +385,20 @@ impl Runner {
             log_tail: &outcome.tail,
         };
         db::runs::finish(&self.db, run_id, &finished).await?;
-        if outcome.succeeded() {
+        let bumped =
+            if outcome.succeeded() { db::projects::bump_generation(&self.db, project_id).await? } else { None };
+        // Recorded as ended: a trigger from now on starts a new run.
+        self.release(project_id, run_id);
+        if let Some(project) = bumped {
             // New content: a new generation, and every slave is told at once.
-            if let Some(project) = db::projects::bump_generation(&self.db, project_id).await? {
-                tracing::info!(generation = project.generation, "new generation: notifying slaves");
-                self.cluster.propagate(&project).await?;
-            }
+            tracing::info!(generation = project.generation, "new generation: notifying slaves");
+            self.cluster.propagate(&project).await?;
         }
         if outcome.succeeded() {
             tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
         } else {
             tracing::warn!(attempts = attempt, status, message = %outcome.message, "run did not succeed");
         }
-        self.rotate_logs(project_id).await;
         Ok(())
     }
 

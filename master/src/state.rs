@@ -29,6 +29,8 @@ pub struct Inner {
     pub runner: Arc<Runner>,
     pub scheduler: Arc<Scheduler>,
     pub cluster: Arc<Cluster>,
+    /// Whether rsync runs are confined (decides which options are accepted).
+    pub confine: mirror_common::rsync::ConfineStatus,
     /// Serialises project writes, so that checks across rows (overlapping `dest`s, renames) and
     /// the write that follows them cannot interleave with another request's.
     pub project_writes: tokio::sync::Mutex<()>,
@@ -59,7 +61,10 @@ pub struct ListingCache {
 struct CachedListing {
     version: u64,
     valid_until: Option<DateTime<Utc>>,
-    body: Bytes,
+    /// For logged-in callers.
+    full: Bytes,
+    /// For everyone else: no local paths, accounts or rsync messages.
+    public: Bytes,
 }
 
 impl ListingCache {
@@ -74,16 +79,17 @@ impl ListingCache {
         self.version.load(Ordering::SeqCst)
     }
 
-    pub fn get(&self, now: DateTime<Utc>) -> Option<Bytes> {
+    pub fn get(&self, now: DateTime<Utc>, public: bool) -> Option<Bytes> {
         let current = self.version();
         let guard = self.body.read().ok()?;
         let cached = guard.as_ref()?;
-        (cached.version == current && cached.valid_until.is_none_or(|t| now < t)).then(|| cached.body.clone())
+        (cached.version == current && cached.valid_until.is_none_or(|t| now < t))
+            .then(|| if public { cached.public.clone() } else { cached.full.clone() })
     }
 
-    pub fn put(&self, version: u64, valid_until: Option<DateTime<Utc>>, body: Bytes) {
+    pub fn put(&self, version: u64, valid_until: Option<DateTime<Utc>>, full: Bytes, public: Bytes) {
         if let Ok(mut guard) = self.body.write() {
-            *guard = Some(CachedListing { version, valid_until, body });
+            *guard = Some(CachedListing { version, valid_until, full, public });
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mirror_common::Secret;
+use mirror_common::rsync::ConfineMode;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -15,8 +16,11 @@ pub struct Settings {
     pub root: PathBuf,
     /// The master's API, for completion reports.
     pub master_url: String,
-    /// Shared with the master: its sync requests carry it, our reports carry it.
-    pub cluster_token: Option<Secret>,
+    /// This slave's own token, from the master's `/add_slave/` (or `/rotate_slave_token/`): the
+    /// master's sync requests carry it, our reports carry it. `cluster_token`, the key of the
+    /// shared token it replaces, is read as the same setting.
+    #[serde(alias = "cluster_token")]
+    pub token: Option<Secret>,
     /// The password of the master's rsync daemon (better: `rsync_password_file`, mode 0600).
     pub rsync_password: Option<Secret>,
     pub rsync_password_file: Option<PathBuf>,
@@ -25,6 +29,16 @@ pub struct Settings {
     /// What this slave serves, kept across restarts.
     pub state_file: PathBuf,
     pub log: String,
+    /// `auto` (default), `required` or `off`: whether each pull is confined by Landlock.
+    pub confine: ConfineMode,
+    /// The `mirror-confine` helper; unset: beside `mirror-slave`, then in PATH.
+    pub confine_helper: Option<PathBuf>,
+    /// With a slave started as root: pull as this account.
+    pub run_as: Option<String>,
+    /// Open connections at most, header-read and idle timeouts (seconds), as on the master.
+    pub max_connections: usize,
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -33,13 +47,19 @@ impl Default for Settings {
             listen: "127.0.0.1:7000".into(),
             root: "slave-mirror".into(),
             master_url: "http://127.0.0.1:5000".into(),
-            cluster_token: None,
+            token: None,
             rsync_password: None,
             rsync_password_file: None,
             rsync_path: "rsync".into(),
             run_timeout_secs: 6 * 3600,
             state_file: "mirror-slave-state.json".into(),
             log: "info".into(),
+            confine: ConfineMode::Auto,
+            confine_helper: None,
+            run_as: None,
+            max_connections: 256,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -57,7 +77,7 @@ impl Settings {
                 .add_source(source.clone())
                 .build()
                 .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-            let secrets: Vec<&str> = ["cluster_token", "rsync_password"]
+            let secrets: Vec<&str> = ["token", "cluster_token", "rsync_password"]
                 .into_iter()
                 .filter(|k| alone.get_string(k).is_ok_and(|v| !v.is_empty()))
                 .collect();
@@ -85,8 +105,17 @@ impl Settings {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("master_url", "must be an http or https URL"));
         }
-        if self.cluster_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            return Err(invalid("cluster_token", "must be at least 16 characters"));
+        if self.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(invalid("token", "must be at least 16 characters"));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid("max_connections", "must be between 1 and 1000000"));
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            return Err(invalid("header_read_timeout_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_secs) {
+            return Err(invalid("idle_timeout_secs", "must be between 1 and 86400"));
         }
         if self.rsync_password.is_some() && self.rsync_password_file.is_some() {
             return Err(invalid("rsync_password_file", "set either rsync_password or rsync_password_file"));
@@ -98,6 +127,14 @@ impl Settings {
             return Err(invalid("log", format!("'{}' is not a log filter", self.log)));
         }
         Ok(())
+    }
+
+    pub fn limits(&self) -> mirror_common::server::Limits {
+        mirror_common::server::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+        }
     }
 
     /// The rsync daemon password, from the setting or from a file readable by its owner only.

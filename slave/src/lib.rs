@@ -1,4 +1,4 @@
-//! mirror-slave: accepts sync requests from the master only (Bearer cluster token), pulls each
+//! mirror-slave: accepts sync requests from the master only (Bearer: this slave's token), pulls each
 //! project from the master's rsync daemon (one rsync per project at a time, one follow-up queued
 //! for a newer generation), and reports to the master once rsync has really ended.
 
@@ -20,8 +20,8 @@ use axum::{Json, Router};
 use mirror_common::api::{
     CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, is_valid_id,
 };
-use mirror_common::rsync::{Ending, RsyncCommand, run_rsync};
-use mirror_common::rsync_opts::{check_option, normalize_lexically, resolve_symlinks};
+use mirror_common::rsync::{ConfineStatus, Ending, RsyncCommand, RunAs, run_rsync};
+use mirror_common::rsync_opts::{check_option, normalize_lexically, resolve_symlinks, rsync_argv};
 use mirror_common::{ErrorBody, Secret};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,6 +39,8 @@ pub struct Inner {
     root: PathBuf,
     token: Option<Secret>,
     rsync_password: Option<Secret>,
+    confine: ConfineStatus,
+    run_as: Option<RunAs>,
     http: reqwest::Client,
     slots: Mutex<HashMap<String, Slot>>,
     served: Mutex<BTreeMap<String, ServedProject>>,
@@ -105,7 +107,7 @@ fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, (String, Str
     }
     let rel = check_path(&req.path).map_err(|m| bad("path", m))?;
     for (i, opt) in req.options.iter().enumerate() {
-        check_option(opt, &state.root).map_err(|m| bad(&format!("options[{i}]"), m))?;
+        check_option(opt, state.confine.confined()).map_err(|m| bad(&format!("options[{i}]"), m))?;
     }
     if !is_valid_id(&req.source.module) || req.source.user.as_deref().is_some_and(|u| !is_valid_id(u)) {
         return Err(bad("source", "module and user must match [A-Za-z0-9._-]+".into()));
@@ -118,7 +120,7 @@ fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, (String, Str
 
 async fn sync_from_master(State(state): State<AppState>, request: Request) -> Response {
     if !authorized(&state, &request) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid cluster token is required", None);
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this slave's token is required", None);
     }
     let bytes = match axum::body::to_bytes(request.into_body(), 1024 * 1024).await {
         Ok(b) => b,
@@ -163,14 +165,21 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     (StatusCode::ACCEPTED, Json(SyncAccepted { success: true, state: state_name.into() })).into_response()
 }
 
-async fn status(State(state): State<AppState>) -> Json<SlaveStatus> {
+/// What this slave serves. Its root and rsync's messages (local paths) only for the master.
+async fn status(State(state): State<AppState>, request: Request) -> Json<SlaveStatus> {
     let (running, queued) = {
         let slots = lock(&state.slots);
         let running = slots.iter().map(|(k, s)| (k.clone(), s.running)).collect();
         let queued = slots.iter().filter_map(|(k, s)| s.pending.as_ref().map(|p| (k.clone(), p.generation))).collect();
         (running, queued)
     };
-    Json(SlaveStatus { root: state.root.display().to_string(), serving: lock(&state.served).clone(), running, queued })
+    let full = authorized(&state, &request);
+    let mut serving = lock(&state.served).clone();
+    if !full {
+        serving.values_mut().for_each(|s| s.last_message = None);
+    }
+    let root = full.then(|| state.root.display().to_string());
+    Json(SlaveStatus { root, serving, running, queued })
 }
 
 impl AppState {
@@ -222,21 +231,22 @@ impl AppState {
             if req.source.host.contains(':') { format!("[{}]", req.source.host) } else { req.source.host.clone() };
         let source = format!("rsync://{user}{host}:{}/{}/{}/", req.source.port, req.source.module, rel.display());
         // The project's upstream port means nothing here: the source URL names the master's.
-        let mut args: Vec<String> = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned().collect();
-        args.push("--stats".into());
-        args.push(source);
-        args.push(format!("{}/", dest.display()));
+        let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
+        let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
             program: self.settings.rsync_path.clone(),
             args,
-            password: self.rsync_password.as_ref().map(|p| p.expose().to_owned()),
+            password: self.rsync_password.clone(),
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
             log_file: None,
+            // The pull writes only beneath the project's directory, whatever the tree holds.
+            confinement: self.confine.confinement(vec![dest.clone()], vec![]),
+            run_as: self.run_as,
         };
         // A symlink in the root (one a pulled tree brought, say) must not send this pull elsewhere.
         let lands = resolve_symlinks(&dest).await;
         let created = match &lands {
-            Some(l) if *l == dest => tokio::fs::create_dir_all(&dest).await,
+            Some(l) if *l == dest => self.prepare_dest(&dest).await,
             _ => Err(std::io::Error::other(format!(
                 "it resolves to {}: not pulled",
                 lands.as_ref().map_or_else(|| "nothing".into(), |l| l.display().to_string())
@@ -291,6 +301,18 @@ impl AppState {
             started_at: Some(started_at),
             ended_at,
         }
+    }
+
+    /// Creates the project's directory, owned by the account that pulls into it.
+    async fn prepare_dest(&self, dest: &Path) -> std::io::Result<()> {
+        tokio::fs::create_dir_all(dest).await?;
+        if let Some(r) = self.run_as {
+            let dest = dest.to_owned();
+            tokio::task::spawn_blocking(move || std::os::unix::fs::chown(dest, Some(r.uid), Some(r.gid)))
+                .await
+                .map_err(std::io::Error::other)??;
+        }
+        Ok(())
     }
 
     /// Sends the report, retrying with backoff while the master does not answer. If it never does,
@@ -357,9 +379,24 @@ impl Application {
             .with_context(|| format!("root: cannot create {}", settings.root.display()))?;
         let root = tokio::fs::canonicalize(&settings.root).await.context("root")?;
         let rsync_password = settings.load_rsync_password().await?;
-        if settings.cluster_token.is_none() {
-            tracing::warn!("no cluster_token configured: every sync request will be refused");
+        if settings.token.is_none() {
+            tracing::warn!(
+                "no token configured (the master's /add_slave/ issues it): every sync request will be refused"
+            );
         }
+        let (mode, helper) = (settings.confine, settings.confine_helper.clone());
+        let confine = tokio::task::spawn_blocking(move || ConfineStatus::detect(mode, helper.as_deref()))
+            .await?
+            .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
+        if confine.confined() {
+            tracing::info!(confinement = %confine.detail, "every pull runs confined by Landlock");
+        } else {
+            tracing::warn!(confinement = %confine.detail, "pulls are NOT confined: options that name a path are refused");
+        }
+        let run_as = match settings.run_as.as_deref() {
+            Some(user) => Some(RunAs::lookup(user).map_err(|e| anyhow::anyhow!("run_as: {e}"))?),
+            None => None,
+        };
         let served: BTreeMap<String, ServedProject> = match tokio::fs::read(&settings.state_file).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("state_file: {} is not valid", settings.state_file.display()))?,
@@ -370,10 +407,12 @@ impl Application {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
         let (stop, _) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
-            token: settings.cluster_token.clone(),
+            token: settings.token.clone(),
             settings,
             root,
             rsync_password,
+            confine,
+            run_as,
             http,
             slots: Mutex::new(HashMap::new()),
             served: Mutex::new(served),
@@ -389,12 +428,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(listen = %self.listener.local_addr()?, root = %self.state.root.display(), "mirror-slave serving");
         let state = self.state.clone();
-        axum::serve(self.listener, router(self.state.clone()))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = state.stop.send(true);
-            })
-            .await?;
+        let limits = self.state.settings.limits();
+        mirror_common::server::serve(self.listener, router(self.state.clone()), limits, async move {
+            shutdown.await;
+            let _ = state.stop.send(true);
+        })
+        .await?;
         Ok(())
     }
 }

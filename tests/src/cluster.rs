@@ -15,13 +15,13 @@ use tokio::process::{Child, Command};
 use crate::rsyncd::free_port;
 use crate::{Api, Auth, TestMaster, binary, strip_ansi};
 
-pub const CLUSTER_TOKEN: &str = "cluster-token-for-the-tests-0123456789";
+/// The token of a slave that no master issued (tests that talk to a slave directly).
+pub const STANDALONE_TOKEN: &str = "standalone-slave-token-for-the-tests-0123456789";
 pub const RSYNCD_PASSWORD: &str = "master-rsyncd-Pa55";
 
 /// Master settings with a managed rsync daemon on a free port and a fast reconciler.
 pub fn cluster_settings(dir: &Path) -> Settings {
     let mut s = TestMaster::settings_in(dir);
-    s.cluster_token = Some(Secret::new(CLUSTER_TOKEN));
     s.rsyncd = RsyncdSettings {
         manage: true,
         host: "127.0.0.1".into(),
@@ -47,6 +47,9 @@ pub struct SlaveProcess {
     pub dir: TempDir,
     pub port: u16,
     pub master_url: String,
+    /// Its own token: [`STANDALONE_TOKEN`] until a master issues one ([`add_slave`]).
+    pub token: String,
+    extra_env: Vec<(String, String)>,
     child: Option<Child>,
     log: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
     pub api: Api,
@@ -54,6 +57,11 @@ pub struct SlaveProcess {
 
 impl SlaveProcess {
     pub async fn start(master_url: &str) -> SlaveProcess {
+        Self::start_with_env(master_url, &[]).await
+    }
+
+    /// Starts a slave with extra `MIRROR_SLAVE__*` settings.
+    pub async fn start_with_env(master_url: &str, env: &[(&str, &str)]) -> SlaveProcess {
         let dir = tempfile::tempdir().unwrap();
         let password_file = dir.path().join("rsync.password");
         std::fs::write(&password_file, format!("{RSYNCD_PASSWORD}\n")).unwrap();
@@ -63,6 +71,8 @@ impl SlaveProcess {
             dir,
             port,
             master_url: master_url.to_owned(),
+            token: STANDALONE_TOKEN.into(),
+            extra_env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             child: None,
             log: None,
             api: Api::new(format!("http://127.0.0.1:{port}")),
@@ -84,7 +94,9 @@ impl SlaveProcess {
             .env("MIRROR_SLAVE__LISTEN", format!("127.0.0.1:{}", self.port))
             .env("MIRROR_SLAVE__ROOT", self.root())
             .env("MIRROR_SLAVE__MASTER_URL", &self.master_url)
-            .env("MIRROR_SLAVE__CLUSTER_TOKEN", CLUSTER_TOKEN)
+            .env("MIRROR_SLAVE__TOKEN", &self.token)
+            .env("MIRROR_SLAVE__CONFINE", "required")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("MIRROR_SLAVE__RSYNC_PASSWORD_FILE", self.dir.path().join("rsync.password"))
             .env("MIRROR_SLAVE__STATE_FILE", self.dir.path().join("state.json"))
             .env("MIRROR_SLAVE__LOG", "debug")
@@ -125,8 +137,14 @@ impl SlaveProcess {
         }
     }
 
+    /// `/status` as the master sees it (with this slave's token).
     pub async fn status(&self) -> Value {
-        self.api.get("/status", &Auth::None).await.body
+        self.api.get("/status", &self.auth()).await.body
+    }
+
+    /// This slave's token, as the master sends it.
+    pub fn auth(&self) -> Auth {
+        Auth::Bearer(self.token.clone())
     }
 
     pub fn drain_log(&mut self) -> Vec<String> {
@@ -153,19 +171,22 @@ pub async fn served_generations(api: &Api, project: &str) -> Vec<(String, i64)> 
         .unwrap_or_default()
 }
 
-/// Registers a running slave with the master.
-pub async fn add_slave(api: &Api, slave: &SlaveProcess) {
+/// Registers a slave with the master, and restarts it with the token the master issued.
+pub async fn add_slave(api: &Api, slave: &mut SlaveProcess) {
     let body = serde_json::json!({"hostname": "127.0.0.1", "port": slave.port});
     let r = api.post("/add_slave/", &body, &Auth::root()).await;
     assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+    slave.token = r.body["token"].as_str().expect("add_slave issues a token").to_owned();
+    slave.kill().await;
+    slave.restart().await;
 }
 
 /// Starts `n` slaves and registers each with the master.
 pub async fn start_slaves(api: &Api, n: usize) -> Vec<SlaveProcess> {
     let mut slaves = Vec::new();
     for _ in 0..n {
-        let s = SlaveProcess::start(&api.base).await;
-        add_slave(api, &s).await;
+        let mut s = SlaveProcess::start(&api.base).await;
+        add_slave(api, &mut s).await;
         slaves.push(s);
     }
     slaves

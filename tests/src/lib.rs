@@ -119,6 +119,8 @@ impl TestMaster {
             retry_base_ms: 50,
             shutdown_grace_secs: 2,
             rsyncd: mirror_master::config::RsyncdSettings { manage: false, ..Default::default() },
+            // The tests expect every run confined: fail at start rather than run unconfined.
+            confine: mirror_master::config::ConfineMode::Required,
             ..Settings::default()
         }
     }

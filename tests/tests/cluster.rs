@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use mirror_tests::cluster::{
-    CLUSTER_TOKEN, RSYNCD_PASSWORD, SlaveProcess, add_slave, cluster_settings, served_generations,
+    RSYNCD_PASSWORD, STANDALONE_TOKEN, SlaveProcess, add_slave, cluster_settings, served_generations,
     start_cluster_master, start_slaves,
 };
 use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, all_command_lines, generate_tree, snapshot};
@@ -81,8 +81,8 @@ async fn a_sync_reaches_all_three_slaves_with_the_same_tree() {
     );
 
     // A slave added later receives every enabled project without an operator's call.
-    let late = SlaveProcess::start(&m.api.base).await;
-    add_slave(&m.api, &late).await;
+    let mut late = SlaveProcess::start(&m.api.base).await;
+    add_slave(&m.api, &mut late).await;
     wait_all_at(&m.api, "fedora", 4, 2, 30).await;
     assert_eq!(snapshot(&late.root().join("pub/fedora")), snapshot(&upstream.data()));
 
@@ -204,7 +204,7 @@ async fn requests_without_the_cluster_token_are_refused_and_nothing_runs() {
     for auth in [
         Auth::None,
         Auth::Bearer("wrong-token-wrong-token".into()),
-        Auth::Bearer(format!("{CLUSTER_TOKEN}x")),
+        Auth::Bearer(format!("{STANDALONE_TOKEN}x")),
         Auth::root(),
     ] {
         let r = slave.api.post("/sync_from_master/", &request, &auth).await;
@@ -214,7 +214,7 @@ async fn requests_without_the_cluster_token_are_refused_and_nothing_runs() {
     for (key, value) in [("path", json!("../../etc")), ("options", json!(["-e", "sh"])), ("project", json!("../x"))] {
         let mut bad = request.clone();
         bad[key] = value;
-        let r = slave.api.post("/sync_from_master/", &bad, &Auth::Bearer(CLUSTER_TOKEN.into())).await;
+        let r = slave.api.post("/sync_from_master/", &bad, &Auth::Bearer(STANDALONE_TOKEN.into())).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{key}: {}", r.text);
     }
     let status = slave.status().await;
@@ -235,7 +235,7 @@ async fn no_password_or_token_in_argv_logs_or_responses() {
     std::fs::write(upstream.data().join("slow.bin"), vec![9u8; 400 * 1024]).unwrap();
     let m = start_cluster_master().await;
     let mut slave = SlaveProcess::start(&m.api.base).await;
-    add_slave(&m.api, &slave).await;
+    add_slave(&m.api, &mut slave).await;
     m.api.post("/add_project/", &project("secretive", &upstream, json!(["--bwlimit=200"])), &Auth::root()).await;
     let r = m.api.get("/syncup/?id=secretive", &Auth::root()).await;
     finished_run(&m.api, r.body["run_id"].as_i64().unwrap(), 60).await;
@@ -245,7 +245,7 @@ async fn no_password_or_token_in_argv_logs_or_responses() {
         lines.iter().any(|l| l.contains("rsync://mirror@127.0.0.1")).then_some(lines)
     })
     .await;
-    for secret in [RSYNCD_PASSWORD, CLUSTER_TOKEN, UPSTREAM_PASSWORD] {
+    for secret in [RSYNCD_PASSWORD, STANDALONE_TOKEN, UPSTREAM_PASSWORD] {
         assert!(!lines.iter().any(|l| l.contains(secret)), "a secret in a command line");
     }
     wait_all_at(&m.api, "secretive", 1, 1, 60).await;
@@ -256,7 +256,7 @@ async fn no_password_or_token_in_argv_logs_or_responses() {
     responses += &slave.status().await.to_string();
     let log = slave.drain_log().join("\n");
     assert!(log.contains("pulled from the master"), "the slave's log is being read: {log}");
-    for secret in [RSYNCD_PASSWORD, CLUSTER_TOKEN, UPSTREAM_PASSWORD] {
+    for secret in [RSYNCD_PASSWORD, STANDALONE_TOKEN, UPSTREAM_PASSWORD] {
         assert!(!responses.contains(secret), "a secret in a response");
         assert!(!log.contains(secret), "a secret in the slave's log");
     }
@@ -274,7 +274,7 @@ async fn newer_generations_during_a_pull_queue_exactly_one_follow_up() {
     std::fs::write(tree.join("slow.bin"), vec![7u8; 400 * 1024]).unwrap();
     let m = start_cluster_master().await;
     let slave = SlaveProcess::start(&m.api.base).await;
-    let token = Auth::Bearer(CLUSTER_TOKEN.into());
+    let token = Auth::Bearer(STANDALONE_TOKEN.into());
     let request = |generation: i64| {
         json!({
             "slave": format!("127.0.0.1:{}", slave.port), "project": "follow", "path": "follow",
@@ -318,7 +318,7 @@ async fn a_slave_does_not_pull_through_a_symlink_out_of_its_root() {
         "slave": format!("127.0.0.1:{}", slave.port), "project": "linked", "path": "linked", "options": ["-a"],
         "generation": 1, "source": {"host": "127.0.0.1", "port": upstream.port, "module": "open", "user": null},
     });
-    let r = slave.api.post("/sync_from_master/", &request, &Auth::Bearer(CLUSTER_TOKEN.into())).await;
+    let r = slave.api.post("/sync_from_master/", &request, &Auth::Bearer(STANDALONE_TOKEN.into())).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let served = wait_for(30, "the slave to give up on the pull", || async {
         let s = slave.status().await;

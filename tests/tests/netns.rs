@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mirror_tests::cluster::{CLUSTER_TOKEN, RSYNCD_PASSWORD, cluster_settings, served_generations};
+use mirror_tests::cluster::{RSYNCD_PASSWORD, cluster_settings, served_generations};
 use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, free_port, generate_tree, snapshot};
 use mirror_tests::{Auth, TestMaster, binary, finished_run, wait_for};
 use reqwest::StatusCode;
@@ -103,13 +103,17 @@ async fn a_slave_whose_link_is_cut_during_a_sync_converges() {
         let addr = format!("10.77.0.{}", 11 + i);
         let port = free_port();
         let root = work.path().join(format!("slave{i}"));
+        // Registered first: the slave starts with the token the master issues for it.
+        let r = m.api.post("/add_slave/", &json!({"hostname": addr, "port": port}), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let token = r.body["token"].as_str().unwrap().to_owned();
         let child = tokio::process::Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(binary("mirror-slave"))
             .env("MIRROR_SLAVE__LISTEN", format!("{addr}:{port}"))
             .env("MIRROR_SLAVE__ROOT", &root)
             .env("MIRROR_SLAVE__MASTER_URL", &m.api.base)
-            .env("MIRROR_SLAVE__CLUSTER_TOKEN", CLUSTER_TOKEN)
+            .env("MIRROR_SLAVE__TOKEN", &token)
             .env("MIRROR_SLAVE__RSYNC_PASSWORD_FILE", &password_file)
             .env("MIRROR_SLAVE__STATE_FILE", work.path().join(format!("state{i}.json")))
             .stdin(Stdio::null())
@@ -128,8 +132,6 @@ async fn a_slave_whose_link_is_cut_during_a_sync_converges() {
             async move { client.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
         })
         .await;
-        let r = m.api.post("/add_slave/", &json!({"hostname": addr, "port": port}), &Auth::root()).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
 
     let project = json!({

@@ -53,7 +53,7 @@ async fn a_schedule_every_second_copies_the_tree_and_later_changes() {
     let dest = m.mirror_root().join("everysec");
 
     let first = wait_for(30, "a scheduled run that copied the tree", || async {
-        let runs = m.api.get("/runs/?project=everysec", &Auth::None).await.body;
+        let runs = m.api.get("/runs/?project=everysec", &Auth::root()).await.body;
         runs.as_array()?.iter().find(|r| r["status"] == json!("success")).cloned()
     })
     .await;
@@ -68,7 +68,7 @@ async fn a_schedule_every_second_copies_the_tree_and_later_changes() {
     std::fs::remove_file(upstream.data().join("big.bin")).unwrap();
     let changed_at = chrono::Utc::now();
     wait_for(30, "a later run with the change", || async {
-        let runs = m.api.get("/runs/?project=everysec&limit=20", &Auth::None).await.body;
+        let runs = m.api.get("/runs/?project=everysec&limit=20", &Auth::root()).await.body;
         runs.as_array()?
             .iter()
             .find(|r| {
@@ -89,12 +89,12 @@ async fn a_schedule_every_second_copies_the_tree_and_later_changes() {
 
     // Disabling stops the schedule at once.
     assert_eq!(m.api.get("/disable_project/?id=everysec", &Auth::user()).await.status, StatusCode::OK);
-    let settle = m.api.get("/runs/?project=everysec&limit=1", &Auth::None).await.body[0]["id"].as_i64().unwrap();
+    let settle = m.api.get("/runs/?project=everysec&limit=1", &Auth::root()).await.body[0]["id"].as_i64().unwrap();
     finished_run(&m.api, settle, 30).await;
-    let last = m.api.get("/runs/?project=everysec&limit=1", &Auth::None).await.body[0]["id"].as_i64().unwrap();
+    let last = m.api.get("/runs/?project=everysec&limit=1", &Auth::root()).await.body[0]["id"].as_i64().unwrap();
     // Two seconds later there is still no newer run.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = m.api.get("/runs/?project=everysec&limit=1", &Auth::None).await.body[0]["id"].as_i64().unwrap();
+    let after = m.api.get("/runs/?project=everysec&limit=1", &Auth::root()).await.body[0]["id"].as_i64().unwrap();
     assert_eq!(after, last);
 }
 
@@ -234,7 +234,7 @@ async fn kill_9_during_a_run_leaves_it_interrupted_and_the_schedule_goes_on() {
     .await;
     let run = api.get("/syncup/?id=long", &Auth::root()).await.body["run_id"].as_i64().unwrap();
     wait_for(20, "the long run to be running", || async {
-        let r = api.get(&format!("/runs/{run}"), &Auth::None).await;
+        let r = api.get(&format!("/runs/{run}"), &Auth::root()).await;
         (r.body["status"] == json!("running")).then_some(())
     })
     .await;
@@ -243,7 +243,7 @@ async fn kill_9_during_a_run_leaves_it_interrupted_and_the_schedule_goes_on() {
 
     let master = MasterProcess::start(dir.path(), &env).await;
     let api = master.api.clone();
-    let r = api.get(&format!("/runs/{run}"), &Auth::None).await.body;
+    let r = api.get(&format!("/runs/{run}"), &Auth::root()).await.body;
     assert_eq!(r["status"], json!("interrupted"), "{r}");
     assert!(r["ended_at"].is_string());
     // The rsync the dead master left was stopped at start.
@@ -259,7 +259,7 @@ async fn kill_9_during_a_run_leaves_it_interrupted_and_the_schedule_goes_on() {
     assert_eq!(listed.as_array().unwrap().len(), 2);
     let restarted_at = chrono::Utc::now();
     wait_for(30, "a scheduled run after the restart", || async {
-        let runs = api.get("/runs/?project=ticking", &Auth::None).await.body;
+        let runs = api.get("/runs/?project=ticking", &Auth::root()).await.body;
         runs.as_array()?
             .iter()
             .find(|r| {
@@ -292,7 +292,7 @@ async fn a_graceful_stop_lets_runs_finish_within_the_grace_then_interrupts_them(
     let api = m.api.clone();
     for id in [run, quick] {
         wait_for(20, "the runs to be running", || async {
-            (api.get(&format!("/runs/{id}"), &Auth::None).await.body["status"] == json!("running")).then_some(())
+            (api.get(&format!("/runs/{id}"), &Auth::root()).await.body["status"] == json!("running")).then_some(())
         })
         .await;
     }
@@ -304,10 +304,10 @@ async fn a_graceful_stop_lets_runs_finish_within_the_grace_then_interrupts_them(
 
     // Reopen the same database: the run was recorded as interrupted by the stop itself.
     let m = TestMaster::start_with(dir, settings).await;
-    let r = m.api.get(&format!("/runs/{run}"), &Auth::None).await.body;
+    let r = m.api.get(&format!("/runs/{run}"), &Auth::root()).await.body;
     assert_eq!(r["status"], json!("interrupted"), "{r}");
     assert_eq!(r["message"], json!("stopped before it finished"), "{r}");
-    let q = m.api.get(&format!("/runs/{quick}"), &Auth::None).await.body;
+    let q = m.api.get(&format!("/runs/{quick}"), &Auth::root()).await.body;
     assert_eq!(q["status"], json!("success"), "the run that ended within the grace: {q}");
 }
 
@@ -321,7 +321,7 @@ async fn missed_fires_give_at_most_one_catch_up_run_and_only_when_asked() {
     add(&m.api, &project("nocatch", upstream.port, every2)).await;
     for id in ["catcher", "nocatch"] {
         wait_for(20, "a first scheduled run", || async {
-            let runs = m.api.get(&format!("/runs/?project={id}"), &Auth::None).await.body;
+            let runs = m.api.get(&format!("/runs/?project={id}"), &Auth::root()).await.body;
             runs.as_array()?.iter().find(|r| r["status"] == json!("success")).cloned()
         })
         .await;
@@ -334,7 +334,7 @@ async fn missed_fires_give_at_most_one_catch_up_run_and_only_when_asked() {
     let catch_ups = |id: &'static str| {
         let api = m.api.clone();
         async move {
-            let runs = api.get(&format!("/runs/?project={id}&limit=1000"), &Auth::None).await.body;
+            let runs = api.get(&format!("/runs/?project={id}&limit=1000"), &Auth::root()).await.body;
             runs.as_array().unwrap().iter().filter(|r| r["trigger"] == json!("catch_up")).count()
         }
     };
@@ -343,7 +343,7 @@ async fn missed_fires_give_at_most_one_catch_up_run_and_only_when_asked() {
     // Scheduled runs resume without replaying the missed ones.
     let restarted = chrono::Utc::now();
     wait_for(20, "a scheduled run after the restart", || async {
-        let runs = m.api.get("/runs/?project=nocatch", &Auth::None).await.body;
+        let runs = m.api.get("/runs/?project=nocatch", &Auth::root()).await.body;
         runs.as_array()?
             .iter()
             .find(|r| {
@@ -370,7 +370,7 @@ async fn the_concurrency_cap_queues_runs_in_order() {
         add(&m.api, &project(name, upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=200"]}}))).await;
     }
     let runs = [syncup(&m.api, "capa").await, syncup(&m.api, "capb").await, syncup(&m.api, "capc").await];
-    let second = m.api.get(&format!("/runs/{}", runs[1]), &Auth::None).await.body;
+    let second = m.api.get(&format!("/runs/{}", runs[1]), &Auth::root()).await.body;
     assert_eq!(second["status"], json!("queued"), "{second}");
     let mut ends = Vec::new();
     for id in runs {
@@ -395,7 +395,7 @@ async fn projects_due_on_the_same_second_each_get_their_own_run() {
     let shared = wait_for(30, "one fire that started all four projects", || async {
         let mut per_project = Vec::new();
         for name in names {
-            let runs = m.api.get(&format!("/runs/?project={name}&limit=50"), &Auth::None).await.body;
+            let runs = m.api.get(&format!("/runs/?project={name}&limit=50"), &Auth::root()).await.body;
             let done: std::collections::BTreeSet<String> = runs
                 .as_array()?
                 .iter()
@@ -465,6 +465,6 @@ async fn run_logs_are_rotated_keeping_the_newest_per_project() {
     // Another project's logs are its own business.
     assert_eq!(logs("neighbour"), vec![format!("{neighbour}.log")]);
     // The history keeps every run; only the files rotate.
-    let history = m.api.get("/runs/?project=rotated&limit=10", &Auth::None).await.body;
+    let history = m.api.get("/runs/?project=rotated&limit=10", &Auth::root()).await.body;
     assert_eq!(history.as_array().unwrap().len(), 4);
 }

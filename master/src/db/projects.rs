@@ -1,5 +1,7 @@
 //! Mirrored projects.
 
+use mirror_common::Secret;
+
 use super::{Db, now};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -10,7 +12,7 @@ pub struct ProjectRow {
     pub rsync_host: String,
     pub rsync_module: String,
     pub dest: String,
-    pub rsync_password: Option<String>,
+    pub rsync_password: Option<Secret>,
     /// JSON `ScheduleSpec`, or NULL for manual-only.
     pub schedule: Option<String>,
     /// JSON `RsyncOptions`.

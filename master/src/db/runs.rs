@@ -150,6 +150,19 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Keeps the newest `keep` finished runs of a project (a run under way is never removed).
+pub async fn prune(db: &Db, project_id: &str, keep: usize) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM runs WHERE project_id = ?1 AND status NOT IN ('queued', 'running') \
+         AND id < (SELECT MIN(id) FROM (SELECT id FROM runs WHERE project_id = ?1 ORDER BY id DESC LIMIT ?2))",
+    )
+    .bind(project_id)
+    .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// A run left unfinished by a previous master process.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Unfinished {

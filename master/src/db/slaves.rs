@@ -1,5 +1,7 @@
 //! Slaves the master notifies.
 
+use mirror_common::Secret;
+
 use super::{Db, now};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -8,18 +10,43 @@ pub struct SlaveRow {
     pub port: i64,
     pub added_at: String,
     pub last_seen: Option<String>,
+    /// The slave's own credential; `None` for a slave added before per-slave tokens.
+    pub token: Option<Secret>,
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<SlaveRow>> {
-    sqlx::query_as("SELECT hostname, port, added_at, last_seen FROM slaves ORDER BY hostname, port").fetch_all(db).await
+    sqlx::query_as("SELECT hostname, port, added_at, last_seen, token FROM slaves ORDER BY hostname, port")
+        .fetch_all(db)
+        .await
 }
 
-/// Adds a slave; `false` when it was already there.
-pub async fn insert(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
-    let done = sqlx::query("INSERT INTO slaves (hostname, port, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+pub async fn get(db: &Db, hostname: &str, port: i64) -> sqlx::Result<Option<SlaveRow>> {
+    sqlx::query_as("SELECT hostname, port, added_at, last_seen, token FROM slaves WHERE hostname = ? AND port = ?")
+        .bind(hostname)
+        .bind(port)
+        .fetch_optional(db)
+        .await
+}
+
+/// Adds a slave with its token; `false` when it was already there (its token is left as it was).
+pub async fn insert(db: &Db, hostname: &str, port: u16, token: &Secret) -> sqlx::Result<bool> {
+    let done =
+        sqlx::query("INSERT INTO slaves (hostname, port, added_at, token) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(hostname)
+            .bind(i64::from(port))
+            .bind(now())
+            .bind(token)
+            .execute(db)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces a slave's token; `false` when there is no such slave.
+pub async fn set_token(db: &Db, hostname: &str, port: u16, token: &Secret) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE slaves SET token = ? WHERE hostname = ? AND port = ?")
+        .bind(token)
         .bind(hostname)
         .bind(i64::from(port))
-        .bind(now())
         .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)

@@ -8,17 +8,27 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: String,
+    /// Tokens carry it; a new one (password or role changed, user re-created) revokes them.
+    pub token_stamp: String,
+}
+
+const COLUMNS: &str = "username, password_hash, role, created_at, token_stamp";
+
+/// A fresh stamp for [`UserRow::token_stamp`].
+fn new_stamp() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn get(db: &Db, username: &str) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as("SELECT username, password_hash, role, created_at FROM users WHERE username = ?")
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE username = ?")))
         .bind(username)
         .fetch_optional(db)
         .await
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<UserRow>> {
-    sqlx::query_as("SELECT username, password_hash, role, created_at FROM users ORDER BY username").fetch_all(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"))).fetch_all(db).await
 }
 
 pub async fn count(db: &Db) -> sqlx::Result<i64> {
@@ -26,14 +36,47 @@ pub async fn count(db: &Db) -> sqlx::Result<i64> {
 }
 
 pub async fn insert(db: &Db, username: &str, password_hash: &str, role: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO users (username, password_hash, role, created_at, token_stamp) VALUES (?, ?, ?, ?, ?)")
         .bind(username)
         .bind(password_hash)
         .bind(role)
         .bind(now())
+        .bind(new_stamp())
         .execute(db)
         .await?;
     Ok(())
+}
+
+pub enum UpdateOutcome {
+    Updated,
+    NotFound,
+    /// The change would leave no `root`.
+    LastRoot,
+}
+
+/// Sets a new password hash and/or role, and a new token stamp. Demoting the last `root` is
+/// refused in the same statement, so two concurrent demotions cannot both pass.
+pub async fn update(
+    db: &Db,
+    username: &str,
+    password_hash: Option<&str>,
+    role: Option<&str>,
+) -> sqlx::Result<UpdateOutcome> {
+    let done = sqlx::query(
+        "UPDATE users SET password_hash = COALESCE(?2, password_hash), role = COALESCE(?3, role), token_stamp = ?4 \
+         WHERE username = ?1 AND (?3 IS NULL OR ?3 = 'root' OR role <> 'root' \
+         OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(role)
+    .bind(new_stamp())
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(UpdateOutcome::Updated);
+    }
+    Ok(if get(db, username).await?.is_some() { UpdateOutcome::LastRoot } else { UpdateOutcome::NotFound })
 }
 
 pub enum RemoveOutcome {

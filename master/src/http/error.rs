@@ -23,6 +23,8 @@ pub enum ApiError {
     Conflict { field: Option<&'static str>, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -57,6 +59,7 @@ impl ApiError {
             ApiError::NotFound { field, .. } => (StatusCode::NOT_FOUND, "not_found", field.map(String::from)),
             ApiError::Conflict { field, .. } => (StatusCode::CONFLICT, "conflict", field.map(String::from)),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }

@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// The largest request body accepted (every endpoint takes a small JSON document).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// A JSON body. Any content type is accepted (curl's `-d` sends a form type), but the body must be
 /// a JSON document of the right shape: a wrong type, a missing or an unknown field is a 400 that
 /// names the field (`cron_options.minute`).
@@ -17,9 +20,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadJson { field: None, message: format!("cannot read the request body: {e}") })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::BadJson { field: None, message: format!("cannot read the request body: {e}") }
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadJson { field: None, message: "the request body must be a JSON object".into() });
         }

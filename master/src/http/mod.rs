@@ -25,6 +25,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/add_slave/", post(slaves::add_slave)),
         ("/list_slaves/", get(slaves::list_slaves)),
         ("/remove_slave/", post(slaves::remove_slave)),
+        ("/rotate_slave_token/", post(slaves::rotate_slave_token)),
         // slaves report with the cluster token; propagation status (public unless configured otherwise)
         ("/slave_rsync_complete/", post(slaves::slave_rsync_complete)),
         ("/projects/{id}/propagation", get(slaves::propagation)),
@@ -46,8 +47,30 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/create_api_user/", post(users::create_api_user)),
         ("/list_users/", get(users::list_users)),
         ("/remove_api_user/", post(users::remove_api_user)),
+        ("/update_api_user/", post(users::update_api_user)),
         ("/get_token/", get(users::get_token).post(users::get_token)),
+        // what this master is and does (public)
+        ("/status/", get(status)),
     ]
+}
+
+/// `GET /status/`: the version, and whether rsync runs are confined (as the start-up log says).
+/// The details (helper path, account) only for a logged-in caller.
+async fn status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    crate::auth::MaybeCaller(caller): crate::auth::MaybeCaller,
+) -> axum::Json<serde_json::Value> {
+    let mut body = serde_json::json!({
+        "method": "status",
+        "success": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "confined": state.confine.confined(),
+    });
+    if caller.is_some() {
+        body["confinement"] = state.confine.detail.clone().into();
+        body["run_as"] = state.settings.run_as.clone().into();
+    }
+    axum::Json(body)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,7 +86,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::name_errors))
-        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -8,7 +8,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use mirror_common::api::{AddProject, Port, ProjectId, ProjectView, UpdateProjectBasic, is_valid_id};
+use mirror_common::Secret;
+use mirror_common::api::{
+    AddProject, Port, ProjectId, ProjectView, PublicProjectView, UpdateProjectBasic, is_valid_id,
+};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use serde_json::{Value, json};
@@ -70,10 +73,10 @@ fn check_module(module: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_password(password: Option<String>) -> Result<Option<String>, ApiError> {
+fn check_password(password: Option<Secret>) -> Result<Option<Secret>, ApiError> {
     match password {
-        Some(p) if p.is_empty() => Ok(None),
-        Some(p) if p.len() > MAX_TEXT || p.contains(['\0', '\n', '\r']) => {
+        Some(p) if p.expose().is_empty() => Ok(None),
+        Some(p) if p.expose().len() > MAX_TEXT || p.expose().contains(['\0', '\n', '\r']) => {
             Err(ApiError::field("rsync_password", "is too long or contains a newline or NUL"))
         }
         other => Ok(other),
@@ -82,7 +85,9 @@ fn check_password(password: Option<String>) -> Result<Option<String>, ApiError> 
 
 fn check_user(user: Option<String>) -> Result<Option<String>, ApiError> {
     match user {
-        Some(u) if !is_valid_id(&u) => Err(ApiError::field("rsync_user", "must match [A-Za-z0-9._-]+")),
+        Some(u) if !is_valid_id(&u) => {
+            Err(ApiError::field("rsync_user", "must match [A-Za-z0-9._-]+ and not start with '-'"))
+        }
         other => Ok(other),
     }
 }
@@ -118,21 +123,29 @@ async fn check_dest(state: &AppState, dest: &str, own_id: Option<&str>) -> Resul
 }
 
 /// Validates client cron options; `None` when they name no schedule at all (manual runs only).
-fn schedule_from(opts: Option<&CronOptions>, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, ApiError> {
+/// Compiling a schedule and searching its next fire is CPU work: it runs off the async workers.
+async fn schedule_from(opts: Option<CronOptions>, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, ApiError> {
     let Some(opts) = opts else { return Ok(None) };
+    tokio::task::spawn_blocking(move || check_schedule(&opts, now)).await.map_err(|e| ApiError::Internal(e.into()))?
+}
+
+fn check_schedule(opts: &CronOptions, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, ApiError> {
     let no_dates = opts.start_date.is_none() && opts.end_date.is_none() && opts.timezone.is_none();
     if opts.has_no_time_field() && no_dates {
         return Ok(None);
     }
     let schedule = Schedule::from_options(opts)?;
     if schedule.next_fire_at_or_after(now).is_none() {
-        return Err(ApiError::field("cron_options", "this schedule never fires from now on (check year and end_date)"));
+        return Err(ApiError::field(
+            "cron_options",
+            "this schedule never fires from now on (check year, day, month and end_date)",
+        ));
     }
     Ok(Some(schedule.spec().clone()))
 }
 
 fn rsync_options_from(state: &AppState, input: Option<&RsyncOptionsInput>) -> Result<RsyncOptions, ApiError> {
-    Ok(RsyncOptions::from_input(&input.cloned().unwrap_or_default(), &state.mirror_root)?)
+    Ok(RsyncOptions::from_input(&input.cloned().unwrap_or_default(), state.confine.confined())?)
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
@@ -173,7 +186,7 @@ pub async fn add_project(
     let rsync_password = check_password(req.rsync_password)?;
     let rsync_user = check_user(req.rsync_user)?;
     let timeout_secs = check_timeout(req.timeout_secs)?;
-    let schedule = schedule_from(req.cron_options.as_ref(), now)?;
+    let schedule = schedule_from(req.cron_options, now).await?;
     let rsync_options = rsync_options_from(&state, req.rsync_options.as_ref())?;
 
     let _writing = state.project_writes.lock().await;
@@ -244,6 +257,7 @@ pub fn view(
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.clone()),
         last_run: last_run.map(|r| run_view(r, false)),
         last_success: last_success.cloned(),
+        generation: row.generation,
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
     })
@@ -257,7 +271,8 @@ pub async fn list_projects(
         return Err(ApiError::Unauthorized("listing projects needs a login on this master"));
     }
     let now = Utc::now();
-    let body = match state.listing.get(now) {
+    let public = caller.is_none();
+    let body = match state.listing.get(now, public) {
         Some(body) => body,
         None => {
             let version = state.listing.version();
@@ -266,22 +281,47 @@ pub async fn list_projects(
                 db::runs::latest_per_project(&state.db).await?.into_iter().map(|r| (r.project_id.clone(), r)).collect();
             let last_success: HashMap<String, String> =
                 db::runs::last_success_per_project(&state.db).await?.into_iter().collect();
-            let views = rows
-                .iter()
-                .map(|r| view(r, now, last_runs.get(&r.id), last_success.get(&r.id)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let valid_until = views
-                .iter()
-                .filter_map(|v| v.next_run_time.as_deref())
-                .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc))
-                .min();
-            let body = axum::body::Bytes::from(serde_json::to_vec(&views).map_err(|e| ApiError::Internal(e.into()))?);
-            state.listing.put(version, valid_until, body.clone());
-            body
+            // A next fire per project and two JSON documents: CPU work, off the async workers.
+            let rendered = tokio::task::spawn_blocking(move || render_listing(&rows, &last_runs, &last_success, now))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))??;
+            state.listing.put(version, rendered.valid_until, rendered.full.clone(), rendered.public.clone());
+            if public { rendered.public } else { rendered.full }
         }
     };
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+/// The listing for logged-in callers and the one for everyone else, and until when they hold.
+struct RenderedListing {
+    full: axum::body::Bytes,
+    public: axum::body::Bytes,
+    valid_until: Option<DateTime<Utc>>,
+}
+
+fn render_listing(
+    rows: &[ProjectRow],
+    last_runs: &HashMap<String, RunRow>,
+    last_success: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<RenderedListing, ApiError> {
+    let views = rows
+        .iter()
+        .map(|r| view(r, now, last_runs.get(&r.id), last_success.get(&r.id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let valid_until = views
+        .iter()
+        .filter_map(|v| v.next_run_time.as_deref())
+        .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .min();
+    let full = json_bytes(&views)?;
+    let public: Vec<PublicProjectView> = views.into_iter().map(PublicProjectView::from).collect();
+    Ok(RenderedListing { full, public: json_bytes(&public)?, valid_until })
+}
+
+fn json_bytes<T: serde::Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError> {
+    serde_json::to_vec(v).map(axum::body::Bytes::from).map_err(|e| ApiError::Internal(e.into()))
 }
 
 pub async fn remove_project(
@@ -463,7 +503,7 @@ pub async fn update_project_schedule(
     };
     let opts: CronOptions = from_value(Value::Object(body))?;
     let now = Utc::now();
-    let spec = schedule_from(Some(&opts), now).map_err(|e| match e {
+    let spec = schedule_from(Some(opts), now).await.map_err(|e| match e {
         // The payload is flat, so name the field as the client wrote it.
         ApiError::Field(mut f) => {
             f.field = f.field.strip_prefix("cron_options.").map(str::to_owned).unwrap_or(f.field);

@@ -82,7 +82,8 @@ pub async fn list_runs(
     };
     let project = query.0.get("project").or_else(|| query.0.get("id")).map(String::as_str);
     let rows = db::runs::list(&state.db, project, limit).await?;
-    Ok(Json(rows.iter().map(|r| run_view(r, false)).collect()))
+    let public = caller.0.is_none();
+    Ok(Json(rows.iter().map(|r| run_view(r, false)).map(|v| if public { v.public() } else { v }).collect()))
 }
 
 /// `GET /runs/{id}`: one run, with the last 64 KiB of its output.
@@ -94,5 +95,7 @@ pub async fn get_run(
     may_read(&state, &caller)?;
     let id: i64 = id.parse().map_err(|_| ApiError::field("id", "must be a run number"))?;
     let row = db::runs::get(&state.db, id).await?.ok_or_else(|| ApiError::not_found("id", format!("no run {id}")))?;
-    Ok(Json(run_view(&row, true)))
+    // rsync's output names local paths, symlink targets and files: only for a logged-in caller.
+    let view = run_view(&row, caller.0.is_some());
+    Ok(Json(if caller.0.is_none() { view.public() } else { view }))
 }

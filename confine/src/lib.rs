@@ -1,0 +1,255 @@
+//! Confinement of the programs mirror-sync runs (rsync on the master and the slaves, and the
+//! master's rsync daemon): the `mirror-confine` helper restricts itself with Landlock, then execs
+//! the program, so the kernel lets it write only beneath the directories it was given and read only
+//! those, the read-only paths it was given, and what a dynamically linked program needs to start,
+//! resolve names and users (shared libraries, locale data, a few files of `/etc`).
+//!
+//! The restriction is applied in the helper, never in the master or slave process: they stay free
+//! to write their database and logs. A restricted process cannot lift the restriction, and it
+//! passes to every process it forks (rsync's receiver and generator, the daemon's workers).
+//!
+//! No device node, FIFO or socket can be made in a confined tree, whoever runs the helper.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
+
+/// The helper's program name, looked up beside the running binary, then in `PATH`.
+pub const HELPER_NAME: &str = "mirror-confine";
+
+/// What a dynamically linked program (rsync) reads to start and to resolve names, users and
+/// locales. Paths that do not exist here are skipped.
+pub const SYSTEM_READ: &[&str] = &[
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
+    "/usr/libx32",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/usr/share/locale",
+    "/usr/share/zoneinfo",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/localtime",
+    "/dev/urandom",
+];
+
+/// Readable and writable whatever the policy: rsync and the daemon redirect to it.
+const DEV_NULL: &str = "/dev/null";
+
+/// The Landlock ABI whose file-system rights are handled (ABI 5 added the last of them, ioctl on
+/// devices); signal and abstract-socket scoping come with ABI 6 and are asked for in best effort.
+const FS_ABI: ABI = ABI::V5;
+
+/// What a confined program may touch, besides [`SYSTEM_READ`] and its own binary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Everything beneath these may be read, created, changed and removed (no device nodes).
+    pub write: Vec<PathBuf>,
+    /// Everything beneath these may be read (directories listed, files read).
+    pub read: Vec<PathBuf>,
+}
+
+impl Policy {
+    /// The helper's argv: `--rw DIR ... --ro PATH ... -- PROGRAM ARGS...`. The program is given as
+    /// it will be executed: absolute, or looked up in `PATH` by the helper.
+    pub fn helper_args<S: AsRef<OsStr>>(&self, program: &Path, args: &[S]) -> Vec<OsString> {
+        let mut out = Vec::with_capacity(2 * (self.write.len() + self.read.len()) + args.len() + 2);
+        for (flag, paths) in [("--rw", &self.write), ("--ro", &self.read)] {
+            for p in paths {
+                out.push(flag.into());
+                out.push(p.as_os_str().to_owned());
+            }
+        }
+        out.push("--".into());
+        out.push(program.as_os_str().to_owned());
+        out.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        out
+    }
+}
+
+/// The helper's command line, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// `--probe`: restrict an empty process and say whether it worked.
+    Probe,
+    Run {
+        policy: Policy,
+        program: OsString,
+        args: Vec<OsString>,
+    },
+}
+
+pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation, String> {
+    let mut policy = Policy::default();
+    loop {
+        let Some(flag) = argv.next() else {
+            return Err("usage: mirror-confine [--rw DIR]... [--ro PATH]... -- PROGRAM [ARG]...".into());
+        };
+        match flag.as_bytes() {
+            b"--probe" => return Ok(Invocation::Probe),
+            b"--" => break,
+            b"--rw" | b"--ro" => {
+                let path = argv.next().ok_or_else(|| format!("{} needs a path", flag.to_string_lossy()))?;
+                let path = PathBuf::from(path);
+                if !path.is_absolute() {
+                    return Err(format!("{}: {} is not absolute", flag.to_string_lossy(), path.display()));
+                }
+                if flag == "--rw" { policy.write.push(path) } else { policy.read.push(path) }
+            }
+            _ => return Err(format!("unknown argument {}", flag.to_string_lossy())),
+        }
+    }
+    let program = argv.next().ok_or("no program after --")?;
+    Ok(Invocation::Run { policy, program, args: argv.collect() })
+}
+
+/// How the restriction went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforced {
+    /// Every right asked for is enforced.
+    Fully,
+    /// The file-system rules are enforced, some newer features (scoping) are not.
+    Partially,
+}
+
+/// `PATH` lookup for a program given by name.
+pub fn resolve_program(program: &OsStr) -> Option<PathBuf> {
+    let p = Path::new(program);
+    if p.components().count() > 1 || p.is_absolute() {
+        return Some(p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path).map(|d| d.join(p)).find(|c| c.is_file())
+}
+
+fn is_dir(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+/// Rights on a path: a rule on a file may carry only the rights that apply to files.
+fn rule(path: &Path, rights: BitFlags<AccessFs>) -> Result<Option<PathBeneath<PathFd>>, String> {
+    let fd = match PathFd::new(path) {
+        Ok(fd) => fd,
+        Err(_) if !path.exists() => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let rights = if is_dir(path) { rights } else { rights & AccessFs::from_file(FS_ABI) };
+    Ok(Some(PathBeneath::new(fd, rights).set_compatibility(CompatLevel::BestEffort)))
+}
+
+/// Restricts the calling process (and what it will exec) to `policy`, plus the system paths and
+/// `program`. An error when Landlock is not available: the caller must not run unconfined.
+pub fn restrict(policy: &Policy, program: Option<&Path>) -> Result<Enforced, String> {
+    let all = AccessFs::from_all(FS_ABI);
+    let no_nodes = AccessFs::MakeChar | AccessFs::MakeBlock | AccessFs::MakeFifo | AccessFs::MakeSock;
+    let write = all & !no_nodes;
+    let read = AccessFs::from_read(FS_ABI);
+    let mut rules = Vec::new();
+    for dir in &policy.write {
+        // A directory to write beneath must exist: a missing one would silently grant nothing.
+        if !is_dir(dir) {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        rules.extend(rule(dir, write)?);
+    }
+    for p in policy.read.iter().map(PathBuf::as_path).chain(SYSTEM_READ.iter().map(Path::new)).chain(program) {
+        rules.extend(rule(p, read)?);
+    }
+    rules.extend(rule(Path::new(DEV_NULL), AccessFs::from_file(FS_ABI))?);
+    let fail = |e: landlock::RulesetError| format!("Landlock: {e}");
+    let ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)
+        .map_err(fail)?
+        .scope(Scope::from_all(ABI::V6))
+        .map_err(fail)?
+        .create()
+        .map_err(fail)?
+        .add_rules(rules.into_iter().map(Ok::<_, landlock::RulesetError>))
+        .map_err(fail)?;
+    let status = ruleset.restrict_self().map_err(fail)?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => Ok(Enforced::Fully),
+        RulesetStatus::PartiallyEnforced => Ok(Enforced::Partially),
+        RulesetStatus::NotEnforced => {
+            Err("Landlock is not available in this kernel: refusing to run unconfined".into())
+        }
+    }
+}
+
+/// Finds the helper: the configured path, else beside the running binary (or one directory up,
+/// where cargo puts binaries next to a test's `deps/`), else in `PATH`.
+pub fn find_helper(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = configured {
+        return Some(p.to_path_buf());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let beside = exe.parent().map(|d| d.join(HELPER_NAME));
+    let above = exe.parent().and_then(Path::parent).map(|d| d.join(HELPER_NAME));
+    beside.into_iter().chain(above).find(|c| c.is_file()).or_else(|| resolve_program(OsStr::new(HELPER_NAME)))
+}
+
+/// Runs `helper --probe`: `Ok` with what it printed when the kernel confines, `Err` with why not.
+/// Blocking: call it at start, or from a blocking thread.
+pub fn probe(helper: &Path) -> Result<String, String> {
+    let out = std::process::Command::new(helper)
+        .arg("--probe")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+    if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> impl Iterator<Item = OsString> {
+        s.iter().map(OsString::from).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn arguments_round_trip() {
+        let policy = Policy { write: vec!["/srv/m/a".into()], read: vec!["/srv/conf".into()] };
+        let argv = policy.helper_args(Path::new("/usr/bin/rsync"), &["-a", "--", "x"]);
+        let parsed = parse_args(argv.into_iter()).unwrap();
+        assert_eq!(
+            parsed,
+            Invocation::Run {
+                policy,
+                program: "/usr/bin/rsync".into(),
+                args: vec!["-a".into(), "--".into(), "x".into()]
+            }
+        );
+        assert_eq!(parse_args(args(&["--probe"])).unwrap(), Invocation::Probe);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        assert!(parse_args(args(&["--rw", "relative", "--", "x"])).is_err());
+        assert!(parse_args(args(&["--rw"])).is_err());
+        assert!(parse_args(args(&["--bogus", "--", "x"])).is_err());
+        assert!(parse_args(args(&["--rw", "/a"])).is_err());
+        assert!(parse_args(args(&["--"])).is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! `mirror-confine [--rw DIR]... [--ro PATH]... -- PROGRAM [ARG]...`: restricts itself with
+//! Landlock, then execs PROGRAM. `--probe` says whether this kernel can confine.
+//! Exit 126 when it cannot confine or exec: the program never runs unconfined.
+
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+
+use mirror_confine::{Enforced, Invocation, Policy, parse_args, resolve_program, restrict};
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("mirror-confine: {message}");
+    ExitCode::from(126)
+}
+
+fn main() -> ExitCode {
+    let invocation = match parse_args(std::env::args_os().skip(1)) {
+        Ok(i) => i,
+        Err(e) => return fail(&e),
+    };
+    match invocation {
+        Invocation::Probe => match restrict(&Policy::default(), None) {
+            Ok(Enforced::Fully) => {
+                println!("landlock: fully enforced");
+                ExitCode::SUCCESS
+            }
+            Ok(Enforced::Partially) => {
+                println!("landlock: enforced (without signal scoping)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Invocation::Run { policy, program, args } => {
+            let Some(resolved) = resolve_program(&program) else {
+                return fail(&format!("{} not found in PATH", program.to_string_lossy()));
+            };
+            if let Err(e) = restrict(&policy, Some(&resolved)) {
+                return fail(&e);
+            }
+            // argv[0] stays the program's path, so the process shows as the program itself.
+            let error = std::process::Command::new(&resolved).arg0(&program).args(&args).exec();
+            fail(&format!("cannot exec {}: {error}", resolved.display()))
+        }
+    }
+}
