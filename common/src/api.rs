@@ -464,6 +464,9 @@ pub struct SlaveStatus {
     /// Only for the master (with this slave's token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// Whether this slave's pulls are confined by the kernel (Landlock).
+    #[serde(default)]
+    pub confined: bool,
     pub serving: std::collections::BTreeMap<String, ServedProject>,
     /// Project → generation being pulled now.
     pub running: std::collections::BTreeMap<String, i64>,

@@ -28,6 +28,9 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 
+/// A sync request is a small JSON document.
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
 struct Slot {
     running: i64,
     /// The newest request that came while `running` was being pulled: exactly one follow-up.
@@ -122,9 +125,12 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     if !authorized(&state, &request) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "this slave's token is required", None);
     }
-    let bytes = match axum::body::to_bytes(request.into_body(), 1024 * 1024).await {
+    let bytes = match axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES).await {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string(), None),
+        Err(_) => {
+            let message = format!("the request body is larger than {MAX_REQUEST_BYTES} bytes");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message, None);
+        }
     };
     let req: SyncRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
@@ -179,7 +185,7 @@ async fn status(State(state): State<AppState>, request: Request) -> Json<SlaveSt
         serving.values_mut().for_each(|s| s.last_message = None);
     }
     let root = full.then(|| state.root.display().to_string());
-    Json(SlaveStatus { root, serving, running, queued })
+    Json(SlaveStatus { root, confined: state.confine.confined(), serving, running, queued })
 }
 
 impl AppState {
