@@ -59,6 +59,23 @@ impl ConfineStatus {
         self.helper.as_ref().map(|h| Confinement { helper: h.clone(), policy: mirror_confine::Policy { write, read } })
     }
 
+    /// At start: finds the helper, asks it (off the async workers) whether this kernel confines,
+    /// and logs the answer. `what`: what is confined, for the log ("rsync run", "pull").
+    pub async fn start(mode: ConfineMode, helper: Option<PathBuf>, what: &str) -> Result<ConfineStatus, String> {
+        let status = tokio::task::spawn_blocking(move || ConfineStatus::detect(mode, helper.as_deref()))
+            .await
+            .map_err(|e| e.to_string())??;
+        if status.confined() {
+            tracing::info!(confinement = %status.detail, "every {what} is confined by Landlock");
+        } else {
+            tracing::warn!(
+                confinement = %status.detail,
+                "{what}s are NOT confined: options that name a path and per-directory merge rules are refused"
+            );
+        }
+        Ok(status)
+    }
+
     /// Finds the helper and asks it whether this kernel confines (blocking: call at start).
     pub fn detect(mode: ConfineMode, configured_helper: Option<&Path>) -> Result<ConfineStatus, String> {
         if mode == ConfineMode::Off {
@@ -85,6 +102,17 @@ pub struct RunAs {
 }
 
 impl RunAs {
+    /// The `run_as` setting: only a process started as root can run children as another user.
+    pub fn configured(user: Option<&str>) -> Result<Option<RunAs>, String> {
+        let Some(user) = user else { return Ok(None) };
+        let account = RunAs::lookup(user)?;
+        if !nix::unistd::geteuid().is_root() {
+            return Err("only a process started as root can run rsync as another user".into());
+        }
+        tracing::info!(run_as = user, uid = account.uid, gid = account.gid, "rsync runs as an unprivileged account");
+        Ok(Some(account))
+    }
+
     /// Looks up a user name (or a numeric uid) in the system's user database.
     pub fn lookup(user: &str) -> Result<RunAs, String> {
         let found = match user.parse::<u32>() {

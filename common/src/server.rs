@@ -29,6 +29,30 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
+impl Limits {
+    /// Checks the three settings as both binaries name them: an error is (key, what is wrong).
+    pub fn new(
+        max_connections: usize,
+        header_read_timeout_secs: u64,
+        idle_timeout_secs: u64,
+    ) -> Result<Limits, (&'static str, &'static str)> {
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(("max_connections", "must be between 1 and 1000000"));
+        }
+        if !(1..=3600).contains(&header_read_timeout_secs) {
+            return Err(("header_read_timeout_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=86_400).contains(&idle_timeout_secs) {
+            return Err(("idle_timeout_secs", "must be between 1 and 86400"));
+        }
+        Ok(Limits {
+            max_connections,
+            header_read_timeout: Duration::from_secs(header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(idle_timeout_secs),
+        })
+    }
+}
+
 struct Conn {
     opened: Instant,
     /// Requests being answered on this connection now.
@@ -180,6 +204,24 @@ impl IdleIo {
         self.deadline.as_mut().reset(tokio::time::Instant::now() + self.idle);
     }
 
+    /// A write that moved bytes resets the idle clock; one that waits checks it.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.moved();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check_idle(cx).map(Err),
+        }
+    }
+
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle")),
@@ -206,16 +248,8 @@ impl AsyncRead for IdleIo {
 
 impl AsyncWrite for IdleIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.moved();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -231,16 +265,8 @@ impl AsyncWrite for IdleIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.moved();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -170,12 +170,10 @@ impl Settings {
         Ok(settings)
     }
 
-    pub fn limits(&self) -> mirror_common::server::Limits {
-        mirror_common::server::Limits {
-            max_connections: self.max_connections,
-            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
-            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
-        }
+    /// `max_connections`, `header_read_timeout_secs`, `idle_timeout_secs`, checked.
+    pub fn limits(&self) -> Result<mirror_common::server::Limits, ConfigError> {
+        mirror_common::server::Limits::new(self.max_connections, self.header_read_timeout_secs, self.idle_timeout_secs)
+            .map_err(|(key, m)| invalid(key, m))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -216,15 +214,7 @@ impl Settings {
         if !(1..=1_000_000).contains(&self.runs_keep) {
             return Err(invalid("runs_keep", "must be between 1 and 1000000"));
         }
-        if !(1..=1_000_000).contains(&self.max_connections) {
-            return Err(invalid("max_connections", "must be between 1 and 1000000"));
-        }
-        if !(1..=3600).contains(&self.header_read_timeout_secs) {
-            return Err(invalid("header_read_timeout_secs", "must be between 1 and 3600"));
-        }
-        if !(1..=86_400).contains(&self.idle_timeout_secs) {
-            return Err(invalid("idle_timeout_secs", "must be between 1 and 86400"));
-        }
+        self.limits()?;
         if self.run_as.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-')) {
             return Err(invalid("run_as", "must be a user name or uid"));
         }

@@ -63,19 +63,10 @@ impl Application {
         tokio::fs::create_dir_all(&settings.log_dir)
             .await
             .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
-        let (mode, helper) = (settings.confine, settings.confine_helper.clone());
-        let confine = tokio::task::spawn_blocking(move || ConfineStatus::detect(mode, helper.as_deref()))
-            .await?
+        let confine = ConfineStatus::start(settings.confine, settings.confine_helper.clone(), "rsync run")
+            .await
             .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
-        if confine.confined() {
-            tracing::info!(confinement = %confine.detail, "every rsync runs confined by Landlock");
-        } else {
-            tracing::warn!(
-                confinement = %confine.detail,
-                "rsync runs are NOT confined: options that name a path and per-directory merge rules are refused"
-            );
-        }
-        let run_as = run_as_account(settings.run_as.as_deref())?;
+        let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
         let rsyncd = if settings.rsyncd.manage {
             let password = rsyncd::password(&db, &settings.rsyncd).await?;
             let launch = rsyncd::Launcher { rsync_path: &settings.rsync_path, confine: &confine, run_as };
@@ -145,7 +136,8 @@ impl Application {
         });
         self.state.cluster.spawn_reconciler(stop_rx.clone());
         let mut server_stop = stop_rx.clone();
-        let server = mirror_common::server::serve(self.listener, app, self.state.settings.limits(), async move {
+        let limits = self.state.settings.limits()?;
+        let server = mirror_common::server::serve(self.listener, app, limits, async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
         let state = self.state.clone();
@@ -164,22 +156,6 @@ impl Application {
         tracing::info!("mirror-master stopped");
         Ok(())
     }
-}
-
-/// The account rsync runs as, when `run_as` is set: only a master started as root can switch.
-fn run_as_account(user: Option<&str>) -> anyhow::Result<Option<RunAs>> {
-    let Some(user) = user else { return Ok(None) };
-    let account = RunAs::lookup(user).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
-    if !nix_is_root() {
-        anyhow::bail!("run_as: only a master started as root can run rsync as another user");
-    }
-    tracing::info!(run_as = user, uid = account.uid, gid = account.gid, "rsync runs as an unprivileged account");
-    Ok(Some(account))
-}
-
-fn nix_is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Creates the first `root` from `MIRROR_ROOT_PASSWORD` when the database has no user at all.

@@ -180,17 +180,19 @@ impl ManagedRsyncd {
         let secrets = dir.join("rsyncd.secrets");
         write_private(&secrets, &format!("{}:{password}\n", settings.user)).await?;
         write_private(&dir.join("slave.password"), &format!("{password}\n")).await?;
-        let (uid, gid) = match launcher.run_as {
-            Some(r) => (r.uid, r.gid),
+        // Run as `run_as`, the daemon is that account already (and could not switch); otherwise it
+        // keeps our own ids rather than rsync's default of `nobody`.
+        let ids = match launcher.run_as {
+            Some(_) => String::new(),
             None => {
                 use std::os::unix::fs::MetadataExt;
                 let m = tokio::fs::metadata("/proc/self").await?;
-                (m.uid(), m.gid())
+                format!("uid = {}\ngid = {}\n", m.uid(), m.gid())
             }
         };
         let conf = format!(
             "# Written by mirror-master at each start; edits are lost.\n\
-             use chroot = no\nuid = {uid}\ngid = {gid}\npid file = {pid}\nlog file = {log}\n\
+             use chroot = no\n{ids}pid file = {pid}\nlog file = {log}\n\
              # rsync's default of 5 drops the SYNs of a fan-out to more slaves: they wait 1 s to retry.\n\
              listen backlog = 128\n\n\
              [{module}]\n  path = {root}\n  read only = yes\n  list = no\n  auth users = {user}\n  secrets file = {secrets}\n",

@@ -108,15 +108,7 @@ impl Settings {
         if self.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             return Err(invalid("token", "must be at least 16 characters"));
         }
-        if !(1..=1_000_000).contains(&self.max_connections) {
-            return Err(invalid("max_connections", "must be between 1 and 1000000"));
-        }
-        if !(1..=3600).contains(&self.header_read_timeout_secs) {
-            return Err(invalid("header_read_timeout_secs", "must be between 1 and 3600"));
-        }
-        if !(1..=86_400).contains(&self.idle_timeout_secs) {
-            return Err(invalid("idle_timeout_secs", "must be between 1 and 86400"));
-        }
+        self.limits()?;
         if self.rsync_password.is_some() && self.rsync_password_file.is_some() {
             return Err(invalid("rsync_password_file", "set either rsync_password or rsync_password_file"));
         }
@@ -129,12 +121,10 @@ impl Settings {
         Ok(())
     }
 
-    pub fn limits(&self) -> mirror_common::server::Limits {
-        mirror_common::server::Limits {
-            max_connections: self.max_connections,
-            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
-            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
-        }
+    /// `max_connections`, `header_read_timeout_secs`, `idle_timeout_secs`, checked.
+    pub fn limits(&self) -> anyhow::Result<mirror_common::server::Limits> {
+        mirror_common::server::Limits::new(self.max_connections, self.header_read_timeout_secs, self.idle_timeout_secs)
+            .map_err(|(key, m)| invalid(key, m))
     }
 
     /// The rsync daemon password, from the setting or from a file readable by its owner only.

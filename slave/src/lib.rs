@@ -390,19 +390,10 @@ impl Application {
                 "no token configured (the master's /add_slave/ issues it): every sync request will be refused"
             );
         }
-        let (mode, helper) = (settings.confine, settings.confine_helper.clone());
-        let confine = tokio::task::spawn_blocking(move || ConfineStatus::detect(mode, helper.as_deref()))
-            .await?
+        let confine = ConfineStatus::start(settings.confine, settings.confine_helper.clone(), "pull")
+            .await
             .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
-        if confine.confined() {
-            tracing::info!(confinement = %confine.detail, "every pull runs confined by Landlock");
-        } else {
-            tracing::warn!(confinement = %confine.detail, "pulls are NOT confined: options that name a path are refused");
-        }
-        let run_as = match settings.run_as.as_deref() {
-            Some(user) => Some(RunAs::lookup(user).map_err(|e| anyhow::anyhow!("run_as: {e}"))?),
-            None => None,
-        };
+        let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
         let served: BTreeMap<String, ServedProject> = match tokio::fs::read(&settings.state_file).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("state_file: {} is not valid", settings.state_file.display()))?,
@@ -434,7 +425,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(listen = %self.listener.local_addr()?, root = %self.state.root.display(), "mirror-slave serving");
         let state = self.state.clone();
-        let limits = self.state.settings.limits();
+        let limits = self.state.settings.limits()?;
         mirror_common::server::serve(self.listener, router(self.state.clone()), limits, async move {
             shutdown.await;
             let _ = state.stop.send(true);

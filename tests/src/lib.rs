@@ -183,6 +183,8 @@ pub struct MasterProcess {
     pub child: Child,
     pub api: Api,
     pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The lines read while waiting for the address, given back by [`MasterProcess::drain_log`].
+    early: Vec<String>,
 }
 
 impl MasterProcess {
@@ -221,18 +223,21 @@ impl MasterProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut early = Vec::new();
         let addr = loop {
             let line = tokio::time::timeout_at(deadline.into(), log.recv())
                 .await
                 .expect("master did not report its address in time")
                 .expect("master exited before serving");
-            if let Some(rest) = strip_ansi(&line).split("listen=").nth(1) {
+            let line = strip_ansi(&line);
+            if let Some(rest) = line.split("listen=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
+            early.push(line);
         };
         let api = Api::new(format!("http://{addr}"));
         wait_until_serving(&api).await;
-        MasterProcess { child, api, log }
+        MasterProcess { child, api, log, early }
     }
 
     pub async fn kill(mut self) {
@@ -241,7 +246,7 @@ impl MasterProcess {
 
     /// Every log line printed so far.
     pub fn drain_log(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.early);
         while let Ok(l) = self.log.try_recv() {
             out.push(strip_ansi(&l));
         }

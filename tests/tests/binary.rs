@@ -57,7 +57,23 @@ async fn a_restart_keeps_all_data_and_tokens() {
     );
     let log = master.drain_log().join("\n");
     assert!(!log.contains("upstream-secret") && !log.contains("admin-secret") && !log.contains("ops-pw"), "{log}");
+    // The start says whether runs are confined (the helper sits beside the binary).
+    assert!(log.contains("every rsync run is confined by Landlock"), "{log}");
     master.kill().await;
+
+    // Told to run unconfined, it says so, and refuses the options that would need confinement.
+    let mut unconfined = MasterProcess::start(dir.path(), &[("MIRROR_MASTER__CONFINE", "off")]).await;
+    let log = unconfined.drain_log().join("\n");
+    assert!(log.contains("rsync runs are NOT confined"), "{log}");
+    assert_eq!(unconfined.api.get("/status/", &Auth::None).await.body["confined"], json!(false));
+    let mut risky = project.clone();
+    risky["project"] = json!("risky");
+    risky["dest"] = json!("risky");
+    risky["rsync_options"] = json!({"basic": ["--backup-dir=old"]});
+    let r = unconfined.api.post("/add_project/", &risky, &admin).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.body["message"].as_str().unwrap().contains("Landlock"), "{}", r.text);
+    unconfined.kill().await;
 
     let master = MasterProcess::start(dir.path(), &[]).await;
     let api = master.api.clone();

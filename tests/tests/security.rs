@@ -523,3 +523,57 @@ async fn a_body_over_the_limit_is_413() {
     let r = m.api.post("/add_project/", &big, &Auth::user()).await;
     assert_eq!((r.status, r.body["error"].clone()), (StatusCode::PAYLOAD_TOO_LARGE, json!("too_large")), "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_root_master_runs_rsync_and_its_daemon_as_the_run_as_account() {
+    if !is_root() {
+        eprintln!("skipped: run_as needs a master started as root");
+        return;
+    }
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data().join("dropped"), 3);
+    let dir = tempfile::tempdir().unwrap();
+    // The account must reach the tree and the helper: a world-traversable directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = dir.path().join("mirror-confine");
+    std::fs::copy(mirror_tests::binary("mirror-confine"), &helper).unwrap();
+    let mut settings = cluster_settings(dir.path());
+    settings.run_as = Some("nobody".into());
+    settings.confine_helper = Some(helper);
+    let m = TestMaster::start_with(dir, settings).await;
+    let mut slave = SlaveProcess::start(&m.api.base).await;
+    add_slave(&m.api, &mut slave).await;
+    add(&m.api, &project("dropped", &upstream, "dropped", json!([]))).await;
+    let r = run(&m.api, "dropped").await;
+    assert_eq!(r["status"], json!("success"), "{r}");
+    let nobody = nix_uid("nobody");
+    let tree = m.mirror_root().join("dropped");
+    for entry in walk(&tree) {
+        assert_eq!(
+            std::fs::symlink_metadata(&entry).unwrap().uid(),
+            nobody,
+            "{} is not the run_as account's",
+            entry.display()
+        );
+    }
+    // The managed daemon, run as the same account, serves the slave.
+    wait_for(60, "the slave to serve the project", || async {
+        (slave.status().await["serving"]["dropped"]["generation"] == json!(1)).then_some(())
+    })
+    .await;
+    assert_eq!(entries(&slave.root().join("dropped")), entries(&tree));
+}
+
+fn nix_uid(user: &str) -> u32 {
+    let out = std::process::Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    for e in std::fs::read_dir(root).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
