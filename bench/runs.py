@@ -114,9 +114,12 @@ def parse_ts(s):
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def bench_dispatch(n):
+def bench_dispatch(n, confine):
     work = tempfile.mkdtemp(prefix="bench-dispatch-")
-    master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false")
+    master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false",
+                    confine=confine)
+    _, status = master.request("GET", "/status/")
+    print(f"dispatch with confine = {confine}: runs confined: {status['confined']} ({status.get('confinement')})")
     # Every project fires at the same second, far enough ahead to add them all first.
     added_by = time.time() + max(10, n / 300)
     target = dt.datetime.fromtimestamp(added_by, dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=20)
@@ -160,7 +163,7 @@ def bench_dispatch(n):
     print(f"  master peak RSS: {rss / 1024:.1f} MiB")
     print(f"  CPU during the burst: master {own_after - own_before:.1f} s, "
           f"the programs it ran {children_after - children_before:.1f} s")
-    spawn_floor(n, 64)
+    return percentile(delays, 50), percentile(delays, 99), own_after - own_before
 
 
 def spawn_floor(n, cap):
@@ -255,7 +258,12 @@ def main():
     if not os.path.exists(MASTER):
         raise SystemExit(f"{MASTER} missing: cargo build --release --bin mirror-master")
     if args.which in ("dispatch", "all"):
-        bench_dispatch(args.projects)
+        # Without, then with, the Landlock helper between the master and each rsync.
+        results = {confine: bench_dispatch(args.projects, confine) for confine in ("off", "auto")}
+        (p50_off, p99_off, cpu_off), (p50_on, p99_on, cpu_on) = results["off"], results["auto"]
+        print(f"dispatch, confined against not: p50 {p50_on / p50_off:.2f}x, p99 {p99_on / p99_off:.2f}x, "
+              f"master CPU {cpu_on / cpu_off:.2f}x")
+        spawn_floor(args.projects, 64)
     if args.which in ("syncup", "all"):
         bench_syncup()
 

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v rsync >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync; }
-cargo build --release --locked --bin mirror-master
+cargo build --release --locked --bin mirror-master --bin mirror-confine
 exec python3 bench/runs.py "$@"

@@ -20,6 +20,13 @@ pub const TAIL_BYTES: usize = 64 * 1024;
 /// and the C locale, so that `--stats` figures always read the same.
 const CHILD_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LC_ALL", "C")];
 
+/// `rsync_path` as children will run it: a bare name is looked up in our own `PATH` once, at
+/// start, because a child's `PATH` is a fixed short one (left as given when not found, so that the
+/// error names it).
+pub fn program_path(configured: &Path) -> PathBuf {
+    mirror_confine::resolve_program(configured.as_os_str()).unwrap_or_else(|| configured.to_path_buf())
+}
+
 /// How a child is confined: the `mirror-confine` helper execs it under this policy.
 #[derive(Debug, Clone)]
 pub struct Confinement {

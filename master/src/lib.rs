@@ -69,7 +69,8 @@ impl Application {
         let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
         let rsyncd = if settings.rsyncd.manage {
             let password = rsyncd::password(&db, &settings.rsyncd).await?;
-            let launch = rsyncd::Launcher { rsync_path: &settings.rsync_path, confine: &confine, run_as };
+            let rsync_path = mirror_common::rsync::program_path(&settings.rsync_path);
+            let launch = rsyncd::Launcher { rsync_path: &rsync_path, confine: &confine, run_as };
             ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?
         } else {
             None

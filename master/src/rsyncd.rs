@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
+use mirror_common::Secret;
 use mirror_common::rsync::{ConfineStatus, Confinement, RsyncCommand, RunAs};
 use rand::RngCore;
 use tokio::process::Child;
@@ -145,14 +146,14 @@ impl Launch {
 }
 
 /// The module password: configured, or generated once and kept in the database.
-pub async fn password(db: &Db, settings: &RsyncdSettings) -> anyhow::Result<String> {
+pub async fn password(db: &Db, settings: &RsyncdSettings) -> anyhow::Result<Secret> {
     if let Some(p) = &settings.password {
-        return Ok(p.expose().to_owned());
+        return Ok(p.clone());
     }
     let mut fresh = [0u8; 24];
     rand::rng().fill_bytes(&mut fresh);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fresh);
-    Ok(db::settings::get_or_insert(db, "rsyncd_password", &encoded).await?)
+    Ok(Secret::new(db::settings::get_or_insert(db, "rsyncd_password", &encoded).await?))
 }
 
 async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -171,13 +172,14 @@ impl ManagedRsyncd {
         settings: &RsyncdSettings,
         launcher: &Launcher<'_>,
         mirror_root: &Path,
-        password: &str,
+        password: &Secret,
     ) -> anyhow::Result<Option<ManagedRsyncd>> {
         let rsync_path = launcher.rsync_path;
         let dir = &settings.dir;
         tokio::fs::create_dir_all(dir).await.with_context(|| format!("rsyncd.dir: cannot create {}", dir.display()))?;
         let dir = tokio::fs::canonicalize(dir).await?;
         let secrets = dir.join("rsyncd.secrets");
+        let password = password.expose();
         write_private(&secrets, &format!("{}:{password}\n", settings.user)).await?;
         write_private(&dir.join("slave.password"), &format!("{password}\n")).await?;
         // Run as `run_as`, the daemon is that account already (and could not switch); otherwise it

@@ -78,7 +78,7 @@ impl From<&Settings> for RunnerConfig {
     fn from(s: &Settings) -> Self {
         RunnerConfig {
             mirror_root: s.mirror_root.clone(),
-            rsync_path: s.rsync_path.clone(),
+            rsync_path: mirror_common::rsync::program_path(&s.rsync_path),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
             default_timeout: Duration::from_secs(s.run_timeout_secs),
@@ -100,6 +100,9 @@ pub struct Runner {
     active: Mutex<HashMap<String, Active>>,
     accepting: AtomicBool,
     idle: Notify,
+    /// Runs between their start and the end of their housekeeping (log rotation, pruning): the
+    /// database must stay open until it is zero.
+    executing: std::sync::atomic::AtomicUsize,
     listing: Arc<ListingCache>,
     cluster: Arc<Cluster>,
 }
@@ -128,6 +131,7 @@ impl Runner {
             active: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
+            executing: std::sync::atomic::AtomicUsize::new(0),
             listing,
             cluster,
         });
@@ -251,6 +255,7 @@ impl Runner {
 
     #[tracing::instrument(skip_all, fields(project.id = %project_id, run.id = run_id))]
     async fn execute(self: Arc<Self>, project_id: String, run_id: i64, cancel: watch::Receiver<bool>) {
+        self.executing.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = self.execute_inner(&project_id, run_id, cancel).await {
             tracing::error!(error = format!("{e:#}"), "run failed inside the master");
             let message = format!("internal error: {e:#}");
@@ -272,6 +277,8 @@ impl Runner {
             Ok(n) => tracing::debug!(removed = n, "old run records removed"),
             Err(e) => tracing::warn!(error = %e, "cannot remove old run records"),
         }
+        self.executing.fetch_sub(1, Ordering::SeqCst);
+        self.idle.notify_waiters();
     }
 
     /// The project may run again: its run is recorded as ended. Idempotent.
@@ -456,7 +463,7 @@ impl Runner {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.active().is_empty() {
+            if self.active().is_empty() && self.executing.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;

@@ -240,7 +240,7 @@ impl AppState {
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
         let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
-            program: self.settings.rsync_path.clone(),
+            program: mirror_common::rsync::program_path(&self.settings.rsync_path),
             args,
             password: self.rsync_password.clone(),
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
