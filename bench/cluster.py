@@ -21,13 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runs import ROOT, Master, free_port, make_tree, parse_ts, start_rsyncd, syncup_and_wait  # noqa: E402
 
 SLAVE = os.path.join(ROOT, "target", "release", "mirror-slave")
-TOKEN = "bench-cluster-token-0123456789"
 RSYNCD_PASSWORD = "bench-rsyncd-pw"
 ROUNDS = 5
 
 
-def start_slave(work, master_url, password_file):
-    port = free_port()
+def start_slave(work, master_url, password_file, port, token):
+    """A slave on `port` with the token the master issued for it."""
     d = os.path.join(work, f"slave-{port}")
     os.makedirs(d)
     env = dict(os.environ)
@@ -35,13 +34,13 @@ def start_slave(work, master_url, password_file):
         "MIRROR_SLAVE__LISTEN": f"127.0.0.1:{port}",
         "MIRROR_SLAVE__ROOT": os.path.join(d, "root"),
         "MIRROR_SLAVE__MASTER_URL": master_url,
-        "MIRROR_SLAVE__CLUSTER_TOKEN": TOKEN,
+        "MIRROR_SLAVE__TOKEN": token,
         "MIRROR_SLAVE__RSYNC_PASSWORD_FILE": password_file,
         "MIRROR_SLAVE__STATE_FILE": os.path.join(d, "state.json"),
         "MIRROR_SLAVE__LOG": "warn",
     })
     proc = subprocess.Popen([SLAVE], env=env, cwd=d, stdout=subprocess.DEVNULL)
-    return proc, port
+    return proc
 
 
 def wait_answering(port, timeout=30):
@@ -79,15 +78,14 @@ def main():
     make_tree(data, files=2000, dirs=40, lines=17)
     upstream, upstream_port = start_rsyncd(data)
     rsyncd_port = free_port()
-    master = Master(work, cluster_token=TOKEN, rsyncd__manage="true", rsyncd__port=rsyncd_port,
+    master = Master(work, rsyncd__manage="true", rsyncd__port=rsyncd_port,
                     rsyncd__password=RSYNCD_PASSWORD, reconcile_interval_secs=60, max_concurrent_runs=4)
     password_file = os.path.join(work, "slave.password")
     with open(password_file, "w") as f:
         f.write(RSYNCD_PASSWORD + "\n")
     os.chmod(password_file, 0o600)
-    slaves = [start_slave(work, f"http://127.0.0.1:{master.port}", password_file) for _ in range(16)]
-    for _, port in slaves:
-        wait_answering(port)
+    ports = [free_port() for _ in range(16)]
+    slaves = []
     status, body = master.request("POST", "/add_project/", {
         "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": upstream_port, "rsync_module": "data",
         "dest": "pub/tree", "rsync_options": {"defaults": ["-avH", "--no-motd"], "delete": "--delete"},
@@ -101,9 +99,12 @@ def main():
     results = {}
     try:
         for count in (1, 4, 16):
-            for proc, port in slaves[registered:count]:
+            for port in ports[registered:count]:
+                # Each slave is registered first: it starts with the token the master issues for it.
                 status, body = master.request("POST", "/add_slave/", {"hostname": "127.0.0.1", "port": port})
-                assert status in (200, 201), body
+                assert status == 201, body
+                slaves.append(start_slave(work, f"http://127.0.0.1:{master.port}", password_file, port, body["token"]))
+                wait_answering(port)
             registered = count
             run = sync()  # brings new slaves up to date; not measured
             _, view = master.request("GET", "/projects/tree/propagation")
@@ -122,7 +123,7 @@ def main():
         by_hand(work, rsyncd_port, password_file)
     finally:
         master.stop()
-        for proc, _ in slaves:
+        for proc in slaves:
             proc.terminate()
         upstream.terminate()
 

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
 
+/// The most options in one layer.
+pub const MAX_OPTIONS: usize = 64;
+
 /// What `defaults` is when a project does not say.
 pub const DEFAULT_OPTIONS: [&str; 1] = ["-avH"];
 
@@ -190,6 +193,14 @@ impl RsyncOptions {
         let defaults = input.defaults.clone().unwrap_or(base.defaults);
         let basic = input.basic.clone().unwrap_or_default();
         let delete = input.delete.clone().filter(|d| !d.trim().is_empty());
+        for (name, layer) in [("defaults", &defaults), ("basic", &basic)] {
+            if layer.len() > MAX_OPTIONS {
+                return Err(FieldError::new(
+                    format!("rsync_options.{name}"),
+                    format!("holds {} options; at most {MAX_OPTIONS}", layer.len()),
+                ));
+            }
+        }
         for (i, opt) in defaults.iter().enumerate() {
             check_option(opt, confined).map_err(|m| FieldError::new(format!("rsync_options.defaults[{i}]"), m))?;
         }
@@ -595,5 +606,7 @@ mod tests {
         assert_eq!(RsyncOptions::from_input(&input, CONFINED).unwrap_err().field, "rsync_options.delete");
         let input = RsyncOptionsInput { defaults: None, basic: Some(vec!["--delete".into()]), delete: None };
         assert_eq!(RsyncOptions::from_input(&input, CONFINED).unwrap_err().field, "rsync_options");
+        let input = RsyncOptionsInput { defaults: None, basic: Some(vec!["-a".into(); MAX_OPTIONS + 1]), delete: None };
+        assert_eq!(RsyncOptions::from_input(&input, CONFINED).unwrap_err().field, "rsync_options.basic");
     }
 }

@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// The largest request body accepted (every endpoint takes a small JSON document).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest request body accepted. Every endpoint takes a small JSON document (a project with
+/// 64 options of 1 KiB in each layer stays under it); a larger body is refused before it is parsed.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// A JSON body. Any content type is accepted (curl's `-d` sends a form type), but the body must be
 /// a JSON document of the right shape: a wrong type, a missing or an unknown field is a 400 that
