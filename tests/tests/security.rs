@@ -186,25 +186,33 @@ async fn a_slave_pull_neither_writes_nor_reads_outside_its_project() {
     std::fs::write(private.path().join("secret.txt"), "PRIVATE-0123456789\n").unwrap();
     let slave = SlaveProcess::start("http://127.0.0.1:9").await;
     assert_eq!(slave.status().await["confined"], json!(true));
-    // Writes: a backup directory that the pulled tree turns into a symlink out of the slave's root.
-    let tree = upstream.data().join("sbackup");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(tree.join("f.txt"), "first version\n").unwrap();
-    symlink(outside.path(), &tree.join("bk"));
-    let options = ["-a", "--backup", "--backup-dir=bk"];
-    pull(&slave, &pull_request(&slave, &upstream, "sbackup", &options, 1)).await;
-    std::fs::write(tree.join("f.txt"), "second, longer version of the file\n").unwrap();
-    pull(&slave, &pull_request(&slave, &upstream, "sbackup", &options, 2)).await;
-    assert_eq!(entries(outside.path()), Vec::<String>::new(), "the slave wrote outside its root");
-    // Reads: a copy-dest through a symlink to a private directory.
-    let tree = upstream.data().join("scopy");
-    symlink(private.path(), &tree.join("bd"));
-    let options = ["-a", "--size-only", "--copy-dest=bd"];
-    pull(&slave, &pull_request(&slave, &upstream, "scopy", &options, 1)).await;
-    std::fs::write(tree.join("secret.txt"), "UPSTREAM-abcdefghi\n").unwrap();
-    pull(&slave, &pull_request(&slave, &upstream, "scopy", &options, 2)).await;
-    let got = std::fs::read_to_string(slave.root().join("scopy/secret.txt")).unwrap_or_default();
-    assert_eq!(got, "UPSTREAM-abcdefghi\n", "the slave's copy holds what it may not read");
+    // Writes: the path options, through symlinks the pulled tree brings, out of the slave's root.
+    for (case, options, link) in WRITE_CASES.iter().filter(|(case, ..)| *case != "neighbour") {
+        let name = format!("s{case}");
+        let tree = upstream.data().join(&name);
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("f.txt"), "first version\n").unwrap();
+        let target = outside.path().join(case);
+        std::fs::create_dir_all(&target).unwrap();
+        symlink(&target, &tree.join(link));
+        let options: Vec<&str> = ["-a"].iter().chain(options.iter()).copied().collect();
+        pull(&slave, &pull_request(&slave, &upstream, &name, &options, 1)).await;
+        std::fs::write(tree.join("f.txt"), "second, longer version of the file\n").unwrap();
+        pull(&slave, &pull_request(&slave, &upstream, &name, &options, 2)).await;
+        assert_eq!(entries(&target), Vec::<String>::new(), "{case}: the slave wrote outside its root");
+    }
+    // Reads: the basis-directory options through a symlink to a private directory.
+    for (case, option) in [("copy", "--copy-dest=bd"), ("link", "--link-dest=bd"), ("compare", "--compare-dest=bd")] {
+        let name = format!("s{case}");
+        let tree = upstream.data().join(&name);
+        symlink(private.path(), &tree.join("bd"));
+        let options = ["-a", "--size-only", option];
+        pull(&slave, &pull_request(&slave, &upstream, &name, &options, 1)).await;
+        std::fs::write(tree.join("secret.txt"), "UPSTREAM-abcdefghi\n").unwrap();
+        pull(&slave, &pull_request(&slave, &upstream, &name, &options, 2)).await;
+        let got = std::fs::read_to_string(slave.root().join(&name).join("secret.txt")).unwrap_or_default();
+        assert_eq!(got, "UPSTREAM-abcdefghi\n", "{case}: the slave's copy holds what it may not read");
+    }
 }
 
 fn is_root() -> bool {
