@@ -227,10 +227,6 @@ impl Schedule {
         &self.spec
     }
 
-    pub fn timezone(&self) -> Tz {
-        self.tz
-    }
-
     /// The first fire time at or after `after` (rounded up to a whole second), or `None` when the
     /// schedule never fires again. To get the fire after one at `t`, pass `t + 1s`.
     pub fn next_fire_at_or_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -603,7 +599,6 @@ fn validate_expr(i: usize, expr: &Expr, part: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -134,7 +134,6 @@ pub fn parse_fuzzy_datetime(input: &str, tz: Tz) -> Result<DateTime<Utc>, String
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

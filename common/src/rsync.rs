@@ -498,7 +498,6 @@ pub fn kill_orphan(pid: u32, program: &Path, marker: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

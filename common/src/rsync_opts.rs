@@ -242,11 +242,6 @@ impl RsyncOptions {
         }
         Ok(())
     }
-
-    /// The `--port=N` an option sets, if any (the last one wins, as in rsync).
-    pub fn port(&self) -> Option<u16> {
-        self.defaults.iter().chain(&self.basic).rev().find_map(|o| o.strip_prefix("--port=")?.parse().ok())
-    }
 }
 
 fn is_delete_option(opt: &str) -> bool {
@@ -457,7 +452,6 @@ pub async fn resolve_symlinks(path: &Path) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -220,7 +220,6 @@ pub fn probe(helper: &Path) -> Result<String, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -2,7 +2,7 @@
 //! JWT bearer tokens from `GET /get_token/`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -276,5 +276,3 @@ pub async fn signing_key(db: &db::Db, configured: Option<&str>) -> anyhow::Resul
     let kept = db::settings::get_or_insert(db, "jwt_secret", &encoded).await?;
     Ok(base64::engine::general_purpose::STANDARD.decode(kept)?)
 }
-
-pub type SharedAuth = Arc<Authenticator>;

@@ -117,10 +117,6 @@ impl Application {
         Ok(self.listener.local_addr()?)
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
-    }
-
     pub fn state(&self) -> &AppState {
         &self.state
     }

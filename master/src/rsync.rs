@@ -45,7 +45,6 @@ pub fn argv(p: &ProjectRow) -> anyhow::Result<Vec<String>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -155,11 +155,6 @@ impl Runner {
         self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The run under way (queued or running) for a project.
-    pub fn current_run(&self, project_id: &str) -> Option<i64> {
-        self.active().get(project_id).map(|a| a.run_id)
-    }
-
     /// After a crash: runs a previous master left queued or running become `interrupted`, and an
     /// rsync it started that is still alive is killed.
     pub async fn recover(&self) -> anyhow::Result<()> {

@@ -230,7 +230,6 @@ pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, Stri
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

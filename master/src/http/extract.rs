@@ -86,7 +86,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use mirror_common::api::AddProject;
