@@ -286,6 +286,41 @@ pub struct RunStats {
     pub bytes_received: Option<u64>,
 }
 
+impl RunStats {
+    /// Reads one output line; lines that are not stats are ignored.
+    pub fn absorb(&mut self, line: &str) {
+        let Some((key, value)) = line.split_once(':') else { return };
+        let slot = match key.trim() {
+            "Number of files" => &mut self.files_total,
+            "Number of regular files transferred" => &mut self.files_transferred,
+            "Total file size" => &mut self.total_size,
+            "Total transferred file size" => &mut self.bytes_transferred,
+            "Total bytes received" => &mut self.bytes_received,
+            _ => return,
+        };
+        if let Some(n) = parse_count(value) {
+            *slot = Some(n);
+        }
+    }
+}
+
+/// `1,234,567`, `1.234.567`, `1234 bytes` or, with `-h`, `1.23M`.
+fn parse_count(text: &str) -> Option<u64> {
+    let word = text.split_whitespace().next()?;
+    let (number, scale) = match word.char_indices().last()? {
+        (i, 'K') => (&word[..i], 1e3),
+        (i, 'M') => (&word[..i], 1e6),
+        (i, 'G') => (&word[..i], 1e9),
+        (i, 'T') => (&word[..i], 1e12),
+        _ => (word, 1.0),
+    };
+    if scale > 1.0 {
+        return number.replace(',', "").parse::<f64>().ok().map(|v| (v * scale).round() as u64);
+    }
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// One rsync run, from `GET /runs/` and `GET /runs/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
@@ -472,4 +507,28 @@ pub struct SlaveStatus {
     pub running: std::collections::BTreeMap<String, i64>,
     /// Project → generation waiting for the current run to end.
     pub queued: std::collections::BTreeMap<String, i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStats;
+
+    #[test]
+    fn stats_are_parsed() {
+        let out = "Number of files: 1,235 (reg: 1,000, dir: 235)\nNumber of created files: 10\n\
+                   Number of regular files transferred: 10\nTotal file size: 123,456,789 bytes\n\
+                   Total transferred file size: 1,234 bytes\nTotal bytes received: 2.50K\n";
+        let mut s = RunStats::default();
+        out.lines().for_each(|l| s.absorb(l));
+        assert_eq!(
+            s,
+            RunStats {
+                files_total: Some(1235),
+                files_transferred: Some(10),
+                total_size: Some(123_456_789),
+                bytes_transferred: Some(1234),
+                bytes_received: Some(2500),
+            }
+        );
+    }
 }

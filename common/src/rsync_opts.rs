@@ -434,23 +434,6 @@ pub fn normalize_lexically(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Where a write to `path` (absolute, already normalised) would land: its longest existing prefix
-/// with symlinks resolved, then the rest as given. `None` when not even `/` resolves.
-pub async fn resolve_symlinks(path: &Path) -> Option<PathBuf> {
-    let mut existing = path;
-    let mut rest = Vec::new();
-    let resolved = loop {
-        match tokio::fs::canonicalize(existing).await {
-            Ok(c) => break c,
-            Err(_) => {
-                rest.push(existing.file_name()?.to_owned());
-                existing = existing.parent()?;
-            }
-        }
-    };
-    Some(rest.iter().rev().fold(resolved, |p, c| p.join(c)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,5 @@
 //! A secret string (password, token) whose `Debug` never shows it.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-
 use serde::Deserialize;
 
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -74,22 +71,6 @@ mod sql {
             <String as Encode<Sqlite>>::encode(self.0.clone(), buf)
         }
     }
-}
-
-/// A configuration file that sets secrets (`secret_keys`: the ones it sets) must be readable by its
-/// owner only, as rsync demands of its password files. The error says which key and what to do.
-pub fn refuse_secrets_in_shared_file(path: &Path, secret_keys: &[&str], env_prefix: &str) -> Result<(), String> {
-    let Some(key) = secret_keys.first() else { return Ok(()) };
-    let mode = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.permissions().mode();
-    if mode & 0o077 == 0 {
-        return Ok(());
-    }
-    let var = format!("{env_prefix}__{}", key.replace('.', "__").to_uppercase());
-    Err(format!(
-        "{key}: {} holds it but is readable by others (mode {:o}): chmod 600 it, or set {var} in the environment",
-        path.display(),
-        mode & 0o777
-    ))
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use mirror_common::rsync::ConfineMode;
 pub use mirror_common::secret::Secret;
+pub use mirror_runtime::rsync::ConfineMode;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -158,7 +158,7 @@ impl Settings {
             let alone = config::Config::builder().add_source(source.clone()).build()?;
             let secrets: Vec<&str> =
                 SECRET_KEYS.iter().copied().filter(|k| alone.get_string(k).is_ok_and(|v| !v.is_empty())).collect();
-            mirror_common::secret::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_MASTER")
+            mirror_runtime::fs::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_MASTER")
                 .map_err(|m| invalid("config", m))?;
             builder = builder.add_source(source);
         }
@@ -171,8 +171,8 @@ impl Settings {
     }
 
     /// `max_connections`, `header_read_timeout_secs`, `idle_timeout_secs`, checked.
-    pub fn limits(&self) -> Result<mirror_common::server::Limits, ConfigError> {
-        mirror_common::server::Limits::new(self.max_connections, self.header_read_timeout_secs, self.idle_timeout_secs)
+    pub fn limits(&self) -> Result<mirror_runtime::server::Limits, ConfigError> {
+        mirror_runtime::server::Limits::new(self.max_connections, self.header_read_timeout_secs, self.idle_timeout_secs)
             .map_err(|(key, m)| invalid(key, m))
     }
 

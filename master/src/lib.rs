@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mirror_common::api::Role;
-use mirror_common::rsync::{ConfineStatus, RunAs};
+use mirror_runtime::rsync::{ConfineStatus, RunAs};
 use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
@@ -69,7 +69,7 @@ impl Application {
         let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
         let rsyncd = if settings.rsyncd.manage {
             let password = rsyncd::password(&db, &settings.rsyncd).await?;
-            let rsync_path = mirror_common::rsync::program_path(&settings.rsync_path);
+            let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
             let launch = rsyncd::Launcher { rsync_path: &rsync_path, confine: &confine, run_as };
             ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?
         } else {
@@ -134,7 +134,7 @@ impl Application {
         self.state.cluster.spawn_reconciler(stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let limits = self.state.settings.limits()?;
-        let server = mirror_common::server::serve(self.listener, app, limits, async move {
+        let server = mirror_runtime::server::serve(self.listener, app, limits, async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
         let state = self.state.clone();

@@ -74,7 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             // Every connection and every rsync's pipes take descriptors; the soft default of 1,024 is low.
-            let limit = mirror_common::server::raise_open_file_limit();
+            let limit = mirror_runtime::server::raise_open_file_limit();
             tracing::info!(open_files = limit, "open file limit");
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_signal()).await

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use mirror_common::FieldError;
-use mirror_common::rsync_opts::{normalize_lexically, resolve_symlinks};
+use mirror_common::rsync_opts::normalize_lexically;
+use mirror_runtime::fs::resolve_symlinks;
 
 /// Resolves `dest` (absolute, or relative to the mirror root) to the absolute path rsync will
 /// write to, and checks it lies strictly under `root` (itself already canonical). The longest

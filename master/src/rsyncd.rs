@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use base64::Engine;
 use mirror_common::Secret;
-use mirror_common::rsync::{ConfineStatus, Confinement, RsyncCommand, RunAs};
+use mirror_runtime::rsync::{ConfineStatus, Confinement, RsyncCommand, RunAs};
 use rand::RngCore;
 use tokio::process::Child;
 use tokio::sync::watch;

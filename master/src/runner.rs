@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mirror_common::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, Stats, kill_orphan, run_rsync};
+use mirror_common::api::RunStats;
 use mirror_common::rsync_opts::RsyncOptions;
+use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, kill_orphan, run_rsync};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -78,7 +79,7 @@ impl From<&Settings> for RunnerConfig {
     fn from(s: &Settings) -> Self {
         RunnerConfig {
             mirror_root: s.mirror_root.clone(),
-            rsync_path: mirror_common::rsync::program_path(&s.rsync_path),
+            rsync_path: mirror_runtime::rsync::program_path(&s.rsync_path),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
             default_timeout: Duration::from_secs(s.run_timeout_secs),
@@ -260,7 +261,7 @@ impl Runner {
                 attempts: 0,
                 message: &message,
                 warning: false,
-                stats: &Stats::default(),
+                stats: &RunStats::default(),
                 log_tail: "",
             };
             let _ = db::runs::finish(&self.db, run_id, &finished).await;
@@ -421,7 +422,7 @@ impl Runner {
             attempts: 0,
             message,
             warning: false,
-            stats: &Stats::default(),
+            stats: &RunStats::default(),
             log_tail: "",
         };
         db::runs::finish(&self.db, run_id, &finished).await?;

@@ -30,7 +30,7 @@ pub struct Inner {
     pub scheduler: Arc<Scheduler>,
     pub cluster: Arc<Cluster>,
     /// Whether rsync runs are confined (decides which options are accepted).
-    pub confine: mirror_common::rsync::ConfineStatus,
+    pub confine: mirror_runtime::rsync::ConfineStatus,
     /// Serialises project writes, so that checks across rows (overlapping `dest`s, renames) and
     /// the write that follows them cannot interleave with another request's.
     pub project_writes: tokio::sync::Mutex<()>,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mirror_common::Secret;
-use mirror_common::rsync::ConfineMode;
+use mirror_runtime::rsync::ConfineMode;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,7 +81,7 @@ impl Settings {
                 .into_iter()
                 .filter(|k| alone.get_string(k).is_ok_and(|v| !v.is_empty()))
                 .collect();
-            mirror_common::secret::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_SLAVE")
+            mirror_runtime::fs::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_SLAVE")
                 .map_err(|m| invalid("config", m))?;
             builder = builder.add_source(source);
         }
@@ -122,8 +122,8 @@ impl Settings {
     }
 
     /// `max_connections`, `header_read_timeout_secs`, `idle_timeout_secs`, checked.
-    pub fn limits(&self) -> anyhow::Result<mirror_common::server::Limits> {
-        mirror_common::server::Limits::new(self.max_connections, self.header_read_timeout_secs, self.idle_timeout_secs)
+    pub fn limits(&self) -> anyhow::Result<mirror_runtime::server::Limits> {
+        mirror_runtime::server::Limits::new(self.max_connections, self.header_read_timeout_secs, self.idle_timeout_secs)
             .map_err(|(key, m)| invalid(key, m))
     }
 

@@ -20,9 +20,10 @@ use axum::{Json, Router};
 use mirror_common::api::{
     CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, is_valid_id,
 };
-use mirror_common::rsync::{ConfineStatus, Ending, RsyncCommand, RunAs, run_rsync};
-use mirror_common::rsync_opts::{check_option, normalize_lexically, resolve_symlinks, rsync_argv};
+use mirror_common::rsync_opts::{check_option, normalize_lexically, rsync_argv};
 use mirror_common::{ErrorBody, Secret};
+use mirror_runtime::fs::resolve_symlinks;
+use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RunAs, run_rsync};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -240,7 +241,7 @@ impl AppState {
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
         let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
-            program: mirror_common::rsync::program_path(&self.settings.rsync_path),
+            program: mirror_runtime::rsync::program_path(&self.settings.rsync_path),
             args,
             password: self.rsync_password.clone(),
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
@@ -267,15 +268,7 @@ impl AppState {
         let (status, exit_code, message, stats) = match outcome {
             Ok(o) => {
                 let ok = matches!(o.ending, Ending::Success | Ending::SuccessWithWarning);
-                let s = &o.stats;
-                let stats = RunStats {
-                    files_total: s.files_total,
-                    files_transferred: s.files_transferred,
-                    total_size: s.total_size,
-                    bytes_transferred: s.bytes_transferred,
-                    bytes_received: s.bytes_received,
-                };
-                (if ok { "success" } else { "failed" }, o.exit_code, o.message, stats)
+                (if ok { "success" } else { "failed" }, o.exit_code, o.message, o.stats)
             }
             Err(m) => ("failed", None, m, RunStats::default()),
         };
@@ -426,7 +419,7 @@ impl Application {
         tracing::info!(listen = %self.listener.local_addr()?, root = %self.state.root.display(), "mirror-slave serving");
         let state = self.state.clone();
         let limits = self.state.settings.limits()?;
-        mirror_common::server::serve(self.listener, router(self.state.clone()), limits, async move {
+        mirror_runtime::server::serve(self.listener, router(self.state.clone()), limits, async move {
             shutdown.await;
             let _ = state.stop.send(true);
         })

@@ -33,7 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
-    let limit = mirror_common::server::raise_open_file_limit();
+    let limit = mirror_runtime::server::raise_open_file_limit();
     tracing::info!(open_files = limit, "open file limit");
     Application::build(settings).await?.run_until_stopped(shutdown_signal()).await
 }

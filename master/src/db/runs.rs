@@ -1,6 +1,6 @@
 //! The history of rsync runs.
 
-use mirror_common::rsync::Stats;
+use mirror_common::api::RunStats;
 
 use super::Db;
 
@@ -118,7 +118,7 @@ pub struct Finished<'a> {
     pub attempts: u32,
     pub message: &'a str,
     pub warning: bool,
-    pub stats: &'a Stats,
+    pub stats: &'a RunStats,
     pub log_tail: &'a str,
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use mirror_common::api::RunStats;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -141,7 +142,7 @@ pub struct RsyncCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
     /// Set as `RSYNC_PASSWORD` on this child only.
-    pub password: Option<crate::Secret>,
+    pub password: Option<mirror_common::Secret>,
     pub timeout: Duration,
     /// Where the full output goes (appended), if anywhere.
     pub log_file: Option<PathBuf>,
@@ -176,56 +177,6 @@ impl RsyncCommand {
     }
 }
 
-/// Figures from `--stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    /// "Number of files" (all entries in the file list).
-    pub files_total: Option<u64>,
-    /// "Number of regular files transferred".
-    pub files_transferred: Option<u64>,
-    /// "Total file size": the size of the tree.
-    pub total_size: Option<u64>,
-    /// "Total transferred file size": the size of the files that changed.
-    pub bytes_transferred: Option<u64>,
-    /// "Total bytes received" over the wire.
-    pub bytes_received: Option<u64>,
-}
-
-impl Stats {
-    /// Reads one output line; lines that are not stats are ignored.
-    pub fn absorb(&mut self, line: &str) {
-        let Some((key, value)) = line.split_once(':') else { return };
-        let slot = match key.trim() {
-            "Number of files" => &mut self.files_total,
-            "Number of regular files transferred" => &mut self.files_transferred,
-            "Total file size" => &mut self.total_size,
-            "Total transferred file size" => &mut self.bytes_transferred,
-            "Total bytes received" => &mut self.bytes_received,
-            _ => return,
-        };
-        if let Some(n) = parse_count(value) {
-            *slot = Some(n);
-        }
-    }
-}
-
-/// `1,234,567`, `1.234.567`, `1234 bytes` or, with `-h`, `1.23M`.
-fn parse_count(text: &str) -> Option<u64> {
-    let word = text.split_whitespace().next()?;
-    let (number, scale) = match word.char_indices().last()? {
-        (i, 'K') => (&word[..i], 1e3),
-        (i, 'M') => (&word[..i], 1e6),
-        (i, 'G') => (&word[..i], 1e9),
-        (i, 'T') => (&word[..i], 1e12),
-        _ => (word, 1.0),
-    };
-    if scale > 1.0 {
-        return number.replace(',', "").parse::<f64>().ok().map(|v| (v * scale).round() as u64);
-    }
-    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -246,7 +197,7 @@ pub struct RsyncOutcome {
     pub ending: Ending,
     /// rsync's meaning of the exit code, or why it did not run.
     pub message: String,
-    pub stats: Stats,
+    pub stats: RunStats,
     /// The last [`TAIL_BYTES`] of the output (stdout and stderr interleaved by line).
     pub tail: String,
     pub elapsed: Duration,
@@ -320,7 +271,7 @@ impl Tail {
 /// Where each output line goes: the stats parser, the bounded tail, the log file.
 struct Output {
     tail: Tail,
-    stats: Stats,
+    stats: RunStats,
     daemon_refused: bool,
     log: Option<tokio::io::BufWriter<tokio::fs::File>>,
 }
@@ -386,7 +337,7 @@ pub async fn run_rsync(
 
     let mut output = Output {
         tail: Tail { buf: Default::default(), cap: TAIL_BYTES },
-        stats: Stats::default(),
+        stats: RunStats::default(),
         daemon_refused: false,
         log,
     };
@@ -502,25 +453,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stats_are_parsed() {
-        let out = "Number of files: 1,235 (reg: 1,000, dir: 235)\nNumber of created files: 10\n\
-                   Number of regular files transferred: 10\nTotal file size: 123,456,789 bytes\n\
-                   Total transferred file size: 1,234 bytes\nTotal bytes received: 2.50K\n";
-        let mut s = Stats::default();
-        out.lines().for_each(|l| s.absorb(l));
-        assert_eq!(
-            s,
-            Stats {
-                files_total: Some(1235),
-                files_transferred: Some(10),
-                total_size: Some(123_456_789),
-                bytes_transferred: Some(1234),
-                bytes_received: Some(2500),
-            }
-        );
-    }
-
-    #[test]
     fn the_tail_is_bounded_and_starts_at_a_line() {
         let mut t = Tail { buf: Default::default(), cap: 16 };
         for i in 0..10 {
@@ -535,7 +467,7 @@ mod tests {
         let run = |args: Vec<&str>, timeout: u64| RsyncCommand {
             program: "/bin/sh".into(),
             args: args.into_iter().map(String::from).collect(),
-            password: Some(crate::Secret::new("s3cret")),
+            password: Some(mirror_common::Secret::new("s3cret")),
             timeout: Duration::from_secs(timeout),
             log_file: None,
             confinement: None,

@@ -1,0 +1,38 @@
+//! File-system checks the master and the slave share: where a write would really land, and the
+//! permissions a configuration file that holds secrets must have.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where a write to `path` (absolute, already normalised) would land: its longest existing prefix
+/// with symlinks resolved, then the rest as given. `None` when not even `/` resolves.
+pub async fn resolve_symlinks(path: &Path) -> Option<PathBuf> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match tokio::fs::canonicalize(existing).await {
+            Ok(c) => break c,
+            Err(_) => {
+                rest.push(existing.file_name()?.to_owned());
+                existing = existing.parent()?;
+            }
+        }
+    };
+    Some(rest.iter().rev().fold(resolved, |p, c| p.join(c)))
+}
+
+/// A configuration file that sets secrets (`secret_keys`: the ones it sets) must be readable by its
+/// owner only, as rsync demands of its password files. The error says which key and what to do.
+pub fn refuse_secrets_in_shared_file(path: &Path, secret_keys: &[&str], env_prefix: &str) -> Result<(), String> {
+    let Some(key) = secret_keys.first() else { return Ok(()) };
+    let mode = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.permissions().mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let var = format!("{env_prefix}__{}", key.replace('.', "__").to_uppercase());
+    Err(format!(
+        "{key}: {} holds it but is readable by others (mode {:o}): chmod 600 it, or set {var} in the environment",
+        path.display(),
+        mode & 0o777
+    ))
+}
