@@ -26,6 +26,8 @@ pub struct Settings {
     pub log_dir: PathBuf,
     /// Run logs kept per project; older ones are deleted.
     pub log_keep: usize,
+    /// The most one run writes to its log file (an upstream or `--debug=ALL4` cannot fill the disk).
+    pub log_max_bytes: u64,
     /// Runs at once, over all projects; the rest wait in order.
     pub max_concurrent_runs: usize,
     /// Default per-run timeout (a project's `timeout_secs` overrides it).
@@ -80,6 +82,7 @@ impl Default for Settings {
             rsync_path: "rsync".into(),
             log_dir: "logs".into(),
             log_keep: 20,
+            log_max_bytes: 256 * 1024 * 1024,
             max_concurrent_runs: 8,
             run_timeout_secs: 6 * 3600,
             retries: 2,
@@ -210,6 +213,9 @@ impl Settings {
         }
         if self.log_keep == 0 {
             return Err(invalid("log_keep", "must be at least 1"));
+        }
+        if self.log_max_bytes < 64 * 1024 {
+            return Err(invalid("log_max_bytes", "must be at least 65536"));
         }
         if !(1..=1_000_000).contains(&self.runs_keep) {
             return Err(invalid("runs_keep", "must be between 1 and 1000000"));

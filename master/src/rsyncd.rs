@@ -66,6 +66,7 @@ impl Launch {
             password: None,
             timeout: Duration::MAX,
             log_file: None,
+            log_max_bytes: 0,
             confinement: self.confinement.clone(),
             run_as: self.run_as,
         };

@@ -65,6 +65,7 @@ pub struct RunnerConfig {
     pub rsync_path: PathBuf,
     pub log_dir: PathBuf,
     pub log_keep: usize,
+    pub log_max_bytes: u64,
     pub default_timeout: Duration,
     pub retries: u32,
     pub retry_base: Duration,
@@ -82,6 +83,7 @@ impl From<&Settings> for RunnerConfig {
             rsync_path: mirror_runtime::rsync::program_path(&s.rsync_path),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
+            log_max_bytes: s.log_max_bytes,
             default_timeout: Duration::from_secs(s.run_timeout_secs),
             retries: s.retries,
             retry_base: Duration::from_millis(s.retry_base_ms),
@@ -337,6 +339,7 @@ impl Runner {
             password: project.rsync_password.clone(),
             timeout,
             log_file: Some(log_file),
+            log_max_bytes: self.cfg.log_max_bytes,
             confinement: self.cfg.confine.confinement(vec![project.dest.clone().into()], vec![]),
             run_as: self.cfg.run_as,
         };

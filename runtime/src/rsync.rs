@@ -146,6 +146,8 @@ pub struct RsyncCommand {
     pub timeout: Duration,
     /// Where the full output goes (appended), if anywhere.
     pub log_file: Option<PathBuf>,
+    /// The most that one run writes to its log file.
+    pub log_max_bytes: u64,
     /// `None`: rsync runs unconfined (the host has no Landlock, or confinement is turned off).
     pub confinement: Option<Confinement>,
     pub run_as: Option<RunAs>,
@@ -274,6 +276,9 @@ struct Output {
     stats: RunStats,
     daemon_refused: bool,
     log: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    /// Bytes written to the log so far, and the most it may take.
+    logged: u64,
+    log_max: u64,
 }
 
 impl Output {
@@ -282,17 +287,51 @@ impl Output {
         self.daemon_refused |= line.starts_with("@ERROR");
         if let Some(f) = self.log.as_mut() {
             // A full disk must not stop the transfer; the tail still has the output.
-            let _ = f.write_all(line.as_bytes()).await;
-            let _ = f.write_all(b"\n").await;
+            let size = line.len() as u64 + 1;
+            if self.logged + size <= self.log_max {
+                let _ = f.write_all(line.as_bytes()).await;
+                let _ = f.write_all(b"\n").await;
+            } else if self.logged <= self.log_max {
+                let note = format!("[mirror-sync: log truncated, it reached {} bytes]\n", self.log_max);
+                let _ = f.write_all(note.as_bytes()).await;
+            }
+            self.logged = self.logged.saturating_add(size);
         }
         self.tail.push_line(line);
     }
 }
 
+/// The longest output line kept whole; the rest of a longer one (a hostile daemon's MOTD) is
+/// dropped, so that no line can take unbounded memory.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Reads one line of at most [`MAX_LINE`] bytes (without its `\n`); `None` at the end.
+async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) => return (!line.is_empty()).then_some(line),
+            Ok(b) => b,
+            Err(_) => return None,
+        };
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(available.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Some(line);
+        }
+    }
+}
+
 fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(reader: R, tx: mpsc::Sender<String>) {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).split(b'\n');
-        while let Ok(Some(raw)) = lines.next_segment().await {
+        let mut reader = BufReader::new(reader);
+        while let Some(raw) = read_bounded_line(&mut reader).await {
             // rsync's progress output uses \r; keep the last state of such a line.
             let text = String::from_utf8_lossy(&raw);
             let line = text.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("").to_owned();
@@ -340,6 +379,8 @@ pub async fn run_rsync(
         stats: RunStats::default(),
         daemon_refused: false,
         log,
+        logged: 0,
+        log_max: cmd.log_max_bytes,
     };
     let deadline = tokio::time::sleep(cmd.timeout);
     tokio::pin!(deadline);
@@ -462,6 +503,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn long_lines_and_logs_are_bounded() {
+        let mut input: &[u8] = b"short\n";
+        let long = vec![b'x'; 3 * MAX_LINE];
+        let mut reader = tokio::io::BufReader::with_capacity(1024, &long[..]);
+        assert_eq!(read_bounded_line(&mut reader).await.unwrap().len(), MAX_LINE);
+        assert!(read_bounded_line(&mut reader).await.is_none());
+        let mut r = tokio::io::BufReader::new(&mut input);
+        assert_eq!(read_bounded_line(&mut r).await.unwrap(), b"short");
+        let dir = std::env::temp_dir().join(format!("mirror-runtime-log-{}", std::process::id()));
+        let (_tx, rx) = watch::channel(false);
+        let cmd = RsyncCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "for i in 1 2 3 4 5 6 7 8 9 10; do echo line-$i-0123456789; done".into()],
+            password: None,
+            timeout: Duration::from_secs(10),
+            log_file: Some(dir.join("run.log")),
+            log_max_bytes: 100,
+            confinement: None,
+            run_as: None,
+        };
+        let o = run_rsync(&cmd, rx, &|_| {}).await.unwrap();
+        assert_eq!(o.tail.lines().count(), 10, "the tail keeps everything");
+        let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(log.len() < 200 && log.ends_with("reached 100 bytes]\n"), "{log}");
+    }
+
+    #[tokio::test]
     async fn exit_codes_timeouts_and_secrets() {
         let (_tx, rx) = watch::channel(false);
         let run = |args: Vec<&str>, timeout: u64| RsyncCommand {
@@ -470,6 +539,7 @@ mod tests {
             password: Some(mirror_common::Secret::new("s3cret")),
             timeout: Duration::from_secs(timeout),
             log_file: None,
+            log_max_bytes: 0,
             confinement: None,
             run_as: None,
         };

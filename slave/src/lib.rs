@@ -246,6 +246,7 @@ impl AppState {
             password: self.rsync_password.clone(),
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
             log_file: None,
+            log_max_bytes: 0,
             // The pull writes only beneath the project's directory, whatever the tree holds.
             confinement: self.confine.confinement(vec![dest.clone()], vec![]),
             run_as: self.run_as,
