@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
+pub use crate::status::{DeliveryStatus, RunStatus, SyncState, SyncStatus, Trigger};
 
 /// `[A-Za-z0-9._-]+`, the rule for every id (projects, users, module names). `.` and `..` match
 /// the pattern but name directories, and ids become file and path names, so they are refused; so
@@ -326,10 +327,8 @@ fn parse_count(text: &str) -> Option<u64> {
 pub struct RunView {
     pub id: i64,
     pub project: String,
-    /// `schedule`, `manual` or `catch_up`.
-    pub trigger: String,
-    /// `queued`, `running`, `success`, `failed`, `timeout` or `interrupted`.
-    pub status: String,
+    pub trigger: Trigger,
+    pub status: RunStatus,
     pub scheduled_for: Option<String>,
     pub queued_at: String,
     pub started_at: Option<String>,
@@ -411,7 +410,7 @@ pub struct SlavePropagation {
     pub lag: i64,
     /// The newest generation it was told about, and what became of it.
     pub latest_generation: Option<i64>,
-    pub latest_status: Option<String>,
+    pub latest_status: Option<DeliveryStatus>,
     pub latest_message: Option<String>,
 }
 
@@ -464,8 +463,7 @@ pub struct SyncRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncAccepted {
     pub success: bool,
-    /// `started`, `queued` (runs after the current one) or `current` (already served; reported again).
-    pub state: String,
+    pub state: SyncState,
 }
 
 /// `POST /slave_rsync_complete/` on the master (Bearer: the cluster token), sent once rsync has ended.
@@ -475,8 +473,7 @@ pub struct CompletionReport {
     pub slave: String,
     pub project: String,
     pub generation: i64,
-    /// `success` or `failed`.
-    pub status: String,
+    pub status: SyncStatus,
     pub exit_code: Option<i32>,
     pub message: String,
     pub stats: RunStats,

@@ -8,6 +8,7 @@ pub mod dates;
 pub mod error;
 pub mod rsync_opts;
 pub mod secret;
+pub mod status;
 
 pub use error::{ErrorBody, FieldError};
 pub use secret::Secret;

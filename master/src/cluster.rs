@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mirror_common::Secret;
-use mirror_common::api::{CompletionReport, RsyncSource, SyncAccepted, SyncRequest};
+use mirror_common::api::{CompletionReport, DeliveryStatus, RsyncSource, SyncAccepted, SyncRequest, SyncState};
 use mirror_common::rsync_opts::RsyncOptions;
 use tokio::sync::{Notify, watch};
 
@@ -145,12 +145,12 @@ impl Cluster {
             attempt += 1;
             let error = match self.http.post(&url).bearer_auth(token.expose()).json(&request).send().await {
                 Ok(r) if r.status().is_success() => {
-                    let state = r.json::<SyncAccepted>().await.map(|a| a.state).unwrap_or_default();
+                    let state = r.json::<SyncAccepted>().await.map(|a| a.state).ok();
                     db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
-                    if state == "started" || state == "running" {
+                    if matches!(state, Some(SyncState::Started | SyncState::Running)) {
                         db::propagation::running(&self.db, &delivery).await?;
                     }
-                    tracing::debug!(state, "slave notified");
+                    tracing::debug!(state = ?state, "slave notified");
                     return Ok(());
                 }
                 Ok(r) if r.status().is_client_error() => {
@@ -186,7 +186,7 @@ impl Cluster {
         let behind = db::propagation::behind(&self.db).await?;
         let cutoff = chrono::Utc::now() - self.patience;
         for b in behind {
-            let waiting = b.latest_status.as_deref().is_some_and(|s| s == "notified" || s == "running")
+            let waiting = matches!(b.latest_status, Some(DeliveryStatus::Notified | DeliveryStatus::Running))
                 && b.latest_notified_at
                     .as_deref()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mirror_common::api::RunStats;
+use mirror_common::api::{RunStats, RunStatus};
 use mirror_common::rsync_opts::RsyncOptions;
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, kill_orphan, run_rsync};
 use rand::Rng;
@@ -19,22 +19,7 @@ use crate::config::Settings;
 use crate::db::{self, Db};
 use crate::state::ListingCache;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Schedule,
-    Manual,
-    CatchUp,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Manual => "manual",
-            Trigger::CatchUp => "catch_up",
-        }
-    }
-}
+pub use mirror_common::api::Trigger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -212,7 +197,7 @@ impl Runner {
         }
         let ids: Vec<&str> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();
         let scheduled = scheduled_for.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        let inserted = db::runs::insert_queued(&self.db, &ids, trigger.as_str(), scheduled.as_deref()).await;
+        let inserted = db::runs::insert_queued(&self.db, &ids, trigger, scheduled.as_deref()).await;
         for ((i, cancel), row) in reserved.into_iter().zip(inserted) {
             let project_id = project_ids[i];
             results[i] = match row {
@@ -258,7 +243,7 @@ impl Runner {
             tracing::error!(error = format!("{e:#}"), "run failed inside the master");
             let message = format!("internal error: {e:#}");
             let finished = db::runs::Finished {
-                status: "failed",
+                status: RunStatus::Failed,
                 exit_code: None,
                 attempts: 0,
                 message: &message,
@@ -298,10 +283,10 @@ impl Runner {
         mut cancel: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         if *cancel.borrow() || !self.accepting.load(Ordering::SeqCst) {
-            return self.finish_without_running(run_id, "stopped before it started").await;
+            return self.finish_interrupted(run_id, "stopped before it started").await;
         }
         let Some(project) = db::projects::get(&self.db, project_id).await? else {
-            return self.finish_without_running(run_id, "the project was removed").await;
+            return self.finish_interrupted(run_id, "the project was removed").await;
         };
         // A symlink put in the mirror root since the project was added must not send rsync's
         // writes outside it: `dest` must still resolve to itself.
@@ -362,7 +347,7 @@ impl Runner {
                 Ok(o) => o,
                 Err(e) => {
                     let message = format!("cannot start {}: {e}", self.cfg.rsync_path.display());
-                    return self.finish_without_running(run_id, &message).await;
+                    return self.finish_refused(run_id, &message).await;
                 }
             };
             if !outcome.is_retryable() || attempt > self.cfg.retries {
@@ -376,10 +361,10 @@ impl Runner {
             }
         };
         let status = match outcome.ending {
-            Ending::Success | Ending::SuccessWithWarning => "success",
-            Ending::Failed => "failed",
-            Ending::Timeout => "timeout",
-            Ending::Cancelled => "interrupted",
+            Ending::Success | Ending::SuccessWithWarning => RunStatus::Success,
+            Ending::Failed => RunStatus::Failed,
+            Ending::Timeout => RunStatus::Timeout,
+            Ending::Cancelled => RunStatus::Interrupted,
         };
         let finished = db::runs::Finished {
             status,
@@ -403,22 +388,24 @@ impl Runner {
         if outcome.succeeded() {
             tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
         } else {
-            tracing::warn!(attempts = attempt, status, message = %outcome.message, "run did not succeed");
+            tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
         Ok(())
     }
 
+    /// Not run: its rules forbid it (a dest that moved, options no longer allowed) or rsync
+    /// could not start.
     async fn finish_refused(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
         tracing::error!(message, "run refused");
-        self.finish_unrun(run_id, "failed", message).await
+        self.finish_unrun(run_id, RunStatus::Failed, message).await
     }
 
-    async fn finish_without_running(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
-        let status = if message.starts_with("cannot start") { "failed" } else { "interrupted" };
-        self.finish_unrun(run_id, status, message).await
+    /// Not run: stopped before it started (shutdown, the project removed).
+    async fn finish_interrupted(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
+        self.finish_unrun(run_id, RunStatus::Interrupted, message).await
     }
 
-    async fn finish_unrun(&self, run_id: i64, status: &str, message: &str) -> anyhow::Result<()> {
+    async fn finish_unrun(&self, run_id: i64, status: RunStatus, message: &str) -> anyhow::Result<()> {
         let finished = db::runs::Finished {
             status,
             exit_code: None,

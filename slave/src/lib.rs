@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mirror_common::api::{
-    CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, is_valid_id,
+    CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus,
+    is_valid_id,
 };
 use mirror_common::rsync_opts::{check_option, normalize_lexically, rsync_argv};
 use mirror_common::{ErrorBody, Secret};
@@ -144,32 +145,32 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     let state_name = {
         let mut slots = lock(&state.slots);
         match slots.get_mut(&req.project) {
-            Some(slot) if req.generation <= slot.running => "running",
+            Some(slot) if req.generation <= slot.running => SyncState::Running,
             Some(slot) => {
                 // Only the newest generation is worth pulling after the current run.
                 if slot.pending.as_ref().is_none_or(|p| p.generation < req.generation) {
                     slot.pending = Some(req.clone());
                 }
-                "queued"
+                SyncState::Queued
             }
-            None if req.generation <= served => "current",
+            None if req.generation <= served => SyncState::Current,
             None => {
                 slots.insert(req.project.clone(), Slot { running: req.generation, pending: None });
                 let worker = state.clone();
                 let first = req.clone();
                 tokio::spawn(async move { worker.pull_until_current(first).await });
-                "started"
+                SyncState::Started
             }
         }
     };
-    if state_name == "current" {
+    if state_name == SyncState::Current {
         // Already served: the report may have been lost, so send it again; nothing runs twice.
         let report = state.report_for_served(&req, served);
         let reporter = state.clone();
         tokio::spawn(async move { reporter.send_report(report).await });
     }
-    tracing::info!(project.id = %req.project, generation = req.generation, state = state_name, "sync request");
-    (StatusCode::ACCEPTED, Json(SyncAccepted { success: true, state: state_name.into() })).into_response()
+    tracing::info!(project.id = %req.project, generation = req.generation, state = state_name.as_str(), "sync request");
+    (StatusCode::ACCEPTED, Json(SyncAccepted { success: true, state: state_name })).into_response()
 }
 
 /// What this slave serves. Its root and rsync's messages (local paths) only for the master.
@@ -196,7 +197,7 @@ impl AppState {
             slave: req.slave.clone(),
             project: req.project.clone(),
             generation,
-            status: "success".into(),
+            status: SyncStatus::Success,
             exit_code: Some(0),
             message: "already serving this generation".into(),
             stats: RunStats::default(),
@@ -269,23 +270,23 @@ impl AppState {
         let (status, exit_code, message, stats) = match outcome {
             Ok(o) => {
                 let ok = matches!(o.ending, Ending::Success | Ending::SuccessWithWarning);
-                (if ok { "success" } else { "failed" }, o.exit_code, o.message, o.stats)
+                (if ok { SyncStatus::Success } else { SyncStatus::Failed }, o.exit_code, o.message, o.stats)
             }
-            Err(m) => ("failed", None, m, RunStats::default()),
+            Err(m) => (SyncStatus::Failed, None, m, RunStats::default()),
         };
         let ended_at = now();
         {
             let mut served = lock(&self.served);
             let entry = served.entry(req.project.clone()).or_default();
-            if status == "success" && req.generation > entry.generation {
+            if status == SyncStatus::Success && req.generation > entry.generation {
                 entry.generation = req.generation;
                 entry.synced_at = Some(ended_at.clone());
             }
-            entry.last_status = status.into();
+            entry.last_status = status.as_str().into();
             entry.last_message = Some(message.clone());
         }
         self.save_served().await;
-        if status == "success" {
+        if status == SyncStatus::Success {
             tracing::info!("pulled from the master");
         } else {
             tracing::warn!(message = %message, "pull failed");
@@ -294,7 +295,7 @@ impl AppState {
             slave: req.slave.clone(),
             project: req.project.clone(),
             generation: req.generation,
-            status: status.into(),
+            status,
             exit_code,
             message,
             stats,

@@ -1,6 +1,6 @@
 //! Which generation of each project each slave serves, and what it did with each notification.
 
-use mirror_common::api::CompletionReport;
+use mirror_common::api::{CompletionReport, DeliveryStatus, SyncStatus};
 
 use super::Db;
 use super::runs::now_ms;
@@ -49,7 +49,10 @@ fn count(v: Option<u64>) -> Option<i64> {
 
 /// Records a slave's report. False when the slave or project is unknown.
 pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sqlx::Result<bool> {
-    let status = if r.status == "success" { "success" } else { "failed" };
+    let status = match r.status {
+        SyncStatus::Success => DeliveryStatus::Success,
+        SyncStatus::Failed => DeliveryStatus::Failed,
+    };
     let done = sqlx::query(
         "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at, started_at, ended_at, \
          exit_code, message, files_transferred, bytes_transferred, total_size) \
@@ -89,7 +92,7 @@ pub struct Behind {
     pub hostname: String,
     pub port: i64,
     pub served: i64,
-    pub latest_status: Option<String>,
+    pub latest_status: Option<DeliveryStatus>,
     pub latest_notified_at: Option<String>,
 }
 
@@ -118,7 +121,7 @@ pub struct SlaveProgress {
     pub served: i64,
     pub served_at: Option<String>,
     pub latest_generation: Option<i64>,
-    pub latest_status: Option<String>,
+    pub latest_status: Option<DeliveryStatus>,
     pub latest_message: Option<String>,
 }
 

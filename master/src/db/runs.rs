@@ -1,6 +1,6 @@
 //! The history of rsync runs.
 
-use mirror_common::api::RunStats;
+use mirror_common::api::{RunStats, RunStatus, Trigger};
 
 use super::Db;
 
@@ -13,8 +13,8 @@ pub fn now_ms() -> String {
 pub struct RunRow {
     pub id: i64,
     pub project_id: String,
-    pub trigger: String,
-    pub status: String,
+    pub trigger: Trigger,
+    pub status: RunStatus,
     pub scheduled_for: Option<String>,
     pub queued_at: String,
     pub started_at: Option<String>,
@@ -45,7 +45,7 @@ const INSERT_CHUNK: usize = 500;
 pub async fn insert_queued(
     db: &Db,
     project_ids: &[&str],
-    trigger: &str,
+    trigger: Trigger,
     scheduled_for: Option<&str>,
 ) -> Vec<sqlx::Result<i64>> {
     let mut results = Vec::with_capacity(project_ids.len());
@@ -69,7 +69,7 @@ pub async fn insert_queued(
 async fn insert_chunk(
     db: &Db,
     project_ids: &[&str],
-    trigger: &str,
+    trigger: Trigger,
     scheduled_for: Option<&str>,
 ) -> sqlx::Result<Vec<i64>> {
     let rows = vec!["(?, ?, 'queued', ?, ?)"; project_ids.len()].join(", ");
@@ -113,7 +113,7 @@ pub async fn last_scheduled_fire(db: &Db, project_id: &str) -> sqlx::Result<Opti
 
 /// The end of a run, as written once.
 pub struct Finished<'a> {
-    pub status: &'a str,
+    pub status: RunStatus,
     pub exit_code: Option<i32>,
     pub attempts: u32,
     pub message: &'a str,
@@ -258,7 +258,7 @@ mod tests {
         let db = db_with_projects(dir.path(), &ids).await;
         // One project that does not exist, in the middle of the second chunk.
         ids.insert(700, "gone");
-        let results = insert_queued(&db, &ids, "schedule", Some("2026-01-01T00:00:00.000Z")).await;
+        let results = insert_queued(&db, &ids, Trigger::Schedule, Some("2026-01-01T00:00:00.000Z")).await;
         assert_eq!(results.len(), ids.len());
         for (project, result) in ids.iter().zip(&results) {
             match result {

@@ -254,7 +254,7 @@ pub fn view(
         timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
         catch_up: row.catch_up,
         next_run_time: next_run_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.clone()),
+        status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),
         last_run: last_run.map(|r| run_view(r, false)),
         last_success: last_success.cloned(),
         generation: row.generation,

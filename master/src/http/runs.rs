@@ -22,8 +22,8 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
     RunView {
         id: r.id,
         project: r.project_id.clone(),
-        trigger: r.trigger.clone(),
-        status: r.status.clone(),
+        trigger: r.trigger,
+        status: r.status,
         scheduled_for: r.scheduled_for.clone(),
         queued_at: r.queued_at.clone(),
         started_at: r.started_at.clone(),

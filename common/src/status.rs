@@ -1,0 +1,144 @@
+//! The states runs and deliveries go through, as enums: on the wire and in the database they are
+//! the same lower-case words the API has always used.
+
+use serde::{Deserialize, Serialize};
+
+/// Declares a string-like enum: serde and the database use the given words.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl sqlx::Type<sqlx::Sqlite> for $name {
+            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+                <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+            }
+            fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
+            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
+                $name::parse(text).ok_or_else(|| format!("'{text}' is not a {}", stringify!($name)).into())
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Sqlite>>::encode(self.as_str(), buf)
+            }
+        }
+    };
+}
+
+word_enum! {
+    /// Where a run of the master is.
+    RunStatus {
+        Queued => "queued",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+        Timeout => "timeout",
+        /// Stopped from outside: shutdown, a master that died, the project removed.
+        Interrupted => "interrupted",
+    }
+}
+
+impl RunStatus {
+    /// Queued or running: not over yet.
+    pub fn is_under_way(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+word_enum! {
+    /// What started a run.
+    Trigger {
+        Schedule => "schedule",
+        Manual => "manual",
+        CatchUp => "catch_up",
+    }
+}
+
+word_enum! {
+    /// How a slave's pull ended, as its report says.
+    SyncStatus {
+        Success => "success",
+        Failed => "failed",
+    }
+}
+
+word_enum! {
+    /// One notification of a generation to a slave, as the master records it.
+    DeliveryStatus {
+        Notified => "notified",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+    }
+}
+
+word_enum! {
+    /// A slave's answer to a sync request.
+    SyncState {
+        /// It started pulling.
+        Started => "started",
+        /// A pull of an older generation runs; this one follows it.
+        Queued => "queued",
+        /// This generation is being pulled now.
+        Running => "running",
+        /// It serves this generation already (and reports again).
+        Current => "current",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+        assert_eq!(Trigger::CatchUp.as_str(), "catch_up");
+        assert_eq!(serde_json::from_str::<SyncStatus>("\"failed\"").unwrap(), SyncStatus::Failed);
+        assert!(serde_json::from_str::<SyncStatus>("\"maybe\"").is_err());
+        assert!(RunStatus::Queued.is_under_way() && !RunStatus::Timeout.is_under_way());
+    }
+}
