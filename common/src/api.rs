@@ -277,6 +277,23 @@ impl From<ProjectView> for PublicProjectView {
     }
 }
 
+/// `GET /projects/{id}`: one project as the listing shows it (`V` is [`ProjectView`], or
+/// [`PublicProjectView`] without a login), its next fire times and its newest runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectDetail<V> {
+    #[serde(flatten)]
+    pub project: V,
+    /// The next fire times (RFC 3339 UTC), at most [`NEXT_FIRES`]; empty when disabled or manual.
+    pub next_fire_times: Vec<String>,
+    /// Newest first, at most [`RECENT_RUNS`], without output.
+    pub recent_runs: Vec<RunView>,
+}
+
+/// How many fire times [`ProjectDetail`] lists.
+pub const NEXT_FIRES: usize = 5;
+/// How many runs [`ProjectDetail`] lists.
+pub const RECENT_RUNS: i64 = 10;
+
 /// Figures from rsync's `--stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStats {

@@ -153,6 +153,32 @@ async fn the_seed_project_lifecycle() {
     assert!((0..=61).contains(&until), "next run in {until}s");
     assert!(!projects(&m).await.iter().any(|p| p.to_string().contains("testpassword")));
 
+    // One project's own view: the listing's fields, the next fire times, the newest runs.
+    let one = m.api.get("/projects/fedora", &Auth::user()).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+    assert_eq!((one.body["id"].clone(), one.body["dest"].clone()), (json!("fedora"), p["dest"].clone()));
+    let fires: Vec<&str> =
+        one.body["next_fire_times"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(fires.len(), 5, "{}", one.text);
+    assert_eq!(fires[0], p["next_run_time"].as_str().unwrap());
+    let minutes: Vec<i64> = fires
+        .windows(2)
+        .map(|w| {
+            let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+            (t(w[1]) - t(w[0])).num_seconds()
+        })
+        .collect();
+    assert_eq!(minutes, vec![60; 4], "every minute: {fires:?}");
+    assert_eq!(one.body["recent_runs"], json!([]));
+    assert!(!one.text.contains("testpassword"));
+    let public = m.api.get("/projects/fedora", &Auth::None).await;
+    assert!(
+        public.body.get("dest").is_none() && public.body["next_fire_times"].as_array().unwrap().len() == 5,
+        "{}",
+        public.text
+    );
+    assert_error(&m.api.get("/projects/nothing", &Auth::user()).await, StatusCode::NOT_FOUND, Some("id"));
+
     // Duplicate id, and a dest inside another project's: 409.
     assert_error(
         &m.api.post("/add_project/", &seed_project("fedora"), &Auth::user()).await,

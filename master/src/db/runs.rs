@@ -219,6 +219,16 @@ pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
     .await
 }
 
+/// When the project's latest successful run ended.
+pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT MAX(ended_at) FROM runs WHERE project_id = ? AND status = 'success' AND ended_at IS NOT NULL",
+    )
+    .bind(project_id)
+    .fetch_one(db)
+    .await
+}
+
 /// (project, end time) of every project's latest successful run.
 pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(

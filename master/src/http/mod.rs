@@ -32,6 +32,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // projects (root or user; listing public unless configured otherwise)
         ("/add_project/", post(projects::add_project)),
         ("/list_projects/", get(projects::list_projects)),
+        ("/projects/{id}", get(projects::get_project)),
         ("/remove_project/", post(projects::remove_project)),
         ("/enable_project/", get(projects::enable_project).post(projects::enable_project)),
         ("/enable_project/{arg}", get(projects::enable_project_path).post(projects::enable_project_path)),

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use mirror_common::Secret;
 use mirror_common::api::{
-    AddProject, Port, ProjectId, ProjectView, PublicProjectView, UpdateProjectBasic, is_valid_id,
+    AddProject, NEXT_FIRES, Port, ProjectDetail, ProjectId, ProjectView, PublicProjectView, RECENT_RUNS, RunView,
+    UpdateProjectBasic, is_valid_id,
 };
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
@@ -290,6 +291,54 @@ pub async fn list_projects(
         }
     };
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+/// `GET /projects/{id}`: one project's view, its next fire times and its newest runs (public
+/// views without a login, as the listing).
+pub async fn get_project(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state.settings.public_read && caller.is_none() {
+        return Err(ApiError::Unauthorized("reading projects needs a login on this master"));
+    }
+    let row = existing(&state, &id).await?;
+    let runs = db::runs::list(&state.db, Some(&row.id), RECENT_RUNS).await?;
+    let last_success = db::runs::last_success(&state.db, &row.id).await?;
+    let now = Utc::now();
+    // The fire times are CPU work (bounded): off the async workers, as every schedule computation.
+    let public = caller.is_none();
+    let body = tokio::task::spawn_blocking(move || {
+        let project = view(&row, now, runs.first(), last_success.as_ref())?;
+        let next_fire_times = next_fires(&row, now)?;
+        let recent_runs = runs.iter().map(|r| run_view(r, false));
+        if public {
+            let recent_runs = recent_runs.map(RunView::public).collect();
+            json_bytes(&ProjectDetail { project: PublicProjectView::from(project), next_fire_times, recent_runs })
+        } else {
+            json_bytes(&ProjectDetail { project, next_fire_times, recent_runs: recent_runs.collect() })
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+/// The next [`NEXT_FIRES`] fire times of an enabled, scheduled project.
+fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<String>, ApiError> {
+    let Some(spec) = row.schedule.as_deref().filter(|_| row.enabled) else { return Ok(Vec::new()) };
+    let spec: ScheduleSpec = serde_json::from_str(spec).map_err(|e| ApiError::Internal(e.into()))?;
+    let schedule = Schedule::from_spec(spec)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule of {}: {e}", row.id)))?;
+    let mut fires = Vec::with_capacity(NEXT_FIRES);
+    let mut after = now;
+    while fires.len() < NEXT_FIRES {
+        let Some(t) = schedule.next_fire_at_or_after(after) else { break };
+        fires.push(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        after = t + chrono::Duration::seconds(1);
+    }
+    Ok(fires)
 }
 
 /// The listing for logged-in callers and the one for everyone else, and until when they hold.
