@@ -3,6 +3,7 @@
 //! for a newer generation), and reports to the master once rsync has really ended.
 
 pub mod config;
+pub mod error;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -17,18 +18,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use mirror_common::Secret;
 use mirror_common::api::{
     CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus,
     is_valid_id,
 };
 use mirror_common::rsync_opts::{check_option, normalize_lexically, rsync_argv};
-use mirror_common::{ErrorBody, Secret};
 use mirror_runtime::fs::resolve_symlinks;
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RunAs, run_rsync};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::error::SlaveError;
 
 /// A sync request is a small JSON document.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -36,7 +38,7 @@ const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 struct Slot {
     running: i64,
     /// The newest request that came while `running` was being pulled: exactly one follow-up.
-    pending: Option<SyncRequest>,
+    pending: Option<Accepted>,
 }
 
 pub struct Inner {
@@ -67,17 +69,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>, field: Option<&str>) -> Response {
-    let body = ErrorBody {
-        method: Some("sync_from_master".into()),
-        success: false,
-        error: code.into(),
-        message: message.into(),
-        field: field.map(String::from),
-    };
-    (status, Json(body)).into_response()
-}
-
 /// Checks the master's Bearer token. Without a configured token, nothing is accepted.
 fn authorized(state: &AppState, request: &Request) -> bool {
     let Some(token) = &state.token else { return false };
@@ -101,9 +92,18 @@ fn check_path(path: &str) -> Result<PathBuf, String> {
     normalize_lexically(p).ok_or_else(|| "must stay inside the root".into())
 }
 
-/// Checks a request; the error names the field and says why.
-fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, (String, String)> {
-    let bad = |field: &str, m: String| (field.to_owned(), m);
+/// A request that passed [`validate`], with the path it names, checked once and carried along.
+#[derive(Debug, Clone)]
+struct Accepted {
+    req: SyncRequest,
+    /// The project's directory relative to the module and to our root.
+    rel: PathBuf,
+}
+
+/// Checks a request; the error names the field and says why. `confined`: our pulls are confined,
+/// so options that name a path are allowed.
+fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
+    let bad = |field: &str, m: String| SlaveError::invalid(field, m);
     if !is_valid_id(&req.project) {
         return Err(bad("project", "must match [A-Za-z0-9._-]+".into()));
     }
@@ -112,7 +112,7 @@ fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, (String, Str
     }
     let rel = check_path(&req.path).map_err(|m| bad("path", m))?;
     for (i, opt) in req.options.iter().enumerate() {
-        check_option(opt, state.confine.confined()).map_err(|m| bad(&format!("options[{i}]"), m))?;
+        check_option(opt, confined).map_err(|m| bad(&format!("options[{i}]"), m))?;
     }
     if !is_valid_id(&req.source.module) || req.source.user.as_deref().is_some_and(|u| !is_valid_id(u)) {
         return Err(bad("source", "module and user must match [A-Za-z0-9._-]+".into()));
@@ -120,27 +120,19 @@ fn validate(state: &AppState, req: &SyncRequest) -> Result<PathBuf, (String, Str
     if req.source.host.is_empty() || req.source.host.starts_with('-') || req.source.host.contains(['/', '@', ' ']) {
         return Err(bad("source.host", "is not a host name or address".into()));
     }
-    Ok(rel)
+    Ok(Accepted { req, rel })
 }
 
-async fn sync_from_master(State(state): State<AppState>, request: Request) -> Response {
+async fn sync_from_master(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
     if !authorized(&state, &request) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this slave's token is required", None);
+        return Err(SlaveError::Unauthorized);
     }
-    let bytes = match axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            let message = format!("the request body is larger than {MAX_REQUEST_BYTES} bytes");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message, None);
-        }
-    };
-    let req: SyncRequest = match serde_json::from_slice(&bytes) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string(), None),
-    };
-    if let Err((field, message)) = validate(&state, &req) {
-        return error(StatusCode::BAD_REQUEST, "invalid_field", message, Some(&field));
-    }
+    let bytes = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| SlaveError::TooLarge(MAX_REQUEST_BYTES))?;
+    let req: SyncRequest = serde_json::from_slice(&bytes).map_err(|e| SlaveError::BadJson(e.to_string()))?;
+    let accepted = validate(state.confine.confined(), req)?;
+    let req = &accepted.req;
     let served = lock(&state.served).get(&req.project).map(|s| s.generation).unwrap_or(0);
     let state_name = {
         let mut slots = lock(&state.slots);
@@ -148,8 +140,8 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
             Some(slot) if req.generation <= slot.running => SyncState::Running,
             Some(slot) => {
                 // Only the newest generation is worth pulling after the current run.
-                if slot.pending.as_ref().is_none_or(|p| p.generation < req.generation) {
-                    slot.pending = Some(req.clone());
+                if slot.pending.as_ref().is_none_or(|p| p.req.generation < req.generation) {
+                    slot.pending = Some(accepted.clone());
                 }
                 SyncState::Queued
             }
@@ -157,7 +149,7 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
             None => {
                 slots.insert(req.project.clone(), Slot { running: req.generation, pending: None });
                 let worker = state.clone();
-                let first = req.clone();
+                let first = accepted.clone();
                 tokio::spawn(async move { worker.pull_until_current(first).await });
                 SyncState::Started
             }
@@ -165,12 +157,12 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     };
     if state_name == SyncState::Current {
         // Already served: the report may have been lost, so send it again; nothing runs twice.
-        let report = state.report_for_served(&req, served);
+        let report = state.report_for_served(req, served);
         let reporter = state.clone();
         tokio::spawn(async move { reporter.send_report(report).await });
     }
     tracing::info!(project.id = %req.project, generation = req.generation, state = state_name.as_str(), "sync request");
-    (StatusCode::ACCEPTED, Json(SyncAccepted { success: true, state: state_name })).into_response()
+    Ok((StatusCode::ACCEPTED, Json(SyncAccepted { success: true, state: state_name })).into_response())
 }
 
 /// What this slave serves. Its root and rsync's messages (local paths) only for the master.
@@ -178,7 +170,8 @@ async fn status(State(state): State<AppState>, request: Request) -> Json<SlaveSt
     let (running, queued) = {
         let slots = lock(&state.slots);
         let running = slots.iter().map(|(k, s)| (k.clone(), s.running)).collect();
-        let queued = slots.iter().filter_map(|(k, s)| s.pending.as_ref().map(|p| (k.clone(), p.generation))).collect();
+        let queued =
+            slots.iter().filter_map(|(k, s)| s.pending.as_ref().map(|p| (k.clone(), p.req.generation))).collect();
         (running, queued)
     };
     let full = authorized(&state, &request);
@@ -207,18 +200,19 @@ impl AppState {
     }
 
     /// Pulls `first`, then the follow-up that came meanwhile, if any, until none is left.
-    async fn pull_until_current(self, first: SyncRequest) {
+    async fn pull_until_current(self, first: Accepted) {
         let mut next = Some(first);
-        while let Some(req) = next.take() {
-            let report = self.pull(&req).await;
+        while let Some(accepted) = next.take() {
+            let report = self.pull(&accepted).await;
             let reporter = self.clone();
             tokio::spawn(async move { reporter.send_report(report).await });
+            let req = &accepted.req;
             let mut slots = lock(&self.slots);
             let follow_up = slots.get_mut(&req.project).and_then(|s| s.pending.take());
             match follow_up {
-                Some(f) if f.generation > req.generation => {
+                Some(f) if f.req.generation > req.generation => {
                     if let Some(s) = slots.get_mut(&req.project) {
-                        s.running = f.generation;
+                        s.running = f.req.generation;
                     }
                     next = Some(f);
                 }
@@ -229,11 +223,11 @@ impl AppState {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(project.id = %req.project, generation = req.generation))]
-    async fn pull(&self, req: &SyncRequest) -> CompletionReport {
+    #[tracing::instrument(skip_all, fields(project.id = %accepted.req.project, generation = accepted.req.generation))]
+    async fn pull(&self, accepted: &Accepted) -> CompletionReport {
+        let (req, rel) = (&accepted.req, &accepted.rel);
         let started_at = now();
-        let rel = check_path(&req.path).unwrap_or_default();
-        let dest = self.root.join(&rel);
+        let dest = self.root.join(rel);
         let user = req.source.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
         let host =
             if req.source.host.contains(':') { format!("[{}]", req.source.host) } else { req.source.host.clone() };
@@ -361,7 +355,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sync_from_master", post(sync_from_master))
         .route("/status", get(status))
         .route("/status/", get(status))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None) })
+        .fallback(|| async { SlaveError::NotFound })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -427,5 +421,108 @@ impl Application {
         })
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use mirror_common::api::RsyncSource;
+    use mirror_runtime::rsync::ConfineMode;
+    use tower::ServiceExt;
+
+    fn request() -> SyncRequest {
+        SyncRequest {
+            slave: "127.0.0.1:7000".into(),
+            project: "fedora".into(),
+            path: "pub/fedora".into(),
+            options: vec!["-avH".into(), "--backup-dir=old".into()],
+            generation: 3,
+            source: RsyncSource { host: "master.example".into(), port: 8730, module: "mirror".into(), user: None },
+        }
+    }
+
+    fn field_of(confined: bool, req: SyncRequest) -> String {
+        match validate(confined, req) {
+            Err(SlaveError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_stay_inside_the_root() {
+        assert_eq!(check_path("pub/fedora").unwrap(), PathBuf::from("pub/fedora"));
+        for bad in ["", "/srv/x", "../x", "a/../b", "./a", "a\nb"] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_once_and_keep_their_path() {
+        let ok = validate(true, request()).unwrap();
+        assert_eq!(ok.rel, PathBuf::from("pub/fedora"));
+        let with = |f: &dyn Fn(&mut SyncRequest)| {
+            let mut r = request();
+            f(&mut r);
+            r
+        };
+        assert_eq!(field_of(true, with(&|r| r.project = "-e".into())), "project");
+        assert_eq!(field_of(true, with(&|r| r.generation = 0)), "generation");
+        assert_eq!(field_of(true, with(&|r| r.path = "../etc".into())), "path");
+        assert_eq!(field_of(true, with(&|r| r.options.push("-e".into()))), "options[2]");
+        // Unconfined, an option that names a path is refused: a symlink could lead it anywhere.
+        assert_eq!(field_of(false, request()), "options[1]");
+        assert_eq!(field_of(true, with(&|r| r.source.user = Some("-e".into()))), "source");
+        assert_eq!(field_of(true, with(&|r| r.source.host = "-oProxy".into())), "source.host");
+    }
+
+    async fn app(dir: &Path) -> AppState {
+        let settings = Settings {
+            listen: "127.0.0.1:0".into(),
+            root: dir.join("root"),
+            state_file: dir.join("state.json"),
+            token: Some(Secret::new("slave-token-for-unit-tests")),
+            confine: ConfineMode::Off,
+            ..Settings::default()
+        };
+        Application::build(settings).await.unwrap().state
+    }
+
+    async fn call(state: &AppState, uri: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::http::Request::post(uri).header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = router(state.clone()).oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn errors_have_one_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = app(dir.path()).await;
+        let body = serde_json::to_vec(&request()).unwrap();
+        let (status, err) = call(&state, "/sync_from_master/", Some("wrong-token-wrong-token"), body.clone()).await;
+        assert_eq!(
+            (status, err["error"].as_str(), err["method"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"), Some("sync_from_master"))
+        );
+        let token = Some("slave-token-for-unit-tests");
+        let (status, err) = call(&state, "/sync_from_master/", token, b"{".to_vec()).await;
+        assert_eq!((status, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_json")));
+        let (status, err) = call(&state, "/sync_from_master/", token, vec![b' '; MAX_REQUEST_BYTES + 1]).await;
+        assert_eq!((status, err["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large")));
+        // Not confined here: the path option is refused, naming the item.
+        let (status, err) = call(&state, "/sync_from_master/", token, body).await;
+        assert_eq!((status, err["field"].as_str()), (StatusCode::BAD_REQUEST, Some("options[1]")));
+        let (status, err) = call(&state, "/nowhere", token, vec![]).await;
+        assert_eq!(
+            (status, err["error"].as_str(), err["method"].clone()),
+            (StatusCode::NOT_FOUND, Some("not_found"), serde_json::Value::Null)
+        );
+        assert!(lock(&state.slots).is_empty(), "nothing was started");
     }
 }

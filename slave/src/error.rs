@@ -1,0 +1,46 @@
+//! The slave's one error type, rendered in the error shape of the whole API (`ErrorBody`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mirror_common::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlaveError {
+    #[error("this slave's token is required")]
+    Unauthorized,
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("no such endpoint")]
+    NotFound,
+}
+
+impl SlaveError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> SlaveError {
+        SlaveError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
+        match self {
+            SlaveError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            SlaveError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            SlaveError::BadJson(_) => (StatusCode::BAD_REQUEST, "bad_json", None),
+            SlaveError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, "invalid_field", Some(field.clone())),
+            SlaveError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
+        }
+    }
+}
+
+impl IntoResponse for SlaveError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = self.parts();
+        // Every error but an unknown endpoint comes from the one endpoint that takes requests.
+        let method = (!matches!(self, SlaveError::NotFound)).then(|| "sync_from_master".to_owned());
+        let body = ErrorBody { method, success: false, error: code.into(), message: self.to_string(), field };
+        (status, Json(body)).into_response()
+    }
+}
