@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
@@ -20,8 +19,31 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::db;
-use crate::http::error::ApiError;
-use crate::state::AppState;
+
+/// Why a caller is not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong, malformed, expired or revoked credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        AuthError::Internal(e.into())
+    }
+}
+
+impl From<AuthError> for crate::error::Error {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(m) => crate::error::Error::Unauthorized(m),
+            AuthError::Internal(e) => crate::error::Error::Internal(e),
+        }
+    }
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +148,7 @@ impl Authenticator {
         }
     }
 
-    async fn check_basic(&self, db: &db::Db, username: &str, password: &str) -> Result<Principal, ApiError> {
+    async fn check_basic(&self, db: &db::Db, username: &str, password: &str) -> Result<Principal, AuthError> {
         let key = self.cache_key(username, password);
         if let Ok(cache) = self.cache.read()
             && let Some(hit) = cache.get(&key).filter(|c| c.until > Instant::now())
@@ -137,7 +159,7 @@ impl Authenticator {
         let hash = user.as_ref().map_or_else(|| self.decoy_hash.clone(), |u| u.password_hash.clone());
         let ok = verify_password(password.to_owned(), hash, &self.hash_limiter).await?;
         let (Some(user), true) = (user, ok) else {
-            return Err(ApiError::Unauthorized("wrong username or password"));
+            return Err(AuthError::Unauthorized("wrong username or password"));
         };
         let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
         if !self.cache_ttl.is_zero()
@@ -162,26 +184,26 @@ impl Authenticator {
         &self,
         db: &db::Db,
         caller: &Principal,
-    ) -> Result<(String, chrono::DateTime<chrono::Utc>), ApiError> {
+    ) -> Result<(String, chrono::DateTime<chrono::Utc>), AuthError> {
         let user =
-            db::users::get(db, &caller.username).await?.ok_or(ApiError::Unauthorized("the user no longer exists"))?;
+            db::users::get(db, &caller.username).await?.ok_or(AuthError::Unauthorized("the user no longer exists"))?;
         let now = chrono::Utc::now();
-        let fresh = now + chrono::Duration::from_std(self.token_ttl).map_err(|e| ApiError::Internal(e.into()))?;
+        let fresh = now + chrono::Duration::from_std(self.token_ttl).map_err(|e| AuthError::Internal(e.into()))?;
         let exp = match caller.token_expires.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
             Some(parent) => parent.min(fresh),
             None => fresh,
         };
         let claims = Claims { sub: user.username, iat: now.timestamp(), exp: exp.timestamp(), stamp: user.token_stamp };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(e.into()))?;
+            .map_err(|e| AuthError::Internal(e.into()))?;
         Ok((token, exp))
     }
 
-    async fn check_bearer(&self, db: &db::Db, token: &str) -> Result<Principal, ApiError> {
+    async fn check_bearer(&self, db: &db::Db, token: &str) -> Result<Principal, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
-            ApiError::Unauthorized(match e.kind() {
+            AuthError::Unauthorized(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
                 _ => "invalid token",
             })
@@ -189,23 +211,23 @@ impl Authenticator {
         // The user's current role counts, and a removed user's tokens stop working at once.
         let user = db::users::get(db, &data.claims.sub)
             .await?
-            .ok_or(ApiError::Unauthorized("the token's user no longer exists"))?;
+            .ok_or(AuthError::Unauthorized("the token's user no longer exists"))?;
         // Issued before the user was re-created, or before its password or role changed.
         if user.token_stamp.is_empty()
             || !mirror_common::Secret::new(user.token_stamp.clone()).matches(&data.claims.stamp)
         {
-            return Err(ApiError::Unauthorized("the token was revoked (the user changed since it was issued)"));
+            return Err(AuthError::Unauthorized("the token was revoked (the user changed since it was issued)"));
         }
         let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
         Ok(Principal { username: user.username, role, token_expires: Some(data.claims.exp) })
     }
 
     /// Reads the `Authorization` header: `None` when absent, an error when present but wrong.
-    pub async fn authenticate(&self, db: &db::Db, parts: &Parts) -> Result<Option<Principal>, ApiError> {
+    pub async fn authenticate(&self, db: &db::Db, parts: &Parts) -> Result<Option<Principal>, AuthError> {
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
             return Ok(None);
         };
-        let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+        let value = value.to_str().map_err(|_| AuthError::Unauthorized("malformed Authorization header"))?;
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("basic") {
@@ -213,55 +235,15 @@ impl Authenticator {
                 .decode(rest)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or(ApiError::Unauthorized("malformed Basic credentials"))?;
+                .ok_or(AuthError::Unauthorized("malformed Basic credentials"))?;
             let (user, password) =
-                decoded.split_once(':').ok_or(ApiError::Unauthorized("malformed Basic credentials"))?;
+                decoded.split_once(':').ok_or(AuthError::Unauthorized("malformed Basic credentials"))?;
             return self.check_basic(db, user, password).await.map(Some);
         }
         if scheme.eq_ignore_ascii_case("bearer") {
             return self.check_bearer(db, rest).await.map(Some);
         }
-        Err(ApiError::Unauthorized("unsupported Authorization scheme (use Basic or Bearer)"))
-    }
-}
-
-/// Whoever is calling, if anyone: wrong credentials are still a 401.
-pub struct MaybeCaller(pub Option<Principal>);
-
-impl FromRequestParts<AppState> for MaybeCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.auth.authenticate(&state.db, parts).await.map(MaybeCaller)
-    }
-}
-
-/// An authenticated caller of any role (`root` or `user`).
-pub struct Caller(pub Principal);
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match MaybeCaller::from_request_parts(parts, state).await? {
-            MaybeCaller(Some(p)) => Ok(Caller(p)),
-            MaybeCaller(None) => Err(ApiError::Unauthorized("log in with HTTP Basic or a Bearer token")),
-        }
-    }
-}
-
-/// An authenticated `root`.
-pub struct RootCaller(pub Principal);
-
-impl FromRequestParts<AppState> for RootCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Caller(p) = Caller::from_request_parts(parts, state).await?;
-        if p.role != Role::Root {
-            return Err(ApiError::Forbidden("this needs the root role"));
-        }
-        Ok(RootCaller(p))
+        Err(AuthError::Unauthorized("unsupported Authorization scheme (use Basic or Bearer)"))
     }
 }
 

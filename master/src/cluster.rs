@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
 use crate::db::{self, Db, projects::ProjectRow, slaves::SlaveRow};
-use crate::runner::backoff;
+use crate::retry::backoff;
 
 /// The master's name for a slave, as slaves echo it back.
 pub fn slave_name(hostname: &str, port: i64) -> String {
@@ -238,5 +238,19 @@ impl Cluster {
     pub fn healthy(&self, last_seen: Option<&str>) -> bool {
         let cutoff = chrono::Utc::now() - self.patience;
         last_seen.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t > cutoff)
+    }
+}
+
+impl crate::events::Listener for Arc<Cluster> {
+    /// A new generation goes to every slave at once (the notifications run in their own tasks).
+    fn changed(&self, change: &crate::events::Change) {
+        if let crate::events::Change::NewGeneration(project) = change {
+            let (me, project) = (Arc::clone(self), project.clone());
+            tokio::spawn(async move {
+                if let Err(e) = me.propagate(&project).await {
+                    tracing::error!(project.id = %project.id, error = format!("{e:#}"), "cannot notify the slaves");
+                }
+            });
+        }
     }
 }

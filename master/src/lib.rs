@@ -5,12 +5,17 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod error;
+pub mod events;
 pub mod http;
+pub mod listing;
 pub mod paths;
+pub mod retry;
 pub mod rsync;
 pub mod rsyncd;
 pub mod runner;
 pub mod scheduler;
+pub mod service;
 pub mod state;
 
 use std::future::Future;
@@ -25,10 +30,13 @@ use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
 use crate::config::Settings;
+use crate::events::Events;
+use crate::listing::ListingCache;
 use crate::rsyncd::ManagedRsyncd;
 use crate::runner::{Runner, RunnerConfig};
 use crate::scheduler::Scheduler;
-use crate::state::{AppState, Inner, ListingCache};
+use crate::service::projects::Projects;
+use crate::state::{AppState, Inner};
 
 /// A master bound to its port, ready to serve.
 pub struct Application {
@@ -81,8 +89,13 @@ impl Application {
                  /rotate_slave_token/ (README: \"Moving from the shared cluster token\")"
             );
         }
+        // Who hears of changes: the listing cache, the scheduler (subscribed once it is started,
+        // below) and the propagation to slaves.
+        let events = Arc::new(Events::default());
         let listing = Arc::new(ListingCache::default());
+        events.subscribe(listing.clone());
         let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone())?;
+        events.subscribe(Arc::new(cluster.clone()));
         let runner = Runner::new(
             db.clone(),
             RunnerConfig {
@@ -92,22 +105,30 @@ impl Application {
                 ..RunnerConfig::from(&settings)
             },
             settings.max_concurrent_runs,
-            listing.clone(),
-            cluster.clone(),
+            events.clone(),
         );
         runner.recover().await?;
-        let scheduler = Scheduler::start(db.clone(), runner.clone(), listing.clone()).await?;
+        let scheduler = Scheduler::start(db.clone(), runner.clone()).await?;
+        events.subscribe(scheduler.clone());
+        let projects = Projects {
+            db: db.clone(),
+            mirror_root: mirror_root.clone(),
+            confined: confine.confined(),
+            events: events.clone(),
+            runner: runner.clone(),
+        };
         let state = AppState::new(Inner {
             db,
             settings,
             mirror_root,
             auth,
             listing,
+            events,
             runner,
             scheduler,
             cluster,
             confine,
-            project_writes: tokio::sync::Mutex::new(()),
+            projects,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::RsyncdSettings;
 use crate::db::{self, Db};
-use crate::runner::backoff;
+use crate::retry::backoff;
 
 pub struct ManagedRsyncd {
     stop: watch::Sender<bool>,

@@ -11,13 +11,12 @@ use chrono::{DateTime, Utc};
 use mirror_common::api::{RunStats, RunStatus};
 use mirror_common::rsync_opts::RsyncOptions;
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, kill_orphan, run_rsync};
-use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db::{self, Db};
-use crate::state::ListingCache;
+use crate::events::{Change, Events};
+use crate::retry::backoff;
 
 pub use mirror_common::api::Trigger;
 
@@ -91,26 +90,12 @@ pub struct Runner {
     /// Runs between their start and the end of their housekeeping (log rotation, pruning): the
     /// database must stay open until it is zero.
     executing: std::sync::atomic::AtomicUsize,
-    listing: Arc<ListingCache>,
-    cluster: Arc<Cluster>,
-}
-
-/// How long to wait before attempt `attempt + 1`: doubling from `base`, times a jitter in [0.5, 1.5),
-/// at most five minutes.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let jitter = rand::rng().random_range(0.5..1.5);
-    doubled.mul_f64(jitter).min(Duration::from_secs(300))
+    /// Told when runs change and when a run brings a new generation.
+    events: Arc<Events>,
 }
 
 impl Runner {
-    pub fn new(
-        db: Db,
-        cfg: RunnerConfig,
-        max_concurrent: usize,
-        listing: Arc<ListingCache>,
-        cluster: Arc<Cluster>,
-    ) -> Arc<Runner> {
+    pub fn new(db: Db, cfg: RunnerConfig, max_concurrent: usize, events: Arc<Events>) -> Arc<Runner> {
         let (queue, waiting) = mpsc::unbounded_channel::<Queued>();
         let runner = Arc::new(Runner {
             db,
@@ -120,8 +105,7 @@ impl Runner {
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
             executing: std::sync::atomic::AtomicUsize::new(0),
-            listing,
-            cluster,
+            events,
         });
         // The workers: each takes the oldest waiting run. They hold the runner weakly and end with it.
         let waiting = Arc::new(tokio::sync::Mutex::new(waiting));
@@ -214,7 +198,7 @@ impl Runner {
                 }
             };
         }
-        self.listing.invalidate();
+        self.events.publish(Change::RunsChanged);
         results
     }
 
@@ -272,7 +256,7 @@ impl Runner {
                 active.remove(project_id);
             }
         }
-        self.listing.invalidate();
+        self.events.publish(Change::RunsChanged);
         self.idle.notify_waiters();
     }
 
@@ -332,15 +316,15 @@ impl Runner {
         let outcome: RsyncOutcome = loop {
             attempt += 1;
             let db = self.db.clone();
-            let listing = self.listing.clone();
+            let events = self.events.clone();
             let log_name = log_name.clone();
             let record_pid = move |pid: u32| {
-                let (db, listing, log_name) = (db.clone(), listing.clone(), log_name.clone());
+                let (db, events, log_name) = (db.clone(), events.clone(), log_name.clone());
                 tokio::spawn(async move {
                     if let Err(e) = db::runs::mark_running(&db, run_id, pid, attempt, &log_name).await {
                         tracing::error!(run.id = run_id, error = %e, "cannot record the running rsync");
                     }
-                    listing.invalidate();
+                    events.publish(Change::RunsChanged);
                 });
             };
             let outcome = match run_rsync(&command, cancel.clone(), &record_pid).await {
@@ -383,7 +367,7 @@ impl Runner {
         if let Some(project) = bumped {
             // New content: a new generation, and every slave is told at once.
             tracing::info!(generation = project.generation, "new generation: notifying slaves");
-            self.cluster.propagate(&project).await?;
+            self.events.publish(Change::NewGeneration(project));
         }
         if outcome.succeeded() {
             tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");

@@ -16,8 +16,8 @@ use mirror_common::cron::{Schedule, ScheduleSpec};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::db::{self, Db, projects::ProjectRow};
+use crate::events::{Change, Listener};
 use crate::runner::{Runner, Trigger, TriggerError};
-use crate::state::ListingCache;
 
 /// How far ahead of a fire its timer is armed. Longer than the heartbeat's period plus its
 /// lateness (the library ticks every 500 ms), so that a late or skipped beat delays no fire.
@@ -43,7 +43,6 @@ pub struct Scheduler {
     next_token: AtomicU64,
     db: Db,
     runner: Arc<Runner>,
-    listing: Arc<ListingCache>,
     me: Weak<Scheduler>,
 }
 
@@ -54,7 +53,7 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 impl Scheduler {
     /// Starts the heartbeat and queues every enabled, scheduled project. A project that asks for it
     /// (`catch_up`) and missed a fire while the master was down gets one catch-up run.
-    pub async fn start(db: Db, runner: Arc<Runner>, listing: Arc<ListingCache>) -> anyhow::Result<Arc<Scheduler>> {
+    pub async fn start(db: Db, runner: Arc<Runner>) -> anyhow::Result<Arc<Scheduler>> {
         let heartbeat = JobScheduler::new().await?;
         let scheduler = Arc::new_cyclic(|me| Scheduler {
             heartbeat,
@@ -62,7 +61,6 @@ impl Scheduler {
             next_token: AtomicU64::new(1),
             db: db.clone(),
             runner,
-            listing,
             me: me.clone(),
         });
         let projects = db::projects::list(&db).await?;
@@ -92,22 +90,21 @@ impl Scheduler {
         self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes the live schedule match the stored project: call after every change to a project
-    /// (add, update, enable, disable, remove, rename).
-    pub async fn sync_project(&self, id: &str) -> anyhow::Result<()> {
-        match db::projects::get(&self.db, id).await? {
-            Some(p) => self.sync_row(&p, false).await,
-            None => {
-                self.queues().current.remove(id);
-                Ok(())
-            }
+    /// Makes the live schedule match a project as just committed: its schedule is compiled once,
+    /// here, and its next fire queued (nothing when disabled or manual-only).
+    fn apply(&self, p: &ProjectRow) -> anyhow::Result<Option<Schedule>> {
+        self.queues().current.remove(&p.id);
+        let Some(spec) = p.schedule.as_deref().filter(|_| p.enabled) else { return Ok(None) };
+        let schedule = Schedule::from_spec(serde_json::from_str::<ScheduleSpec>(spec)?)?;
+        if let Some(next) = schedule.next_fire_at_or_after(Utc::now()) {
+            self.register(&p.id, schedule.clone(), next, None);
         }
+        Ok(Some(schedule))
     }
 
+    /// At start: queues the project, and gives it its one catch-up run if it asks for it.
     async fn sync_row(&self, p: &ProjectRow, at_start: bool) -> anyhow::Result<()> {
-        self.queues().current.remove(&p.id);
-        let Some(spec) = p.schedule.as_deref().filter(|_| p.enabled) else { return Ok(()) };
-        let schedule = Schedule::from_spec(serde_json::from_str::<ScheduleSpec>(spec)?)?;
+        let Some(schedule) = self.apply(p)? else { return Ok(()) };
         let now = Utc::now();
         if at_start && p.catch_up {
             // Fires missed while down are not replayed one by one: at most one run covers them.
@@ -123,9 +120,6 @@ impl Scheduler {
                 tracing::info!(project.id = %p.id, missed = %missed, "catching up one missed run");
                 self.fire_now(&p.id, Trigger::CatchUp, missed).await;
             }
-        }
-        if let Some(next) = schedule.next_fire_at_or_after(now) {
-            self.register(&p.id, schedule, next, None);
         }
         Ok(())
     }
@@ -211,7 +205,6 @@ impl Scheduler {
                 }
             }
         }
-        self.listing.invalidate();
     }
 
     /// Starts one run now (a catch-up); its row records the fire time.
@@ -249,6 +242,23 @@ impl Scheduler {
         let mut heartbeat = self.heartbeat.clone();
         if let Err(e) = heartbeat.shutdown().await {
             tracing::warn!(error = %e, "scheduler heartbeat did not shut down cleanly");
+        }
+    }
+}
+
+impl Listener for Scheduler {
+    /// A project saved is queued anew from its committed row; a project removed leaves the queue.
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::ProjectSaved(row) => {
+                if let Err(e) = self.apply(row) {
+                    tracing::error!(project.id = %row.id, error = format!("{e:#}"), "cannot schedule project");
+                }
+            }
+            Change::ProjectRemoved { id } => {
+                self.queues().current.remove(id);
+            }
+            Change::RunsChanged | Change::NewGeneration(_) => {}
         }
     }
 }

@@ -39,7 +39,7 @@ pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await
 }
 
-pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRow>> {
+pub async fn get<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects WHERE id = ?")))
         .bind(id)
         .fetch_optional(db)
@@ -69,7 +69,7 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(p.catch_up)
 }
 
-pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
+pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {
     let placeholders = vec!["?"; WRITTEN.split(',').count() + 2].join(", ");
     let sql = format!("INSERT INTO projects ({WRITTEN}, created_at, updated_at) VALUES ({placeholders})");
     bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(&p.created_at).bind(&p.updated_at).execute(db).await?;
@@ -78,7 +78,7 @@ pub async fn insert(db: &Db, p: &ProjectRow) -> sqlx::Result<()> {
 
 /// Writes every field of `p` to the row that had id `old_id` (the id itself may change).
 /// Returns false when there is no such row.
-pub async fn update(db: &Db, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
+pub async fn update<'e>(db: impl sqlx::SqliteExecutor<'e>, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
     let assignments: Vec<String> = WRITTEN.split(',').map(|c| format!("{} = ?", c.trim())).collect();
     let sql = format!("UPDATE projects SET {}, updated_at = ? WHERE id = ?", assignments.join(", "));
     let done = bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(now()).bind(old_id).execute(db).await?;
@@ -102,7 +102,11 @@ pub async fn remove(db: &Db, id: &str) -> sqlx::Result<bool> {
 
 /// A project, other than `own_id`, whose dest is `dest`, contains it, or lies inside it.
 /// Compared with `substr` rather than LIKE, which would read `%` and `_` in paths as wildcards.
-pub async fn overlapping_dest(db: &Db, dest: &str, own_id: Option<&str>) -> sqlx::Result<Option<(String, String)>> {
+pub async fn overlapping_dest<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    dest: &str,
+    own_id: Option<&str>,
+) -> sqlx::Result<Option<(String, String)>> {
     sqlx::query_as(
         "SELECT id, dest FROM projects WHERE (?2 IS NULL OR id <> ?2) AND (dest = ?1 \
          OR substr(dest, 1, length(?1) + 1) = ?1 || '/' OR substr(?1, 1, length(dest) + 1) = dest || '/') LIMIT 1",

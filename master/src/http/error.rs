@@ -5,51 +5,12 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mirror_common::{ErrorBody, FieldError};
+use mirror_common::ErrorBody;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Field(#[from] FieldError),
-    #[error("{message}")]
-    BadJson { field: Option<String>, message: String },
-    #[error("{0}")]
-    Unauthorized(&'static str),
-    #[error("{0}")]
-    Forbidden(&'static str),
-    #[error("{message}")]
-    NotFound { field: Option<&'static str>, message: String },
-    #[error("{message}")]
-    Conflict { field: Option<&'static str>, message: String },
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    #[error("the request body is larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(e.into())
-    }
-}
+pub use crate::error::Error as ApiError;
 
 impl ApiError {
-    pub fn not_found(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError::NotFound { field: Some(field), message: message.into() }
-    }
-
-    pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Conflict { field: Some(field), message: message.into() }
-    }
-
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Field(FieldError::new(field, message))
-    }
-
+    /// The status, the `error` word and the field of the error body.
     fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
         match self {
             ApiError::Field(e) => (StatusCode::BAD_REQUEST, "invalid_field", Some(e.field.clone())),

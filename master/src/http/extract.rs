@@ -6,7 +6,13 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request};
 use serde::de::DeserializeOwned;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use mirror_common::api::Role;
+
 use super::error::ApiError;
+use crate::auth::Principal;
+use crate::state::AppState;
 
 /// The largest request body accepted. Every endpoint takes a small JSON document (a project with
 /// 64 options of 1 KiB in each layer stays under it); a larger body is refused before it is parsed.
@@ -69,6 +75,56 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
+}
+
+/// Whoever is calling, if anyone: wrong credentials are still a 401.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(MaybeCaller(state.auth.authenticate(&state.db, parts).await?))
+    }
+}
+
+/// An authenticated caller of any role (`root` or `user`).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match MaybeCaller::from_request_parts(parts, state).await? {
+            MaybeCaller(Some(p)) => Ok(Caller(p)),
+            MaybeCaller(None) => Err(ApiError::Unauthorized("log in with HTTP Basic or a Bearer token")),
+        }
+    }
+}
+
+/// An authenticated `root`.
+pub struct RootCaller(pub Principal);
+
+impl FromRequestParts<AppState> for RootCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(p) = Caller::from_request_parts(parts, state).await?;
+        if p.role != Role::Root {
+            return Err(ApiError::Forbidden("this needs the root role"));
+        }
+        Ok(RootCaller(p))
+    }
+}
+
+/// The id from `?id=` (or `?project=`, which the 2014 README also used).
+pub fn id_param(query: &QueryMap) -> Result<String, ApiError> {
+    query
+        .0
+        .get("id")
+        .or_else(|| query.0.get("project"))
+        .cloned()
+        .ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))
 }
 
 /// The query string as a map; a malformed one is a 400.

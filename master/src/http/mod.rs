@@ -59,7 +59,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 /// The details (helper path, account) only for a logged-in caller.
 async fn status(
     axum::extract::State(state): axum::extract::State<AppState>,
-    crate::auth::MaybeCaller(caller): crate::auth::MaybeCaller,
+    extract::MaybeCaller(caller): extract::MaybeCaller,
 ) -> axum::Json<serde_json::Value> {
     let mut body = serde_json::json!({
         "method": "status",

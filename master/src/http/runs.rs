@@ -7,9 +7,7 @@ use axum::response::{IntoResponse, Response};
 use mirror_common::api::{RunStats, RunView, SyncupResponse};
 
 use super::error::ApiError;
-use super::extract::QueryMap;
-use super::projects::id_param;
-use crate::auth::{Caller, MaybeCaller};
+use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
 use crate::db::{self, runs::RunRow};
 use crate::runner::{Trigger, TriggerError};
 use crate::state::AppState;

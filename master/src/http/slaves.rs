@@ -13,8 +13,7 @@ use mirror_common::api::{
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, parse_json};
-use crate::auth::{MaybeCaller, RootCaller};
+use super::extract::{ApiJson, MaybeCaller, RootCaller, parse_json};
 use crate::cluster::{new_slave_token, parse_slave_name, slave_name};
 use crate::db;
 use crate::state::AppState;

@@ -9,8 +9,8 @@ use mirror_common::api::{CreateUser, RemoveUser, Role, TokenResponse, UpdateUser
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::ApiJson;
-use crate::auth::{Caller, RootCaller, hash_password};
+use super::extract::{ApiJson, Caller, RootCaller};
+use crate::auth::hash_password;
 use crate::db::{self, users::RemoveOutcome, users::UpdateOutcome};
 use crate::state::AppState;
 

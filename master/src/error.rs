@@ -1,0 +1,48 @@
+//! The one error type of the master's services, auth included: what went wrong, in terms of the
+//! request. The HTTP layer (`http::error`) renders it; internal detail is logged there, never sent.
+
+use mirror_common::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Field(#[from] FieldError),
+    #[error("{message}")]
+    BadJson { field: Option<String>, message: String },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{message}")]
+    NotFound { field: Option<&'static str>, message: String },
+    #[error("{message}")]
+    Conflict { field: Option<&'static str>, message: String },
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl Error {
+    pub fn not_found(field: &'static str, message: impl Into<String>) -> Self {
+        Error::NotFound { field: Some(field), message: message.into() }
+    }
+
+    pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict { field: Some(field), message: message.into() }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Field(FieldError::new(field, message))
+    }
+}

@@ -1,0 +1,42 @@
+//! What changed, told to whoever cares. The services and the runner publish a change once it is
+//! committed; the listing cache, the scheduler and the propagation listen. No part that changes
+//! something has to know who depends on it, and no two parts import each other for it.
+
+use std::sync::{Arc, RwLock};
+
+use crate::db::projects::ProjectRow;
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A project was added or changed (configuration, schedule, enabled); the row as committed.
+    ProjectSaved(ProjectRow),
+    /// A project is gone (removed, or renamed: then a `ProjectSaved` of the new id follows).
+    ProjectRemoved { id: String },
+    /// Runs were queued, started or ended.
+    RunsChanged,
+    /// A run succeeded: the project has a new generation for the slaves.
+    NewGeneration(ProjectRow),
+}
+
+/// Told of every change, synchronously and in order: it must not block (spawn what takes time).
+pub trait Listener: Send + Sync {
+    fn changed(&self, change: &Change);
+}
+
+#[derive(Default)]
+pub struct Events {
+    listeners: RwLock<Vec<Arc<dyn Listener>>>,
+}
+
+impl Events {
+    pub fn subscribe(&self, listener: Arc<dyn Listener>) {
+        self.listeners.write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(listener);
+    }
+
+    pub fn publish(&self, change: Change) {
+        let listeners = self.listeners.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        for l in listeners {
+            l.changed(&change);
+        }
+    }
+}

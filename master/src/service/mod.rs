@@ -1,0 +1,3 @@
+//! One service per resource: the rules, the transaction, the change event. Handlers call them.
+
+pub mod projects;

@@ -1,0 +1,395 @@
+//! The projects service: the only place that applies the rules of a project (ids, names, hosts,
+//! modules, dest, schedule, options), writes it in one transaction, and publishes the change. The
+//! HTTP handlers parse, call one function here, and render.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mirror_common::Secret;
+use mirror_common::api::{AddProject, Port, UpdateProjectBasic, is_valid_id};
+use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
+use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
+
+use crate::db::{self, Db, projects::ProjectRow};
+use crate::error::Error;
+use crate::events::{Change, Events};
+use crate::paths::resolve_dest;
+use crate::runner::Runner;
+
+const MAX_TEXT: usize = 1024;
+
+fn check_text(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        return Err(Error::field(field, "must not be empty"));
+    }
+    if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(Error::field(field, "is too long or contains a control character"));
+    }
+    Ok(())
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<(), Error> {
+    if !is_valid_id(id) {
+        return Err(Error::field(field, format!("'{}' is not a valid id: use [A-Za-z0-9._-]+", id.escape_debug())));
+    }
+    Ok(())
+}
+
+/// A host name, an IPv4 address or an IPv6 address. Never something rsync could read as an option.
+pub fn check_host(host: &str) -> Result<(), Error> {
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if is_name || host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    Err(Error::field("rsync_host", format!("'{}' is not a host name or IP address", host.escape_debug())))
+}
+
+/// `module` or `module/path/inside`: no `..`, no control characters.
+pub fn check_module(module: &str) -> Result<(), Error> {
+    check_text("rsync_module", module)?;
+    let (name, path) = module.split_once('/').unwrap_or((module, ""));
+    if !is_valid_id(name) {
+        return Err(Error::field("rsync_module", format!("module name '{name}' must match [A-Za-z0-9._-]+")));
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return Err(Error::field("rsync_module", "the path inside the module must not contain '..'"));
+    }
+    Ok(())
+}
+
+fn check_password(password: Option<Secret>) -> Result<Option<Secret>, Error> {
+    match password {
+        Some(p) if p.expose().is_empty() => Ok(None),
+        Some(p) if p.expose().len() > MAX_TEXT || p.expose().contains(['\0', '\n', '\r']) => {
+            Err(Error::field("rsync_password", "is too long or contains a newline or NUL"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_user(user: Option<String>) -> Result<Option<String>, Error> {
+    match user {
+        Some(u) if !is_valid_id(&u) => {
+            Err(Error::field("rsync_user", "must match [A-Za-z0-9._-]+ and not start with '-'"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_timeout(secs: Option<u64>) -> Result<Option<i64>, Error> {
+    match secs {
+        Some(s) if !(1..=7 * 24 * 3600).contains(&s) => {
+            Err(Error::field("timeout_secs", "must be between 1 and 604800 (a week)"))
+        }
+        Some(s) => Ok(Some(s as i64)),
+        None => Ok(None),
+    }
+}
+
+fn port_column(port: Option<Port>) -> Option<i64> {
+    port.map(|p| i64::from(p.0))
+}
+
+/// Resolves `dest` under the mirror root (symlinks and all); the overlap with other projects is
+/// checked in the write's transaction.
+async fn resolve(mirror_root: &std::path::Path, dest: &str) -> Result<String, Error> {
+    let resolved = resolve_dest(mirror_root, dest).await?;
+    resolved.into_os_string().into_string().map_err(|_| Error::field("dest", "is not valid UTF-8"))
+}
+
+/// Refuses a dest that is, contains, or lies inside another project's.
+async fn check_overlap(tx: &mut sqlx::SqliteConnection, dest: &str, own_id: Option<&str>) -> Result<(), Error> {
+    if let Some((id, _)) = db::projects::overlapping_dest(&mut *tx, dest, own_id).await? {
+        return Err(Error::conflict("dest", format!("{dest} overlaps the dest of project '{id}'")));
+    }
+    Ok(())
+}
+
+/// Validates client cron options; `None` when they name no schedule at all (manual runs only).
+/// Compiling a schedule and searching its next fire is CPU work: it runs off the async workers.
+async fn schedule_from(opts: Option<CronOptions>, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, Error> {
+    let Some(opts) = opts else { return Ok(None) };
+    tokio::task::spawn_blocking(move || check_schedule(&opts, now)).await.map_err(|e| Error::Internal(e.into()))?
+}
+
+fn check_schedule(opts: &CronOptions, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, Error> {
+    let no_dates = opts.start_date.is_none() && opts.end_date.is_none() && opts.timezone.is_none();
+    if opts.has_no_time_field() && no_dates {
+        return Ok(None);
+    }
+    let schedule = Schedule::from_options(opts)?;
+    if schedule.next_fire_at_or_after(now).is_none() {
+        return Err(Error::field(
+            "cron_options",
+            "this schedule never fires from now on (check year, day, month and end_date)",
+        ));
+    }
+    Ok(Some(schedule.spec().clone()))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::Internal(e.into()))
+}
+
+fn store_error(e: sqlx::Error, id: &str) -> Error {
+    if db::is_unique_violation(&e) {
+        return Error::conflict("id", format!("a project with id '{id}' or the same dest already exists"));
+    }
+    e.into()
+}
+
+/// What the projects service needs: the database, where trees may go, whether runs are confined
+/// (which options are allowed), whom to tell, and the runner (a removed project's run stops).
+pub struct Projects {
+    pub db: Db,
+    pub mirror_root: PathBuf,
+    pub confined: bool,
+    pub events: Arc<Events>,
+    pub runner: Arc<Runner>,
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found("id", format!("no project with id '{}'", id.escape_debug()))
+}
+
+/// A write transaction that takes SQLite's write lock at once, so that the checks it makes (an id
+/// free, a dest not overlapping) still hold when it writes: no other write can come between.
+async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
+    Ok(db.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+impl Projects {
+    fn options(&self, input: Option<&RsyncOptionsInput>) -> Result<RsyncOptions, Error> {
+        Ok(RsyncOptions::from_input(&input.cloned().unwrap_or_default(), self.confined)?)
+    }
+
+    /// `POST /add_project/`: the new project as stored.
+    pub async fn add(&self, req: AddProject) -> Result<ProjectRow, Error> {
+        let now = Utc::now();
+        check_text("project", &req.project)?;
+        let (id, id_derived) = match &req.id {
+            Some(id) => {
+                check_id("id", id)?;
+                (id.clone(), false)
+            }
+            None => {
+                if !is_valid_id(&req.project) {
+                    return Err(Error::field(
+                        "project",
+                        "cannot serve as the id ([A-Za-z0-9._-]+): give an explicit id",
+                    ));
+                }
+                (req.project.clone(), true)
+            }
+        };
+        check_host(&req.rsync_host)?;
+        check_module(&req.rsync_module)?;
+        let rsync_password = check_password(req.rsync_password)?;
+        let rsync_user = check_user(req.rsync_user)?;
+        let timeout_secs = check_timeout(req.timeout_secs)?;
+        let schedule = schedule_from(req.cron_options, now).await?;
+        let rsync_options = self.options(req.rsync_options.as_ref())?;
+        let dest = resolve(&self.mirror_root, &req.dest).await?;
+        let stamp = db::now();
+        let row = ProjectRow {
+            id: id.clone(),
+            project: req.project,
+            id_derived,
+            rsync_host: req.rsync_host,
+            rsync_module: req.rsync_module,
+            dest,
+            rsync_password,
+            schedule: schedule.as_ref().map(to_json).transpose()?,
+            rsync_options: to_json(&rsync_options)?,
+            enabled: req.enabled.unwrap_or(true),
+            created_at: stamp.clone(),
+            updated_at: stamp,
+            rsync_user,
+            rsync_port: port_column(req.rsync_port),
+            timeout_secs,
+            catch_up: req.catch_up.unwrap_or(false),
+            last_fire_at: None,
+            generation: 0,
+        };
+        let mut tx = begin(&self.db).await?;
+        if db::projects::get(&mut *tx, &id).await?.is_some() {
+            return Err(Error::conflict("id", format!("a project with id '{id}' already exists")));
+        }
+        check_overlap(&mut tx, &row.dest, None).await?;
+        db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
+        tx.commit().await?;
+        tracing::info!(project.id = %id, "project added");
+        self.events.publish(Change::ProjectSaved(row.clone()));
+        Ok(row)
+    }
+
+    /// `POST /update_project/basic/`: the project as stored after the change (its id may have
+    /// followed a new name).
+    pub async fn update_basic(&self, req: UpdateProjectBasic) -> Result<ProjectRow, Error> {
+        if let Some(p) = &req.project {
+            check_text("project", p)?;
+        }
+        if let Some(h) = &req.rsync_host {
+            check_host(h)?;
+        }
+        if let Some(m) = &req.rsync_module {
+            check_module(m)?;
+        }
+        let password = req.rsync_password.map(check_password).transpose()?;
+        let user = req.rsync_user.map(check_user).transpose()?;
+        let timeout = req.timeout_secs.map(check_timeout).transpose()?;
+        let options = req.rsync_options.as_ref().map(|o| self.options(Some(o))).transpose()?;
+        let dest = match &req.dest {
+            Some(d) => Some(resolve(&self.mirror_root, d).await?),
+            None => None,
+        };
+        let mut tx = begin(&self.db).await?;
+        let old = db::projects::get(&mut *tx, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+        let mut row = old.clone();
+        if let Some(p) = req.project {
+            // As the 2014 API documents: an id derived from the name follows a new name.
+            if old.id_derived && p != old.project {
+                if !is_valid_id(&p) {
+                    return Err(Error::field(
+                        "project",
+                        "cannot serve as the id ([A-Za-z0-9._-]+) this project's id follows",
+                    ));
+                }
+                if db::projects::get(&mut *tx, &p).await?.is_some() {
+                    return Err(Error::conflict(
+                        "project",
+                        format!("renaming would change the id to '{p}', which exists"),
+                    ));
+                }
+                row.id = p.clone();
+            }
+            row.project = p;
+        }
+        if let Some(h) = req.rsync_host {
+            row.rsync_host = h;
+        }
+        if let Some(m) = req.rsync_module {
+            row.rsync_module = m;
+        }
+        if let Some(d) = dest {
+            check_overlap(&mut tx, &d, Some(&old.id)).await?;
+            row.dest = d;
+        }
+        if let Some(p) = password {
+            row.rsync_password = p;
+        }
+        if let Some(o) = options {
+            row.rsync_options = to_json(&o)?;
+        }
+        if let Some(u) = user {
+            row.rsync_user = u;
+        }
+        if let Some(p) = req.rsync_port {
+            row.rsync_port = port_column(p);
+        }
+        if let Some(t) = timeout {
+            row.timeout_secs = t;
+        }
+        if let Some(c) = req.catch_up {
+            row.catch_up = c;
+        }
+        let saved = self.save(tx, &old.id, &row).await?;
+        tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
+        Ok(saved)
+    }
+
+    /// `POST /update_project/schedule/`: replaces the whole schedule (none: manual runs only).
+    /// Field errors name the fields as the flat 2014 payload does (`minute`, not
+    /// `cron_options.minute`).
+    pub async fn replace_schedule(&self, id: &str, opts: CronOptions) -> Result<ProjectRow, Error> {
+        let spec = schedule_from(Some(opts), Utc::now()).await.map_err(|e| match e {
+            Error::Field(mut f) => {
+                f.field = f.field.strip_prefix("cron_options.").map(str::to_owned).unwrap_or(f.field);
+                Error::Field(f)
+            }
+            other => other,
+        })?;
+        let mut tx = begin(&self.db).await?;
+        let mut row = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        row.schedule = spec.as_ref().map(to_json).transpose()?;
+        let saved = self.save(tx, id, &row).await?;
+        tracing::info!(project.id = %id, "schedule replaced");
+        Ok(saved)
+    }
+
+    /// `enable_project` / `disable_project`.
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<ProjectRow, Error> {
+        let mut tx = begin(&self.db).await?;
+        let mut row = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        row.enabled = enabled;
+        let saved = self.save(tx, id, &row).await?;
+        tracing::info!(project.id = %id, enabled, "project {}", if enabled { "enabled" } else { "disabled" });
+        Ok(saved)
+    }
+
+    /// `POST /remove_project/`: the project, its history and its live schedule go; a run of it
+    /// that is going is stopped.
+    pub async fn remove(&self, id: &str) -> Result<(), Error> {
+        if !db::projects::remove(&self.db, id).await? {
+            return Err(not_found(id));
+        }
+        self.runner.cancel(id);
+        tracing::info!(project.id = %id, "project removed");
+        self.events.publish(Change::ProjectRemoved { id: id.to_owned() });
+        Ok(())
+    }
+
+    /// Writes `row` over the project that had id `old_id`, commits, and tells who listens.
+    async fn save(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        old_id: &str,
+        row: &ProjectRow,
+    ) -> Result<ProjectRow, Error> {
+        if !db::projects::update(&mut *tx, old_id, row).await.map_err(|e| store_error(e, &row.id))? {
+            return Err(not_found(old_id));
+        }
+        let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
+        tx.commit().await?;
+        if saved.id != old_id {
+            self.events.publish(Change::ProjectRemoved { id: old_id.to_owned() });
+        }
+        self.events.publish(Change::ProjectSaved(saved.clone()));
+        Ok(saved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in ["rsync.fedora.org", "localhost", "10.0.0.1", "::1", "ftp-1.osuosl.org"] {
+            assert!(check_host(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-e.example", "a b", "", "host;rm", "a..b", "[::1]", "host::mod", "-oProxyCommand=x"] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modules() {
+        for ok in ["fedora", "fedora/linux/releases", "debian-cd/12.0"] {
+            assert!(check_module(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "mod/../../etc", "mod\nx", "a b/c", "/abs"] {
+            assert!(check_module(bad).is_err(), "{bad}");
+        }
+    }
+}
