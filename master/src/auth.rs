@@ -2,7 +2,7 @@
 //! JWT bearer tokens from `GET /get_token/`.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -108,7 +108,7 @@ pub struct Authenticator {
     /// that "no such user" costs as long as "wrong password".
     decoy_hash: String,
     /// Caps concurrent argon2 work: a flood of bad logins cannot take every core.
-    pub hash_limiter: Semaphore,
+    pub hash_limiter: Arc<Semaphore>,
 }
 
 impl Authenticator {
@@ -128,7 +128,7 @@ impl Authenticator {
             cache: RwLock::new(HashMap::new()),
             salt,
             decoy_hash,
-            hash_limiter: limiter,
+            hash_limiter: Arc::new(limiter),
         })
     }
 
@@ -257,4 +257,13 @@ pub async fn signing_key(db: &db::Db, configured: Option<&str>) -> anyhow::Resul
     let encoded = base64::engine::general_purpose::STANDARD.encode(fresh);
     let kept = db::settings::get_or_insert(db, "jwt_secret", &encoded).await?;
     Ok(base64::engine::general_purpose::STANDARD.decode(kept)?)
+}
+
+impl crate::events::Listener for Authenticator {
+    /// A user changed: its cached logins must not let the old password in any more.
+    fn changed(&self, change: &crate::events::Change) {
+        if let crate::events::Change::UserChanged { username } = change {
+            self.forget(username);
+        }
+    }
 }

@@ -16,6 +16,8 @@ pub enum Change {
     RunsChanged,
     /// A run succeeded: the project has a new generation for the slaves.
     NewGeneration(ProjectRow),
+    /// A user was created, removed, or got a new password or role: its cached logins must go.
+    UserChanged { username: String },
 }
 
 /// Told of every change, synchronously and in order: it must not block (spawn what takes time).

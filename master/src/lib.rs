@@ -36,6 +36,7 @@ use crate::rsyncd::ManagedRsyncd;
 use crate::runner::{Runner, RunnerConfig};
 use crate::scheduler::Scheduler;
 use crate::service::projects::Projects;
+use crate::service::users::Users;
 use crate::state::{AppState, Inner};
 
 /// A master bound to its port, ready to serve.
@@ -110,6 +111,9 @@ impl Application {
         runner.recover().await?;
         let scheduler = Scheduler::start(db.clone(), runner.clone()).await?;
         events.subscribe(scheduler.clone());
+        let auth = Arc::new(auth);
+        events.subscribe(auth.clone());
+        let users = Users { db: db.clone(), hasher: auth.hash_limiter.clone(), events: events.clone() };
         let projects = Projects {
             db: db.clone(),
             mirror_root: mirror_root.clone(),
@@ -129,6 +133,7 @@ impl Application {
             cluster,
             confine,
             projects,
+            users,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })
@@ -183,7 +188,9 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
     }
     match &state.settings.initial_root_password {
         Some(password) => {
-            http::users::create_user(state, "root", password.clone(), Role::Root)
+            state
+                .users
+                .create("root", password.clone(), Role::Root)
                 .await
                 .map_err(|e| anyhow::anyhow!("MIRROR_ROOT_PASSWORD: {e}"))?;
             tracing::info!("created user 'root' from MIRROR_ROOT_PASSWORD");
@@ -202,16 +209,11 @@ pub async fn create_user_offline(
     password: mirror_common::Secret,
     role: Role,
 ) -> anyhow::Result<()> {
-    http::users::check_new_user(username, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = db::connect(&settings.database)
         .await
         .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
-    let limiter = tokio::sync::Semaphore::new(1);
-    let hash = auth::hash_password(&password, &limiter).await?;
-    let result = db::users::insert(&db, username, &hash, role.as_str()).await;
+    let users = Users { db: db.clone(), hasher: Arc::new(tokio::sync::Semaphore::new(1)), events: Default::default() };
+    let result = users.create(username, password, role).await;
     db.close().await;
-    match result {
-        Err(e) if db::is_unique_violation(&e) => anyhow::bail!("user '{username}' already exists"),
-        other => Ok(other?),
-    }
+    result.map_err(|e| anyhow::anyhow!("{e}"))
 }

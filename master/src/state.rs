@@ -14,6 +14,7 @@ use crate::listing::ListingCache;
 use crate::runner::Runner;
 use crate::scheduler::Scheduler;
 use crate::service::projects::Projects;
+use crate::service::users::Users;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -23,7 +24,7 @@ pub struct Inner {
     pub settings: Settings,
     /// `settings.mirror_root`, created and with symlinks resolved.
     pub mirror_root: PathBuf,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub listing: Arc<ListingCache>,
     /// Every committed change is published here (the listing, the scheduler and the propagation
     /// listen).
@@ -35,6 +36,8 @@ pub struct Inner {
     pub confine: mirror_runtime::rsync::ConfineStatus,
     /// The projects service: every change to a project goes through it.
     pub projects: Projects,
+    /// The users service.
+    pub users: Users,
 }
 
 impl AppState {

@@ -1,3 +1,4 @@
 //! One service per resource: the rules, the transaction, the change event. Handlers call them.
 
 pub mod projects;
+pub mod users;

@@ -1,0 +1,119 @@
+//! The users service: names and passwords checked, argon2 hashes made off the async workers
+//! (at most as many at once as the limiter lets), the last root kept, and every change published so
+//! that cached logins and tokens of the user stop working.
+
+use std::sync::Arc;
+
+use mirror_common::Secret;
+use mirror_common::api::{Role, UpdateUser, UserView, is_valid_id};
+use tokio::sync::Semaphore;
+
+use crate::auth::{Principal, hash_password};
+use crate::db::{self, Db, users::RemoveOutcome, users::UpdateOutcome};
+use crate::error::Error;
+use crate::events::{Change, Events};
+
+pub struct Users {
+    pub db: Db,
+    /// Caps concurrent argon2 work (shared with the logins' verifications).
+    pub hasher: Arc<Semaphore>,
+    pub events: Arc<Events>,
+}
+
+/// Checks a new user's name and password.
+pub fn check_new_user(username: &str, password: &Secret) -> Result<(), Error> {
+    if !is_valid_id(username) {
+        return Err(Error::field("username", "must match [A-Za-z0-9._-]+ and not start with '-'"));
+    }
+    check_password(password)
+}
+
+fn check_password(password: &Secret) -> Result<(), Error> {
+    let p = password.expose();
+    if p.is_empty() || p.len() > 1024 || p.contains('\0') {
+        return Err(Error::field("password", "must be 1 to 1024 bytes, without NUL"));
+    }
+    Ok(())
+}
+
+fn no_user(username: &str) -> Error {
+    Error::not_found("username", format!("no user '{}'", username.escape_debug()))
+}
+
+impl Users {
+    /// Creates a user; a duplicate name is a conflict.
+    pub async fn create(&self, username: &str, password: Secret, role: Role) -> Result<(), Error> {
+        check_new_user(username, &password)?;
+        let hash = hash_password(&password, &self.hasher).await?;
+        db::users::insert(&self.db, username, &hash, role.as_str()).await.map_err(|e| {
+            if db::is_unique_violation(&e) {
+                Error::conflict("username", format!("user '{username}' already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        // A user of the same name removed earlier may still have a cached login.
+        self.events.publish(Change::UserChanged { username: username.to_owned() });
+        tracing::info!(user.name = %username, user.role = role.as_str(), "user created");
+        Ok(())
+    }
+
+    /// A root changes anyone's password or role; a user changes its own password. Either way the
+    /// user's tokens and cached logins stop working.
+    pub async fn update(&self, caller: &Principal, req: &UpdateUser) -> Result<(), Error> {
+        if caller.role != Role::Root {
+            if req.username != caller.username {
+                return Err(Error::Forbidden("a user may change only its own password"));
+            }
+            if req.role.is_some() {
+                return Err(Error::Forbidden("changing a role needs the root role"));
+            }
+        }
+        if req.password.is_none() && req.role.is_none() {
+            return Err(Error::field("password", "give a new password, a new role, or both"));
+        }
+        let hash = match &req.password {
+            Some(p) => {
+                check_password(p)?;
+                Some(hash_password(p, &self.hasher).await?)
+            }
+            None => None,
+        };
+        match db::users::update(&self.db, &req.username, hash.as_deref(), req.role.map(Role::as_str)).await? {
+            UpdateOutcome::Updated => {}
+            UpdateOutcome::NotFound => return Err(no_user(&req.username)),
+            UpdateOutcome::LastRoot => {
+                return Err(Error::conflict("role", "this is the last root user; make another root first"));
+            }
+        }
+        self.events.publish(Change::UserChanged { username: req.username.clone() });
+        tracing::info!(user.name = %req.username, password_changed = req.password.is_some(), role = ?req.role, "user updated; its tokens are revoked");
+        Ok(())
+    }
+
+    /// Removes a user (never the last root); its logins and tokens stop working at once.
+    pub async fn remove(&self, username: &str) -> Result<(), Error> {
+        match db::users::remove(&self.db, username).await? {
+            RemoveOutcome::Removed => {}
+            RemoveOutcome::NotFound => return Err(no_user(username)),
+            RemoveOutcome::LastRoot => {
+                return Err(Error::conflict("username", "this is the last root user; create another root first"));
+            }
+        }
+        self.events.publish(Change::UserChanged { username: username.to_owned() });
+        tracing::info!(user.name = %username, "user removed");
+        Ok(())
+    }
+
+    pub async fn list(&self) -> Result<Vec<UserView>, Error> {
+        db::users::list(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let role =
+                    Role::parse(&r.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", r.username))?;
+                Ok(UserView { username: r.username, role, created_at: r.created_at })
+            })
+            .collect()
+    }
+}
