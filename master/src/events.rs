@@ -10,8 +10,10 @@ use crate::db::projects::ProjectRow;
 pub enum Change {
     /// A project was added or changed (configuration, schedule, enabled); the row as committed.
     ProjectSaved(ProjectRow),
-    /// A project is gone (removed, or renamed: then a `ProjectSaved` of the new id follows).
+    /// A project is gone, with its history; a run of it that is going must stop.
     ProjectRemoved { id: String },
+    /// A project's id followed its new name; a `ProjectSaved` of the new id follows.
+    ProjectRenamed { from: String, to: String },
     /// Runs were queued, started or ended.
     RunsChanged,
     /// A run succeeded: the project has a new generation for the slaves.

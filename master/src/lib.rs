@@ -109,6 +109,7 @@ impl Application {
             events.clone(),
         );
         runner.recover().await?;
+        events.subscribe(runner.clone());
         let scheduler = Scheduler::start(db.clone(), runner.clone()).await?;
         events.subscribe(scheduler.clone());
         let auth = Arc::new(auth);
@@ -119,7 +120,6 @@ impl Application {
             mirror_root: mirror_root.clone(),
             confined: confine.confined(),
             events: events.clone(),
-            runner: runner.clone(),
         };
         let state = AppState::new(Inner {
             db,

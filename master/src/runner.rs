@@ -458,3 +458,12 @@ impl Runner {
         }
     }
 }
+
+impl crate::events::Listener for Runner {
+    /// A removed project's run, if one is going, is stopped (it ends `interrupted`).
+    fn changed(&self, change: &Change) {
+        if let Change::ProjectRemoved { id } = change {
+            self.cancel(id);
+        }
+    }
+}

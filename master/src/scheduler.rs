@@ -255,7 +255,7 @@ impl Listener for Scheduler {
                     tracing::error!(project.id = %row.id, error = format!("{e:#}"), "cannot schedule project");
                 }
             }
-            Change::ProjectRemoved { id } => {
+            Change::ProjectRemoved { id } | Change::ProjectRenamed { from: id, .. } => {
                 self.queues().current.remove(id);
             }
             Change::RunsChanged | Change::NewGeneration(_) | Change::UserChanged { .. } => {}

@@ -16,7 +16,6 @@ use crate::db::{self, Db, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::{Change, Events};
 use crate::paths::resolve_dest;
-use crate::runner::Runner;
 
 const MAX_TEXT: usize = 1024;
 
@@ -149,13 +148,12 @@ fn store_error(e: sqlx::Error, id: &str) -> Error {
 }
 
 /// What the projects service needs: the database, where trees may go, whether runs are confined
-/// (which options are allowed), whom to tell, and the runner (a removed project's run stops).
+/// (which options are allowed), and whom to tell.
 pub struct Projects {
     pub db: Db,
     pub mirror_root: PathBuf,
     pub confined: bool,
     pub events: Arc<Events>,
-    pub runner: Arc<Runner>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -343,7 +341,6 @@ impl Projects {
         if !db::projects::remove(&self.db, id).await? {
             return Err(not_found(id));
         }
-        self.runner.cancel(id);
         tracing::info!(project.id = %id, "project removed");
         self.events.publish(Change::ProjectRemoved { id: id.to_owned() });
         Ok(())
@@ -362,7 +359,7 @@ impl Projects {
         let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
         tx.commit().await?;
         if saved.id != old_id {
-            self.events.publish(Change::ProjectRemoved { id: old_id.to_owned() });
+            self.events.publish(Change::ProjectRenamed { from: old_id.to_owned(), to: saved.id.clone() });
         }
         self.events.publish(Change::ProjectSaved(saved.clone()));
         Ok(saved)
@@ -372,6 +369,91 @@ impl Projects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Listener;
+    use std::sync::Mutex;
+
+    /// Remembers every change it hears.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Listener for Recorder {
+        fn changed(&self, change: &Change) {
+            let text = match change {
+                Change::ProjectSaved(row) => format!("saved {} enabled={}", row.id, row.enabled),
+                Change::ProjectRemoved { id } => format!("removed {id}"),
+                Change::ProjectRenamed { from, to } => format!("renamed {from} {to}"),
+                other => format!("{other:?}"),
+            };
+            self.0.lock().unwrap().push(text);
+        }
+    }
+
+    async fn service(dir: &std::path::Path) -> (Projects, Arc<Recorder>) {
+        let db = crate::db::connect(&dir.join("t.db")).await.unwrap();
+        let root = dir.join("mirror");
+        std::fs::create_dir_all(&root).unwrap();
+        let events = Arc::new(Events::default());
+        let recorder = Arc::new(Recorder::default());
+        events.subscribe(recorder.clone());
+        let root = std::fs::canonicalize(root).unwrap();
+        (Projects { db, mirror_root: root, confined: true, events }, recorder)
+    }
+
+    fn add(name: &str, dest: &str) -> AddProject {
+        serde_json::from_value(serde_json::json!({
+            "project": name, "rsync_host": "rsync.example.org", "rsync_module": "m", "dest": dest,
+            "cron_options": {"minute": "*/5"},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_are_checked_in_their_transaction_and_published_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (projects, heard) = service(dir.path()).await;
+        let row = projects.add(add("fedora", "fedora")).await.unwrap();
+        assert_eq!(row.dest, projects.mirror_root.join("fedora").to_str().unwrap());
+        assert!(matches!(projects.add(add("fedora", "other")).await, Err(Error::Conflict { field: Some("id"), .. })));
+        assert!(matches!(
+            projects.add(add("inner", "fedora/x")).await,
+            Err(Error::Conflict { field: Some("dest"), .. })
+        ));
+        // Two adds of the same id at once: exactly one wins.
+        let (a, b) = tokio::join!(projects.add(add("twin", "twin-a")), projects.add(add("twin", "twin-b")));
+        assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1);
+        projects.set_enabled("fedora", false).await.unwrap();
+        let rename: UpdateProjectBasic =
+            serde_json::from_value(serde_json::json!({"id": "fedora", "project": "fedora2"})).unwrap();
+        assert_eq!(projects.update_basic(rename).await.unwrap().id, "fedora2");
+        projects.remove("fedora2").await.unwrap();
+        assert!(matches!(projects.remove("fedora2").await, Err(Error::NotFound { .. })));
+        let heard = heard.0.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            [
+                "saved fedora enabled=true",
+                "saved twin enabled=true",
+                "saved fedora enabled=false",
+                "renamed fedora fedora2",
+                "saved fedora2 enabled=false",
+                "removed fedora2",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schedule_error_names_the_flat_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let (projects, _) = service(dir.path()).await;
+        projects.add(add("debian", "debian")).await.unwrap();
+        let opts: CronOptions = serde_json::from_value(serde_json::json!({"minute": "99"})).unwrap();
+        match projects.replace_schedule("debian", opts).await {
+            Err(Error::Field(f)) => assert_eq!(f.field, "minute"),
+            other => panic!("{other:?}"),
+        }
+        let none: CronOptions = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(projects.replace_schedule("debian", none).await.unwrap().schedule, None);
+    }
 
     #[test]
     fn hosts() {
