@@ -36,6 +36,7 @@ use crate::rsyncd::ManagedRsyncd;
 use crate::runner::{Runner, RunnerConfig};
 use crate::scheduler::Scheduler;
 use crate::service::projects::Projects;
+use crate::service::slaves::Slaves;
 use crate::service::users::Users;
 use crate::state::{AppState, Inner};
 
@@ -115,6 +116,7 @@ impl Application {
         let auth = Arc::new(auth);
         events.subscribe(auth.clone());
         let users = Users { db: db.clone(), hasher: auth.hash_limiter.clone(), events: events.clone() };
+        let slaves = Slaves { db: db.clone(), cluster: cluster.clone() };
         let projects = Projects {
             db: db.clone(),
             mirror_root: mirror_root.clone(),
@@ -134,6 +136,7 @@ impl Application {
             confine,
             projects,
             users,
+            slaves,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })

@@ -14,6 +14,7 @@ use crate::listing::ListingCache;
 use crate::runner::Runner;
 use crate::scheduler::Scheduler;
 use crate::service::projects::Projects;
+use crate::service::slaves::Slaves;
 use crate::service::users::Users;
 
 #[derive(Clone)]
@@ -38,6 +39,8 @@ pub struct Inner {
     pub projects: Projects,
     /// The users service.
     pub users: Users,
+    /// The slaves service.
+    pub slaves: Slaves,
 }
 
 impl AppState {

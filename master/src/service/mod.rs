@@ -1,4 +1,5 @@
 //! One service per resource: the rules, the transaction, the change event. Handlers call them.
 
 pub mod projects;
+pub mod slaves;
 pub mod users;

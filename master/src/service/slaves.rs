@@ -1,0 +1,183 @@
+//! The slaves service: who the slaves are, their own tokens, what they report, and what each
+//! serves. The notifications themselves are the propagation's (`cluster`).
+
+use std::sync::Arc;
+
+use mirror_common::Secret;
+use mirror_common::api::{CompletionReport, Port, PropagationView, SlaveProjectView, SlavePropagation, SlaveView};
+
+use crate::cluster::{Cluster, new_slave_token, parse_slave_name, slave_name};
+use crate::db::{self, Db};
+use crate::error::Error;
+
+/// The slave API's default port, as in the 2014 service.
+pub const DEFAULT_SLAVE_PORT: u16 = 7000;
+
+pub struct Slaves {
+    pub db: Db,
+    pub cluster: Arc<Cluster>,
+}
+
+fn check_hostname(host: &str) -> Result<(), Error> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with(['-', '.'])
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::field("hostname", format!("'{}' is not a host name or IP address", host.escape_debug())))
+    }
+}
+
+fn no_slave(hostname: &str, port: u16) -> Error {
+    Error::not_found("hostname", format!("no slave {}:{port}", hostname.escape_debug()))
+}
+
+impl Slaves {
+    /// Adds a slave and returns its port and new token (shown this once), or no token when the
+    /// slave was there already (its token was given then; `rotate` issues a new one).
+    pub async fn add(&self, hostname: &str, port: Option<Port>) -> Result<(u16, Option<Secret>), Error> {
+        check_hostname(hostname)?;
+        let port = port.map_or(DEFAULT_SLAVE_PORT, |p| p.0);
+        let token = new_slave_token();
+        if !db::slaves::insert(&self.db, hostname, port, &token).await? {
+            return Ok((port, None));
+        }
+        tracing::info!(slave.hostname = %hostname, slave.port = port, "slave added");
+        // A new slave receives every enabled project at once.
+        self.cluster.kick();
+        Ok((port, Some(token)))
+    }
+
+    /// A new token for a slave (also how a slave added before per-slave tokens gets one); the old
+    /// one stops working at once.
+    pub async fn rotate_token(&self, hostname: &str, port: Option<Port>) -> Result<(u16, Secret), Error> {
+        let port = self.port_of(hostname, port).await?;
+        let token = new_slave_token();
+        if !db::slaves::set_token(&self.db, hostname, port, &token).await? {
+            return Err(no_slave(hostname, port));
+        }
+        tracing::info!(slave.hostname = %hostname, slave.port = port, "slave token rotated");
+        self.cluster.kick();
+        Ok((port, token))
+    }
+
+    pub async fn remove(&self, hostname: &str, port: Option<Port>) -> Result<u16, Error> {
+        let port = self.port_of(hostname, port).await?;
+        if !db::slaves::remove(&self.db, hostname, port).await? {
+            return Err(no_slave(hostname, port));
+        }
+        tracing::info!(slave.hostname = %hostname, slave.port = port, "slave removed");
+        Ok(port)
+    }
+
+    /// The port of the slave on `hostname`: as given, or the only one there.
+    async fn port_of(&self, hostname: &str, port: Option<Port>) -> Result<u16, Error> {
+        if let Some(p) = port {
+            return Ok(p.0);
+        }
+        let ports = db::slaves::ports_of(&self.db, hostname).await?;
+        match ports.as_slice() {
+            [] => Err(Error::not_found("hostname", format!("no slave '{}'", hostname.escape_debug()))),
+            [one] => u16::try_from(*one).map_err(|e| Error::Internal(e.into())),
+            _ => Err(Error::field("port", format!("several slaves run on {hostname}: give the port ({ports:?})"))),
+        }
+    }
+
+    /// A slave's report that its rsync has ended. `token` must be the token of the slave the
+    /// report names (a slave speaks only for itself), and the generation one the project had.
+    pub async fn report(&self, token: &str, report: &CompletionReport) -> Result<(), Error> {
+        let slave = match parse_slave_name(&report.slave) {
+            Some((host, port)) => db::slaves::get(&self.db, &host, i64::from(port)).await?,
+            None => None,
+        };
+        // An unknown slave and a wrong token get the same answer.
+        let Some(slave) = slave.filter(|s| s.token.as_ref().is_some_and(|t| t.matches(token))) else {
+            return Err(Error::Unauthorized("this token is not the reporting slave's"));
+        };
+        let project = db::projects::get(&self.db, &report.project)
+            .await?
+            .ok_or_else(|| Error::not_found("project", format!("no project '{}'", report.project.escape_debug())))?;
+        if report.generation < 1 || report.generation > project.generation {
+            return Err(Error::conflict(
+                "generation",
+                format!(
+                    "project '{}' never had generation {} (its current one is {})",
+                    project.id, report.generation, project.generation
+                ),
+            ));
+        }
+        if !self.cluster.record_report(&slave, report).await? {
+            return Err(Error::not_found(
+                "slave",
+                format!("unknown slave '{}' or project '{}'", report.slave, report.project),
+            ));
+        }
+        tracing::info!(slave = %report.slave, project.id = %report.project, generation = report.generation, status = %report.status, "slave reported");
+        Ok(())
+    }
+
+    /// Every slave, with when it was last seen, whether it is healthy, and per project the
+    /// generation it serves against the current one.
+    pub async fn list(&self) -> Result<Vec<SlaveView>, Error> {
+        let rows = db::slaves::list(&self.db).await?;
+        let projects = db::projects::list(&self.db).await?;
+        let served = db::propagation::served_all(&self.db).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let per_project = projects
+                    .iter()
+                    .filter(|p| p.enabled && p.generation > 0)
+                    .map(|p| {
+                        let generation = served
+                            .iter()
+                            .find(|(id, h, port, _)| *id == p.id && *h == r.hostname && *port == r.port)
+                            .map_or(0, |s| s.3);
+                        SlaveProjectView {
+                            project: p.id.clone(),
+                            generation,
+                            current: p.generation,
+                            lag: p.generation - generation,
+                        }
+                    })
+                    .collect();
+                SlaveView {
+                    healthy: self.cluster.healthy(r.last_seen.as_deref()),
+                    name: slave_name(&r.hostname, r.port),
+                    token_issued: r.token.is_some(),
+                    hostname: r.hostname,
+                    port: u16::try_from(r.port).unwrap_or(0),
+                    added_at: r.added_at,
+                    last_seen: r.last_seen,
+                    projects: per_project,
+                }
+            })
+            .collect())
+    }
+
+    /// Per slave, the generation of project `id` it serves and since when. `public`: slaves are
+    /// numbered rather than named (their addresses are not public), their messages left out.
+    pub async fn propagation(&self, id: &str, public: bool) -> Result<PropagationView, Error> {
+        let project = db::projects::get(&self.db, id)
+            .await?
+            .ok_or_else(|| Error::not_found("id", format!("no project with id '{}'", id.escape_debug())))?;
+        let slaves = db::propagation::for_project(&self.db, id)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| SlavePropagation {
+                slave: if public { format!("slave-{}", i + 1) } else { slave_name(&p.hostname, p.port) },
+                healthy: self.cluster.healthy(p.last_seen.as_deref()),
+                generation: p.served,
+                served_at: p.served_at,
+                lag: project.generation - p.served,
+                latest_generation: p.latest_generation,
+                latest_status: p.latest_status,
+                latest_message: if public { None } else { p.latest_message },
+            })
+            .collect();
+        Ok(PropagationView { project: project.id, generation: project.generation, slaves })
+    }
+}
