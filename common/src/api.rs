@@ -370,6 +370,108 @@ impl RunView {
     }
 }
 
+/// Every success body of the master: the 2014 API's `method` and `success`, then what the call
+/// returns, flattened beside them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Done<T> {
+    pub method: String,
+    pub success: bool,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+impl<T> Done<T> {
+    pub fn new(method: &str, body: T) -> Done<T> {
+        Done { method: method.to_owned(), success: true, body }
+    }
+}
+
+/// `add_project`: the name and the id it got.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectAdded {
+    pub project: String,
+    pub id: String,
+}
+
+/// `remove_project`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectRemoved {
+    pub id: String,
+}
+
+/// `enable_project`, `disable_project`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectEnabled {
+    pub id: String,
+    pub enabled: bool,
+}
+
+/// `update_project_basic`: the id (it follows a new name when it was derived from it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectUpdated {
+    pub id: String,
+    pub project: String,
+}
+
+/// `update_project_schedule`: the schedule as stored and its next fire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleReplaced {
+    pub id: String,
+    pub cron_options: Option<ScheduleSpec>,
+    pub next_run_time: Option<String>,
+}
+
+/// `add_slave`: the token only when the slave is new (shown this once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveAdded {
+    pub hostname: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// `"Already added"` when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+/// `remove_slave`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveRemoved {
+    pub hostname: String,
+    pub port: u16,
+}
+
+/// `rotate_slave_token`: the new token, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveToken {
+    pub hostname: String,
+    pub port: u16,
+    pub token: String,
+}
+
+/// A body with nothing more than `method` and `success` (`slave_rsync_complete`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Nothing {}
+
+/// `create_api_user`, `update_api_user`, `remove_api_user`: the user, and its role when it was set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserChanged {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// `GET /status/` on the master. The details only for a logged-in caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MasterStatus {
+    pub version: String,
+    /// Whether every rsync runs confined by Landlock.
+    pub confined: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
+}
+
 /// `GET|POST /syncup/?id=`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncupResponse {

@@ -13,6 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get, post};
+use mirror_common::api::{Done, MasterStatus};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -60,18 +61,17 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 async fn status(
     axum::extract::State(state): axum::extract::State<AppState>,
     extract::MaybeCaller(caller): extract::MaybeCaller,
-) -> axum::Json<serde_json::Value> {
-    let mut body = serde_json::json!({
-        "method": "status",
-        "success": true,
-        "version": env!("CARGO_PKG_VERSION"),
-        "confined": state.confine.confined(),
-    });
-    if caller.is_some() {
-        body["confinement"] = state.confine.detail.clone().into();
-        body["run_as"] = state.settings.run_as.clone().into();
-    }
-    axum::Json(body)
+) -> axum::Json<Done<MasterStatus>> {
+    let logged_in = caller.is_some();
+    axum::Json(Done::new(
+        "status",
+        MasterStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            confined: state.confine.confined(),
+            confinement: logged_in.then(|| state.confine.detail.clone()),
+            run_as: state.settings.run_as.clone().filter(|_| logged_in),
+        },
+    ))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -8,12 +8,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use mirror_common::api::{
-    AddProject, NEXT_FIRES, ProjectDetail, ProjectId, ProjectView, PublicProjectView, RECENT_RUNS, RunView,
-    UpdateProjectBasic,
+    AddProject, Done, NEXT_FIRES, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId, ProjectRemoved,
+    ProjectUpdated, ProjectView, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, UpdateProjectBasic,
 };
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::RsyncOptions;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, MaybeCaller, QueryMap, from_value, id_param};
@@ -27,7 +27,7 @@ pub async fn add_project(
     ApiJson(req): ApiJson<AddProject>,
 ) -> Result<Response, ApiError> {
     let row = state.projects.add(req).await?;
-    let body = json!({"method": "add_project", "success": true, "project": row.project, "id": row.id});
+    let body = Done::new("add_project", ProjectAdded { project: row.project, id: row.id });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -184,22 +184,22 @@ pub async fn remove_project(
     State(state): State<AppState>,
     Caller(_): Caller,
     ApiJson(req): ApiJson<ProjectId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ProjectRemoved>>, ApiError> {
     state.projects.remove(&req.id).await?;
-    Ok(Json(json!({"method": "remove_project", "success": true, "id": req.id})))
+    Ok(Json(Done::new("remove_project", ProjectRemoved { id: req.id })))
 }
 
-async fn set_enabled(state: &AppState, id: String, enabled: bool) -> Result<Json<Value>, ApiError> {
+async fn set_enabled(state: &AppState, id: String, enabled: bool) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     let method = if enabled { "enable_project" } else { "disable_project" };
     let row = state.projects.set_enabled(&id, enabled).await?;
-    Ok(Json(json!({"method": method, "success": true, "id": row.id, "enabled": row.enabled})))
+    Ok(Json(Done::new(method, ProjectEnabled { id: row.id, enabled: row.enabled })))
 }
 
 pub async fn enable_project(
     State(state): State<AppState>,
     Caller(_): Caller,
     query: QueryMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     set_enabled(&state, id_param(&query)?, true).await
 }
 
@@ -207,7 +207,7 @@ pub async fn disable_project(
     State(state): State<AppState>,
     Caller(_): Caller,
     query: QueryMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     set_enabled(&state, id_param(&query)?, false).await
 }
 
@@ -223,7 +223,7 @@ pub async fn enable_project_path(
     State(state): State<AppState>,
     Caller(_): Caller,
     Path(arg): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     set_enabled(&state, id_from_path(&arg)?, true).await
 }
 
@@ -231,7 +231,7 @@ pub async fn disable_project_path(
     State(state): State<AppState>,
     Caller(_): Caller,
     Path(arg): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     set_enabled(&state, id_from_path(&arg)?, false).await
 }
 
@@ -245,9 +245,9 @@ pub async fn update_project_basic(
     State(state): State<AppState>,
     Caller(_): Caller,
     ApiJson(req): ApiJson<UpdateProjectBasic>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ProjectUpdated>>, ApiError> {
     let row = state.projects.update_basic(req).await?;
-    Ok(Json(json!({"method": "update_project_basic", "success": true, "id": row.id, "project": row.project})))
+    Ok(Json(Done::new("update_project_basic", ProjectUpdated { id: row.id, project: row.project })))
 }
 
 /// The 2014 payload is flat: `{"id": "ubuntu", "minute": "*/5", "start_date": "..."}`. It replaces
@@ -256,7 +256,7 @@ pub async fn update_project_schedule(
     State(state): State<AppState>,
     Caller(_): Caller,
     ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<ScheduleReplaced>>, ApiError> {
     let id = match body.remove("id") {
         Some(Value::String(s)) => s,
         Some(_) => return Err(ApiError::field("id", "must be a string")),
@@ -265,11 +265,6 @@ pub async fn update_project_schedule(
     let opts: CronOptions = from_value(Value::Object(body))?;
     let row = state.projects.replace_schedule(&id, opts).await?;
     let listed = view(&row, Utc::now(), None, None)?;
-    Ok(Json(json!({
-        "method": "update_project_schedule",
-        "success": true,
-        "id": id,
-        "cron_options": listed.cron_options,
-        "next_run_time": listed.next_run_time,
-    })))
+    let body = ScheduleReplaced { id, cron_options: listed.cron_options, next_run_time: listed.next_run_time };
+    Ok(Json(Done::new("update_project_schedule", body)))
 }

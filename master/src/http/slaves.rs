@@ -6,8 +6,10 @@ use axum::extract::{Path, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
-use mirror_common::api::{AddSlave, CompletionReport, PropagationView, RemoveSlave, RotateSlaveToken, SlaveView};
-use serde_json::{Value, json};
+use mirror_common::api::{
+    AddSlave, CompletionReport, Done, Nothing, PropagationView, RemoveSlave, RotateSlaveToken, SlaveAdded,
+    SlaveRemoved, SlaveToken, SlaveView,
+};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, MaybeCaller, RootCaller, parse_json};
@@ -22,18 +24,13 @@ pub async fn add_slave(
     ApiJson(req): ApiJson<AddSlave>,
 ) -> Result<Response, ApiError> {
     let (port, token) = state.slaves.add(&req.hostname, req.port).await?;
-    let mut body = json!({"method": "add_slave", "success": true, "hostname": req.hostname, "port": port});
-    match token {
-        // The one time the token is shown: the slave's `token` setting.
-        Some(token) => {
-            body["token"] = token.expose().into();
-            Ok((StatusCode::CREATED, Json(body)).into_response())
-        }
-        None => {
-            body["details"] = "Already added".into();
-            Ok(Json(body).into_response())
-        }
-    }
+    let added = token.is_some();
+    // The one time the token is shown: the slave's `token` setting.
+    let token = token.map(|t| t.expose().to_owned());
+    let details = (!added).then(|| "Already added".to_owned());
+    let body = Done::new("add_slave", SlaveAdded { hostname: req.hostname, port, token, details });
+    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(body)).into_response())
 }
 
 pub async fn list_slaves(
@@ -56,7 +53,10 @@ pub async fn propagation(
 }
 
 /// `POST /slave_rsync_complete/`: a slave's report that its rsync has ended, with its own token.
-pub async fn slave_rsync_complete(State(state): State<AppState>, request: Request) -> Result<Json<Value>, ApiError> {
+pub async fn slave_rsync_complete(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Done<Nothing>>, ApiError> {
     let given = request
         .headers()
         .get(AUTHORIZATION)
@@ -72,7 +72,7 @@ pub async fn slave_rsync_complete(State(state): State<AppState>, request: Reques
         .map_err(|_| ApiError::TooLarge(MAX_REPORT_BYTES))?;
     let report: CompletionReport = parse_json(&bytes)?;
     state.slaves.report(&given, &report).await?;
-    Ok(Json(json!({"method": "slave_rsync_complete", "success": true})))
+    Ok(Json(Done::new("slave_rsync_complete", Nothing {})))
 }
 
 /// `POST /rotate_slave_token/`: a new token, shown this once; the old one stops at once.
@@ -80,19 +80,17 @@ pub async fn rotate_slave_token(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<RotateSlaveToken>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<SlaveToken>>, ApiError> {
     let (port, token) = state.slaves.rotate_token(&req.hostname, req.port).await?;
-    Ok(Json(json!({
-        "method": "rotate_slave_token", "success": true, "hostname": req.hostname, "port": port,
-        "token": token.expose(),
-    })))
+    let body = SlaveToken { hostname: req.hostname, port, token: token.expose().to_owned() };
+    Ok(Json(Done::new("rotate_slave_token", body)))
 }
 
 pub async fn remove_slave(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<RemoveSlave>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<SlaveRemoved>>, ApiError> {
     let port = state.slaves.remove(&req.hostname, req.port).await?;
-    Ok(Json(json!({"method": "remove_slave", "success": true, "hostname": req.hostname, "port": port})))
+    Ok(Json(Done::new("remove_slave", SlaveRemoved { hostname: req.hostname, port })))
 }

@@ -4,8 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mirror_common::api::{CreateUser, RemoveUser, Role, TokenResponse, UpdateUser, UserView};
-use serde_json::{Value, json};
+use mirror_common::api::{CreateUser, Done, RemoveUser, Role, TokenResponse, UpdateUser, UserChanged, UserView};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, RootCaller};
@@ -16,13 +15,9 @@ pub async fn update_api_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(req): ApiJson<UpdateUser>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<UserChanged>>, ApiError> {
     state.users.update(&caller, &req).await?;
-    let mut body = json!({"method": "update_api_user", "success": true, "username": req.username});
-    if let Some(role) = req.role {
-        body["role"] = json!(role);
-    }
-    Ok(Json(body))
+    Ok(Json(Done::new("update_api_user", UserChanged { username: req.username, role: req.role })))
 }
 
 pub async fn create_api_user(
@@ -34,7 +29,7 @@ pub async fn create_api_user(
     state.users.create(&req.username, req.password, role).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"method": "create_api_user", "success": true, "username": req.username, "role": role})),
+        Json(Done::new("create_api_user", UserChanged { username: req.username, role: Some(role) })),
     )
         .into_response())
 }
@@ -50,9 +45,9 @@ pub async fn remove_api_user(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<RemoveUser>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done<UserChanged>>, ApiError> {
     state.users.remove(&req.username).await?;
-    Ok(Json(json!({"method": "remove_api_user", "success": true, "username": req.username})))
+    Ok(Json(Done::new("remove_api_user", UserChanged { username: req.username, role: None })))
 }
 
 pub async fn get_token(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<TokenResponse>, ApiError> {
