@@ -19,6 +19,22 @@ pub fn is_valid_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The one rule for a host, wherever one is named (an upstream, a slave, the master's rsync
+/// daemon): a DNS name of letters, digits and inner hyphens, an IPv4 or an IPv6 address. Never
+/// something a program would read as an option, a path or a user (`-e`, `a/b`, `u@h`).
+pub fn is_valid_host(host: &str) -> bool {
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    is_name || host.parse::<std::net::Ipv4Addr>().is_ok() || host.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

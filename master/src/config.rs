@@ -246,7 +246,7 @@ impl Settings {
         if !mirror_common::api::is_valid_id(&r.module) || !mirror_common::api::is_valid_id(&r.user) {
             return Err(invalid("rsyncd.module", "module and user must match [A-Za-z0-9._-]+"));
         }
-        if r.host.is_empty() || r.host.starts_with('-') || r.host.contains(['/', '@', ' ']) {
+        if !mirror_common::api::is_valid_host(&r.host) {
             return Err(invalid("rsyncd.host", format!("'{}' is not a host name or address", r.host)));
         }
         if r.password.as_ref().is_some_and(|p| p.expose().is_empty() || p.expose().contains(['\n', ':'])) {

@@ -32,6 +32,18 @@ pub enum TriggerError {
     Db(#[from] sqlx::Error),
 }
 
+impl From<TriggerError> for crate::error::Error {
+    fn from(e: TriggerError) -> Self {
+        use crate::error::Error;
+        match e {
+            TriggerError::NotFound(_) => Error::not_found("id", e.to_string()),
+            TriggerError::AlreadyRunning { .. } => Error::conflict("id", e.to_string()),
+            TriggerError::ShuttingDown => Error::Unavailable(e.to_string()),
+            TriggerError::Db(d) => d.into(),
+        }
+    }
+}
+
 struct Active {
     run_id: i64,
     cancel: watch::Sender<bool>,

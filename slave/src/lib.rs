@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use mirror_common::Secret;
 use mirror_common::api::{
     CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus,
-    is_valid_id,
+    is_valid_host, is_valid_id,
 };
 use mirror_common::rsync_opts::{check_option, normalize_lexically, rsync_argv};
 use mirror_runtime::fs::resolve_symlinks;
@@ -117,7 +117,7 @@ fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
     if !is_valid_id(&req.source.module) || req.source.user.as_deref().is_some_and(|u| !is_valid_id(u)) {
         return Err(bad("source", "module and user must match [A-Za-z0-9._-]+".into()));
     }
-    if req.source.host.is_empty() || req.source.host.starts_with('-') || req.source.host.contains(['/', '@', ' ']) {
+    if !is_valid_host(&req.source.host) {
         return Err(bad("source.host", "is not a host name or address".into()));
     }
     Ok(Accepted { req, rel })

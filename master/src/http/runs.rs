@@ -9,7 +9,7 @@ use mirror_common::api::{RunStats, RunView, SyncupResponse};
 use super::error::ApiError;
 use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
 use crate::db::{self, runs::RunRow};
-use crate::runner::{Trigger, TriggerError};
+use crate::runner::Trigger;
 use crate::state::AppState;
 
 fn count(v: Option<i64>) -> Option<u64> {
@@ -45,12 +45,7 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
 /// once with its id; 409 while the project's previous run is going.
 pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: QueryMap) -> Result<Response, ApiError> {
     let id = id_param(&query)?;
-    let run_id = state.runner.trigger(&id, Trigger::Manual, None).await.map_err(|e| match e {
-        TriggerError::NotFound(_) => ApiError::not_found("id", e.to_string()),
-        TriggerError::AlreadyRunning { .. } => ApiError::conflict("id", e.to_string()),
-        TriggerError::ShuttingDown => ApiError::Unavailable(e.to_string()),
-        TriggerError::Db(d) => d.into(),
-    })?;
+    let run_id = state.runner.trigger(&id, Trigger::Manual, None).await?;
     tracing::info!(project.id = %id, run.id = run_id, user.name = %who.username, "manual run started");
     let body = SyncupResponse { method: "syncup".into(), success: true, id, run_id };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())

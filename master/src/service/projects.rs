@@ -2,13 +2,12 @@
 //! modules, dest, schedule, options), writes it in one transaction, and publishes the change. The
 //! HTTP handlers parse, call one function here, and render.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mirror_common::Secret;
-use mirror_common::api::{AddProject, Port, UpdateProjectBasic, is_valid_id};
+use mirror_common::api::{AddProject, Port, UpdateProjectBasic, is_valid_host, is_valid_id};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 
@@ -38,16 +37,7 @@ fn check_id(field: &'static str, id: &str) -> Result<(), Error> {
 
 /// A host name, an IPv4 address or an IPv6 address. Never something rsync could read as an option.
 pub fn check_host(host: &str) -> Result<(), Error> {
-    let is_name = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if is_name || host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
+    if is_valid_host(host) {
         return Ok(());
     }
     Err(Error::field("rsync_host", format!("'{}' is not a host name or IP address", host.escape_debug())))

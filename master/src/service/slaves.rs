@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use mirror_common::Secret;
-use mirror_common::api::{CompletionReport, Port, PropagationView, SlaveProjectView, SlavePropagation, SlaveView};
+use mirror_common::api::{
+    CompletionReport, Port, PropagationView, SlaveProjectView, SlavePropagation, SlaveView, is_valid_host,
+};
 
 use crate::cluster::{Cluster, new_slave_token, parse_slave_name, slave_name};
 use crate::db::{self, Db};
@@ -19,11 +21,7 @@ pub struct Slaves {
 }
 
 fn check_hostname(host: &str) -> Result<(), Error> {
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && !host.starts_with(['-', '.'])
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-    if ok {
+    if is_valid_host(host) {
         Ok(())
     } else {
         Err(Error::field("hostname", format!("'{}' is not a host name or IP address", host.escape_debug())))
