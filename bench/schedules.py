@@ -11,28 +11,17 @@
 Usage: bench/schedules.py [--seconds N]   (bench/schedules.sh builds the release master first)
 """
 import argparse
-import base64
 import http.client
 import json
 import os
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MASTER = os.path.join(ROOT, "target", "release", "mirror-master")
-PASSWORD = "bench-root-pw"
-AUTH = "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import AUTH, MASTER, PASSWORD, free_port, percentile  # noqa: E402
 
 
 def adversarial():
@@ -109,11 +98,6 @@ class Client:
         except (OSError, http.client.HTTPException):
             self.conn.close()
             return "closed", b""
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))]
 
 
 def main():
