@@ -18,6 +18,16 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
+use error::ApiError;
+
+/// Runs a write to its end even if the client goes away: a request dropped halfway (a client that
+/// gives up) would otherwise stop between the commit and the change event, leaving a project stored
+/// but never scheduled. The write runs in its own task; the request only waits for it.
+pub async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(write).await.map_err(|e| ApiError::Internal(e.into()))?
+}
 
 /// Every route, as the 2014 API named it. Each also answers without its trailing slash.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {

@@ -15,6 +15,7 @@ use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::RsyncOptions;
 use serde_json::Value;
 
+use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, MaybeCaller, QueryMap, from_value, id_param};
 use super::runs::run_view;
@@ -26,7 +27,7 @@ pub async fn add_project(
     Caller(_): Caller,
     ApiJson(req): ApiJson<AddProject>,
 ) -> Result<Response, ApiError> {
-    let row = state.projects.add(req).await?;
+    let row = detached(async move { state.projects.add(req).await }).await?;
     let body = Done::new("add_project", ProjectAdded { project: row.project, id: row.id });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -185,13 +186,15 @@ pub async fn remove_project(
     Caller(_): Caller,
     ApiJson(req): ApiJson<ProjectId>,
 ) -> Result<Json<Done<ProjectRemoved>>, ApiError> {
-    state.projects.remove(&req.id).await?;
+    let id = req.id.clone();
+    detached(async move { state.projects.remove(&id).await }).await?;
     Ok(Json(Done::new("remove_project", ProjectRemoved { id: req.id })))
 }
 
 async fn set_enabled(state: &AppState, id: String, enabled: bool) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     let method = if enabled { "enable_project" } else { "disable_project" };
-    let row = state.projects.set_enabled(&id, enabled).await?;
+    let state = state.clone();
+    let row = detached(async move { state.projects.set_enabled(&id, enabled).await }).await?;
     Ok(Json(Done::new(method, ProjectEnabled { id: row.id, enabled: row.enabled })))
 }
 
@@ -246,7 +249,7 @@ pub async fn update_project_basic(
     Caller(_): Caller,
     ApiJson(req): ApiJson<UpdateProjectBasic>,
 ) -> Result<Json<Done<ProjectUpdated>>, ApiError> {
-    let row = state.projects.update_basic(req).await?;
+    let row = detached(async move { state.projects.update_basic(req).await }).await?;
     Ok(Json(Done::new("update_project_basic", ProjectUpdated { id: row.id, project: row.project })))
 }
 
@@ -263,7 +266,10 @@ pub async fn update_project_schedule(
         None => return Err(ApiError::BadJson { field: Some("id".into()), message: "missing field `id`".into() }),
     };
     let opts: CronOptions = from_value(Value::Object(body))?;
-    let row = state.projects.replace_schedule(&id, opts).await?;
+    let row = {
+        let (state, id) = (state.clone(), id.clone());
+        detached(async move { state.projects.replace_schedule(&id, opts).await }).await?
+    };
     let listed = view(&row, Utc::now(), None, None)?;
     let body = ScheduleReplaced { id, cron_options: listed.cron_options, next_run_time: listed.next_run_time };
     Ok(Json(Done::new("update_project_schedule", body)))

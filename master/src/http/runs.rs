@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mirror_common::api::{RunStats, RunView, SyncupResponse};
 
+use super::detached;
 use super::error::ApiError;
 use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
 use crate::db::{self, runs::RunRow};
@@ -45,7 +46,11 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
 /// once with its id; 409 while the project's previous run is going.
 pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: QueryMap) -> Result<Response, ApiError> {
     let id = id_param(&query)?;
-    let run_id = state.runner.trigger(&id, Trigger::Manual, None).await?;
+    // Detached: a request dropped between the run's row and its place in the queue would leave
+    // the project marked as running for good.
+    let runner = state.runner.clone();
+    let project = id.clone();
+    let run_id = detached(async move { Ok(runner.trigger(&project, Trigger::Manual, None).await?) }).await?;
     tracing::info!(project.id = %id, run.id = run_id, user.name = %who.username, "manual run started");
     let body = SyncupResponse { method: "syncup".into(), success: true, id, run_id };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())

@@ -11,6 +11,7 @@ use mirror_common::api::{
     SlaveRemoved, SlaveToken, SlaveView,
 };
 
+use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, MaybeCaller, RootCaller, parse_json};
 use crate::state::AppState;
@@ -23,7 +24,8 @@ pub async fn add_slave(
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<AddSlave>,
 ) -> Result<Response, ApiError> {
-    let (port, token) = state.slaves.add(&req.hostname, req.port).await?;
+    let (hostname, port) = (req.hostname.clone(), req.port);
+    let (port, token) = detached(async move { state.slaves.add(&hostname, port).await }).await?;
     let added = token.is_some();
     // The one time the token is shown: the slave's `token` setting.
     let token = token.map(|t| t.expose().to_owned());
@@ -71,7 +73,7 @@ pub async fn slave_rsync_complete(
         .await
         .map_err(|_| ApiError::TooLarge(MAX_REPORT_BYTES))?;
     let report: CompletionReport = parse_json(&bytes)?;
-    state.slaves.report(&given, &report).await?;
+    detached(async move { state.slaves.report(&given, &report).await }).await?;
     Ok(Json(Done::new("slave_rsync_complete", Nothing {})))
 }
 
@@ -81,7 +83,8 @@ pub async fn rotate_slave_token(
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<RotateSlaveToken>,
 ) -> Result<Json<Done<SlaveToken>>, ApiError> {
-    let (port, token) = state.slaves.rotate_token(&req.hostname, req.port).await?;
+    let (hostname, port) = (req.hostname.clone(), req.port);
+    let (port, token) = detached(async move { state.slaves.rotate_token(&hostname, port).await }).await?;
     let body = SlaveToken { hostname: req.hostname, port, token: token.expose().to_owned() };
     Ok(Json(Done::new("rotate_slave_token", body)))
 }
@@ -91,6 +94,7 @@ pub async fn remove_slave(
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<RemoveSlave>,
 ) -> Result<Json<Done<SlaveRemoved>>, ApiError> {
-    let port = state.slaves.remove(&req.hostname, req.port).await?;
+    let (hostname, port) = (req.hostname.clone(), req.port);
+    let port = detached(async move { state.slaves.remove(&hostname, port).await }).await?;
     Ok(Json(Done::new("remove_slave", SlaveRemoved { hostname: req.hostname, port })))
 }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mirror_common::api::{CreateUser, Done, RemoveUser, Role, TokenResponse, UpdateUser, UserChanged, UserView};
 
+use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, RootCaller};
 use crate::state::AppState;
@@ -16,8 +17,9 @@ pub async fn update_api_user(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<Done<UserChanged>>, ApiError> {
-    state.users.update(&caller, &req).await?;
-    Ok(Json(Done::new("update_api_user", UserChanged { username: req.username, role: req.role })))
+    let (username, role) = (req.username.clone(), req.role);
+    detached(async move { state.users.update(&caller, &req).await }).await?;
+    Ok(Json(Done::new("update_api_user", UserChanged { username, role })))
 }
 
 pub async fn create_api_user(
@@ -26,7 +28,8 @@ pub async fn create_api_user(
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let role = req.role.unwrap_or(Role::User);
-    state.users.create(&req.username, req.password, role).await?;
+    let username = req.username.clone();
+    detached(async move { state.users.create(&username, req.password, role).await }).await?;
     Ok((
         StatusCode::CREATED,
         Json(Done::new("create_api_user", UserChanged { username: req.username, role: Some(role) })),
@@ -46,7 +49,8 @@ pub async fn remove_api_user(
     RootCaller(_): RootCaller,
     ApiJson(req): ApiJson<RemoveUser>,
 ) -> Result<Json<Done<UserChanged>>, ApiError> {
-    state.users.remove(&req.username).await?;
+    let username = req.username.clone();
+    detached(async move { state.users.remove(&username).await }).await?;
     Ok(Json(Done::new("remove_api_user", UserChanged { username: req.username, role: None })))
 }
 
