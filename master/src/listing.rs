@@ -15,6 +15,9 @@ use crate::events::{Change, Listener};
 pub struct ListingCache {
     version: AtomicU64,
     body: RwLock<Option<CachedListing>>,
+    /// One rebuild at a time: the readers that miss while one runs wait for its body instead of
+    /// each querying the database and rendering the same listing again.
+    pub rebuilding: tokio::sync::Mutex<()>,
 }
 
 struct CachedListing {
@@ -39,10 +42,15 @@ impl ListingCache {
     }
 
     pub fn get(&self, now: DateTime<Utc>, public: bool) -> Option<Bytes> {
-        let current = self.version();
+        self.get_since(self.version(), now, public)
+    }
+
+    /// A body built from data at least as new as `version` (read when the request came: every
+    /// change committed before it is in such a body), still valid at `now`.
+    pub fn get_since(&self, version: u64, now: DateTime<Utc>, public: bool) -> Option<Bytes> {
         let guard = self.body.read().ok()?;
         let cached = guard.as_ref()?;
-        (cached.version == current && cached.valid_until.is_none_or(|t| now < t))
+        (cached.version >= version && cached.valid_until.is_none_or(|t| now < t))
             .then(|| if public { cached.public.clone() } else { cached.full.clone() })
     }
 

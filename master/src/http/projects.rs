@@ -81,9 +81,15 @@ pub async fn list_projects(
     }
     let now = Utc::now();
     let public = caller.is_none();
-    let body = match state.listing.get(now, public) {
+    let arrived = state.listing.version();
+    let body = match state.listing.get_since(arrived, now, public) {
         Some(body) => body,
         None => {
+            let _one_rebuild = state.listing.rebuilding.lock().await;
+            // Built by the rebuild we waited for?
+            if let Some(body) = state.listing.get_since(arrived, now, public) {
+                return Ok(json_response(body));
+            }
             let version = state.listing.version();
             let rows = db::projects::list(&state.db).await?;
             let last_runs: HashMap<String, RunRow> =
@@ -98,7 +104,12 @@ pub async fn list_projects(
             if public { rendered.public } else { rendered.full }
         }
     };
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+    Ok(json_response(body))
+}
+
+/// A rendered JSON body as the answer.
+fn json_response(body: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// `GET /projects/{id}`: one project's view, its next fire times and its newest runs (public
@@ -130,7 +141,7 @@ pub async fn get_project(
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+    Ok(json_response(body))
 }
 
 /// The next [`NEXT_FIRES`] fire times of an enabled, scheduled project.
