@@ -78,13 +78,6 @@ word_enum! {
     }
 }
 
-impl RunStatus {
-    /// Queued or running: not over yet.
-    pub fn is_under_way(self) -> bool {
-        matches!(self, RunStatus::Queued | RunStatus::Running)
-    }
-}
-
 word_enum! {
     /// What started a run.
     Trigger {
@@ -139,6 +132,5 @@ mod tests {
         assert_eq!(Trigger::CatchUp.as_str(), "catch_up");
         assert_eq!(serde_json::from_str::<SyncStatus>("\"failed\"").unwrap(), SyncStatus::Failed);
         assert!(serde_json::from_str::<SyncStatus>("\"maybe\"").is_err());
-        assert!(RunStatus::Queued.is_under_way() && !RunStatus::Timeout.is_under_way());
     }
 }

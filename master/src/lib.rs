@@ -76,10 +76,11 @@ impl Application {
         let confine = ConfineStatus::start(settings.confine, settings.confine_helper.clone(), "rsync run")
             .await
             .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
+        // Looked up in our PATH once: children get a short fixed PATH of their own.
+        let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
         let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
         let rsyncd = if settings.rsyncd.manage {
             let password = rsyncd::password(&db, &settings.rsyncd).await?;
-            let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
             let launch = rsyncd::Launcher { rsync_path: &rsync_path, confine: &confine, run_as };
             ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?
         } else {
@@ -102,6 +103,7 @@ impl Application {
             db.clone(),
             RunnerConfig {
                 mirror_root: mirror_root.clone(),
+                rsync_path,
                 confine: confine.clone(),
                 run_as,
                 ..RunnerConfig::from(&settings)

@@ -41,10 +41,6 @@ impl ListingCache {
         self.version.load(Ordering::SeqCst)
     }
 
-    pub fn get(&self, now: DateTime<Utc>, public: bool) -> Option<Bytes> {
-        self.get_since(self.version(), now, public)
-    }
-
     /// A body built from data at least as new as `version` (read when the request came: every
     /// change committed before it is in such a body), still valid at `now`.
     pub fn get_since(&self, version: u64, now: DateTime<Utc>, public: bool) -> Option<Bytes> {

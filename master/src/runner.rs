@@ -76,7 +76,7 @@ impl From<&Settings> for RunnerConfig {
     fn from(s: &Settings) -> Self {
         RunnerConfig {
             mirror_root: s.mirror_root.clone(),
-            rsync_path: mirror_runtime::rsync::program_path(&s.rsync_path),
+            rsync_path: s.rsync_path.clone(),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
             log_max_bytes: s.log_max_bytes,

@@ -65,7 +65,7 @@ impl Scheduler {
         });
         let projects = db::projects::list(&db).await?;
         for p in &projects {
-            if let Err(e) = scheduler.sync_row(p, true).await {
+            if let Err(e) = scheduler.start_row(p).await {
                 tracing::error!(project.id = %p.id, error = format!("{e:#}"), "cannot schedule project");
             }
         }
@@ -103,10 +103,10 @@ impl Scheduler {
     }
 
     /// At start: queues the project, and gives it its one catch-up run if it asks for it.
-    async fn sync_row(&self, p: &ProjectRow, at_start: bool) -> anyhow::Result<()> {
+    async fn start_row(&self, p: &ProjectRow) -> anyhow::Result<()> {
         let Some(schedule) = self.apply(p)? else { return Ok(()) };
         let now = Utc::now();
-        if at_start && p.catch_up {
+        if p.catch_up {
             // Fires missed while down are not replayed one by one: at most one run covers them.
             // The last fire handled: a run's scheduled time, or a fire skipped while a run was going.
             let last_run = db::runs::last_scheduled_fire(&self.db, &p.id).await?;

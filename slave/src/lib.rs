@@ -46,6 +46,8 @@ pub struct Inner {
     root: PathBuf,
     token: Option<Secret>,
     rsync_password: Option<Secret>,
+    /// `rsync_path` looked up in our PATH once, at start (pulls get a short fixed PATH).
+    rsync_path: PathBuf,
     confine: ConfineStatus,
     run_as: Option<RunAs>,
     http: reqwest::Client,
@@ -236,7 +238,7 @@ impl AppState {
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
         let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
-            program: mirror_runtime::rsync::program_path(&self.settings.rsync_path),
+            program: self.rsync_path.clone(),
             args,
             password: self.rsync_password.clone(),
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
@@ -392,11 +394,13 @@ impl Application {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
         let (stop, _) = watch::channel(false);
+        let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
         let state = AppState(Arc::new(Inner {
             token: settings.token.clone(),
             settings,
             root,
             rsync_password,
+            rsync_path,
             confine,
             run_as,
             http,
