@@ -481,10 +481,20 @@ async fn anonymous_readers_see_a_status_page_not_paths_output_or_addresses() {
     }
     let root_path = m.mirror_root().display().to_string();
     let slave_addr = format!("127.0.0.1:{}", slave.port);
-    wait_for(60, "the slave to serve the project", || async {
-        (m.api.get("/projects/pub/propagation", &Auth::root()).await.body["slaves"][0]["lag"] == json!(0)).then_some(())
-    })
-    .await;
+    // Not `wait_for`: should it time out, what the master and the slave saw is the diagnosis.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = m.api.get("/projects/pub/propagation", &Auth::root()).await.body;
+        if view["slaves"][0]["lag"] == json!(0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = slave.drain_log();
+            let tail = log[log.len().saturating_sub(40)..].join("\n");
+            panic!("the slave never caught up: {view}\nslave status: {}\nslave log:\n{tail}", slave.status().await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Logged in: everything.
     let full = m.api.get(&format!("/runs/{}", runs[4]), &Auth::user()).await.body;
     assert!(full["log_tail"].as_str().unwrap().contains("Number of files"), "{full}");
