@@ -196,7 +196,7 @@ impl Cluster {
             }
             let (Some(slave), Some(project)) = (
                 slaves.iter().find(|s| s.hostname == b.hostname && s.port == b.port).cloned(),
-                db::projects::get(&self.db, &b.project_id).await?,
+                db::projects::get(&self.db.read, &b.project_id).await?,
             ) else {
                 continue;
             };

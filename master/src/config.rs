@@ -53,6 +53,12 @@ pub struct Settings {
     pub max_connections: usize,
     /// A request's headers must arrive within this many seconds.
     pub header_read_timeout_secs: u64,
+    /// Reads (GET) answered at once at most; more wait `overload_wait_ms`, then get a 503.
+    pub max_reads_in_flight: usize,
+    /// Writes answered at once at most (their own room: reads cannot starve them, nor they reads).
+    pub max_writes_in_flight: usize,
+    /// How long a request waits for room before it is answered 503 with `Retry-After`.
+    pub overload_wait_ms: u64,
     /// A connection that moves no byte for this many seconds is closed.
     pub idle_timeout_secs: u64,
     /// The rsync daemon slaves pull from.
@@ -93,8 +99,11 @@ impl Default for Settings {
             confine_helper: None,
             run_as: None,
             runs_keep: 1000,
-            max_connections: 1024,
+            max_connections: 4096,
             header_read_timeout_secs: 10,
+            max_reads_in_flight: 64,
+            max_writes_in_flight: 32,
+            overload_wait_ms: 50,
             idle_timeout_secs: 60,
             rsyncd: RsyncdSettings::default(),
             reconcile_interval_secs: 30,
@@ -221,6 +230,15 @@ impl Settings {
             return Err(invalid("runs_keep", "must be between 1 and 1000000"));
         }
         self.limits()?;
+        if !(1..=100_000).contains(&self.max_reads_in_flight) {
+            return Err(invalid("max_reads_in_flight", "must be between 1 and 100000"));
+        }
+        if !(1..=100_000).contains(&self.max_writes_in_flight) {
+            return Err(invalid("max_writes_in_flight", "must be between 1 and 100000"));
+        }
+        if self.overload_wait_ms > 60_000 {
+            return Err(invalid("overload_wait_ms", "must be at most 60000"));
+        }
         if self.run_as.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-')) {
             return Err(invalid("run_as", "must be a user name or uid"));
         }

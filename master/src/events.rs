@@ -14,8 +14,8 @@ pub enum Change {
     ProjectRemoved { id: String },
     /// A project's id followed its new name; a `ProjectSaved` of the new id follows.
     ProjectRenamed { from: String, to: String },
-    /// Runs were queued, started or ended.
-    RunsChanged,
+    /// Runs of these projects were queued, started or ended.
+    RunsChanged { projects: Vec<String> },
     /// A run succeeded: the project has a new generation for the slaves.
     NewGeneration(ProjectRow),
     /// A user was created, removed, or got a new password or role: its cached logins must go.

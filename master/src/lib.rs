@@ -17,6 +17,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod service;
 pub mod state;
+pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,7 +118,7 @@ impl Application {
         events.subscribe(scheduler.clone());
         let auth = Arc::new(auth);
         events.subscribe(auth.clone());
-        let users = Users { db: db.clone(), hasher: auth.hash_limiter.clone(), events: events.clone() };
+        let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone() };
         let projects = Projects {
             db: db.clone(),
@@ -217,7 +218,7 @@ pub async fn create_user_offline(
     let db = db::connect(&settings.database)
         .await
         .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
-    let users = Users { db: db.clone(), hasher: Arc::new(tokio::sync::Semaphore::new(1)), events: Default::default() };
+    let users = Users { db: db.clone(), hasher: Arc::new(crate::auth::Hashers::new(1)?), events: Default::default() };
     let result = users.create(username, password, role).await;
     db.close().await;
     result.map_err(|e| anyhow::anyhow!("{e}"))

@@ -1,65 +1,399 @@
-//! The rendered listing, kept between changes.
+//! The listing (`GET /list_projects/`), kept up to date from the change events rather than thrown
+//! away: a change to a project marks that project alone; the next reader re-reads and re-renders
+//! the marked projects (one query each for rows, latest runs and last successes, whatever their
+//! number) and assembles the body from the per-project fragments. Bodies of successive versions
+//! share every unchanged fragment, so many clients reading during many writes hold little memory,
+//! and a write costs the listing the rendering of one project, not of all of them.
 
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
+use mirror_common::api::PublicProjectView;
 
+use crate::db::{self, Db, projects::ProjectRow, runs::RunRow};
 use crate::events::{Change, Listener};
+use crate::views::project_view;
 
-/// The rendered `GET /list_projects/` body. Dashboards poll it; rebuilding it means a query, a
-/// next-fire computation per project and JSON for all of them, so it is kept until a project
-/// changes or the earliest `next_run_time` in it passes.
-#[derive(Default)]
-pub struct ListingCache {
-    version: AtomicU64,
-    body: RwLock<Option<CachedListing>>,
-    /// One rebuild at a time: the readers that miss while one runs wait for its body instead of
-    /// each querying the database and rendering the same listing again.
-    pub rebuilding: tokio::sync::Mutex<()>,
+/// At more marked projects than this, the whole listing is read again (one scan beats a long
+/// `IN` list).
+const REREAD_ALL_ABOVE: usize = 512;
+
+/// What one project's fragments were rendered from, kept to render it again when its next fire
+/// time passes (no query needed for that).
+struct Entry {
+    row: ProjectRow,
+    last_run: Option<RunRow>,
+    last_success: Option<String>,
+    next_run: Option<DateTime<Utc>>,
+    /// Its JSON object for logged-in callers, and for everyone else.
+    full: Bytes,
+    public: Bytes,
+    /// When it was rendered, in render order: a chunk holding a newer entry is joined again.
+    serial: u64,
 }
 
-struct CachedListing {
+/// One version of the listing: its chunks in id order, shared with other versions.
+struct Assembled {
     version: u64,
     valid_until: Option<DateTime<Utc>>,
-    /// For logged-in callers.
-    full: Bytes,
-    /// For everyone else: no local paths, accounts or rsync messages.
-    public: Bytes,
+    full: Arc<[Bytes]>,
+    public: Arc<[Bytes]>,
 }
 
-impl ListingCache {
-    /// Call after every committed change to what the listing shows.
-    pub fn invalidate(&self) {
-        self.version.fetch_add(1, Ordering::SeqCst);
-    }
+/// A chunk: consecutive entries joined by `,`, kept while none of them changes. A chunk ends
+/// after an entry whose id hashes to 0 modulo [`CHUNK_ENTRIES`] (boundaries that depend on the
+/// ids alone, so that adding or removing a project changes its own chunk, not the ones after it).
+/// Successive versions share every unchanged chunk, and a reader is sent the chunks as they are:
+/// no copy of the listing per request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ChunkKey {
+    first: String,
+    count: usize,
+    newest: u64,
+}
 
-    /// The version to tag a body with; read it before querying, so a change committed during the
-    /// query makes the body stale rather than cached as current.
-    pub fn version(&self) -> u64 {
-        self.version.load(Ordering::SeqCst)
-    }
+/// Entries per chunk, on average.
+const CHUNK_ENTRIES: u64 = 64;
 
-    /// A body built from data at least as new as `version` (read when the request came: every
-    /// change committed before it is in such a body), still valid at `now`.
-    pub fn get_since(&self, version: u64, now: DateTime<Utc>, public: bool) -> Option<Bytes> {
-        let guard = self.body.read().ok()?;
-        let cached = guard.as_ref()?;
-        (cached.version >= version && cached.valid_until.is_none_or(|t| now < t))
-            .then(|| if public { cached.public.clone() } else { cached.full.clone() })
-    }
+fn ends_chunk(id: &str) -> bool {
+    use std::hash::{Hash, Hasher};
+    // Stable within a process (the default hasher's keys are fixed for `DefaultHasher::new`).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish().is_multiple_of(CHUNK_ENTRIES)
+}
 
-    pub fn put(&self, version: u64, valid_until: Option<DateTime<Utc>>, full: Bytes, public: Bytes) {
-        if let Ok(mut guard) = self.body.write() {
-            *guard = Some(CachedListing { version, valid_until, full, public });
+fn join(parts: &[&Bytes]) -> Bytes {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(p);
+    }
+    Bytes::from(out)
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Bumped by every change.
+    version: u64,
+    /// Nothing is known yet (at start): read everything.
+    all_marked: bool,
+    marked: BTreeSet<String>,
+    entries: BTreeMap<String, Entry>,
+    /// The chunks of the last assembly: (full, public).
+    chunks: HashMap<ChunkKey, (Bytes, Bytes)>,
+    /// The serial the next rendered entry gets.
+    next_serial: u64,
+    body: Option<Assembled>,
+}
+
+pub struct ListingCache {
+    inner: Mutex<Inner>,
+    /// One refresh at a time: readers that miss while one runs wait for its result instead of
+    /// each querying and rendering again.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Default for ListingCache {
+    fn default() -> Self {
+        ListingCache {
+            inner: Mutex::new(Inner { all_marked: true, ..Inner::default() }),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 }
 
+/// Rendered projects: (row, last run, last success, next fire, full JSON, public JSON).
+fn render(
+    rows: Vec<ProjectRow>,
+    mut last_runs: HashMap<String, RunRow>,
+    mut last_success: HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Entry>> {
+    rows.into_iter()
+        .map(|row| {
+            let last_run = last_runs.remove(&row.id);
+            let last_success = last_success.remove(&row.id);
+            render_one(row, last_run, last_success, now)
+        })
+        .collect()
+}
+
+fn render_one(
+    row: ProjectRow,
+    last_run: Option<RunRow>,
+    last_success: Option<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Entry> {
+    let view = project_view(&row, now, last_run.as_ref(), last_success.as_ref())?;
+    let next_run =
+        view.next_run_time.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+    let full = Bytes::from(serde_json::to_vec(&view)?);
+    let public = Bytes::from(serde_json::to_vec(&PublicProjectView::from(view))?);
+    Ok(Entry { row, last_run, last_success, next_run, full, public, serial: 0 })
+}
+
+impl Inner {
+    /// The chunks of the current entries: kept ones where nothing in them changed.
+    fn assemble(&mut self) -> (Arc<[Bytes]>, Arc<[Bytes]>) {
+        let mut kept = HashMap::with_capacity(self.chunks.len() + 1);
+        let (mut full, mut public) = (Vec::new(), Vec::new());
+        let mut group: Vec<&Entry> = Vec::with_capacity(2 * CHUNK_ENTRIES as usize);
+        let mut entries = self.entries.iter().peekable();
+        while let Some((id, entry)) = entries.next() {
+            group.push(entry);
+            if !(ends_chunk(id) || entries.peek().is_none()) {
+                continue;
+            }
+            let key = ChunkKey {
+                first: group[0].row.id.clone(),
+                count: group.len(),
+                newest: group.iter().map(|e| e.serial).max().unwrap_or(0),
+            };
+            let chunk = match self.chunks.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let f: Vec<&Bytes> = group.iter().map(|e| &e.full).collect();
+                    let p: Vec<&Bytes> = group.iter().map(|e| &e.public).collect();
+                    (join(&f), join(&p))
+                }
+            };
+            full.push(chunk.0.clone());
+            public.push(chunk.1.clone());
+            kept.insert(key, chunk);
+            group.clear();
+        }
+        self.chunks = kept;
+        (full.into(), public.into())
+    }
+}
+
+impl ListingCache {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn mark(&self, ids: &[&str]) {
+        let mut inner = self.inner();
+        inner.version += 1;
+        inner.marked.extend(ids.iter().map(|id| (*id).to_owned()));
+    }
+
+    /// A body built from data at least as new as `version`, still valid at `now`.
+    fn body_since(&self, version: u64, now: DateTime<Utc>, public: bool) -> Option<ListingBody> {
+        let inner = self.inner();
+        let body = inner.body.as_ref()?;
+        (body.version >= version && body.valid_until.is_none_or(|t| now < t))
+            .then(|| ListingBody::new(if public { &body.public } else { &body.full }))
+    }
+
+    /// The listing as of now: every change committed before this call is in it.
+    pub async fn body(&self, db: &Db, public: bool) -> anyhow::Result<ListingBody> {
+        let arrived = self.inner().version;
+        if let Some(body) = self.body_since(arrived, Utc::now(), public) {
+            return Ok(body);
+        }
+        let _one_refresh = self.refreshing.lock().await;
+        // Built by the refresh we waited for?
+        let now = Utc::now();
+        if let Some(body) = self.body_since(arrived, now, public) {
+            return Ok(body);
+        }
+        self.refresh(db, now).await?;
+        self.body_since(arrived, now, public).ok_or_else(|| anyhow::anyhow!("the listing refresh left no body"))
+    }
+
+    /// Re-reads the marked projects, re-renders those whose next fire has passed, and assembles.
+    async fn refresh(&self, db: &Db, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let (version, all, marked, expired) = {
+            let mut inner = self.inner();
+            let expired: Vec<String> = inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.next_run.is_some_and(|t| t <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let all = std::mem::take(&mut inner.all_marked) || inner.marked.len() > REREAD_ALL_ABOVE;
+            let marked: Vec<String> = std::mem::take(&mut inner.marked).into_iter().collect();
+            (inner.version, all, marked, expired)
+        };
+        let result = self.reread(db, now, all, &marked, &expired).await;
+        let (fresh, stale_again) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Not refreshed: what was marked stays marked.
+                let mut inner = self.inner();
+                inner.all_marked |= all;
+                inner.marked.extend(marked);
+                return Err(e);
+            }
+        };
+        let mut inner = self.inner();
+        if all {
+            inner.entries.clear();
+        } else {
+            for id in marked.iter().chain(&stale_again) {
+                inner.entries.remove(id);
+            }
+        }
+        for mut entry in fresh {
+            entry.serial = inner.next_serial;
+            inner.next_serial += 1;
+            inner.entries.insert(entry.row.id.clone(), entry);
+        }
+        let valid_until = inner.entries.values().filter_map(|e| e.next_run).min();
+        let (full, public) = inner.assemble();
+        inner.body = Some(Assembled { version, valid_until, full, public });
+        Ok(())
+    }
+
+    /// The entries to put in: the marked projects read again (all of them when `all`), and the
+    /// expired ones rendered again from what they were rendered from. Also returns the expired
+    /// ids (an expired project that is gone is removed with the marked ones).
+    async fn reread(
+        &self,
+        db: &Db,
+        now: DateTime<Utc>,
+        all: bool,
+        marked: &[String],
+        expired: &[String],
+    ) -> anyhow::Result<(Vec<Entry>, Vec<String>)> {
+        let (rows, last_runs, last_success) = if all {
+            (
+                db::projects::list(db).await?,
+                db::runs::latest_per_project(db).await?,
+                db::runs::last_success_per_project(db).await?,
+            )
+        } else if marked.is_empty() {
+            (Vec::new(), Vec::new(), Vec::new())
+        } else {
+            (
+                db::projects::list_some(db, marked).await?,
+                db::runs::latest_of(db, marked).await?,
+                db::runs::last_success_of(db, marked).await?,
+            )
+        };
+        let last_runs: HashMap<String, RunRow> = last_runs.into_iter().map(|r| (r.project_id.clone(), r)).collect();
+        let last_success: HashMap<String, String> = last_success.into_iter().collect();
+        // The expired ones not read again above: rendered from their kept data.
+        let again: Vec<(ProjectRow, Option<RunRow>, Option<String>)> = if all {
+            Vec::new()
+        } else {
+            let read: BTreeSet<&String> = marked.iter().collect();
+            let inner = self.inner();
+            expired
+                .iter()
+                .filter(|id| !read.contains(id))
+                .filter_map(|id| inner.entries.get(id))
+                .map(|e| (e.row.clone(), e.last_run.clone(), e.last_success.clone()))
+                .collect()
+        };
+        let stale_again: Vec<String> = again.iter().map(|(row, _, _)| row.id.clone()).collect();
+        // A next fire per project and JSON: CPU work, off the async workers.
+        let entries = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Entry>> {
+            let mut entries = render(rows, last_runs, last_success, now)?;
+            for (row, last_run, last_success) in again {
+                entries.push(render_one(row, last_run, last_success, now)?);
+            }
+            Ok(entries)
+        })
+        .await??;
+        Ok((entries, stale_again))
+    }
+}
+
 impl Listener for ListingCache {
-    /// Every change is shown by the listing: projects, runs, generations.
-    fn changed(&self, _change: &Change) {
-        self.invalidate();
+    /// Marks the projects a change touches; the next reader brings them up to date.
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::ProjectSaved(row) | Change::NewGeneration(row) => self.mark(&[&row.id]),
+            Change::ProjectRemoved { id } => self.mark(&[id]),
+            Change::ProjectRenamed { from, to } => self.mark(&[from, to]),
+            Change::RunsChanged { projects } => {
+                let ids: Vec<&str> = projects.iter().map(String::as_str).collect();
+                self.mark(&ids);
+            }
+            Change::UserChanged { .. } => {}
+        }
+    }
+}
+
+/// A listing body: `[`, the chunks joined by `,`, `]`, each chunk handed to the connection as
+/// it is (shared, not copied); its length is known, so it is sent with a `Content-Length`.
+pub struct ListingBody {
+    parts: Arc<[Bytes]>,
+    /// The next frame: 0 is `[`, then chunk and separator in turn, the last is `]`.
+    step: usize,
+    remaining: u64,
+}
+
+impl ListingBody {
+    fn new(parts: &Arc<[Bytes]>) -> ListingBody {
+        let commas = parts.len().saturating_sub(1);
+        let len = parts.iter().map(Bytes::len).sum::<usize>() + commas + 2;
+        ListingBody { parts: Arc::clone(parts), step: 0, remaining: len as u64 }
+    }
+
+    fn frame(&self, step: usize) -> Option<Bytes> {
+        let n = self.parts.len();
+        let last = if n == 0 { 1 } else { 2 * n };
+        match step {
+            0 => Some(Bytes::from_static(b"[")),
+            s if s == last => Some(Bytes::from_static(b"]")),
+            s if s > last => None,
+            s if s % 2 == 1 => self.parts.get(s / 2).cloned(),
+            _ => Some(Bytes::from_static(b",")),
+        }
+    }
+}
+
+impl http_body::Body for ListingBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let Some(frame) = self.frame(self.step) else { return Poll::Ready(None) };
+        self.step += 1;
+        self.remaining = self.remaining.saturating_sub(frame.len() as u64);
+        Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn collect(parts: &[&'static str]) -> String {
+        let parts: Arc<[Bytes]> = parts.iter().map(|p| Bytes::from_static(p.as_bytes())).collect();
+        let body = ListingBody::new(&parts);
+        let expected = http_body::Body::size_hint(&body).exact();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(Some(bytes.len() as u64), expected);
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_json_arrays_of_their_chunks() {
+        assert_eq!(collect(&[]).await, "[]");
+        assert_eq!(collect(&[r#"{"a":1}"#]).await, r#"[{"a":1}]"#);
+        assert_eq!(collect(&[r#"{"a":1},{"b":2}"#, r#"{"c":3}"#]).await, r#"[{"a":1},{"b":2},{"c":3}]"#);
     }
 }

@@ -210,7 +210,7 @@ impl Runner {
                 }
             };
         }
-        self.events.publish(Change::RunsChanged);
+        self.events.publish(Change::RunsChanged { projects: ids.iter().map(|id| (*id).to_owned()).collect() });
         results
     }
 
@@ -268,7 +268,7 @@ impl Runner {
                 active.remove(project_id);
             }
         }
-        self.events.publish(Change::RunsChanged);
+        self.events.publish(Change::RunsChanged { projects: vec![project_id.to_owned()] });
         self.idle.notify_waiters();
     }
 
@@ -281,7 +281,7 @@ impl Runner {
         if *cancel.borrow() || !self.accepting.load(Ordering::SeqCst) {
             return self.finish_interrupted(run_id, "stopped before it started").await;
         }
-        let Some(project) = db::projects::get(&self.db, project_id).await? else {
+        let Some(project) = db::projects::get(&self.db.read, project_id).await? else {
             return self.finish_interrupted(run_id, "the project was removed").await;
         };
         // A symlink put in the mirror root since the project was added must not send rsync's
@@ -330,13 +330,15 @@ impl Runner {
             let db = self.db.clone();
             let events = self.events.clone();
             let log_name = log_name.clone();
+            let project_id = project_id.to_owned();
             let record_pid = move |pid: u32| {
-                let (db, events, log_name) = (db.clone(), events.clone(), log_name.clone());
+                let (db, events, log_name, project_id) =
+                    (db.clone(), events.clone(), log_name.clone(), project_id.clone());
                 tokio::spawn(async move {
                     if let Err(e) = db::runs::mark_running(&db, run_id, pid, attempt, &log_name).await {
                         tracing::error!(run.id = run_id, error = %e, "cannot record the running rsync");
                     }
-                    events.publish(Change::RunsChanged);
+                    events.publish(Change::RunsChanged { projects: vec![project_id] });
                 });
             };
             let outcome = match run_rsync(&command, cancel.clone(), &record_pid).await {

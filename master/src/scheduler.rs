@@ -258,7 +258,7 @@ impl Listener for Scheduler {
             Change::ProjectRemoved { id } | Change::ProjectRenamed { from: id, .. } => {
                 self.queues().current.remove(id);
             }
-            Change::RunsChanged | Change::NewGeneration(_) | Change::UserChanged { .. } => {}
+            Change::RunsChanged { .. } | Change::NewGeneration(_) | Change::UserChanged { .. } => {}
         }
     }
 }

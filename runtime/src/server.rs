@@ -53,6 +53,9 @@ impl Limits {
     }
 }
 
+/// The most a connection buffers, reading or writing.
+const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
+
 struct Conn {
     opened: Instant,
     /// Requests being answered on this connection now.
@@ -177,6 +180,9 @@ async fn serve_connection(
     let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    // What one connection buffers of a response (hyper's default is ~400 KiB): with a thousand
+    // clients reading a large listing, the default alone would be 400 MiB.
+    builder.max_buf_size(MAX_CONNECTION_BUFFER);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {

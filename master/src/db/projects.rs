@@ -36,7 +36,18 @@ const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, 
                        catch_up, last_fire_at, generation";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(&db.read).await
+}
+
+/// The projects among `ids` that exist (a JSON array bound once, whatever the number of ids).
+pub async fn list_some(db: &Db, ids: &[String]) -> sqlx::Result<Vec<ProjectRow>> {
+    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM projects WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+    )))
+    .bind(ids)
+    .fetch_all(&db.read)
+    .await
 }
 
 pub async fn get<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
@@ -90,36 +101,44 @@ pub async fn set_enabled(db: &Db, id: &str, enabled: bool) -> sqlx::Result<bool>
         .bind(enabled)
         .bind(now())
         .bind(id)
-        .execute(db)
+        .execute(&db.write)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn remove(db: &Db, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(db).await?;
+    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(&db.write).await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// A project, other than `own_id`, whose dest is `dest`, contains it, or lies inside it.
-/// Compared with `substr` rather than LIKE, which would read `%` and `_` in paths as wildcards.
+/// Three lookups in the `dest` index (equal; beneath: the range from `dest/` to `dest0`, `0`
+/// being the byte after `/`; above: each of `dest`'s ancestors), not a scan of every project.
 pub async fn overlapping_dest<'e>(
     db: impl sqlx::SqliteExecutor<'e>,
     dest: &str,
     own_id: Option<&str>,
 ) -> sqlx::Result<Option<(String, String)>> {
+    let ancestors: Vec<&str> =
+        dest.match_indices('/').map(|(i, _)| &dest[..i]).filter(|a| !a.is_empty()).chain(["/"]).collect();
+    let ancestors = serde_json::to_string(&ancestors).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query_as(
-        "SELECT id, dest FROM projects WHERE (?2 IS NULL OR id <> ?2) AND (dest = ?1 \
-         OR substr(dest, 1, length(?1) + 1) = ?1 || '/' OR substr(?1, 1, length(dest) + 1) = dest || '/') LIMIT 1",
+        "SELECT id, dest FROM ( \
+           SELECT id, dest FROM projects WHERE dest = ?1 \
+           UNION ALL SELECT id, dest FROM projects WHERE dest >= ?1 || '/' AND dest < ?1 || '0' \
+           UNION ALL SELECT id, dest FROM projects WHERE dest IN (SELECT value FROM json_each(?3)) \
+         ) WHERE (?2 IS NULL OR id <> ?2) LIMIT 1",
     )
     .bind(dest)
     .bind(own_id)
+    .bind(ancestors)
     .fetch_optional(db)
     .await
 }
 
 /// Records the scheduled fire the master has just handled.
 pub async fn set_last_fire(db: &Db, id: &str, at: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE projects SET last_fire_at = ? WHERE id = ?").bind(at).bind(id).execute(db).await?;
+    sqlx::query("UPDATE projects SET last_fire_at = ? WHERE id = ?").bind(at).bind(id).execute(&db.write).await?;
     Ok(())
 }
 
@@ -130,6 +149,42 @@ pub async fn bump_generation(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRo
         "UPDATE projects SET generation = generation + 1 WHERE id = ? RETURNING {COLUMNS}"
     )))
     .bind(id)
-    .fetch_optional(db)
+    .fetch_optional(&db.write)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn overlaps_are_found_through_the_index_and_neighbours_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::connect(&dir.path().join("t.db")).await.unwrap();
+        for (id, dest) in [("b", "/m/a/b"), ("pct", "/m/x%_y")] {
+            sqlx::query(
+                "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_options, \
+                 created_at, updated_at) VALUES (?, ?, 1, 'h', 'm', ?, '{}', 'now', 'now')",
+            )
+            .bind(id)
+            .bind(id)
+            .bind(dest)
+            .execute(&db.write)
+            .await
+            .unwrap();
+        }
+        let found = |dest: &'static str, own: Option<&'static str>| {
+            let db = db.clone();
+            async move { overlapping_dest(&db.read, dest, own).await.unwrap().map(|(id, _)| id) }
+        };
+        assert_eq!(found("/m/a/b", None).await.as_deref(), Some("b"), "equal");
+        assert_eq!(found("/m/a", None).await.as_deref(), Some("b"), "contains it");
+        assert_eq!(found("/m", None).await.as_deref(), Some("b"), "contains it, higher up");
+        assert_eq!(found("/m/a/b/c/d", None).await.as_deref(), Some("b"), "inside it");
+        assert_eq!(found("/m/a/b", Some("b")).await, None, "its own dest");
+        for neighbour in ["/m/a/bc", "/m/a/b0", "/m/a/c", "/m/a/b.", "/m/xy", "/m/x%_"] {
+            assert_eq!(found(neighbour, None).await, None, "{neighbour}");
+        }
+        assert_eq!(found("/m/x%_y/z", None).await.as_deref(), Some("pct"), "wildcard characters are literal");
+    }
 }

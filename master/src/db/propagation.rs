@@ -15,7 +15,14 @@ pub struct Delivery<'a> {
 
 /// Binds the delivery as ?1 (project), ?2 (host), ?3 (port), ?4 (generation), then `extra` as ?5.
 async fn write(db: &Db, sql: &'static str, d: &Delivery<'_>, extra: &str) -> sqlx::Result<()> {
-    sqlx::query(sql).bind(d.project).bind(d.host).bind(d.port).bind(d.generation).bind(extra).execute(db).await?;
+    sqlx::query(sql)
+        .bind(d.project)
+        .bind(d.host)
+        .bind(d.port)
+        .bind(d.generation)
+        .bind(extra)
+        .execute(&db.write)
+        .await?;
     Ok(())
 }
 
@@ -80,7 +87,7 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
     .bind(count(r.stats.files_transferred))
     .bind(count(r.stats.bytes_transferred))
     .bind(count(r.stats.total_size))
-    .execute(db)
+    .execute(&db.write)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -108,7 +115,7 @@ pub async fn behind(db: &Db) -> sqlx::Result<Vec<Behind>> {
            AND c.generation = p.generation \
          WHERE p.enabled = 1 AND p.generation > 0 AND served < p.generation",
     )
-    .fetch_all(db)
+    .fetch_all(&db.read)
     .await
 }
 
@@ -138,7 +145,7 @@ pub async fn for_project(db: &Db, project: &str) -> sqlx::Result<Vec<SlaveProgre
          ORDER BY s.hostname, s.port",
     )
     .bind(project)
-    .fetch_all(db)
+    .fetch_all(&db.read)
     .await
 }
 
@@ -148,6 +155,6 @@ pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(String, String, i64, i64)>
         "SELECT project_id, hostname, port, MAX(generation) FROM propagation WHERE status = 'success' \
          GROUP BY project_id, hostname, port",
     )
-    .fetch_all(db)
+    .fetch_all(&db.read)
     .await
 }

@@ -82,7 +82,7 @@ async fn insert_chunk(
         query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(&queued_at);
     }
     let by_project: std::collections::HashMap<String, i64> =
-        query.fetch_all(db).await?.into_iter().map(|(id, project)| (project, id)).collect();
+        query.fetch_all(&db.write).await?.into_iter().map(|(id, project)| (project, id)).collect();
     project_ids.iter().map(|p| by_project.get(*p).copied().ok_or_else(|| sqlx::Error::RowNotFound)).collect()
 }
 
@@ -98,7 +98,7 @@ pub async fn mark_running(db: &Db, id: i64, pid: u32, attempts: u32, log_file: &
     .bind(i64::from(attempts))
     .bind(log_file)
     .bind(id)
-    .execute(db)
+    .execute(&db.write)
     .await?;
     Ok(())
 }
@@ -107,7 +107,7 @@ pub async fn mark_running(db: &Db, id: i64, pid: u32, attempts: u32, log_file: &
 pub async fn last_scheduled_fire(db: &Db, project_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT MAX(scheduled_for) FROM runs WHERE project_id = ? AND scheduled_for IS NOT NULL")
         .bind(project_id)
-        .fetch_one(db)
+        .fetch_one(&db.read)
         .await
 }
 
@@ -145,7 +145,7 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
     .bind(as_i64(f.stats.bytes_received))
     .bind(f.log_tail)
     .bind(id)
-    .execute(db)
+    .execute(&db.write)
     .await?;
     Ok(())
 }
@@ -158,7 +158,7 @@ pub async fn prune(db: &Db, project_id: &str, keep: usize) -> sqlx::Result<u64> 
     )
     .bind(project_id)
     .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-    .execute(db)
+    .execute(&db.write)
     .await?;
     Ok(done.rows_affected())
 }
@@ -174,7 +174,7 @@ pub struct Unfinished {
 /// Marks every queued or running run `interrupted` (the master that ran them is gone) and returns
 /// them, with the pid of any rsync that may still be running.
 pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<Vec<Unfinished>> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.write.begin().await?;
     let rows: Vec<Unfinished> = sqlx::query_as(
         "SELECT runs.id, runs.pid, projects.dest FROM runs JOIN projects ON projects.id = runs.project_id \
          WHERE runs.status IN ('queued', 'running')",
@@ -195,7 +195,7 @@ pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<Vec<Unfinished>> {
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<RunRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = ?")))
         .bind(id)
-        .fetch_optional(db)
+        .fetch_optional(&db.read)
         .await
 }
 
@@ -206,7 +206,7 @@ pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result
     )))
     .bind(project_id)
     .bind(limit)
-    .fetch_all(db)
+    .fetch_all(&db.read)
     .await
 }
 
@@ -215,7 +215,7 @@ pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY project_id)"
     )))
-    .fetch_all(db)
+    .fetch_all(&db.read)
     .await
 }
 
@@ -225,7 +225,7 @@ pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<Stri
         "SELECT MAX(ended_at) FROM runs WHERE project_id = ? AND status = 'success' AND ended_at IS NOT NULL",
     )
     .bind(project_id)
-    .fetch_one(db)
+    .fetch_one(&db.read)
     .await
 }
 
@@ -235,7 +235,31 @@ pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, Stri
         "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
          GROUP BY project_id",
     )
-    .fetch_all(db)
+    .fetch_all(&db.read)
+    .await
+}
+
+/// The latest run of each of `ids` that has one.
+pub async fn latest_of(db: &Db, ids: &[String]) -> sqlx::Result<Vec<RunRow>> {
+    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM runs WHERE id IN \
+         (SELECT (SELECT MAX(id) FROM runs WHERE project_id = j.value) FROM json_each(?1) AS j)"
+    )))
+    .bind(ids)
+    .fetch_all(&db.read)
+    .await
+}
+
+/// (project, end time) of the latest successful run of each of `ids` that has one.
+pub async fn last_success_of(db: &Db, ids: &[String]) -> sqlx::Result<Vec<(String, String)>> {
+    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query_as(
+        "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
+         AND project_id IN (SELECT value FROM json_each(?1)) GROUP BY project_id",
+    )
+    .bind(ids)
+    .fetch_all(&db.read)
     .await
 }
 
@@ -253,7 +277,7 @@ mod tests {
             .bind(id)
             .bind(id)
             .bind(format!("/m/{id}"))
-            .execute(&db)
+            .execute(&db.write)
             .await
             .unwrap();
         }
@@ -275,7 +299,7 @@ mod tests {
                 Ok(run_id) => {
                     let stored: String = sqlx::query_scalar("SELECT project_id FROM runs WHERE id = ?")
                         .bind(run_id)
-                        .fetch_one(&db)
+                        .fetch_one(&db.read)
                         .await
                         .unwrap();
                     assert_eq!(&stored, project);
@@ -287,7 +311,7 @@ mod tests {
             }
         }
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(&db).await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(&db.read).await.unwrap();
         assert_eq!(count, 1200);
     }
 }

@@ -3,7 +3,7 @@
 use super::Db;
 
 pub async fn get(db: &Db, key: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_optional(db).await
+    sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_optional(&db.read).await
 }
 
 /// Stores `value` unless the key already has one, and returns the value that is kept, so that two
@@ -12,7 +12,7 @@ pub async fn get_or_insert(db: &Db, key: &str, value: &str) -> sqlx::Result<Stri
     sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
         .bind(key)
         .bind(value)
-        .execute(db)
+        .execute(&db.write)
         .await?;
-    sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_one(db).await
+    sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_one(&db.write).await
 }

@@ -16,7 +16,7 @@ pub struct SlaveRow {
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<SlaveRow>> {
     sqlx::query_as("SELECT hostname, port, added_at, last_seen, token FROM slaves ORDER BY hostname, port")
-        .fetch_all(db)
+        .fetch_all(&db.read)
         .await
 }
 
@@ -24,7 +24,7 @@ pub async fn get(db: &Db, hostname: &str, port: i64) -> sqlx::Result<Option<Slav
     sqlx::query_as("SELECT hostname, port, added_at, last_seen, token FROM slaves WHERE hostname = ? AND port = ?")
         .bind(hostname)
         .bind(port)
-        .fetch_optional(db)
+        .fetch_optional(&db.read)
         .await
 }
 
@@ -36,7 +36,7 @@ pub async fn insert(db: &Db, hostname: &str, port: u16, token: &Secret) -> sqlx:
             .bind(i64::from(port))
             .bind(now())
             .bind(token)
-            .execute(db)
+            .execute(&db.write)
             .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -47,20 +47,23 @@ pub async fn set_token(db: &Db, hostname: &str, port: u16, token: &Secret) -> sq
         .bind(token)
         .bind(hostname)
         .bind(i64::from(port))
-        .execute(db)
+        .execute(&db.write)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn ports_of(db: &Db, hostname: &str) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar("SELECT port FROM slaves WHERE hostname = ? ORDER BY port").bind(hostname).fetch_all(db).await
+    sqlx::query_scalar("SELECT port FROM slaves WHERE hostname = ? ORDER BY port")
+        .bind(hostname)
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn remove(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM slaves WHERE hostname = ? AND port = ?")
         .bind(hostname)
         .bind(i64::from(port))
-        .execute(db)
+        .execute(&db.write)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -71,7 +74,7 @@ pub async fn seen(db: &Db, hostname: &str, port: i64) -> sqlx::Result<()> {
         .bind(super::runs::now_ms())
         .bind(hostname)
         .bind(port)
-        .execute(db)
+        .execute(&db.write)
         .await?;
     Ok(())
 }

@@ -23,16 +23,18 @@ fn new_stamp() -> String {
 pub async fn get(db: &Db, username: &str) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE username = ?")))
         .bind(username)
-        .fetch_optional(db)
+        .fetch_optional(&db.read)
         .await
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<UserRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username"))).fetch_all(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username")))
+        .fetch_all(&db.read)
+        .await
 }
 
 pub async fn count(db: &Db) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(db).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&db.read).await
 }
 
 pub async fn insert(db: &Db, username: &str, password_hash: &str, role: &str) -> sqlx::Result<()> {
@@ -42,7 +44,7 @@ pub async fn insert(db: &Db, username: &str, password_hash: &str, role: &str) ->
         .bind(role)
         .bind(now())
         .bind(new_stamp())
-        .execute(db)
+        .execute(&db.write)
         .await?;
     Ok(())
 }
@@ -71,7 +73,7 @@ pub async fn update(
     .bind(password_hash)
     .bind(role)
     .bind(new_stamp())
-    .execute(db)
+    .execute(&db.write)
     .await?;
     if done.rows_affected() == 1 {
         return Ok(UpdateOutcome::Updated);
@@ -93,7 +95,7 @@ pub async fn remove(db: &Db, username: &str) -> sqlx::Result<RemoveOutcome> {
          (role <> 'root' OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
     )
     .bind(username)
-    .execute(db)
+    .execute(&db.write)
     .await?;
     if done.rows_affected() == 1 {
         return Ok(RemoveOutcome::Removed);

@@ -1,5 +1,6 @@
 //! The HTTP API. `router` is the one table of every route; handlers live by resource.
 
+pub mod admission;
 pub mod error;
 pub mod extract;
 pub mod projects;
@@ -85,6 +86,12 @@ async fn status(
 }
 
 pub fn router(state: AppState) -> Router {
+    let s = &state.settings;
+    let admission = std::sync::Arc::new(admission::Admission::new(
+        s.max_reads_in_flight,
+        s.max_writes_in_flight,
+        Duration::from_millis(s.overload_wait_ms),
+    ));
     let mut router = Router::new();
     for (path, handler) in routes() {
         let bare = path.trim_end_matches('/');
@@ -96,9 +103,14 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(admission, admission::admit))
         .layer(axum::middleware::from_fn(error::name_errors))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(
+            // Internal errors are logged where they are rendered; a 503 of the admission control
+            // is counted there and logged at most every ten seconds, not once per request.
+            (),
+        ))
         .with_state(state)
 }

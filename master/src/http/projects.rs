@@ -1,7 +1,5 @@
 //! Projects over HTTP: parse, call the projects service (`service::projects`), render.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,18 +7,17 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use mirror_common::api::{
     AddProject, Done, NEXT_FIRES, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId, ProjectRemoved,
-    ProjectUpdated, ProjectView, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, UpdateProjectBasic,
+    ProjectUpdated, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, UpdateProjectBasic,
 };
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
-use mirror_common::rsync_opts::RsyncOptions;
 use serde_json::Value;
 
 use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, MaybeCaller, QueryMap, from_value, id_param};
-use super::runs::run_view;
-use crate::db::{self, projects::ProjectRow, runs::RunRow};
+use crate::db::{self, projects::ProjectRow};
 use crate::state::AppState;
+use crate::views::{project_view, run_view};
 
 pub async fn add_project(
     State(state): State<AppState>,
@@ -32,46 +29,6 @@ pub async fn add_project(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// Builds the listed form of a project. Never includes the password.
-pub fn view(
-    row: &ProjectRow,
-    now: DateTime<Utc>,
-    last_run: Option<&RunRow>,
-    last_success: Option<&String>,
-) -> Result<ProjectView, ApiError> {
-    let spec: Option<ScheduleSpec> =
-        row.schedule.as_deref().map(serde_json::from_str).transpose().map_err(|e| ApiError::Internal(e.into()))?;
-    let options: RsyncOptions = serde_json::from_str(&row.rsync_options).map_err(|e| ApiError::Internal(e.into()))?;
-    let next_run_time = match (&spec, row.enabled) {
-        (Some(spec), true) => Schedule::from_spec(spec.clone())
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule of {}: {e}", row.id)))?
-            .next_fire_at_or_after(now),
-        _ => None,
-    };
-    Ok(ProjectView {
-        id: row.id.clone(),
-        project: row.project.clone(),
-        rsync_host: row.rsync_host.clone(),
-        rsync_module: row.rsync_module.clone(),
-        dest: row.dest.clone(),
-        enabled: row.enabled,
-        cron_options: spec,
-        rsync_options: (&options).into(),
-        rsync_password_set: row.rsync_password.is_some(),
-        rsync_user: row.rsync_user.clone(),
-        rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()),
-        timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
-        catch_up: row.catch_up,
-        next_run_time: next_run_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),
-        last_run: last_run.map(|r| run_view(r, false)),
-        last_success: last_success.cloned(),
-        generation: row.generation,
-        created_at: row.created_at.clone(),
-        updated_at: row.updated_at.clone(),
-    })
-}
-
 pub async fn list_projects(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -79,32 +36,9 @@ pub async fn list_projects(
     if !state.settings.public_read && caller.is_none() {
         return Err(ApiError::Unauthorized("listing projects needs a login on this master"));
     }
-    let now = Utc::now();
-    let public = caller.is_none();
-    let arrived = state.listing.version();
-    let body = match state.listing.get_since(arrived, now, public) {
-        Some(body) => body,
-        None => {
-            let _one_rebuild = state.listing.rebuilding.lock().await;
-            // Built by the rebuild we waited for?
-            if let Some(body) = state.listing.get_since(arrived, now, public) {
-                return Ok(json_response(body));
-            }
-            let version = state.listing.version();
-            let rows = db::projects::list(&state.db).await?;
-            let last_runs: HashMap<String, RunRow> =
-                db::runs::latest_per_project(&state.db).await?.into_iter().map(|r| (r.project_id.clone(), r)).collect();
-            let last_success: HashMap<String, String> =
-                db::runs::last_success_per_project(&state.db).await?.into_iter().collect();
-            // A next fire per project and two JSON documents: CPU work, off the async workers.
-            let rendered = tokio::task::spawn_blocking(move || render_listing(&rows, &last_runs, &last_success, now))
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))??;
-            state.listing.put(version, rendered.valid_until, rendered.full.clone(), rendered.public.clone());
-            if public { rendered.public } else { rendered.full }
-        }
-    };
-    Ok(json_response(body))
+    let body = state.listing.body(&state.db, caller.is_none()).await?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], axum::body::Body::new(body))
+        .into_response())
 }
 
 /// A rendered JSON body as the answer.
@@ -129,7 +63,7 @@ pub async fn get_project(
     // The fire times are CPU work (bounded): off the async workers, as every schedule computation.
     let public = caller.is_none();
     let body = tokio::task::spawn_blocking(move || {
-        let project = view(&row, now, runs.first(), last_success.as_ref())?;
+        let project = project_view(&row, now, runs.first(), last_success.as_ref()).map_err(ApiError::Internal)?;
         let next_fire_times = next_fires(&row, now)?;
         let recent_runs = runs.iter().map(|r| run_view(r, false));
         if public {
@@ -158,34 +92,6 @@ fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<String>, ApiEr
         after = t + chrono::Duration::seconds(1);
     }
     Ok(fires)
-}
-
-/// The listing for logged-in callers and the one for everyone else, and until when they hold.
-struct RenderedListing {
-    full: axum::body::Bytes,
-    public: axum::body::Bytes,
-    valid_until: Option<DateTime<Utc>>,
-}
-
-fn render_listing(
-    rows: &[ProjectRow],
-    last_runs: &HashMap<String, RunRow>,
-    last_success: &HashMap<String, String>,
-    now: DateTime<Utc>,
-) -> Result<RenderedListing, ApiError> {
-    let views = rows
-        .iter()
-        .map(|r| view(r, now, last_runs.get(&r.id), last_success.get(&r.id)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let valid_until = views
-        .iter()
-        .filter_map(|v| v.next_run_time.as_deref())
-        .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .min();
-    let full = json_bytes(&views)?;
-    let public: Vec<PublicProjectView> = views.into_iter().map(PublicProjectView::from).collect();
-    Ok(RenderedListing { full, public: json_bytes(&public)?, valid_until })
 }
 
 fn json_bytes<T: serde::Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError> {
@@ -250,7 +156,7 @@ pub async fn disable_project_path(
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<ProjectRow, ApiError> {
-    db::projects::get(&state.db, id)
+    db::projects::get(&state.db.read, id)
         .await?
         .ok_or_else(|| ApiError::not_found("id", format!("no project with id '{}'", id.escape_debug())))
 }
@@ -281,7 +187,7 @@ pub async fn update_project_schedule(
         let (state, id) = (state.clone(), id.clone());
         detached(async move { state.projects.replace_schedule(&id, opts).await }).await?
     };
-    let listed = view(&row, Utc::now(), None, None)?;
+    let listed = project_view(&row, Utc::now(), None, None).map_err(ApiError::Internal)?;
     let body = ScheduleReplaced { id, cron_options: listed.cron_options, next_run_time: listed.next_run_time };
     Ok(Json(Done::new("update_project_schedule", body)))
 }

@@ -4,43 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mirror_common::api::{RunStats, RunView, SyncupResponse};
+use mirror_common::api::{RunView, SyncupResponse};
 
 use super::detached;
 use super::error::ApiError;
 use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
-use crate::db::{self, runs::RunRow};
+use crate::db;
 use crate::runner::Trigger;
 use crate::state::AppState;
-
-fn count(v: Option<i64>) -> Option<u64> {
-    v.and_then(|v| u64::try_from(v).ok())
-}
-
-pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
-    RunView {
-        id: r.id,
-        project: r.project_id.clone(),
-        trigger: r.trigger,
-        status: r.status,
-        scheduled_for: r.scheduled_for.clone(),
-        queued_at: r.queued_at.clone(),
-        started_at: r.started_at.clone(),
-        ended_at: r.ended_at.clone(),
-        exit_code: r.exit_code,
-        attempts: u32::try_from(r.attempts).unwrap_or(0),
-        message: r.message.clone(),
-        warning: r.warning,
-        stats: RunStats {
-            files_total: count(r.files_total),
-            files_transferred: count(r.files_transferred),
-            total_size: count(r.total_size),
-            bytes_transferred: count(r.bytes_transferred),
-            bytes_received: count(r.bytes_received),
-        },
-        log_tail: if with_tail { Some(r.log_tail.clone().unwrap_or_default()) } else { None },
-    }
-}
+use crate::views::run_view;
 
 /// `/syncup/?id=` (or `?project=`, as the 2014 README wrote it): starts a run now and answers at
 /// once with its id; 409 while the project's previous run is going.

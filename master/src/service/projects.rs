@@ -153,7 +153,7 @@ fn not_found(id: &str) -> Error {
 /// A write transaction that takes SQLite's write lock at once, so that the checks it makes (an id
 /// free, a dest not overlapping) still hold when it writes: no other write can come between.
 async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
-    Ok(db.begin_with("BEGIN IMMEDIATE").await?)
+    Ok(db.write.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 impl Projects {

@@ -94,7 +94,7 @@ impl Slaves {
         let Some(slave) = slave.filter(|s| s.token.as_ref().is_some_and(|t| t.matches(token))) else {
             return Err(Error::Unauthorized("this token is not the reporting slave's"));
         };
-        let project = db::projects::get(&self.db, &report.project)
+        let project = db::projects::get(&self.db.read, &report.project)
             .await?
             .ok_or_else(|| Error::not_found("project", format!("no project '{}'", report.project.escape_debug())))?;
         if report.generation < 1 || report.generation > project.generation {
@@ -158,7 +158,7 @@ impl Slaves {
     /// Per slave, the generation of project `id` it serves and since when. `public`: slaves are
     /// numbered rather than named (their addresses are not public), their messages left out.
     pub async fn propagation(&self, id: &str, public: bool) -> Result<PropagationView, Error> {
-        let project = db::projects::get(&self.db, id)
+        let project = db::projects::get(&self.db.read, id)
             .await?
             .ok_or_else(|| Error::not_found("id", format!("no project with id '{}'", id.escape_debug())))?;
         let slaves = db::propagation::for_project(&self.db, id)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use mirror_common::Secret;
 use mirror_common::api::{Role, UpdateUser, UserView, is_valid_id};
-use tokio::sync::Semaphore;
 
 use crate::auth::{Principal, hash_password};
 use crate::db::{self, Db, users::RemoveOutcome, users::UpdateOutcome};
@@ -16,7 +15,7 @@ use crate::events::{Change, Events};
 pub struct Users {
     pub db: Db,
     /// Caps concurrent argon2 work (shared with the logins' verifications).
-    pub hasher: Arc<Semaphore>,
+    pub hasher: Arc<crate::auth::Hashers>,
     pub events: Arc<Events>,
 }
 
