@@ -601,6 +601,13 @@ pub struct SyncAccepted {
     pub state: SyncState,
 }
 
+/// `POST /slave_started/` on the master (Bearer: the slave's token): the answer names the slave
+/// as the master knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaveHello {
+    pub slave: String,
+}
+
 /// `POST /slave_rsync_complete/` on the master (Bearer: the cluster token), sent once rsync has ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

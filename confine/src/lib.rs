@@ -84,13 +84,42 @@ impl Policy {
     }
 }
 
+/// How the helper starts a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// `None` (`--unconfined`): no Landlock, the parent-death guard only.
+    pub policy: Option<Policy>,
+    /// `--parent PID`: the program is killed (SIGKILL) when that process, its parent, dies; if it
+    /// has died already, the program is not started.
+    pub parent: Option<u32>,
+}
+
+impl Launch {
+    /// The helper's argv for `program args`.
+    pub fn helper_args<S: AsRef<OsStr>>(&self, program: &Path, args: &[S]) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::new();
+        if let Some(pid) = self.parent {
+            out.push("--parent".into());
+            out.push(pid.to_string().into());
+        }
+        match &self.policy {
+            Some(policy) => out.extend(policy.helper_args(program, args)),
+            None => {
+                out.push("--unconfined".into());
+                out.extend(Policy::default().helper_args(program, args));
+            }
+        }
+        out
+    }
+}
+
 /// The helper's command line, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Invocation {
     /// `--probe`: restrict an empty process and say whether it worked.
     Probe,
     Run {
-        policy: Policy,
+        launch: Launch,
         program: OsString,
         args: Vec<OsString>,
     },
@@ -98,13 +127,21 @@ pub enum Invocation {
 
 pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation, String> {
     let mut policy = Policy::default();
+    let (mut unconfined, mut parent) = (false, None);
     loop {
         let Some(flag) = argv.next() else {
-            return Err("usage: mirror-confine [--rw DIR]... [--ro PATH]... -- PROGRAM [ARG]...".into());
+            return Err("usage: mirror-confine [--parent PID] [--unconfined | [--rw DIR]... [--ro PATH]...] \
+                        -- PROGRAM [ARG]..."
+                .into());
         };
         match flag.as_bytes() {
             b"--probe" => return Ok(Invocation::Probe),
             b"--" => break,
+            b"--unconfined" => unconfined = true,
+            b"--parent" => {
+                let pid = argv.next().and_then(|p| p.to_str().and_then(|p| p.parse::<u32>().ok()));
+                parent = Some(pid.filter(|p| *p > 1).ok_or("--parent needs a process id")?);
+            }
             b"--rw" | b"--ro" => {
                 let path = argv.next().ok_or_else(|| format!("{} needs a path", flag.to_string_lossy()))?;
                 let path = PathBuf::from(path);
@@ -116,8 +153,23 @@ pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation
             _ => return Err(format!("unknown argument {}", flag.to_string_lossy())),
         }
     }
+    if unconfined && policy != Policy::default() {
+        return Err("--unconfined takes no --rw or --ro".into());
+    }
     let program = argv.next().ok_or("no program after --")?;
-    Ok(Invocation::Run { policy, program, args: argv.collect() })
+    let launch = Launch { policy: (!unconfined).then_some(policy), parent };
+    Ok(Invocation::Run { launch, program, args: argv.collect() })
+}
+
+/// Makes the calling process receive SIGKILL when its parent dies (kept across `exec`), then
+/// checks that the parent is still `parent`: if it died before, the caller must not go on.
+pub fn die_with_parent(parent: u32) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+    let now = nix::unistd::getppid().as_raw();
+    if u32::try_from(now).ok() != Some(parent) {
+        return Err(format!("the parent process {parent} is gone"));
+    }
+    Ok(())
 }
 
 /// How the restriction went.
@@ -232,15 +284,21 @@ mod tests {
         let policy = Policy { write: vec!["/srv/m/a".into()], read: vec!["/srv/conf".into()] };
         let argv = policy.helper_args(Path::new("/usr/bin/rsync"), &["-a", "--", "x"]);
         let parsed = parse_args(argv.into_iter()).unwrap();
+        let args_after = vec!["-a".into(), "--".into(), "x".into()];
         assert_eq!(
             parsed,
             Invocation::Run {
-                policy,
+                launch: Launch { policy: Some(policy.clone()), parent: None },
                 program: "/usr/bin/rsync".into(),
-                args: vec!["-a".into(), "--".into(), "x".into()]
+                args: args_after.clone(),
             }
         );
         assert_eq!(parse_args(args(&["--probe"])).unwrap(), Invocation::Probe);
+        for launch in [Launch { policy: Some(policy), parent: Some(4242) }, Launch { policy: None, parent: Some(7) }] {
+            let argv = launch.helper_args(Path::new("/usr/bin/rsync"), &["-a", "--", "x"]);
+            let parsed = parse_args(argv.into_iter()).unwrap();
+            assert_eq!(parsed, Invocation::Run { launch, program: "/usr/bin/rsync".into(), args: args_after.clone() });
+        }
     }
 
     #[test]
@@ -250,5 +308,8 @@ mod tests {
         assert!(parse_args(args(&["--bogus", "--", "x"])).is_err());
         assert!(parse_args(args(&["--rw", "/a"])).is_err());
         assert!(parse_args(args(&["--"])).is_err());
+        assert!(parse_args(args(&["--parent", "x", "--", "y"])).is_err());
+        assert!(parse_args(args(&["--parent", "1", "--", "y"])).is_err());
+        assert!(parse_args(args(&["--unconfined", "--rw", "/a", "--", "y"])).is_err());
     }
 }

@@ -1,11 +1,13 @@
-//! `mirror-confine [--rw DIR]... [--ro PATH]... -- PROGRAM [ARG]...`: restricts itself with
-//! Landlock, then execs PROGRAM. `--probe` says whether this kernel can confine.
+//! `mirror-confine [--parent PID] [--unconfined | [--rw DIR]... [--ro PATH]...] -- PROGRAM [ARG]...`:
+//! restricts itself with Landlock, then execs PROGRAM. `--parent`: PROGRAM dies with the process
+//! that started it (the master or slave), whatever way that one ends. `--unconfined`: no Landlock,
+//! the guard only. `--probe` says whether this kernel can confine.
 //! Exit 126 when it cannot confine or exec: the program never runs unconfined.
 
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use mirror_confine::{Enforced, Invocation, Policy, parse_args, resolve_program, restrict};
+use mirror_confine::{Enforced, Invocation, Policy, die_with_parent, parse_args, resolve_program, restrict};
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("mirror-confine: {message}");
@@ -29,11 +31,19 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Invocation::Run { policy, program, args } => {
+        Invocation::Run { launch, program, args } => {
+            // First: a parent that dies from here on takes the program with it.
+            if let Some(parent) = launch.parent
+                && let Err(e) = die_with_parent(parent)
+            {
+                return fail(&e);
+            }
             let Some(resolved) = resolve_program(&program) else {
                 return fail(&format!("{} not found in PATH", program.to_string_lossy()));
             };
-            if let Err(e) = restrict(&policy, Some(&resolved)) {
+            if let Some(policy) = &launch.policy
+                && let Err(e) = restrict(policy, Some(&resolved))
+            {
                 return fail(&e);
             }
             // argv[0] stays the program's path, so the process shows as the program itself.

@@ -50,8 +50,32 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 impl Launch {
-    /// Starts the daemon and returns once it accepts connections.
+    /// The daemon's `--config=` argument: also how a daemon of ours is told from others.
+    fn config_arg(&self) -> String {
+        format!("--config={}", self.dir.join("rsyncd.conf").display())
+    }
+
+    /// A daemon a previous master left running (one that could not take it along: killed before
+    /// the parent-death guard existed, or started without the helper) is stopped: it would hold
+    /// the port with the old configuration.
+    async fn stop_leftover(&self) {
+        let pid_file = self.dir.join("rsyncd.pid");
+        let Some(pid) = tokio::fs::read_to_string(&pid_file).await.ok().and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        if mirror_runtime::rsync::kill_orphan(pid, &self.rsync_path, &self.config_arg()) {
+            tracing::warn!(pid, "stopped the rsync daemon a previous master left running");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while tokio::fs::metadata(format!("/proc/{pid}")).await.is_ok() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Starts the daemon and returns once it accepts connections on its port itself.
     async fn start(&self) -> std::io::Result<anyhow::Result<Child>> {
+        self.stop_leftover().await;
         // rsync will not start over a pid file a killed daemon left behind.
         let _ = tokio::fs::remove_file(self.dir.join("rsyncd.pid")).await;
         let command = RsyncCommand {
@@ -59,7 +83,7 @@ impl Launch {
             args: vec![
                 "--daemon".into(),
                 "--no-detach".into(),
-                format!("--config={}", self.dir.join("rsyncd.conf").display()),
+                self.config_arg(),
                 format!("--port={}", self.port),
                 format!("--address={}", self.host),
             ],
@@ -75,8 +99,11 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own group: a stop reaches the workers it forked for connections too.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()?;
+        let pid = child.id().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match child.try_wait() {
@@ -92,7 +119,12 @@ impl Launch {
                 }
                 Err(e) => return Ok(Err(e.into())),
             }
-            if tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.is_ok() {
+            // Ready when the socket listening on the port is our child's (another daemon may
+            // answer there: it is not ours, and ours will fail to bind).
+            if pid != 0
+                && mirror_runtime::rsync::listens_on(pid, self.port)
+                && tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.is_ok()
+            {
                 return Ok(Ok(child));
             }
             if Instant::now() > deadline {
@@ -114,6 +146,9 @@ impl Launch {
             let status = tokio::select! {
                 status = child.wait() => status,
                 _ = stopped(&mut stop) => {
+                    if let Some(pid) = child.id() {
+                        mirror_runtime::rsync::kill_process_group(pid);
+                    }
                     let _ = child.kill().await;
                     return;
                 }

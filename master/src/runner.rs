@@ -83,7 +83,7 @@ impl From<&Settings> for RunnerConfig {
             default_timeout: Duration::from_secs(s.run_timeout_secs),
             retries: s.retries,
             retry_base: Duration::from_millis(s.retry_base_ms),
-            confine: ConfineStatus { helper: None, detail: "not detected".into() },
+            confine: ConfineStatus::none("not detected"),
             run_as: None,
             runs_keep: s.runs_keep,
         }

@@ -28,11 +28,13 @@ pub fn program_path(configured: &Path) -> PathBuf {
     mirror_confine::resolve_program(configured.as_os_str()).unwrap_or_else(|| configured.to_path_buf())
 }
 
-/// How a child is confined: the `mirror-confine` helper execs it under this policy.
+/// How a child is started: through the `mirror-confine` helper, which makes it die with us (the
+/// kernel kills it when this process ends, even by `kill -9`) and, with a policy, confines it.
 #[derive(Debug, Clone)]
 pub struct Confinement {
     pub helper: PathBuf,
-    pub policy: mirror_confine::Policy,
+    /// `None`: not confined (the guard only).
+    pub policy: Option<mirror_confine::Policy>,
 }
 
 /// Whether rsync children are confined (configuration key `confine`).
@@ -49,22 +51,33 @@ pub enum ConfineMode {
     Off,
 }
 
-/// What the start-up found: the helper to confine with (none: runs are not confined), and why.
+/// What the start-up found: the helper (none: children are started directly, and could outlive a
+/// crash of ours), whether it confines, and why.
 #[derive(Debug, Clone)]
 pub struct ConfineStatus {
     pub helper: Option<PathBuf>,
+    /// Children are confined by Landlock.
+    pub confining: bool,
     /// For the log and the status endpoints: "landlock: fully enforced", or why not.
     pub detail: String,
 }
 
 impl ConfineStatus {
-    pub fn confined(&self) -> bool {
-        self.helper.is_some()
+    /// No helper: children are neither confined nor tied to us (unit tests).
+    pub fn none(detail: &str) -> ConfineStatus {
+        ConfineStatus { helper: None, confining: false, detail: detail.to_owned() }
     }
 
-    /// The confinement for a child allowed to write beneath `write` and read beneath `read`.
+    pub fn confined(&self) -> bool {
+        self.confining && self.helper.is_some()
+    }
+
+    /// How to start a child allowed to write beneath `write` and read beneath `read`.
     pub fn confinement(&self, write: Vec<PathBuf>, read: Vec<PathBuf>) -> Option<Confinement> {
-        self.helper.as_ref().map(|h| Confinement { helper: h.clone(), policy: mirror_confine::Policy { write, read } })
+        self.helper.as_ref().map(|h| Confinement {
+            helper: h.clone(),
+            policy: self.confined().then_some(mirror_confine::Policy { write, read }),
+        })
     }
 
     /// At start: finds the helper, asks it (off the async workers) whether this kernel confines,
@@ -73,6 +86,12 @@ impl ConfineStatus {
         let status = tokio::task::spawn_blocking(move || ConfineStatus::detect(mode, helper.as_deref()))
             .await
             .map_err(|e| e.to_string())??;
+        if status.helper.is_none() {
+            tracing::warn!(
+                "{} not found: a {what} started now would outlive a crash of this process",
+                mirror_confine::HELPER_NAME
+            );
+        }
         if status.confined() {
             tracing::info!(confinement = %status.detail, "every {what} is confined by Landlock");
         } else {
@@ -86,18 +105,21 @@ impl ConfineStatus {
 
     /// Finds the helper and asks it whether this kernel confines (blocking: call at start).
     pub fn detect(mode: ConfineMode, configured_helper: Option<&Path>) -> Result<ConfineStatus, String> {
+        let helper = mirror_confine::find_helper(configured_helper).filter(|h| h.is_file());
         if mode == ConfineMode::Off {
-            return Ok(ConfineStatus { helper: None, detail: "off (confine = \"off\")".into() });
+            return Ok(ConfineStatus { helper, confining: false, detail: "off (confine = \"off\")".into() });
         }
-        let found = mirror_confine::find_helper(configured_helper)
+        let found = helper
+            .clone()
             .ok_or_else(|| format!("{} not found beside this program or in PATH", mirror_confine::HELPER_NAME))
             .and_then(|helper| mirror_confine::probe(&helper).map(|detail| (helper, detail)));
         match (found, mode) {
-            (Ok((helper, detail)), _) => Ok(ConfineStatus { helper: Some(helper), detail }),
+            (Ok((helper, detail)), _) => Ok(ConfineStatus { helper: Some(helper), confining: true, detail }),
             (Err(why), ConfineMode::Required) => {
                 Err(format!("confine = \"required\", but runs cannot be confined: {why}"))
             }
-            (Err(why), _) => Ok(ConfineStatus { helper: None, detail: format!("not confined: {why}") }),
+            // The helper still ties the children to us, unconfined.
+            (Err(why), _) => Ok(ConfineStatus { helper, confining: false, detail: format!("not confined: {why}") }),
         }
     }
 }
@@ -159,7 +181,8 @@ impl RsyncCommand {
         let mut command = match &self.confinement {
             Some(c) => {
                 let mut command = Command::new(&c.helper);
-                command.args(c.policy.helper_args(&self.program, &self.args));
+                let launch = mirror_confine::Launch { policy: c.policy.clone(), parent: Some(std::process::id()) };
+                command.args(launch.helper_args(&self.program, &self.args));
                 command
             }
             None => {
@@ -478,20 +501,88 @@ async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
 /// Kills a process group left behind by a previous process of ours (after a crash), if its leader
 /// is still an rsync whose command line contains `marker`.
 pub fn kill_orphan(pid: u32, program: &Path, marker: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    let prog_name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let is_ours = args.first().is_some_and(|a| a.ends_with(&prog_name)) && args.iter().any(|a| a.contains(marker));
-    if !is_ours {
+    if !is_program_with(pid, program, marker) {
         return false;
     }
     let Ok(pid) = i32::try_from(pid) else { return false };
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok()
+    let pid = nix::unistd::Pid::from_raw(pid);
+    // Its group (the processes it forked) when it leads one; itself in any case.
+    let group = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL).is_ok();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() || group
+}
+
+/// Kills every process of `program` whose arguments contain `marker` (its process group too):
+/// what a previous instance of ours left running when it died without taking its children along.
+/// Returns how many were found.
+pub fn kill_leftovers(program: &Path, marker: &str) -> usize {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let pids: Vec<u32> =
+        entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())).collect();
+    let mut found = 0;
+    for pid in pids.into_iter().filter(|p| *p != me) {
+        if kill_orphan(pid, program, marker) {
+            found += 1;
+        }
+    }
+    found
+}
+
+/// Whether process `pid` runs `program` with an argument containing `marker`.
+fn is_program_with(pid: u32, program: &Path, marker: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let prog_name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    args.first().is_some_and(|a| a.ends_with(&prog_name)) && args.iter().any(|a| a.contains(marker))
+}
+
+/// Kills the process group `pid` leads (a child started with `process_group(0)`), workers and all.
+pub fn kill_process_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Whether process `pid` holds the socket listening on TCP `port` (read from `/proc`): a daemon
+/// that answers on the port may be another one, left by an earlier run.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address (hex ip:hex port), rem_address, st (0A: listen), ..., inode (10th)
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
+                continue;
+            };
+            let listening_port = local.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && listening_port == Some(port) {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
+        let target = target.to_string_lossy();
+        inodes.iter().any(|i| *i == target)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listening_socket_is_found_on_its_owner() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
+        // PID 1 does not hold our port.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(!listens_on(1, listener.local_addr().unwrap().port()));
+    }
 
     #[test]
     fn the_tail_is_bounded_and_starts_at_a_line() {

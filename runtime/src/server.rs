@@ -53,6 +53,9 @@ impl Limits {
     }
 }
 
+/// Failed accepts since start (out of file descriptors, mostly), over every server of the process.
+static ACCEPT_ERRORS: AtomicU64 = AtomicU64::new(0);
+
 /// The most a connection buffers, reading or writing.
 const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
 
@@ -127,8 +130,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: counted, and a short wait rather than
+                    // a spin (the connections in progress go on meanwhile).
+                    let total = ACCEPT_ERRORS.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(error = %e, accept_errors_total = total, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -332,6 +332,33 @@ impl AppState {
         }
     }
 
+    /// Tells the master we have (re)started, so that it re-sends at once what a previous run of
+    /// ours was pulling; tried again with backoff until the master answers.
+    async fn announce(&self) {
+        let Some(token) = &self.token else { return };
+        let url = format!("{}/slave_started/", self.settings.master_url.trim_end_matches('/'));
+        let mut stop = self.stop.subscribe();
+        for attempt in 0..u32::MAX {
+            match self.http.post(&url).bearer_auth(token.expose()).json(&serde_json::json!({})).send().await {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!("told the master we are up");
+                    return;
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    tracing::warn!(status = %r.status(), "the master refused our start notice (is our token current?)");
+                    return;
+                }
+                Ok(r) => tracing::debug!(status = %r.status(), attempt, "start notice not taken, retrying"),
+                Err(e) => tracing::debug!(error = %e, attempt, "master unreachable, retrying the start notice"),
+            }
+            let wait = Duration::from_millis(250u64.saturating_mul(1 << attempt.min(7)));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
     /// Keeps what is served across restarts (write to a temporary file, then rename).
     async fn save_served(&self) {
         let Ok(json) = serde_json::to_vec_pretty(&*lock(&self.served)) else { return };
@@ -391,10 +418,16 @@ impl Application {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("state_file: {}", settings.state_file.display())),
         };
+        // A pull a previous run of ours left (killed before its children could be taken along)
+        // would go on writing into the tree.
+        let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
+        let left = mirror_runtime::rsync::kill_leftovers(&rsync_path, &format!("{}/", root.display()));
+        if left > 0 {
+            tracing::warn!(processes = left, "stopped the rsync a previous run of this slave left pulling");
+        }
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
         let (stop, _) = watch::channel(false);
-        let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
         let state = AppState(Arc::new(Inner {
             token: settings.token.clone(),
             settings,
@@ -417,6 +450,8 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(listen = %self.listener.local_addr()?, root = %self.state.root.display(), "mirror-slave serving");
+        let announcer = self.state.clone();
+        tokio::spawn(async move { announcer.announce().await });
         let state = self.state.clone();
         let limits = self.state.settings.limits()?;
         mirror_runtime::server::serve(self.listener, router(self.state.clone()), limits, async move {

@@ -50,6 +50,20 @@ pub async fn unreachable(db: &Db, d: &Delivery<'_>, message: &str) -> sqlx::Resu
     write(db, sql, d, message).await
 }
 
+/// The slave says it has (re)started: the pulls it was told of and had not reported are over.
+/// Returns how many deliveries were waiting on it.
+pub async fn restarted(db: &Db, host: &str, port: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE propagation SET status = 'failed', message = 'the slave restarted before reporting' \
+         WHERE hostname = ?1 AND port = ?2 AND status IN ('notified', 'running')",
+    )
+    .bind(host)
+    .bind(port)
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 fn count(v: Option<u64>) -> Option<i64> {
     v.and_then(|v| i64::try_from(v).ok())
 }

@@ -2,8 +2,8 @@
 //! once, their bodies' sending included. A request that finds no room waits at most `overload_wait_ms` for one, then gets a 503
 //! with `Retry-After` at once, instead of waiting in a queue that grows with the number of clients
 //! (where it would time out anyway, having cost memory). Reads and writes have their own room, so
-//! neither starves the other. A slave's report and `/status/` are always admitted: they are cheap,
-//! and a report refused would be sent again later.
+//! neither starves the other. A slave's report or start and `/status/` are always admitted: they
+//! are cheap and few.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +56,7 @@ fn is_write(method: &Method, path: &str) -> bool {
 
 fn always_admitted(path: &str) -> bool {
     let path = path.trim_end_matches('/');
-    path == "/status" || path == "/slave_rsync_complete"
+    path == "/status" || path == "/slave_rsync_complete" || path == "/slave_started"
 }
 
 pub async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {

@@ -40,6 +40,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/rotate_slave_token/", post(slaves::rotate_slave_token)),
         // slaves report with the cluster token; propagation status (public unless configured otherwise)
         ("/slave_rsync_complete/", post(slaves::slave_rsync_complete)),
+        ("/slave_started/", post(slaves::slave_started)),
         ("/projects/{id}/propagation", get(slaves::propagation)),
         // projects (root or user; listing public unless configured otherwise)
         ("/add_project/", post(projects::add_project)),

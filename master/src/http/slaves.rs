@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
 use mirror_common::api::{
-    AddSlave, CompletionReport, Done, Nothing, PropagationView, RemoveSlave, RotateSlaveToken, SlaveAdded,
+    AddSlave, CompletionReport, Done, Nothing, PropagationView, RemoveSlave, RotateSlaveToken, SlaveAdded, SlaveHello,
     SlaveRemoved, SlaveToken, SlaveView,
 };
 
@@ -54,21 +54,33 @@ pub async fn propagation(
     Ok(Json(state.slaves.propagation(&id, caller.0.is_none()).await?))
 }
 
+/// The Bearer token a slave sends.
+fn slave_token(request: &Request) -> Result<String, ApiError> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .ok_or(ApiError::Unauthorized("a slave speaks with its own token (Bearer)"))
+}
+
+/// `POST /slave_started/`: a slave, with its own token, says it has (re)started.
+pub async fn slave_started(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Done<SlaveHello>>, ApiError> {
+    let given = slave_token(&request)?;
+    let slave = detached(async move { state.slaves.started(&given).await }).await?;
+    Ok(Json(Done::new("slave_started", SlaveHello { slave })))
+}
+
 /// `POST /slave_rsync_complete/`: a slave's report that its rsync has ended, with its own token.
 pub async fn slave_rsync_complete(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<Done<Nothing>>, ApiError> {
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .map(str::to_owned);
-    let Some(given) = given else {
-        return Err(ApiError::Unauthorized("a slave reports with its own token (Bearer)"));
-    };
+    let given = slave_token(&request)?;
     let bytes = axum::body::to_bytes(request.into_body(), MAX_REPORT_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge(MAX_REPORT_BYTES))?;

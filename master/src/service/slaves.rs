@@ -116,6 +116,22 @@ impl Slaves {
         Ok(())
     }
 
+    /// A slave's word that it has (re)started, with its own token: whatever it was pulling is no
+    /// longer going, so it is told at once of every generation it is behind on, rather than when
+    /// the master would have given up waiting for its report. Returns the slave's name.
+    pub async fn started(&self, token: &str) -> Result<String, Error> {
+        let slaves = db::slaves::list(&self.db).await?;
+        let Some(slave) = slaves.into_iter().find(|s| s.token.as_ref().is_some_and(|t| t.matches(token))) else {
+            return Err(Error::Unauthorized("this token is no slave's"));
+        };
+        let waiting = db::propagation::restarted(&self.db, &slave.hostname, slave.port).await?;
+        db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
+        self.cluster.kick();
+        let name = crate::cluster::slave_name(&slave.hostname, slave.port);
+        tracing::info!(slave = %name, deliveries_waiting = waiting, "slave (re)started: notifying it of what it is behind on");
+        Ok(name)
+    }
+
     /// Every slave, with when it was last seen, whether it is healthy, and per project the
     /// generation it serves against the current one.
     pub async fn list(&self) -> Result<Vec<SlaveView>, Error> {
