@@ -498,30 +498,52 @@ async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
     let _ = child.start_kill();
 }
 
-/// Kills a process group left behind by a previous process of ours (after a crash), if its leader
-/// is still an rsync whose command line contains `marker`.
+/// Kills what a previous process of ours left of a child it started with `process_group(0)` as
+/// `pid` (after a crash): every process of that group that runs `program` with `marker` among its
+/// arguments (the leader may be gone already while the processes it forked go on). Returns
+/// whether any was found.
 pub fn kill_orphan(pid: u32, program: &Path, marker: &str) -> bool {
-    if !is_program_with(pid, program, marker) {
-        return false;
+    let mut found = false;
+    for p in processes() {
+        if (p == pid || process_group_of(p) == Some(pid)) && is_program_with(p, program, marker) {
+            kill_now(p);
+            found = true;
+        }
     }
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    let pid = nix::unistd::Pid::from_raw(pid);
-    // Its group (the processes it forked) when it leads one; itself in any case.
-    let group = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL).is_ok();
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() || group
+    found
 }
 
-/// Kills every process of `program` whose arguments contain `marker` (its process group too):
-/// what a previous instance of ours left running when it died without taking its children along.
-/// Returns how many were found.
-pub fn kill_leftovers(program: &Path, marker: &str) -> usize {
+/// Every process id on the machine (ours excepted).
+fn processes() -> Vec<u32> {
     let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    let pids: Vec<u32> =
-        entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())).collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|p| *p != me)
+        .collect()
+}
+
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`, after the command in parentheses).
+fn process_group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn kill_now(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Kills every process of `program` whose arguments contain `marker`: what a previous instance
+/// of ours left running when it died without taking its children along. Returns how many.
+pub fn kill_leftovers(program: &Path, marker: &str) -> usize {
     let mut found = 0;
-    for pid in pids.into_iter().filter(|p| *p != me) {
-        if kill_orphan(pid, program, marker) {
+    for p in processes() {
+        if is_program_with(p, program, marker) {
+            kill_now(p);
             found += 1;
         }
     }
