@@ -89,8 +89,9 @@ impl Policy {
 pub struct Launch {
     /// `None` (`--unconfined`): no Landlock, the parent-death guard only.
     pub policy: Option<Policy>,
-    /// `--parent PID`: the program is killed (SIGKILL) when that process, its parent, dies; if it
-    /// has died already, the program is not started.
+    /// `--parent PID`: the helper stays, as the program's parent, and kills the program and what
+    /// it forked (its process group) when PID, the helper's parent, dies; if PID has died already,
+    /// the program is not started.
     pub parent: Option<u32>,
 }
 
@@ -161,15 +162,53 @@ pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation
     Ok(Invocation::Run { launch, program, args: argv.collect() })
 }
 
-/// Makes the calling process receive SIGKILL when its parent dies (kept across `exec`), then
-/// checks that the parent is still `parent`: if it died before, the caller must not go on.
-pub fn die_with_parent(parent: u32) -> Result<(), String> {
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+/// Checks that our parent is still `parent` (it may have died between starting us and now).
+pub fn check_parent(parent: u32) -> Result<(), String> {
     let now = nix::unistd::getppid().as_raw();
     if u32::try_from(now).ok() != Some(parent) {
         return Err(format!("the parent process {parent} is gone"));
     }
     Ok(())
+}
+
+/// How often the supervising helper checks that its parent is alive.
+const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs `command` as a child in our process group and waits for it; if `parent` (ours) dies first,
+/// kills the whole group: the program and every process it forked (rsync's receiver, the daemon's
+/// workers), not only the program as a parent-death signal would. Ends as the program ended.
+pub fn supervise(mut command: std::process::Command, parent: u32) -> std::process::ExitCode {
+    use nix::sys::signal::{Signal, killpg, raise};
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mirror-confine: cannot start {:?}: {e}", command.get_program());
+            return std::process::ExitCode::from(126);
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                if let Some(code) = status.code() {
+                    return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+                }
+                // Killed by a signal: end the same way, so that our parent sees it.
+                if let Some(signal) = status.signal().and_then(|n| Signal::try_from(n).ok()) {
+                    let _ = raise(signal);
+                }
+                return std::process::ExitCode::from(1);
+            }
+            Ok(None) => {}
+            Err(_) => return std::process::ExitCode::from(1),
+        }
+        if check_parent(parent).is_err() {
+            // Our group: the program, what it forked, and us.
+            let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
+            return std::process::ExitCode::from(1);
+        }
+        std::thread::sleep(PARENT_CHECK);
+    }
 }
 
 /// How the restriction went.

@@ -7,7 +7,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use mirror_confine::{Enforced, Invocation, Policy, die_with_parent, parse_args, resolve_program, restrict};
+use mirror_confine::{Enforced, Invocation, Policy, check_parent, parse_args, resolve_program, restrict, supervise};
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("mirror-confine: {message}");
@@ -32,9 +32,8 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Invocation::Run { launch, program, args } => {
-            // First: a parent that dies from here on takes the program with it.
             if let Some(parent) = launch.parent
-                && let Err(e) = die_with_parent(parent)
+                && let Err(e) = check_parent(parent)
             {
                 return fail(&e);
             }
@@ -47,8 +46,15 @@ fn main() -> ExitCode {
                 return fail(&e);
             }
             // argv[0] stays the program's path, so the process shows as the program itself.
-            let error = std::process::Command::new(&resolved).arg0(&program).args(&args).exec();
-            fail(&format!("cannot exec {}: {error}", resolved.display()))
+            let mut command = std::process::Command::new(&resolved);
+            command.arg0(&program).args(&args);
+            match launch.parent {
+                Some(parent) => supervise(command, parent),
+                None => {
+                    let error = command.exec();
+                    fail(&format!("cannot exec {}: {error}", resolved.display()))
+                }
+            }
         }
     }
 }

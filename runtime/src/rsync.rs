@@ -565,8 +565,9 @@ pub fn kill_process_group(pid: u32) {
     }
 }
 
-/// Whether process `pid` holds the socket listening on TCP `port` (read from `/proc`): a daemon
-/// that answers on the port may be another one, left by an earlier run.
+/// Whether process `pid`, or a process of the group it leads, holds the socket listening on TCP
+/// `port` (read from `/proc`): a daemon that answers on the port may be another one, left by an
+/// earlier run. (Started through the helper, the daemon is the helper's child, in its group.)
 pub fn listens_on(pid: u32, port: u16) -> bool {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -583,11 +584,15 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
             }
         }
     }
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
-        let target = target.to_string_lossy();
-        inodes.iter().any(|i| *i == target)
-    })
+    let holds = |p: u32| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else { return false };
+        fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| *i == target)
+        })
+    };
+    !inodes.is_empty()
+        && (holds(pid) || processes().into_iter().filter(|p| process_group_of(*p) == Some(pid)).any(holds))
 }
 
 #[cfg(test)]

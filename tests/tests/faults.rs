@@ -182,3 +182,28 @@ async fn a_slave_killed_mid_pull_leaves_no_rsync_and_is_caught_up_within_ten_sec
     println!("caught up {:.1} s after the restart", restarted.elapsed().as_secs_f64());
     assert_eq!(snapshot(&root.join("pub/big")), snapshot(&upstream.data()));
 }
+
+/// Out of file descriptors: the accepts that fail are logged with a count and retried after a
+/// short pause; once connections close, the master answers again.
+#[tokio::test]
+async fn a_master_out_of_file_descriptors_counts_failed_accepts_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = MasterProcess::start(dir.path(), &[("MIRROR_ROOT_PASSWORD", ROOT_PASSWORD)]).await;
+    let pid = master.child.id().unwrap().to_string();
+    let limited = std::process::Command::new("prlimit").args(["--pid", &pid, "--nofile=64:64"]).status().unwrap();
+    assert!(limited.success(), "prlimit failed");
+    let addr = master.api.base.trim_start_matches("http://").to_owned();
+    let held: Vec<std::net::TcpStream> = (0..120).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
+    let mut log = String::new();
+    wait_for(10, "a failed accept to be logged", || {
+        log.push_str(&master.drain_log().join("\n"));
+        let seen = log.contains("accept failed") && log.contains("accept_errors_total");
+        async move { seen.then_some(()) }
+    })
+    .await;
+    drop(held);
+    wait_for(10, "the master to answer again", || async {
+        (master.api.get("/status/", &Auth::None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+}

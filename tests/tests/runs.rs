@@ -240,20 +240,20 @@ async fn kill_9_during_a_run_leaves_it_interrupted_and_the_schedule_goes_on() {
     .await;
     // SIGKILL: no chance to clean up.
     master.kill().await;
+    // The run's rsync, and the receiver it forked, die with the master, before any restart.
+    let dest = dir.path().join("mirror/long");
+    let dest = std::fs::canonicalize(dest).unwrap();
+    let dest = dest.to_str().unwrap();
+    wait_for(5, "the dead master's rsync to be gone", || async {
+        (!all_command_lines().iter().any(|c| c.contains("--bwlimit=100") && c.contains(dest))).then_some(())
+    })
+    .await;
 
     let master = MasterProcess::start(dir.path(), &env).await;
     let api = master.api.clone();
     let r = api.get(&format!("/runs/{run}"), &Auth::root()).await.body;
     assert_eq!(r["status"], json!("interrupted"), "{r}");
     assert!(r["ended_at"].is_string());
-    // The rsync the dead master left was stopped at start.
-    let dest = dir.path().join("mirror/long");
-    let dest = std::fs::canonicalize(dest).unwrap();
-    let dest = dest.to_str().unwrap();
-    wait_for(10, "the orphaned rsync to be gone", || async {
-        (!all_command_lines().iter().any(|c| c.contains("--bwlimit=100") && c.contains(dest))).then_some(())
-    })
-    .await;
     // Everything else is intact and the schedules go on after the restart.
     let listed = api.get("/list_projects/", &Auth::None).await.body;
     assert_eq!(listed.as_array().unwrap().len(), 2);
