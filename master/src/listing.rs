@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::body::Bytes;
@@ -36,12 +36,61 @@ struct Entry {
     serial: u64,
 }
 
-/// One version of the listing: its chunks in id order, shared with other versions.
+/// The chunks of one version of the listing, in id order.
+type Chunks = Arc<[Arc<Chunk>]>;
+
+/// One version of the listing: its chunks, shared with other versions.
 struct Assembled {
     version: u64,
     valid_until: Option<DateTime<Utc>>,
-    full: Arc<[Bytes]>,
-    public: Arc<[Bytes]>,
+    full: Chunks,
+    public: Chunks,
+}
+
+/// Consecutive entries joined by `,`, and the same compressed for readers that accept gzip
+/// (compressed once, by the first such reader, and kept as long as the chunk).
+struct Chunk {
+    plain: Bytes,
+    gzip: OnceLock<Segment>,
+}
+
+impl Chunk {
+    fn new(plain: Bytes) -> Arc<Chunk> {
+        Arc::new(Chunk { plain, gzip: OnceLock::new() })
+    }
+
+    fn gzip(&self) -> &Segment {
+        self.gzip.get_or_init(|| Segment::of(&self.plain))
+    }
+}
+
+/// A piece of a gzip body: raw deflate blocks ending on a byte boundary (sync flush, not final),
+/// so that pieces compressed on their own join into one deflate stream; with the CRC-32 and length
+/// of what it holds, which combine into the gzip trailer.
+struct Segment {
+    deflated: Bytes,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Segment {
+    fn of(data: &[u8]) -> Segment {
+        use std::io::Write;
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        // Writes into a Vec cannot fail.
+        let _ = encoder.write_all(data);
+        let _ = encoder.flush();
+        let deflated = Bytes::from(std::mem::take(encoder.get_mut()));
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        Segment { deflated, crc, len: data.len() as u64 }
+    }
+}
+
+/// `[`, `,` and `]` as gzip segments, made once.
+fn punctuation() -> &'static [Segment; 3] {
+    static PUNCTUATION: OnceLock<[Segment; 3]> = OnceLock::new();
+    PUNCTUATION.get_or_init(|| [Segment::of(b"["), Segment::of(b","), Segment::of(b"]")])
 }
 
 /// A chunk: consecutive entries joined by `,`, kept while none of them changes. A chunk ends
@@ -87,7 +136,7 @@ struct Inner {
     marked: BTreeSet<String>,
     entries: BTreeMap<String, Entry>,
     /// The chunks of the last assembly: (full, public).
-    chunks: HashMap<ChunkKey, (Bytes, Bytes)>,
+    chunks: HashMap<ChunkKey, (Arc<Chunk>, Arc<Chunk>)>,
     /// The serial the next rendered entry gets.
     next_serial: u64,
     body: Option<Assembled>,
@@ -141,7 +190,7 @@ fn render_one(
 
 impl Inner {
     /// The chunks of the current entries: kept ones where nothing in them changed.
-    fn assemble(&mut self) -> (Arc<[Bytes]>, Arc<[Bytes]>) {
+    fn assemble(&mut self) -> (Chunks, Chunks) {
         let mut kept = HashMap::with_capacity(self.chunks.len() + 1);
         let (mut full, mut public) = (Vec::new(), Vec::new());
         let mut group: Vec<&Entry> = Vec::with_capacity(2 * CHUNK_ENTRIES as usize);
@@ -161,11 +210,11 @@ impl Inner {
                 None => {
                     let f: Vec<&Bytes> = group.iter().map(|e| &e.full).collect();
                     let p: Vec<&Bytes> = group.iter().map(|e| &e.public).collect();
-                    (join(&f), join(&p))
+                    (Chunk::new(join(&f)), Chunk::new(join(&p)))
                 }
             };
-            full.push(chunk.0.clone());
-            public.push(chunk.1.clone());
+            full.push(Arc::clone(&chunk.0));
+            public.push(Arc::clone(&chunk.1));
             kept.insert(key, chunk);
             group.clear();
         }
@@ -186,27 +235,33 @@ impl ListingCache {
     }
 
     /// A body built from data at least as new as `version`, still valid at `now`.
-    fn body_since(&self, version: u64, now: DateTime<Utc>, public: bool) -> Option<ListingBody> {
-        let inner = self.inner();
-        let body = inner.body.as_ref()?;
-        (body.version >= version && body.valid_until.is_none_or(|t| now < t))
-            .then(|| ListingBody::new(if public { &body.public } else { &body.full }))
+    fn body_since(&self, version: u64, now: DateTime<Utc>, public: bool, gzip: bool) -> Option<ListingBody> {
+        let chunks = {
+            let inner = self.inner();
+            let body = inner.body.as_ref()?;
+            if body.version < version || body.valid_until.is_some_and(|t| now >= t) {
+                return None;
+            }
+            Arc::clone(if public { &body.public } else { &body.full })
+        };
+        Some(if gzip { ListingBody::gzip(&chunks) } else { ListingBody::plain(&chunks) })
     }
 
-    /// The listing as of now: every change committed before this call is in it.
-    pub async fn body(&self, db: &Db, public: bool) -> anyhow::Result<ListingBody> {
+    /// The listing as of now: every change committed before this call is in it. `gzip`: the
+    /// reader accepts it.
+    pub async fn body(&self, db: &Db, public: bool, gzip: bool) -> anyhow::Result<ListingBody> {
         let arrived = self.inner().version;
-        if let Some(body) = self.body_since(arrived, Utc::now(), public) {
+        if let Some(body) = self.body_since(arrived, Utc::now(), public, gzip) {
             return Ok(body);
         }
         let _one_refresh = self.refreshing.lock().await;
         // Built by the refresh we waited for?
         let now = Utc::now();
-        if let Some(body) = self.body_since(arrived, now, public) {
+        if let Some(body) = self.body_since(arrived, now, public, gzip) {
             return Ok(body);
         }
         self.refresh(db, now).await?;
-        self.body_since(arrived, now, public).ok_or_else(|| anyhow::anyhow!("the listing refresh left no body"))
+        self.body_since(arrived, now, public, gzip).ok_or_else(|| anyhow::anyhow!("the listing refresh left no body"))
     }
 
     /// Re-reads the marked projects, re-renders those whose next fire has passed, and assembles.
@@ -325,31 +380,66 @@ impl Listener for ListingCache {
 }
 
 /// A listing body: `[`, the chunks joined by `,`, `]`, each chunk handed to the connection as
-/// it is (shared, not copied); its length is known, so it is sent with a `Content-Length`.
+/// it is (shared, not copied), or the same as gzip; its length is known, so it is sent with a
+/// `Content-Length`.
 pub struct ListingBody {
-    parts: Arc<[Bytes]>,
-    /// The next frame: 0 is `[`, then chunk and separator in turn, the last is `]`.
-    step: usize,
+    frames: std::vec::IntoIter<Bytes>,
     remaining: u64,
+    /// Sent as gzip (the answer says `Content-Encoding: gzip`).
+    pub gzip: bool,
 }
 
+/// The fixed gzip header: deflate, no name, no time, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// An empty final deflate block: the end of the stream.
+const DEFLATE_END: [u8; 2] = [0x03, 0x00];
+
 impl ListingBody {
-    fn new(parts: &Arc<[Bytes]>) -> ListingBody {
-        let commas = parts.len().saturating_sub(1);
-        let len = parts.iter().map(Bytes::len).sum::<usize>() + commas + 2;
-        ListingBody { parts: Arc::clone(parts), step: 0, remaining: len as u64 }
+    fn from_frames(frames: Vec<Bytes>, gzip: bool) -> ListingBody {
+        let remaining = frames.iter().map(|f| f.len() as u64).sum();
+        ListingBody { frames: frames.into_iter(), remaining, gzip }
     }
 
-    fn frame(&self, step: usize) -> Option<Bytes> {
-        let n = self.parts.len();
-        let last = if n == 0 { 1 } else { 2 * n };
-        match step {
-            0 => Some(Bytes::from_static(b"[")),
-            s if s == last => Some(Bytes::from_static(b"]")),
-            s if s > last => None,
-            s if s % 2 == 1 => self.parts.get(s / 2).cloned(),
-            _ => Some(Bytes::from_static(b",")),
+    fn plain(chunks: &[Arc<Chunk>]) -> ListingBody {
+        let mut frames = Vec::with_capacity(2 * chunks.len() + 2);
+        frames.push(Bytes::from_static(b"["));
+        for (i, c) in chunks.iter().enumerate() {
+            if i > 0 {
+                frames.push(Bytes::from_static(b","));
+            }
+            frames.push(c.plain.clone());
         }
+        frames.push(Bytes::from_static(b"]"));
+        ListingBody::from_frames(frames, false)
+    }
+
+    fn gzip(chunks: &[Arc<Chunk>]) -> ListingBody {
+        let [open, comma, close] = punctuation();
+        let mut segments: Vec<&Segment> = Vec::with_capacity(2 * chunks.len() + 2);
+        segments.push(open);
+        for (i, c) in chunks.iter().enumerate() {
+            if i > 0 {
+                segments.push(comma);
+            }
+            segments.push(c.gzip());
+        }
+        segments.push(close);
+        let mut crc = crc32fast::Hasher::new();
+        let mut len = 0u64;
+        let mut frames = Vec::with_capacity(segments.len() + 3);
+        frames.push(Bytes::from_static(&GZIP_HEADER));
+        for s in segments {
+            crc.combine(&s.crc);
+            len += s.len;
+            frames.push(s.deflated.clone());
+        }
+        frames.push(Bytes::from_static(&DEFLATE_END));
+        let mut trailer = Vec::with_capacity(8);
+        trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE: the length modulo 2^32, as gzip defines it.
+        trailer.extend_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
+        frames.push(Bytes::from(trailer));
+        ListingBody::from_frames(frames, true)
     }
 }
 
@@ -361,8 +451,7 @@ impl http_body::Body for ListingBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let Some(frame) = self.frame(self.step) else { return Poll::Ready(None) };
-        self.step += 1;
+        let Some(frame) = self.frames.next() else { return Poll::Ready(None) };
         self.remaining = self.remaining.saturating_sub(frame.len() as u64);
         Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
     }
@@ -381,13 +470,22 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    async fn collect(parts: &[&'static str]) -> String {
-        let parts: Arc<[Bytes]> = parts.iter().map(|p| Bytes::from_static(p.as_bytes())).collect();
-        let body = ListingBody::new(&parts);
+    async fn bytes_of(body: ListingBody) -> Vec<u8> {
         let expected = http_body::Body::size_hint(&body).exact();
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(Some(bytes.len() as u64), expected);
-        String::from_utf8(bytes.to_vec()).unwrap()
+        bytes.to_vec()
+    }
+
+    /// The plain body; checks that the gzip body holds the same.
+    async fn collect(parts: &[&'static str]) -> String {
+        let chunks: Vec<Arc<Chunk>> = parts.iter().map(|p| Chunk::new(Bytes::from_static(p.as_bytes()))).collect();
+        let plain = String::from_utf8(bytes_of(ListingBody::plain(&chunks)).await).unwrap();
+        let gzipped = bytes_of(ListingBody::gzip(&chunks)).await;
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut unzipped).unwrap();
+        assert_eq!(unzipped, plain);
+        plain
     }
 
     #[tokio::test]
@@ -395,5 +493,8 @@ mod tests {
         assert_eq!(collect(&[]).await, "[]");
         assert_eq!(collect(&[r#"{"a":1}"#]).await, r#"[{"a":1}]"#);
         assert_eq!(collect(&[r#"{"a":1},{"b":2}"#, r#"{"c":3}"#]).await, r#"[{"a":1},{"b":2},{"c":3}]"#);
+        let big: &'static str = Box::leak(format!("{{\"x\":\"{}\"}}", "abc".repeat(100_000)).into_boxed_str());
+        let listed = collect(&[big, big, r#"{"y":2}"#]).await;
+        assert_eq!(listed.len(), 2 * big.len() + 11);
     }
 }

@@ -260,14 +260,17 @@ impl Runner {
         self.idle.notify_waiters();
     }
 
+    /// The project may run again (its slot, if this run still holds it, is freed). Idempotent.
+    fn free(&self, project_id: &str, run_id: i64) {
+        let mut active = self.active();
+        if active.get(project_id).is_some_and(|a| a.run_id == run_id) {
+            active.remove(project_id);
+        }
+    }
+
     /// The project may run again: its run is recorded as ended. Idempotent.
     fn release(&self, project_id: &str, run_id: i64) {
-        {
-            let mut active = self.active();
-            if active.get(project_id).is_some_and(|a| a.run_id == run_id) {
-                active.remove(project_id);
-            }
-        }
+        self.free(project_id, run_id);
         self.events.publish(Change::RunsChanged { projects: vec![project_id.to_owned()] });
         self.idle.notify_waiters();
     }
@@ -373,10 +376,13 @@ impl Runner {
             stats: &outcome.stats,
             log_tail: &outcome.tail,
         };
+        // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as
+        // a client reads this run as ended (below), not only once the change is published.
+        self.free(project_id, run_id);
         db::runs::finish(&self.db, run_id, &finished).await?;
         let bumped =
             if outcome.succeeded() { db::projects::bump_generation(&self.db, project_id).await? } else { None };
-        // Recorded as ended: a trigger from now on starts a new run.
+        // Recorded as ended: told to the listing and whoever listens.
         self.release(project_id, run_id);
         if let Some(project) = bumped {
             // New content: a new generation, and every slave is told at once.

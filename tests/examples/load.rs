@@ -1,7 +1,7 @@
 //! Load test of a running master (issue 10): N concurrent keep-alive clients for S seconds, mixed
 //! 80 % listing / 10 % add / 5 % update / 5 % remove, each request with a 5 s client timeout.
 //! On a 503 a client waits the second `Retry-After` asks for (`LOAD_IGNORE_RETRY_AFTER=1`: it asks
-//! again at once). Prints, per kind: answers, 503s, other 5xx, timeouts, p50/p99/max latency; then checks that every
+//! again at once); `LOAD_GZIP=1`: listings are asked for with `Accept-Encoding: gzip`. Prints, per kind: answers, 503s, other 5xx, timeouts, p50/p99/max latency; then checks that every
 //! acknowledged add is listed and every acknowledged removal is not.
 //!
 //! `cargo run --release -p mirror-tests --example load -- URL USER PASSWORD [CLIENTS] [SECONDS] [PROJECTS]`
@@ -96,6 +96,8 @@ fn project_body(id: &str, minute: u32) -> serde_json::Value {
 
 struct Config {
     ignore_retry_after: bool,
+    /// LOAD_GZIP=1: listings are asked for gzip (and read as they come, not decompressed).
+    gzip: bool,
     base: String,
     user: String,
     password: String,
@@ -118,7 +120,13 @@ async fn client(index: usize, config: Arc<Config>, stop: Arc<AtomicBool>) -> any
         };
         let auth = |r: reqwest::RequestBuilder| r.basic_auth(&config.user, Some(&config.password));
         let (request, subject) = match kind {
-            Kind::List => (auth(http.get(format!("{}/list_projects/", config.base))), None),
+            Kind::List => {
+                let mut list = auth(http.get(format!("{}/list_projects/", config.base)));
+                if config.gzip {
+                    list = list.header("accept-encoding", "gzip");
+                }
+                (list, None)
+            }
             Kind::Add => {
                 counter += 1;
                 let id = format!("c{index}-{counter}");
@@ -197,8 +205,10 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = rest.get(1).map_or(Ok(60), |s| s.parse()).context("SECONDS")?;
     let projects: usize = rest.get(2).map_or(Ok(1000), |s| s.parse()).context("PROJECTS")?;
     let ignore_retry_after = std::env::var("LOAD_IGNORE_RETRY_AFTER").is_ok_and(|v| v == "1");
+    let gzip = std::env::var("LOAD_GZIP").is_ok_and(|v| v == "1");
     let config = Arc::new(Config {
         ignore_retry_after,
+        gzip,
         base: base.trim_end_matches('/').to_owned(),
         user: user.clone(),
         password: password.clone(),
@@ -254,8 +264,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "{clients} clients, {seconds} s, {projects} projects preloaded; on a 503 the clients {}",
-        if ignore_retry_after { "ask again at once" } else { "wait the Retry-After second" }
+        "{clients} clients, {seconds} s, {projects} projects preloaded; on a 503 the clients {}; listings {}",
+        if ignore_retry_after { "ask again at once" } else { "wait the Retry-After second" },
+        if gzip { "asked for gzip" } else { "plain" }
     );
     println!(
         "{:<8} {:>9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9}",

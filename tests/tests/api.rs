@@ -123,6 +123,30 @@ async fn listing_can_require_a_login() {
     assert_eq!(m.api.get("/list_projects/", &Auth::user()).await.status, StatusCode::OK);
 }
 
+/// A client that accepts gzip gets the same listing compressed (and told so); others get it plain.
+#[tokio::test]
+async fn the_listing_is_gzip_for_clients_that_accept_it() {
+    let m = TestMaster::start().await;
+    for i in 0..300 {
+        let r = m.api.post("/add_project/", &seed_project(&format!("p{i:03}")), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let url = format!("{}/list_projects/", m.api.base);
+    let plain = m.api.client.get(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    let zipped = m.api.client.get(&url).header("accept-encoding", "br;q=1, gzip;q=0.8").send().await.unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "accept-encoding");
+    let zipped = zipped.bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, plain.to_vec());
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&unzipped).unwrap();
+    assert_eq!(listed.len(), 300);
+    assert!(zipped.len() * 4 < plain.len(), "{} compressed to {}", plain.len(), zipped.len());
+}
+
 #[tokio::test]
 async fn the_seed_project_lifecycle() {
     let m = TestMaster::start().await;

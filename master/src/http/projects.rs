@@ -29,16 +29,38 @@ pub async fn add_project(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Whether the client takes gzip (`Accept-Encoding: gzip`, not with `q=0`).
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| p.strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0));
+            (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && !refused
+        },
+    )
+}
+
+/// `GET /list_projects/`: the listing, gzip-compressed for clients that accept it (a listing of
+/// thousands of projects is megabytes of JSON, a tenth of that compressed).
 pub async fn list_projects(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     if !state.settings.public_read && caller.is_none() {
         return Err(ApiError::Unauthorized("listing projects needs a login on this master"));
     }
-    let body = state.listing.body(&state.db, caller.is_none()).await?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], axum::body::Body::new(body))
-        .into_response())
+    let body = state.listing.body(&state.db, caller.is_none(), accepts_gzip(&headers)).await?;
+    let gzip = body.gzip;
+    let mut response =
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], axum::body::Body::new(body))
+            .into_response();
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
 }
 
 /// A rendered JSON body as the answer.
@@ -190,4 +212,21 @@ pub async fn update_project_schedule(
     let listed = project_view(&row, Utc::now(), None, None).map_err(ApiError::Internal)?;
     let body = ScheduleReplaced { id, cron_options: listed.cron_options, next_run_time: listed.next_run_time };
     Ok(Json(Done::new("update_project_schedule", body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_is_taken_when_offered_and_not_refused() {
+        let with = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::ACCEPT_ENCODING, v.parse().unwrap());
+            accepts_gzip(&h)
+        };
+        assert!(with("gzip") && with("gzip, deflate, br") && with("br;q=1.0, GZIP;q=0.5"));
+        assert!(!with("deflate") && !with("gzip;q=0") && !with("gzip; q=0.0") && !with("identity"));
+        assert!(!accepts_gzip(&axum::http::HeaderMap::new()));
+    }
 }
