@@ -1,7 +1,8 @@
 //! `mirror-confine [--parent PID] [--unconfined | [--rw DIR]... [--ro PATH]...] -- PROGRAM [ARG]...`:
-//! restricts itself with Landlock, then execs PROGRAM. `--parent`: PROGRAM dies with the process
-//! that started it (the master or slave), whatever way that one ends. `--unconfined`: no Landlock,
-//! the guard only. `--probe` says whether this kernel can confine.
+//! restricts itself with Landlock, then execs PROGRAM. With `--parent`, it starts PROGRAM as its
+//! child instead and stays: when PID (the master or slave that started it) is gone, whatever way it
+//! ended, it kills PROGRAM's process group. `--unconfined`: no Landlock, the guard only. `--probe`
+//! says whether this kernel can confine.
 //! Exit 126 when it cannot confine or exec: the program never runs unconfined.
 
 use std::os::unix::process::CommandExt;

@@ -3,7 +3,9 @@
 //! the marked projects (one query each for rows, latest runs and last successes, whatever their
 //! number) and assembles the body from the per-project fragments. Bodies of successive versions
 //! share every unchanged fragment, so many clients reading during many writes hold little memory,
-//! and a write costs the listing the rendering of one project, not of all of them.
+//! and a write costs the listing the rendering of one project, not of all of them. Readers that
+//! accept gzip get the chunks compressed, each compressed once (on the async worker of the first
+//! such reader: ~0.5 ms per changed chunk, longer once after a full re-read).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;

@@ -28,8 +28,8 @@ pub fn program_path(configured: &Path) -> PathBuf {
     mirror_confine::resolve_program(configured.as_os_str()).unwrap_or_else(|| configured.to_path_buf())
 }
 
-/// How a child is started: through the `mirror-confine` helper, which makes it die with us (the
-/// kernel kills it when this process ends, even by `kill -9`) and, with a policy, confines it.
+/// How a child is started: through the `mirror-confine` helper, which stays as its parent and kills
+/// its process group when this process is gone (even by `kill -9`) and, with a policy, confines it.
 #[derive(Debug, Clone)]
 pub struct Confinement {
     pub helper: PathBuf,
