@@ -36,18 +36,25 @@ struct Entry {
     public: Bytes,
     /// When it was rendered, in render order: a chunk holding a newer entry is joined again.
     serial: u64,
+    /// A chunk ends after it ([`ends_chunk`] of its id, computed once).
+    ends_chunk: bool,
 }
 
 /// The chunks of one version of the listing, in id order.
 type Chunks = Arc<[Arc<Chunk>]>;
 
-/// One version of the listing: its chunks, shared with other versions.
+/// One version of the listing: its chunks, shared with other versions, and the bodies made of
+/// them: (full, public) x (plain, gzip), each made once, by its first reader.
 struct Assembled {
     version: u64,
     valid_until: Option<DateTime<Utc>>,
     full: Chunks,
     public: Chunks,
+    bodies: [OnceLock<Frames>; 4],
 }
+
+/// A body's frames, shared by every reader of one version.
+type Frames = Arc<[Bytes]>;
 
 /// Consecutive entries joined by `,`, and the same compressed for readers that accept gzip
 /// (compressed once, by the first such reader, and kept as long as the chunk).
@@ -187,7 +194,8 @@ fn render_one(
         view.next_run_time.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
     let full = Bytes::from(serde_json::to_vec(&view)?);
     let public = Bytes::from(serde_json::to_vec(&PublicProjectView::from(view))?);
-    Ok(Entry { row, last_run, last_success, next_run, full, public, serial: 0 })
+    let ends_chunk = ends_chunk(&row.id);
+    Ok(Entry { row, last_run, last_success, next_run, full, public, serial: 0, ends_chunk })
 }
 
 impl Inner {
@@ -197,9 +205,9 @@ impl Inner {
         let (mut full, mut public) = (Vec::new(), Vec::new());
         let mut group: Vec<&Entry> = Vec::with_capacity(2 * CHUNK_ENTRIES as usize);
         let mut entries = self.entries.iter().peekable();
-        while let Some((id, entry)) = entries.next() {
+        while let Some((_, entry)) = entries.next() {
             group.push(entry);
-            if !(ends_chunk(id) || entries.peek().is_none()) {
+            if !(entry.ends_chunk || entries.peek().is_none()) {
                 continue;
             }
             let key = ChunkKey {
@@ -238,15 +246,35 @@ impl ListingCache {
 
     /// A body built from data at least as new as `version`, still valid at `now`.
     fn body_since(&self, version: u64, now: DateTime<Utc>, public: bool, gzip: bool) -> Option<ListingBody> {
-        let chunks = {
+        let slot = usize::from(public) * 2 + usize::from(gzip);
+        let (chunks, made) = {
             let inner = self.inner();
             let body = inner.body.as_ref()?;
             if body.version < version || body.valid_until.is_some_and(|t| now >= t) {
                 return None;
             }
-            Arc::clone(if public { &body.public } else { &body.full })
+            match body.bodies[slot].get() {
+                Some(frames) => (None, Some(Arc::clone(frames))),
+                None => (Some(Arc::clone(if public { &body.public } else { &body.full })), None),
+            }
         };
-        Some(if gzip { ListingBody::gzip(&chunks) } else { ListingBody::plain(&chunks) })
+        if let Some(frames) = made {
+            return Some(ListingBody::from_frames(frames, gzip));
+        }
+        // The first reader of this version and variant makes its frames (outside the lock), and
+        // leaves them for the others if the version is still the current one.
+        let chunks = chunks?;
+        let frames = if gzip { gzip_frames(&chunks) } else { plain_frames(&chunks) };
+        {
+            // The same assembly (its chunk list is the very one read above), not a newer one.
+            let inner = self.inner();
+            if let Some(body) = inner.body.as_ref()
+                && Arc::ptr_eq(if public { &body.public } else { &body.full }, &chunks)
+            {
+                let _ = body.bodies[slot].set(Arc::clone(&frames));
+            }
+        }
+        Some(ListingBody::from_frames(frames, gzip))
     }
 
     /// The listing as of now: every change committed before this call is in it. `gzip`: the
@@ -306,7 +334,7 @@ impl ListingCache {
         }
         let valid_until = inner.entries.values().filter_map(|e| e.next_run).min();
         let (full, public) = inner.assemble();
-        inner.body = Some(Assembled { version, valid_until, full, public });
+        inner.body = Some(Assembled { version, valid_until, full, public, bodies: Default::default() });
         Ok(())
     }
 
@@ -385,7 +413,8 @@ impl Listener for ListingCache {
 /// it is (shared, not copied), or the same as gzip; its length is known, so it is sent with a
 /// `Content-Length`.
 pub struct ListingBody {
-    frames: std::vec::IntoIter<Bytes>,
+    frames: Frames,
+    next: usize,
     remaining: u64,
     /// Sent as gzip (the answer says `Content-Encoding: gzip`).
     pub gzip: bool,
@@ -396,52 +425,54 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final deflate block: the end of the stream.
 const DEFLATE_END: [u8; 2] = [0x03, 0x00];
 
+/// `[`, the chunks joined by `,`, `]`.
+fn plain_frames(chunks: &[Arc<Chunk>]) -> Frames {
+    let mut frames = Vec::with_capacity(2 * chunks.len() + 2);
+    frames.push(Bytes::from_static(b"["));
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            frames.push(Bytes::from_static(b","));
+        }
+        frames.push(c.plain.clone());
+    }
+    frames.push(Bytes::from_static(b"]"));
+    frames.into()
+}
+
+/// The same as one gzip stream: header, the segments, the end block, CRC-32 and length.
+fn gzip_frames(chunks: &[Arc<Chunk>]) -> Frames {
+    let [open, comma, close] = punctuation();
+    let mut segments: Vec<&Segment> = Vec::with_capacity(2 * chunks.len() + 2);
+    segments.push(open);
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            segments.push(comma);
+        }
+        segments.push(c.gzip());
+    }
+    segments.push(close);
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    let mut frames = Vec::with_capacity(segments.len() + 3);
+    frames.push(Bytes::from_static(&GZIP_HEADER));
+    for s in segments {
+        crc.combine(&s.crc);
+        len += s.len;
+        frames.push(s.deflated.clone());
+    }
+    frames.push(Bytes::from_static(&DEFLATE_END));
+    let mut trailer = Vec::with_capacity(8);
+    trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE: the length modulo 2^32, as gzip defines it.
+    trailer.extend_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
+    frames.push(Bytes::from(trailer));
+    frames.into()
+}
+
 impl ListingBody {
-    fn from_frames(frames: Vec<Bytes>, gzip: bool) -> ListingBody {
+    fn from_frames(frames: Frames, gzip: bool) -> ListingBody {
         let remaining = frames.iter().map(|f| f.len() as u64).sum();
-        ListingBody { frames: frames.into_iter(), remaining, gzip }
-    }
-
-    fn plain(chunks: &[Arc<Chunk>]) -> ListingBody {
-        let mut frames = Vec::with_capacity(2 * chunks.len() + 2);
-        frames.push(Bytes::from_static(b"["));
-        for (i, c) in chunks.iter().enumerate() {
-            if i > 0 {
-                frames.push(Bytes::from_static(b","));
-            }
-            frames.push(c.plain.clone());
-        }
-        frames.push(Bytes::from_static(b"]"));
-        ListingBody::from_frames(frames, false)
-    }
-
-    fn gzip(chunks: &[Arc<Chunk>]) -> ListingBody {
-        let [open, comma, close] = punctuation();
-        let mut segments: Vec<&Segment> = Vec::with_capacity(2 * chunks.len() + 2);
-        segments.push(open);
-        for (i, c) in chunks.iter().enumerate() {
-            if i > 0 {
-                segments.push(comma);
-            }
-            segments.push(c.gzip());
-        }
-        segments.push(close);
-        let mut crc = crc32fast::Hasher::new();
-        let mut len = 0u64;
-        let mut frames = Vec::with_capacity(segments.len() + 3);
-        frames.push(Bytes::from_static(&GZIP_HEADER));
-        for s in segments {
-            crc.combine(&s.crc);
-            len += s.len;
-            frames.push(s.deflated.clone());
-        }
-        frames.push(Bytes::from_static(&DEFLATE_END));
-        let mut trailer = Vec::with_capacity(8);
-        trailer.extend_from_slice(&crc.finalize().to_le_bytes());
-        // ISIZE: the length modulo 2^32, as gzip defines it.
-        trailer.extend_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
-        frames.push(Bytes::from(trailer));
-        ListingBody::from_frames(frames, true)
+        ListingBody { frames, next: 0, remaining, gzip }
     }
 }
 
@@ -453,7 +484,8 @@ impl http_body::Body for ListingBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let Some(frame) = self.frames.next() else { return Poll::Ready(None) };
+        let Some(frame) = self.frames.get(self.next).cloned() else { return Poll::Ready(None) };
+        self.next += 1;
         self.remaining = self.remaining.saturating_sub(frame.len() as u64);
         Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
     }
@@ -482,8 +514,8 @@ mod tests {
     /// The plain body; checks that the gzip body holds the same.
     async fn collect(parts: &[&'static str]) -> String {
         let chunks: Vec<Arc<Chunk>> = parts.iter().map(|p| Chunk::new(Bytes::from_static(p.as_bytes()))).collect();
-        let plain = String::from_utf8(bytes_of(ListingBody::plain(&chunks)).await).unwrap();
-        let gzipped = bytes_of(ListingBody::gzip(&chunks)).await;
+        let plain = String::from_utf8(bytes_of(ListingBody::from_frames(plain_frames(&chunks), false)).await).unwrap();
+        let gzipped = bytes_of(ListingBody::from_frames(gzip_frames(&chunks), true)).await;
         let mut unzipped = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut unzipped).unwrap();
         assert_eq!(unzipped, plain);

@@ -36,6 +36,11 @@ const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at
                        attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
                        bytes_received, log_tail, log_file";
 
+/// The same without the output's tail (up to 64 KiB a run): for lists, which never show it.
+const LIST_COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, \
+                            exit_code, attempts, message, warning, files_total, files_transferred, total_size, \
+                            bytes_transferred, bytes_received, NULL AS log_tail, log_file";
+
 /// Rows a statement inserts at most: four parameters each, well under SQLite's limit.
 const INSERT_CHUNK: usize = 500;
 
@@ -202,7 +207,7 @@ pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<RunRow>> {
 /// Newest first.
 pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result<Vec<RunRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM runs WHERE (?1 IS NULL OR project_id = ?1) ORDER BY id DESC LIMIT ?2"
+        "SELECT {LIST_COLUMNS} FROM runs WHERE (?1 IS NULL OR project_id = ?1) ORDER BY id DESC LIMIT ?2"
     )))
     .bind(project_id)
     .bind(limit)
@@ -213,7 +218,7 @@ pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result
 /// The latest run of every project that has one.
 pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY project_id)"
+        "SELECT {LIST_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY project_id)"
     )))
     .fetch_all(&db.read)
     .await
@@ -243,7 +248,7 @@ pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, Stri
 pub async fn latest_of(db: &Db, ids: &[String]) -> sqlx::Result<Vec<RunRow>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM runs WHERE id IN \
+        "SELECT {LIST_COLUMNS} FROM runs WHERE id IN \
          (SELECT (SELECT MAX(id) FROM runs WHERE project_id = j.value) FROM json_each(?1) AS j)"
     )))
     .bind(ids)
