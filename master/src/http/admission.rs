@@ -25,6 +25,11 @@ pub struct Admission {
     reads: Arc<Semaphore>,
     writes: Arc<Semaphore>,
     wait: Duration,
+    /// The longest a response keeps its room while its body is being sent: a client that reads
+    /// slowly (a byte now and then, never idle long enough to be cut off) must not keep the room
+    /// from others. Past it the body goes on, outside the count: its memory is the connection's
+    /// bounded buffer and a share of a listing every reader shares.
+    hold_at_most: Duration,
     /// Requests answered 503 since start.
     pub shed: AtomicU64,
     /// When shedding was last logged (milliseconds since `started`).
@@ -35,12 +40,16 @@ pub struct Admission {
 /// Shedding is logged at most this often, with the count so far.
 const LOG_EVERY_MS: u64 = 10_000;
 
+/// How long a response keeps its room at most while its body is sent.
+pub const HOLD_AT_MOST: Duration = Duration::from_secs(10);
+
 impl Admission {
-    pub fn new(max_reads: usize, max_writes: usize, wait: Duration) -> Admission {
+    pub fn new(max_reads: usize, max_writes: usize, wait: Duration, hold_at_most: Duration) -> Admission {
         Admission {
             reads: Arc::new(Semaphore::new(max_reads)),
             writes: Arc::new(Semaphore::new(max_writes)),
             wait,
+            hold_at_most,
             shed: AtomicU64::new(0),
             last_logged: AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -86,14 +95,23 @@ pub async fn admit(State(admission): State<Arc<Admission>>, request: Request, ne
         return response;
     };
     // The room is held until the body is sent (a large listing to a slow client takes longer
-    // than the handler), so that what is in flight, and the memory it holds, stays bounded.
-    next.run(request).await.map(|body| Body::new(Holding { inner: body, _permit: permit }))
+    // than the handler), so that what is in flight, and the work it costs, stays bounded; but
+    // not longer than `hold_at_most`.
+    let response = next.run(request).await;
+    let (sent, done) = tokio::sync::oneshot::channel::<()>();
+    let hold_at_most = admission.hold_at_most;
+    tokio::spawn(async move {
+        let _permit: OwnedSemaphorePermit = permit;
+        let _ = tokio::time::timeout(hold_at_most, done).await;
+    });
+    response.map(|body| Body::new(Holding { inner: body, _sent: sent }))
 }
 
-/// A response body that holds its request's room until it is sent or dropped.
+/// A response body whose sending (or dropping) gives its request's room back.
 struct Holding {
     inner: Body,
-    _permit: OwnedSemaphorePermit,
+    /// Dropped with the body: the task holding the room lets it go.
+    _sent: tokio::sync::oneshot::Sender<()>,
 }
 
 impl http_body::Body for Holding {
@@ -119,6 +137,56 @@ impl http_body::Body for Holding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    /// A body that never ends, as one read by a client that stopped reading.
+    struct Never;
+
+    impl http_body::Body for Never {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    /// One read room; the one route answers with a body that never ends.
+    fn stuck_router(hold_at_most: Duration) -> axum::Router {
+        let admission = Arc::new(Admission::new(1, 1, Duration::from_millis(20), hold_at_most));
+        axum::Router::new()
+            .route("/slow", axum::routing::get(|| async { Body::new(Never) }))
+            .layer(axum::middleware::from_fn_with_state(admission, admit))
+    }
+
+    async fn get(router: &axum::Router) -> (axum::http::StatusCode, Response) {
+        let request = axum::http::Request::get("/slow").body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        (response.status(), response)
+    }
+
+    #[tokio::test]
+    async fn a_response_keeps_its_room_while_sent_but_not_beyond_the_limit() {
+        let router = stuck_router(Duration::from_millis(300));
+        let (status, first) = get(&router).await;
+        assert_eq!(status, axum::http::StatusCode::OK);
+        // Its body is not sent yet: the one room is taken.
+        let (status, refused) = get(&router).await;
+        assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        // Past the limit the room is free again, the first body still unsent.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (status, second) = get(&router).await;
+        assert_eq!(status, axum::http::StatusCode::OK);
+        // A body dropped (sent, or its client gone) gives the room back at once.
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(get(&router).await.0, axum::http::StatusCode::OK);
+        drop(first);
+    }
 
     #[test]
     fn writes_are_told_from_reads() {

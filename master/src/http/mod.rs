@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         s.max_reads_in_flight,
         s.max_writes_in_flight,
         Duration::from_millis(s.overload_wait_ms),
+        admission::HOLD_AT_MOST,
     ));
     let mut router = Router::new();
     for (path, handler) in routes() {
