@@ -492,8 +492,8 @@ async fn open_log(path: &Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs
 
 /// SIGKILL to the whole process group, then to the child itself should the group be gone.
 async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    if let Some(pid) = pid {
+        kill_process_group(pid);
     }
     let _ = child.start_kill();
 }

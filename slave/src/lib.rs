@@ -312,50 +312,42 @@ impl AppState {
         Ok(())
     }
 
-    /// Sends the report, retrying with backoff while the master does not answer. If it never does,
-    /// the master's reconciler asks again and the report is sent anew.
-    async fn send_report(&self, report: CompletionReport) {
-        let url = format!("{}/slave_rsync_complete/", self.settings.master_url.trim_end_matches('/'));
-        let Some(token) = &self.token else { return };
-        for attempt in 0..6u32 {
-            let sent = self.http.post(&url).bearer_auth(token.expose()).json(&report).send().await;
-            match sent {
-                Ok(r) if r.status().is_success() => return,
+    /// Posts `body` to the master's `path` with our token, retrying with backoff (0.25 s doubling
+    /// up to 32 s) while the master does not answer, `attempts` times at most or until shutdown.
+    /// A refusal (4xx) is not retried. True once the master has taken it.
+    async fn tell_master(&self, path: &str, body: &impl serde::Serialize, what: &str, attempts: u32) -> bool {
+        let Some(token) = &self.token else { return false };
+        let url = format!("{}{path}", self.settings.master_url.trim_end_matches('/'));
+        let mut stop = self.stop.subscribe();
+        for attempt in 0..attempts {
+            match self.http.post(&url).bearer_auth(token.expose()).json(body).send().await {
+                Ok(r) if r.status().is_success() => return true,
                 Ok(r) if r.status().is_client_error() => {
-                    tracing::warn!(status = %r.status(), "the master refused the report");
-                    return;
+                    tracing::warn!(status = %r.status(), "the master refused the {what}");
+                    return false;
                 }
-                Ok(r) => tracing::warn!(status = %r.status(), attempt, "report not taken, retrying"),
-                Err(e) => tracing::warn!(error = %e, attempt, "master unreachable, retrying the report"),
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, "{what} not taken, retrying"),
+                Err(e) => tracing::warn!(error = %e, attempt, "master unreachable, retrying the {what}"),
             }
-            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250 << attempt.min(7))) => {}
+                _ = stop.wait_for(|s| *s) => return false,
+            }
         }
+        false
+    }
+
+    /// Sends the report; if the master never takes it, its reconciler asks again and the report is
+    /// sent anew.
+    async fn send_report(&self, report: CompletionReport) {
+        self.tell_master("/slave_rsync_complete/", &report, "report", 6).await;
     }
 
     /// Tells the master we have (re)started, so that it re-sends at once what a previous run of
-    /// ours was pulling; tried again with backoff until the master answers.
+    /// ours was pulling; tried until the master answers.
     async fn announce(&self) {
-        let Some(token) = &self.token else { return };
-        let url = format!("{}/slave_started/", self.settings.master_url.trim_end_matches('/'));
-        let mut stop = self.stop.subscribe();
-        for attempt in 0..u32::MAX {
-            match self.http.post(&url).bearer_auth(token.expose()).json(&serde_json::json!({})).send().await {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!("told the master we are up");
-                    return;
-                }
-                Ok(r) if r.status().is_client_error() => {
-                    tracing::warn!(status = %r.status(), "the master refused our start notice (is our token current?)");
-                    return;
-                }
-                Ok(r) => tracing::debug!(status = %r.status(), attempt, "start notice not taken, retrying"),
-                Err(e) => tracing::debug!(error = %e, attempt, "master unreachable, retrying the start notice"),
-            }
-            let wait = Duration::from_millis(250u64.saturating_mul(1 << attempt.min(7)));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+        if self.tell_master("/slave_started/", &serde_json::json!({}), "start notice", u32::MAX).await {
+            tracing::info!("told the master we are up");
         }
     }
 
