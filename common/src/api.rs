@@ -4,60 +4,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
+pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
-pub use crate::status::{DeliveryStatus, RunStatus, SyncState, SyncStatus, Trigger};
-
-/// `[A-Za-z0-9._-]+`, the rule for every id (projects, users, module names). `.` and `..` match
-/// the pattern but name directories, and ids become file and path names, so they are refused; so
-/// is a leading `-`, which a program would read as an option (`rsync_user: "-e"`).
-pub fn is_valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s != "."
-        && s != ".."
-        && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// The one rule for a host, wherever one is named (an upstream, a slave, the master's rsync
-/// daemon): a DNS name of letters, digits and inner hyphens, an IPv4 or an IPv6 address. Never
-/// something a program would read as an option, a path or a user (`-e`, `a/b`, `u@h`).
-pub fn is_valid_host(host: &str) -> bool {
-    let is_name = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    is_name || host.parse::<std::net::Ipv4Addr>().is_ok() || host.parse::<std::net::Ipv6Addr>().is_ok()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Root,
-    User,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Root => "root",
-            Role::User => "user",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "root" => Some(Role::Root),
-            "user" => Some(Role::User),
-            _ => None,
-        }
-    }
-}
+pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, Trigger};
+pub use crate::time::Timestamp;
 
 /// `POST /add_project/`
 #[derive(Debug, Clone, Deserialize)]
@@ -65,10 +15,10 @@ impl Role {
 pub struct AddProject {
     pub project: String,
     /// Defaults to `project`.
-    pub id: Option<String>,
-    pub rsync_host: String,
+    pub id: Option<ProjectId>,
+    pub rsync_host: Host,
     /// A module name, optionally followed by a path inside it: `fedora/linux/releases`.
-    pub rsync_module: String,
+    pub rsync_module: ModulePath,
     pub dest: String,
     pub rsync_password: Option<Secret>,
     /// Absent: manual runs only.
@@ -77,7 +27,7 @@ pub struct AddProject {
     /// Defaults to true.
     pub enabled: Option<bool>,
     /// The rsync daemon user; without it, a project with a password logs in as its name.
-    pub rsync_user: Option<String>,
+    pub rsync_user: Option<Name>,
     /// Set: the source becomes `rsync://host:port/module`.
     pub rsync_port: Option<Port>,
     /// Overrides the master's `run_timeout_secs`.
@@ -90,10 +40,10 @@ pub struct AddProject {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectBasic {
-    pub id: String,
+    pub id: ProjectId,
     pub project: Option<String>,
-    pub rsync_host: Option<String>,
-    pub rsync_module: Option<String>,
+    pub rsync_host: Option<Host>,
+    pub rsync_module: Option<ModulePath>,
     pub dest: Option<String>,
     /// Absent: unchanged; `null` or `""`: removed.
     #[serde(default, deserialize_with = "present_or_null")]
@@ -101,7 +51,7 @@ pub struct UpdateProjectBasic {
     pub rsync_options: Option<RsyncOptionsInput>,
     /// Absent: unchanged; `null`: removed.
     #[serde(default, deserialize_with = "present_or_null")]
-    pub rsync_user: Option<Option<String>>,
+    pub rsync_user: Option<Option<Name>>,
     #[serde(default, deserialize_with = "present_or_null")]
     pub rsync_port: Option<Option<Port>>,
     #[serde(default, deserialize_with = "present_or_null")]
@@ -117,8 +67,8 @@ fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
 /// `{"id": ...}`: remove, enable, disable, syncup.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProjectId {
-    pub id: String,
+pub struct ProjectRef {
+    pub id: ProjectId,
 }
 
 /// A port given as `7000` or `"7000"`, as the seed's example does.
@@ -154,7 +104,7 @@ impl<'de> Deserialize<'de> for Port {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddSlave {
-    pub hostname: String,
+    pub hostname: Host,
     /// Defaults to 7000, the slave's default port.
     pub port: Option<Port>,
 }
@@ -163,7 +113,7 @@ pub struct AddSlave {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveSlave {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: Option<Port>,
 }
 
@@ -171,7 +121,7 @@ pub struct RemoveSlave {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    pub username: String,
+    pub username: Name,
     pub password: Secret,
     /// Defaults to `user`.
     pub role: Option<Role>,
@@ -181,7 +131,7 @@ pub struct CreateUser {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    pub username: String,
+    pub username: Name,
     pub password: Option<Secret>,
     /// Only a root may change a role.
     pub role: Option<Role>,
@@ -191,7 +141,7 @@ pub struct UpdateUser {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSlaveToken {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: Option<Port>,
 }
 
@@ -199,7 +149,7 @@ pub struct RotateSlaveToken {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveUser {
-    pub username: String,
+    pub username: Name,
 }
 
 /// The rsync options as listed: the 2014 listing called the delete layer `delete_option`, so both
@@ -226,51 +176,51 @@ impl From<&RsyncOptions> for RsyncOptionsView {
 /// One entry of `GET /list_projects/`. Never carries a password.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectView {
-    pub id: String,
+    pub id: ProjectId,
     pub project: String,
-    pub rsync_host: String,
-    pub rsync_module: String,
+    pub rsync_host: Host,
+    pub rsync_module: ModulePath,
     pub dest: String,
     pub enabled: bool,
     /// `null` for a manual-only project.
     pub cron_options: Option<ScheduleSpec>,
     pub rsync_options: RsyncOptionsView,
     pub rsync_password_set: bool,
-    pub rsync_user: Option<String>,
+    pub rsync_user: Option<Name>,
     pub rsync_port: Option<u16>,
     pub timeout_secs: Option<u64>,
     pub catch_up: bool,
     /// RFC 3339 UTC; `null` when disabled, manual-only, or the schedule has ended.
-    pub next_run_time: Option<String>,
+    pub next_run_time: Option<Timestamp>,
     /// `queued` or `running` while a run is under way, else the last run's status, or `never_run`.
     pub status: String,
     pub last_run: Option<RunView>,
     /// When the last successful run ended.
-    pub last_success: Option<String>,
+    pub last_success: Option<Timestamp>,
     /// The current generation (bumped by each successful run).
     pub generation: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// One entry of `GET /list_projects/` for a caller who has not logged in: what a public mirror
 /// status page shows (names, states, times, sizes, generations), no local path or account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublicProjectView {
-    pub id: String,
+    pub id: ProjectId,
     pub project: String,
-    pub rsync_host: String,
-    pub rsync_module: String,
+    pub rsync_host: Host,
+    pub rsync_module: ModulePath,
     pub enabled: bool,
     pub cron_options: Option<ScheduleSpec>,
-    pub next_run_time: Option<String>,
+    pub next_run_time: Option<Timestamp>,
     pub status: String,
     pub last_run: Option<RunView>,
-    pub last_success: Option<String>,
+    pub last_success: Option<Timestamp>,
     /// The current generation (bumped by each successful run).
     pub generation: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl From<ProjectView> for PublicProjectView {
@@ -300,7 +250,7 @@ pub struct ProjectDetail<V> {
     #[serde(flatten)]
     pub project: V,
     /// The next fire times (RFC 3339 UTC), at most [`NEXT_FIRES`]; empty when disabled or manual.
-    pub next_fire_times: Vec<String>,
+    pub next_fire_times: Vec<Timestamp>,
     /// Newest first, at most [`RECENT_RUNS`], without output.
     pub recent_runs: Vec<RunView>,
 }
@@ -359,13 +309,13 @@ fn parse_count(text: &str) -> Option<u64> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
     pub id: i64,
-    pub project: String,
+    pub project: ProjectId,
     pub trigger: Trigger,
     pub status: RunStatus,
-    pub scheduled_for: Option<String>,
-    pub queued_at: String,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
+    pub scheduled_for: Option<Timestamp>,
+    pub queued_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
     pub exit_code: Option<i64>,
     pub attempts: u32,
     /// rsync's meaning of the exit code, and its own error line.
@@ -406,41 +356,41 @@ impl<T> Done<T> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectAdded {
     pub project: String,
-    pub id: String,
+    pub id: ProjectId,
 }
 
 /// `remove_project`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectRemoved {
-    pub id: String,
+    pub id: ProjectId,
 }
 
 /// `enable_project`, `disable_project`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectEnabled {
-    pub id: String,
+    pub id: ProjectId,
     pub enabled: bool,
 }
 
 /// `update_project_basic`: the id (it follows a new name when it was derived from it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectUpdated {
-    pub id: String,
+    pub id: ProjectId,
     pub project: String,
 }
 
 /// `update_project_schedule`: the schedule as stored and its next fire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleReplaced {
-    pub id: String,
+    pub id: ProjectId,
     pub cron_options: Option<ScheduleSpec>,
-    pub next_run_time: Option<String>,
+    pub next_run_time: Option<Timestamp>,
 }
 
 /// `add_slave`: the token only when the slave is new (shown this once).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveAdded {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -452,14 +402,14 @@ pub struct SlaveAdded {
 /// `remove_slave`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveRemoved {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: u16,
 }
 
 /// `rotate_slave_token`: the new token, shown this once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveToken {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: u16,
     pub token: String,
 }
@@ -471,7 +421,7 @@ pub struct Nothing {}
 /// `create_api_user`, `update_api_user`, `remove_api_user`: the user, and its role when it was set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserChanged {
-    pub username: String,
+    pub username: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
 }
@@ -493,7 +443,7 @@ pub struct MasterStatus {
 pub struct SyncupResponse {
     pub method: String,
     pub success: bool,
-    pub id: String,
+    pub id: ProjectId,
     pub run_id: i64,
 }
 
@@ -502,14 +452,14 @@ pub struct SyncupResponse {
 pub struct SlaveView {
     /// `hostname:port`, the name the slave reports with.
     pub name: String,
-    pub hostname: String,
+    pub hostname: Host,
     pub port: u16,
-    pub added_at: String,
+    pub added_at: Timestamp,
     /// Whether the slave holds a credential of its own (from `/add_slave/` or
     /// `/rotate_slave_token/`); without one it is never notified.
     pub token_issued: bool,
     /// When it last answered (a notification, a report, a status check).
-    pub last_seen: Option<String>,
+    pub last_seen: Option<Timestamp>,
     /// Seen within three reconcile intervals.
     pub healthy: bool,
     pub projects: Vec<SlaveProjectView>,
@@ -518,7 +468,7 @@ pub struct SlaveView {
 /// A project as one slave serves it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveProjectView {
-    pub project: String,
+    pub project: ProjectId,
     /// The generation the slave serves (0: none yet).
     pub generation: i64,
     /// The project's current generation on the master.
@@ -529,7 +479,7 @@ pub struct SlaveProjectView {
 /// `GET /projects/{id}/propagation`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PropagationView {
-    pub project: String,
+    pub project: ProjectId,
     /// The current generation (bumped by each successful master run).
     pub generation: i64,
     pub slaves: Vec<SlavePropagation>,
@@ -541,7 +491,7 @@ pub struct SlavePropagation {
     pub healthy: bool,
     /// The generation it serves, and since when.
     pub generation: i64,
-    pub served_at: Option<String>,
+    pub served_at: Option<Timestamp>,
     pub lag: i64,
     /// The newest generation it was told about, and what became of it.
     pub latest_generation: Option<i64>,
@@ -552,9 +502,9 @@ pub struct SlavePropagation {
 /// One entry of `GET /list_users/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserView {
-    pub username: String,
+    pub username: Name,
     pub role: Role,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// `GET /get_token/`
@@ -565,7 +515,7 @@ pub struct TokenResponse {
     pub token: String,
     /// Seconds the token is valid for, as the 2014 API's `duration`.
     pub duration: u64,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 /// Where a slave pulls from: the master's rsync daemon, as the master's `rsyncd` config says slaves
@@ -573,10 +523,10 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RsyncSource {
-    pub host: String,
+    pub host: Host,
     pub port: u16,
-    pub module: String,
-    pub user: Option<String>,
+    pub module: Name,
+    pub user: Option<Name>,
 }
 
 /// `POST /sync_from_master/` on a slave (Bearer: the cluster token).
@@ -585,9 +535,9 @@ pub struct RsyncSource {
 pub struct SyncRequest {
     /// The master's name for this slave (`hostname:port`), echoed back in the report.
     pub slave: String,
-    pub project: String,
+    pub project: ProjectId,
     /// The project's directory relative to the master's rsync module (and to the slave's root).
-    pub path: String,
+    pub path: MirrorPath,
     /// The project's layered rsync options (checked again by the slave).
     pub options: Vec<String>,
     pub generation: i64,
@@ -613,21 +563,21 @@ pub struct SlaveHello {
 #[serde(deny_unknown_fields)]
 pub struct CompletionReport {
     pub slave: String,
-    pub project: String,
+    pub project: ProjectId,
     pub generation: i64,
     pub status: SyncStatus,
     pub exit_code: Option<i32>,
     pub message: String,
     pub stats: RunStats,
-    pub started_at: Option<String>,
-    pub ended_at: String,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Timestamp,
 }
 
 /// What a slave serves, per project.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServedProject {
     pub generation: i64,
-    pub synced_at: Option<String>,
+    pub synced_at: Option<Timestamp>,
     pub last_status: String,
     pub last_message: Option<String>,
 }
@@ -641,11 +591,11 @@ pub struct SlaveStatus {
     /// Whether this slave's pulls are confined by the kernel (Landlock).
     #[serde(default)]
     pub confined: bool,
-    pub serving: std::collections::BTreeMap<String, ServedProject>,
+    pub serving: std::collections::BTreeMap<ProjectId, ServedProject>,
     /// Project → generation being pulled now.
-    pub running: std::collections::BTreeMap<String, i64>,
+    pub running: std::collections::BTreeMap<ProjectId, i64>,
     /// Project → generation waiting for the current run to end.
-    pub queued: std::collections::BTreeMap<String, i64>,
+    pub queued: std::collections::BTreeMap<ProjectId, i64>,
 }
 
 #[cfg(test)]

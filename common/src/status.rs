@@ -36,14 +36,7 @@ macro_rules! word_enum {
         }
 
         #[cfg(feature = "sqlx")]
-        impl sqlx::Type<sqlx::Sqlite> for $name {
-            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-                <String as sqlx::Type<sqlx::Sqlite>>::type_info()
-            }
-            fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
-                <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
-            }
-        }
+        sqlite_text!($name);
 
         #[cfg(feature = "sqlx")]
         impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
@@ -63,6 +56,14 @@ macro_rules! word_enum {
             }
         }
     };
+}
+
+word_enum! {
+    /// What an API user may do: `root` everything, `user` only its own projects.
+    Role {
+        Root => "root",
+        User => "user",
+    }
 }
 
 word_enum! {

@@ -11,7 +11,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use mirror_common::api::Role;
+use mirror_common::api::{Name, Role};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,7 +47,7 @@ impl From<AuthError> for crate::error::Error {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub username: String,
+    pub username: Name,
     pub role: Role,
     /// Logged in with a token: when it expires (a token minted from it expires no later).
     pub token_expires: Option<i64>,
@@ -196,7 +196,7 @@ struct Claims {
 }
 
 struct CachedLogin {
-    username: String,
+    username: Name,
     role: Role,
     until: Instant,
 }
@@ -253,7 +253,7 @@ impl Authenticator {
     /// Forgets every cached login of `username` (after its removal).
     pub fn forget(&self, username: &str) {
         if let Ok(mut cache) = self.cache.write() {
-            cache.retain(|_, v| v.username != username);
+            cache.retain(|_, v| v.username.as_str() != username);
         }
     }
 
@@ -270,7 +270,7 @@ impl Authenticator {
         let (Some(user), true) = (user, ok) else {
             return Err(AuthError::Unauthorized("wrong username or password"));
         };
-        let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
+        let role = user.role;
         if !self.cache_ttl.is_zero()
             && let Ok(mut cache) = self.cache.write()
         {
@@ -302,7 +302,12 @@ impl Authenticator {
             Some(parent) => parent.min(fresh),
             None => fresh,
         };
-        let claims = Claims { sub: user.username, iat: now.timestamp(), exp: exp.timestamp(), stamp: user.token_stamp };
+        let claims = Claims {
+            sub: user.username.into_string(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            stamp: user.token_stamp,
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Internal(e.into()))?;
         Ok((token, exp))
@@ -327,7 +332,7 @@ impl Authenticator {
         {
             return Err(AuthError::Unauthorized("the token was revoked (the user changed since it was issued)"));
         }
-        let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", user.username))?;
+        let role = user.role;
         Ok(Principal { username: user.username, role, token_expires: Some(data.claims.exp) })
     }
 

@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mirror_common::Secret;
-use mirror_common::api::{CompletionReport, DeliveryStatus, RsyncSource, SyncAccepted, SyncRequest, SyncState};
+use mirror_common::api::{
+    CompletionReport, DeliveryStatus, MirrorPath, ProjectId, RsyncSource, SyncAccepted, SyncRequest, SyncState,
+};
 use mirror_common::rsync_opts::RsyncOptions;
+use mirror_common::time::Timestamp;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
@@ -45,7 +48,7 @@ pub struct Cluster {
     patience: chrono::Duration,
     interval: Duration,
     /// (slave, project, generation) notifications being sent now: never two at once.
-    sending: Mutex<HashSet<(String, String, i64)>>,
+    sending: Mutex<HashSet<(String, ProjectId, i64)>>,
     kick: Notify,
 }
 
@@ -73,7 +76,7 @@ impl Cluster {
         }))
     }
 
-    fn sending(&self) -> MutexGuard<'_, HashSet<(String, String, i64)>> {
+    fn sending(&self) -> MutexGuard<'_, HashSet<(String, ProjectId, i64)>> {
         self.sending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -114,8 +117,8 @@ impl Cluster {
         let path = std::path::Path::new(&project.dest)
             .strip_prefix(&self.mirror_root)?
             .to_str()
-            .ok_or_else(|| anyhow::anyhow!("dest is not UTF-8"))?
-            .to_owned();
+            .ok_or_else(|| anyhow::anyhow!("dest is not UTF-8"))?;
+        let path = MirrorPath::parse(path).map_err(|e| anyhow::anyhow!("dest {}: {e}", project.dest))?;
         let options: RsyncOptions = serde_json::from_str(&project.rsync_options)?;
         Ok(SyncRequest {
             slave: slave_name(&slave.hostname, slave.port),
@@ -131,7 +134,7 @@ impl Cluster {
     async fn notify(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<()> {
         let Some(token) = &slave.token else { return Ok(()) };
         let request = self.request_for(slave, project)?;
-        let host = if slave.hostname.contains(':') { format!("[{}]", slave.hostname) } else { slave.hostname.clone() };
+        let host = slave.hostname.bracketed();
         let url = format!("http://{host}:{}/sync_from_master/", slave.port);
         let delivery = db::propagation::Delivery {
             project: &project.id,
@@ -187,10 +190,7 @@ impl Cluster {
         let cutoff = chrono::Utc::now() - self.patience;
         for b in behind {
             let waiting = matches!(b.latest_status, Some(DeliveryStatus::Notified | DeliveryStatus::Running))
-                && b.latest_notified_at
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t > cutoff);
+                && b.latest_notified_at.is_some_and(|t| t.to_datetime() > cutoff);
             if waiting {
                 continue;
             }
@@ -206,8 +206,7 @@ impl Cluster {
         for slave in slaves {
             let me = Arc::clone(self);
             tokio::spawn(async move {
-                let host =
-                    if slave.hostname.contains(':') { format!("[{}]", slave.hostname) } else { slave.hostname.clone() };
+                let host = slave.hostname.bracketed();
                 let alive = me.http.get(format!("http://{host}:{}/status", slave.port)).send().await;
                 if alive.is_ok_and(|r| r.status().is_success()) {
                     let _ = db::slaves::seen(&me.db, &slave.hostname, slave.port).await;
@@ -235,9 +234,9 @@ impl Cluster {
     }
 
     /// Whether a slave counts as healthy: seen within three reconcile intervals.
-    pub fn healthy(&self, last_seen: Option<&str>) -> bool {
+    pub fn healthy(&self, last_seen: Option<Timestamp>) -> bool {
         let cutoff = chrono::Utc::now() - self.patience;
-        last_seen.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t > cutoff)
+        last_seen.is_some_and(|t| t.to_datetime() > cutoff)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The master's settings: embedded defaults, then an optional TOML file, then `MIRROR_MASTER__*`
 //! environment variables. Checked when loaded; a bad value stops the start with its name.
 
+use mirror_common::api::{Host, Name};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -122,10 +123,10 @@ pub struct RsyncdSettings {
     /// `rsync --daemon --no-detach` as its child. false: an rsync daemon is run by other means.
     pub manage: bool,
     /// How slaves reach the daemon (and, when managed, the address it listens on).
-    pub host: String,
+    pub host: Host,
     pub port: u16,
-    pub module: String,
-    pub user: String,
+    pub module: Name,
+    pub user: Name,
     /// The module's password. Unset with `manage`: generated once, kept in the database, and
     /// written to `<dir>/slave.password` (0600) for the slaves' `rsync_password_file`.
     pub password: Option<Secret>,
@@ -136,10 +137,10 @@ impl Default for RsyncdSettings {
     fn default() -> Self {
         RsyncdSettings {
             manage: true,
-            host: "127.0.0.1".into(),
+            host: Host::from_static("127.0.0.1"),
             port: 8730,
-            module: "mirror".into(),
-            user: "mirror".into(),
+            module: Name::from_static("mirror"),
+            user: Name::from_static("mirror"),
             password: None,
             dir: "rsyncd".into(),
         }
@@ -260,12 +261,6 @@ impl Settings {
         let r = &self.rsyncd;
         if r.port == 0 {
             return Err(invalid("rsyncd.port", "must be a port number"));
-        }
-        if !mirror_common::api::is_valid_id(&r.module) || !mirror_common::api::is_valid_id(&r.user) {
-            return Err(invalid("rsyncd.module", "module and user must match [A-Za-z0-9._-]+"));
-        }
-        if !mirror_common::api::is_valid_host(&r.host) {
-            return Err(invalid("rsyncd.host", format!("'{}' is not a host name or address", r.host)));
         }
         if r.password.as_ref().is_some_and(|p| p.expose().is_empty() || p.expose().contains(['\n', ':'])) {
             return Err(invalid("rsyncd.password", "must be non-empty, without ':' or a newline"));

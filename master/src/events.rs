@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use mirror_common::names::{Name, ProjectId};
+
 use crate::db::projects::ProjectRow;
 
 #[derive(Debug, Clone)]
@@ -11,15 +13,15 @@ pub enum Change {
     /// A project was added or changed (configuration, schedule, enabled); the row as committed.
     ProjectSaved(ProjectRow),
     /// A project is gone, with its history; a run of it that is going must stop.
-    ProjectRemoved { id: String },
+    ProjectRemoved { id: ProjectId },
     /// A project's id followed its new name; a `ProjectSaved` of the new id follows.
-    ProjectRenamed { from: String, to: String },
+    ProjectRenamed { from: ProjectId, to: ProjectId },
     /// Runs of these projects were queued, started or ended.
-    RunsChanged { projects: Vec<String> },
+    RunsChanged { projects: Vec<ProjectId> },
     /// A run succeeded: the project has a new generation for the slaves.
     NewGeneration(ProjectRow),
     /// A user was created, removed, or got a new password or role: its cached logins must go.
-    UserChanged { username: String },
+    UserChanged { username: Name },
 }
 
 /// Told of every change, synchronously and in order: it must not block (spawn what takes time).

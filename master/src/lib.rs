@@ -37,6 +37,7 @@ use crate::rsyncd::ManagedRsyncd;
 use crate::runner::{Runner, RunnerConfig};
 use crate::scheduler::Scheduler;
 use crate::service::projects::Projects;
+use crate::service::runs::Runs;
 use crate::service::slaves::Slaves;
 use crate::service::users::Users;
 use crate::state::{AppState, Inner};
@@ -120,6 +121,7 @@ impl Application {
         events.subscribe(auth.clone());
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone() };
+        let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
         let projects = Projects {
             db: db.clone(),
             mirror_root: mirror_root.clone(),
@@ -140,6 +142,7 @@ impl Application {
             projects,
             users,
             slaves,
+            runs,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })
@@ -194,9 +197,10 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
     }
     match &state.settings.initial_root_password {
         Some(password) => {
+            let root = mirror_common::api::Name::parse("root").map_err(|e| anyhow::anyhow!(e))?;
             state
                 .users
-                .create("root", password.clone(), Role::Root)
+                .create(&root, password.clone(), Role::Root)
                 .await
                 .map_err(|e| anyhow::anyhow!("MIRROR_ROOT_PASSWORD: {e}"))?;
             tracing::info!("created user 'root' from MIRROR_ROOT_PASSWORD");
@@ -211,7 +215,7 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
 /// Creates a user from the command line (`mirror-master create-user`), without serving.
 pub async fn create_user_offline(
     settings: Settings,
-    username: &str,
+    username: &mirror_common::api::Name,
     password: mirror_common::Secret,
     role: Role,
 ) -> anyhow::Result<()> {

@@ -7,6 +7,8 @@
 //! accept gzip get the chunks compressed, each compressed once (on the async worker of the first
 //! such reader: ~0.5 ms per changed chunk, longer once after a full re-read).
 
+use mirror_common::names::ProjectId;
+use mirror_common::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -29,7 +31,7 @@ const REREAD_ALL_ABOVE: usize = 512;
 struct Entry {
     row: ProjectRow,
     last_run: Option<RunRow>,
-    last_success: Option<String>,
+    last_success: Option<Timestamp>,
     next_run: Option<DateTime<Utc>>,
     /// Its JSON object for logged-in callers, and for everyone else.
     full: Bytes,
@@ -109,7 +111,7 @@ fn punctuation() -> &'static [Segment; 3] {
 /// no copy of the listing per request.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ChunkKey {
-    first: String,
+    first: ProjectId,
     count: usize,
     newest: u64,
 }
@@ -142,8 +144,8 @@ struct Inner {
     version: u64,
     /// Nothing is known yet (at start): read everything.
     all_marked: bool,
-    marked: BTreeSet<String>,
-    entries: BTreeMap<String, Entry>,
+    marked: BTreeSet<ProjectId>,
+    entries: BTreeMap<ProjectId, Entry>,
     /// The chunks of the last assembly: (full, public).
     chunks: HashMap<ChunkKey, (Arc<Chunk>, Arc<Chunk>)>,
     /// The serial the next rendered entry gets.
@@ -170,8 +172,8 @@ impl Default for ListingCache {
 /// Rendered projects: (row, last run, last success, next fire, full JSON, public JSON).
 fn render(
     rows: Vec<ProjectRow>,
-    mut last_runs: HashMap<String, RunRow>,
-    mut last_success: HashMap<String, String>,
+    mut last_runs: HashMap<ProjectId, RunRow>,
+    mut last_success: HashMap<ProjectId, Timestamp>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Entry>> {
     rows.into_iter()
@@ -186,12 +188,11 @@ fn render(
 fn render_one(
     row: ProjectRow,
     last_run: Option<RunRow>,
-    last_success: Option<String>,
+    last_success: Option<Timestamp>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Entry> {
-    let view = project_view(&row, now, last_run.as_ref(), last_success.as_ref())?;
-    let next_run =
-        view.next_run_time.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+    let view = project_view(&row, now, last_run.as_ref(), last_success)?;
+    let next_run = view.next_run_time.map(Timestamp::to_datetime);
     let full = Bytes::from(serde_json::to_vec(&view)?);
     let public = Bytes::from(serde_json::to_vec(&PublicProjectView::from(view))?);
     let ends_chunk = ends_chunk(&row.id);
@@ -238,10 +239,10 @@ impl ListingCache {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn mark(&self, ids: &[&str]) {
+    fn mark<'a>(&self, ids: impl IntoIterator<Item = &'a ProjectId>) {
         let mut inner = self.inner();
         inner.version += 1;
-        inner.marked.extend(ids.iter().map(|id| (*id).to_owned()));
+        inner.marked.extend(ids.into_iter().cloned());
     }
 
     /// A body built from data at least as new as `version`, still valid at `now`.
@@ -298,14 +299,14 @@ impl ListingCache {
     async fn refresh(&self, db: &Db, now: DateTime<Utc>) -> anyhow::Result<()> {
         let (version, all, marked, expired) = {
             let mut inner = self.inner();
-            let expired: Vec<String> = inner
+            let expired: Vec<ProjectId> = inner
                 .entries
                 .iter()
                 .filter(|(_, e)| e.next_run.is_some_and(|t| t <= now))
                 .map(|(id, _)| id.clone())
                 .collect();
             let all = std::mem::take(&mut inner.all_marked) || inner.marked.len() > REREAD_ALL_ABOVE;
-            let marked: Vec<String> = std::mem::take(&mut inner.marked).into_iter().collect();
+            let marked: Vec<ProjectId> = std::mem::take(&mut inner.marked).into_iter().collect();
             (inner.version, all, marked, expired)
         };
         let result = self.reread(db, now, all, &marked, &expired).await;
@@ -346,9 +347,9 @@ impl ListingCache {
         db: &Db,
         now: DateTime<Utc>,
         all: bool,
-        marked: &[String],
-        expired: &[String],
-    ) -> anyhow::Result<(Vec<Entry>, Vec<String>)> {
+        marked: &[ProjectId],
+        expired: &[ProjectId],
+    ) -> anyhow::Result<(Vec<Entry>, Vec<ProjectId>)> {
         let (rows, last_runs, last_success) = if all {
             (
                 db::projects::list(db).await?,
@@ -364,22 +365,22 @@ impl ListingCache {
                 db::runs::last_success_of(db, marked).await?,
             )
         };
-        let last_runs: HashMap<String, RunRow> = last_runs.into_iter().map(|r| (r.project_id.clone(), r)).collect();
-        let last_success: HashMap<String, String> = last_success.into_iter().collect();
+        let last_runs: HashMap<ProjectId, RunRow> = last_runs.into_iter().map(|r| (r.project_id.clone(), r)).collect();
+        let last_success: HashMap<ProjectId, Timestamp> = last_success.into_iter().collect();
         // The expired ones not read again above: rendered from their kept data.
-        let again: Vec<(ProjectRow, Option<RunRow>, Option<String>)> = if all {
+        let again: Vec<(ProjectRow, Option<RunRow>, Option<Timestamp>)> = if all {
             Vec::new()
         } else {
-            let read: BTreeSet<&String> = marked.iter().collect();
+            let read: BTreeSet<&ProjectId> = marked.iter().collect();
             let inner = self.inner();
             expired
                 .iter()
                 .filter(|id| !read.contains(id))
                 .filter_map(|id| inner.entries.get(id))
-                .map(|e| (e.row.clone(), e.last_run.clone(), e.last_success.clone()))
+                .map(|e| (e.row.clone(), e.last_run.clone(), e.last_success))
                 .collect()
         };
-        let stale_again: Vec<String> = again.iter().map(|(row, _, _)| row.id.clone()).collect();
+        let stale_again: Vec<ProjectId> = again.iter().map(|(row, _, _)| row.id.clone()).collect();
         // A next fire per project and JSON: CPU work, off the async workers.
         let entries = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Entry>> {
             let mut entries = render(rows, last_runs, last_success, now)?;
@@ -397,13 +398,10 @@ impl Listener for ListingCache {
     /// Marks the projects a change touches; the next reader brings them up to date.
     fn changed(&self, change: &Change) {
         match change {
-            Change::ProjectSaved(row) | Change::NewGeneration(row) => self.mark(&[&row.id]),
-            Change::ProjectRemoved { id } => self.mark(&[id]),
-            Change::ProjectRenamed { from, to } => self.mark(&[from, to]),
-            Change::RunsChanged { projects } => {
-                let ids: Vec<&str> = projects.iter().map(String::as_str).collect();
-                self.mark(&ids);
-            }
+            Change::ProjectSaved(row) | Change::NewGeneration(row) => self.mark([&row.id]),
+            Change::ProjectRemoved { id } => self.mark([id]),
+            Change::ProjectRenamed { from, to } => self.mark([from, to]),
+            Change::RunsChanged { projects } => self.mark(projects),
             Change::UserChanged { .. } => {}
         }
     }

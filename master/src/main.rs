@@ -26,7 +26,7 @@ enum Command {
     Serve,
     /// Create an API user; the password is read from the first line of stdin.
     CreateUser {
-        name: String,
+        name: mirror_common::api::Name,
         #[arg(long, value_enum, default_value = "user")]
         role: RoleArg,
     },

@@ -7,11 +7,11 @@ use crate::db::projects::ProjectRow;
 
 /// The user rsync logs in as: `rsync_user`, or, when only a password is set, the project name
 /// (what the 2014 service did), falling back to the id when the name is not usable as a user.
-pub fn login_user(p: &ProjectRow) -> Option<String> {
+pub fn login_user(p: &ProjectRow) -> Option<&str> {
     match (&p.rsync_user, &p.rsync_password) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(_)) if is_valid_id(&p.project) => Some(p.project.clone()),
-        (None, Some(_)) => Some(p.id.clone()),
+        (Some(u), _) => Some(u),
+        (None, Some(_)) if is_valid_id(&p.project) => Some(&p.project),
+        (None, Some(_)) => Some(&p.id),
         (None, None) => None,
     }
 }
@@ -20,7 +20,7 @@ pub fn login_user(p: &ProjectRow) -> Option<String> {
 /// has a port. The trailing slash copies the contents, whether the source is a module or a path.
 pub fn source(p: &ProjectRow) -> String {
     let user = login_user(p).map(|u| format!("{u}@")).unwrap_or_default();
-    let host = if p.rsync_host.contains(':') { format!("[{}]", p.rsync_host) } else { p.rsync_host.clone() };
+    let host = p.rsync_host.bracketed();
     let module = p.rsync_module.trim_end_matches('/');
     match p.rsync_port {
         Some(port) => format!("rsync://{user}{host}:{port}/{module}/"),
@@ -28,40 +28,32 @@ pub fn source(p: &ProjectRow) -> String {
     }
 }
 
-/// `rsync <defaults> <basic> <delete> <safety options> --stats -- <source> <dest>/`. Rows stored
-/// before ids were refused a leading `-` are refused here: such a user, host or module would be
-/// read as an option.
+/// `rsync <defaults> <basic> <delete> <safety options> --stats -- <source> <dest>/`. The user,
+/// host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
 pub fn argv(p: &ProjectRow) -> anyhow::Result<Vec<String>> {
     let options: RsyncOptions = serde_json::from_str(&p.rsync_options)?;
-    let user = login_user(p);
-    for (what, value) in
-        [("rsync_user", user.as_deref()), ("rsync_host", Some(&p.rsync_host)), ("rsync_module", Some(&p.rsync_module))]
-    {
-        if value.is_some_and(|v| v.starts_with('-')) {
-            anyhow::bail!("{what} starts with '-': not run");
-        }
-    }
     Ok(rsync_argv(options.layered(), source(p), format!("{}/", p.dest.trim_end_matches('/'))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirror_common::api::{Host, ModulePath, Name, ProjectId};
 
     fn project() -> ProjectRow {
         ProjectRow {
-            id: "fedora".into(),
+            id: ProjectId::from_static("fedora"),
             project: "fedora".into(),
             id_derived: true,
-            rsync_host: "rsync.example.org".into(),
-            rsync_module: "fedora/linux".into(),
+            rsync_host: Host::from_static("rsync.example.org"),
+            rsync_module: ModulePath::from_static("fedora/linux"),
             dest: "/srv/mirror/fedora".into(),
             rsync_password: None,
             schedule: None,
             rsync_options: r#"{"defaults":["-avH"],"basic":["--no-motd"],"delete":"--delete"}"#.into(),
             enabled: true,
-            created_at: String::new(),
-            updated_at: String::new(),
+            created_at: mirror_common::time::Timestamp::now(),
+            updated_at: mirror_common::time::Timestamp::now(),
             rsync_user: None,
             rsync_port: None,
             timeout_secs: None,
@@ -95,12 +87,10 @@ mod tests {
         let mut p = project();
         p.rsync_password = Some(mirror_common::Secret::new("pw"));
         assert_eq!(source(&p), "fedora@rsync.example.org::fedora/linux/");
-        p.rsync_user = Some("mirror".into());
+        p.rsync_user = Some(Name::from_static("mirror"));
         p.rsync_port = Some(8873);
         assert_eq!(source(&p), "rsync://mirror@rsync.example.org:8873/fedora/linux/");
-        p.rsync_host = "::1".into();
+        p.rsync_host = Host::from_static("::1");
         assert_eq!(source(&p), "rsync://mirror@[::1]:8873/fedora/linux/");
-        p.rsync_user = Some("-e".into());
-        assert!(argv(&p).is_err());
     }
 }

@@ -253,7 +253,7 @@ impl ManagedRsyncd {
         let launch = Launch {
             rsync_path: rsync_path.to_owned(),
             dir,
-            host: settings.host.clone(),
+            host: settings.host.to_string(),
             port: settings.port,
             confinement,
             run_as: launcher.run_as,

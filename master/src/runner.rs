@@ -1,6 +1,7 @@
 //! Runs projects' rsyncs: one at a time per project, at most `max_concurrent_runs` in all (the
 //! rest wait in arrival order), retries with backoff for connection failures, every run recorded.
 
+use mirror_common::names::ProjectId;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +24,9 @@ pub use mirror_common::api::Trigger;
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
     #[error("no project with id '{0}'")]
-    NotFound(String),
+    NotFound(ProjectId),
     #[error("project '{project}' is already running (run {run_id})")]
-    AlreadyRunning { project: String, run_id: i64 },
+    AlreadyRunning { project: ProjectId, run_id: i64 },
     #[error("the master is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -50,7 +51,7 @@ struct Active {
 }
 
 struct Queued {
-    project_id: String,
+    project_id: ProjectId,
     run_id: i64,
     cancel: watch::Receiver<bool>,
 }
@@ -96,7 +97,7 @@ pub struct Runner {
     /// Runs waiting for one of the `max_concurrent_runs` workers, in the order they were triggered.
     /// A waiting run is this small entry, not a task: ten thousand of them cost little.
     queue: mpsc::UnboundedSender<Queued>,
-    active: Mutex<HashMap<String, Active>>,
+    active: Mutex<HashMap<ProjectId, Active>>,
     accepting: AtomicBool,
     idle: Notify,
     /// Runs between their start and the end of their housekeeping (log rotation, pruning): the
@@ -134,7 +135,7 @@ impl Runner {
         runner
     }
 
-    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectId, Active>> {
         // A panic while holding this lock leaves a map that is still consistent.
         self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -155,7 +156,7 @@ impl Runner {
     /// Starts a run of `project_id` and returns its id at once; it waits for a free slot if needed.
     pub async fn trigger(
         self: &Arc<Self>,
-        project_id: &str,
+        project_id: &ProjectId,
         trigger: Trigger,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<i64, TriggerError> {
@@ -167,7 +168,7 @@ impl Runner {
     /// the order given, with one database statement for many. One result per project, in order.
     pub async fn trigger_many(
         self: &Arc<Self>,
-        project_ids: &[&str],
+        project_ids: &[&ProjectId],
         trigger: Trigger,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Vec<Result<i64, TriggerError>> {
@@ -181,19 +182,19 @@ impl Runner {
             let mut active = self.active();
             for (i, id) in project_ids.iter().enumerate() {
                 if let Some(a) = active.get(*id) {
-                    results.push(Err(TriggerError::AlreadyRunning { project: (*id).to_owned(), run_id: a.run_id }));
+                    results.push(Err(TriggerError::AlreadyRunning { project: (*id).clone(), run_id: a.run_id }));
                     continue;
                 }
                 // Reserved before the await below, so a second trigger sees it.
                 let (cancel, cancel_rx) = watch::channel(false);
-                active.insert((*id).to_owned(), Active { run_id: 0, cancel });
+                active.insert((*id).clone(), Active { run_id: 0, cancel });
                 results.push(Err(TriggerError::ShuttingDown));
                 reserved.push((i, cancel_rx));
             }
         }
-        let ids: Vec<&str> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();
-        let scheduled = scheduled_for.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        let inserted = db::runs::insert_queued(&self.db, &ids, trigger, scheduled.as_deref()).await;
+        let ids: Vec<&ProjectId> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();
+        let scheduled = scheduled_for.map(mirror_common::time::Timestamp::from);
+        let inserted = db::runs::insert_queued(&self.db, &ids, trigger, scheduled).await;
         for ((i, cancel), row) in reserved.into_iter().zip(inserted) {
             let project_id = project_ids[i];
             results[i] = match row {
@@ -203,22 +204,22 @@ impl Runner {
                     // The foreign key refuses a run of a project that does not exist.
                     Err(match e {
                         sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                            TriggerError::NotFound(project_id.to_owned())
+                            TriggerError::NotFound(project_id.clone())
                         }
                         other => other.into(),
                     })
                 }
             };
         }
-        self.events.publish(Change::RunsChanged { projects: ids.iter().map(|id| (*id).to_owned()).collect() });
+        self.events.publish(Change::RunsChanged { projects: ids.iter().map(|id| (*id).clone()).collect() });
         results
     }
 
-    fn enqueue(&self, project_id: &str, run_id: i64, cancel: watch::Receiver<bool>) -> Result<i64, TriggerError> {
+    fn enqueue(&self, project_id: &ProjectId, run_id: i64, cancel: watch::Receiver<bool>) -> Result<i64, TriggerError> {
         if let Some(a) = self.active().get_mut(project_id) {
             a.run_id = run_id;
         }
-        if self.queue.send(Queued { project_id: project_id.to_owned(), run_id, cancel }).is_err() {
+        if self.queue.send(Queued { project_id: project_id.clone(), run_id, cancel }).is_err() {
             self.active().remove(project_id);
             return Err(TriggerError::ShuttingDown);
         }
@@ -233,7 +234,7 @@ impl Runner {
     }
 
     #[tracing::instrument(skip_all, fields(project.id = %project_id, run.id = run_id))]
-    async fn execute(self: Arc<Self>, project_id: String, run_id: i64, cancel: watch::Receiver<bool>) {
+    async fn execute(self: Arc<Self>, project_id: ProjectId, run_id: i64, cancel: watch::Receiver<bool>) {
         self.executing.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = self.execute_inner(&project_id, run_id, cancel).await {
             tracing::error!(error = format!("{e:#}"), "run failed inside the master");
@@ -261,7 +262,7 @@ impl Runner {
     }
 
     /// The project may run again (its slot, if this run still holds it, is freed). Idempotent.
-    fn free(&self, project_id: &str, run_id: i64) {
+    fn free(&self, project_id: &ProjectId, run_id: i64) {
         let mut active = self.active();
         if active.get(project_id).is_some_and(|a| a.run_id == run_id) {
             active.remove(project_id);
@@ -269,15 +270,15 @@ impl Runner {
     }
 
     /// The project may run again: its run is recorded as ended. Idempotent.
-    fn release(&self, project_id: &str, run_id: i64) {
+    fn release(&self, project_id: &ProjectId, run_id: i64) {
         self.free(project_id, run_id);
-        self.events.publish(Change::RunsChanged { projects: vec![project_id.to_owned()] });
+        self.events.publish(Change::RunsChanged { projects: vec![project_id.clone()] });
         self.idle.notify_waiters();
     }
 
     async fn execute_inner(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         run_id: i64,
         mut cancel: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
@@ -304,7 +305,7 @@ impl Runner {
         if let Err(why) = options.recheck(self.cfg.confine.confined()) {
             return self.finish_refused(run_id, &format!("{why}: not run")).await;
         }
-        let log_file = self.cfg.log_dir.join(project_id).join(format!("{run_id}.log"));
+        let log_file = self.cfg.log_dir.join(project_id.as_str()).join(format!("{run_id}.log"));
         let log_name = log_file.to_string_lossy().into_owned();
         // The log's directory is made where the log is opened (mirror_common::rsync).
         tokio::fs::create_dir_all(&project.dest).await?;
@@ -333,7 +334,7 @@ impl Runner {
             let db = self.db.clone();
             let events = self.events.clone();
             let log_name = log_name.clone();
-            let project_id = project_id.to_owned();
+            let project_id = project_id.clone();
             let record_pid = move |pid: u32| {
                 let (db, events, log_name, project_id) =
                     (db.clone(), events.clone(), log_name.clone(), project_id.clone());
@@ -468,7 +469,7 @@ impl Runner {
         if tokio::time::timeout(grace, self.wait_idle()).await.is_ok() {
             return;
         }
-        let stopping: Vec<String> = self.active().keys().cloned().collect();
+        let stopping: Vec<ProjectId> = self.active().keys().cloned().collect();
         tracing::warn!(runs = stopping.len(), "grace period over, stopping the runs still going");
         for a in self.active().values() {
             let _ = a.cancel.send(true);

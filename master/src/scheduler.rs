@@ -7,7 +7,9 @@
 //! channel (capacity 200) and it dropped the overflow without running it (measured with
 //! bench/runs.py). Schedules live in SQLite and are queued anew at start.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use mirror_common::names::ProjectId;
+use mirror_common::time::Timestamp;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -32,9 +34,9 @@ struct Registration {
 
 #[derive(Default)]
 struct Queues {
-    current: HashMap<String, Registration>,
+    current: HashMap<ProjectId, Registration>,
     /// Fires not armed yet, by time.
-    pending: BTreeSet<(DateTime<Utc>, String, u64)>,
+    pending: BTreeMap<(DateTime<Utc>, u64), ProjectId>,
 }
 
 pub struct Scheduler {
@@ -44,10 +46,6 @@ pub struct Scheduler {
     db: Db,
     runner: Arc<Runner>,
     me: Weak<Scheduler>,
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 impl Scheduler {
@@ -110,11 +108,8 @@ impl Scheduler {
             // Fires missed while down are not replayed one by one: at most one run covers them.
             // The last fire handled: a run's scheduled time, or a fire skipped while a run was going.
             let last_run = db::runs::last_scheduled_fire(&self.db, &p.id).await?;
-            let since = [p.last_fire_at.as_deref(), last_run.as_deref(), Some(p.updated_at.as_str())]
-                .into_iter()
-                .flatten()
-                .filter_map(parse_time)
-                .max();
+            let since =
+                [p.last_fire_at, last_run, Some(p.updated_at)].into_iter().flatten().max().map(Timestamp::to_datetime);
             let missed = since.and_then(|s| schedule.next_fire_at_or_after(s + Duration::seconds(1)));
             if let Some(missed) = missed.filter(|m| *m < now) {
                 tracing::info!(project.id = %p.id, missed = %missed, "catching up one missed run");
@@ -126,7 +121,7 @@ impl Scheduler {
 
     /// Queues the fire at `at`. With `replacing`, only if that registration is still the current
     /// one: a fire racing with an update must not bring back the old schedule.
-    fn register(&self, id: &str, schedule: Schedule, at: DateTime<Utc>, replacing: Option<u64>) {
+    fn register(&self, id: &ProjectId, schedule: Schedule, at: DateTime<Utc>, replacing: Option<u64>) {
         let token = self.next_token.fetch_add(1, Ordering::SeqCst);
         {
             let mut q = self.queues();
@@ -134,25 +129,25 @@ impl Scheduler {
             if replacing.is_some() && current != replacing {
                 return;
             }
-            q.current.insert(id.to_owned(), Registration { token, schedule });
+            q.current.insert(id.clone(), Registration { token, schedule });
             if at > Utc::now() + LOOKAHEAD {
-                q.pending.insert((at, id.to_owned(), token));
+                q.pending.insert((at, token), id.clone());
                 return;
             }
         }
-        self.arm(at, vec![(id.to_owned(), token)]);
+        self.arm(at, vec![(id.clone(), token)]);
     }
 
     /// The heartbeat: arms every queued fire due within the lookahead, one timer per instant.
     fn arm_due(&self) {
         let horizon = Utc::now() + LOOKAHEAD;
-        let mut due: BTreeMap<DateTime<Utc>, Vec<(String, u64)>> = BTreeMap::new();
+        let mut due: BTreeMap<DateTime<Utc>, Vec<(ProjectId, u64)>> = BTreeMap::new();
         {
             let mut q = self.queues();
-            let later = q.pending.split_off(&(horizon, String::new(), 0));
+            let later = q.pending.split_off(&(horizon, 0));
             let pending = std::mem::replace(&mut q.pending, later);
             // Fires of registrations replaced since they were queued are dropped here.
-            for (at, id, token) in pending {
+            for ((at, token), id) in pending {
                 if q.current.get(&id).is_some_and(|r| r.token == token) {
                     due.entry(at).or_default().push((id, token));
                 }
@@ -166,7 +161,7 @@ impl Scheduler {
     /// One timer for every fire of the same instant; they start one after another, in the order
     /// they were queued. Ten thousand projects due on the same second are one sleeping task, and
     /// their runs enter the runner's queue without ten thousand inserts racing for the database.
-    fn arm(&self, at: DateTime<Utc>, fires: Vec<(String, u64)>) {
+    fn arm(&self, at: DateTime<Utc>, fires: Vec<(ProjectId, u64)>) {
         let me = self.me.clone();
         tokio::spawn(async move {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();
@@ -179,8 +174,8 @@ impl Scheduler {
 
     /// The fires of one instant: every registration still current gets its run, queued in order
     /// with one database statement for many, then its next fire.
-    async fn fire(&self, at: DateTime<Utc>, fires: Vec<(String, u64)>) {
-        let live: Vec<(String, u64, Schedule)> = {
+    async fn fire(&self, at: DateTime<Utc>, fires: Vec<(ProjectId, u64)>) {
+        let live: Vec<(ProjectId, u64, Schedule)> = {
             let q = self.queues();
             fires
                 .into_iter()
@@ -190,7 +185,7 @@ impl Scheduler {
                 })
                 .collect()
         };
-        let ids: Vec<&str> = live.iter().map(|(id, _, _)| id.as_str()).collect();
+        let ids: Vec<&ProjectId> = live.iter().map(|(id, _, _)| id).collect();
         let results = self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await;
         for ((id, token, schedule), result) in live.iter().zip(results) {
             self.started(id, at, result).await;
@@ -208,7 +203,7 @@ impl Scheduler {
     }
 
     /// Starts one run now (a catch-up); its row records the fire time.
-    async fn fire_now(&self, id: &str, trigger: Trigger, at: DateTime<Utc>) {
+    async fn fire_now(&self, id: &ProjectId, trigger: Trigger, at: DateTime<Utc>) {
         let result = self.runner.trigger(id, trigger, Some(at)).await;
         self.started(id, at, result).await;
     }
@@ -226,8 +221,7 @@ impl Scheduler {
             }
             Err(e) => tracing::warn!(project.id = %id, error = %e, "scheduled run not started"),
         }
-        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if let Err(e) = db::projects::set_last_fire(&self.db, id, &stamp).await {
+        if let Err(e) = db::projects::set_last_fire(&self.db, id, Timestamp::from(at)).await {
             tracing::error!(project.id = %id, error = %e, "cannot record the fire time");
         }
     }

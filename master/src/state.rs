@@ -14,6 +14,7 @@ use crate::listing::ListingCache;
 use crate::runner::Runner;
 use crate::scheduler::Scheduler;
 use crate::service::projects::Projects;
+use crate::service::runs::Runs;
 use crate::service::slaves::Slaves;
 use crate::service::users::Users;
 
@@ -37,6 +38,8 @@ pub struct Inner {
     pub confine: mirror_runtime::rsync::ConfineStatus,
     /// The projects service: every change to a project goes through it.
     pub projects: Projects,
+    /// The runs service: manual runs and the history.
+    pub runs: Runs,
     /// The users service.
     pub users: Users,
     /// The slaves service.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use mirror_common::api::{ProjectView, RunStats, RunView};
 use mirror_common::cron::{Schedule, ScheduleSpec};
 use mirror_common::rsync_opts::RsyncOptions;
+use mirror_common::time::Timestamp;
 
 use crate::db::{projects::ProjectRow, runs::RunRow};
 
@@ -13,7 +14,7 @@ pub fn project_view(
     row: &ProjectRow,
     now: DateTime<Utc>,
     last_run: Option<&RunRow>,
-    last_success: Option<&String>,
+    last_success: Option<Timestamp>,
 ) -> anyhow::Result<ProjectView> {
     let spec: Option<ScheduleSpec> = row.schedule.as_deref().map(serde_json::from_str).transpose()?;
     let options: RsyncOptions = serde_json::from_str(&row.rsync_options)?;
@@ -37,13 +38,13 @@ pub fn project_view(
         rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()),
         timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
         catch_up: row.catch_up,
-        next_run_time: next_run_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),
         last_run: last_run.map(|r| run_view(r, false)),
-        last_success: last_success.cloned(),
+        last_success,
         generation: row.generation,
-        created_at: row.created_at.clone(),
-        updated_at: row.updated_at.clone(),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     })
 }
 
@@ -57,10 +58,10 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
         project: r.project_id.clone(),
         trigger: r.trigger,
         status: r.status,
-        scheduled_for: r.scheduled_for.clone(),
-        queued_at: r.queued_at.clone(),
-        started_at: r.started_at.clone(),
-        ended_at: r.ended_at.clone(),
+        scheduled_for: r.scheduled_for,
+        queued_at: r.queued_at,
+        started_at: r.started_at,
+        ended_at: r.ended_at,
         exit_code: r.exit_code,
         attempts: u32::try_from(r.attempts).unwrap_or(0),
         message: r.message.clone(),

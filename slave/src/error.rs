@@ -19,6 +19,16 @@ pub enum SlaveError {
     NotFound,
 }
 
+impl From<mirror_common::JsonRejection> for SlaveError {
+    fn from(r: mirror_common::JsonRejection) -> SlaveError {
+        match (r.invalid_value, r.field) {
+            (true, Some(field)) => SlaveError::Invalid { field, message: r.message },
+            (_, Some(field)) => SlaveError::BadJson(format!("{field}: {}", r.message)),
+            (_, None) => SlaveError::BadJson(r.message),
+        }
+    }
+}
+
 impl SlaveError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> SlaveError {
         SlaveError::Invalid { field: field.into(), message: message.into() }

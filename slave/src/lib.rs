@@ -20,10 +20,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mirror_common::Secret;
 use mirror_common::api::{
-    CompletionReport, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus,
-    is_valid_host, is_valid_id,
+    CompletionReport, ProjectId, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus,
 };
-use mirror_common::rsync_opts::{check_option, normalize_lexically, rsync_argv};
+use mirror_common::rsync_opts::{check_option, rsync_argv};
+use mirror_common::time::Timestamp;
 use mirror_runtime::fs::resolve_symlinks;
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RunAs, run_rsync};
 use tokio::net::TcpListener;
@@ -51,8 +51,8 @@ pub struct Inner {
     confine: ConfineStatus,
     run_as: Option<RunAs>,
     http: reqwest::Client,
-    slots: Mutex<HashMap<String, Slot>>,
-    served: Mutex<BTreeMap<String, ServedProject>>,
+    slots: Mutex<HashMap<ProjectId, Slot>>,
+    served: Mutex<BTreeMap<ProjectId, ServedProject>>,
     /// Turned true at shutdown: running rsyncs are stopped.
     stop: watch::Sender<bool>,
 }
@@ -82,18 +82,6 @@ fn authorized(state: &AppState, request: &Request) -> bool {
         .is_some_and(|given| token.matches(given.trim()))
 }
 
-/// A path relative to the module: no `..`, not absolute, no control characters.
-fn check_path(path: &str) -> Result<PathBuf, String> {
-    let p = Path::new(path);
-    if path.is_empty() || p.is_absolute() || path.chars().any(char::is_control) {
-        return Err("must be a relative path".into());
-    }
-    if p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return Err("must not contain '..' or '.'".into());
-    }
-    normalize_lexically(p).ok_or_else(|| "must stay inside the root".into())
-}
-
 /// A request that passed [`validate`], with the path it names, checked once and carried along.
 #[derive(Debug, Clone)]
 struct Accepted {
@@ -105,23 +93,14 @@ struct Accepted {
 /// Checks a request; the error names the field and says why. `confined`: our pulls are confined,
 /// so options that name a path are allowed.
 fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
-    let bad = |field: &str, m: String| SlaveError::invalid(field, m);
-    if !is_valid_id(&req.project) {
-        return Err(bad("project", "must match [A-Za-z0-9._-]+".into()));
-    }
+    // The project, the path and the source were parsed into their types with the body.
     if req.generation < 1 {
-        return Err(bad("generation", "must be at least 1".into()));
+        return Err(SlaveError::invalid("generation", "must be at least 1"));
     }
-    let rel = check_path(&req.path).map_err(|m| bad("path", m))?;
     for (i, opt) in req.options.iter().enumerate() {
-        check_option(opt, confined).map_err(|m| bad(&format!("options[{i}]"), m))?;
+        check_option(opt, confined).map_err(|m| SlaveError::invalid(format!("options[{i}]"), m))?;
     }
-    if !is_valid_id(&req.source.module) || req.source.user.as_deref().is_some_and(|u| !is_valid_id(u)) {
-        return Err(bad("source", "module and user must match [A-Za-z0-9._-]+".into()));
-    }
-    if !is_valid_host(&req.source.host) {
-        return Err(bad("source.host", "is not a host name or address".into()));
-    }
+    let rel = req.path.as_path().to_owned();
     Ok(Accepted { req, rel })
 }
 
@@ -132,7 +111,7 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     let bytes = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES)
         .await
         .map_err(|_| SlaveError::TooLarge(MAX_REQUEST_BYTES))?;
-    let req: SyncRequest = serde_json::from_slice(&bytes).map_err(|e| SlaveError::BadJson(e.to_string()))?;
+    let req: SyncRequest = mirror_common::parse_json(&bytes).map_err(SlaveError::from)?;
     let accepted = validate(state.confine.confined(), req)?;
     let req = &accepted.req;
     let served = lock(&state.served).get(&req.project).map(|s| s.generation).unwrap_or(0);
@@ -231,8 +210,7 @@ impl AppState {
         let started_at = now();
         let dest = self.root.join(rel);
         let user = req.source.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
-        let host =
-            if req.source.host.contains(':') { format!("[{}]", req.source.host) } else { req.source.host.clone() };
+        let host = req.source.host.bracketed();
         let source = format!("rsync://{user}{host}:{}/{}/{}/", req.source.port, req.source.module, rel.display());
         // The project's upstream port means nothing here: the source URL names the master's.
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
@@ -276,7 +254,7 @@ impl AppState {
             let entry = served.entry(req.project.clone()).or_default();
             if status == SyncStatus::Success && req.generation > entry.generation {
                 entry.generation = req.generation;
-                entry.synced_at = Some(ended_at.clone());
+                entry.synced_at = Some(ended_at);
             }
             entry.last_status = status.as_str().into();
             entry.last_message = Some(message.clone());
@@ -366,8 +344,8 @@ impl AppState {
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+fn now() -> Timestamp {
+    Timestamp::now()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -404,7 +382,7 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
         let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
-        let served: BTreeMap<String, ServedProject> = match tokio::fs::read(&settings.state_file).await {
+        let served: BTreeMap<ProjectId, ServedProject> = match tokio::fs::read(&settings.state_file).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("state_file: {} is not valid", settings.state_file.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -466,11 +444,16 @@ mod tests {
     fn request() -> SyncRequest {
         SyncRequest {
             slave: "127.0.0.1:7000".into(),
-            project: "fedora".into(),
-            path: "pub/fedora".into(),
+            project: ProjectId::from_static("fedora"),
+            path: mirror_common::api::MirrorPath::from_static("pub/fedora"),
             options: vec!["-avH".into(), "--backup-dir=old".into()],
             generation: 3,
-            source: RsyncSource { host: "master.example".into(), port: 8730, module: "mirror".into(), user: None },
+            source: RsyncSource {
+                host: mirror_common::api::Host::from_static("master.example"),
+                port: 8730,
+                module: mirror_common::api::Name::from_static("mirror"),
+                user: None,
+            },
         }
     }
 
@@ -478,14 +461,6 @@ mod tests {
         match validate(confined, req) {
             Err(SlaveError::Invalid { field, .. }) => field,
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn paths_stay_inside_the_root() {
-        assert_eq!(check_path("pub/fedora").unwrap(), PathBuf::from("pub/fedora"));
-        for bad in ["", "/srv/x", "../x", "a/../b", "./a", "a\nb"] {
-            assert!(check_path(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -498,14 +473,34 @@ mod tests {
             f(&mut r);
             r
         };
-        assert_eq!(field_of(true, with(&|r| r.project = "-e".into())), "project");
         assert_eq!(field_of(true, with(&|r| r.generation = 0)), "generation");
-        assert_eq!(field_of(true, with(&|r| r.path = "../etc".into())), "path");
         assert_eq!(field_of(true, with(&|r| r.options.push("-e".into()))), "options[2]");
         // Unconfined, an option that names a path is refused: a symlink could lead it anywhere.
         assert_eq!(field_of(false, request()), "options[1]");
-        assert_eq!(field_of(true, with(&|r| r.source.user = Some("-e".into()))), "source");
-        assert_eq!(field_of(true, with(&|r| r.source.host = "-oProxy".into())), "source.host");
+    }
+
+    /// A body whose project, path or source breaks its rule is refused while parsed, naming it.
+    #[test]
+    fn names_and_paths_are_refused_while_parsed() {
+        let mut body = serde_json::to_value(request()).unwrap();
+        for (pointer, bad, field) in [
+            ("/project", "-e", "project"),
+            ("/path", "../etc", "path"),
+            ("/path", "/etc", "path"),
+            ("/source/user", "-e", "source.user"),
+            ("/source/host", "-oProxy", "source.host"),
+            ("/source/module", "a/b", "source.module"),
+        ] {
+            let good = body.pointer(pointer).unwrap().clone();
+            *body.pointer_mut(pointer).unwrap() = bad.into();
+            match SlaveError::from(
+                mirror_common::parse_json::<SyncRequest>(&serde_json::to_vec(&body).unwrap()).unwrap_err(),
+            ) {
+                SlaveError::Invalid { field: f, .. } => assert_eq!(f, field, "{pointer}"),
+                other => panic!("{pointer}: {other:?}"),
+            }
+            *body.pointer_mut(pointer).unwrap() = good;
+        }
     }
 
     async fn app(dir: &Path) -> AppState {

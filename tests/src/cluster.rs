@@ -24,7 +24,7 @@ pub fn cluster_settings(dir: &Path) -> Settings {
     let mut s = TestMaster::settings_in(dir);
     s.rsyncd = RsyncdSettings {
         manage: true,
-        host: "127.0.0.1".into(),
+        host: mirror_common::api::Host::from_static("127.0.0.1"),
         port: free_port(),
         password: Some(Secret::new(RSYNCD_PASSWORD)),
         dir: dir.join("rsyncd"),

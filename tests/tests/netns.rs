@@ -90,7 +90,7 @@ async fn a_slave_whose_link_is_cut_during_a_sync_converges() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = cluster_settings(dir.path());
     settings.listen = "10.77.0.1:0".into();
-    settings.rsyncd.host = "10.77.0.1".into();
+    settings.rsyncd.host = mirror_common::api::Host::from_static("10.77.0.1");
     let m = TestMaster::start_with(dir, settings).await;
 
     let work = tempfile::tempdir().unwrap();

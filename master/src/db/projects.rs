@@ -1,16 +1,18 @@
 //! Mirrored projects.
 
 use mirror_common::Secret;
+use mirror_common::names::{Host, ModulePath, Name, ProjectId};
+use mirror_common::time::Timestamp;
 
 use super::{Db, now};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectRow {
-    pub id: String,
+    pub id: ProjectId,
     pub project: String,
     pub id_derived: bool,
-    pub rsync_host: String,
-    pub rsync_module: String,
+    pub rsync_host: Host,
+    pub rsync_module: ModulePath,
     pub dest: String,
     pub rsync_password: Option<Secret>,
     /// JSON `ScheduleSpec`, or NULL for manual-only.
@@ -18,15 +20,15 @@ pub struct ProjectRow {
     /// JSON `RsyncOptions`.
     pub rsync_options: String,
     pub enabled: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub rsync_user: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub rsync_user: Option<Name>,
     pub rsync_port: Option<i64>,
     /// NULL: the master's default timeout.
     pub timeout_secs: Option<i64>,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
-    pub last_fire_at: Option<String>,
+    pub last_fire_at: Option<Timestamp>,
     /// Bumped by each successful master run; slaves are brought to it.
     pub generation: i64,
 }
@@ -40,7 +42,7 @@ pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
 }
 
 /// The projects among `ids` that exist (a JSON array bound once, whatever the number of ids).
-pub async fn list_some(db: &Db, ids: &[String]) -> sqlx::Result<Vec<ProjectRow>> {
+pub async fn list_some(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<ProjectRow>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM projects WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
@@ -83,7 +85,7 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {
     let placeholders = vec!["?"; WRITTEN.split(',').count() + 2].join(", ");
     let sql = format!("INSERT INTO projects ({WRITTEN}, created_at, updated_at) VALUES ({placeholders})");
-    bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(&p.created_at).bind(&p.updated_at).execute(db).await?;
+    bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(p.created_at).bind(p.updated_at).execute(db).await?;
     Ok(())
 }
 
@@ -137,7 +139,7 @@ pub async fn overlapping_dest<'e>(
 }
 
 /// Records the scheduled fire the master has just handled.
-pub async fn set_last_fire(db: &Db, id: &str, at: &str) -> sqlx::Result<()> {
+pub async fn set_last_fire(db: &Db, id: &str, at: Timestamp) -> sqlx::Result<()> {
     sqlx::query("UPDATE projects SET last_fire_at = ? WHERE id = ?").bind(at).bind(id).execute(&db.write).await?;
     Ok(())
 }

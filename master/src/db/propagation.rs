@@ -1,9 +1,10 @@
 //! Which generation of each project each slave serves, and what it did with each notification.
 
 use mirror_common::api::{CompletionReport, DeliveryStatus, SyncStatus};
+use mirror_common::api::{Host, ProjectId};
+use mirror_common::time::Timestamp;
 
 use super::Db;
-use super::runs::now_ms;
 
 /// One notification: of `generation` of `project`, to the slave at `host`:`port`.
 pub struct Delivery<'a> {
@@ -32,14 +33,14 @@ pub async fn notified(db: &Db, d: &Delivery<'_>) -> sqlx::Result<()> {
                VALUES (?1, ?2, ?3, ?4, 'notified', ?5) \
                ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET notified_at = ?5, \
                notifications = notifications + 1, status = CASE WHEN status = 'success' THEN status ELSE 'notified' END";
-    write(db, sql, d, &now_ms()).await
+    write(db, sql, d, &super::now().to_text()).await
 }
 
 /// The slave took the request and is pulling.
 pub async fn running(db: &Db, d: &Delivery<'_>) -> sqlx::Result<()> {
     let sql = "UPDATE propagation SET status = 'running', started_at = COALESCE(started_at, ?5) \
                WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status = 'notified'";
-    write(db, sql, d, &now_ms()).await
+    write(db, sql, d, &super::now().to_text()).await
 }
 
 /// The slave could not be reached: the reconciler will notify it again.
@@ -93,9 +94,9 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
     .bind(port)
     .bind(r.generation)
     .bind(status)
-    .bind(now_ms())
-    .bind(&r.started_at)
-    .bind(&r.ended_at)
+    .bind(super::now())
+    .bind(r.started_at)
+    .bind(r.ended_at)
     .bind(r.exit_code)
     .bind(&r.message)
     .bind(count(r.stats.files_transferred))
@@ -109,12 +110,12 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
 /// A (project, slave) pair whose served generation is behind the project's.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Behind {
-    pub project_id: String,
-    pub hostname: String,
+    pub project_id: ProjectId,
+    pub hostname: Host,
     pub port: i64,
     pub served: i64,
     pub latest_status: Option<DeliveryStatus>,
-    pub latest_notified_at: Option<String>,
+    pub latest_notified_at: Option<Timestamp>,
 }
 
 /// Every enabled project with a generation, times every slave, where the slave serves less.
@@ -136,11 +137,11 @@ pub async fn behind(db: &Db) -> sqlx::Result<Vec<Behind>> {
 /// Per slave, for one project: the generation it serves and when, and its latest notification.
 #[derive(Debug, sqlx::FromRow)]
 pub struct SlaveProgress {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: i64,
-    pub last_seen: Option<String>,
+    pub last_seen: Option<Timestamp>,
     pub served: i64,
-    pub served_at: Option<String>,
+    pub served_at: Option<Timestamp>,
     pub latest_generation: Option<i64>,
     pub latest_status: Option<DeliveryStatus>,
     pub latest_message: Option<String>,
@@ -164,7 +165,7 @@ pub async fn for_project(db: &Db, project: &str) -> sqlx::Result<Vec<SlaveProgre
 }
 
 /// (project, hostname, port, served generation) for every pair with a success.
-pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(String, String, i64, i64)>> {
+pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(ProjectId, Host, i64, i64)>> {
     sqlx::query_as(
         "SELECT project_id, hostname, port, MAX(generation) FROM propagation WHERE status = 'success' \
          GROUP BY project_id, hostname, port",

@@ -1,24 +1,20 @@
 //! The history of rsync runs.
 
-use mirror_common::api::{RunStats, RunStatus, Trigger};
+use mirror_common::api::{ProjectId, RunStats, RunStatus, Trigger};
+use mirror_common::time::Timestamp;
 
 use super::Db;
-
-/// RFC 3339 with milliseconds: run times are compared at sub-second precision (dispatch delay).
-pub fn now_ms() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunRow {
     pub id: i64,
-    pub project_id: String,
+    pub project_id: ProjectId,
     pub trigger: Trigger,
     pub status: RunStatus,
-    pub scheduled_for: Option<String>,
-    pub queued_at: String,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
+    pub scheduled_for: Option<Timestamp>,
+    pub queued_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
     pub exit_code: Option<i64>,
     pub attempts: i64,
     pub message: Option<String>,
@@ -49,9 +45,9 @@ const INSERT_CHUNK: usize = 500;
 /// refused by the foreign key and fails alone.
 pub async fn insert_queued(
     db: &Db,
-    project_ids: &[&str],
+    project_ids: &[&ProjectId],
     trigger: Trigger,
-    scheduled_for: Option<&str>,
+    scheduled_for: Option<Timestamp>,
 ) -> Vec<sqlx::Result<i64>> {
     let mut results = Vec::with_capacity(project_ids.len());
     for chunk in project_ids.chunks(INSERT_CHUNK) {
@@ -73,20 +69,20 @@ pub async fn insert_queued(
 /// The new ids, in the order of `project_ids` (RETURNING gives rows in no set order).
 async fn insert_chunk(
     db: &Db,
-    project_ids: &[&str],
+    project_ids: &[&ProjectId],
     trigger: Trigger,
-    scheduled_for: Option<&str>,
+    scheduled_for: Option<Timestamp>,
 ) -> sqlx::Result<Vec<i64>> {
     let rows = vec!["(?, ?, 'queued', ?, ?)"; project_ids.len()].join(", ");
     let sql = format!(
         "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES {rows} RETURNING id, project_id"
     );
-    let queued_at = now_ms();
-    let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
+    let queued_at = super::now();
+    let mut query = sqlx::query_as::<_, (i64, ProjectId)>(sqlx::AssertSqlSafe(sql));
     for id in project_ids {
-        query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(&queued_at);
+        query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(queued_at);
     }
-    let by_project: std::collections::HashMap<String, i64> =
+    let by_project: std::collections::HashMap<ProjectId, i64> =
         query.fetch_all(&db.write).await?.into_iter().map(|(id, project)| (project, id)).collect();
     project_ids.iter().map(|p| by_project.get(*p).copied().ok_or_else(|| sqlx::Error::RowNotFound)).collect()
 }
@@ -98,7 +94,7 @@ pub async fn mark_running(db: &Db, id: i64, pid: u32, attempts: u32, log_file: &
         "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), pid = ?, attempts = ?, \
          log_file = ? WHERE id = ? AND status IN ('queued', 'running')",
     )
-    .bind(now_ms())
+    .bind(super::now())
     .bind(i64::from(pid))
     .bind(i64::from(attempts))
     .bind(log_file)
@@ -109,7 +105,7 @@ pub async fn mark_running(db: &Db, id: i64, pid: u32, attempts: u32, log_file: &
 }
 
 /// The latest fire of a project's schedule that produced a run.
-pub async fn last_scheduled_fire(db: &Db, project_id: &str) -> sqlx::Result<Option<String>> {
+pub async fn last_scheduled_fire(db: &Db, project_id: &str) -> sqlx::Result<Option<Timestamp>> {
     sqlx::query_scalar("SELECT MAX(scheduled_for) FROM runs WHERE project_id = ? AND scheduled_for IS NOT NULL")
         .bind(project_id)
         .fetch_one(&db.read)
@@ -138,7 +134,7 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
          log_tail = ?, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = ?",
     )
     .bind(f.status)
-    .bind(now_ms())
+    .bind(super::now())
     .bind(f.exit_code)
     .bind(i64::from(f.attempts))
     .bind(f.message)
@@ -190,7 +186,7 @@ pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<Vec<Unfinished>> {
         "UPDATE runs SET status = 'interrupted', ended_at = ?, pid = NULL, \
          message = 'the master stopped during this run' WHERE status IN ('queued', 'running')",
     )
-    .bind(now_ms())
+    .bind(super::now())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -225,7 +221,7 @@ pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
 }
 
 /// When the project's latest successful run ended.
-pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<String>> {
+pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<Timestamp>> {
     sqlx::query_scalar(
         "SELECT MAX(ended_at) FROM runs WHERE project_id = ? AND status = 'success' AND ended_at IS NOT NULL",
     )
@@ -235,7 +231,7 @@ pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<Stri
 }
 
 /// (project, end time) of every project's latest successful run.
-pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(ProjectId, Timestamp)>> {
     sqlx::query_as(
         "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
          GROUP BY project_id",
@@ -245,7 +241,7 @@ pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(String, Stri
 }
 
 /// The latest run of each of `ids` that has one.
-pub async fn latest_of(db: &Db, ids: &[String]) -> sqlx::Result<Vec<RunRow>> {
+pub async fn latest_of(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<RunRow>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {LIST_COLUMNS} FROM runs WHERE id IN \
@@ -257,7 +253,7 @@ pub async fn latest_of(db: &Db, ids: &[String]) -> sqlx::Result<Vec<RunRow>> {
 }
 
 /// (project, end time) of the latest successful run of each of `ids` that has one.
-pub async fn last_success_of(db: &Db, ids: &[String]) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn last_success_of(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<(ProjectId, Timestamp)>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query_as(
         "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
@@ -297,7 +293,11 @@ mod tests {
         let db = db_with_projects(dir.path(), &ids).await;
         // One project that does not exist, in the middle of the second chunk.
         ids.insert(700, "gone");
-        let results = insert_queued(&db, &ids, Trigger::Schedule, Some("2026-01-01T00:00:00.000Z")).await;
+        let typed: Vec<ProjectId> = ids.iter().map(|id| ProjectId::parse(*id).unwrap()).collect();
+        let typed: Vec<&ProjectId> = typed.iter().collect();
+        let results =
+            insert_queued(&db, &typed, Trigger::Schedule, Some(Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap()))
+                .await;
         assert_eq!(results.len(), ids.len());
         for (project, result) in ids.iter().zip(&results) {
             match result {

@@ -1,15 +1,17 @@
 //! Slaves the master notifies.
 
 use mirror_common::Secret;
+use mirror_common::api::Host;
+use mirror_common::time::Timestamp;
 
 use super::{Db, now};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SlaveRow {
-    pub hostname: String,
+    pub hostname: Host,
     pub port: i64,
-    pub added_at: String,
-    pub last_seen: Option<String>,
+    pub added_at: Timestamp,
+    pub last_seen: Option<Timestamp>,
     /// The slave's own credential; `None` for a slave added before per-slave tokens.
     pub token: Option<Secret>,
 }
@@ -71,7 +73,7 @@ pub async fn remove(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
 /// The slave answered: a notification, a report or a status check.
 pub async fn seen(db: &Db, hostname: &str, port: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE slaves SET last_seen = ? WHERE hostname = ? AND port = ?")
-        .bind(super::runs::now_ms())
+        .bind(super::now())
         .bind(hostname)
         .bind(port)
         .execute(&db.write)

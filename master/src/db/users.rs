@@ -1,13 +1,16 @@
 //! API users.
 
+use mirror_common::api::{Name, Role};
+use mirror_common::time::Timestamp;
+
 use super::{Db, now};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
-    pub username: String,
+    pub username: Name,
     pub password_hash: String,
-    pub role: String,
-    pub created_at: String,
+    pub role: Role,
+    pub created_at: Timestamp,
     /// Tokens carry it; a new one (password or role changed, user re-created) revokes them.
     pub token_stamp: String,
 }
@@ -37,7 +40,7 @@ pub async fn count(db: &Db) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&db.read).await
 }
 
-pub async fn insert(db: &Db, username: &str, password_hash: &str, role: &str) -> sqlx::Result<()> {
+pub async fn insert(db: &Db, username: &Name, password_hash: &str, role: Role) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO users (username, password_hash, role, created_at, token_stamp) VALUES (?, ?, ?, ?, ?)")
         .bind(username)
         .bind(password_hash)
@@ -62,7 +65,7 @@ pub async fn update(
     db: &Db,
     username: &str,
     password_hash: Option<&str>,
-    role: Option<&str>,
+    role: Option<Role>,
 ) -> sqlx::Result<UpdateOutcome> {
     let done = sqlx::query(
         "UPDATE users SET password_hash = COALESCE(?2, password_hash), role = COALESCE(?3, role), token_stamp = ?4 \

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use mirror_common::api::Role;
+use mirror_common::api::{ProjectId, Role};
 
 use super::error::ApiError;
 use crate::auth::Principal;
@@ -42,38 +42,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
-    de.end().map_err(|e| ApiError::BadJson { field: None, message: strip_position(&e.to_string()) })?;
-    Ok(value)
+    mirror_common::parse_json(bytes).map_err(rejected)
 }
 
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(json_error)
+    mirror_common::from_json_value(value).map_err(rejected)
 }
 
-fn json_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ApiError {
-    let path = e.path().to_string();
-    let message = strip_position(&e.inner().to_string());
-    // serde names a missing or unknown field only in its message.
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|p| message.strip_prefix(p))
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned);
-    let field = match (path.as_str(), named) {
-        ("." | "?", Some(n)) => Some(n),
-        ("." | "?", None) => None,
-        (p, Some(n)) if !p.ends_with(&n) => Some(format!("{p}.{n}")),
-        (p, _) => Some(p.to_owned()),
-    };
-    ApiError::BadJson { field, message }
-}
-
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
+/// A value that broke its type's rule is an `invalid_field`; a document of the wrong shape is `bad_json`.
+fn rejected(r: mirror_common::JsonRejection) -> ApiError {
+    match (r.invalid_value, r.field) {
+        (true, Some(field)) => ApiError::Field(mirror_common::FieldError::new(field, r.message)),
+        (_, field) => ApiError::BadJson { field, message: r.message },
     }
 }
 
@@ -118,13 +98,13 @@ impl FromRequestParts<AppState> for RootCaller {
 }
 
 /// The id from `?id=` (or `?project=`, which the 2014 README also used).
-pub fn id_param(query: &QueryMap) -> Result<String, ApiError> {
-    query
+pub fn id_param(query: &QueryMap) -> Result<ProjectId, ApiError> {
+    let id = query
         .0
         .get("id")
         .or_else(|| query.0.get("project"))
-        .cloned()
-        .ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))
+        .ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))?;
+    ProjectId::parse(id.as_str()).map_err(|m| ApiError::field("id", m))
 }
 
 /// The query string as a map; a malformed one is a 400.
@@ -138,40 +118,5 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
             .await
             .map(|Query(m)| QueryMap(m))
             .map_err(|e| ApiError::BadJson { field: None, message: format!("bad query string: {e}") })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mirror_common::api::AddProject;
-
-    fn field_of(body: &str) -> Option<String> {
-        match parse_json::<AddProject>(body.as_bytes()) {
-            Err(ApiError::BadJson { field, .. }) => field,
-            other => panic!("{body}: {:?}", other.map(|_| ())),
-        }
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        assert_eq!(field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m"}"#).as_deref(), Some("dest"));
-        assert_eq!(
-            field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m","dest":"d","colour":1}"#).as_deref(),
-            Some("colour")
-        );
-        assert_eq!(field_of(r#"{"project":5}"#).as_deref(), Some("project"));
-        assert_eq!(
-            field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m","dest":"d","cron_options":{"minute":[1]}}"#)
-                .as_deref(),
-            Some("cron_options.minute")
-        );
-        assert_eq!(
-            field_of(r#"{"project":"a","rsync_host":"h","rsync_module":"m","dest":"d","cron_options":{"minit":1}}"#)
-                .as_deref(),
-            Some("cron_options.minit")
-        );
-        assert_eq!(field_of(r#"{"project":"a""#), None);
-        assert_eq!(field_of(r#""hello""#), None);
     }
 }

@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use mirror_common::api::{
-    AddProject, Done, NEXT_FIRES, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId, ProjectRemoved,
-    ProjectUpdated, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, UpdateProjectBasic,
+    AddProject, Done, NEXT_FIRES, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId, ProjectRef, ProjectRemoved,
+    ProjectUpdated, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, Timestamp, UpdateProjectBasic,
 };
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use serde_json::Value;
@@ -85,7 +85,7 @@ pub async fn get_project(
     // The fire times are CPU work (bounded): off the async workers, as every schedule computation.
     let public = caller.is_none();
     let body = tokio::task::spawn_blocking(move || {
-        let project = project_view(&row, now, runs.first(), last_success.as_ref()).map_err(ApiError::Internal)?;
+        let project = project_view(&row, now, runs.first(), last_success).map_err(ApiError::Internal)?;
         let next_fire_times = next_fires(&row, now)?;
         let recent_runs = runs.iter().map(|r| run_view(r, false));
         if public {
@@ -101,7 +101,7 @@ pub async fn get_project(
 }
 
 /// The next [`NEXT_FIRES`] fire times of an enabled, scheduled project.
-fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<String>, ApiError> {
+fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<Timestamp>, ApiError> {
     let Some(spec) = row.schedule.as_deref().filter(|_| row.enabled) else { return Ok(Vec::new()) };
     let spec: ScheduleSpec = serde_json::from_str(spec).map_err(|e| ApiError::Internal(e.into()))?;
     let schedule = Schedule::from_spec(spec)
@@ -110,7 +110,7 @@ fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<String>, ApiEr
     let mut after = now;
     while fires.len() < NEXT_FIRES {
         let Some(t) = schedule.next_fire_at_or_after(after) else { break };
-        fires.push(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        fires.push(Timestamp::from(t));
         after = t + chrono::Duration::seconds(1);
     }
     Ok(fires)
@@ -123,14 +123,14 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError>
 pub async fn remove_project(
     State(state): State<AppState>,
     Caller(_): Caller,
-    ApiJson(req): ApiJson<ProjectId>,
+    ApiJson(req): ApiJson<ProjectRef>,
 ) -> Result<Json<Done<ProjectRemoved>>, ApiError> {
     let id = req.id.clone();
     detached(async move { state.projects.remove(&id).await }).await?;
     Ok(Json(Done::new("remove_project", ProjectRemoved { id: req.id })))
 }
 
-async fn set_enabled(state: &AppState, id: String, enabled: bool) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
+async fn set_enabled(state: &AppState, id: ProjectId, enabled: bool) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     let method = if enabled { "enable_project" } else { "disable_project" };
     let state = state.clone();
     let row = detached(async move { state.projects.set_enabled(&id, enabled).await }).await?;
@@ -154,11 +154,9 @@ pub async fn disable_project(
 }
 
 /// The 2014 README's own example, `/disable_project/id=ubuntu`, put the id in the path.
-fn id_from_path(arg: &str) -> Result<String, ApiError> {
-    arg.strip_prefix("id=")
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))
+fn id_from_path(arg: &str) -> Result<ProjectId, ApiError> {
+    let id = arg.strip_prefix("id=").ok_or_else(|| ApiError::field("id", "missing: pass ?id=<project id>"))?;
+    ProjectId::parse(id).map_err(|m| ApiError::field("id", m))
 }
 
 pub async fn enable_project_path(
@@ -200,7 +198,7 @@ pub async fn update_project_schedule(
     ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
 ) -> Result<Json<Done<ScheduleReplaced>>, ApiError> {
     let id = match body.remove("id") {
-        Some(Value::String(s)) => s,
+        Some(Value::String(s)) => ProjectId::parse(s).map_err(|m| ApiError::field("id", m))?,
         Some(_) => return Err(ApiError::field("id", "must be a string")),
         None => return Err(ApiError::BadJson { field: Some("id".into()), message: "missing field `id`".into() }),
     };

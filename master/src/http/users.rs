@@ -61,11 +61,5 @@ pub async fn get_token(State(state): State<AppState>, Caller(caller): Caller) ->
         Some(_) => u64::try_from((expires - chrono::Utc::now()).num_seconds()).unwrap_or(0),
         None => state.auth.token_ttl.as_secs(),
     };
-    Ok(Json(TokenResponse {
-        method: "get_token".into(),
-        success: true,
-        token,
-        duration,
-        expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    }))
+    Ok(Json(TokenResponse { method: "get_token".into(), success: true, token, duration, expires_at: expires.into() }))
 }

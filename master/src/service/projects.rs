@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mirror_common::Secret;
-use mirror_common::api::{AddProject, Port, UpdateProjectBasic, is_valid_host, is_valid_id};
+use mirror_common::api::{AddProject, Port, UpdateProjectBasic};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
+use mirror_common::names::ProjectId;
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 
 use crate::db::{self, Db, projects::ProjectRow};
@@ -28,32 +29,9 @@ fn check_text(field: &'static str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_id(field: &'static str, id: &str) -> Result<(), Error> {
-    if !is_valid_id(id) {
-        return Err(Error::field(field, format!("'{}' is not a valid id: use [A-Za-z0-9._-]+", id.escape_debug())));
-    }
-    Ok(())
-}
-
-/// A host name, an IPv4 address or an IPv6 address. Never something rsync could read as an option.
-pub fn check_host(host: &str) -> Result<(), Error> {
-    if is_valid_host(host) {
-        return Ok(());
-    }
-    Err(Error::field("rsync_host", format!("'{}' is not a host name or IP address", host.escape_debug())))
-}
-
-/// `module` or `module/path/inside`: no `..`, no control characters.
-pub fn check_module(module: &str) -> Result<(), Error> {
-    check_text("rsync_module", module)?;
-    let (name, path) = module.split_once('/').unwrap_or((module, ""));
-    if !is_valid_id(name) {
-        return Err(Error::field("rsync_module", format!("module name '{name}' must match [A-Za-z0-9._-]+")));
-    }
-    if path.split('/').any(|seg| seg == "..") {
-        return Err(Error::field("rsync_module", "the path inside the module must not contain '..'"));
-    }
-    Ok(())
+/// A project's name as its id, when it can be one.
+fn derived_id(project: &str, why_not: &'static str) -> Result<ProjectId, Error> {
+    ProjectId::parse(project).map_err(|_| Error::field("project", why_not))
 }
 
 fn check_password(password: Option<Secret>) -> Result<Option<Secret>, Error> {
@@ -61,15 +39,6 @@ fn check_password(password: Option<Secret>) -> Result<Option<Secret>, Error> {
         Some(p) if p.expose().is_empty() => Ok(None),
         Some(p) if p.expose().len() > MAX_TEXT || p.expose().contains(['\0', '\n', '\r']) => {
             Err(Error::field("rsync_password", "is too long or contains a newline or NUL"))
-        }
-        other => Ok(other),
-    }
-}
-
-fn check_user(user: Option<String>) -> Result<Option<String>, Error> {
-    match user {
-        Some(u) if !is_valid_id(&u) => {
-            Err(Error::field("rsync_user", "must match [A-Za-z0-9._-]+ and not start with '-'"))
         }
         other => Ok(other),
     }
@@ -166,24 +135,11 @@ impl Projects {
         let now = Utc::now();
         check_text("project", &req.project)?;
         let (id, id_derived) = match &req.id {
-            Some(id) => {
-                check_id("id", id)?;
-                (id.clone(), false)
-            }
-            None => {
-                if !is_valid_id(&req.project) {
-                    return Err(Error::field(
-                        "project",
-                        "cannot serve as the id ([A-Za-z0-9._-]+): give an explicit id",
-                    ));
-                }
-                (req.project.clone(), true)
-            }
+            Some(id) => (id.clone(), false),
+            None => (derived_id(&req.project, "cannot serve as the id ([A-Za-z0-9._-]+): give an explicit id")?, true),
         };
-        check_host(&req.rsync_host)?;
-        check_module(&req.rsync_module)?;
         let rsync_password = check_password(req.rsync_password)?;
-        let rsync_user = check_user(req.rsync_user)?;
+        let rsync_user = req.rsync_user;
         let timeout_secs = check_timeout(req.timeout_secs)?;
         let schedule = schedule_from(req.cron_options, now).await?;
         let rsync_options = self.options(req.rsync_options.as_ref())?;
@@ -200,7 +156,7 @@ impl Projects {
             schedule: schedule.as_ref().map(to_json).transpose()?,
             rsync_options: to_json(&rsync_options)?,
             enabled: req.enabled.unwrap_or(true),
-            created_at: stamp.clone(),
+            created_at: stamp,
             updated_at: stamp,
             rsync_user,
             rsync_port: port_column(req.rsync_port),
@@ -227,14 +183,8 @@ impl Projects {
         if let Some(p) = &req.project {
             check_text("project", p)?;
         }
-        if let Some(h) = &req.rsync_host {
-            check_host(h)?;
-        }
-        if let Some(m) = &req.rsync_module {
-            check_module(m)?;
-        }
         let password = req.rsync_password.map(check_password).transpose()?;
-        let user = req.rsync_user.map(check_user).transpose()?;
+        let user = req.rsync_user;
         let timeout = req.timeout_secs.map(check_timeout).transpose()?;
         let options = req.rsync_options.as_ref().map(|o| self.options(Some(o))).transpose()?;
         let dest = match &req.dest {
@@ -247,19 +197,14 @@ impl Projects {
         if let Some(p) = req.project {
             // As the 2014 API documents: an id derived from the name follows a new name.
             if old.id_derived && p != old.project {
-                if !is_valid_id(&p) {
-                    return Err(Error::field(
-                        "project",
-                        "cannot serve as the id ([A-Za-z0-9._-]+) this project's id follows",
-                    ));
-                }
-                if db::projects::get(&mut *tx, &p).await?.is_some() {
+                let new_id = derived_id(&p, "cannot serve as the id ([A-Za-z0-9._-]+) this project's id follows")?;
+                if db::projects::get(&mut *tx, &new_id).await?.is_some() {
                     return Err(Error::conflict(
                         "project",
                         format!("renaming would change the id to '{p}', which exists"),
                     ));
                 }
-                row.id = p.clone();
+                row.id = new_id;
             }
             row.project = p;
         }
@@ -299,7 +244,7 @@ impl Projects {
     /// `POST /update_project/schedule/`: replaces the whole schedule (none: manual runs only).
     /// Field errors name the fields as the flat 2014 payload does (`minute`, not
     /// `cron_options.minute`).
-    pub async fn replace_schedule(&self, id: &str, opts: CronOptions) -> Result<ProjectRow, Error> {
+    pub async fn replace_schedule(&self, id: &ProjectId, opts: CronOptions) -> Result<ProjectRow, Error> {
         let spec = schedule_from(Some(opts), Utc::now()).await.map_err(|e| match e {
             Error::Field(mut f) => {
                 f.field = f.field.strip_prefix("cron_options.").map(str::to_owned).unwrap_or(f.field);
@@ -316,7 +261,7 @@ impl Projects {
     }
 
     /// `enable_project` / `disable_project`.
-    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<ProjectRow, Error> {
+    pub async fn set_enabled(&self, id: &ProjectId, enabled: bool) -> Result<ProjectRow, Error> {
         let mut tx = begin(&self.db).await?;
         let mut row = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
         row.enabled = enabled;
@@ -327,12 +272,12 @@ impl Projects {
 
     /// `POST /remove_project/`: the project, its history and its live schedule go; a run of it
     /// that is going is stopped.
-    pub async fn remove(&self, id: &str) -> Result<(), Error> {
+    pub async fn remove(&self, id: &ProjectId) -> Result<(), Error> {
         if !db::projects::remove(&self.db, id).await? {
             return Err(not_found(id));
         }
         tracing::info!(project.id = %id, "project removed");
-        self.events.publish(Change::ProjectRemoved { id: id.to_owned() });
+        self.events.publish(Change::ProjectRemoved { id: id.clone() });
         Ok(())
     }
 
@@ -340,7 +285,7 @@ impl Projects {
     async fn save(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-        old_id: &str,
+        old_id: &ProjectId,
         row: &ProjectRow,
     ) -> Result<ProjectRow, Error> {
         if !db::projects::update(&mut *tx, old_id, row).await.map_err(|e| store_error(e, &row.id))? {
@@ -348,8 +293,8 @@ impl Projects {
         }
         let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
         tx.commit().await?;
-        if saved.id != old_id {
-            self.events.publish(Change::ProjectRenamed { from: old_id.to_owned(), to: saved.id.clone() });
+        if saved.id != *old_id {
+            self.events.publish(Change::ProjectRenamed { from: old_id.clone(), to: saved.id.clone() });
         }
         self.events.publish(Change::ProjectSaved(saved.clone()));
         Ok(saved)
@@ -411,12 +356,12 @@ mod tests {
         // Two adds of the same id at once: exactly one wins.
         let (a, b) = tokio::join!(projects.add(add("twin", "twin-a")), projects.add(add("twin", "twin-b")));
         assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1);
-        projects.set_enabled("fedora", false).await.unwrap();
+        projects.set_enabled(&ProjectId::from_static("fedora"), false).await.unwrap();
         let rename: UpdateProjectBasic =
             serde_json::from_value(serde_json::json!({"id": "fedora", "project": "fedora2"})).unwrap();
         assert_eq!(projects.update_basic(rename).await.unwrap().id, "fedora2");
-        projects.remove("fedora2").await.unwrap();
-        assert!(matches!(projects.remove("fedora2").await, Err(Error::NotFound { .. })));
+        projects.remove(&ProjectId::from_static("fedora2")).await.unwrap();
+        assert!(matches!(projects.remove(&ProjectId::from_static("fedora2")).await, Err(Error::NotFound { .. })));
         let heard = heard.0.lock().unwrap().clone();
         assert_eq!(
             heard,
@@ -437,31 +382,11 @@ mod tests {
         let (projects, _) = service(dir.path()).await;
         projects.add(add("debian", "debian")).await.unwrap();
         let opts: CronOptions = serde_json::from_value(serde_json::json!({"minute": "99"})).unwrap();
-        match projects.replace_schedule("debian", opts).await {
+        match projects.replace_schedule(&ProjectId::from_static("debian"), opts).await {
             Err(Error::Field(f)) => assert_eq!(f.field, "minute"),
             other => panic!("{other:?}"),
         }
         let none: CronOptions = serde_json::from_value(serde_json::json!({})).unwrap();
-        assert_eq!(projects.replace_schedule("debian", none).await.unwrap().schedule, None);
-    }
-
-    #[test]
-    fn hosts() {
-        for ok in ["rsync.fedora.org", "localhost", "10.0.0.1", "::1", "ftp-1.osuosl.org"] {
-            assert!(check_host(ok).is_ok(), "{ok}");
-        }
-        for bad in ["-e.example", "a b", "", "host;rm", "a..b", "[::1]", "host::mod", "-oProxyCommand=x"] {
-            assert!(check_host(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn modules() {
-        for ok in ["fedora", "fedora/linux/releases", "debian-cd/12.0"] {
-            assert!(check_module(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "../x", "mod/../../etc", "mod\nx", "a b/c", "/abs"] {
-            assert!(check_module(bad).is_err(), "{bad}");
-        }
+        assert_eq!(projects.replace_schedule(&ProjectId::from_static("debian"), none).await.unwrap().schedule, None);
     }
 }

@@ -158,7 +158,7 @@ impl Slaves {
                     })
                     .collect();
                 SlaveView {
-                    healthy: self.cluster.healthy(r.last_seen.as_deref()),
+                    healthy: self.cluster.healthy(r.last_seen),
                     name: slave_name(&r.hostname, r.port),
                     token_issued: r.token.is_some(),
                     hostname: r.hostname,
@@ -183,7 +183,7 @@ impl Slaves {
             .enumerate()
             .map(|(i, p)| SlavePropagation {
                 slave: if public { format!("slave-{}", i + 1) } else { slave_name(&p.hostname, p.port) },
-                healthy: self.cluster.healthy(p.last_seen.as_deref()),
+                healthy: self.cluster.healthy(p.last_seen),
                 generation: p.served,
                 served_at: p.served_at,
                 lag: project.generation - p.served,

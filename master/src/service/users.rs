@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mirror_common::Secret;
-use mirror_common::api::{Role, UpdateUser, UserView, is_valid_id};
+use mirror_common::api::{Name, Role, UpdateUser, UserView};
 
 use crate::auth::{Principal, hash_password};
 use crate::db::{self, Db, users::RemoveOutcome, users::UpdateOutcome};
@@ -17,14 +17,6 @@ pub struct Users {
     /// Caps concurrent argon2 work (shared with the logins' verifications).
     pub hasher: Arc<crate::auth::Hashers>,
     pub events: Arc<Events>,
-}
-
-/// Checks a new user's name and password.
-pub fn check_new_user(username: &str, password: &Secret) -> Result<(), Error> {
-    if !is_valid_id(username) {
-        return Err(Error::field("username", "must match [A-Za-z0-9._-]+ and not start with '-'"));
-    }
-    check_password(password)
 }
 
 fn check_password(password: &Secret) -> Result<(), Error> {
@@ -41,10 +33,10 @@ fn no_user(username: &str) -> Error {
 
 impl Users {
     /// Creates a user; a duplicate name is a conflict.
-    pub async fn create(&self, username: &str, password: Secret, role: Role) -> Result<(), Error> {
-        check_new_user(username, &password)?;
+    pub async fn create(&self, username: &Name, password: Secret, role: Role) -> Result<(), Error> {
+        check_password(&password)?;
         let hash = hash_password(&password, &self.hasher).await?;
-        db::users::insert(&self.db, username, &hash, role.as_str()).await.map_err(|e| {
+        db::users::insert(&self.db, username, &hash, role).await.map_err(|e| {
             if db::is_unique_violation(&e) {
                 Error::conflict("username", format!("user '{username}' already exists"))
             } else {
@@ -52,7 +44,7 @@ impl Users {
             }
         })?;
         // A user of the same name removed earlier may still have a cached login.
-        self.events.publish(Change::UserChanged { username: username.to_owned() });
+        self.events.publish(Change::UserChanged { username: username.clone() });
         tracing::info!(user.name = %username, user.role = role.as_str(), "user created");
         Ok(())
     }
@@ -78,7 +70,7 @@ impl Users {
             }
             None => None,
         };
-        match db::users::update(&self.db, &req.username, hash.as_deref(), req.role.map(Role::as_str)).await? {
+        match db::users::update(&self.db, &req.username, hash.as_deref(), req.role).await? {
             UpdateOutcome::Updated => {}
             UpdateOutcome::NotFound => return Err(no_user(&req.username)),
             UpdateOutcome::LastRoot => {
@@ -91,7 +83,7 @@ impl Users {
     }
 
     /// Removes a user (never the last root); its logins and tokens stop working at once.
-    pub async fn remove(&self, username: &str) -> Result<(), Error> {
+    pub async fn remove(&self, username: &Name) -> Result<(), Error> {
         match db::users::remove(&self.db, username).await? {
             RemoveOutcome::Removed => {}
             RemoveOutcome::NotFound => return Err(no_user(username)),
@@ -99,20 +91,16 @@ impl Users {
                 return Err(Error::conflict("username", "this is the last root user; create another root first"));
             }
         }
-        self.events.publish(Change::UserChanged { username: username.to_owned() });
+        self.events.publish(Change::UserChanged { username: username.clone() });
         tracing::info!(user.name = %username, "user removed");
         Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<UserView>, Error> {
-        db::users::list(&self.db)
+        Ok(db::users::list(&self.db)
             .await?
             .into_iter()
-            .map(|r| {
-                let role =
-                    Role::parse(&r.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role", r.username))?;
-                Ok(UserView { username: r.username, role, created_at: r.created_at })
-            })
-            .collect()
+            .map(|r| UserView { username: r.username, role: r.role, created_at: r.created_at })
+            .collect())
     }
 }

@@ -1,0 +1,144 @@
+//! The runs service: starting a run by hand, and reading the history, with the rule of who may
+//! read it (anyone when `public_read`, otherwise a logged-in caller; rsync's output only for one).
+
+use std::sync::Arc;
+
+use mirror_common::api::{ProjectId, RunView};
+
+use crate::auth::Principal;
+use crate::db::{self, Db};
+use crate::error::Error;
+use crate::runner::{Runner, Trigger};
+use crate::views::run_view;
+
+/// The most runs one listing returns.
+pub const MAX_LIST: i64 = 1000;
+
+pub struct Runs {
+    pub db: Db,
+    pub runner: Arc<Runner>,
+    /// Whether callers who are not logged in may read the history.
+    pub public_read: bool,
+}
+
+impl Runs {
+    /// `/syncup/`: queues a run of the project now and returns its id. The trigger runs to its end
+    /// even if the caller goes away: a request dropped between the run's row and its place in the
+    /// queue would leave the project marked as running for good.
+    pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<i64, Error> {
+        let (runner, project) = (self.runner.clone(), id.clone());
+        let run_id = tokio::spawn(async move { runner.trigger(&project, Trigger::Manual, None).await })
+            .await
+            .map_err(|e| Error::Internal(e.into()))??;
+        tracing::info!(project.id = %id, run.id = run_id, user.name = %caller.username, "manual run started");
+        Ok(run_id)
+    }
+
+    fn may_read(&self, reader: Option<&Principal>) -> Result<(), Error> {
+        if !self.public_read && reader.is_none() {
+            return Err(Error::Unauthorized("reading runs needs a login on this master"));
+        }
+        Ok(())
+    }
+
+    /// Newest first, without output; `limit` from 1 to [`MAX_LIST`].
+    pub async fn list(
+        &self,
+        reader: Option<&Principal>,
+        project: Option<&ProjectId>,
+        limit: i64,
+    ) -> Result<Vec<RunView>, Error> {
+        self.may_read(reader)?;
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(Error::field("limit", format!("must be a number from 1 to {MAX_LIST}")));
+        }
+        let rows = db::runs::list(&self.db, project.map(ProjectId::as_str), limit).await?;
+        let public = reader.is_none();
+        Ok(rows.iter().map(|r| run_view(r, false)).map(|v| if public { v.public() } else { v }).collect())
+    }
+
+    /// One run; with the last 64 KiB of its output for a logged-in caller (rsync's output names
+    /// local paths, symlink targets and files).
+    pub async fn get(&self, reader: Option<&Principal>, id: i64) -> Result<RunView, Error> {
+        self.may_read(reader)?;
+        let row = db::runs::get(&self.db, id).await?.ok_or_else(|| Error::not_found("id", format!("no run {id}")))?;
+        let view = run_view(&row, reader.is_some());
+        Ok(if reader.is_none() { view.public() } else { view })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::events::Events;
+    use crate::runner::RunnerConfig;
+    use mirror_common::api::{Name, Role, RunStatus};
+
+    async fn runs(dir: &std::path::Path, public_read: bool) -> (Runs, Db) {
+        let db = crate::db::connect(&dir.join("t.db")).await.unwrap();
+        let settings = Settings { mirror_root: dir.join("mirror"), log_dir: dir.join("logs"), ..Settings::default() };
+        std::fs::create_dir_all(&settings.mirror_root).unwrap();
+        // `false` stands in for rsync: a run starts, fails at once, and is recorded.
+        let cfg = RunnerConfig { rsync_path: "/bin/false".into(), retries: 0, ..RunnerConfig::from(&settings) };
+        let runner = Runner::new(db.clone(), cfg, 1, Arc::new(Events::default()));
+        (Runs { db: db.clone(), runner, public_read }, db)
+    }
+
+    fn root() -> Principal {
+        Principal { username: Name::from_static("root"), role: Role::Root, token_expires: None }
+    }
+
+    #[tokio::test]
+    async fn reading_follows_public_read_and_limits_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _) = runs(dir.path(), false).await;
+        assert!(matches!(private.list(None, None, 10).await, Err(Error::Unauthorized(_))));
+        assert!(matches!(private.get(None, 1).await, Err(Error::Unauthorized(_))));
+        assert!(private.list(Some(&root()), None, 10).await.unwrap().is_empty());
+        for bad in [0, MAX_LIST + 1] {
+            match private.list(Some(&root()), None, bad).await {
+                Err(Error::Field(f)) => assert_eq!(f.field, "limit"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(private.get(Some(&root()), 7).await, Err(Error::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_run_of_a_missing_project_is_not_found_and_a_started_one_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runs, db) = runs(dir.path(), true).await;
+        let gone = ProjectId::from_static("gone");
+        assert!(matches!(runs.start(&root(), &gone).await, Err(Error::NotFound { .. })));
+        sqlx::query(
+            "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_options, enabled, \
+             created_at, updated_at) VALUES ('p', 'p', 1, 'h', 'm', ?, ?, 1, ?, ?)",
+        )
+        .bind(dir.path().join("mirror/p").to_str().unwrap())
+        .bind(serde_json::to_string(&mirror_common::rsync_opts::RsyncOptions::default()).unwrap())
+        .bind(crate::db::now())
+        .bind(crate::db::now())
+        .execute(&db.write)
+        .await
+        .unwrap();
+        let id = ProjectId::from_static("p");
+        let run_id = runs.start(&root(), &id).await.unwrap();
+        let listed = runs.list(None, Some(&id), 10).await.unwrap();
+        assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![run_id]);
+        // Anonymous readers never get rsync's output.
+        assert!(runs.get(None, run_id).await.unwrap().log_tail.is_none());
+        let ended = async {
+            loop {
+                let run = runs.get(Some(&root()), run_id).await.unwrap();
+                if !matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+                    return run;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(20), ended).await.unwrap();
+        assert_eq!(finished.status, RunStatus::Failed, "{finished:?}");
+        assert!(finished.log_tail.is_some());
+    }
+}
