@@ -17,6 +17,31 @@ macro_rules! sqlite_text {
     };
 }
 
+/// Stores a serde type as JSON text in SQLite: written once, read back into the type (a row that
+/// does not parse is a decode error, never a half-read value).
+#[cfg(feature = "sqlx")]
+macro_rules! sqlite_json {
+    ($name:ty) => {
+        sqlite_text!($name);
+
+        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
+            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
+                Ok(serde_json::from_str(text)?)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<sqlx::Sqlite>>::encode(serde_json::to_string(self)?, buf)
+            }
+        }
+    };
+}
+
 pub mod api;
 pub mod cron;
 pub mod dates;
@@ -26,6 +51,11 @@ pub mod rsync_opts;
 pub mod secret;
 pub mod status;
 pub mod time;
+
+#[cfg(feature = "sqlx")]
+sqlite_json!(cron::ScheduleSpec);
+#[cfg(feature = "sqlx")]
+sqlite_json!(rsync_opts::RsyncOptions);
 
 pub use error::{ErrorBody, FieldError, JsonRejection, from_json_value, parse_json};
 pub use secret::Secret;

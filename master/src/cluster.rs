@@ -11,7 +11,6 @@ use mirror_common::Secret;
 use mirror_common::api::{
     CompletionReport, DeliveryStatus, MirrorPath, ProjectId, RsyncSource, SyncAccepted, SyncRequest, SyncState,
 };
-use mirror_common::rsync_opts::RsyncOptions;
 use mirror_common::time::Timestamp;
 use tokio::sync::{Notify, watch};
 
@@ -119,12 +118,11 @@ impl Cluster {
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("dest is not UTF-8"))?;
         let path = MirrorPath::parse(path).map_err(|e| anyhow::anyhow!("dest {}: {e}", project.dest))?;
-        let options: RsyncOptions = serde_json::from_str(&project.rsync_options)?;
         Ok(SyncRequest {
             slave: slave_name(&slave.hostname, slave.port),
             project: project.id.clone(),
             path,
-            options: options.layered(),
+            options: project.rsync_options.layered(),
             generation: project.generation,
             source: self.source.clone(),
         })

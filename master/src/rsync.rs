@@ -1,7 +1,7 @@
 //! The argv of a project's rsync: `rsync <defaults> <basic> <delete> --stats <source> <dest>/`.
 
 use mirror_common::api::is_valid_id;
-use mirror_common::rsync_opts::{RsyncOptions, rsync_argv};
+use mirror_common::rsync_opts::rsync_argv;
 
 use crate::db::projects::ProjectRow;
 
@@ -31,7 +31,7 @@ pub fn source(p: &ProjectRow) -> String {
 /// `rsync <defaults> <basic> <delete> <safety options> --stats -- <source> <dest>/`. The user,
 /// host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
 pub fn argv(p: &ProjectRow) -> anyhow::Result<Vec<String>> {
-    let options: RsyncOptions = serde_json::from_str(&p.rsync_options)?;
+    let options = &p.rsync_options;
     Ok(rsync_argv(options.layered(), source(p), format!("{}/", p.dest.trim_end_matches('/'))))
 }
 
@@ -39,6 +39,7 @@ pub fn argv(p: &ProjectRow) -> anyhow::Result<Vec<String>> {
 mod tests {
     use super::*;
     use mirror_common::api::{Host, ModulePath, Name, ProjectId};
+    use mirror_common::rsync_opts::RsyncOptions;
 
     fn project() -> ProjectRow {
         ProjectRow {
@@ -50,7 +51,11 @@ mod tests {
             dest: "/srv/mirror/fedora".into(),
             rsync_password: None,
             schedule: None,
-            rsync_options: r#"{"defaults":["-avH"],"basic":["--no-motd"],"delete":"--delete"}"#.into(),
+            rsync_options: RsyncOptions {
+                defaults: vec!["-avH".into()],
+                basic: vec!["--no-motd".into()],
+                delete: Some("--delete".into()),
+            },
             enabled: true,
             created_at: mirror_common::time::Timestamp::now(),
             updated_at: mirror_common::time::Timestamp::now(),

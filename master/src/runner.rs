@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mirror_common::api::{RunStats, RunStatus};
-use mirror_common::rsync_opts::RsyncOptions;
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, kill_orphan, run_rsync};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -301,7 +300,7 @@ impl Runner {
             }
         }
         // Options stored under older rules, or before this host lost its confinement, are checked again.
-        let options: RsyncOptions = serde_json::from_str(&project.rsync_options)?;
+        let options = &project.rsync_options;
         if let Err(why) = options.recheck(self.cfg.confine.confined()) {
             return self.finish_refused(run_id, &format!("{why}: not run")).await;
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chrono::{DateTime, Duration, Utc};
-use mirror_common::cron::{Schedule, ScheduleSpec};
+use mirror_common::cron::Schedule;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::db::{self, Db, projects::ProjectRow};
@@ -92,8 +92,8 @@ impl Scheduler {
     /// here, and its next fire queued (nothing when disabled or manual-only).
     fn apply(&self, p: &ProjectRow) -> anyhow::Result<Option<Schedule>> {
         self.queues().current.remove(&p.id);
-        let Some(spec) = p.schedule.as_deref().filter(|_| p.enabled) else { return Ok(None) };
-        let schedule = Schedule::from_spec(serde_json::from_str::<ScheduleSpec>(spec)?)?;
+        let Some(spec) = p.schedule.clone().filter(|_| p.enabled) else { return Ok(None) };
+        let schedule = Schedule::from_spec(spec)?;
         if let Some(next) = schedule.next_fire_at_or_after(Utc::now()) {
             self.register(&p.id, schedule.clone(), next, None);
         }

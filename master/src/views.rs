@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use mirror_common::api::{ProjectView, RunStats, RunView};
-use mirror_common::cron::{Schedule, ScheduleSpec};
-use mirror_common::rsync_opts::RsyncOptions;
+use mirror_common::cron::Schedule;
 use mirror_common::time::Timestamp;
 
 use crate::db::{projects::ProjectRow, runs::RunRow};
@@ -16,8 +15,8 @@ pub fn project_view(
     last_run: Option<&RunRow>,
     last_success: Option<Timestamp>,
 ) -> anyhow::Result<ProjectView> {
-    let spec: Option<ScheduleSpec> = row.schedule.as_deref().map(serde_json::from_str).transpose()?;
-    let options: RsyncOptions = serde_json::from_str(&row.rsync_options)?;
+    let spec = &row.schedule;
+    let options = &row.rsync_options;
     let next_run_time = match (&spec, row.enabled) {
         (Some(spec), true) => Schedule::from_spec(spec.clone())
             .map_err(|e| anyhow::anyhow!("stored schedule of {}: {e}", row.id))?
@@ -31,8 +30,8 @@ pub fn project_view(
         rsync_module: row.rsync_module.clone(),
         dest: row.dest.clone(),
         enabled: row.enabled,
-        cron_options: spec,
-        rsync_options: (&options).into(),
+        cron_options: spec.clone(),
+        rsync_options: options.into(),
         rsync_password_set: row.rsync_password.is_some(),
         rsync_user: row.rsync_user.clone(),
         rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()),

@@ -1,7 +1,9 @@
 //! Mirrored projects.
 
 use mirror_common::Secret;
+use mirror_common::cron::ScheduleSpec;
 use mirror_common::names::{Host, ModulePath, Name, ProjectId};
+use mirror_common::rsync_opts::RsyncOptions;
 use mirror_common::time::Timestamp;
 
 use super::{Db, now};
@@ -15,10 +17,10 @@ pub struct ProjectRow {
     pub rsync_module: ModulePath,
     pub dest: String,
     pub rsync_password: Option<Secret>,
-    /// JSON `ScheduleSpec`, or NULL for manual-only.
-    pub schedule: Option<String>,
-    /// JSON `RsyncOptions`.
-    pub rsync_options: String,
+    /// Stored as JSON; NULL for manual-only.
+    pub schedule: Option<ScheduleSpec>,
+    /// Stored as JSON.
+    pub rsync_options: RsyncOptions,
     pub enabled: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

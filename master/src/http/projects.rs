@@ -9,7 +9,7 @@ use mirror_common::api::{
     AddProject, Done, NEXT_FIRES, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId, ProjectRef, ProjectRemoved,
     ProjectUpdated, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, Timestamp, UpdateProjectBasic,
 };
-use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
+use mirror_common::cron::{CronOptions, Schedule};
 use serde_json::Value;
 
 use super::detached;
@@ -102,8 +102,7 @@ pub async fn get_project(
 
 /// The next [`NEXT_FIRES`] fire times of an enabled, scheduled project.
 fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<Timestamp>, ApiError> {
-    let Some(spec) = row.schedule.as_deref().filter(|_| row.enabled) else { return Ok(Vec::new()) };
-    let spec: ScheduleSpec = serde_json::from_str(spec).map_err(|e| ApiError::Internal(e.into()))?;
+    let Some(spec) = row.schedule.clone().filter(|_| row.enabled) else { return Ok(Vec::new()) };
     let schedule = Schedule::from_spec(spec)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule of {}: {e}", row.id)))?;
     let mut fires = Vec::with_capacity(NEXT_FIRES);

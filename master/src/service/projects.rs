@@ -95,10 +95,6 @@ fn check_schedule(opts: &CronOptions, now: DateTime<Utc>) -> Result<Option<Sched
     Ok(Some(schedule.spec().clone()))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::Internal(e.into()))
-}
-
 fn store_error(e: sqlx::Error, id: &str) -> Error {
     if db::is_unique_violation(&e) {
         return Error::conflict("id", format!("a project with id '{id}' or the same dest already exists"));
@@ -153,8 +149,8 @@ impl Projects {
             rsync_module: req.rsync_module,
             dest,
             rsync_password,
-            schedule: schedule.as_ref().map(to_json).transpose()?,
-            rsync_options: to_json(&rsync_options)?,
+            schedule,
+            rsync_options,
             enabled: req.enabled.unwrap_or(true),
             created_at: stamp,
             updated_at: stamp,
@@ -222,7 +218,7 @@ impl Projects {
             row.rsync_password = p;
         }
         if let Some(o) = options {
-            row.rsync_options = to_json(&o)?;
+            row.rsync_options = o;
         }
         if let Some(u) = user {
             row.rsync_user = u;
@@ -254,7 +250,7 @@ impl Projects {
         })?;
         let mut tx = begin(&self.db).await?;
         let mut row = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
-        row.schedule = spec.as_ref().map(to_json).transpose()?;
+        row.schedule = spec;
         let saved = self.save(tx, id, &row).await?;
         tracing::info!(project.id = %id, "schedule replaced");
         Ok(saved)
