@@ -51,7 +51,7 @@ pub struct Application {
 
 impl Application {
     /// Opens the database, prepares the mirror root, bootstraps the first root user when asked,
-    /// and binds the listener (port 0 picks a free port; see [`Application::port`]).
+    /// and binds the listener (port 0 picks a free port; see [`Application::local_addr`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         settings.validate()?;
         let addr = settings.listen_addr()?;
