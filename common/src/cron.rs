@@ -4,12 +4,13 @@
 //! translating to a cron string: ISO `week`, `start_date`, `end_date` and zoned times have no cron form,
 //! and a cron library's DST handling differs from APScheduler's.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::dates::parse_fuzzy_datetime;
 use crate::error::FieldError;
+use crate::zoned::Zoned;
 
 /// The time fields, most significant first, as APScheduler orders them.
 pub const FIELD_NAMES: [&str; 8] = ["year", "month", "day", "week", "day_of_week", "hour", "minute", "second"];
@@ -105,7 +106,7 @@ pub struct ScheduleSpec {
     pub hour: String,
     pub minute: String,
     pub second: String,
-    /// RFC 3339, UTC.
+    /// RFC 3339, UTC, with the fraction of a second given (APScheduler keeps microseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,7 +168,7 @@ impl Schedule {
             v.as_deref()
                 .map(|s| {
                     parse_fuzzy_datetime(s, tz)
-                        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
                         .map_err(|m| FieldError::new(format!("cron_options.{name}"), m))
                 })
                 .transpose()
@@ -186,13 +187,9 @@ impl Schedule {
             end_date: date("end_date", &opts.end_date)?,
             timezone: opts.timezone.as_ref().map(|_| tz.name().to_owned()),
         };
-        let schedule = Schedule::from_spec(spec)?;
-        if let (Some(s), Some(e)) = (schedule.start, schedule.end)
-            && e < s
-        {
-            return Err(FieldError::new("cron_options.end_date", "end_date is before start_date"));
-        }
-        Ok(schedule)
+        // An end before the start is accepted, as APScheduler does: such a schedule never fires
+        // (the API refuses schedules that never fire, with their own message).
+        Schedule::from_spec(spec)
     }
 
     /// Compiles a stored (already normalised) schedule.
@@ -227,6 +224,11 @@ impl Schedule {
         &self.spec
     }
 
+    /// The first and last instants the schedule may fire at, if it has them.
+    pub fn bounds(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (self.start, self.end)
+    }
+
     /// The first fire time at or after `after` (rounded up to a whole second), or `None` when the
     /// schedule never fires again. To get the fire after one at `t`, pass `t + 1s`.
     pub fn next_fire_at_or_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -236,7 +238,7 @@ impl Schedule {
         };
         // Like APScheduler, the search walks a zoned instant: increments add wall-clock differences to
         // the instant (so both passes of a repeated hour are seen), and set values are localised anew.
-        let mut date = ceil_to_second(start).with_timezone(&self.tz);
+        let mut date = Zoned::at(self.tz, ceil_to_second(start));
         let mut fieldnum: isize = 0;
         let mut steps = 0u32;
         while fieldnum >= 0 && (fieldnum as usize) < FIELD_NAMES.len() {
@@ -245,28 +247,28 @@ impl Schedule {
                 return None;
             }
             let i = fieldnum as usize;
-            let local = date.naive_local();
+            let local = date.wall;
             let current = field_value_of(i, &local);
             match self.next_value(i, &local) {
-                None => (date, fieldnum) = increment_field(&date, fieldnum - 1)?,
+                None => (date, fieldnum) = increment_field(self.tz, date, fieldnum - 1)?,
                 Some(next) if next > current => {
                     if is_real(i) {
-                        date = localize(self.tz, set_field(&local, i, next)?);
+                        date = Zoned::localize(self.tz, set_field(&local, i, next)?);
                         fieldnum += 1;
                     } else {
-                        (date, fieldnum) = increment_field(&date, fieldnum)?;
+                        (date, fieldnum) = increment_field(self.tz, date, fieldnum)?;
                     }
                 }
                 Some(_) => fieldnum += 1,
             }
-            if self.end.is_some_and(|e| date > e) {
+            if self.end.is_some_and(|e| date.instant() > e) {
                 return None;
             }
         }
         if fieldnum < 0 {
             return None;
         }
-        Some(date.with_timezone(&Utc))
+        Some(date.instant())
     }
 
     fn next_value(&self, i: usize, date: &NaiveDateTime) -> Option<u32> {
@@ -277,7 +279,10 @@ impl Schedule {
 fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
     match name {
         None => Ok(Tz::UTC),
-        Some(n) => n.parse::<Tz>().map_err(|_| {
+        // pytz looks names up without regard to case (`europe/berlin`), and so do we.
+        Some(n) => n.parse::<Tz>().or_else(|_| {
+            chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n.trim())).ok_or(())
+        }).map_err(|_| {
             FieldError::new(
                 "cron_options.timezone",
                 format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
@@ -288,24 +293,6 @@ fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
 
 fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     if t.nanosecond() == 0 { t } else { t.with_nanosecond(0).unwrap_or(t) + Duration::seconds(1) }
-}
-
-/// Turns a wall-clock time in `tz` into an instant as pytz's `localize(is_dst=False)` does, which is
-/// what APScheduler 3 uses: a repeated time (DST fold) takes the standard-time (later) instant; a time
-/// in a DST gap is read with the standard offset in force before the gap, moving it forward.
-fn localize(tz: Tz, local: NaiveDateTime) -> DateTime<Tz> {
-    match tz.from_local_datetime(&local) {
-        LocalResult::Single(d) => d,
-        LocalResult::Ambiguous(_, later) => later,
-        LocalResult::None => {
-            let before = local - Duration::hours(3);
-            let offset = match tz.from_local_datetime(&before) {
-                LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => d.offset().fix().local_minus_utc(),
-                LocalResult::None => 0,
-            };
-            (local - Duration::seconds(i64::from(offset))).and_utc().with_timezone(&tz)
-        }
-    }
 }
 
 fn is_real(i: usize) -> bool {
@@ -411,14 +398,14 @@ fn set_field(d: &NaiveDateTime, i: usize, value: u32) -> Option<NaiveDateTime> {
 /// APScheduler's `_increment_field_value`: add one to field `fieldnum` (moving to a more significant
 /// field when it is at its maximum, or when it is not a real field), resetting the less significant
 /// ones. Returns `None` when even the year cannot be incremented.
-fn increment_field(date: &DateTime<Tz>, mut fieldnum: isize) -> Option<(DateTime<Tz>, isize)> {
-    let local = date.naive_local();
+fn increment_field(tz: Tz, date: Zoned, mut fieldnum: isize) -> Option<(Zoned, isize)> {
+    let local = date.wall;
     let d = &local;
     let mut values = real_values(d);
     let mut i: isize = 0;
     while i < FIELD_NAMES.len() as isize {
         if i < 0 {
-            return Some((*date, -1));
+            return Some((date, -1));
         }
         let f = i as usize;
         if !is_real(f) {
@@ -449,10 +436,10 @@ fn increment_field(date: &DateTime<Tz>, mut fieldnum: isize) -> Option<(DateTime
         }
     }
     if fieldnum < 0 {
-        return Some((*date, -1));
+        return Some((date, -1));
     }
     let difference = from_real_values(values)? - local;
-    Some((*date + difference, fieldnum))
+    Some((Zoned::at(tz, date.instant() + difference), fieldnum))
 }
 
 /// The longest field value accepted, in bytes.
@@ -498,64 +485,119 @@ fn parse_number(s: &str, what: &str) -> Result<u32, String> {
     s.parse::<u32>().map_err(|_| format!("'{what}' is out of range"))
 }
 
-fn parse_expr(i: usize, part: &str) -> Result<Expr, String> {
-    if part.is_empty() {
-        return Err("empty expression in list".into());
+/// The leading run of ASCII digits of `s`, and the rest.
+fn digits(s: &str) -> (&str, &str) {
+    s.split_at(s.bytes().take_while(u8::is_ascii_digit).count())
+}
+
+/// The leading run of ASCII letters of `s`, and the rest.
+fn letters(s: &str) -> (&str, &str) {
+    s.split_at(s.bytes().take_while(u8::is_ascii_alphabetic).count())
+}
+
+/// `*` or `*/step`, the whole part.
+fn all_expr(part: &str) -> Option<Result<Expr, String>> {
+    let rest = part.strip_prefix('*')?;
+    if rest.is_empty() {
+        return Some(Ok(Expr::All { step: None }));
     }
-    if let Some(rest) = part.strip_prefix('*') {
-        let step = match rest.strip_prefix('/') {
-            Some(s) => Some(parse_number(s, part)?),
-            None if rest.is_empty() => None,
-            None => return Err(format!("'{part}' is not a valid expression")),
+    let step = rest.strip_prefix('/').filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))?;
+    Some(parse_number(step, part).map(|s| Expr::All { step: Some(s) }))
+}
+
+/// `a`, `a-b`, `a/step` or `a-b/step` in digits, the whole part.
+fn range_expr(part: &str) -> Option<Result<Expr, String>> {
+    let (first, mut rest) = digits(part);
+    if first.is_empty() {
+        return None;
+    }
+    let mut last = None;
+    if let Some(r) = rest.strip_prefix('-') {
+        let (l, r) = digits(r);
+        if l.is_empty() {
+            return None;
+        }
+        (last, rest) = (Some(l), r);
+    }
+    let mut step = None;
+    if let Some(r) = rest.strip_prefix('/') {
+        let (st, r) = digits(r);
+        if st.is_empty() {
+            return None;
+        }
+        (step, rest) = (Some(st), r);
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let parsed = (|| {
+        let first = parse_number(first, part)?;
+        let last = last.map(|l| parse_number(l, part)).transpose()?;
+        let step = step.map(|s| parse_number(s, part)).transpose()?;
+        // A single value with no step means exactly that value.
+        let last = if last.is_none() && step.is_none() { Some(first) } else { last };
+        Ok(Expr::Range { first, last, step })
+    })();
+    Some(parsed)
+}
+
+/// A name or `name-name` at the start of the part (what follows is ignored, as APScheduler's
+/// pattern matches only a prefix: `jan-6` is January, `mon-fri/2` is Monday to Friday).
+fn named_range_expr(i: usize, part: &str) -> Option<Result<Expr, String>> {
+    let (first, rest) = letters(part);
+    if first.is_empty() {
+        return None;
+    }
+    let last = rest.strip_prefix('-').map(|r| letters(r).0).filter(|l| !l.is_empty());
+    let (names, offset): (&[&str], u32) = if i == MONTH { (&MONTH_NAMES, 1) } else { (&WEEKDAY_NAMES, 0) };
+    let what = if i == MONTH { "month" } else { "weekday" };
+    let number = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .map(|p| p as u32 + offset)
+            .ok_or_else(|| format!("'{name}' is not a {what} name (in '{part}')"))
+    };
+    let parsed = (|| {
+        let first = number(first)?;
+        let last = match last {
+            Some(l) => number(l)?,
+            None => first,
         };
-        return Ok(Expr::All { step });
+        Ok(Expr::Range { first, last: Some(last), step: None })
+    })();
+    Some(parsed)
+}
+
+/// `1st`..`5th` or `last`, spaces, then a weekday, at the start of the part (day field).
+fn position_expr(part: &str) -> Option<Result<Expr, String>> {
+    let position = POSITION_NAMES.iter().position(|p| part.starts_with(p))?;
+    let rest = &part[POSITION_NAMES[position].len()..];
+    let after = rest.trim_start_matches(' ');
+    if after.len() == rest.len() {
+        return None;
     }
-    if i == DAY {
-        if part == "last" {
-            return Ok(Expr::LastDayOfMonth);
-        }
-        let words: Vec<&str> = part.split_whitespace().collect();
-        if let [pos, wd] = words[..] {
-            let position = POSITION_NAMES.iter().position(|p| *p == pos);
-            let weekday = WEEKDAY_NAMES.iter().position(|w| *w == wd);
-            return match (position, weekday) {
-                (Some(p), Some(w)) => Ok(Expr::WeekdayPosition { position: p as u32, weekday: w as u32 }),
-                _ => Err(format!("'{part}' is not a valid expression (expected e.g. '2nd fri' or 'last sun')")),
-            };
-        }
+    // `\w+`: letters, digits and underscores.
+    let end = after.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+    if end == 0 {
+        return None;
     }
-    let (range, step) = match part.split_once('/') {
-        Some((r, s)) => (r, Some(parse_number(s, part)?)),
-        None => (part, None),
-    };
-    let names: Option<&[&str]> = match i {
-        MONTH => Some(&MONTH_NAMES),
-        DAY_OF_WEEK => Some(&WEEKDAY_NAMES),
+    let name = &after[..end];
+    Some(match WEEKDAY_NAMES.iter().position(|w| *w == name) {
+        Some(w) => Ok(Expr::WeekdayPosition { position: position as u32, weekday: w as u32 }),
+        None => Err(format!("'{name}' is not a weekday name (in '{part}')")),
+    })
+}
+
+/// One expression, tried as APScheduler 3 tries them, in its order: `*`, numbers, then for the day
+/// `Nth weekday` and `last`, for the month and the weekday their names.
+fn parse_expr(i: usize, part: &str) -> Result<Expr, String> {
+    let found = all_expr(part).or_else(|| range_expr(part)).or_else(|| match i {
+        DAY => position_expr(part).or_else(|| part.starts_with("last").then_some(Ok(Expr::LastDayOfMonth))),
+        MONTH | DAY_OF_WEEK => named_range_expr(i, part),
         _ => None,
-    };
-    let (first, last) = match range.split_once('-') {
-        Some((a, b)) => (a, Some(b)),
-        None => (range, None),
-    };
-    let value = |s: &str| -> Result<u32, String> {
-        if s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) {
-            let offset = if i == MONTH { 1 } else { 0 };
-            return names
-                .and_then(|n| n.iter().position(|x| *x == s))
-                .map(|p| p as u32 + offset)
-                .ok_or_else(|| format!("'{s}' is not a valid name in '{part}'"));
-        }
-        parse_number(s, part)
-    };
-    let is_named = first.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
-    if is_named && step.is_some() {
-        return Err(format!("'{part}': a step cannot follow names"));
-    }
-    let first = value(first)?;
-    let last = last.map(value).transpose()?;
-    // A single value with no step means exactly that value.
-    let last = if last.is_none() && step.is_none() { Some(first) } else { last };
-    Ok(Expr::Range { first, last, step })
+    });
+    found.unwrap_or_else(|| Err(format!("'{part}' is not a valid expression for {}", FIELD_NAMES[i])))
 }
 
 fn validate_expr(i: usize, expr: &Expr, part: &str) -> Result<(), String> {
@@ -587,8 +629,9 @@ fn validate_expr(i: usize, expr: &Expr, part: &str) -> Result<(), String> {
                 }
             }
             if let Some(s) = step {
-                let span = last.unwrap_or(max) - first;
-                if s > span {
+                // APScheduler takes the field's maximum when the range has no end, or ends at 0.
+                let span = i64::from(last.filter(|l| *l != 0).unwrap_or(max)) - i64::from(first);
+                if i64::from(s) > span {
                     return Err(format!("'{part}': the step ({s}) is higher than the range ({span})"));
                 }
             }

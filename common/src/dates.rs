@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use regex::Regex;
 
@@ -64,12 +64,10 @@ fn month_number(word: &str) -> Option<u32> {
     MONTHS.iter().position(|m| *m == w).map(|p| p as u32 + 1)
 }
 
-/// A wall-clock time read in `tz`; a time in a DST gap is refused rather than guessed.
+/// A wall-clock time read in `tz` as pytz's `localize` reads it (a gap keeps the offset before
+/// it, a fold takes standard time): what the 2014 service did with a date without a zone.
 fn in_zone(tz: Tz, naive: NaiveDateTime) -> Result<DateTime<Utc>, String> {
-    match tz.from_local_datetime(&naive) {
-        LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => Ok(d.with_timezone(&Utc)),
-        LocalResult::None => Err(format!("{naive} does not exist in {tz} (daylight saving gap)")),
-    }
+    Ok(crate::zoned::Zoned::localize(tz, naive).instant())
 }
 
 /// Parses a human-written date and time. Without a zone in the text, it is read in `tz`

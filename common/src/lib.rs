@@ -51,6 +51,7 @@ pub mod rsync_opts;
 pub mod secret;
 pub mod status;
 pub mod time;
+pub mod zoned;
 
 #[cfg(feature = "sqlx")]
 sqlite_json!(cron::ScheduleSpec);

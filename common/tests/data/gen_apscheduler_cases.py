@@ -1,78 +1,314 @@
-"""Generates apscheduler_cases.json: for each case, the next fire times APScheduler 3.10.4 computes.
+"""Generates apscheduler_cases.json: what the 2014 service computed for thousands of schedules.
 
-Run with `pip install apscheduler==3.10.4 pytz` and `python3 gen_apscheduler_cases.py > apscheduler_cases.json`.
-The Rust test common/tests/apscheduler_table.rs checks our schedule against this file; CI does not need Python.
+The 2014 service read `start_date`/`end_date` with `dateutil.parser.parse` (default mode), gave the
+result to APScheduler 3's `CronTrigger` with the project's `timezone` (UTC by default, as its
+scheduler's), and APScheduler localised a naive date with pytz (`is_dst=False`). This script does the
+same for cases drawn from a fixed seed and records, for each, either the refusal or the next ten fire
+times from a given `now` (the first with `get_next_fire_time(None, now)`, each next with
+`get_next_fire_time(prev, prev)`, as APScheduler's scheduler does).
+
+The time zone data must be the one chrono-tz was built from: chrono-tz 0.10.4 has tzdata 2025b, which
+is pytz 2025.2. Reproduce with:
+
+    python3 -m venv /tmp/aps
+    /tmp/aps/bin/pip install apscheduler==3.10.4 pytz==2025.2 python-dateutil==2.9.0.post0
+    /tmp/aps/bin/python gen_apscheduler_cases.py > apscheduler_cases.json
+
+The Rust test (common/tests/apscheduler_table.rs) needs no Python.
 """
 import json
+import random
+import sys
+import warnings
 from datetime import datetime, timedelta
 
+import dateutil.parser
 import pytz
 from apscheduler.triggers.cron import CronTrigger
 
-FIRES = 6
+assert pytz.OLSON_VERSION == "2025b", pytz.OLSON_VERSION
 
-CASES = [
-    ({"minute": "*"}, "2024-03-05T10:20:30Z"),
-    ({"second": "*"}, "2024-03-05T10:20:30.250000Z"),
-    ({"minute": "*/5"}, "2024-03-05T10:21:00Z"),
-    ({"minute": "7/15"}, "2024-03-05T10:21:00Z"),
-    ({"hour": "9-17", "minute": "0,30"}, "2024-03-05T16:45:00Z"),
-    ({"hour": "9-17/4"}, "2024-03-05T00:00:00Z"),
-    ({"day_of_week": "mon-fri", "hour": 8}, "2024-03-08T09:00:00Z"),
-    ({"day_of_week": "sat,sun", "hour": "6", "minute": "15"}, "2024-03-05T00:00:00Z"),
-    ({"day_of_week": "0", "hour": "1"}, "2024-03-05T00:00:00Z"),
-    ({"day_of_week": "6"}, "2024-03-05T00:00:00Z"),
-    ({"day": "last"}, "2024-01-15T00:00:00Z"),
-    ({"day": "last fri"}, "2024-01-01T00:00:00Z"),
-    ({"day": "2nd mon", "hour": "3"}, "2024-01-01T00:00:00Z"),
-    ({"day": "5th fri"}, "2024-01-01T00:00:00Z"),
-    ({"day": "1st sun,last sat"}, "2024-01-01T00:00:00Z"),
-    ({"day": "31"}, "2024-01-31T12:00:00Z"),
-    ({"month": "feb", "day": "29"}, "2024-03-01T00:00:00Z"),
-    ({"month": "jan-mar", "day": "1"}, "2024-02-15T00:00:00Z"),
-    ({"month": "*/4"}, "2024-02-15T00:00:00Z"),
-    ({"week": "1"}, "2024-03-01T00:00:00Z"),
-    ({"week": "*/10", "day_of_week": "mon"}, "2024-03-01T00:00:00Z"),
-    ({"week": "53"}, "2024-03-01T00:00:00Z"),
-    ({"week": "10", "hour": "12"}, "2024-03-01T00:00:00Z"),
-    ({"year": "2026", "month": "7"}, "2024-03-01T00:00:00Z"),
-    ({"year": "2025-2027", "month": "12", "day": "last"}, "2024-03-01T00:00:00Z"),
-    ({"minute": "*", "start_date": "2024-05-07T18:00:00+00:00"}, "2024-03-01T00:00:00Z"),
-    ({"minute": "*/20", "start_date": "2024-05-07T18:07:30+00:00"}, "2024-03-01T00:00:00Z"),
-    ({"minute": "*", "end_date": "2024-03-01T00:03:00+00:00"}, "2024-03-01T00:00:00Z"),
-    ({"hour": "*", "start_date": "2024-03-01T00:00:00+00:00", "end_date": "2024-03-01T02:30:00+00:00"}, "2024-02-01T00:00:00Z"),
-    ({"hour": "9", "timezone": "Europe/Berlin"}, "2024-03-29T00:00:00Z"),
-    ({"hour": "2", "minute": "30", "timezone": "Europe/Berlin"}, "2024-03-29T00:00:00Z"),
-    ({"hour": "2", "minute": "30", "timezone": "Europe/Berlin"}, "2024-10-25T00:00:00Z"),
-    ({"minute": "0", "timezone": "America/New_York"}, "2024-11-03T04:00:00Z"),
-    ({"hour": "0", "timezone": "Asia/Kolkata"}, "2024-03-05T00:00:00Z"),
-    ({"day": "last", "hour": "23", "minute": "59", "second": "59"}, "2024-02-29T23:59:59Z"),
-    ({"second": "*/15", "minute": "59", "hour": "23", "day": "31", "month": "12"}, "2024-12-31T23:58:00Z"),
-    ({"day_of_week": "fri", "day": "13"}, "2024-01-01T00:00:00Z"),
+SEED = 20261124
+FIRES = 10
+# pytz knows transitions up to 2037 only; chrono-tz goes on. Fires after this year are not compared.
+LAST_YEAR = 2036
+
+ZONES = [
+    "UTC", "Europe/Berlin", "Europe/London", "Europe/Helsinki", "Europe/Moscow", "America/New_York",
+    "America/Los_Angeles", "America/St_Johns", "America/Havana", "America/Sao_Paulo", "America/Santiago",
+    "America/Asuncion", "Australia/Sydney", "Australia/Lord_Howe", "Australia/Adelaide", "Pacific/Auckland",
+    "Pacific/Chatham", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Tehran", "Asia/Tokyo", "Asia/Beirut",
+    "Africa/Cairo", "Asia/Gaza", "Antarctica/Troll", "Pacific/Apia",
+]
+DST_ZONES = [z for z in ZONES if z not in ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Tokyo",
+                                           "Europe/Moscow", "Asia/Tehran", "Pacific/Apia")]
+
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+POSITIONS = ["1st", "2nd", "3rd", "4th", "5th", "last"]
+
+DATE_FORMATS = [
+    "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S+02:00", "%Y-%m-%dT%H:%M:%S-0530", "%Y-%m-%d %H:%M:%S.%f",
+    "%Y/%m/%d %H:%M", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%B %d, %Y %H:%M",
+    "%b %d %Y %I:%M %p", "%B %d %Y %I:%M %p", "%A, %B %d, %Y %H:%M", "%a %b %d %H:%M:%S %Y",
+    "%a %b %d %H:%M:%S UTC %Y", "%d %B %Y %H:%M", "%d %b %Y", "%Y%m%dT%H%M%S", "%Y%m%d",
+    "%a, %d %b %Y %H:%M:%S +0000", "%a, %d %b %Y %H:%M:%S GMT", "%d-%b-%Y %H:%M:%S", "%Y.%m.%d %H:%M",
+    "%b %d, %Y", "%Y-%m-%d %I:%M %p", "%I:%M %p %B %d, %Y", "%H:%M:%S %d/%m/%Y", "%Y-%m-%d %H",
+    "%B %Y %d %H:%M", "%dth of %B %Y %H:%M", "%Y-%m-%dT%H:%M:%S.%fZ", "%d/%m/%Y %H:%M", "%A %d %B %Y %H:%M",
+    "%Y-%m-%dT%H:%M:%S.%f+05:30", "%I %p %B %d %Y", "%b. %d, %Y %I:%M:%S %p", "%Y-%m-%d %H:%M:%S UTC",
+    "%Y-%m-%d %H:%M:%S GMT+2", "%d %B, %Y at %H:%M", "%H:%M on %d %b %Y", "%Y-%b-%d %H:%M", "%y-%m-%d %H:%M",
+    "%m-%d-%Y %H:%M:%S", "%Y-%m-%d %H.%M", "%B %d %Y",
 ]
 
 
-def parse_utc(s):
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(pytz.utc)
+def ctime_padded(d):
+    """`Sat Jul  4 19:07:00 2026`: the day padded with a space, as ctime and date(1) print it."""
+    return d.strftime("%a %b ") + ("%2d" % d.day) + d.strftime(" %H:%M:%S %Y")
+
+
+def rnd_date(r):
+    base = datetime(2025, 1, 1) + timedelta(seconds=r.randrange(0, 7 * 365 * 86400))
+    if r.random() < 0.3:
+        base = base.replace(second=0)
+    if r.random() < 0.2:
+        base = base.replace(microsecond=r.choice([0, 250000, 500000, 999999, 123456]))
+    return base
+
+
+def rnd_date_text(r, d=None):
+    d = d or rnd_date(r)
+    if r.random() < 0.05:
+        return ctime_padded(d)
+    fmt = r.choice(DATE_FORMATS)
+    text = d.strftime(fmt)
+    if "%d" in fmt and "th of" in fmt:
+        text = text.replace("%dth" % d.day, "%dth" % d.day)
+    return text
+
+
+def num_expr(r, lo, hi):
+    kind = r.random()
+    a = r.randint(lo, hi)
+    b = r.randint(a, hi)
+    step = r.randint(1, max(1, (hi - lo) // 2))
+    if kind < 0.25:
+        return str(a)
+    if kind < 0.4:
+        return "%d-%d" % (a, b)
+    if kind < 0.55:
+        return "*/%d" % step
+    if kind < 0.65:
+        return "%d/%d" % (a, step)
+    if kind < 0.75:
+        return "%d-%d/%d" % (a, b, r.randint(1, max(1, b - a)))
+    if kind < 0.85:
+        return "*"
+    return ",".join(sorted({str(r.randint(lo, hi)) for _ in range(r.randint(2, 4))}, key=int))
+
+
+def month_expr(r):
+    k = r.random()
+    if k < 0.5:
+        return num_expr(r, 1, 12)
+    a = r.randrange(12)
+    b = r.randrange(a, 12)
+    return r.choice([MONTHS[a], "%s-%s" % (MONTHS[a], MONTHS[b]), MONTHS[a].upper(),
+                     "%s,%s" % (MONTHS[a], MONTHS[b]), "%s-%d" % (MONTHS[a], b + 1),
+                     "%s/2" % MONTHS[a], "%s-%s/2" % (MONTHS[a], MONTHS[b])])
+
+
+def dow_expr(r):
+    k = r.random()
+    if k < 0.4:
+        return num_expr(r, 0, 6)
+    a = r.randrange(7)
+    b = r.randrange(a, 7)
+    return r.choice([WEEKDAYS[a], "%s-%s" % (WEEKDAYS[a], WEEKDAYS[b]), WEEKDAYS[a].capitalize(),
+                     "%s,%s" % (WEEKDAYS[a], WEEKDAYS[b]), "%s-%d" % (WEEKDAYS[a], b),
+                     "%s-%s/2" % (WEEKDAYS[a], WEEKDAYS[b]), "mon-fri", "sat,sun"])
+
+
+def day_expr(r):
+    k = r.random()
+    if k < 0.6:
+        return num_expr(r, 1, 31)
+    if k < 0.7:
+        return "last"
+    if k < 0.9:
+        return "%s %s" % (r.choice(POSITIONS), r.choice(WEEKDAYS))
+    return "%s,%s %s" % (r.randint(1, 28), r.choice(POSITIONS), r.choice(WEEKDAYS))
+
+
+def year_expr(r):
+    k = r.random()
+    a = r.randint(2025, 2032)
+    if k < 0.5:
+        return str(a)
+    if k < 0.8:
+        return "%d-%d" % (a, r.randint(a, 2033))
+    return "*/%d" % r.randint(1, 3)
+
+
+FIELD_MAKERS = {
+    "year": year_expr, "month": month_expr, "day": day_expr,
+    "week": lambda r: num_expr(r, 1, 53), "day_of_week": dow_expr,
+    "hour": lambda r: num_expr(r, 0, 23), "minute": lambda r: num_expr(r, 0, 59),
+    "second": lambda r: num_expr(r, 0, 59),
+}
+ORDER = ["year", "month", "day", "week", "day_of_week", "hour", "minute", "second"]
+
+
+def rnd_fields(r):
+    fields = {}
+    weights = {"year": 0.1, "month": 0.3, "day": 0.35, "week": 0.08, "day_of_week": 0.3,
+               "hour": 0.6, "minute": 0.7, "second": 0.25}
+    for name in ORDER:
+        if r.random() < weights[name]:
+            v = FIELD_MAKERS[name](r)
+            fields[name] = int(v) if v.isdigit() and r.random() < 0.3 else v
+    if not fields:
+        fields["minute"] = FIELD_MAKERS["minute"](r)
+    return fields
+
+
+INVALID_FIELDS = [
+    ("day_of_week", "0-fri"), ("day_of_week", "fri-mon"), ("hour", "24"), ("minute", "60"), ("minute", "*/0"),
+    ("minute", "*/60"), ("second", "5-3"), ("day", "32"), ("day", "0"), ("month", "13"), ("month", "dec-jan"),
+    ("week", "54"), ("year", "1969"), ("hour", "foo"), ("day", "6th fri"), ("day", "last xyz"), ("month", "jun-foo"),
+    ("minute", "1,,2"), ("minute", ""), ("hour", "-1"), ("minute", "1-"), ("minute", "a-b"), ("day_of_week", "7"),
+    ("month", "0"), ("minute", "0/60"), ("hour", "3-5/3"), ("day_of_week", "mon/2/3"), ("minute", "*/"),
+]
+INVALID_DATES = ["yesterday", "2026-02-30 10:00", "2026-13-01", "not a date", "31/31/2026", "25:00 2026-01-01",
+                 "2026-01-01 10:61"]
+INVALID_ZONES = ["Mars/Base", "Europe/Berlinn", "CEST+1", "Nowhere"]
+
+
+def localize_text(tz, naive):
+    return naive.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def transitions(zone):
+    """(utc instant, offset before, offset after) of the zone's transitions in 2026-2031."""
+    tz = pytz.timezone(zone)
+    out = []
+    times = getattr(tz, "_utc_transition_times", [])
+    infos = getattr(tz, "_transition_info", [])
+    for i in range(1, len(times)):
+        if 2026 <= times[i].year <= 2031:
+            out.append((times[i], infos[i - 1][0], infos[i][0]))
+    return out
+
+
+def dst_cases(r):
+    """Start dates, schedules and `now`s in and next to every gap and fold of the coming years."""
+    cases = []
+    for zone in DST_ZONES:
+        for (utc, before, after) in transitions(zone):
+            local_before = utc + before  # wall clock just before the change
+            jump = after - before
+            if jump > timedelta(0):  # a gap: [local_before, local_before + jump) does not exist
+                inside = local_before + jump / 2
+            else:  # a fold: [local_before + jump, local_before) happens twice
+                inside = local_before + jump / 2
+            inside = inside.replace(microsecond=0)
+            for text in (inside.strftime("%Y-%m-%d %H:%M:%S"), inside.strftime("%Y-%m-%d %H:%M"),
+                         (local_before - timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S"),
+                         local_before.strftime("%Y-%m-%d %H:%M:%S")):
+                cases.append({"fields": {"minute": r.choice(["*/7", "0", "*", "15,45"])}, "start_date": text,
+                              "timezone": zone, "now": (utc - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            cases.append({"fields": {"minute": "*/10"}, "end_date": inside.strftime("%Y-%m-%d %H:%M:%S"),
+                          "timezone": zone, "now": (utc - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            # Pinned wall times inside the change, and every minute / hour across it.
+            cases.append({"fields": {"hour": inside.hour, "minute": inside.minute}, "timezone": zone,
+                          "now": (utc - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            cases.append({"fields": {"day": inside.day, "hour": inside.hour}, "timezone": zone,
+                          "now": (utc - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            cases.append({"fields": {"month": inside.month, "day": inside.day}, "timezone": zone,
+                          "now": (utc - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            cases.append({"fields": {"minute": "*/15"}, "timezone": zone,
+                          "now": (utc - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            cases.append({"fields": {"hour": "*"}, "timezone": zone,
+                          "now": (utc - timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            cases.append({"fields": {"minute": "30", "hour": "*/2"}, "timezone": zone,
+                          "now": (utc - timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    return cases
+
+
+def rnd_case(r):
+    case = {"fields": rnd_fields(r)}
+    zone = r.choice(ZONES) if r.random() < 0.6 else None
+    if zone:
+        case["timezone"] = zone if r.random() < 0.9 else zone.lower()
+    if r.random() < 0.3:
+        case["start_date"] = rnd_date_text(r)
+    if r.random() < 0.15:
+        case["end_date"] = rnd_date_text(r)
+    case["now"] = rnd_date(r).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return case
+
+
+def invalid_case(r):
+    case = {"fields": rnd_fields(r), "now": "2026-06-01T00:00:00Z"}
+    k = r.random()
+    if k < 0.6:
+        name, value = r.choice(INVALID_FIELDS)
+        case["fields"][name] = value
+    elif k < 0.8:
+        case[r.choice(["start_date", "end_date"])] = r.choice(INVALID_DATES)
+    else:
+        case["timezone"] = r.choice(INVALID_ZONES)
+    return case
+
+
+def run(case):
+    fields = dict(case["fields"])
+    zone = case.get("timezone", "UTC")
+    kwargs = dict(fields)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for key in ("start_date", "end_date"):
+                if key in case:
+                    kwargs[key] = dateutil.parser.parse(case[key])
+        trigger = CronTrigger(timezone=zone, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the refusal is the result
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+    now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+    fires, prev = [], None
+    for _ in range(FIRES):
+        try:
+            nxt = trigger.get_next_fire_time(prev, now if prev is None else prev)
+        except OverflowError:  # a schedule that never fires walks past year 9999 and crashes
+            return {"loops": True}
+        if nxt is None:
+            break
+        if prev is not None and nxt <= prev:
+            return {"loops": True}
+        if nxt.year > LAST_YEAR:
+            return {"fires": fires, "truncated": True}
+        fires.append(nxt.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        prev = nxt
+    out = {"fires": fires}
+    for key in ("start_date", "end_date"):
+        d = getattr(trigger, key)
+        if d is not None:
+            out["parsed_" + key[:-5]] = d.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return out
 
 
 def main():
+    r = random.Random(SEED)
+    cases = [rnd_case(r) for _ in range(1700)]
+    cases += dst_cases(r)
+    cases += [invalid_case(r) for _ in range(250)]
     out = []
-    for fields, now in CASES:
-        kwargs = dict(fields)
-        kwargs.setdefault("timezone", "UTC")
-        trigger = CronTrigger(**kwargs)
-        t = parse_utc(now)
-        fires = []
-        prev = None
-        for _ in range(FIRES):
-            nxt = trigger.get_next_fire_time(prev, t if prev is None else prev)
-            if nxt is None:
-                break
-            fires.append(nxt.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            prev = nxt
-        out.append({"fields": fields, "now": now, "fires": fires})
-    print(json.dumps(out, indent=1))
+    for case in cases:
+        result = run(case)
+        if result.get("loops"):
+            continue
+        out.append(dict(case, **result))
+    sys.stdout.write(json.dumps(out, indent=0, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
