@@ -280,14 +280,17 @@ fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
     match name {
         None => Ok(Tz::UTC),
         // pytz looks names up without regard to case (`europe/berlin`), and so do we.
-        Some(n) => n.parse::<Tz>().or_else(|_| {
-            chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n.trim())).ok_or(())
-        }).map_err(|_| {
-            FieldError::new(
-                "cron_options.timezone",
-                format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
-            )
-        }),
+        Some(n) => n
+            .parse::<Tz>()
+            .or_else(|_| {
+                chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n.trim())).ok_or(())
+            })
+            .map_err(|_| {
+                FieldError::new(
+                    "cron_options.timezone",
+                    format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
+                )
+            }),
     }
 }
 
@@ -699,5 +702,36 @@ mod tests {
     fn a_past_year_never_fires() {
         let s = Schedule::from_options(&opts(serde_json::json!({"year": 2001}))).unwrap();
         assert_eq!(s.next_fire_at_or_after(utc("2024-01-01T00:00:00Z")), None);
+    }
+}
+
+#[cfg(test)]
+mod deliberate_differences {
+    use super::*;
+
+    fn schedule(json: serde_json::Value) -> Schedule {
+        Schedule::from_options(&serde_json::from_value(json).unwrap()).unwrap()
+    }
+
+    /// Europe/Dublin's negative DST makes pytz's next fire equal its start; ours always moves on.
+    #[test]
+    fn dublin_fires_move_forward() {
+        let s = schedule(serde_json::json!({"minute": "*/20", "timezone": "Europe/Dublin"}));
+        let mut at = DateTime::parse_from_rfc3339("2026-03-28T22:00:00Z").unwrap().with_timezone(&Utc);
+        let mut last = None;
+        for _ in 0..200 {
+            let t = s.next_fire_at_or_after(at).unwrap();
+            assert!(last.is_none_or(|l| t > l), "{t} after {last:?}");
+            last = Some(t);
+            at = t + Duration::seconds(1);
+        }
+    }
+
+    /// After 2037 the zone's rules still apply (pytz stops at 2037).
+    #[test]
+    fn daylight_saving_goes_on_after_2037() {
+        let s = schedule(serde_json::json!({"hour": "12", "timezone": "Europe/Berlin"}));
+        let july = DateTime::parse_from_rfc3339("2040-07-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(s.next_fire_at_or_after(july).unwrap().to_rfc3339(), "2040-07-01T10:00:00+00:00");
     }
 }

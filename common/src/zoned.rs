@@ -52,11 +52,8 @@ impl Zoned {
             [] => Zoned { wall, offset: offset_at(tz, wall) },
             _ => {
                 let standard: Vec<i32> = candidates.iter().filter(|(_, dst)| !dst).map(|(o, _)| *o).collect();
-                let pool: Vec<i32> = if standard.len() == 1 {
-                    standard
-                } else {
-                    candidates.iter().map(|(o, _)| *o).collect()
-                };
+                let pool: Vec<i32> =
+                    if standard.len() == 1 { standard } else { candidates.iter().map(|(o, _)| *o).collect() };
                 // The later instant is the one with the smaller offset.
                 let offset = pool.into_iter().min().unwrap_or(0);
                 Zoned { wall, offset }

@@ -275,6 +275,11 @@ def run(case):
     except Exception as e:  # noqa: BLE001 - the refusal is the result
         return {"error": "%s: %s" % (type(e).__name__, e)}
     now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+    dates = {}
+    for key in ("start_date", "end_date"):
+        d = getattr(trigger, key)
+        if d is not None:
+            dates["parsed_" + key[:-5]] = d.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     fires, prev = [], None
     for _ in range(FIRES):
         try:
@@ -286,15 +291,10 @@ def run(case):
         if prev is not None and nxt <= prev:
             return {"loops": True}
         if nxt.year > LAST_YEAR:
-            return {"fires": fires, "truncated": True}
+            return dict(dates, fires=fires, truncated=True)
         fires.append(nxt.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         prev = nxt
-    out = {"fires": fires}
-    for key in ("start_date", "end_date"):
-        d = getattr(trigger, key)
-        if d is not None:
-            out["parsed_" + key[:-5]] = d.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return out
+    return dict(dates, fires=fires)
 
 
 def main():
