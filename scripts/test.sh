@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests, and the end-to-end tests that start real
-# rsync daemons, masters and slaves. Installs what it needs (Debian's rsync) when missing.
+# rsync daemons, masters and slaves, and load the status page in headless Chromium. Installs what it
+# needs (Debian's rsync, iproute2, chromium, and prometheus for promtool) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

@@ -518,6 +518,28 @@ pub struct TokenResponse {
     pub expires_at: Timestamp,
 }
 
+/// One entry of `GET /jobs`: tunasync's `WebMirrorStatus`, field for field, so that mirror-web and
+/// other tunasync consumers read us unchanged. Times are tunasync's text form
+/// (`2006-01-02 15:04:05 -0700`) and Unix seconds; a time that never was is Go's zero time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunasyncJob {
+    pub name: String,
+    pub is_master: bool,
+    /// `none`, `failed`, `success`, `syncing`, `paused` or `disabled`.
+    pub status: String,
+    pub last_update: String,
+    pub last_update_ts: i64,
+    pub last_started: String,
+    pub last_started_ts: i64,
+    pub last_ended: String,
+    pub last_ended_ts: i64,
+    pub next_schedule: String,
+    pub next_schedule_ts: i64,
+    pub upstream: String,
+    /// Approximate, as rsync prints it with `-h` (`1.23G`), or `unknown`.
+    pub size: String,
+}
+
 /// Where a slave pulls from: the master's rsync daemon, as the master's `rsyncd` config says slaves
 /// reach it. The password is not here: each slave holds it in its own configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

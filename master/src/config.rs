@@ -17,6 +17,8 @@ pub struct Settings {
     pub database: PathBuf,
     pub mirror_root: PathBuf,
     pub public_read: bool,
+    /// An enabled project whose last success is older than this is shown as stale.
+    pub stale_after_secs: u64,
     pub token_ttl_secs: u64,
     pub auth_cache_ttl_secs: u64,
     pub jwt_secret: Option<Secret>,
@@ -82,6 +84,7 @@ impl Default for Settings {
             database: "mirror-master.db".into(),
             mirror_root: "mirror".into(),
             public_read: true,
+            stale_after_secs: 2 * 86_400,
             token_ttl_secs: 3600,
             auth_cache_ttl_secs: 60,
             jwt_secret: None,
@@ -257,6 +260,9 @@ impl Settings {
         }
         if self.shutdown_grace_secs > 3600 {
             return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
+        }
+        if !(60..=366 * 86_400).contains(&self.stale_after_secs) {
+            return Err(invalid("stale_after_secs", "must be between 60 and 31622400 (a year)"));
         }
         let r = &self.rsyncd;
         if r.port == 0 {

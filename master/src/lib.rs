@@ -17,6 +17,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod service;
 pub mod state;
+pub mod status_page;
 pub mod views;
 
 use std::future::Future;

@@ -26,6 +26,16 @@ use crate::views::project_view;
 /// `IN` list).
 const REREAD_ALL_ABOVE: usize = 512;
 
+/// A project as the listing knows it.
+#[derive(Debug, Clone)]
+pub struct ProjectState {
+    pub row: ProjectRow,
+    /// The latest run (without its output).
+    pub last_run: Option<RunRow>,
+    pub last_success: Option<Timestamp>,
+    pub next_run: Option<DateTime<Utc>>,
+}
+
 /// What one project's fragments were rendered from, kept to render it again when its next fire
 /// time passes (no query needed for that).
 struct Entry {
@@ -293,6 +303,35 @@ impl ListingCache {
         }
         self.refresh(db, now).await?;
         self.body_since(arrived, now, public, gzip).ok_or_else(|| anyhow::anyhow!("the listing refresh left no body"))
+    }
+
+    /// Every project with its latest run, last success and next fire, as current as the listing
+    /// (the status page, `/jobs` and `/metrics` read it: no query when nothing changed).
+    pub async fn states(&self, db: &Db) -> anyhow::Result<Vec<ProjectState>> {
+        let arrived = self.inner().version;
+        if !self.is_current(arrived, Utc::now()) {
+            let _one_refresh = self.refreshing.lock().await;
+            let now = Utc::now();
+            if !self.is_current(arrived, now) {
+                self.refresh(db, now).await?;
+            }
+        }
+        let inner = self.inner();
+        Ok(inner
+            .entries
+            .values()
+            .map(|e| ProjectState {
+                row: e.row.clone(),
+                last_run: e.last_run.clone(),
+                last_success: e.last_success,
+                next_run: e.next_run,
+            })
+            .collect())
+    }
+
+    fn is_current(&self, version: u64, now: DateTime<Utc>) -> bool {
+        let inner = self.inner();
+        inner.body.as_ref().is_some_and(|b| b.version >= version && b.valid_until.is_none_or(|t| now < t))
     }
 
     /// Re-reads the marked projects, re-renders those whose next fire has passed, and assembles.

@@ -2,11 +2,12 @@
 //! and by the listing cache.
 
 use chrono::{DateTime, Utc};
-use mirror_common::api::{ProjectView, RunStats, RunView};
+use mirror_common::api::{ProjectView, RunStats, RunStatus, RunView, TunasyncJob};
 use mirror_common::cron::Schedule;
 use mirror_common::time::Timestamp;
 
 use crate::db::{projects::ProjectRow, runs::RunRow};
+use crate::listing::ProjectState;
 
 /// Builds the listed form of a project. Never includes the password.
 pub fn project_view(
@@ -73,5 +74,96 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
             bytes_received: count(r.bytes_received),
         },
         log_tail: if with_tail { Some(r.log_tail.clone().unwrap_or_default()) } else { None },
+    }
+}
+
+/// What a project looks like to its users: tunasync's words for it.
+pub fn public_state(s: &ProjectState) -> &'static str {
+    if !s.row.enabled {
+        return "disabled";
+    }
+    match s.last_run.as_ref().map(|r| r.status) {
+        None => "none",
+        Some(RunStatus::Queued | RunStatus::Running) => "syncing",
+        Some(RunStatus::Success) => "success",
+        Some(RunStatus::Failed | RunStatus::Timeout | RunStatus::Interrupted) => "failed",
+    }
+}
+
+/// The upstream as a URL, without the login: `rsync://host[:port]/module/`.
+pub fn upstream(row: &ProjectRow) -> String {
+    let port = row.rsync_port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("rsync://{}{port}/{}/", row.rsync_host.bracketed(), row.rsync_module.trim_end_matches('/'))
+}
+
+/// The size of the tree at the last run that measured it, as `rsync -h` prints sizes.
+pub fn size_text(s: &ProjectState) -> String {
+    s.last_run
+        .as_ref()
+        .and_then(|r| r.total_size)
+        .and_then(|b| u64::try_from(b).ok())
+        .map_or_else(|| "unknown".into(), human_size)
+}
+
+/// `rsync -h`: units of 1000 with two decimals (`1.23G`), plain below 1000.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [char; 5] = ['K', 'M', 'G', 'T', 'P'];
+    let mut value = bytes as f64;
+    let mut unit = None;
+    for u in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = Some(u);
+    }
+    match unit {
+        Some(u) => format!("{value:.2}{u}"),
+        None => bytes.to_string(),
+    }
+}
+
+/// tunasync's time text (`2006-01-02 15:04:05 -0700`) and Unix seconds; Go's zero time for none.
+fn tunasync_time(t: Option<DateTime<Utc>>) -> (String, i64) {
+    match t {
+        Some(t) => (t.format("%Y-%m-%d %H:%M:%S %z").to_string(), t.timestamp()),
+        None => ("0001-01-01 00:00:00 +0000".into(), -62_135_596_800),
+    }
+}
+
+/// A project as tunasync's manager lists it at `/jobs`.
+pub fn tunasync_job(s: &ProjectState) -> TunasyncJob {
+    let run = s.last_run.as_ref();
+    let (last_update, last_update_ts) = tunasync_time(s.last_success.map(Timestamp::to_datetime));
+    let (last_started, last_started_ts) = tunasync_time(run.and_then(|r| r.started_at).map(Timestamp::to_datetime));
+    let (last_ended, last_ended_ts) = tunasync_time(run.and_then(|r| r.ended_at).map(Timestamp::to_datetime));
+    let (next_schedule, next_schedule_ts) = tunasync_time(s.next_run);
+    TunasyncJob {
+        name: s.row.id.to_string(),
+        is_master: true,
+        status: public_state(s).into(),
+        last_update,
+        last_update_ts,
+        last_started,
+        last_started_ts,
+        last_ended,
+        last_ended_ts,
+        next_schedule,
+        next_schedule_ts,
+        upstream: upstream(&s.row),
+        size: size_text(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_read_as_rsync_prints_them() {
+        assert_eq!(human_size(999), "999");
+        assert_eq!(human_size(1234), "1.23K");
+        assert_eq!(human_size(123_456_789), "123.46M");
+        assert_eq!(human_size(2_500_000_000_000), "2.50T");
     }
 }

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod projects;
 pub mod runs;
 pub mod slaves;
+pub mod status;
 pub mod users;
 
 use std::time::Duration;
@@ -14,7 +15,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get, post};
-use mirror_common::api::{Done, MasterStatus};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -63,27 +63,12 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/remove_api_user/", post(users::remove_api_user)),
         ("/update_api_user/", post(users::update_api_user)),
         ("/get_token/", get(users::get_token).post(users::get_token)),
-        // what this master is and does (public)
-        ("/status/", get(status)),
+        // what this master is and does, and the status page (public unless configured otherwise)
+        ("/", get(status::index)),
+        ("/status/", get(status::status)),
+        ("/status/{id}", get(status::project)),
+        ("/jobs", get(status::jobs)),
     ]
-}
-
-/// `GET /status/`: the version, and whether rsync runs are confined (as the start-up log says).
-/// The details (helper path, account) only for a logged-in caller.
-async fn status(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    extract::MaybeCaller(caller): extract::MaybeCaller,
-) -> axum::Json<Done<MasterStatus>> {
-    let logged_in = caller.is_some();
-    axum::Json(Done::new(
-        "status",
-        MasterStatus {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            confined: state.confine.confined(),
-            confinement: logged_in.then(|| state.confine.detail.clone()),
-            run_as: state.settings.run_as.clone().filter(|_| logged_in),
-        },
-    ))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -98,7 +83,7 @@ pub fn router(state: AppState) -> Router {
     for (path, handler) in routes() {
         let bare = path.trim_end_matches('/');
         router = router.route(path, handler.clone());
-        if bare != path {
+        if !bare.is_empty() && bare != path {
             router = router.route(bare, handler);
         }
     }

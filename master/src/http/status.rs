@@ -1,0 +1,89 @@
+//! What anyone may see of the mirrors: the status page (`/`, `/status`, `/status/{id}`), the
+//! master's own status as JSON (`/status` for clients that do not ask for HTML), and tunasync's
+//! `/jobs`. All follow `public_read`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use mirror_common::api::{Done, MasterStatus, ProjectId, TunasyncJob};
+
+use super::error::ApiError;
+use super::extract::MaybeCaller;
+use crate::state::AppState;
+use crate::{status_page, views};
+
+fn may_read(state: &AppState, caller: &MaybeCaller) -> Result<(), ApiError> {
+    if !state.settings.public_read && caller.0.is_none() {
+        return Err(ApiError::Unauthorized("this master shows its mirrors to logged-in users only"));
+    }
+    Ok(())
+}
+
+/// A browser asks for `text/html`; curl and scripts do not.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+fn stale_after(state: &AppState) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(state.settings.stale_after_secs).unwrap_or(i64::MAX / 1000))
+}
+
+fn html(page: String) -> Response {
+    let mut response = Html(page).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `GET /`: the status page.
+pub async fn index(State(state): State<AppState>, caller: MaybeCaller) -> Result<Response, ApiError> {
+    may_read(&state, &caller)?;
+    let states = state.listing.states(&state.db).await?;
+    Ok(html(status_page::index(&states, Utc::now(), stale_after(&state))))
+}
+
+/// `GET /status`: the status page for a browser; for anyone else the master's version and whether
+/// rsync runs are confined (the details, helper path and account, only for a logged-in caller).
+pub async fn status(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if wants_html(&headers) {
+        return index(State(state), caller).await;
+    }
+    let logged_in = caller.0.is_some();
+    let body = MasterStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        confined: state.confine.confined(),
+        confinement: logged_in.then(|| state.confine.detail.clone()),
+        run_as: state.settings.run_as.clone().filter(|_| logged_in),
+    };
+    Ok(Json(Done::new("status", body)).into_response())
+}
+
+/// `GET /status/{id}`: one project's page.
+pub async fn project(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    may_read(&state, &caller)?;
+    let not_found = || ApiError::not_found("id", format!("no project with id '{}'", id.escape_debug()));
+    let pid = ProjectId::parse(id.as_str()).map_err(|_| not_found())?;
+    let states = state.listing.states(&state.db).await?;
+    let project = states.into_iter().find(|s| s.row.id == pid).ok_or_else(not_found)?;
+    // The page is the same whoever reads it: runs and slaves in their public form.
+    let runs = state.runs.list(caller.0.as_ref(), Some(&pid), 10).await?;
+    let runs: Vec<_> = runs.into_iter().map(|r| r.public()).collect();
+    let propagation = state.slaves.propagation(&pid, true).await?;
+    Ok(html(status_page::project(&project, &runs, &propagation, Utc::now(), stale_after(&state))))
+}
+
+/// `GET /jobs`: every project as tunasync's manager lists its jobs.
+pub async fn jobs(State(state): State<AppState>, caller: MaybeCaller) -> Result<Json<Vec<TunasyncJob>>, ApiError> {
+    may_read(&state, &caller)?;
+    let states = state.listing.states(&state.db).await?;
+    Ok(Json(states.iter().map(views::tunasync_job).collect()))
+}
