@@ -19,6 +19,8 @@ pub struct Settings {
     pub public_read: bool,
     /// An enabled project whose last success is older than this is shown as stale.
     pub stale_after_secs: u64,
+    /// `/metrics` without a login (its labels name the slaves' hosts).
+    pub metrics_public: bool,
     pub token_ttl_secs: u64,
     pub auth_cache_ttl_secs: u64,
     pub jwt_secret: Option<Secret>,
@@ -85,6 +87,7 @@ impl Default for Settings {
             mirror_root: "mirror".into(),
             public_read: true,
             stale_after_secs: 2 * 86_400,
+            metrics_public: false,
             token_ttl_secs: 3600,
             auth_cache_ttl_secs: 60,
             jwt_secret: None,

@@ -18,6 +18,8 @@ pub enum Change {
     ProjectRenamed { from: ProjectId, to: ProjectId },
     /// Runs of these projects were queued, started or ended.
     RunsChanged { projects: Vec<ProjectId> },
+    /// A run ended (whatever its result), as recorded.
+    RunEnded { project: ProjectId, status: mirror_common::api::RunStatus, bytes_transferred: Option<u64> },
     /// A run succeeded: the project has a new generation for the slaves.
     NewGeneration(ProjectRow),
     /// A user was created, removed, or got a new password or role: its cached logins must go.

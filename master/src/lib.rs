@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod listing;
+pub mod metrics;
 pub mod paths;
 pub mod retry;
 pub mod rsync;
@@ -120,6 +121,8 @@ impl Application {
         events.subscribe(scheduler.clone());
         let auth = Arc::new(auth);
         events.subscribe(auth.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        events.subscribe(Arc::new(metrics.clone()));
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone() };
         let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
@@ -144,6 +147,7 @@ impl Application {
             users,
             slaves,
             runs,
+            metrics,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })

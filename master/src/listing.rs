@@ -441,7 +441,7 @@ impl Listener for ListingCache {
             Change::ProjectRemoved { id } => self.mark([id]),
             Change::ProjectRenamed { from, to } => self.mark([from, to]),
             Change::RunsChanged { projects } => self.mark(projects),
-            Change::UserChanged { .. } => {}
+            Change::RunEnded { .. } | Change::UserChanged { .. } => {}
         }
     }
 }

@@ -249,6 +249,15 @@ impl Runner {
             };
             let _ = db::runs::finish(&self.db, run_id, &finished).await;
         }
+        // Told once, from what was recorded, whichever way the run ended.
+        if let Ok(Some(run)) = db::runs::get(&self.db, run_id).await {
+            let bytes_transferred = run.bytes_transferred.and_then(|b| u64::try_from(b).ok());
+            self.events.publish(Change::RunEnded {
+                project: project_id.clone(),
+                status: run.status,
+                bytes_transferred,
+            });
+        }
         self.release(&project_id, run_id);
         self.rotate_logs(&project_id).await;
         match db::runs::prune(&self.db, &project_id, self.cfg.runs_keep).await {

@@ -252,7 +252,10 @@ impl Listener for Scheduler {
             Change::ProjectRemoved { id } | Change::ProjectRenamed { from: id, .. } => {
                 self.queues().current.remove(id);
             }
-            Change::RunsChanged { .. } | Change::NewGeneration(_) | Change::UserChanged { .. } => {}
+            Change::RunsChanged { .. }
+            | Change::RunEnded { .. }
+            | Change::NewGeneration(_)
+            | Change::UserChanged { .. } => {}
         }
     }
 }

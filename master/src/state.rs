@@ -40,6 +40,8 @@ pub struct Inner {
     pub projects: Projects,
     /// The runs service: manual runs and the history.
     pub runs: Runs,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The users service.
     pub users: Users,
     /// The slaves service.

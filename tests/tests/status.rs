@@ -139,6 +139,58 @@ async fn jobs_answer_as_tunasync_and_the_status_page_shows_what_happened() {
     assert!(page.contains("id=\"runs\"") && page.contains("badge success\">success"), "{page}");
 }
 
+#[tokio::test]
+async fn metrics_pass_promtool_and_show_runs_slaves_and_requests() {
+    let (m, _upstream, _slaves) = mirrors().await;
+    assert_eq!(m.api.get("/metrics", &Auth::None).await.status, StatusCode::UNAUTHORIZED, "slave hosts are not public");
+    let r = m.api.get("/metrics", &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let text = r.text;
+    for line in [
+        "mirror_sync_project_runs_total{project=\"fedora\",result=\"success\"} 1",
+        "mirror_sync_project_runs_total{project=\"broken\",result=\"failed\"} 1",
+        "mirror_sync_project_last_run_status{project=\"broken\",status=\"failed\"} 1",
+        "mirror_sync_project_running{project=\"idle\"} 0",
+        "mirror_sync_project_generation{project=\"fedora\"} 1",
+        "mirror_sync_run_queue_length 0",
+        "mirror_sync_rsyncd_up 1",
+        "mirror_sync_slave_lag_generations{slave=",
+        "mirror_sync_http_requests_total{route=\"/syncup/\",status=\"202\"}",
+        "mirror_sync_http_request_duration_seconds_bucket{le=",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let bytes = text
+        .lines()
+        .find(|l| l.starts_with("mirror_sync_project_transferred_bytes_total{project=\"fedora\"}"))
+        .unwrap();
+    assert!(bytes.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 1000.0, "{bytes}");
+    let slave_gen = text.lines().find(|l| l.starts_with("mirror_sync_slave_generation{")).unwrap();
+    assert!(slave_gen.contains("project=\"fedora\"") && slave_gen.ends_with(" 1"), "{slave_gen}");
+    assert!(text.contains("mirror_sync_project_staleness_seconds{project=\"fedora\"}"));
+    assert!(
+        !text.contains("mirror_sync_project_last_success_timestamp_seconds{project=\"idle\"}"),
+        "no value for a project that never succeeded"
+    );
+
+    let mut promtool = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    use tokio::io::AsyncWriteExt;
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).await.unwrap();
+    let out = promtool.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The DOM Chromium builds for `url`, after a screenshot of it is saved as `<name>.png`.
 async fn chromium_dom(url: &str, name: &str) -> String {
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");

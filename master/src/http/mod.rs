@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod slaves;
@@ -68,6 +69,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/status/", get(status::status)),
         ("/status/{id}", get(status::project)),
         ("/jobs", get(status::jobs)),
+        ("/metrics", get(metrics::metrics)),
     ]
 }
 
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(admission, admission::admit))
         .layer(axum::middleware::from_fn(error::name_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http().on_failure(

@@ -7,6 +7,7 @@ use mirror_common::Secret;
 use mirror_common::api::{
     CompletionReport, Port, PropagationView, SlaveProjectView, SlavePropagation, SlaveView, is_valid_host,
 };
+use mirror_common::names::ProjectId;
 
 use crate::cluster::{Cluster, new_slave_token, parse_slave_name, slave_name};
 use crate::db::{self, Db};
@@ -134,6 +135,35 @@ impl Slaves {
 
     /// Every slave, with when it was last seen, whether it is healthy, and per project the
     /// generation it serves against the current one.
+    /// For every slave and every project with content, the generation it serves (0: none yet),
+    /// whether it is healthy and when it was last seen: what `/metrics` shows.
+    pub async fn served_by(
+        &self,
+        projects: &[crate::listing::ProjectState],
+    ) -> Result<Vec<crate::metrics::ServedBy>, Error> {
+        let slaves = db::slaves::list(&self.db).await?;
+        let served: std::collections::HashMap<(ProjectId, String, i64), i64> = db::propagation::served_all(&self.db)
+            .await?
+            .into_iter()
+            .map(|(id, host, port, generation)| ((id, host.into_string(), port), generation))
+            .collect();
+        let mut out = Vec::with_capacity(slaves.len() * projects.len());
+        for slave in &slaves {
+            let (name, healthy) = (slave_name(&slave.hostname, slave.port), self.cluster.healthy(slave.last_seen));
+            for p in projects.iter().filter(|p| p.row.enabled && p.row.generation > 0) {
+                let key = (p.row.id.clone(), slave.hostname.to_string(), slave.port);
+                out.push(crate::metrics::ServedBy {
+                    project: p.row.id.clone(),
+                    slave: name.clone(),
+                    generation: served.get(&key).copied().unwrap_or(0),
+                    healthy,
+                    last_seen: slave.last_seen.map(|t| t.to_datetime()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn list(&self) -> Result<Vec<SlaveView>, Error> {
         let rows = db::slaves::list(&self.db).await?;
         let projects = db::projects::list(&self.db).await?;

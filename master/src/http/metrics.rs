@@ -1,0 +1,49 @@
+//! `GET /metrics` and the middleware that counts every request by route and status.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use super::error::ApiError;
+use super::extract::MaybeCaller;
+use crate::metrics::Snapshot;
+use crate::state::AppState;
+
+/// Whether the rsync daemon slaves pull from accepts a connection.
+async fn rsyncd_up(state: &AppState) -> bool {
+    let r = &state.settings.rsyncd;
+    let connect = tokio::net::TcpStream::connect((r.host.as_str(), r.port));
+    matches!(tokio::time::timeout(Duration::from_millis(500), connect).await, Ok(Ok(_)))
+}
+
+/// `GET /metrics`: for a logged-in caller, or anyone when `metrics_public` (the labels name the
+/// slaves' hosts, which the public views keep to themselves).
+pub async fn metrics(State(state): State<AppState>, caller: MaybeCaller) -> Result<Response, ApiError> {
+    if !state.settings.metrics_public && caller.0.is_none() {
+        return Err(ApiError::Unauthorized("metrics need a login on this master (or metrics_public = true)"));
+    }
+    let projects = state.listing.states(&state.db).await?;
+    let served = state.slaves.served_by(&projects).await?;
+    let snapshot = Snapshot { now: Utc::now(), projects, served, rsyncd_up: rsyncd_up(&state).await };
+    let metrics = state.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || metrics.render(snapshot))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot render the metrics: {e}")))?;
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// Middleware: counts the request under its route pattern (never the raw path: ids stay out of
+/// the labels' values, bounded) with its status and the time until the answer started.
+pub async fn count(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(&route, response.status().as_u16(), started.elapsed());
+    response
+}

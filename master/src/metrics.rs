@@ -1,0 +1,352 @@
+//! `GET /metrics`: Prometheus text format, names by Prometheus conventions (`mirror_sync_` prefix,
+//! base units). Counters (runs by result, bytes transferred, HTTP requests) live here and grow with
+//! the change events and the requests; everything else is read at scrape time from the listing
+//! cache and the database, so a scrape shows the same state as `/list_projects/`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mirror_common::api::{ProjectId, RunStatus};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::events::{Change, Listener};
+use crate::listing::ProjectState;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+/// The counters and histograms kept between scrapes.
+pub struct Metrics {
+    runs: Family<Labels, Counter>,
+    transferred: Family<Labels, Counter>,
+    requests: Family<Labels, Counter>,
+    durations: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            runs: Family::default(),
+            transferred: Family::default(),
+            requests: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+/// What a scrape reads besides the counters: per project, per slave and project, the daemon.
+pub struct Snapshot {
+    pub now: DateTime<Utc>,
+    pub projects: Vec<ProjectState>,
+    /// (project, slave name, generation served, healthy, last seen)
+    pub served: Vec<ServedBy>,
+    pub rsyncd_up: bool,
+}
+
+pub struct ServedBy {
+    pub project: ProjectId,
+    pub slave: String,
+    pub generation: i64,
+    pub healthy: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl Metrics {
+    /// One HTTP request answered: its route (the pattern, never the raw path), status and time.
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        let route = route.to_owned();
+        self.requests.get_or_create(&vec![("route", route.clone()), ("status", status.to_string())]).inc();
+        self.durations.get_or_create(&vec![("route", route)]).observe(took.as_secs_f64());
+    }
+
+    /// The text exposition of the counters and of `snapshot`.
+    pub fn render(&self, snapshot: Snapshot) -> Result<String, std::fmt::Error> {
+        let mut registry = Registry::default();
+        registry.register("mirror_sync_project_runs", "Runs that ended, by project and result", self.runs.clone());
+        registry.register(
+            "mirror_sync_project_transferred_bytes",
+            "Bytes of files rsync transferred, by project",
+            self.transferred.clone(),
+        );
+        registry.register(
+            "mirror_sync_http_requests",
+            "HTTP requests answered, by route and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "mirror_sync_http_request_duration_seconds",
+            "Time to answer an HTTP request (until its body started), by route",
+            self.durations.clone(),
+        );
+        registry.register_collector(Box::new(snapshot));
+        let mut out = String::with_capacity(256 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(prometheus_text(&out))
+    }
+}
+
+/// The crate writes OpenMetrics: a counter's HELP and TYPE name the family without `_total` and
+/// the text ends with `# EOF`. Prometheus' own text format (0.0.4, what `promtool check metrics`
+/// reads) names them as the samples are named.
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len() + 1024);
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            if let Some(h) = help.replace(line) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let rename = kind == "counter" && !name.ends_with("_total");
+            if let Some(h) = help.take() {
+                if rename {
+                    out.push_str(&h.replacen(&format!("# HELP {name} "), &format!("# HELP {name}_total "), 1));
+                } else {
+                    out.push_str(h);
+                }
+                out.push('\n');
+            }
+            if rename {
+                out.push_str(&format!("# TYPE {name}_total counter\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+impl Listener for Arc<Metrics> {
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::RunEnded { project, status, bytes_transferred } => {
+                self.runs.get_or_create(&vec![("project", project.to_string()), ("result", status.to_string())]).inc();
+                let bytes = self.transferred.get_or_create(&vec![("project", project.to_string())]);
+                bytes.inc_by(bytes_transferred.unwrap_or(0));
+            }
+            Change::ProjectRemoved { id } => {
+                for status in RunStatus::ALL {
+                    self.runs.remove(&vec![("project", id.to_string()), ("result", status.to_string())]);
+                }
+                self.transferred.remove(&vec![("project", id.to_string())]);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("projects", &self.projects.len()).finish()
+    }
+}
+
+fn seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// One gauge family: a value per label set (none when the value is unknown).
+fn gauge<I>(encoder: &mut DescriptorEncoder, name: &str, help: &str, rows: I) -> Result<(), std::fmt::Error>
+where
+    I: IntoIterator<Item = (Labels, Option<f64>)>,
+{
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        if let Some(v) = value {
+            value_into(family.encode_family(&labels)?, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// A gauge family of one value without labels.
+fn single(encoder: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> Result<(), std::fmt::Error> {
+    value_into(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?, v)
+}
+
+/// Whole values are written as integers (`1`, not `1.0`).
+fn value_into(metric: prometheus_client::encoding::MetricEncoder, v: f64) -> Result<(), std::fmt::Error> {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        ConstGauge::new(v as i64).encode(metric)
+    } else {
+        ConstGauge::new(v).encode(metric)
+    }
+}
+
+fn project_label(s: &ProjectState) -> Labels {
+    vec![("project", s.row.id.to_string())]
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = seconds(self.now);
+        let p = &self.projects;
+        let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
+        let status_of = |s: &ProjectState| s.last_run.as_ref().map(|r| r.status);
+        gauge(
+            &mut e,
+            "mirror_sync_project_last_run_status",
+            "1 for the status of the project's latest run (queued, running, success, failed, timeout, interrupted)",
+            p.iter().filter_map(|s| {
+                let status = status_of(s)?;
+                let mut labels = project_label(s);
+                labels.push(("status", status.to_string()));
+                Some((labels, Some(1.0)))
+            }),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_last_success_timestamp_seconds",
+            "When the project's latest successful run ended",
+            p.iter().map(|s| (project_label(s), s.last_success.map(|t| seconds(t.to_datetime())))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_last_attempt_timestamp_seconds",
+            "When the project's latest run started (or was queued, if it has not started)",
+            p.iter().map(|s| {
+                let run = s.last_run.as_ref();
+                (project_label(s), run.map(|r| seconds(r.started_at.unwrap_or(r.queued_at).to_datetime())))
+            }),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_staleness_seconds",
+            "Time since the project's latest successful run ended",
+            p.iter().map(|s| (project_label(s), s.last_success.map(|t| now - seconds(t.to_datetime())))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_last_run_duration_seconds",
+            "How long the project's latest ended run took",
+            p.iter().map(|s| {
+                let run = s.last_run.as_ref();
+                let took =
+                    run.and_then(|r| Some(seconds(r.ended_at?.to_datetime()) - seconds(r.started_at?.to_datetime())));
+                (project_label(s), took)
+            }),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_size_bytes",
+            "Total size of the project's tree at its latest run that measured it (rsync's total file size)",
+            p.iter().map(|s| (project_label(s), s.last_run.as_ref().and_then(|r| r.total_size).map(|b| b as f64))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_next_run_timestamp_seconds",
+            "When the project's schedule fires next",
+            p.iter().map(|s| (project_label(s), s.next_run.map(seconds))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_running",
+            "1 while the project's rsync runs",
+            p.iter().map(|s| (project_label(s), flag(status_of(s) == Some(RunStatus::Running)))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_queued",
+            "1 while a run of the project waits for a free slot",
+            p.iter().map(|s| (project_label(s), flag(status_of(s) == Some(RunStatus::Queued)))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_generation",
+            "The project's current generation (one more per successful run)",
+            p.iter().map(|s| (project_label(s), Some(s.row.generation as f64))),
+        )?;
+        let queued = p.iter().filter(|s| status_of(s) == Some(RunStatus::Queued)).count();
+        single(&mut e, "mirror_sync_run_queue_length", "Runs waiting for a free slot", queued as f64)?;
+        single(
+            &mut e,
+            "mirror_sync_rsyncd_up",
+            "1 when the rsync daemon slaves pull from accepts connections",
+            if self.rsyncd_up { 1.0 } else { 0.0 },
+        )?;
+        let slave_labels = |b: &ServedBy| vec![("slave", b.slave.clone()), ("project", b.project.to_string())];
+        let current = |id: &ProjectId| p.iter().find(|s| &s.row.id == id);
+        gauge(
+            &mut e,
+            "mirror_sync_slave_generation",
+            "The generation of the project the slave serves",
+            self.served.iter().map(|b| (slave_labels(b), Some(b.generation as f64))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_slave_lag_generations",
+            "How many generations the slave is behind on the project",
+            self.served
+                .iter()
+                .map(|b| (slave_labels(b), current(&b.project).map(|s| (s.row.generation - b.generation) as f64))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_slave_lag_seconds",
+            "How long the slave has been behind on the project (0 when it serves the current generation)",
+            self.served.iter().map(|b| {
+                let lag = current(&b.project).map(|s| {
+                    if s.row.generation > b.generation {
+                        s.last_success.map_or(0.0, |t| now - seconds(t.to_datetime()))
+                    } else {
+                        0.0
+                    }
+                });
+                (slave_labels(b), lag)
+            }),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_slave_last_seen_timestamp_seconds",
+            "When the master last heard from the slave",
+            self.served.iter().map(|b| (slave_labels(b), b.last_seen.map(seconds))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_slave_healthy",
+            "1 when the slave was seen within three reconcile intervals",
+            self.served.iter().map(|b| (slave_labels(b), flag(b.healthy))),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prometheus_text;
+
+    #[test]
+    fn counters_are_named_as_their_samples() {
+        let om = "# HELP a_runs Runs.\n# TYPE a_runs counter\na_runs_total{p=\"x\"} 1\n# HELP b Bee.\n# TYPE b gauge\nb 2\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP a_runs_total Runs.\n# TYPE a_runs_total counter\na_runs_total{p=\"x\"} 1\n# HELP b Bee.\n# TYPE b gauge\nb 2\n"
+        );
+    }
+}
