@@ -25,6 +25,8 @@ pub struct Settings {
     pub auth_cache_ttl_secs: u64,
     pub jwt_secret: Option<Secret>,
     pub log: String,
+    /// `text` (the default) or `json`: one JSON object per line.
+    pub log_format: mirror_runtime::logging::LogFormat,
     /// The rsync program (a path, or a name looked up in PATH).
     pub rsync_path: PathBuf,
     /// Full per-run output goes to `<log_dir>/<project>/<run>.log`.
@@ -92,6 +94,7 @@ impl Default for Settings {
             auth_cache_ttl_secs: 60,
             jwt_secret: None,
             log: "info".into(),
+            log_format: Default::default(),
             rsync_path: "rsync".into(),
             log_dir: "logs".into(),
             log_keep: 20,

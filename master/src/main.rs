@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mirror_common::api::Role;
 use mirror_master::Application;
 use mirror_master::config::{Secret, Settings};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "mirror-master", version, about = "mirror-sync master: REST API, schedules, rsync runs")]
@@ -68,9 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     settings.initial_root_password =
         std::env::var("MIRROR_ROOT_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new);
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    mirror_runtime::logging::init(&settings.log, settings.log_format).map_err(|e| anyhow::anyhow!("log: {e}"))?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             // Every connection and every rsync's pipes take descriptors; the soft default of 1,024 is low.

@@ -4,5 +4,6 @@
 //! does not depend on it.
 
 pub mod fs;
+pub mod logging;
 pub mod rsync;
 pub mod server;

@@ -29,6 +29,8 @@ pub struct Settings {
     /// What this slave serves, kept across restarts.
     pub state_file: PathBuf,
     pub log: String,
+    /// `text` (the default) or `json`: one JSON object per line.
+    pub log_format: mirror_runtime::logging::LogFormat,
     /// `auto` (default), `required` or `off`: whether each pull is confined by Landlock.
     pub confine: ConfineMode,
     /// The `mirror-confine` helper; unset: beside `mirror-slave`, then in PATH.
@@ -54,6 +56,7 @@ impl Default for Settings {
             run_timeout_secs: 6 * 3600,
             state_file: "mirror-slave-state.json".into(),
             log: "info".into(),
+            log_format: Default::default(),
             confine: ConfineMode::Auto,
             confine_helper: None,
             run_as: None,

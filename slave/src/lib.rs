@@ -356,6 +356,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status/", get(status))
         .fallback(|| async { SlaveError::NotFound })
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(mirror_runtime::logging::request_id))
         .with_state(state)
 }
 

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use mirror_slave::Application;
 use mirror_slave::config::Settings;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "mirror-slave", version, about = "mirror-sync slave: pulls projects from the master when asked")]
@@ -30,9 +29,7 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    mirror_runtime::logging::init(&settings.log, settings.log_format).map_err(|e| anyhow::anyhow!("log: {e}"))?;
     let limit = mirror_runtime::server::raise_open_file_limit();
     tracing::info!(open_files = limit, "open file limit");
     Application::build(settings).await?.run_until_stopped(shutdown_signal()).await

@@ -233,6 +233,10 @@ impl MasterProcess {
             if let Some(rest) = line.split("listen=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
+            // log_format = "json"
+            if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+                break rest.split('"').next().unwrap().to_owned();
+            }
             early.push(line);
         };
         let api = Api::new(format!("http://{addr}"));

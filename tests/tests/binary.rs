@@ -164,3 +164,48 @@ async fn run_to_exit(program: &str, dir: &std::path::Path, args: &[&str], env: &
 async fn start_with_args(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> MasterProcess {
     MasterProcess::start_with_args(dir, args, env).await
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_the_client_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MIRROR_MASTER__LOG_FORMAT", "json"), ("MIRROR_ROOT_PASSWORD", "root-pw")];
+    let mut master = MasterProcess::start(dir.path(), &env).await;
+    let body =
+        json!({"project": "debian", "rsync_host": "rsync.example.org", "rsync_module": "debian", "dest": "debian"});
+    let sent = master
+        .api
+        .client
+        .post(format!("{}/add_project/", master.api.base))
+        .basic_auth("root", Some("root-pw"))
+        .header("x-request-id", "client-chosen-42")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::CREATED);
+    assert_eq!(sent.headers()["x-request-id"], "client-chosen-42");
+    // Without one, or with one that is not plain, the master makes its own.
+    let own = master
+        .api
+        .client
+        .get(format!("{}/status/", master.api.base))
+        .header("x-request-id", "a b")
+        .send()
+        .await
+        .unwrap();
+    let made = own.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(made.len() == 16 && made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+
+    let lines = mirror_tests::wait_for(10, "the log line of the request", || {
+        let lines = master.drain_log();
+        async move { lines.iter().any(|l| l.contains("project added")).then_some(lines) }
+    })
+    .await;
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(parsed["timestamp"].is_string() && parsed["level"].is_string(), "{line}");
+    }
+    let added = lines.iter().find(|l| l.contains("project added")).unwrap();
+    let added: serde_json::Value = serde_json::from_str(added).unwrap();
+    assert_eq!(added["span"]["request_id"], json!("client-chosen-42"), "{added}");
+}

@@ -28,7 +28,8 @@ use error::ApiError;
 pub async fn detached<T: Send + 'static>(
     write: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(write).await.map_err(|e| ApiError::Internal(e.into()))?
+    // The request's span (its id) goes along: the write's log lines carry it.
+    tokio::spawn(tracing::Instrument::in_current_span(write)).await.map_err(|e| ApiError::Internal(e.into()))?
 }
 
 /// Every route, as the 2014 API named it. Each also answers without its trailing slash.
@@ -102,5 +103,6 @@ pub fn router(state: AppState) -> Router {
             // is counted there and logged at most every ten seconds, not once per request.
             (),
         ))
+        .layer(axum::middleware::from_fn(mirror_runtime::logging::request_id))
         .with_state(state)
 }

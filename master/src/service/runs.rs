@@ -27,7 +27,8 @@ impl Runs {
     /// queue would leave the project marked as running for good.
     pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<i64, Error> {
         let (runner, project) = (self.runner.clone(), id.clone());
-        let run_id = tokio::spawn(async move { runner.trigger(&project, Trigger::Manual, None).await })
+        let trigger = async move { runner.trigger(&project, Trigger::Manual, None).await };
+        let run_id = tokio::spawn(tracing::Instrument::in_current_span(trigger))
             .await
             .map_err(|e| Error::Internal(e.into()))??;
         tracing::info!(project.id = %id, run.id = run_id, user.name = %caller.username, "manual run started");

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Time of a /metrics scrape with 10,000 projects and of the status page with 1,000 (stdlib only).
+
+Every project runs once first (rsync_path = /bin/true, all due on the same second), so each has a
+latest run, a last success and a next fire: the metrics and the page show everything they can.
+Reports the median and the slowest of 20 requests over one kept-alive connection, measured by the
+client on the same machine (the server's time plus a loopback round trip).
+
+Usage: bench/status.py [--metrics-projects N] [--page-projects N]
+Needs a release build (bench/status.sh does it).
+"""
+import argparse
+import datetime as dt
+import http.client
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import AUTH, Master  # noqa: E402
+
+
+def master_with_runs(n):
+    work = tempfile.mkdtemp(prefix="bench-status-")
+    master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false",
+                    confine="off")
+    target = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=max(15, n / 250))
+    cron = {"year": str(target.year), "month": str(target.month), "day": str(target.day),
+            "hour": str(target.hour), "minute": str(target.minute), "second": str(target.second)}
+    every_6h = {"hour": "*/6", "minute": "7"}
+    for i in range(n):
+        status, body = master.request("POST", "/add_project/", {
+            "project": f"p{i:05}", "rsync_host": "upstream.example", "rsync_module": "mod", "dest": f"p{i:05}",
+            "cron_options": cron,
+        })
+        if status != 201:
+            raise SystemExit(f"add_project failed: {status} {body}")
+    db = sqlite3.connect(f"file:{os.path.join(work, 'mirror-master.db')}?mode=ro", uri=True, timeout=30)
+    deadline = target.timestamp() + 600
+    while time.time() < deadline:
+        time.sleep(1)
+        if db.execute("SELECT COUNT(*) FROM runs WHERE status = 'success'").fetchone()[0] >= n:
+            break
+    # A schedule that goes on, so that every project has a next fire.
+    for i in range(n):
+        master.request("POST", "/update_project/schedule/", dict(every_6h, id=f"p{i:05}"))
+    return master
+
+
+def timed(master, path, accept="*/*", rounds=20):
+    conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=60)
+    times, size = [], 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        conn.request("GET", path, headers={"Authorization": AUTH, "Accept": accept})
+        resp = conn.getresponse()
+        body = resp.read()
+        times.append(time.perf_counter() - started)
+        if resp.status != 200:
+            raise SystemExit(f"{path}: {resp.status} {body[:200]!r}")
+        size = len(body)
+    return statistics.median(times) * 1000, max(times) * 1000, size
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--metrics-projects", type=int, default=10_000)
+    parser.add_argument("--page-projects", type=int, default=1_000)
+    args = parser.parse_args()
+    for n, what in ((args.page_projects, "page"), (args.metrics_projects, "metrics")):
+        master = master_with_runs(n)
+        if what == "page":
+            med, worst, size = timed(master, "/", accept="text/html")
+            print(f"status page, {n} projects: median {med:.1f} ms, slowest {worst:.1f} ms, {size / 1024:.0f} KiB")
+            med, worst, size = timed(master, "/jobs")
+            print(f"/jobs, {n} projects: median {med:.1f} ms, slowest {worst:.1f} ms, {size / 1024:.0f} KiB")
+        else:
+            med, worst, size = timed(master, "/metrics")
+            print(f"/metrics, {n} projects: median {med:.1f} ms, slowest {worst:.1f} ms, {size / 1024:.0f} KiB")
+        master.stop()
+
+
+if __name__ == "__main__":
+    main()
