@@ -44,7 +44,9 @@ def master_with_runs(n):
         time.sleep(1)
         if db.execute("SELECT COUNT(*) FROM runs WHERE status = 'success'").fetchone()[0] >= n:
             break
-    # A schedule that goes on, so that every project has a next fire.
+    # A schedule that goes on, so that every project has a next fire (a new connection: the server
+    # closed the idle one while the runs went).
+    master.conn = None
     for i in range(n):
         master.request("POST", "/update_project/schedule/", dict(every_6h, id=f"p{i:05}"))
     return master

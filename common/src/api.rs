@@ -10,6 +10,7 @@ pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, 
 pub use crate::time::Timestamp;
 
 /// `POST /add_project/`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddProject {
@@ -37,6 +38,7 @@ pub struct AddProject {
 }
 
 /// `POST /update_project/basic/`: every field but `id` optional.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectBasic {
@@ -65,6 +67,7 @@ fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
 }
 
 /// `{"id": ...}`: remove, enable, disable, syncup.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectRef {
@@ -72,6 +75,7 @@ pub struct ProjectRef {
 }
 
 /// A port given as `7000` or `"7000"`, as the seed's example does.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Port(pub u16);
 
@@ -101,6 +105,7 @@ impl<'de> Deserialize<'de> for Port {
 }
 
 /// `POST /add_slave/`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddSlave {
@@ -110,6 +115,7 @@ pub struct AddSlave {
 }
 
 /// `POST /remove_slave/`: `port` is needed only when several slaves share a hostname.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveSlave {
@@ -118,6 +124,7 @@ pub struct RemoveSlave {
 }
 
 /// `POST /create_api_user/`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -128,6 +135,7 @@ pub struct CreateUser {
 }
 
 /// `POST /update_api_user/`: a new password, a new role, or both. Either revokes the user's tokens.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
@@ -138,6 +146,7 @@ pub struct UpdateUser {
 }
 
 /// `POST /rotate_slave_token/`: a new credential for a slave; the old one stops working at once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSlaveToken {
@@ -146,6 +155,7 @@ pub struct RotateSlaveToken {
 }
 
 /// `POST /remove_api_user/`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveUser {
@@ -154,6 +164,7 @@ pub struct RemoveUser {
 
 /// The rsync options as listed: the 2014 listing called the delete layer `delete_option`, so both
 /// names are given.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RsyncOptionsView {
     pub defaults: Vec<String>,
@@ -174,6 +185,7 @@ impl From<&RsyncOptions> for RsyncOptionsView {
 }
 
 /// One entry of `GET /list_projects/`. Never carries a password.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectView {
     pub id: ProjectId,
@@ -205,6 +217,7 @@ pub struct ProjectView {
 
 /// One entry of `GET /list_projects/` for a caller who has not logged in: what a public mirror
 /// status page shows (names, states, times, sizes, generations), no local path or account.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublicProjectView {
     pub id: ProjectId,
@@ -245,6 +258,7 @@ impl From<ProjectView> for PublicProjectView {
 
 /// `GET /projects/{id}`: one project as the listing shows it (`V` is [`ProjectView`], or
 /// [`PublicProjectView`] without a login), its next fire times and its newest runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectDetail<V> {
     #[serde(flatten)]
@@ -261,6 +275,7 @@ pub const NEXT_FIRES: usize = 5;
 pub const RECENT_RUNS: i64 = 10;
 
 /// Figures from rsync's `--stats`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStats {
     pub files_total: Option<u64>,
@@ -306,6 +321,7 @@ fn parse_count(text: &str) -> Option<u64> {
 }
 
 /// One rsync run, from `GET /runs/` and `GET /runs/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
     pub id: i64,
@@ -338,6 +354,7 @@ impl RunView {
 
 /// Every success body of the master: the 2014 API's `method` and `success`, then what the call
 /// returns, flattened beside them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Done<T> {
     pub method: String,
@@ -353,6 +370,7 @@ impl<T> Done<T> {
 }
 
 /// `add_project`: the name and the id it got.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectAdded {
     pub project: String,
@@ -360,12 +378,14 @@ pub struct ProjectAdded {
 }
 
 /// `remove_project`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectRemoved {
     pub id: ProjectId,
 }
 
 /// `enable_project`, `disable_project`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectEnabled {
     pub id: ProjectId,
@@ -373,6 +393,7 @@ pub struct ProjectEnabled {
 }
 
 /// `update_project_basic`: the id (it follows a new name when it was derived from it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectUpdated {
     pub id: ProjectId,
@@ -380,6 +401,7 @@ pub struct ProjectUpdated {
 }
 
 /// `update_project_schedule`: the schedule as stored and its next fire.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleReplaced {
     pub id: ProjectId,
@@ -388,6 +410,7 @@ pub struct ScheduleReplaced {
 }
 
 /// `add_slave`: the token only when the slave is new (shown this once).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveAdded {
     pub hostname: Host,
@@ -400,6 +423,7 @@ pub struct SlaveAdded {
 }
 
 /// `remove_slave`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveRemoved {
     pub hostname: Host,
@@ -407,6 +431,7 @@ pub struct SlaveRemoved {
 }
 
 /// `rotate_slave_token`: the new token, shown this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveToken {
     pub hostname: Host,
@@ -415,10 +440,12 @@ pub struct SlaveToken {
 }
 
 /// A body with nothing more than `method` and `success` (`slave_rsync_complete`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Nothing {}
 
 /// `create_api_user`, `update_api_user`, `remove_api_user`: the user, and its role when it was set.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserChanged {
     pub username: Name,
@@ -427,6 +454,7 @@ pub struct UserChanged {
 }
 
 /// `GET /status/` on the master. The details only for a logged-in caller.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MasterStatus {
     pub version: String,
@@ -439,6 +467,7 @@ pub struct MasterStatus {
 }
 
 /// `GET|POST /syncup/?id=`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncupResponse {
     pub method: String,
@@ -448,6 +477,7 @@ pub struct SyncupResponse {
 }
 
 /// One entry of `GET /list_slaves/`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveView {
     /// `hostname:port`, the name the slave reports with.
@@ -466,6 +496,7 @@ pub struct SlaveView {
 }
 
 /// A project as one slave serves it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveProjectView {
     pub project: ProjectId,
@@ -477,6 +508,7 @@ pub struct SlaveProjectView {
 }
 
 /// `GET /projects/{id}/propagation`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PropagationView {
     pub project: ProjectId,
@@ -485,6 +517,7 @@ pub struct PropagationView {
     pub slaves: Vec<SlavePropagation>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlavePropagation {
     pub slave: String,
@@ -500,6 +533,7 @@ pub struct SlavePropagation {
 }
 
 /// One entry of `GET /list_users/`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserView {
     pub username: Name,
@@ -508,6 +542,7 @@ pub struct UserView {
 }
 
 /// `GET /get_token/`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub method: String,
@@ -521,6 +556,7 @@ pub struct TokenResponse {
 /// One entry of `GET /jobs`: tunasync's `WebMirrorStatus`, field for field, so that mirror-web and
 /// other tunasync consumers read us unchanged. Times are tunasync's text form
 /// (`2006-01-02 15:04:05 -0700`) and Unix seconds; a time that never was is Go's zero time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunasyncJob {
     pub name: String,
@@ -542,6 +578,7 @@ pub struct TunasyncJob {
 
 /// Where a slave pulls from: the master's rsync daemon, as the master's `rsyncd` config says slaves
 /// reach it. The password is not here: each slave holds it in its own configuration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RsyncSource {
@@ -552,6 +589,7 @@ pub struct RsyncSource {
 }
 
 /// `POST /sync_from_master/` on a slave (Bearer: the cluster token).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
@@ -567,6 +605,7 @@ pub struct SyncRequest {
 }
 
 /// The slave's answer to a sync request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncAccepted {
     pub success: bool,
@@ -575,12 +614,14 @@ pub struct SyncAccepted {
 
 /// `POST /slave_started/` on the master (Bearer: the slave's token): the answer names the slave
 /// as the master knows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaveHello {
     pub slave: String,
 }
 
 /// `POST /slave_rsync_complete/` on the master (Bearer: the cluster token), sent once rsync has ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompletionReport {
@@ -596,6 +637,7 @@ pub struct CompletionReport {
 }
 
 /// What a slave serves, per project.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServedProject {
     pub generation: i64,
@@ -605,6 +647,7 @@ pub struct ServedProject {
 }
 
 /// `GET /status` on a slave.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlaveStatus {
     /// Only for the master (with this slave's token).

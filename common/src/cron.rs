@@ -31,6 +31,7 @@ const WEEKDAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun
 const POSITION_NAMES: [&str; 6] = ["1st", "2nd", "3rd", "4th", "5th", "last"];
 
 /// `cron_options` as a client sends it: every field optional, numbers or strings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronOptions {
@@ -95,6 +96,7 @@ impl CronOptions {
 }
 
 /// The normalised schedule, as stored and listed: every time field filled in, as strings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {

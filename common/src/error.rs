@@ -18,6 +18,7 @@ impl FieldError {
 
 /// The JSON body of every error response:
 /// `{"method": "add_project", "success": false, "error": "invalid_field", "message": "...", "field": "dest"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The endpoint that answered (`add_project`), as in the 2014 API's bodies; absent for unknown paths.

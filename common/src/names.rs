@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 macro_rules! checked_text {
     ($(#[$meta:meta])* $name:ident, $check:path) => {
         $(#[$meta])*
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
         pub struct $name(String);

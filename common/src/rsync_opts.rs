@@ -161,6 +161,7 @@ const PATH_VALUED: &[&str] = &["compare-dest", "copy-dest", "link-dest", "temp-d
 const SAFE_NEGATIONS: &[&str] = &["no-devices", "no-specials", "no-D", "no-super"];
 
 /// `rsync_options` as a client sends it. `delete_option` is the name the 2014 listing used.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RsyncOptionsInput {
@@ -171,6 +172,7 @@ pub struct RsyncOptionsInput {
 }
 
 /// The stored, validated layers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RsyncOptions {
     pub defaults: Vec<String>,
