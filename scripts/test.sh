@@ -17,6 +17,18 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
+# schemathesis (pip) checks the OpenAPI document against the running master: in a venv of its own.
+if [ ! -x target/schemathesis-venv/bin/schemathesis ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+        "${SUDO[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq python3-venv
+    fi
+    mkdir -p target
+    python3 -m venv target/schemathesis-venv
+    target/schemathesis-venv/bin/pip install -q 'schemathesis>=4,<5'
+fi
+
 cargo fmt --all -- --check
 # The end-to-end tests run the real binaries: build them first.
 cargo build --workspace --bins --locked

@@ -9,6 +9,9 @@ macro_rules! word_enum {
         $(#[$meta])*
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        // Every word is its variant's name in snake case (the test below holds it so); said here
+        // too for the schema derive, which does not see the words given through the macro.
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $word)] $variant),+
         }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::extract::MaybeCaller;
 use crate::metrics::Snapshot;
 use crate::state::AppState;
+use mirror_common::ErrorBody;
 
 /// Whether the rsync daemon slaves pull from accepts a connection.
 async fn rsyncd_up(state: &AppState) -> bool {
@@ -22,6 +23,17 @@ async fn rsyncd_up(state: &AppState) -> bool {
 
 /// `GET /metrics`: for a logged-in caller, or anyone when `metrics_public` (the labels name the
 /// slaves' hosts, which the public views keep to themselves).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "status",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn metrics(State(state): State<AppState>, caller: MaybeCaller) -> Result<Response, ApiError> {
     if !state.settings.metrics_public && caller.0.is_none() {
         return Err(ApiError::Unauthorized("metrics need a login on this master (or metrics_public = true)"));

@@ -4,6 +4,7 @@ pub mod admission;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod projects;
 pub mod runs;
 pub mod slaves;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         }
     }
     router
+        .merge(openapi::docs())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(admission, admission::admit))

@@ -18,7 +18,24 @@ use super::extract::{ApiJson, Caller, MaybeCaller, QueryMap, from_value, id_para
 use crate::db::{self, projects::ProjectRow};
 use crate::state::AppState;
 use crate::views::{project_view, run_view};
+use mirror_common::ErrorBody;
+use mirror_common::api::ProjectView;
 
+#[utoipa::path(
+    post,
+    path = "/add_project/",
+    tag = "projects",
+    request_body = AddProject,
+    responses(
+        (status = 201, description = "added", body = Done<ProjectAdded>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn add_project(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -43,6 +60,17 @@ fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
 
 /// `GET /list_projects/`: the listing, gzip-compressed for clients that accept it (a listing of
 /// thousands of projects is megabytes of JSON, a tenth of that compressed).
+#[utoipa::path(
+    get,
+    path = "/list_projects/",
+    tag = "projects",
+    responses(
+        (status = 200, description = "every project, in id order; the public view without a login", body = Vec<ProjectView>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn list_projects(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -70,6 +98,19 @@ fn json_response(body: axum::body::Bytes) -> Response {
 
 /// `GET /projects/{id}`: one project's view, its next fire times and its newest runs (public
 /// views without a login, as the listing).
+#[utoipa::path(
+    get,
+    path = "/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "the project id")),
+    responses(
+        (status = 200, description = "one project, its next fire times and newest runs", body = ProjectDetail<ProjectView>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn get_project(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -119,6 +160,21 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError>
     serde_json::to_vec(v).map(axum::body::Bytes::from).map_err(|e| ApiError::Internal(e.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/remove_project/",
+    tag = "projects",
+    request_body = ProjectRef,
+    responses(
+        (status = 200, description = "removed, with its history", body = Done<ProjectRemoved>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn remove_project(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -136,6 +192,20 @@ async fn set_enabled(state: &AppState, id: ProjectId, enabled: bool) -> Result<J
     Ok(Json(Done::new(method, ProjectEnabled { id: row.id, enabled: row.enabled })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/enable_project/",
+    tag = "projects",
+    params(("id" = String, Query, description = "the project id (`project` is read too)")),
+    responses(
+        (status = 200, description = "enabled", body = Done<ProjectEnabled>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn enable_project(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -144,6 +214,20 @@ pub async fn enable_project(
     set_enabled(&state, id_param(&query)?, true).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/disable_project/",
+    tag = "projects",
+    params(("id" = String, Query, description = "the project id (`project` is read too)")),
+    responses(
+        (status = 200, description = "disabled", body = Done<ProjectEnabled>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn disable_project(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -180,6 +264,22 @@ async fn existing(state: &AppState, id: &str) -> Result<ProjectRow, ApiError> {
         .ok_or_else(|| ApiError::not_found("id", format!("no project with id '{}'", id.escape_debug())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/update_project/basic/",
+    tag = "projects",
+    request_body = UpdateProjectBasic,
+    responses(
+        (status = 200, description = "changed", body = Done<ProjectUpdated>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn update_project_basic(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -191,6 +291,21 @@ pub async fn update_project_basic(
 
 /// The 2014 payload is flat: `{"id": "ubuntu", "minute": "*/5", "start_date": "..."}`. It replaces
 /// the whole schedule; with no time field at all the project becomes manual-only.
+#[utoipa::path(
+    post,
+    path = "/update_project/schedule/",
+    tag = "projects",
+    request_body(content = CronOptions, description = "the flat 2014 payload: `id` beside the schedule fields"),
+    responses(
+        (status = 200, description = "the schedule replaced", body = Done<ScheduleReplaced>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn update_project_schedule(
     State(state): State<AppState>,
     Caller(_): Caller,

@@ -9,9 +9,25 @@ use mirror_common::api::{ProjectId, RunView, SyncupResponse};
 use super::error::ApiError;
 use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
 use crate::state::AppState;
+use mirror_common::ErrorBody;
 
 /// `/syncup/?id=` (or `?project=`, as the 2014 README wrote it): starts a run now and answers at
 /// once with its id; 409 while the project's previous run is going.
+#[utoipa::path(
+    get,
+    path = "/syncup/",
+    tag = "runs",
+    params(("id" = String, Query, description = "the project id (`project` is read too)")),
+    responses(
+        (status = 202, description = "a run started", body = SyncupResponse),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: QueryMap) -> Result<Response, ApiError> {
     let id = id_param(&query)?;
     let run_id = state.runs.start(&who, &id).await?;
@@ -20,6 +36,19 @@ pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: Q
 }
 
 /// `GET /runs/?project=&limit=`: newest first, without log tails.
+#[utoipa::path(
+    get,
+    path = "/runs/",
+    tag = "runs",
+    params(("project" = Option<String>, Query, description = "only this project's runs"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 50")),
+    responses(
+        (status = 200, description = "newest first", body = Vec<RunView>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn list_runs(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -37,6 +66,20 @@ pub async fn list_runs(
 }
 
 /// `GET /runs/{id}`: one run, with the last 64 KiB of its output for a logged-in caller.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    tag = "runs",
+    params(("id" = i64, Path, description = "the run number")),
+    responses(
+        (status = 200, description = "one run; rsync's output only with a login", body = RunView),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn get_run(
     State(state): State<AppState>,
     caller: MaybeCaller,

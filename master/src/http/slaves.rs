@@ -15,10 +15,26 @@ use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, MaybeCaller, RootCaller, parse_json};
 use crate::state::AppState;
+use mirror_common::ErrorBody;
 
 /// The largest report a slave sends.
 const MAX_REPORT_BYTES: usize = 64 * 1024;
 
+#[utoipa::path(
+    post,
+    path = "/add_slave/",
+    tag = "slaves",
+    request_body = AddSlave,
+    responses(
+        (status = 201, description = "added, with its token (shown once)", body = Done<SlaveAdded>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn add_slave(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
@@ -35,6 +51,18 @@ pub async fn add_slave(
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/list_slaves/",
+    tag = "slaves",
+    responses(
+        (status = 200, description = "every slave, what it serves and its health", body = Vec<SlaveView>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn list_slaves(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
@@ -43,6 +71,19 @@ pub async fn list_slaves(
 }
 
 /// `GET /projects/{id}/propagation`: per slave, the generation it serves and since when.
+#[utoipa::path(
+    get,
+    path = "/projects/{id}/propagation",
+    tag = "slaves",
+    params(("id" = String, Path, description = "the project id")),
+    responses(
+        (status = 200, description = "per slave, the generation it serves", body = PropagationView),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn propagation(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -66,6 +107,17 @@ fn slave_token(request: &Request) -> Result<String, ApiError> {
 }
 
 /// `POST /slave_started/`: a slave, with its own token, says it has (re)started.
+#[utoipa::path(
+    post,
+    path = "/slave_started/",
+    tag = "slaves",
+    responses(
+        (status = 200, description = "the slave as the master knows it", body = Done<SlaveHello>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("slave" = []))
+)]
 pub async fn slave_started(
     State(state): State<AppState>,
     request: Request,
@@ -76,6 +128,20 @@ pub async fn slave_started(
 }
 
 /// `POST /slave_rsync_complete/`: a slave's report that its rsync has ended, with its own token.
+#[utoipa::path(
+    post,
+    path = "/slave_rsync_complete/",
+    tag = "slaves",
+    request_body = CompletionReport,
+    responses(
+        (status = 200, description = "recorded", body = Done<Nothing>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("slave" = []))
+)]
 pub async fn slave_rsync_complete(
     State(state): State<AppState>,
     request: Request,
@@ -90,6 +156,22 @@ pub async fn slave_rsync_complete(
 }
 
 /// `POST /rotate_slave_token/`: a new token, shown this once; the old one stops at once.
+#[utoipa::path(
+    post,
+    path = "/rotate_slave_token/",
+    tag = "slaves",
+    request_body = RotateSlaveToken,
+    responses(
+        (status = 200, description = "a new token (shown once)", body = Done<SlaveToken>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn rotate_slave_token(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
@@ -101,6 +183,23 @@ pub async fn rotate_slave_token(
     Ok(Json(Done::new("rotate_slave_token", body)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/remove_slave/",
+    tag = "slaves",
+    request_body = RemoveSlave,
+    responses(
+        (status = 200, description = "removed", body = Done<SlaveRemoved>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn remove_slave(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,

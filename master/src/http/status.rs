@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::extract::MaybeCaller;
 use crate::state::AppState;
 use crate::{status_page, views};
+use mirror_common::ErrorBody;
 
 fn may_read(state: &AppState, caller: &MaybeCaller) -> Result<(), ApiError> {
     if !state.settings.public_read && caller.0.is_none() {
@@ -37,6 +38,17 @@ fn html(page: String) -> Response {
 }
 
 /// `GET /`: the status page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "status",
+    responses(
+        (status = 200, description = "the status page", content_type = "text/html", body = String),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn index(State(state): State<AppState>, caller: MaybeCaller) -> Result<Response, ApiError> {
     may_read(&state, &caller)?;
     let states = state.listing.states(&state.db).await?;
@@ -45,6 +57,17 @@ pub async fn index(State(state): State<AppState>, caller: MaybeCaller) -> Result
 
 /// `GET /status`: the status page for a browser; for anyone else the master's version and whether
 /// rsync runs are confined (the details, helper path and account, only for a logged-in caller).
+#[utoipa::path(
+    get,
+    path = "/status/",
+    tag = "status",
+    responses(
+        (status = 200, description = "the master's version and confinement (the status page for a client that accepts text/html)", body = Done<MasterStatus>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn status(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -64,6 +87,19 @@ pub async fn status(
 }
 
 /// `GET /status/{id}`: one project's page.
+#[utoipa::path(
+    get,
+    path = "/status/{id}",
+    tag = "status",
+    params(("id" = String, Path, description = "the project id")),
+    responses(
+        (status = 200, description = "one project's status page", content_type = "text/html", body = String),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn project(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -82,6 +118,17 @@ pub async fn project(
 }
 
 /// `GET /jobs`: every project as tunasync's manager lists its jobs.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "status",
+    responses(
+        (status = 200, description = "every project as tunasync's manager lists its jobs", body = Vec<TunasyncJob>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 pub async fn jobs(State(state): State<AppState>, caller: MaybeCaller) -> Result<Json<Vec<TunasyncJob>>, ApiError> {
     may_read(&state, &caller)?;
     let states = state.listing.states(&state.db).await?;

@@ -10,8 +10,26 @@ use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, RootCaller};
 use crate::state::AppState;
+use mirror_common::ErrorBody;
 
 /// `POST /update_api_user/`: see [`crate::service::users::Users::update`] for who may change what.
+#[utoipa::path(
+    post,
+    path = "/update_api_user/",
+    tag = "users",
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "changed; its tokens stop working", body = Done<UserChanged>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn update_api_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -22,6 +40,22 @@ pub async fn update_api_user(
     Ok(Json(Done::new("update_api_user", UserChanged { username, role })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/create_api_user/",
+    tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "created", body = Done<UserChanged>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn create_api_user(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
@@ -37,6 +71,18 @@ pub async fn create_api_user(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/list_users/",
+    tag = "users",
+    responses(
+        (status = 200, description = "every user", body = Vec<UserView>),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
@@ -44,6 +90,23 @@ pub async fn list_users(
     Ok(Json(state.users.list().await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/remove_api_user/",
+    tag = "users",
+    request_body = RemoveUser,
+    responses(
+        (status = 200, description = "removed; its tokens stop working", body = Done<UserChanged>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn remove_api_user(
     State(state): State<AppState>,
     RootCaller(_): RootCaller,
@@ -54,6 +117,17 @@ pub async fn remove_api_user(
     Ok(Json(Done::new("remove_api_user", UserChanged { username: req.username, role: None })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/get_token/",
+    tag = "users",
+    responses(
+        (status = 200, description = "a token for the caller", body = TokenResponse),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn get_token(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<TokenResponse>, ApiError> {
     let (token, expires) = state.auth.issue_token(&state.db, &caller).await?;
     let duration = match caller.token_expires {
