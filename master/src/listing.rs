@@ -39,10 +39,8 @@ pub struct ProjectState {
 /// What one project's fragments were rendered from, kept to render it again when its next fire
 /// time passes (no query needed for that).
 struct Entry {
-    row: ProjectRow,
-    last_run: Option<RunRow>,
-    last_success: Option<Timestamp>,
-    next_run: Option<DateTime<Utc>>,
+    /// Shared with the readers of [`ListingCache::states`] (no copy per read).
+    state: Arc<ProjectState>,
     /// Its JSON object for logged-in callers, and for everyone else.
     full: Bytes,
     public: Bytes,
@@ -206,7 +204,8 @@ fn render_one(
     let full = Bytes::from(serde_json::to_vec(&view)?);
     let public = Bytes::from(serde_json::to_vec(&PublicProjectView::from(view))?);
     let ends_chunk = ends_chunk(&row.id);
-    Ok(Entry { row, last_run, last_success, next_run, full, public, serial: 0, ends_chunk })
+    let state = Arc::new(ProjectState { row, last_run, last_success, next_run });
+    Ok(Entry { state, full, public, serial: 0, ends_chunk })
 }
 
 impl Inner {
@@ -222,7 +221,7 @@ impl Inner {
                 continue;
             }
             let key = ChunkKey {
-                first: group[0].row.id.clone(),
+                first: group[0].state.row.id.clone(),
                 count: group.len(),
                 newest: group.iter().map(|e| e.serial).max().unwrap_or(0),
             };
@@ -307,7 +306,7 @@ impl ListingCache {
 
     /// Every project with its latest run, last success and next fire, as current as the listing
     /// (the status page, `/jobs` and `/metrics` read it: no query when nothing changed).
-    pub async fn states(&self, db: &Db) -> anyhow::Result<Vec<ProjectState>> {
+    pub async fn states(&self, db: &Db) -> anyhow::Result<Vec<Arc<ProjectState>>> {
         let arrived = self.inner().version;
         if !self.is_current(arrived, Utc::now()) {
             let _one_refresh = self.refreshing.lock().await;
@@ -317,16 +316,7 @@ impl ListingCache {
             }
         }
         let inner = self.inner();
-        Ok(inner
-            .entries
-            .values()
-            .map(|e| ProjectState {
-                row: e.row.clone(),
-                last_run: e.last_run.clone(),
-                last_success: e.last_success,
-                next_run: e.next_run,
-            })
-            .collect())
+        Ok(inner.entries.values().map(|e| Arc::clone(&e.state)).collect())
     }
 
     fn is_current(&self, version: u64, now: DateTime<Utc>) -> bool {
@@ -341,7 +331,7 @@ impl ListingCache {
             let expired: Vec<ProjectId> = inner
                 .entries
                 .iter()
-                .filter(|(_, e)| e.next_run.is_some_and(|t| t <= now))
+                .filter(|(_, e)| e.state.next_run.is_some_and(|t| t <= now))
                 .map(|(id, _)| id.clone())
                 .collect();
             let all = std::mem::take(&mut inner.all_marked) || inner.marked.len() > REREAD_ALL_ABOVE;
@@ -370,9 +360,9 @@ impl ListingCache {
         for mut entry in fresh {
             entry.serial = inner.next_serial;
             inner.next_serial += 1;
-            inner.entries.insert(entry.row.id.clone(), entry);
+            inner.entries.insert(entry.state.row.id.clone(), entry);
         }
-        let valid_until = inner.entries.values().filter_map(|e| e.next_run).min();
+        let valid_until = inner.entries.values().filter_map(|e| e.state.next_run).min();
         let (full, public) = inner.assemble();
         inner.body = Some(Assembled { version, valid_until, full, public, bodies: Default::default() });
         Ok(())
@@ -416,7 +406,7 @@ impl ListingCache {
                 .iter()
                 .filter(|id| !read.contains(id))
                 .filter_map(|id| inner.entries.get(id))
-                .map(|e| (e.row.clone(), e.last_run.clone(), e.last_success))
+                .map(|e| (e.state.row.clone(), e.state.last_run.clone(), e.state.last_success))
                 .collect()
         };
         let stale_again: Vec<ProjectId> = again.iter().map(|(row, _, _)| row.id.clone()).collect();

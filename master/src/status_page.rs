@@ -75,7 +75,7 @@ fn is_stale(s: &ProjectState, now: DateTime<Utc>, stale_after: chrono::Duration)
 }
 
 /// The list of every project.
-pub fn index(states: &[ProjectState], now: DateTime<Utc>, stale_after: chrono::Duration) -> String {
+pub fn index(states: &[std::sync::Arc<ProjectState>], now: DateTime<Utc>, stale_after: chrono::Duration) -> String {
     let failed = states.iter().filter(|s| public_state(s) == "failed").count();
     let stale = states.iter().filter(|s| is_stale(s, now, stale_after)).count();
     let mut rows = String::new();

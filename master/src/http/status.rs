@@ -132,5 +132,5 @@ pub async fn project(
 pub async fn jobs(State(state): State<AppState>, caller: MaybeCaller) -> Result<Json<Vec<TunasyncJob>>, ApiError> {
     may_read(&state, &caller)?;
     let states = state.listing.states(&state.db).await?;
-    Ok(Json(states.iter().map(views::tunasync_job).collect()))
+    Ok(Json(states.iter().map(|s| views::tunasync_job(s)).collect()))
 }
