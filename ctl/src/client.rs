@@ -1,0 +1,249 @@
+//! Where `mirrorctl` connects, how it logs in, and the HTTP calls, with the master's errors turned
+//! into exit codes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mirror_common::ErrorBody;
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub const DEFAULT_URL: &str = "http://127.0.0.1:5000";
+
+/// Exit codes, as the README documents them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Other = 1,
+    Usage = 2,
+    Auth = 3,
+    NotFound = 4,
+    Conflict = 5,
+    Server = 6,
+    RunFailed = 7,
+    Invalid = 8,
+}
+
+/// A failure with the exit code it ends `mirrorctl` with.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Failure {
+        Failure { exit, message: message.into() }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::new(Exit::Other, e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// `~/.config/mirror-sync`, or `$XDG_CONFIG_HOME/mirror-sync`.
+pub fn config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("mirror-sync"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    url: Option<String>,
+}
+
+fn read_config(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let parsed: FileConfig = config_from_toml(&text)?;
+    parsed.url
+}
+
+/// The configuration files hold `url = "..."` (TOML); other keys are ignored.
+fn config_from_toml(text: &str) -> Option<FileConfig> {
+    let mut out = FileConfig::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("url") {
+            let value = rest.trim_start().strip_prefix('=')?.trim();
+            out.url = Some(value.trim_matches('"').to_owned());
+        }
+    }
+    Some(out)
+}
+
+/// `--url`, then `MIRRORCTL_URL`, then the user's and the system's configuration file, then the default.
+pub fn resolve_url(flag: Option<&str>) -> String {
+    if let Some(u) = flag {
+        return u.trim_end_matches('/').to_owned();
+    }
+    if let Some(u) = std::env::var("MIRRORCTL_URL").ok().filter(|u| !u.is_empty()) {
+        return u.trim_end_matches('/').to_owned();
+    }
+    let files =
+        [config_dir().map(|d| d.join("mirrorctl.toml")), Some(PathBuf::from("/etc/mirror-sync/mirrorctl.toml"))];
+    for path in files.into_iter().flatten() {
+        if let Some(u) = read_config(&path) {
+            return u.trim_end_matches('/').to_owned();
+        }
+    }
+    DEFAULT_URL.to_owned()
+}
+
+/// The token `mirrorctl login` keeps, for one master.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedToken {
+    pub url: String,
+    pub username: String,
+    pub token: String,
+    pub expires_at: String,
+}
+
+pub fn token_file() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("mirrorctl-token.json"))
+}
+
+/// Writes the token file readable by its owner only (0600, created so: never readable by others).
+pub fn save_token(saved: &SavedToken) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = token_file().ok_or_else(|| Failure::new(Exit::Other, "no home directory for the token file"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    f.write_all(serde_json::to_string(saved)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+fn load_token(url: &str) -> Option<SavedToken> {
+    let text = std::fs::read_to_string(token_file()?).ok()?;
+    let saved: SavedToken = serde_json::from_str(&text).ok()?;
+    let expires = chrono::DateTime::parse_from_rfc3339(&saved.expires_at).ok()?;
+    (saved.url == url && expires > chrono::Utc::now()).then_some(saved)
+}
+
+/// How requests log in.
+#[derive(Clone)]
+pub enum Login {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+/// `MIRRORCTL_TOKEN`, then the saved token for this master, then `MIRRORCTL_USER` and
+/// `MIRRORCTL_PASSWORD`, else none (the public views still work).
+pub fn resolve_login(url: &str) -> Login {
+    if let Some(t) = std::env::var("MIRRORCTL_TOKEN").ok().filter(|t| !t.is_empty()) {
+        return Login::Bearer(t);
+    }
+    if let Some(saved) = load_token(url) {
+        return Login::Bearer(saved.token);
+    }
+    match (std::env::var("MIRRORCTL_USER"), std::env::var("MIRRORCTL_PASSWORD")) {
+        (Ok(u), Ok(p)) if !u.is_empty() => Login::Basic(u, p),
+        _ => Login::None,
+    }
+}
+
+pub struct Client {
+    pub url: String,
+    http: reqwest::Client,
+    login: Login,
+}
+
+fn exit_for(status: StatusCode) -> Exit {
+    match status.as_u16() {
+        401 | 403 => Exit::Auth,
+        404 => Exit::NotFound,
+        409 => Exit::Conflict,
+        400 | 405 | 413 | 422 => Exit::Invalid,
+        _ => Exit::Server,
+    }
+}
+
+impl Client {
+    pub fn new(url: String, login: Login) -> Result<Client> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        Ok(Client { url, http, login })
+    }
+
+    /// A call; a non-2xx answer becomes a failure with the master's message and field.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        req = match &self.login {
+            Login::None => req,
+            Login::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Login::Bearer(t) => req.bearer_auth(t),
+        };
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Failure::new(Exit::Server, e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| Failure::new(Exit::Server, format!("not JSON: {e}")));
+        }
+        let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(err) => match err.field {
+                Some(f) => format!("{} ({f}: {})", err.error, err.message),
+                None => format!("{}: {}", err.error, err.message),
+            },
+            Err(_) => format!("HTTP {status}"),
+        };
+        let hint = if status == StatusCode::UNAUTHORIZED { " (log in with `mirrorctl login`)" } else { "" };
+        Err(Failure::new(exit_for(status), format!("{message}{hint}")))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+/// A value for a query string.
+pub fn query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_name_the_url() {
+        let c = config_from_toml("# comment\nurl = \"http://m.example:5000\"\nother = 1\n").unwrap();
+        assert_eq!(c.url.as_deref(), Some("http://m.example:5000"));
+        assert_eq!(query("a b&c"), "a%20b%26c");
+        assert_eq!(exit_for(StatusCode::CONFLICT), Exit::Conflict);
+    }
+}

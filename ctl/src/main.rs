@@ -1,0 +1,518 @@
+//! `mirrorctl`: the operator's command line for a mirror-sync master. It speaks the master's HTTP
+//! API with the wire types of `mirror-common`, and nothing else of the master.
+
+mod client;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use client::{Client, Exit, Failure, Result, query};
+use comfy_table::{ContentArrangement, Table, presets};
+use mirror_common::api::{ProjectDetail, ProjectView, RunView, SlaveView, TokenResponse, UserView};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "mirrorctl", version, about = "Control a mirror-sync master: projects, runs, slaves, users")]
+struct Cli {
+    /// The master's URL (else MIRRORCTL_URL, ~/.config/mirror-sync/mirrorctl.toml,
+    /// /etc/mirror-sync/mirrorctl.toml, http://127.0.0.1:5000).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// Print JSON (what the API answered) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Log in (asks for the password) and keep a token in a 0600 file.
+    Login {
+        #[arg(long, default_value = "root")]
+        user: String,
+        /// Read the password from the first line of stdin instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print the token in use (for curl: -H "Authorization: Bearer $(mirrorctl token)").
+    Token,
+    /// List the projects.
+    List {
+        /// Only these: failed, running, success, never_run, stale, disabled (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// A project is stale when its last success is older than this many hours.
+        #[arg(long, default_value_t = 48)]
+        stale_after_hours: i64,
+        /// One line per project: `{id}`, `{status}`, `{last_success}`... replaced by its fields.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// One project: configuration, state, next fire times, recent runs, per-slave generation.
+    Show {
+        project: String,
+    },
+    /// Add a project, from flags or a JSON file (the body of /add_project/).
+    Add {
+        /// A JSON file with the whole project ("-": stdin).
+        #[arg(long, conflicts_with_all = ["name", "host", "module", "dest"])]
+        file: Option<String>,
+        #[arg(long, required_unless_present = "file")]
+        name: Option<String>,
+        #[arg(long, required_unless_present = "file")]
+        host: Option<String>,
+        #[arg(long, required_unless_present = "file")]
+        module: Option<String>,
+        #[arg(long, required_unless_present = "file")]
+        dest: Option<String>,
+        /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names).
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    /// Remove a project and its history.
+    Rm {
+        project: String,
+    },
+    Enable {
+        project: String,
+    },
+    Disable {
+        project: String,
+    },
+    /// Start a run now; with --wait, follow it and exit with its result.
+    Sync {
+        project: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A project's runs, newest first.
+    History {
+        project: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The slaves: health, last seen, how far behind.
+    Slaves,
+    /// Per slave, the generation of a project it serves.
+    Propagation {
+        project: String,
+    },
+    /// API users.
+    Users {
+        #[command(subcommand)]
+        action: Option<UsersCmd>,
+    },
+    /// Print a shell completion script.
+    Completion {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    List,
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Rm {
+        name: String,
+    },
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Root,
+    User,
+}
+
+fn read_password(from_stdin: bool, prompt: &str) -> Result<String> {
+    let password = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        rpassword::prompt_password(prompt)?
+    };
+    if password.is_empty() {
+        return Err(Failure::new(Exit::Usage, "no password given"));
+    }
+    Ok(password)
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t
+}
+
+/// A status word, coloured on a terminal.
+fn paint(word: &str) -> String {
+    if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+        return word.to_owned();
+    }
+    let code = match word {
+        "success" => "32",
+        "failed" | "timeout" | "interrupted" | "stale" => "31",
+        "running" | "queued" => "34",
+        _ => return word.to_owned(),
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn is_stale(p: &ProjectView, hours: i64) -> bool {
+    p.enabled && p.last_success.is_some_and(|t| chrono::Utc::now() - t.to_datetime() > chrono::Duration::hours(hours))
+}
+
+fn state_of(p: &ProjectView, stale_hours: i64) -> String {
+    if !p.enabled {
+        "disabled".into()
+    } else if is_stale(p, stale_hours) {
+        "stale".into()
+    } else {
+        p.status.clone()
+    }
+}
+
+fn fill(template: &str, fields: &Value) -> String {
+    let mut out = template.replace("\\t", "\t").replace("\\n", "\n");
+    if let Some(map) = fields.as_object() {
+        for (k, v) in map {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            out = out.replace(&format!("{{{k}}}"), &text);
+        }
+    }
+    out
+}
+
+fn time_text(t: Option<mirror_common::time::Timestamp>) -> String {
+    t.map_or_else(|| "-".into(), |t| t.to_datetime().format("%Y-%m-%d %H:%M").to_string())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let url = client::resolve_url(cli.url.as_deref());
+    let c = Client::new(url.clone(), client::resolve_login(&url))?;
+    match cli.command {
+        Cmd::Login { user, password_stdin } => {
+            let password = read_password(password_stdin, &format!("password for {user} at {url}: "))?;
+            let basic = Client::new(url.clone(), client::Login::Basic(user.clone(), password))?;
+            let token: TokenResponse = basic.get("/get_token/").await?;
+            let saved =
+                client::SavedToken { url, username: user, token: token.token, expires_at: token.expires_at.to_text() };
+            let path = client::save_token(&saved)?;
+            eprintln!("logged in as {}; token kept in {} until {}", saved.username, path.display(), saved.expires_at);
+        }
+        Cmd::Token => match client::resolve_login(&url) {
+            client::Login::Bearer(t) => println!("{t}"),
+            _ => return Err(Failure::new(Exit::Auth, "no token: run `mirrorctl login` or set MIRRORCTL_TOKEN")),
+        },
+        Cmd::List { status, stale_after_hours, format } => {
+            let raw: Value = c.get("/list_projects/").await?;
+            let projects: Vec<ProjectView> = serde_json::from_value(raw.clone()).unwrap_or_default();
+            let keep = |p: &ProjectView| {
+                status.is_empty() || status.iter().any(|s| *s == state_of(p, stale_after_hours) || *s == p.status)
+            };
+            if cli.json {
+                let picked: Vec<&Value> = raw
+                    .as_array()
+                    .map(|a| a.iter().zip(&projects).filter(|(_, p)| keep(p)).map(|(v, _)| v).collect())
+                    .unwrap_or_default();
+                return print_json(&json!(picked));
+            }
+            if let Some(template) = format {
+                for (v, p) in raw.as_array().into_iter().flatten().zip(&projects) {
+                    if keep(p) {
+                        println!("{}", fill(&template, v));
+                    }
+                }
+                return Ok(());
+            }
+            let mut t = table(&["PROJECT", "STATE", "LAST SUCCESS", "NEXT RUN", "UPSTREAM"]);
+            for p in projects.iter().filter(|p| keep(p)) {
+                t.add_row(vec![
+                    p.id.to_string(),
+                    paint(&state_of(p, stale_after_hours)),
+                    time_text(p.last_success),
+                    time_text(p.next_run_time),
+                    format!("{}::{}", p.rsync_host, p.rsync_module),
+                ]);
+            }
+            println!("{t}");
+        }
+        Cmd::Show { project } => {
+            let v: Value = c.get(&format!("/projects/{}", query(&project))).await?;
+            let propagation: Value = c.get(&format!("/projects/{}/propagation", query(&project))).await?;
+            if cli.json {
+                return print_json(&json!({"project": v, "propagation": propagation}));
+            }
+            let detail: ProjectDetail<ProjectView> = serde_json::from_value(v)?;
+            let p = &detail.project;
+            println!("{}  {}", p.id, paint(&state_of(p, 48)));
+            println!("  upstream      {}::{}", p.rsync_host, p.rsync_module);
+            println!("  dest          {}", p.dest);
+            println!("  enabled       {}", p.enabled);
+            println!("  generation    {}", p.generation);
+            println!("  last success  {}", time_text(p.last_success));
+            let fires: Vec<String> = detail.next_fire_times.iter().map(|t| t.to_text()).collect();
+            println!("  next fires    {}", if fires.is_empty() { "-".into() } else { fires.join(", ") });
+            let mut t = table(&["RUN", "TRIGGER", "STATUS", "STARTED", "FILES", "BYTES"]);
+            for r in &detail.recent_runs {
+                t.add_row(vec![
+                    r.id.to_string(),
+                    r.trigger.to_string(),
+                    paint(r.status.as_str()),
+                    time_text(r.started_at),
+                    r.stats.files_transferred.map_or_else(String::new, |f| f.to_string()),
+                    r.stats.bytes_transferred.map_or_else(String::new, |b| b.to_string()),
+                ]);
+            }
+            println!("\nrecent runs\n{t}");
+            let mut s = table(&["SLAVE", "HEALTHY", "GENERATION", "LAG"]);
+            for sl in propagation["slaves"].as_array().into_iter().flatten() {
+                s.add_row(vec![
+                    sl["slave"].as_str().unwrap_or_default().to_owned(),
+                    sl["healthy"].to_string(),
+                    sl["generation"].to_string(),
+                    sl["lag"].to_string(),
+                ]);
+            }
+            println!("\nslaves\n{s}");
+        }
+        Cmd::Add { file, name, host, module, dest, schedule } => {
+            let body: Value = match file {
+                Some(f) => {
+                    let text = if f == "-" {
+                        std::io::read_to_string(std::io::stdin())?
+                    } else {
+                        std::fs::read_to_string(&f).map_err(|e| Failure::new(Exit::Usage, format!("{f}: {e}")))?
+                    };
+                    serde_json::from_str(&text).map_err(|e| Failure::new(Exit::Usage, format!("{f}: not JSON: {e}")))?
+                }
+                None => {
+                    let mut b = json!({"project": name, "rsync_host": host, "rsync_module": module, "dest": dest});
+                    if let Some(s) = schedule {
+                        let mut cron = serde_json::Map::new();
+                        for pair in s.split(',').filter(|p| !p.is_empty()) {
+                            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                                Failure::new(Exit::Usage, format!("--schedule: '{pair}' is not field=value"))
+                            })?;
+                            cron.insert(k.trim().to_owned(), json!(v.trim()));
+                        }
+                        b["cron_options"] = Value::Object(cron);
+                    }
+                    b
+                }
+            };
+            let added = c.post("/add_project/", &body).await?;
+            if cli.json {
+                return print_json(&added);
+            }
+            println!("added {}", added["id"].as_str().unwrap_or_default());
+        }
+        Cmd::Rm { project } => {
+            let done = c.post("/remove_project/", &json!({"id": project})).await?;
+            if cli.json {
+                return print_json(&done);
+            }
+            println!("removed {project}");
+        }
+        Cmd::Enable { project } => switch(&c, &project, true, cli.json).await?,
+        Cmd::Disable { project } => switch(&c, &project, false, cli.json).await?,
+        Cmd::Sync { project, wait } => {
+            let started = c.post(&format!("/syncup/?id={}", query(&project)), &json!({})).await?;
+            let run_id = started["run_id"].as_i64().ok_or_else(|| Failure::new(Exit::Server, "no run id"))?;
+            if !wait {
+                if cli.json {
+                    return print_json(&started);
+                }
+                println!("run {run_id} of {project} started");
+                return Ok(());
+            }
+            let run = follow(&c, run_id, &project, cli.json).await?;
+            if cli.json {
+                print_json(&serde_json::to_value(&run)?)?;
+            }
+            if run.status != mirror_common::api::RunStatus::Success {
+                return Err(Failure::new(
+                    Exit::RunFailed,
+                    format!("run {run_id} of {project}: {} {}", run.status, run.message.unwrap_or_default()),
+                ));
+            }
+        }
+        Cmd::History { project, limit } => {
+            let v: Value = c.get(&format!("/runs/?project={}&limit={limit}", query(&project))).await?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let runs: Vec<RunView> = serde_json::from_value(v)?;
+            let mut t = table(&["RUN", "TRIGGER", "STATUS", "STARTED", "ENDED", "FILES", "BYTES"]);
+            for r in &runs {
+                t.add_row(vec![
+                    r.id.to_string(),
+                    r.trigger.to_string(),
+                    paint(r.status.as_str()),
+                    time_text(r.started_at),
+                    time_text(r.ended_at),
+                    r.stats.files_transferred.map_or_else(String::new, |f| f.to_string()),
+                    r.stats.bytes_transferred.map_or_else(String::new, |b| b.to_string()),
+                ]);
+            }
+            println!("{t}");
+        }
+        Cmd::Slaves => {
+            let v: Value = c.get("/list_slaves/").await?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let slaves: Vec<SlaveView> = serde_json::from_value(v)?;
+            let mut t = table(&["SLAVE", "HEALTHY", "LAST SEEN", "BEHIND ON"]);
+            for s in &slaves {
+                let behind: Vec<String> =
+                    s.projects.iter().filter(|p| p.lag > 0).map(|p| format!("{} ({})", p.project, p.lag)).collect();
+                t.add_row(vec![
+                    s.name.clone(),
+                    paint(if s.healthy { "success" } else { "failed" })
+                        .replace("success", "yes")
+                        .replace("failed", "no"),
+                    time_text(s.last_seen),
+                    if behind.is_empty() { "-".into() } else { behind.join(", ") },
+                ]);
+            }
+            println!("{t}");
+        }
+        Cmd::Propagation { project } => {
+            let v: Value = c.get(&format!("/projects/{}/propagation", query(&project))).await?;
+            if cli.json {
+                return print_json(&v);
+            }
+            println!("{} at generation {}", project, v["generation"]);
+            let mut t = table(&["SLAVE", "HEALTHY", "GENERATION", "LAG", "LATEST"]);
+            for s in v["slaves"].as_array().into_iter().flatten() {
+                t.add_row(vec![
+                    s["slave"].as_str().unwrap_or_default().to_owned(),
+                    s["healthy"].to_string(),
+                    s["generation"].to_string(),
+                    s["lag"].to_string(),
+                    s["latest_status"].as_str().unwrap_or("-").to_owned(),
+                ]);
+            }
+            println!("{t}");
+        }
+        Cmd::Users { action } => users(&c, action.unwrap_or(UsersCmd::List), cli.json).await?,
+        Cmd::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mirrorctl", &mut std::io::stdout());
+        }
+    }
+    Ok(())
+}
+
+async fn switch(c: &Client, project: &str, on: bool, as_json: bool) -> Result<()> {
+    let path = if on { "enable_project" } else { "disable_project" };
+    let done = c.post(&format!("/{path}/?id={}", query(project)), &json!({})).await?;
+    if as_json {
+        return print_json(&done);
+    }
+    println!("{project} {}", if on { "enabled" } else { "disabled" });
+    Ok(())
+}
+
+/// Polls the run until it ends, with a progress line on a terminal.
+async fn follow(c: &Client, run_id: i64, project: &str, quiet: bool) -> Result<RunView> {
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal() && !quiet;
+    loop {
+        let run: RunView = c.get(&format!("/runs/{run_id}")).await?;
+        let secs = started.elapsed().as_secs();
+        let ended =
+            !matches!(run.status, mirror_common::api::RunStatus::Queued | mirror_common::api::RunStatus::Running);
+        if tty {
+            eprint!("\r\x1b[2K{project} run {run_id}: {} {secs}s", run.status);
+        }
+        if ended {
+            if tty {
+                eprintln!();
+            }
+            if !quiet {
+                let files = run.stats.files_transferred.unwrap_or(0);
+                let bytes = run.stats.bytes_transferred.unwrap_or(0);
+                println!(
+                    "run {run_id} of {project}: {} in {secs} s, {files} files, {bytes} bytes transferred",
+                    run.status
+                );
+            }
+            return Ok(run);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn users(c: &Client, action: UsersCmd, as_json: bool) -> Result<()> {
+    let done = match action {
+        UsersCmd::List => {
+            let v: Value = c.get("/list_users/").await?;
+            if as_json {
+                return print_json(&v);
+            }
+            let users: Vec<UserView> = serde_json::from_value(v)?;
+            let mut t = table(&["USER", "ROLE", "CREATED"]);
+            for u in &users {
+                t.add_row(vec![u.username.to_string(), u.role.to_string(), time_text(Some(u.created_at))]);
+            }
+            println!("{t}");
+            return Ok(());
+        }
+        UsersCmd::Add { name, role, password_stdin } => {
+            let password = read_password(password_stdin, &format!("password for the new user {name}: "))?;
+            let role = match role {
+                RoleArg::Root => "root",
+                RoleArg::User => "user",
+            };
+            c.post("/create_api_user/", &json!({"username": name, "password": password, "role": role})).await?
+        }
+        UsersCmd::Rm { name } => c.post("/remove_api_user/", &json!({"username": name})).await?,
+        UsersCmd::Passwd { name, password_stdin } => {
+            let password = read_password(password_stdin, &format!("new password for {name}: "))?;
+            c.post("/update_api_user/", &json!({"username": name, "password": password})).await?
+        }
+    };
+    if as_json {
+        return print_json(&done);
+    }
+    println!("{}: done", done["method"].as_str().unwrap_or("users"));
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("mirrorctl: {}", f.message);
+            ExitCode::from(f.exit as u8)
+        }
+    }
+}

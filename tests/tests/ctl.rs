@@ -1,0 +1,158 @@
+//! The real `mirrorctl` binary against a real master and a real rsync upstream: logging in, adding,
+//! listing, a `sync --wait` that follows a real run to its exit code, and the documented exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, generate_tree};
+use mirror_tests::{ROOT_PASSWORD, TestMaster, binary};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `mirrorctl` with `home` as its home (its token file lives there) and nothing else of ours
+/// in the environment.
+async fn ctl(home: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Out {
+    let mut cmd = tokio::process::Command::new(binary("mirrorctl"));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn project(name: &str, upstream: &Upstream, module: &str) -> Value {
+    json!({
+        "project": name, "rsync_host": "127.0.0.1", "rsync_port": upstream.port, "rsync_module": module,
+        "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": name,
+    })
+}
+
+#[tokio::test]
+async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    let m = TestMaster::start().await;
+    let url = m.api.base.clone();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+
+    // Not logged in: the public listing works, users need a login (exit 3).
+    let anon = ctl(h, &["--url", &url, "users"], None, &[]).await;
+    assert_eq!(anon.code, 3, "{}", anon.stderr);
+    assert!(anon.stderr.contains("mirrorctl login"), "{}", anon.stderr);
+
+    let login = ctl(
+        h,
+        &["--url", &url, "login", "--user", "root", "--password-stdin"],
+        Some(&format!("{ROOT_PASSWORD}\n")),
+        &[],
+    )
+    .await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let token_file = h.join(".config/mirror-sync/mirrorctl-token.json");
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!std::fs::read_to_string(&token_file).unwrap().contains(ROOT_PASSWORD), "the password is not kept");
+    let wrong = ctl(h, &["--url", &url, "login", "--password-stdin"], Some("wrong\n"), &[]).await;
+    assert_eq!(wrong.code, 3, "{}", wrong.stderr);
+
+    // The URL from the environment, the token from the file.
+    let env = [("MIRRORCTL_URL", url.as_str())];
+    let file = h.join("fedora.json");
+    std::fs::write(&file, project("fedora", &upstream, "data").to_string()).unwrap();
+    let added = ctl(h, &["add", "--file", file.to_str().unwrap()], None, &env).await;
+    assert_eq!((added.code, added.stdout.trim()), (0, "added fedora"), "{}", added.stderr);
+    let again = ctl(h, &["add", "--file", file.to_str().unwrap()], None, &env).await;
+    assert_eq!(again.code, 5, "a duplicate is a conflict: {}", again.stderr);
+    let broken = ctl(
+        h,
+        &[
+            "add",
+            "--name",
+            "broken",
+            "--host",
+            "127.0.0.1",
+            "--module",
+            "nosuch",
+            "--dest",
+            "broken",
+            "--schedule",
+            "hour=*/6,minute=5",
+        ],
+        None,
+        &env,
+    )
+    .await;
+    assert_eq!(broken.code, 0, "{}", broken.stderr);
+    let invalid = ctl(h, &["add", "--name", "x", "--host=-e", "--module", "m", "--dest", "x"], None, &env).await;
+    assert_eq!(invalid.code, 8, "{}", invalid.stderr);
+    assert!(invalid.stderr.contains("rsync_host"), "names the field: {}", invalid.stderr);
+
+    // A real run, followed to its end.
+    let sync = ctl(h, &["sync", "fedora", "--wait"], None, &env).await;
+    assert_eq!(sync.code, 0, "{}\n{}", sync.stdout, sync.stderr);
+    assert!(sync.stdout.contains("success") && sync.stdout.contains("files"), "{}", sync.stdout);
+    assert!(upstream.data().join("dir1").exists() && m.mirror_root().join("fedora/dir1").exists());
+    let failed = ctl(h, &["sync", "broken", "--wait"], None, &env).await;
+    assert_eq!(failed.code, 7, "a failed run: {}\n{}", failed.stdout, failed.stderr);
+
+    let listed = ctl(h, &["--json", "list"], None, &env).await;
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let only_failed = ctl(h, &["list", "--status", "failed", "--format", "{id}:{status}"], None, &env).await;
+    assert_eq!(only_failed.stdout.trim(), "broken:failed");
+    let table = ctl(h, &["list"], None, &env).await;
+    assert!(table.stdout.contains("PROJECT") && table.stdout.contains("fedora") && table.stdout.contains("success"));
+    assert!(!table.stdout.contains('\x1b'), "no colour when not on a terminal");
+    let history = ctl(h, &["history", "fedora"], None, &env).await;
+    assert!(history.stdout.contains("manual") && history.stdout.contains("success"), "{}", history.stdout);
+    let show = ctl(h, &["show", "fedora"], None, &env).await;
+    assert!(show.stdout.contains("generation    1") && show.stdout.contains("recent runs"), "{}", show.stdout);
+    assert_eq!(ctl(h, &["show", "nosuch"], None, &env).await.code, 4);
+
+    // Users, switching, removing.
+    let add_user = ctl(h, &["users", "add", "ops", "--password-stdin"], Some("ops-password\n"), &env).await;
+    assert_eq!(add_user.code, 0, "{}", add_user.stderr);
+    assert!(ctl(h, &["users"], None, &env).await.stdout.contains("ops"));
+    assert_eq!(ctl(h, &["disable", "broken"], None, &env).await.code, 0);
+    let disabled = ctl(h, &["list", "--status", "disabled", "--format", "{id}"], None, &env).await;
+    assert_eq!(disabled.stdout.trim(), "broken");
+    assert_eq!(ctl(h, &["rm", "broken"], None, &env).await.code, 0);
+    assert_eq!(ctl(h, &["rm", "broken"], None, &env).await.code, 4);
+
+    // The token works for curl too, and MIRRORCTL_TOKEN replaces the file.
+    let token = ctl(h, &["token"], None, &env).await.stdout.trim().to_owned();
+    let other_home = tempfile::tempdir().unwrap();
+    let with_token =
+        ctl(other_home.path(), &["users"], None, &[("MIRRORCTL_URL", &url), ("MIRRORCTL_TOKEN", &token)]).await;
+    assert_eq!(with_token.code, 0, "{}", with_token.stderr);
+
+    let completion = ctl(h, &["completion", "bash"], None, &[]).await;
+    assert!(completion.code == 0 && completion.stdout.contains("mirrorctl"));
+    assert_eq!(ctl(h, &["no-such-command"], None, &[]).await.code, 2);
+    // A master that is not there.
+    let down = ctl(h, &["--url", "http://127.0.0.1:9", "list"], None, &[]).await;
+    assert_eq!(down.code, 6, "{}", down.stderr);
+}
