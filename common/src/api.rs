@@ -541,6 +541,14 @@ pub struct UserView {
     pub created_at: Timestamp,
 }
 
+/// `POST /runs/{id}/stop`: the run is being stopped (it ends `stopped` once its rsync is gone).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunStopping {
+    pub run_id: i64,
+    pub project: ProjectId,
+}
+
 /// `GET /get_token/`
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -80,6 +80,8 @@ word_enum! {
         Timeout => "timeout",
         /// Stopped from outside: shutdown, a master that died, the project removed.
         Interrupted => "interrupted",
+        /// Stopped by an operator (`POST /runs/{id}/stop`).
+        Stopped => "stopped",
     }
 }
 

@@ -88,6 +88,10 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Stop the project's run that is going (it ends `stopped`; no slave is told).
+    Stop {
+        project: String,
+    },
     /// A project's runs, newest first.
     History {
         project: String,
@@ -361,6 +365,20 @@ async fn run(cli: Cli) -> Result<()> {
                     format!("run {run_id} of {project}: {} {}", run.status, run.message.unwrap_or_default()),
                 ));
             }
+        }
+        Cmd::Stop { project } => {
+            let latest: Vec<RunView> = c.get(&format!("/runs/?project={}&limit=1", query(&project))).await?;
+            let going = latest
+                .first()
+                .filter(|r| {
+                    matches!(r.status, mirror_common::api::RunStatus::Queued | mirror_common::api::RunStatus::Running)
+                })
+                .ok_or_else(|| Failure::new(Exit::Conflict, format!("no run of {project} is going")))?;
+            let done = c.post(&format!("/runs/{}/stop", going.id), &json!({})).await?;
+            if cli.json {
+                return print_json(&done);
+            }
+            println!("stopping run {} of {project}", going.id);
         }
         Cmd::History { project, limit } => {
             let v: Value = c.get(&format!("/runs/?project={}&limit={limit}", query(&project))).await?;

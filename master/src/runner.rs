@@ -97,6 +97,8 @@ pub struct Runner {
     /// A waiting run is this small entry, not a task: ten thousand of them cost little.
     queue: mpsc::UnboundedSender<Queued>,
     active: Mutex<HashMap<ProjectId, Active>>,
+    /// Runs an operator asked to stop: they end `stopped`, not `interrupted`.
+    stopping: Mutex<std::collections::HashSet<i64>>,
     accepting: AtomicBool,
     idle: Notify,
     /// Runs between their start and the end of their housekeeping (log rotation, pruning): the
@@ -114,6 +116,7 @@ impl Runner {
             cfg,
             queue,
             active: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(std::collections::HashSet::new()),
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
             executing: std::sync::atomic::AtomicUsize::new(0),
@@ -223,6 +226,21 @@ impl Runner {
             return Err(TriggerError::ShuttingDown);
         }
         Ok(run_id)
+    }
+
+    /// An operator's stop: the run (queued or running) ends `stopped`, its rsync group killed.
+    /// False when the run is not going (it ended, or is not this master's).
+    pub fn stop(&self, project_id: &ProjectId, run_id: i64) -> bool {
+        let active = self.active();
+        let Some(a) = active.get(project_id).filter(|a| a.run_id == run_id) else { return false };
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id);
+        let _ = a.cancel.send(true);
+        true
+    }
+
+    /// Whether the run was stopped by an operator (and forgets it).
+    fn take_stopped(&self, run_id: i64) -> bool {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id)
     }
 
     /// Stops the project's run, if any (it ends `interrupted`).
@@ -374,13 +392,14 @@ impl Runner {
             Ending::Success | Ending::SuccessWithWarning => RunStatus::Success,
             Ending::Failed => RunStatus::Failed,
             Ending::Timeout => RunStatus::Timeout,
+            Ending::Cancelled if self.take_stopped(run_id) => RunStatus::Stopped,
             Ending::Cancelled => RunStatus::Interrupted,
         };
         let finished = db::runs::Finished {
             status,
             exit_code: outcome.exit_code,
             attempts: attempt,
-            message: &outcome.message,
+            message: if status == RunStatus::Stopped { "stopped by an operator" } else { &outcome.message },
             warning: outcome.ending == Ending::SuccessWithWarning,
             stats: &outcome.stats,
             log_tail: &outcome.tail,
@@ -415,6 +434,9 @@ impl Runner {
 
     /// Not run: stopped before it started (shutdown, the project removed).
     async fn finish_interrupted(&self, run_id: i64, message: &str) -> anyhow::Result<()> {
+        if self.take_stopped(run_id) {
+            return self.finish_unrun(run_id, RunStatus::Stopped, "stopped by an operator before it started").await;
+        }
         self.finish_unrun(run_id, RunStatus::Interrupted, message).await
     }
 

@@ -87,6 +87,8 @@ pub fn public_state(s: &ProjectState) -> &'static str {
         Some(RunStatus::Queued | RunStatus::Running) => "syncing",
         Some(RunStatus::Success) => "success",
         Some(RunStatus::Failed | RunStatus::Timeout | RunStatus::Interrupted) => "failed",
+        // tunasync's word for a job an operator stopped.
+        Some(RunStatus::Stopped) => "paused",
     }
 }
 

@@ -538,16 +538,36 @@ fn kill_now(pid: u32) {
 }
 
 /// Kills every process of `program` whose arguments contain `marker`: what a previous instance
-/// of ours left running when it died without taking its children along. Returns how many.
+/// of ours left running when it died without taking its children along. Returns how many. It
+/// looks again until none is left (one may have forked meanwhile), and waits (2 s at most) until
+/// the killed ones are gone: a new pull must not start while an old one can still write.
 pub fn kill_leftovers(program: &Path, marker: &str) -> usize {
-    let mut found = 0;
-    for p in processes() {
-        if is_program_with(p, program, marker) {
+    let mut killed = Vec::new();
+    for _ in 0..5 {
+        let left: Vec<u32> = processes().into_iter().filter(|p| is_program_with(*p, program, marker)).collect();
+        if left.is_empty() {
+            break;
+        }
+        for p in left {
             kill_now(p);
-            found += 1;
+            if !killed.contains(&p) {
+                killed.push(p);
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(400);
+        while killed.iter().any(|p| is_alive(*p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
-    found
+    killed.len()
+}
+
+/// Whether `pid` still runs (a zombie, or a process gone, does not).
+fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// Whether process `pid` runs `program` with an argument containing `marker`.

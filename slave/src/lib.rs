@@ -392,7 +392,9 @@ impl Application {
         // A pull a previous run of ours left (killed before its children could be taken along)
         // would go on writing into the tree.
         let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
-        let left = mirror_runtime::rsync::kill_leftovers(&rsync_path, &format!("{}/", root.display()));
+        let (program, marker) = (rsync_path.clone(), format!("{}/", root.display()));
+        let left =
+            tokio::task::spawn_blocking(move || mirror_runtime::rsync::kill_leftovers(&program, &marker)).await?;
         if left > 0 {
             tracing::warn!(processes = left, "stopped the rsync a previous run of this slave left pulling");
         }

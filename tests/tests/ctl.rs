@@ -115,6 +115,8 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
     assert_eq!(sync.code, 0, "{}\n{}", sync.stdout, sync.stderr);
     assert!(sync.stdout.contains("success") && sync.stdout.contains("files"), "{}", sync.stdout);
     assert!(upstream.data().join("dir1").exists() && m.mirror_root().join("fedora/dir1").exists());
+    let idle = ctl(h, &["stop", "fedora"], None, &env).await;
+    assert_eq!(idle.code, 5, "nothing to stop: {}", idle.stderr);
     let failed = ctl(h, &["sync", "broken", "--wait"], None, &env).await;
     assert_eq!(failed.code, 7, "a failed run: {}\n{}", failed.stdout, failed.stderr);
 

@@ -468,3 +468,39 @@ async fn run_logs_are_rotated_keeping_the_newest_per_project() {
     let history = m.api.get("/runs/?project=rotated&limit=10", &Auth::root()).await.body;
     assert_eq!(history.as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn an_operator_stops_a_run_and_it_ends_stopped_with_its_rsync_gone() {
+    let upstream = Upstream::start().await;
+    slow_file(&upstream, 30);
+    let m = TestMaster::start().await;
+    add(&m.api, &project("slow", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    let run = syncup(&m.api, "slow").await;
+    wait_for(20, "the run to be running", || async {
+        (m.api.get(&format!("/runs/{run}"), &Auth::root()).await.body["status"] == json!("running")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let stop = m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::user()).await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.text);
+    assert_eq!(stop.body["run_id"], json!(run));
+    let done = finished_run(&m.api, run, 20).await;
+    assert_eq!(
+        (done["status"].clone(), done["message"].clone()),
+        (json!("stopped"), json!("stopped by an operator")),
+        "{done}"
+    );
+    let dest = m.mirror_root().join("slow");
+    let dest = dest.to_str().unwrap();
+    assert!(!all_command_lines().iter().any(|c| c.contains("rsync") && c.contains(dest)), "rsync is still running");
+    // Nothing new to serve, and stopping it again or a run that never was is refused.
+    assert_eq!(m.api.get("/projects/slow/propagation", &Auth::root()).await.body["generation"], json!(0));
+    assert_eq!(m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::root()).await.status, StatusCode::CONFLICT);
+    assert_eq!(m.api.post("/runs/99999/stop", &json!({}), &Auth::root()).await.status, StatusCode::NOT_FOUND);
+    // The project runs again as usual.
+    let listed = m.api.get("/list_projects/", &Auth::root()).await.body;
+    assert_eq!(listed[0]["status"], json!("stopped"), "{listed}");
+}

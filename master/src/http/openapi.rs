@@ -25,6 +25,7 @@ use super::{metrics, projects, runs, slaves, status, users};
         runs::syncup,
         runs::list_runs,
         runs::get_run,
+        runs::stop_run,
         slaves::add_slave,
         slaves::list_slaves,
         slaves::remove_slave,

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mirror_common::api::{ProjectId, RunView, SyncupResponse};
+use mirror_common::api::{Done, ProjectId, RunStopping, RunView, SyncupResponse};
 
 use super::error::ApiError;
 use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
@@ -32,6 +32,33 @@ pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: Q
     let id = id_param(&query)?;
     let run_id = state.runs.start(&who, &id).await?;
     let body = SyncupResponse { method: "syncup".into(), success: true, id, run_id };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `POST /runs/{id}/stop`: ends a queued or running run; it is recorded as `stopped`.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/stop",
+    tag = "runs",
+    params(("id" = i64, Path, description = "the run number")),
+    responses(
+        (status = 202, description = "the run is being stopped", body = Done<RunStopping>),
+        (status = 400, description = "not a run number", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such run", body = ErrorBody),
+        (status = 409, description = "the run is not going", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn stop_run(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::field("id", "must be a run number"))?;
+    let project = state.runs.stop(&who, id).await?;
+    let body = Done::new("stop_run", RunStopping { run_id: id, project });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 

@@ -35,6 +35,19 @@ impl Runs {
         Ok(run_id)
     }
 
+    /// An operator's stop of a queued or running run: its rsync process group is ended, it is
+    /// recorded as `stopped`, and no slave is told (it did not succeed).
+    pub async fn stop(&self, caller: &Principal, id: i64) -> Result<ProjectId, Error> {
+        let row = db::runs::get(&self.db, id).await?.ok_or_else(|| Error::not_found("id", format!("no run {id}")))?;
+        if !matches!(row.status, mirror_common::api::RunStatus::Queued | mirror_common::api::RunStatus::Running)
+            || !self.runner.stop(&row.project_id, id)
+        {
+            return Err(Error::conflict("id", format!("run {id} is not going (it is {})", row.status)));
+        }
+        tracing::info!(project.id = %row.project_id, run.id = id, user.name = %caller.username, "run stopped by an operator");
+        Ok(row.project_id)
+    }
+
     fn may_read(&self, reader: Option<&Principal>) -> Result<(), Error> {
         if !self.public_read && reader.is_none() {
             return Err(Error::Unauthorized("reading runs needs a login on this master"));
