@@ -212,6 +212,34 @@ impl Client {
         Err(Failure::new(exit_for(status), format!("{message}{hint}")))
     }
 
+    /// A text answer written to stdout as it arrives (a run's output, followed live).
+    pub async fn stream_to_stdout(&self, path: &str) -> Result<()> {
+        use std::io::Write;
+        let mut req = reqwest::Client::builder().build()?.get(format!("{}{path}", self.url));
+        req = match &self.login {
+            Login::None => req,
+            Login::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Login::Bearer(t) => req.bearer_auth(t),
+        };
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            let message =
+                serde_json::from_slice::<ErrorBody>(&body).map_or_else(|_| format!("HTTP {status}"), |e| e.message);
+            return Err(Failure::new(exit_for(status), message));
+        }
+        let mut out = std::io::stdout().lock();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| Failure::new(Exit::Server, e.to_string()))? {
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
     }

@@ -92,6 +92,13 @@ enum Cmd {
     Stop {
         project: String,
     },
+    /// A run's output (the latest run's unless RUN is given); -f follows a running one live.
+    Logs {
+        project: String,
+        run: Option<i64>,
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// A project's runs, newest first.
     History {
         project: String,
@@ -379,6 +386,19 @@ async fn run(cli: Cli) -> Result<()> {
                 return print_json(&done);
             }
             println!("stopping run {} of {project}", going.id);
+        }
+        Cmd::Logs { project, run, follow } => {
+            let id = match run {
+                Some(id) => id,
+                None => {
+                    let latest: Vec<RunView> = c.get(&format!("/runs/?project={}&limit=1", query(&project))).await?;
+                    latest
+                        .first()
+                        .map(|r| r.id)
+                        .ok_or_else(|| Failure::new(Exit::NotFound, format!("{project} has no run")))?
+                }
+            };
+            c.stream_to_stdout(&format!("/runs/{id}/log?follow={follow}")).await?;
         }
         Cmd::History { project, limit } => {
             let v: Value = c.get(&format!("/runs/?project={}&limit={limit}", query(&project))).await?;

@@ -314,6 +314,8 @@ impl Output {
             if self.logged + size <= self.log_max {
                 let _ = f.write_all(line.as_bytes()).await;
                 let _ = f.write_all(b"\n").await;
+                // Flushed line by line: `GET /runs/{id}/log?follow=true` shows it as it comes.
+                let _ = f.flush().await;
             } else if self.logged <= self.log_max {
                 let note = format!("[mirror-sync: log truncated, it reached {} bytes]\n", self.log_max);
                 let _ = f.write_all(note.as_bytes()).await;

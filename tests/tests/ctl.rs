@@ -158,3 +158,68 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
     let down = ctl(h, &["--url", "http://127.0.0.1:9", "list"], None, &[]).await;
     assert_eq!(down.code, 6, "{}", down.stderr);
 }
+
+#[tokio::test]
+async fn logs_follow_a_running_run_live_and_end_with_it() {
+    let upstream = Upstream::start().await;
+    // About 30 s of pulling at --bwlimit=100 (KiB/s): the run goes on while we watch.
+    std::fs::write(upstream.data().join("slow.bin"), vec![7u8; 30 * 100 * 1024]).unwrap();
+    let m = TestMaster::start().await;
+    let mut body = project("slow", &upstream, "data");
+    body["rsync_options"] = json!({"basic": ["--bwlimit=100"]});
+    assert_eq!(
+        m.api.post("/add_project/", &body, &mirror_tests::Auth::root()).await.status,
+        reqwest::StatusCode::CREATED
+    );
+    let run = m.api.get("/syncup/?id=slow", &mirror_tests::Auth::root()).await.body["run_id"].as_i64().unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let mut follower = tokio::process::Command::new(binary("mirrorctl"))
+        .args(["--url", &m.api.base, "logs", "slow", "-f"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("MIRRORCTL_USER", "root")
+        .env("MIRRORCTL_PASSWORD", ROOT_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap());
+    let mut first = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        use tokio::io::AsyncBufReadExt;
+        lines.read_line(&mut first).await
+    })
+    .await;
+    assert!(matches!(read, Ok(Ok(n)) if n > 0), "no output while the run goes: {read:?}");
+    // Seen while the run is still going: the output is live.
+    let status = m.api.get(&format!("/runs/{run}"), &mirror_tests::Auth::root()).await.body["status"].clone();
+    assert_eq!(status, json!("running"), "first line {first:?}");
+
+    // The run ends (stopped here): the follower ends with it.
+    let stop = m.api.post(&format!("/runs/{run}/stop"), &json!({}), &mirror_tests::Auth::root()).await;
+    assert_eq!(stop.status, reqwest::StatusCode::ACCEPTED, "{}", stop.text);
+    let exit =
+        tokio::time::timeout(std::time::Duration::from_secs(20), follower.wait()).await.expect("the follower ends");
+    assert!(exit.unwrap().success());
+
+    // Without -f: the whole output at once; a run never made is "not found".
+    let whole = ctl(
+        home.path(),
+        &["--url", &m.api.base, "logs", "slow"],
+        None,
+        &[("MIRRORCTL_USER", "root"), ("MIRRORCTL_PASSWORD", ROOT_PASSWORD)],
+    )
+    .await;
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    assert!(whole.stdout.starts_with(first.trim_end()), "{}", whole.stdout);
+    let none = ctl(
+        home.path(),
+        &["--url", &m.api.base, "logs", "slow", "999"],
+        None,
+        &[("MIRRORCTL_USER", "root"), ("MIRRORCTL_PASSWORD", ROOT_PASSWORD)],
+    )
+    .await;
+    assert_eq!(none.code, 4, "{}", none.stderr);
+}

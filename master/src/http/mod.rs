@@ -61,6 +61,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/runs/", get(runs::list_runs)),
         ("/runs/{id}", get(runs::get_run)),
         ("/runs/{id}/stop", post(runs::stop_run)),
+        ("/runs/{id}/log", get(runs::run_log)),
         // users (root) and tokens (anyone logged in)
         ("/create_api_user/", post(users::create_api_user)),
         ("/list_users/", get(users::list_users)),

@@ -26,6 +26,7 @@ use super::{metrics, projects, runs, slaves, status, users};
         runs::list_runs,
         runs::get_run,
         runs::stop_run,
+        runs::run_log,
         slaves::add_slave,
         slaves::list_slaves,
         slaves::remove_slave,

@@ -62,6 +62,111 @@ pub async fn stop_run(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// `GET /runs/{id}/log[?follow=true]`: the run's full output as plain text; with `follow`, a
+/// running run's output is sent as it is written, and the answer ends when the run ends. For a
+/// logged-in caller only (rsync's output names local paths and files).
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/log",
+    tag = "runs",
+    params(
+        ("id" = i64, Path, description = "the run number"),
+        ("follow" = Option<bool>, Query, description = "keep sending while the run goes")
+    ),
+    responses(
+        (status = 200, description = "the output, as it is written", content_type = "text/plain", body = String),
+        (status = 400, description = "not a run number", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "no such run, or no output kept for it", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn run_log(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    Path(id): Path<String>,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::field("id", "must be a run number"))?;
+    let follow = match query.0.get("follow").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(_) => return Err(ApiError::field("follow", "must be true or false")),
+    };
+    let (mut file, mut going) = state.runs.output(id).await?;
+    // A queued run has no output yet: a follower waits for it.
+    while file.is_none() && going && follow {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        (file, going) = state.runs.output(id).await?;
+    }
+    let path = file.ok_or_else(|| ApiError::not_found("id", format!("no output is kept for run {id}")))?;
+    let opened = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::not_found("id", format!("the output of run {id} is gone (logs are rotated)")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(send_output(state, id, opened, follow && going, tx));
+    let mut response = axum::body::Body::new(ChannelBody(rx)).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(response)
+}
+
+/// How often a follower looks for more output, and whether the run has ended.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Sends the file's bytes, then, while following, what is appended until the run ends. Stops when
+/// the client goes away.
+async fn send_output(
+    state: AppState,
+    id: i64,
+    mut file: tokio::fs::File,
+    follow: bool,
+    tx: tokio::sync::mpsc::Sender<axum::body::Bytes>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ended = !follow;
+    loop {
+        match file.read(&mut buf).await {
+            Ok(n) if n > 0 => {
+                if tx.send(axum::body::Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) if ended => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(run.id = id, error = %e, "cannot read the run's output");
+                return;
+            }
+        }
+        // At the end of what is written: one more pass after the run has ended, then stop.
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = tx.closed() => return,
+        }
+        ended = !matches!(state.runs.output(id).await, Ok((_, true)));
+    }
+}
+
+/// A response body fed by a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<axum::body::Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
 /// `GET /runs/?project=&limit=`: newest first, without log tails.
 #[utoipa::path(
     get,

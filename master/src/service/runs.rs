@@ -48,6 +48,14 @@ impl Runs {
         Ok(row.project_id)
     }
 
+    /// Where a run's full output is, and whether the run is still going (its output may grow).
+    pub async fn output(&self, id: i64) -> Result<(Option<std::path::PathBuf>, bool), Error> {
+        let row = db::runs::get(&self.db, id).await?.ok_or_else(|| Error::not_found("id", format!("no run {id}")))?;
+        let going =
+            matches!(row.status, mirror_common::api::RunStatus::Queued | mirror_common::api::RunStatus::Running);
+        Ok((row.log_file.map(std::path::PathBuf::from), going))
+    }
+
     fn may_read(&self, reader: Option<&Principal>) -> Result<(), Error> {
         if !self.public_read && reader.is_none() {
             return Err(Error::Unauthorized("reading runs needs a login on this master"));
