@@ -120,6 +120,8 @@ enum Cmd {
     Completion {
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff: `mirrorctl man > /usr/local/share/man/man1/mirrorctl.1`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -460,6 +462,9 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{t}");
         }
         Cmd::Users { action } => users(&c, action.unwrap_or(UsersCmd::List), cli.json).await?,
+        Cmd::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        }
         Cmd::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mirrorctl", &mut std::io::stdout());
         }

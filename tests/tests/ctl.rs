@@ -153,6 +153,8 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
 
     let completion = ctl(h, &["completion", "bash"], None, &[]).await;
     assert!(completion.code == 0 && completion.stdout.contains("mirrorctl"));
+    let man = ctl(h, &["man"], None, &[]).await;
+    assert!(man.code == 0 && man.stdout.contains(".TH mirrorctl 1"), "{}", man.stdout);
     assert_eq!(ctl(h, &["no-such-command"], None, &[]).await.code, 2);
     // A master that is not there.
     let down = ctl(h, &["--url", "http://127.0.0.1:9", "list"], None, &[]).await;
