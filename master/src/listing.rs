@@ -20,21 +20,11 @@ use mirror_common::api::PublicProjectView;
 
 use crate::db::{self, Db, projects::ProjectRow, runs::RunRow};
 use crate::events::{Change, Listener};
-use crate::views::project_view;
+use crate::views::{ProjectState, project_view};
 
 /// At more marked projects than this, the whole listing is read again (one scan beats a long
 /// `IN` list).
 const REREAD_ALL_ABOVE: usize = 512;
-
-/// A project as the listing knows it.
-#[derive(Debug, Clone)]
-pub struct ProjectState {
-    pub row: ProjectRow,
-    /// The latest run (without its output).
-    pub last_run: Option<RunRow>,
-    pub last_success: Option<Timestamp>,
-    pub next_run: Option<DateTime<Utc>>,
-}
 
 /// What one project's fragments were rendered from, kept to render it again when its next fire
 /// time passes (no query needed for that).

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::events::{Change, Listener};
-use crate::listing::ProjectState;
+use crate::views::ProjectState;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use mirror_common::api::{PropagationView, RunView};
 
-use crate::listing::ProjectState;
+use crate::views::ProjectState;
 use crate::views::{public_state, size_text, upstream};
 
 /// HTML-escapes text for an element or a quoted attribute.

@@ -7,7 +7,6 @@ use mirror_common::cron::Schedule;
 use mirror_common::time::Timestamp;
 
 use crate::db::{projects::ProjectRow, runs::RunRow};
-use crate::listing::ProjectState;
 
 /// Builds the listed form of a project. Never includes the password.
 pub fn project_view(
@@ -75,6 +74,17 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
         },
         log_tail: if with_tail { Some(r.log_tail.clone().unwrap_or_default()) } else { None },
     }
+}
+
+/// A project with its latest run, last success and next fire: what the listing cache keeps, and
+/// what the status page, `/jobs` and `/metrics` read.
+#[derive(Debug, Clone)]
+pub struct ProjectState {
+    pub row: ProjectRow,
+    /// The latest run (without its output).
+    pub last_run: Option<RunRow>,
+    pub last_success: Option<Timestamp>,
+    pub next_run: Option<DateTime<Utc>>,
 }
 
 /// What a project looks like to its users: tunasync's words for it.

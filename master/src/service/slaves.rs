@@ -139,7 +139,7 @@ impl Slaves {
     /// whether it is healthy and when it was last seen: what `/metrics` shows.
     pub async fn served_by(
         &self,
-        projects: &[std::sync::Arc<crate::listing::ProjectState>],
+        projects: &[std::sync::Arc<crate::views::ProjectState>],
     ) -> Result<Vec<crate::metrics::ServedBy>, Error> {
         let slaves = db::slaves::list(&self.db).await?;
         let served: std::collections::HashMap<(ProjectId, String, i64), i64> = db::propagation::served_all(&self.db)
