@@ -2,9 +2,22 @@
 //! APScheduler-compatible schedules, fuzzy dates, rsync option rules and the one error body. Pure:
 //! nothing here spawns a process, opens a socket or touches the file system.
 
-/// Stores a type as TEXT in SQLite (its `Encode` and `Decode` say how).
+/// Stores a type as TEXT in SQLite (its `Encode` and `Decode` say how). With `as_str`, it is also
+/// written as what its `as_str()` returns.
 #[cfg(feature = "sqlx")]
 macro_rules! sqlite_text {
+    ($name:ty, as_str) => {
+        sqlite_text!($name);
+
+        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Sqlite>>::encode(self.as_str(), buf)
+            }
+        }
+    };
     ($name:ty) => {
         impl sqlx::Type<sqlx::Sqlite> for $name {
             fn type_info() -> sqlx::sqlite::SqliteTypeInfo {

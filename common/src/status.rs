@@ -40,23 +40,13 @@ macro_rules! word_enum {
         }
 
         #[cfg(feature = "sqlx")]
-        sqlite_text!($name);
+        sqlite_text!($name, as_str);
 
         #[cfg(feature = "sqlx")]
         impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
             fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
                 let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
                 $name::parse(text).ok_or_else(|| format!("'{text}' is not a {}", stringify!($name)).into())
-            }
-        }
-
-        #[cfg(feature = "sqlx")]
-        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
-            fn encode_by_ref(
-                &self,
-                buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
-            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&str as sqlx::Encode<sqlx::Sqlite>>::encode(self.as_str(), buf)
             }
         }
     };

@@ -157,6 +157,8 @@ pub fn resolve_login(url: &str) -> Login {
 pub struct Client {
     pub url: String,
     http: reqwest::Client,
+    /// For answers that may last (a followed run): no overall timeout.
+    follow_http: reqwest::Client,
     login: Login,
 }
 
@@ -173,7 +175,16 @@ fn exit_for(status: StatusCode) -> Exit {
 impl Client {
     pub fn new(url: String, login: Login) -> Result<Client> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        Ok(Client { url, http, login })
+        let follow_http = reqwest::Client::builder().connect_timeout(Duration::from_secs(30)).build()?;
+        Ok(Client { url, http, follow_http, login })
+    }
+
+    fn with_login(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.login {
+            Login::None => req,
+            Login::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Login::Bearer(t) => req.bearer_auth(t),
+        }
     }
 
     /// A call; a non-2xx answer becomes a failure with the master's message and field.
@@ -183,12 +194,7 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        req = match &self.login {
-            Login::None => req,
-            Login::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Login::Bearer(t) => req.bearer_auth(t),
-        };
+        let mut req = self.with_login(self.http.request(method, format!("{}{path}", self.url)));
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -215,12 +221,7 @@ impl Client {
     /// A text answer written to stdout as it arrives (a run's output, followed live).
     pub async fn stream_to_stdout(&self, path: &str) -> Result<()> {
         use std::io::Write;
-        let mut req = reqwest::Client::builder().build()?.get(format!("{}{path}", self.url));
-        req = match &self.login {
-            Login::None => req,
-            Login::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Login::Bearer(t) => req.bearer_auth(t),
-        };
+        let req = self.with_login(self.follow_http.get(format!("{}{path}", self.url)));
         let mut resp = req
             .send()
             .await
