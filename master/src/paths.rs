@@ -27,5 +27,13 @@ pub async fn resolve_dest(root: &Path, dest: &str) -> Result<PathBuf, FieldError
             root.display()
         )));
     }
+    if full
+        .strip_prefix(root)
+        .ok()
+        .and_then(|rel| rel.components().next())
+        .is_some_and(|c| c.as_os_str() == mirror_runtime::fs::TEMP_DIR)
+    {
+        return Err(err(format!("{} holds the files runs are receiving", mirror_runtime::fs::TEMP_DIR)));
+    }
     Ok(full)
 }

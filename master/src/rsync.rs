@@ -28,11 +28,14 @@ pub fn source(p: &ProjectRow) -> String {
     }
 }
 
-/// `rsync <defaults> <basic> <delete> <safety options> --stats -- <source> <dest>/`. The user,
-/// host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
-pub fn argv(p: &ProjectRow) -> anyhow::Result<Vec<String>> {
-    let options = &p.rsync_options;
-    Ok(rsync_argv(options.layered(), source(p), format!("{}/", p.dest.trim_end_matches('/'))))
+/// `rsync <defaults> <basic> <delete> [--temp-dir=TEMP] <safety options> --stats -- <source> <dest>/`.
+/// The user, host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
+/// `temp` is used unless the project's options name a temporary directory of their own.
+pub fn argv(p: &ProjectRow, temp: &std::path::Path) -> Vec<String> {
+    let options = p.rsync_options.layered();
+    let own_temp = !mirror_runtime::fs::names_temp_dir(&options);
+    let options = options.into_iter().chain(own_temp.then(|| format!("--temp-dir={}", temp.display())));
+    rsync_argv(options, source(p), format!("{}/", p.dest.trim_end_matches('/')))
 }
 
 #[cfg(test)]
@@ -71,11 +74,12 @@ mod tests {
     #[test]
     fn argv_layers_options_then_stats_source_dest() {
         assert_eq!(
-            argv(&project()).unwrap(),
+            argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora")),
             [
                 "-avH",
                 "--no-motd",
                 "--delete",
+                "--temp-dir=/srv/mirror/.mirror-sync-tmp/fedora",
                 "--no-devices",
                 "--no-specials",
                 "--chmod=ug-s",
@@ -85,6 +89,15 @@ mod tests {
                 "/srv/mirror/fedora/"
             ]
         );
+    }
+
+    #[test]
+    fn a_temporary_directory_of_the_projects_own_is_kept() {
+        let mut p = project();
+        p.rsync_options.basic.push("--temp-dir=/var/tmp/x".into());
+        let args = argv(&p, std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"));
+        assert_eq!(args.iter().filter(|a| a.starts_with("--temp-dir")).count(), 1);
+        assert!(args.contains(&"--temp-dir=/var/tmp/x".to_string()));
     }
 
     #[test]

@@ -335,10 +335,16 @@ impl Runner {
         let log_name = log_file.to_string_lossy().into_owned();
         // The log's directory is made where the log is opened (mirror_common::rsync).
         tokio::fs::create_dir_all(&project.dest).await?;
+        let temp = self.cfg.mirror_root.join(mirror_runtime::fs::TEMP_DIR).join(project_id.as_str());
+        mirror_runtime::fs::empty_dir(&temp).await?;
         if let Some(r) = self.cfg.run_as {
-            // The account rsync runs as must own the top of the tree it writes.
-            let dest = project.dest.clone();
-            tokio::task::spawn_blocking(move || std::os::unix::fs::chown(dest, Some(r.uid), Some(r.gid))).await??;
+            // The account rsync runs as must own the top of the tree it writes, and its temporary directory.
+            let (dest, temp) = (project.dest.clone(), temp.clone());
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::os::unix::fs::chown(dest, Some(r.uid), Some(r.gid))?;
+                std::os::unix::fs::chown(temp, Some(r.uid), Some(r.gid))
+            })
+            .await??;
         }
         let timeout = project
             .timeout_secs
@@ -346,12 +352,12 @@ impl Runner {
             .map_or(self.cfg.default_timeout, Duration::from_secs);
         let command = RsyncCommand {
             program: self.cfg.rsync_path.clone(),
-            args: crate::rsync::argv(&project)?,
+            args: crate::rsync::argv(&project, &temp),
             password: project.rsync_password.clone(),
             timeout,
             log_file: Some(log_file),
             log_max_bytes: self.cfg.log_max_bytes,
-            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into()], vec![]),
+            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp], vec![]),
             run_as: self.cfg.run_as,
         };
         let mut attempt = 0u32;

@@ -36,3 +36,22 @@ pub fn refuse_secrets_in_shared_file(path: &Path, secret_keys: &[&str], env_pref
         mode & 0o777
     ))
 }
+
+/// Beneath a tree's root (so on the same filesystem: a finished file is renamed into place), one
+/// directory per project where rsync writes the files it is receiving (`--temp-dir`). Emptied
+/// before each run, so a run that was killed leaves no half-written file in the served tree.
+pub const TEMP_DIR: &str = ".mirror-sync-tmp";
+
+/// Whether rsync's own options already name a temporary directory (then ours is not added).
+pub fn names_temp_dir(options: &[String]) -> bool {
+    options.iter().any(|o| o == "-T" || o.starts_with("--temp-dir"))
+}
+
+/// Removes what a killed run left in `temp`, then makes it anew (empty).
+pub async fn empty_dir(temp: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_dir_all(temp).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    tokio::fs::create_dir_all(temp).await
+}

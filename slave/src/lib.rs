@@ -24,7 +24,7 @@ use mirror_common::api::{
 };
 use mirror_common::rsync_opts::{check_option, rsync_argv};
 use mirror_common::time::Timestamp;
-use mirror_runtime::fs::resolve_symlinks;
+use mirror_runtime::fs::{TEMP_DIR, resolve_symlinks};
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RunAs, run_rsync};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -101,6 +101,9 @@ fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
         check_option(opt, confined).map_err(|m| SlaveError::invalid(format!("options[{i}]"), m))?;
     }
     let rel = req.path.as_path().to_owned();
+    if rel.components().next().is_some_and(|c| c.as_os_str() == TEMP_DIR) {
+        return Err(SlaveError::invalid("path", format!("{TEMP_DIR} holds this slave's unfinished files")));
+    }
     Ok(Accepted { req, rel })
 }
 
@@ -213,7 +216,10 @@ impl AppState {
         let host = req.source.host.bracketed();
         let source = format!("rsync://{user}{host}:{}/{}/{}/", req.source.port, req.source.module, rel.display());
         // The project's upstream port means nothing here: the source URL names the master's.
+        let temp = self.root.join(TEMP_DIR).join(req.project.as_str());
+        let own_temp = !mirror_runtime::fs::names_temp_dir(&req.options);
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
+        let options = options.chain(own_temp.then(|| format!("--temp-dir={}", temp.display())));
         let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
             program: self.rsync_path.clone(),
@@ -223,13 +229,16 @@ impl AppState {
             log_file: None,
             log_max_bytes: 0,
             // The pull writes only beneath the project's directory, whatever the tree holds.
-            confinement: self.confine.confinement(vec![dest.clone()], vec![]),
+            confinement: self.confine.confinement(vec![dest.clone(), temp.clone()], vec![]),
             run_as: self.run_as,
         };
         // A symlink in the root (one a pulled tree brought, say) must not send this pull elsewhere.
         let lands = resolve_symlinks(&dest).await;
         let created = match &lands {
-            Some(l) if *l == dest => self.prepare_dest(&dest).await,
+            Some(l) if *l == dest => match self.prepare_dest(&dest).await {
+                Ok(()) => self.empty_temp(&temp).await,
+                Err(e) => Err(e),
+            },
             _ => Err(std::io::Error::other(format!(
                 "it resolves to {}: not pulled",
                 lands.as_ref().map_or_else(|| "nothing".into(), |l| l.display().to_string())
@@ -288,6 +297,13 @@ impl AppState {
                 .map_err(std::io::Error::other)??;
         }
         Ok(())
+    }
+
+    /// Removes what a killed pull left in the project's temporary directory, then makes it anew,
+    /// owned by the account that pulls.
+    async fn empty_temp(&self, temp: &Path) -> std::io::Result<()> {
+        mirror_runtime::fs::empty_dir(temp).await?;
+        self.prepare_dest(temp).await
     }
 
     /// Posts `body` to the master's `path` with our token, retrying with backoff (0.25 s doubling

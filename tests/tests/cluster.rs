@@ -152,6 +152,10 @@ async fn a_slave_down_during_the_fan_out_catches_up_through_the_reconciler() {
     for s in &slaves {
         assert_eq!(snapshot(&s.root().join("pub/debian")), snapshot(&upstream.data()), "slave {}", s.port);
     }
+    // What the killed pull was receiving went to the slave's temporary directory, which the next
+    // pull emptied: no half-written file stays behind, in the tree or beside it.
+    let temp = slaves[0].root().join(".mirror-sync-tmp/debian");
+    assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0, "{}", temp.display());
 }
 
 #[tokio::test]
