@@ -35,6 +35,9 @@ pub struct AddProject {
     pub timeout_secs: Option<u64>,
     /// One run at start if a scheduled fire was missed while the master was down (default false).
     pub catch_up: Option<bool>,
+    /// Staleness objective: a project whose last success is older is `stale`. Default: the
+    /// master's `stale_after_secs`.
+    pub max_age_secs: Option<u64>,
 }
 
 /// `POST /update_project/basic/`: every field but `id` optional.
@@ -59,6 +62,9 @@ pub struct UpdateProjectBasic {
     #[serde(default, deserialize_with = "present_or_null")]
     pub timeout_secs: Option<Option<u64>>,
     pub catch_up: Option<bool>,
+    /// Absent: unchanged; `null`: back to the master's `stale_after_secs`.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub max_age_secs: Option<Option<u64>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -202,6 +208,11 @@ pub struct ProjectView {
     pub rsync_port: Option<u16>,
     pub timeout_secs: Option<u64>,
     pub catch_up: bool,
+    /// The project's own staleness objective; `null`: the master's `stale_after_secs`.
+    pub max_age_secs: Option<u64>,
+    /// From this time on the project is `stale` unless a run succeeds first (its last success plus
+    /// its objective); `null` when disabled or never synced.
+    pub stale_after: Option<Timestamp>,
     /// RFC 3339 UTC; `null` when disabled, manual-only, or the schedule has ended.
     pub next_run_time: Option<Timestamp>,
     /// `queued` or `running` while a run is under way, else the last run's status, or `never_run`.
@@ -230,6 +241,8 @@ pub struct PublicProjectView {
     pub status: String,
     pub last_run: Option<RunView>,
     pub last_success: Option<Timestamp>,
+    /// From this time on the project is `stale` unless a run succeeds first.
+    pub stale_after: Option<Timestamp>,
     /// The current generation (bumped by each successful run).
     pub generation: i64,
     pub created_at: Timestamp,
@@ -249,6 +262,7 @@ impl From<ProjectView> for PublicProjectView {
             status: v.status,
             last_run: v.last_run.map(RunView::public),
             last_success: v.last_success,
+            stale_after: v.stale_after,
             generation: v.generation,
             created_at: v.created_at,
             updated_at: v.updated_at,

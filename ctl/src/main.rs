@@ -44,9 +44,10 @@ enum Cmd {
         /// Only these: failed, running, success, never_run, stale, disabled (comma-separated).
         #[arg(long, value_delimiter = ',')]
         status: Vec<String>,
-        /// A project is stale when its last success is older than this many hours.
-        #[arg(long, default_value_t = 48)]
-        stale_after_hours: i64,
+        /// A project is stale when its last success is older than this many hours (default: each
+        /// project's own objective, `max_age_secs`, or the master's `stale_after_secs`).
+        #[arg(long)]
+        stale_after_hours: Option<i64>,
         /// One line per project: `{id}`, `{status}`, `{last_success}`... replaced by its fields.
         #[arg(long)]
         format: Option<String>,
@@ -192,11 +193,15 @@ fn print_json(v: &Value) -> Result<()> {
     Ok(())
 }
 
-fn is_stale(p: &ProjectView, hours: i64) -> bool {
-    p.enabled && p.last_success.is_some_and(|t| chrono::Utc::now() - t.to_datetime() > chrono::Duration::hours(hours))
+fn is_stale(p: &ProjectView, hours: Option<i64>) -> bool {
+    let now = chrono::Utc::now();
+    match hours {
+        Some(h) => p.enabled && p.last_success.is_some_and(|t| now - t.to_datetime() > chrono::Duration::hours(h)),
+        None => p.stale_after.is_some_and(|t| now > t.to_datetime()),
+    }
 }
 
-fn state_of(p: &ProjectView, stale_hours: i64) -> String {
+fn state_of(p: &ProjectView, stale_hours: Option<i64>) -> String {
     if !p.enabled {
         "disabled".into()
     } else if is_stale(p, stale_hours) {
@@ -283,7 +288,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let detail: ProjectDetail<ProjectView> = serde_json::from_value(v)?;
             let p = &detail.project;
-            println!("{}  {}", p.id, paint(&state_of(p, 48)));
+            println!("{}  {}", p.id, paint(&state_of(p, None)));
             println!("  upstream      {}::{}", p.rsync_host, p.rsync_module);
             println!("  dest          {}", p.dest);
             println!("  enabled       {}", p.enabled);

@@ -99,7 +99,7 @@ impl Application {
         // Who hears of changes: the listing cache, the scheduler (subscribed once it is started,
         // below) and the propagation to slaves.
         let events = Arc::new(Events::default());
-        let listing = Arc::new(ListingCache::default());
+        let listing = Arc::new(ListingCache::new(settings.stale_after_secs));
         events.subscribe(listing.clone());
         let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone())?;
         events.subscribe(Arc::new(cluster.clone()));

@@ -152,15 +152,18 @@ struct Inner {
 }
 
 pub struct ListingCache {
+    /// The master's `stale_after_secs` (a project's default staleness objective).
+    default_max_age_secs: u64,
     inner: Mutex<Inner>,
     /// One refresh at a time: readers that miss while one runs wait for its result instead of
     /// each querying and rendering again.
     refreshing: tokio::sync::Mutex<()>,
 }
 
-impl Default for ListingCache {
-    fn default() -> Self {
+impl ListingCache {
+    pub fn new(default_max_age_secs: u64) -> Self {
         ListingCache {
+            default_max_age_secs,
             inner: Mutex::new(Inner { all_marked: true, ..Inner::default() }),
             refreshing: tokio::sync::Mutex::new(()),
         }
@@ -173,12 +176,13 @@ fn render(
     mut last_runs: HashMap<ProjectId, RunRow>,
     mut last_success: HashMap<ProjectId, Timestamp>,
     now: DateTime<Utc>,
+    max_age: u64,
 ) -> anyhow::Result<Vec<Entry>> {
     rows.into_iter()
         .map(|row| {
             let last_run = last_runs.remove(&row.id);
             let last_success = last_success.remove(&row.id);
-            render_one(row, last_run, last_success, now)
+            render_one(row, last_run, last_success, now, max_age)
         })
         .collect()
 }
@@ -188,8 +192,9 @@ fn render_one(
     last_run: Option<RunRow>,
     last_success: Option<Timestamp>,
     now: DateTime<Utc>,
+    max_age: u64,
 ) -> anyhow::Result<Entry> {
-    let view = project_view(&row, now, last_run.as_ref(), last_success)?;
+    let view = project_view(&row, now, last_run.as_ref(), last_success, max_age)?;
     let next_run = view.next_run_time.map(Timestamp::to_datetime);
     let full = Bytes::from(serde_json::to_vec(&view)?);
     let public = Bytes::from(serde_json::to_vec(&PublicProjectView::from(view))?);
@@ -401,10 +406,11 @@ impl ListingCache {
         };
         let stale_again: Vec<ProjectId> = again.iter().map(|(row, _, _)| row.id.clone()).collect();
         // A next fire per project and JSON: CPU work, off the async workers.
+        let max_age = self.default_max_age_secs;
         let entries = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Entry>> {
-            let mut entries = render(rows, last_runs, last_success, now)?;
+            let mut entries = render(rows, last_runs, last_success, now, max_age)?;
             for (row, last_run, last_success) in again {
-                entries.push(render_one(row, last_run, last_success, now)?);
+                entries.push(render_one(row, last_run, last_success, now, max_age)?);
             }
             Ok(entries)
         })

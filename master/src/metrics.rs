@@ -52,6 +52,8 @@ pub struct Snapshot {
     /// (project, slave name, generation served, healthy, last seen)
     pub served: Vec<ServedBy>,
     pub rsyncd_up: bool,
+    /// The master's `stale_after_secs`: the objective of a project without its own.
+    pub default_max_age_secs: u64,
 }
 
 pub struct ServedBy {
@@ -259,6 +261,21 @@ impl Collector for Snapshot {
             "mirror_sync_project_staleness_seconds",
             "Time since the project's latest successful run ended",
             p.iter().map(|s| (project_label(s), s.last_success.map(|t| now - seconds(t.to_datetime())))),
+        )?;
+        let max_age = self.default_max_age_secs;
+        gauge(
+            &mut e,
+            "mirror_sync_project_max_age_seconds",
+            "The project's staleness objective (its max_age_secs, or the master's stale_after_secs)",
+            p.iter().map(|s| (project_label(s), Some(crate::views::max_age(&s.row, max_age).num_seconds() as f64))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_project_stale",
+            "1 when the project's latest success is older than its objective, else 0",
+            p.iter().map(|s| {
+                (project_label(s), flag(crate::views::is_stale(s, self.now, max_age)))
+            }),
         )?;
         gauge(
             &mut e,

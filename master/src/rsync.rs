@@ -65,6 +65,7 @@ mod tests {
             rsync_user: None,
             rsync_port: None,
             timeout_secs: None,
+            max_age_secs: None,
             catch_up: false,
             last_fire_at: None,
             generation: 0,

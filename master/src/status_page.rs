@@ -70,18 +70,15 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn is_stale(s: &ProjectState, now: DateTime<Utc>, stale_after: chrono::Duration) -> bool {
-    s.row.enabled && s.last_success.is_some_and(|t| now - t.to_datetime() > stale_after)
-}
 
 /// The list of every project.
-pub fn index(states: &[std::sync::Arc<ProjectState>], now: DateTime<Utc>, stale_after: chrono::Duration) -> String {
+pub fn index(states: &[std::sync::Arc<ProjectState>], now: DateTime<Utc>, stale_after: u64) -> String {
     let failed = states.iter().filter(|s| public_state(s) == "failed").count();
-    let stale = states.iter().filter(|s| is_stale(s, now, stale_after)).count();
+    let stale = states.iter().filter(|s| crate::views::is_stale(s, now, stale_after)).count();
     let mut rows = String::new();
     for s in states {
         let state = public_state(s);
-        let old = is_stale(s, now, stale_after);
+        let old = crate::views::is_stale(s, now, stale_after);
         let class = if state == "failed" {
             " class=\"bad\""
         } else if old {
@@ -117,11 +114,11 @@ pub fn project(
     runs: &[RunView],
     propagation: &PropagationView,
     now: DateTime<Utc>,
-    stale_after: chrono::Duration,
+    stale_after: u64,
 ) -> String {
     let state = public_state(s);
     let id = esc(&s.row.id);
-    let stale = if is_stale(s, now, stale_after) { " <span class=\"badge stale\">stale</span>" } else { "" };
+    let stale = if crate::views::is_stale(s, now, stale_after) { " <span class=\"badge stale\">stale</span>" } else { "" };
     let mut run_rows = String::new();
     for r in runs {
         let status = r.status.as_str();

@@ -8,12 +8,31 @@ use mirror_common::time::Timestamp;
 
 use crate::db::{projects::ProjectRow, runs::RunRow};
 
-/// Builds the listed form of a project. Never includes the password.
+/// A project's staleness objective: its own `max_age_secs`, else the master's `stale_after_secs`.
+pub fn max_age(row: &ProjectRow, default_secs: u64) -> chrono::Duration {
+    let secs = row.max_age_secs.and_then(|s| u64::try_from(s).ok()).unwrap_or(default_secs);
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+}
+
+/// When an enabled project that has synced becomes stale, unless a run succeeds before.
+pub fn stale_after(row: &ProjectRow, last_success: Option<Timestamp>, default_secs: u64) -> Option<DateTime<Utc>> {
+    let since = last_success.filter(|_| row.enabled)?.to_datetime();
+    since.checked_add_signed(max_age(row, default_secs))
+}
+
+/// Whether the project is stale now.
+pub fn is_stale(s: &ProjectState, now: DateTime<Utc>, default_secs: u64) -> bool {
+    stale_after(&s.row, s.last_success, default_secs).is_some_and(|t| now > t)
+}
+
+/// Builds the listed form of a project. Never includes the password. `default_max_age_secs`:
+/// the master's `stale_after_secs`.
 pub fn project_view(
     row: &ProjectRow,
     now: DateTime<Utc>,
     last_run: Option<&RunRow>,
     last_success: Option<Timestamp>,
+    default_max_age_secs: u64,
 ) -> anyhow::Result<ProjectView> {
     let spec = &row.schedule;
     let options = &row.rsync_options;
@@ -37,6 +56,8 @@ pub fn project_view(
         rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()),
         timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
         catch_up: row.catch_up,
+        max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
+        stale_after: stale_after(row, last_success, default_max_age_secs).map(Timestamp::from),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),
         last_run: last_run.map(|r| run_view(r, false)),

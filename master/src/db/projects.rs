@@ -28,6 +28,8 @@ pub struct ProjectRow {
     pub rsync_port: Option<i64>,
     /// NULL: the master's default timeout.
     pub timeout_secs: Option<i64>,
+    /// NULL: the master's `stale_after_secs`.
+    pub max_age_secs: Option<i64>,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -37,7 +39,7 @@ pub struct ProjectRow {
 
 const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation";
+                       catch_up, last_fire_at, generation, max_age_secs";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(&db.read).await
@@ -65,7 +67,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs";
 
 fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
@@ -82,6 +84,7 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(p.rsync_port)
         .bind(p.timeout_secs)
         .bind(p.catch_up)
+        .bind(p.max_age_secs)
 }
 
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {

@@ -40,7 +40,9 @@ pub async fn metrics(State(state): State<AppState>, caller: MaybeCaller) -> Resu
     }
     let projects = state.listing.states(&state.db).await?;
     let served = state.slaves.served_by(&projects).await?;
-    let snapshot = Snapshot { now: Utc::now(), projects, served, rsyncd_up: rsyncd_up(&state).await };
+    let rsyncd_up = rsyncd_up(&state).await;
+    let default_max_age_secs = state.settings.stale_after_secs;
+    let snapshot = Snapshot { now: Utc::now(), projects, served, rsyncd_up, default_max_age_secs };
     let metrics = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || metrics.render(snapshot))
         .await

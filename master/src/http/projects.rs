@@ -125,8 +125,9 @@ pub async fn get_project(
     let now = Utc::now();
     // The fire times are CPU work (bounded): off the async workers, as every schedule computation.
     let public = caller.is_none();
+    let max_age = state.settings.stale_after_secs;
     let body = tokio::task::spawn_blocking(move || {
-        let project = project_view(&row, now, runs.first(), last_success).map_err(ApiError::Internal)?;
+        let project = project_view(&row, now, runs.first(), last_success, max_age).map_err(ApiError::Internal)?;
         let next_fire_times = next_fires(&row, now)?;
         let recent_runs = runs.iter().map(|r| run_view(r, false));
         if public {
@@ -321,7 +322,7 @@ pub async fn update_project_schedule(
         let (state, id) = (state.clone(), id.clone());
         detached(async move { state.projects.replace_schedule(&id, opts).await }).await?
     };
-    let listed = project_view(&row, Utc::now(), None, None).map_err(ApiError::Internal)?;
+    let listed = project_view(&row, Utc::now(), None, None, state.settings.stale_after_secs).map_err(ApiError::Internal)?;
     let body = ScheduleReplaced { id, cron_options: listed.cron_options, next_run_time: listed.next_run_time };
     Ok(Json(Done::new("update_project_schedule", body)))
 }

@@ -27,8 +27,8 @@ fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
-fn stale_after(state: &AppState) -> chrono::Duration {
-    chrono::Duration::seconds(i64::try_from(state.settings.stale_after_secs).unwrap_or(i64::MAX / 1000))
+fn stale_after(state: &AppState) -> u64 {
+    state.settings.stale_after_secs
 }
 
 fn html(page: String) -> Response {

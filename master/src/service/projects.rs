@@ -54,6 +54,16 @@ fn check_timeout(secs: Option<u64>) -> Result<Option<i64>, Error> {
     }
 }
 
+fn check_max_age(secs: Option<u64>) -> Result<Option<i64>, Error> {
+    match secs {
+        Some(s) if !(1..=366 * 24 * 3600).contains(&s) => {
+            Err(Error::field("max_age_secs", "must be between 1 and 31622400 (a year)"))
+        }
+        Some(s) => Ok(Some(s as i64)),
+        None => Ok(None),
+    }
+}
+
 fn port_column(port: Option<Port>) -> Option<i64> {
     port.map(|p| i64::from(p.0))
 }
@@ -137,6 +147,7 @@ impl Projects {
         let rsync_password = check_password(req.rsync_password)?;
         let rsync_user = req.rsync_user;
         let timeout_secs = check_timeout(req.timeout_secs)?;
+        let max_age_secs = check_max_age(req.max_age_secs)?;
         let schedule = schedule_from(req.cron_options, now).await?;
         let rsync_options = self.options(req.rsync_options.as_ref())?;
         let dest = resolve(&self.mirror_root, &req.dest).await?;
@@ -157,6 +168,7 @@ impl Projects {
             rsync_user,
             rsync_port: port_column(req.rsync_port),
             timeout_secs,
+            max_age_secs,
             catch_up: req.catch_up.unwrap_or(false),
             last_fire_at: None,
             generation: 0,
@@ -182,6 +194,7 @@ impl Projects {
         let password = req.rsync_password.map(check_password).transpose()?;
         let user = req.rsync_user;
         let timeout = req.timeout_secs.map(check_timeout).transpose()?;
+        let max_age = req.max_age_secs.map(check_max_age).transpose()?;
         let options = req.rsync_options.as_ref().map(|o| self.options(Some(o))).transpose()?;
         let dest = match &req.dest {
             Some(d) => Some(resolve(&self.mirror_root, d).await?),
@@ -231,6 +244,9 @@ impl Projects {
         }
         if let Some(c) = req.catch_up {
             row.catch_up = c;
+        }
+        if let Some(a) = max_age {
+            row.max_age_secs = a;
         }
         let saved = self.save(tx, &old.id, &row).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
