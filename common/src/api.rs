@@ -708,3 +708,24 @@ mod tests {
         );
     }
 }
+
+/// One entry of `GET /alerts`: an event queued for a webhook, and what became of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertDeliveryView {
+    pub id: i64,
+    /// The webhook's `name` (never its URL).
+    pub webhook: String,
+    /// `run_failed`, `run_recovered`, `stale`, `fresh_again`, `slave_down`, `slave_back`, `slave_lagging`.
+    pub event: String,
+    /// The one-line text sent.
+    pub text: String,
+    /// `pending`, `delivered` or `given_up`.
+    pub state: String,
+    pub created_at: Timestamp,
+    pub attempts: u32,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}

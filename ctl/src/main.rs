@@ -112,6 +112,11 @@ enum Cmd {
     Propagation {
         project: String,
     },
+    /// The newest alert deliveries to the webhooks, and what became of each.
+    Alerts {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// API users.
     Users {
         #[command(subcommand)]
@@ -180,8 +185,8 @@ fn paint(word: &str) -> String {
         return word.to_owned();
     }
     let code = match word {
-        "success" => "32",
-        "failed" | "timeout" | "interrupted" | "stale" => "31",
+        "success" | "delivered" => "32",
+        "failed" | "timeout" | "interrupted" | "stale" | "given_up" => "31",
         "running" | "queued" => "34",
         _ => return word.to_owned(),
     };
@@ -444,6 +449,30 @@ async fn run(cli: Cli) -> Result<()> {
                         .replace("failed", "no"),
                     time_text(s.last_seen),
                     if behind.is_empty() { "-".into() } else { behind.join(", ") },
+                ]);
+            }
+            println!("{t}");
+        }
+        Cmd::Alerts { limit } => {
+            let v: Value = c.get(&format!("/alerts?limit={limit}")).await?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let alerts: Vec<mirror_common::api::AlertDeliveryView> = serde_json::from_value(v)?;
+            let mut t = table(&["ID", "WEBHOOK", "EVENT", "STATE", "CREATED", "TRIES", "TEXT"]);
+            for a in &alerts {
+                let state = match (a.state.as_str(), &a.last_error) {
+                    ("pending", Some(e)) => format!("pending ({e})"),
+                    (s, _) => s.to_owned(),
+                };
+                t.add_row(vec![
+                    a.id.to_string(),
+                    a.webhook.clone(),
+                    a.event.clone(),
+                    paint(&state),
+                    time_text(Some(a.created_at)),
+                    a.attempts.to_string(),
+                    a.text.clone(),
                 ]);
             }
             println!("{t}");

@@ -76,6 +76,8 @@ pub struct Settings {
     pub notify_timeout_secs: u64,
     /// Extra attempts, with backoff, when a slave does not answer a notification.
     pub notify_retries: u32,
+    /// Webhooks told when a mirror fails or goes stale, or a slave goes down or lags.
+    pub alerts: AlertSettings,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -119,9 +121,63 @@ impl Default for Settings {
             reconcile_interval_secs: 30,
             notify_timeout_secs: 10,
             notify_retries: 3,
+            alerts: AlertSettings::default(),
             initial_root_password: None,
         }
     }
+}
+
+/// `[alerts]`, with one `[[alerts.webhook]]` table per receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    pub webhook: Vec<WebhookSettings>,
+    /// How often staleness, slave health and lag are checked (a run's end is checked at once).
+    pub check_interval_secs: u64,
+    /// A slave that serves an older generation of a project this long after the project's
+    /// success is lagging.
+    pub lag_after_secs: u64,
+    /// First retry of an undelivered event; doubled each time, up to `retry_max_secs`.
+    pub retry_base_ms: u64,
+    pub retry_max_secs: u64,
+    /// An event not delivered within this long is given up (and shown so in `GET /alerts`).
+    pub give_up_after_secs: u64,
+    /// Per-request timeout of a delivery.
+    pub timeout_secs: u64,
+    /// Deliveries are kept (for `GET /alerts`) this many days.
+    pub keep_days: u64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            webhook: Vec::new(),
+            check_interval_secs: 30,
+            lag_after_secs: 3600,
+            retry_base_ms: 1000,
+            retry_max_secs: 300,
+            give_up_after_secs: 7 * 86_400,
+            timeout_secs: 10,
+            keep_days: 30,
+        }
+    }
+}
+
+/// One receiver of alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// How the webhook is named in logs and `GET /alerts` (its URL may hold a secret).
+    pub name: Name,
+    /// `http://` or `https://`; never printed.
+    pub url: Secret,
+    /// The events it wants; empty: all of them.
+    #[serde(default)]
+    pub events: Vec<crate::alerts::AlertEvent>,
+    /// Signs each body: `X-Mirror-Sync-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    pub secret: Option<Secret>,
+    /// The signing secret from a file readable by its owner only (its first line).
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The master's rsync daemon: one read-only module over the mirror root, which slaves pull from.
@@ -178,8 +234,12 @@ impl Settings {
         if let Some(f) = file {
             let source = config::File::from(f).format(config::FileFormat::Toml).required(true);
             let alone = config::Config::builder().add_source(source.clone()).build()?;
-            let secrets: Vec<&str> =
+            let mut secrets: Vec<&str> =
                 SECRET_KEYS.iter().copied().filter(|k| alone.get_string(k).is_ok_and(|v| !v.is_empty())).collect();
+            // A webhook's URL (a chat service's holds its key) and its signing secret.
+            if alone.get_array("alerts.webhook").is_ok_and(|hooks| !hooks.is_empty()) {
+                secrets.push("alerts.webhook");
+            }
             mirror_runtime::fs::refuse_secrets_in_shared_file(f, &secrets, "MIRROR_MASTER")
                 .map_err(|m| invalid("config", m))?;
             builder = builder.add_source(source);
@@ -286,11 +346,53 @@ impl Settings {
         if self.notify_retries > 20 {
             return Err(invalid("notify_retries", "must be at most 20"));
         }
+        self.alerts.validate()?;
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log",
                 format!("'{}' is not a log filter such as info or mirror_master=debug", self.log),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl AlertSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.check_interval_secs) {
+            return Err(invalid("alerts.check_interval_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=366 * 86_400).contains(&self.lag_after_secs) {
+            return Err(invalid("alerts.lag_after_secs", "must be between 1 and 31622400 (a year)"));
+        }
+        if !(1..=600_000).contains(&self.retry_base_ms) || !(1..=86_400).contains(&self.retry_max_secs) {
+            return Err(invalid("alerts.retry_base_ms", "retry_base_ms 1-600000 and retry_max_secs 1-86400"));
+        }
+        if !(60..=366 * 86_400).contains(&self.give_up_after_secs) {
+            return Err(invalid("alerts.give_up_after_secs", "must be between 60 and 31622400 (a year)"));
+        }
+        if !(1..=300).contains(&self.timeout_secs) {
+            return Err(invalid("alerts.timeout_secs", "must be between 1 and 300"));
+        }
+        if !(1..=3660).contains(&self.keep_days) {
+            return Err(invalid("alerts.keep_days", "must be between 1 and 3660"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for w in &self.webhook {
+            if !names.insert(w.name.as_str()) {
+                return Err(invalid("alerts.webhook.name", format!("'{}' is used twice", w.name)));
+            }
+            let url = w.url.expose();
+            let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+            if parsed.is_none_or(|u| u.host_str().is_none()) || url.len() > 4096 {
+                return Err(invalid(
+                    "alerts.webhook.url",
+                    format!("of '{}' must be an http:// or https:// URL", w.name),
+                ));
+            }
+            if w.secret.is_some() && w.secret_file.is_some() {
+                return Err(invalid("alerts.webhook.secret", format!("of '{}': give secret or secret_file", w.name)));
+            }
         }
         Ok(())
     }
@@ -316,5 +418,18 @@ mod tests {
         assert!(s.validate().unwrap_err().to_string().contains("token_ttl_secs"));
         let s = Settings { jwt_secret: Some(Secret::new("short")), ..Settings::default() };
         assert!(s.validate().unwrap_err().to_string().contains("jwt_secret"));
+        let hook = |url: &str| WebhookSettings {
+            name: Name::from_static("chat"),
+            url: Secret::new(url),
+            events: vec![],
+            secret: None,
+            secret_file: None,
+        };
+        let mut s = Settings::default();
+        s.alerts.webhook = vec![hook("file:///etc/passwd")];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("alerts.webhook.url") && !e.contains("passwd"), "{e}");
+        s.alerts.webhook = vec![hook("https://chat.example/hook/KEY"), hook("https://other.example/")];
+        assert!(s.validate().unwrap_err().to_string().contains("used twice"));
     }
 }

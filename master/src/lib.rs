@@ -1,6 +1,7 @@
 //! mirror-master: the REST API that keeps mirrored projects, users and slaves in SQLite, and
 //! (with the scheduler) pulls every project from its upstream with rsync.
 
+pub mod alerts;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -123,6 +124,8 @@ impl Application {
         events.subscribe(auth.clone());
         let metrics = Arc::new(crate::metrics::Metrics::default());
         events.subscribe(Arc::new(metrics.clone()));
+        let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
+        events.subscribe(Arc::new(alerts.clone()));
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone() };
         let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
@@ -148,6 +151,7 @@ impl Application {
             slaves,
             runs,
             metrics,
+            alerts,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })
@@ -172,6 +176,7 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         self.state.cluster.spawn_reconciler(stop_rx.clone());
+        self.state.alerts.spawn(stop_rx.clone());
         let mut server_stop = stop_rx.clone();
         let limits = self.state.settings.limits()?;
         let server = mirror_runtime::server::serve(self.listener, app, limits, async move {

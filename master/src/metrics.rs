@@ -273,9 +273,7 @@ impl Collector for Snapshot {
             &mut e,
             "mirror_sync_project_stale",
             "1 when the project's latest success is older than its objective, else 0",
-            p.iter().map(|s| {
-                (project_label(s), flag(crate::views::is_stale(s, self.now, max_age)))
-            }),
+            p.iter().map(|s| (project_label(s), flag(crate::views::is_stale(s, self.now, max_age)))),
         )?;
         gauge(
             &mut e,

@@ -42,6 +42,7 @@ pub struct Inner {
     pub runs: Runs,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// The users service.
     pub users: Users,
     /// The slaves service.

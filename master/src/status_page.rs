@@ -70,7 +70,6 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-
 /// The list of every project.
 pub fn index(states: &[std::sync::Arc<ProjectState>], now: DateTime<Utc>, stale_after: u64) -> String {
     let failed = states.iter().filter(|s| public_state(s) == "failed").count();
@@ -118,7 +117,8 @@ pub fn project(
 ) -> String {
     let state = public_state(s);
     let id = esc(&s.row.id);
-    let stale = if crate::views::is_stale(s, now, stale_after) { " <span class=\"badge stale\">stale</span>" } else { "" };
+    let stale =
+        if crate::views::is_stale(s, now, stale_after) { " <span class=\"badge stale\">stale</span>" } else { "" };
     let mut run_rows = String::new();
     for r in runs {
         let status = r.status.as_str();

@@ -37,6 +37,21 @@ pub fn refuse_secrets_in_shared_file(path: &Path, secret_keys: &[&str], env_pref
     ))
 }
 
+/// The first line of a file that holds one secret and is readable by its owner only (as rsync
+/// demands of its password files). The error says what is wrong, to be prefixed with the key.
+pub async fn read_secret_file(path: &Path) -> Result<mirror_common::Secret, String> {
+    let meta = tokio::fs::metadata(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{} must not be readable by others (chmod 600)", path.display()));
+    }
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("");
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(mirror_common::Secret::new(secret))
+}
+
 /// Beneath a tree's root (so on the same filesystem: a finished file is renamed into place), one
 /// directory per project where rsync writes the files it is receiving (`--temp-dir`). Emptied
 /// before each run, so a run that was killed leaves no half-written file in the served tree.

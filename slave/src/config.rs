@@ -1,9 +1,7 @@
 //! The slave's settings: embedded defaults, then a TOML file, then `MIRROR_SLAVE__*` variables.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use mirror_common::Secret;
 use mirror_runtime::rsync::ConfineMode;
 use serde::Deserialize;
@@ -136,21 +134,8 @@ impl Settings {
             return Ok(Some(p.clone()));
         }
         let Some(path) = &self.rsync_password_file else { return Ok(None) };
-        let meta =
-            tokio::fs::metadata(path).await.with_context(|| format!("rsync_password_file: {}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(invalid(
-                "rsync_password_file",
-                format!("{} must not be readable by others (chmod 600)", path.display()),
-            ));
-        }
-        let text = tokio::fs::read_to_string(path)
-            .await
-            .with_context(|| format!("rsync_password_file: {}", path.display()))?;
-        let password = text.lines().next().unwrap_or("").to_owned();
-        if password.is_empty() {
-            return Err(invalid("rsync_password_file", "is empty"));
-        }
-        Ok(Some(Secret::new(password)))
+        let password =
+            mirror_runtime::fs::read_secret_file(path).await.map_err(|m| invalid("rsync_password_file", m))?;
+        Ok(Some(password))
     }
 }

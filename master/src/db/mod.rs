@@ -1,5 +1,6 @@
 //! The only place with SQL. Free functions over the pool, returning `FromRow` structs.
 
+pub mod alerts;
 pub mod projects;
 pub mod propagation;
 pub mod runs;

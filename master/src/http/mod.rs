@@ -1,6 +1,7 @@
 //! The HTTP API. `router` is the one table of every route; handlers live by resource.
 
 pub mod admission;
+pub mod alerts;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -74,6 +75,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/status/{id}", get(status::project)),
         ("/jobs", get(status::jobs)),
         ("/metrics", get(metrics::metrics)),
+        // alert deliveries (root)
+        ("/alerts", get(alerts::list_alerts)),
     ]
 }
 

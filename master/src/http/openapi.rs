@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{metrics, projects, runs, slaves, status, users};
+use super::{alerts, metrics, projects, runs, slaves, status, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,6 +44,7 @@ use super::{metrics, projects, runs, slaves, status, users};
         status::project,
         status::jobs,
         metrics::metrics,
+        alerts::list_alerts,
     ),
     modifiers(&Security)
 )]

@@ -322,7 +322,8 @@ pub async fn update_project_schedule(
         let (state, id) = (state.clone(), id.clone());
         detached(async move { state.projects.replace_schedule(&id, opts).await }).await?
     };
-    let listed = project_view(&row, Utc::now(), None, None, state.settings.stale_after_secs).map_err(ApiError::Internal)?;
+    let listed =
+        project_view(&row, Utc::now(), None, None, state.settings.stale_after_secs).map_err(ApiError::Internal)?;
     let body = ScheduleReplaced { id, cron_options: listed.cron_options, next_run_time: listed.next_run_time };
     Ok(Json(Done::new("update_project_schedule", body)))
 }
