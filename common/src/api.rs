@@ -356,13 +356,67 @@ pub struct RunView {
     /// The last 64 KiB of output; only in `GET /runs/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<String>,
+    /// How far it has got, while it runs; only in `GET /runs/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<RunProgress>,
+}
+
+/// How far a running rsync has got: its `--info=progress2` line, as it was last printed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProgress {
+    /// Bytes done so far (sent, or found already there).
+    pub bytes: u64,
+    /// rsync's estimate of the share done, 0-100.
+    pub percent: u8,
+    /// The current rate as rsync prints it (`3.03MB/s`).
+    pub rate: String,
+    /// Files transferred so far.
+    pub files_transferred: u64,
+    /// Files still to check, of `files_known` (rsync's `to-chk`; `ir-chk` while the file list
+    /// is still growing, then `files_known` grows too).
+    pub files_to_check: Option<u64>,
+    pub files_known: Option<u64>,
+}
+
+impl RunProgress {
+    /// Reads rsync's progress line (`  1,200,000  13%  3.44MB/s  0:00:00 (xfr#4, to-chk=26/31)`);
+    /// `None` for any other line.
+    pub fn parse(line: &str) -> Option<RunProgress> {
+        let mut words = line.split_whitespace();
+        let bytes = words.next()?;
+        if !bytes.bytes().all(|b| b.is_ascii_digit() || b == b',') {
+            return None;
+        }
+        let bytes = bytes.replace(',', "").parse().ok()?;
+        let percent = words.next()?.strip_suffix('%')?.parse::<u8>().ok()?.min(100);
+        let rate = words.next().filter(|r| r.ends_with("/s"))?.to_owned();
+        let elapsed = words.next()?;
+        if elapsed.split(':').count() != 3 {
+            return None;
+        }
+        let mut progress = RunProgress { bytes, percent, rate, ..RunProgress::default() };
+        let rest: String = words.collect::<Vec<_>>().join(" ");
+        if let Some(inner) = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+            for part in inner.split(", ") {
+                if let Some(n) = part.strip_prefix("xfr#") {
+                    progress.files_transferred = n.parse().ok()?;
+                } else if let Some(chk) = part.strip_prefix("to-chk=").or_else(|| part.strip_prefix("ir-chk=")) {
+                    let (left, known) = chk.split_once('/')?;
+                    progress.files_to_check = left.parse().ok();
+                    progress.files_known = known.parse().ok();
+                }
+            }
+        }
+        Some(progress)
+    }
 }
 
 impl RunView {
     /// Without what only a logged-in caller may read: rsync's messages and output name local
     /// paths, symlink targets and files.
     pub fn public(self) -> RunView {
-        RunView { message: None, log_tail: None, ..self }
+        RunView { message: None, log_tail: None, progress: None, ..self }
     }
 }
 

@@ -520,13 +520,25 @@ async fn switch(c: &Client, project: &str, on: bool, as_json: bool) -> Result<()
 async fn follow(c: &Client, run_id: i64, project: &str, quiet: bool) -> Result<RunView> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal() && !quiet;
+    // Not on a terminal: a line when the state or the count of files changes.
+    let mut last_line = String::new();
     loop {
         let run: RunView = c.get(&format!("/runs/{run_id}")).await?;
         let secs = started.elapsed().as_secs();
         let ended =
             !matches!(run.status, mirror_common::api::RunStatus::Queued | mirror_common::api::RunStatus::Running);
+        let so_far = run.progress.as_ref().map_or_else(String::new, |p| {
+            let known = p.files_known.map(|k| format!(" of {k}")).unwrap_or_default();
+            format!(", {} files{known}, {} ({}%, {})", p.files_transferred, human_bytes(p.bytes), p.percent, p.rate)
+        });
         if tty {
-            eprint!("\r\x1b[2K{project} run {run_id}: {} {secs}s", run.status);
+            eprint!("\r\x1b[2K{project} run {run_id}: {} {secs}s{so_far}", run.status);
+        } else if !quiet && !ended {
+            let line = format!("{project} run {run_id}: {}{}", run.status, so_far.split(" (").next().unwrap_or(""));
+            if line != last_line {
+                eprintln!("{project} run {run_id}: {} {secs}s{so_far}", run.status);
+                last_line = line;
+            }
         }
         if ended {
             if tty {
@@ -544,6 +556,18 @@ async fn follow(c: &Client, run_id: i64, project: &str, quiet: bool) -> Result<R
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Bytes as `rsync -h` would print them (units of 1000).
+fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["", "K", "M", "G", "T"] {
+        if value < 1000.0 || unit == "T" {
+            return if unit.is_empty() { format!("{bytes} B") } else { format!("{value:.2} {unit}B") };
+        }
+        value /= 1000.0;
+    }
+    format!("{bytes} B")
 }
 
 async fn users(c: &Client, action: UsersCmd, as_json: bool) -> Result<()> {

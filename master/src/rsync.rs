@@ -32,7 +32,9 @@ pub fn source(p: &ProjectRow) -> String {
 /// The user, host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
 /// `temp` is used unless the project's options name a temporary directory of their own.
 pub fn argv(p: &ProjectRow, temp: &std::path::Path) -> Vec<String> {
-    let options = p.rsync_options.layered();
+    // How far it has got, as it goes (GET /runs/{id}); these lines are read, not logged.
+    let mut options = vec!["--info=progress2".to_owned()];
+    options.extend(p.rsync_options.layered());
     let own_temp = !mirror_runtime::fs::names_temp_dir(&options);
     let options = options.into_iter().chain(own_temp.then(|| format!("--temp-dir={}", temp.display())));
     rsync_argv(options, source(p), format!("{}/", p.dest.trim_end_matches('/')))
@@ -77,6 +79,7 @@ mod tests {
         assert_eq!(
             argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora")),
             [
+                "--info=progress2",
                 "-avH",
                 "--no-motd",
                 "--delete",

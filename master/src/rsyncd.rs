@@ -93,6 +93,7 @@ impl Launch {
             log_max_bytes: 0,
             confinement: self.confinement.clone(),
             run_as: self.run_as,
+            progress: None,
         };
         let mut child = command
             .command()

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mirror_common::api::{RunStats, RunStatus};
+use mirror_common::api::{RunProgress, RunStats, RunStatus};
 use mirror_runtime::rsync::{ConfineStatus, Ending, RsyncCommand, RsyncOutcome, RunAs, kill_orphan, run_rsync};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -97,6 +97,8 @@ pub struct Runner {
     /// A waiting run is this small entry, not a task: ten thousand of them cost little.
     queue: mpsc::UnboundedSender<Queued>,
     active: Mutex<HashMap<ProjectId, Active>>,
+    /// How far each running run has got (its rsync's progress line).
+    progress: Mutex<HashMap<i64, watch::Receiver<Option<RunProgress>>>>,
     /// Runs an operator asked to stop: they end `stopped`, not `interrupted`.
     stopping: Mutex<std::collections::HashSet<i64>>,
     accepting: AtomicBool,
@@ -117,6 +119,7 @@ impl Runner {
             queue,
             active: Mutex::new(HashMap::new()),
             stopping: Mutex::new(std::collections::HashSet::new()),
+            progress: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
             executing: std::sync::atomic::AtomicUsize::new(0),
@@ -288,7 +291,17 @@ impl Runner {
     }
 
     /// The project may run again (its slot, if this run still holds it, is freed). Idempotent.
+    fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Receiver<Option<RunProgress>>>> {
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How far run `run_id` has got, while it runs.
+    pub fn progress(&self, run_id: i64) -> Option<RunProgress> {
+        self.progress_map().get(&run_id).and_then(|rx| rx.borrow().clone())
+    }
+
     fn free(&self, project_id: &ProjectId, run_id: i64) {
+        self.progress_map().remove(&run_id);
         let mut active = self.active();
         if active.get(project_id).is_some_and(|a| a.run_id == run_id) {
             active.remove(project_id);
@@ -350,6 +363,8 @@ impl Runner {
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
             .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let (progress, watching) = watch::channel(None);
+        self.progress_map().insert(run_id, watching);
         let command = RsyncCommand {
             program: self.cfg.rsync_path.clone(),
             args: crate::rsync::argv(&project, &temp),
@@ -359,6 +374,7 @@ impl Runner {
             log_max_bytes: self.cfg.log_max_bytes,
             confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp], vec![]),
             run_as: self.cfg.run_as,
+            progress: Some(progress),
         };
         let mut attempt = 0u32;
         let outcome: RsyncOutcome = loop {

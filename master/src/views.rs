@@ -94,6 +94,7 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
             bytes_received: count(r.bytes_received),
         },
         log_tail: if with_tail { Some(r.log_tail.clone().unwrap_or_default()) } else { None },
+        progress: None,
     }
 }
 

@@ -173,6 +173,9 @@ pub struct RsyncCommand {
     /// `None`: rsync runs unconfined (the host has no Landlock, or confinement is turned off).
     pub confinement: Option<Confinement>,
     pub run_as: Option<RunAs>,
+    /// Told each progress line rsync prints (`--info=progress2`), which then goes to neither the
+    /// log nor the tail: it is a state, not an event.
+    pub progress: Option<watch::Sender<Option<mirror_common::api::RunProgress>>>,
 }
 
 impl RsyncCommand {
@@ -294,7 +297,7 @@ impl Tail {
 }
 
 /// Where each output line goes: the stats parser, the bounded tail, the log file.
-struct Output {
+struct Output<'a> {
     tail: Tail,
     stats: RunStats,
     daemon_refused: bool,
@@ -302,10 +305,17 @@ struct Output {
     /// Bytes written to the log so far, and the most it may take.
     logged: u64,
     log_max: u64,
+    progress: Option<&'a watch::Sender<Option<mirror_common::api::RunProgress>>>,
 }
 
-impl Output {
+impl Output<'_> {
     async fn take(&mut self, line: &str) {
+        if let Some(tx) = self.progress
+            && let Some(p) = mirror_common::api::RunProgress::parse(line)
+        {
+            tx.send_replace(Some(p));
+            return;
+        }
         self.stats.absorb(line);
         self.daemon_refused |= line.starts_with("@ERROR");
         if let Some(f) = self.log.as_mut() {
@@ -330,7 +340,9 @@ impl Output {
 /// dropped, so that no line can take unbounded memory.
 const MAX_LINE: usize = 16 * 1024;
 
-/// Reads one line of at most [`MAX_LINE`] bytes (without its `\n`); `None` at the end.
+/// Reads one line of at most [`MAX_LINE`] bytes (without its `\n`); `None` at the end. rsync
+/// rewrites its progress line with `\r`: each state is a line of its own, and the empty ones such
+/// a rewrite makes are skipped.
 async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     loop {
@@ -339,16 +351,18 @@ async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -
             Ok(b) => b,
             Err(_) => return None,
         };
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            Some(i) => (&available[..i], Some((i + 1, available[i]))),
             None => (available, None),
         };
         let room = MAX_LINE.saturating_sub(line.len());
         line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = done.unwrap_or(available.len());
+        let used = done.map_or(available.len(), |(used, _)| used);
         reader.consume(used);
-        if done.is_some() {
-            return Some(line);
+        match done {
+            Some((_, b'\r')) if line.is_empty() => {}
+            Some(_) => return Some(line),
+            None => {}
         }
     }
 }
@@ -357,9 +371,7 @@ fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(reader: R, tx: mpsc::Sen
     tokio::spawn(async move {
         let mut reader = BufReader::new(reader);
         while let Some(raw) = read_bounded_line(&mut reader).await {
-            // rsync's progress output uses \r; keep the last state of such a line.
-            let text = String::from_utf8_lossy(&raw);
-            let line = text.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("").to_owned();
+            let line = String::from_utf8_lossy(&raw).into_owned();
             if tx.send(line).await.is_err() {
                 break;
             }
@@ -406,6 +418,7 @@ pub async fn run_rsync(
         log,
         logged: 0,
         log_max: cmd.log_max_bytes,
+        progress: cmd.progress.as_ref(),
     };
     let deadline = tokio::time::sleep(cmd.timeout);
     tokio::pin!(deadline);
@@ -662,12 +675,39 @@ mod tests {
             log_max_bytes: 100,
             confinement: None,
             run_as: None,
+            progress: None,
         };
         let o = run_rsync(&cmd, rx, &|_| {}).await.unwrap();
         assert_eq!(o.tail.lines().count(), 10, "the tail keeps everything");
         let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(log.len() < 200 && log.ends_with("reached 100 bytes]\n"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn progress_lines_are_a_state_and_stay_out_of_the_log() {
+        let dir = std::env::temp_dir().join(format!("mirror-runtime-progress-{}", std::process::id()));
+        let (_tx, rx) = watch::channel(false);
+        let (progress, seen) = watch::channel(None);
+        let script = r"printf '%b' 'f1\n\r      32,768   0%    0.00kB/s    0:00:00  \r     300,000   3%  254.85MB/s    0:00:00 (xfr#1, to-chk=29/31)\nf2\n'";
+        let cmd = RsyncCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            password: None,
+            timeout: Duration::from_secs(10),
+            log_file: Some(dir.join("run.log")),
+            log_max_bytes: 1 << 20,
+            confinement: None,
+            run_as: None,
+            progress: Some(progress),
+        };
+        run_rsync(&cmd, rx, &|_| {}).await.unwrap();
+        let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(log, "f1\nf2\n");
+        let last = seen.borrow().clone().unwrap();
+        assert_eq!((last.bytes, last.percent, last.files_transferred), (300_000, 3, 1));
+        assert_eq!((last.files_to_check, last.files_known, last.rate.as_str()), (Some(29), Some(31), "254.85MB/s"));
     }
 
     #[tokio::test]
@@ -682,6 +722,7 @@ mod tests {
             log_max_bytes: 0,
             confinement: None,
             run_as: None,
+            progress: None,
         };
         // The password is in the child's environment, not its argv; nothing else of ours is.
         let o = run_rsync(

@@ -231,6 +231,7 @@ impl AppState {
             // The pull writes only beneath the project's directory, whatever the tree holds.
             confinement: self.confine.confinement(vec![dest.clone(), temp.clone()], vec![]),
             run_as: self.run_as,
+            progress: None,
         };
         // A symlink in the root (one a pulled tree brought, say) must not send this pull elsewhere.
         let lands = resolve_symlinks(&dest).await;

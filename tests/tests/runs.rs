@@ -476,10 +476,22 @@ async fn an_operator_stops_a_run_and_it_ends_stopped_with_its_rsync_gone() {
     let m = TestMaster::start().await;
     add(&m.api, &project("slow", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
     let run = syncup(&m.api, "slow").await;
-    wait_for(20, "the run to be running", || async {
-        (m.api.get(&format!("/runs/{run}"), &Auth::root()).await.body["status"] == json!("running")).then_some(())
+    // While it runs, the run shows how far it has got: bytes growing as rsync receives them.
+    let first = wait_for(20, "progress", || async {
+        let v = m.api.get(&format!("/runs/{run}"), &Auth::root()).await.body;
+        (v["status"] == json!("running") && v["progress"]["bytes"].as_u64() > Some(0)).then_some(v["progress"].clone())
     })
     .await;
+    assert!(first["rate"].as_str().unwrap().ends_with("/s"), "{first}");
+    wait_for(20, "more progress", || async {
+        let v = m.api.get(&format!("/runs/{run}"), &Auth::root()).await.body;
+        (v["progress"]["bytes"].as_u64() > first["bytes"].as_u64()).then_some(())
+    })
+    .await;
+    // Not to the public (it is of the run's output), and not in the log.
+    assert!(m.api.get(&format!("/runs/{run}"), &Auth::None).await.body.get("progress").is_none());
+    let log = m.api.get(&format!("/runs/{run}/log"), &Auth::root()).await.text;
+    assert!(!log.contains("%"), "{log}");
     assert_eq!(
         m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::None).await.status,
         StatusCode::UNAUTHORIZED

@@ -84,7 +84,10 @@ impl Runs {
     pub async fn get(&self, reader: Option<&Principal>, id: i64) -> Result<RunView, Error> {
         self.may_read(reader)?;
         let row = db::runs::get(&self.db, id).await?.ok_or_else(|| Error::not_found("id", format!("no run {id}")))?;
-        let view = run_view(&row, reader.is_some());
+        let mut view = run_view(&row, reader.is_some());
+        if view.status == mirror_common::api::RunStatus::Running {
+            view.progress = self.runner.progress(id);
+        }
         Ok(if reader.is_none() { view.public() } else { view })
     }
 }
