@@ -38,6 +38,11 @@ pub struct AddProject {
     /// Staleness objective: a project whose last success is older is `stale`. Default: the
     /// master's `stale_after_secs`.
     pub max_age_secs: Option<u64>,
+    /// Why (stored with the change; or the `X-Comment` header).
+    pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not the
+    /// current one. For a removed project's id, the version of its removal.
+    pub version: Option<i64>,
 }
 
 /// `POST /update_project/basic/`: every field but `id` optional.
@@ -65,6 +70,10 @@ pub struct UpdateProjectBasic {
     /// Absent: unchanged; `null`: back to the master's `stale_after_secs`.
     #[serde(default, deserialize_with = "present_or_null")]
     pub max_age_secs: Option<Option<u64>>,
+    /// Why (stored with the change; or the `X-Comment` header).
+    pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -78,6 +87,10 @@ fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
 #[serde(deny_unknown_fields)]
 pub struct ProjectRef {
     pub id: ProjectId,
+    /// Why (stored with the change; or the `X-Comment` header).
+    pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`).
+    pub version: Option<i64>,
 }
 
 /// A port given as `7000` or `"7000"`, as the seed's example does.
@@ -210,6 +223,9 @@ pub struct ProjectView {
     pub catch_up: bool,
     /// The project's own staleness objective; `null`: the master's `stale_after_secs`.
     pub max_age_secs: Option<u64>,
+    /// The version of this configuration (its newest commit): send it back as `version` or
+    /// `If-Match` to change it only if no one else did meanwhile.
+    pub version: i64,
     /// From this time on the project is `stale` unless a run succeeds first (its last success plus
     /// its objective); `null` when disabled or never synced.
     pub stale_after: Option<Timestamp>,
@@ -782,4 +798,49 @@ pub struct AlertDeliveryView {
     pub next_attempt_at: Option<Timestamp>,
     pub delivered_at: Option<Timestamp>,
     pub last_error: Option<String>,
+}
+
+/// One version of a configuration, as `GET /projects/{id}/history` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitView {
+    pub version: i64,
+    /// Who made it (`null`: the master itself).
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    pub created_at: Timestamp,
+    /// A tombstone: the key was removed (or renamed) by this version.
+    pub removed: bool,
+    /// The top-level fields that differ from the version before (`rsync_password` named, never shown).
+    pub changed: Vec<String>,
+}
+
+/// `GET /projects/{id}/history`: newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct History {
+    pub key: String,
+    pub versions: Vec<CommitView>,
+}
+
+/// `GET /projects/{id}/versions/{n}`: one version with the whole configuration it recorded
+/// (`null` for a removal; the password as `rsync_password_set`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionView {
+    pub key: String,
+    #[serde(flatten)]
+    pub commit: CommitView,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub config: Option<serde_json::Value>,
+}
+
+/// `POST /projects/{id}/revert`: a new version with the configuration of `version`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revert {
+    pub version: i64,
+    /// Why (default: "revert to version N").
+    pub comment: Option<String>,
 }

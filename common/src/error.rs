@@ -31,6 +31,18 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// A write based on another version than the current one: which key, its version, and the
+    /// one the write was based on (Rainer's answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<VersionConflict>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionConflict {
+    pub key: String,
+    pub expected_version: i64,
+    pub provided_version: i64,
 }
 
 /// Why a JSON body was refused: `field` is the path of the value at fault (`cron_options.minute`,

@@ -17,6 +17,9 @@ pub enum Error {
     NotFound { field: Option<&'static str>, message: String },
     #[error("{message}")]
     Conflict { field: Option<&'static str>, message: String },
+    /// A write based on another version than the current one (Rainer's answer).
+    #[error("{key} is at version {expected}, the change was based on version {provided}")]
+    VersionConflict { key: String, expected: i64, provided: i64 },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the request body is larger than {0} bytes")]

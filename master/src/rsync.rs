@@ -68,6 +68,7 @@ mod tests {
             rsync_port: None,
             timeout_secs: None,
             max_age_secs: None,
+            version: 1,
             catch_up: false,
             last_fire_at: None,
             generation: 0,

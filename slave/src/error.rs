@@ -50,7 +50,8 @@ impl IntoResponse for SlaveError {
         let (status, code, field) = self.parts();
         // Every error but an unknown endpoint comes from the one endpoint that takes requests.
         let method = (!matches!(self, SlaveError::NotFound)).then(|| "sync_from_master".to_owned());
-        let body = ErrorBody { method, success: false, error: code.into(), message: self.to_string(), field };
+        let body =
+            ErrorBody { method, success: false, error: code.into(), message: self.to_string(), field, conflict: None };
         (status, Json(body)).into_response()
     }
 }

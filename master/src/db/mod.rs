@@ -1,6 +1,7 @@
 //! The only place with SQL. Free functions over the pool, returning `FromRow` structs.
 
 pub mod alerts;
+pub mod commits;
 pub mod projects;
 pub mod propagation;
 pub mod runs;

@@ -30,6 +30,8 @@ pub struct ProjectRow {
     pub timeout_secs: Option<i64>,
     /// NULL: the master's `stale_after_secs`.
     pub max_age_secs: Option<i64>,
+    /// The version of this configuration: its newest commit in `config_commits`.
+    pub version: i64,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -39,7 +41,7 @@ pub struct ProjectRow {
 
 const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs";
+                       catch_up, last_fire_at, generation, max_age_secs, version";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(&db.read).await
@@ -67,7 +69,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version";
 
 fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
@@ -85,6 +87,7 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(p.timeout_secs)
         .bind(p.catch_up)
         .bind(p.max_age_secs)
+        .bind(p.version)
 }
 
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {
@@ -113,8 +116,8 @@ pub async fn set_enabled(db: &Db, id: &str, enabled: bool) -> sqlx::Result<bool>
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn remove(db: &Db, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(&db.write).await?;
+pub async fn remove<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
 

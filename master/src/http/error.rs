@@ -19,6 +19,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::NotFound { field, .. } => (StatusCode::NOT_FOUND, "not_found", field.map(String::from)),
             ApiError::Conflict { field, .. } => (StatusCode::CONFLICT, "conflict", field.map(String::from)),
+            ApiError::VersionConflict { .. } => (StatusCode::CONFLICT, "conflict", Some("version".into())),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
@@ -42,7 +43,15 @@ impl IntoResponse for ApiError {
             ApiError::Field(e) => e.message.clone(),
             other => other.to_string(),
         };
-        let body = ErrorBody { method: None, success: false, error: code.into(), message, field };
+        let conflict = match &self {
+            ApiError::VersionConflict { key, expected, provided } => Some(mirror_common::error::VersionConflict {
+                key: key.clone(),
+                expected_version: *expected,
+                provided_version: *provided,
+            }),
+            _ => None,
+        };
+        let body = ErrorBody { method: None, success: false, error: code.into(), message, field, conflict };
         let mut response = render(status, &body);
         if status == StatusCode::UNAUTHORIZED {
             response

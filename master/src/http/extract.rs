@@ -82,6 +82,37 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A logged-in caller making a change, and what its headers say of the change: `X-Comment` (why)
+/// and `If-Match` (the version it was based on; `3`, `"3"` or `W/"3"`).
+pub struct Writer(pub Principal, pub crate::service::history::Meta);
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(p) = Caller::from_request_parts(parts, state).await?;
+        let header = |name: &str| parts.headers.get(name).map(|v| v.to_str().map(str::trim));
+        let comment = match header("x-comment") {
+            Some(Ok(c)) => Some(c.to_owned()),
+            Some(Err(_)) => {
+                return Err(ApiError::field("X-Comment", "must be visible ASCII (percent-encode the rest)"));
+            }
+            None => None,
+        };
+        let based_on = match header("if-match") {
+            Some(Ok(v)) => {
+                let bare = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
+                Some(bare.parse::<i64>().map_err(|_| ApiError::field("If-Match", "must be a version number"))?)
+            }
+            Some(Err(_)) => return Err(ApiError::field("If-Match", "must be a version number")),
+            None => None,
+        };
+        let meta = crate::service::history::Meta { author: Some(p.username.clone()), comment, based_on }
+            .with_body(None, None)?;
+        Ok(Writer(p, meta))
+    }
+}
+
 /// An authenticated `root`.
 pub struct RootCaller(pub Principal);
 

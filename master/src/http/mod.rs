@@ -4,6 +4,7 @@ pub mod admission;
 pub mod alerts;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod metrics;
 pub mod openapi;
 pub mod projects;
@@ -50,6 +51,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/add_project/", post(projects::add_project)),
         ("/list_projects/", get(projects::list_projects)),
         ("/projects/{id}", get(projects::get_project)),
+        // every change is a version (root or user)
+        ("/projects/{id}/history", get(history::history)),
+        ("/projects/{id}/versions/{version}", get(history::version)),
+        ("/projects/{id}/revert", post(history::revert)),
         ("/remove_project/", post(projects::remove_project)),
         ("/enable_project/", get(projects::enable_project).post(projects::enable_project)),
         ("/enable_project/{arg}", get(projects::enable_project_path).post(projects::enable_project_path)),

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, metrics, projects, runs, slaves, status, users};
+use super::{alerts, history, metrics, projects, runs, slaves, status, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,9 @@ use super::{alerts, metrics, projects, runs, slaves, status, users};
         status::jobs,
         metrics::metrics,
         alerts::list_alerts,
+        history::history,
+        history::version,
+        history::revert,
     ),
     modifiers(&Security)
 )]

@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::detached;
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller, MaybeCaller, QueryMap, from_value, id_param};
+use super::extract::{ApiJson, MaybeCaller, QueryMap, Writer, from_value, id_param};
 use crate::db::{self, projects::ProjectRow};
+use crate::service::history::Meta;
 use crate::state::AppState;
 use crate::views::{project_view, run_view};
 use mirror_common::ErrorBody;
@@ -38,10 +39,11 @@ use mirror_common::api::ProjectView;
 )]
 pub async fn add_project(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     ApiJson(req): ApiJson<AddProject>,
 ) -> Result<Response, ApiError> {
-    let row = detached(async move { state.projects.add(req).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
+    let row = detached(async move { state.projects.add(req, &meta).await }).await?;
     let body = Done::new("add_project", ProjectAdded { project: row.project, id: row.id });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -178,18 +180,24 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError>
 )]
 pub async fn remove_project(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     ApiJson(req): ApiJson<ProjectRef>,
 ) -> Result<Json<Done<ProjectRemoved>>, ApiError> {
     let id = req.id.clone();
-    detached(async move { state.projects.remove(&id).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
+    detached(async move { state.projects.remove(&id, &meta).await }).await?;
     Ok(Json(Done::new("remove_project", ProjectRemoved { id: req.id })))
 }
 
-async fn set_enabled(state: &AppState, id: ProjectId, enabled: bool) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
+async fn set_enabled(
+    state: &AppState,
+    id: ProjectId,
+    enabled: bool,
+    meta: Meta,
+) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
     let method = if enabled { "enable_project" } else { "disable_project" };
     let state = state.clone();
-    let row = detached(async move { state.projects.set_enabled(&id, enabled).await }).await?;
+    let row = detached(async move { state.projects.set_enabled(&id, enabled, &meta).await }).await?;
     Ok(Json(Done::new(method, ProjectEnabled { id: row.id, enabled: row.enabled })))
 }
 
@@ -209,10 +217,10 @@ async fn set_enabled(state: &AppState, id: ProjectId, enabled: bool) -> Result<J
 )]
 pub async fn enable_project(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     query: QueryMap,
 ) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
-    set_enabled(&state, id_param(&query)?, true).await
+    set_enabled(&state, id_param(&query)?, true, meta).await
 }
 
 #[utoipa::path(
@@ -231,10 +239,10 @@ pub async fn enable_project(
 )]
 pub async fn disable_project(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     query: QueryMap,
 ) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
-    set_enabled(&state, id_param(&query)?, false).await
+    set_enabled(&state, id_param(&query)?, false, meta).await
 }
 
 /// The 2014 README's own example, `/disable_project/id=ubuntu`, put the id in the path.
@@ -245,18 +253,18 @@ fn id_from_path(arg: &str) -> Result<ProjectId, ApiError> {
 
 pub async fn enable_project_path(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     Path(arg): Path<String>,
 ) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
-    set_enabled(&state, id_from_path(&arg)?, true).await
+    set_enabled(&state, id_from_path(&arg)?, true, meta).await
 }
 
 pub async fn disable_project_path(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     Path(arg): Path<String>,
 ) -> Result<Json<Done<ProjectEnabled>>, ApiError> {
-    set_enabled(&state, id_from_path(&arg)?, false).await
+    set_enabled(&state, id_from_path(&arg)?, false, meta).await
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<ProjectRow, ApiError> {
@@ -283,10 +291,11 @@ async fn existing(state: &AppState, id: &str) -> Result<ProjectRow, ApiError> {
 )]
 pub async fn update_project_basic(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     ApiJson(req): ApiJson<UpdateProjectBasic>,
 ) -> Result<Json<Done<ProjectUpdated>>, ApiError> {
-    let row = detached(async move { state.projects.update_basic(req).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
+    let row = detached(async move { state.projects.update_basic(req, &meta).await }).await?;
     Ok(Json(Done::new("update_project_basic", ProjectUpdated { id: row.id, project: row.project })))
 }
 
@@ -309,9 +318,19 @@ pub async fn update_project_basic(
 )]
 pub async fn update_project_schedule(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Writer(_, meta): Writer,
     ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
 ) -> Result<Json<Done<ScheduleReplaced>>, ApiError> {
+    let comment = match body.remove("comment") {
+        Some(Value::String(c)) => Some(c),
+        Some(_) => return Err(ApiError::field("comment", "must be a string")),
+        None => None,
+    };
+    let version = match body.remove("version") {
+        Some(v) => Some(v.as_i64().ok_or_else(|| ApiError::field("version", "must be a version number"))?),
+        None => None,
+    };
+    let meta = meta.with_body(comment, version)?;
     let id = match body.remove("id") {
         Some(Value::String(s)) => ProjectId::parse(s).map_err(|m| ApiError::field("id", m))?,
         Some(_) => return Err(ApiError::field("id", "must be a string")),
@@ -320,7 +339,7 @@ pub async fn update_project_schedule(
     let opts: CronOptions = from_value(Value::Object(body))?;
     let row = {
         let (state, id) = (state.clone(), id.clone());
-        detached(async move { state.projects.replace_schedule(&id, opts).await }).await?
+        detached(async move { state.projects.replace_schedule(&id, opts, &meta).await }).await?
     };
     let listed =
         project_view(&row, Utc::now(), None, None, state.settings.stale_after_secs).map_err(ApiError::Internal)?;

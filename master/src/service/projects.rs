@@ -15,6 +15,10 @@ use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::{Change, Events};
+use crate::service::history::{Meta, StoredProject};
+
+/// The kind of a project's commits.
+pub const KIND: &str = "project";
 use crate::paths::resolve_dest;
 
 const MAX_TEXT: usize = 1024;
@@ -137,7 +141,7 @@ impl Projects {
     }
 
     /// `POST /add_project/`: the new project as stored.
-    pub async fn add(&self, req: AddProject) -> Result<ProjectRow, Error> {
+    pub async fn add(&self, req: AddProject, meta: &Meta) -> Result<ProjectRow, Error> {
         let now = Utc::now();
         check_text("project", &req.project)?;
         let (id, id_derived) = match &req.id {
@@ -172,13 +176,20 @@ impl Projects {
             catch_up: req.catch_up.unwrap_or(false),
             last_fire_at: None,
             generation: 0,
+            version: 0,
         };
+        let mut row = row;
         let mut tx = begin(&self.db).await?;
         if db::projects::get(&mut *tx, &id).await?.is_some() {
             return Err(Error::conflict("id", format!("a project with id '{id}' already exists")));
         }
         check_overlap(&mut tx, &row.dest, None).await?;
+        // A removed project's id continues its chain of versions.
+        let latest = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await?;
+        meta.check(id.as_str(), latest)?;
+        row.version = latest + 1;
         db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
+        commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?;
         tx.commit().await?;
         tracing::info!(project.id = %id, "project added");
         self.events.publish(Change::ProjectSaved(row.clone()));
@@ -187,7 +198,7 @@ impl Projects {
 
     /// `POST /update_project/basic/`: the project as stored after the change (its id may have
     /// followed a new name).
-    pub async fn update_basic(&self, req: UpdateProjectBasic) -> Result<ProjectRow, Error> {
+    pub async fn update_basic(&self, req: UpdateProjectBasic, meta: &Meta) -> Result<ProjectRow, Error> {
         if let Some(p) = &req.project {
             check_text("project", p)?;
         }
@@ -248,7 +259,7 @@ impl Projects {
         if let Some(a) = max_age {
             row.max_age_secs = a;
         }
-        let saved = self.save(tx, &old.id, &row).await?;
+        let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
     }
@@ -256,7 +267,7 @@ impl Projects {
     /// `POST /update_project/schedule/`: replaces the whole schedule (none: manual runs only).
     /// Field errors name the fields as the flat 2014 payload does (`minute`, not
     /// `cron_options.minute`).
-    pub async fn replace_schedule(&self, id: &ProjectId, opts: CronOptions) -> Result<ProjectRow, Error> {
+    pub async fn replace_schedule(&self, id: &ProjectId, opts: CronOptions, meta: &Meta) -> Result<ProjectRow, Error> {
         let spec = schedule_from(Some(opts), Utc::now()).await.map_err(|e| match e {
             Error::Field(mut f) => {
                 f.field = f.field.strip_prefix("cron_options.").map(str::to_owned).unwrap_or(f.field);
@@ -265,43 +276,131 @@ impl Projects {
             other => other,
         })?;
         let mut tx = begin(&self.db).await?;
-        let mut row = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
-        row.schedule = spec;
-        let saved = self.save(tx, id, &row).await?;
+        let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        let row = ProjectRow { schedule: spec, ..old.clone() };
+        let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %id, "schedule replaced");
         Ok(saved)
     }
 
     /// `enable_project` / `disable_project`.
-    pub async fn set_enabled(&self, id: &ProjectId, enabled: bool) -> Result<ProjectRow, Error> {
+    pub async fn set_enabled(&self, id: &ProjectId, enabled: bool, meta: &Meta) -> Result<ProjectRow, Error> {
         let mut tx = begin(&self.db).await?;
-        let mut row = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
-        row.enabled = enabled;
-        let saved = self.save(tx, id, &row).await?;
+        let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        let row = ProjectRow { enabled, ..old.clone() };
+        let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %id, enabled, "project {}", if enabled { "enabled" } else { "disabled" });
         Ok(saved)
     }
 
     /// `POST /remove_project/`: the project, its history and its live schedule go; a run of it
     /// that is going is stopped.
-    pub async fn remove(&self, id: &ProjectId) -> Result<(), Error> {
-        if !db::projects::remove(&self.db, id).await? {
-            return Err(not_found(id));
-        }
+    pub async fn remove(&self, id: &ProjectId, meta: &Meta) -> Result<(), Error> {
+        let mut tx = begin(&self.db).await?;
+        let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        meta.check(id.as_str(), old.version)?;
+        db::projects::remove(&mut *tx, id).await?;
+        commit(&mut tx, id, old.version + 1, meta, None).await?;
+        tx.commit().await?;
         tracing::info!(project.id = %id, "project removed");
         self.events.publish(Change::ProjectRemoved { id: id.clone() });
         Ok(())
     }
 
-    /// Writes `row` over the project that had id `old_id`, commits, and tells who listens.
+    /// `POST /projects/{id}/revert`: a new version of `id` with the configuration of `version`; a
+    /// removed project comes back (its runs and generations do not).
+    pub async fn revert(&self, id: &ProjectId, version: i64, meta: &Meta) -> Result<ProjectRow, Error> {
+        let mut meta = meta.clone();
+        meta.comment.get_or_insert_with(|| format!("revert to version {version}"));
+        let mut tx = begin(&self.db).await?;
+        let target = db::commits::get(&mut *tx, KIND, id.as_str(), version)
+            .await?
+            .ok_or_else(|| Error::not_found("version", format!("{id} has no version {version}")))?;
+        let content = target
+            .content
+            .ok_or_else(|| Error::field("version", format!("version {version} of {id} is its removal")))?;
+        let stored: StoredProject = serde_json::from_str(&content).map_err(anyhow::Error::from)?;
+        let dest = resolve(&self.mirror_root, &stored.dest).await?;
+        match db::projects::get(&mut *tx, id).await? {
+            Some(old) => {
+                let mut row = old.clone();
+                stored.apply_to(&mut row);
+                row.dest = dest;
+                check_overlap(&mut tx, &row.dest, Some(id.as_str())).await?;
+                let saved = self.save(tx, &old, row, &meta).await?;
+                tracing::info!(project.id = %id, version, "project reverted");
+                Ok(saved)
+            }
+            None => {
+                let latest = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await?;
+                meta.check(id.as_str(), latest)?;
+                let stamp = db::now();
+                let mut row = ProjectRow {
+                    id: id.clone(),
+                    project: String::new(),
+                    id_derived: false,
+                    rsync_host: stored.rsync_host.clone(),
+                    rsync_module: stored.rsync_module.clone(),
+                    dest: String::new(),
+                    rsync_password: None,
+                    schedule: None,
+                    rsync_options: stored.rsync_options.clone(),
+                    enabled: true,
+                    created_at: stamp,
+                    updated_at: stamp,
+                    rsync_user: None,
+                    rsync_port: None,
+                    timeout_secs: None,
+                    catch_up: false,
+                    last_fire_at: None,
+                    generation: 0,
+                    max_age_secs: None,
+                    version: latest + 1,
+                };
+                stored.apply_to(&mut row);
+                row.dest = dest;
+                check_overlap(&mut tx, &row.dest, None).await?;
+                db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, id))?;
+                commit(&mut tx, id, row.version, &meta, Some(&row)).await?;
+                tx.commit().await?;
+                tracing::info!(project.id = %id, version, "removed project brought back");
+                self.events.publish(Change::ProjectSaved(row.clone()));
+                Ok(row)
+            }
+        }
+    }
+
+    /// Writes `row` over `old` (as read in this transaction) when the change was based on its
+    /// version, records the commit (a rename also ends the old id's chain with a tombstone),
+    /// commits, and tells who listens. A write that changes nothing makes no new version.
     async fn save(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-        old_id: &ProjectId,
-        row: &ProjectRow,
+        old: &ProjectRow,
+        mut row: ProjectRow,
+        meta: &Meta,
     ) -> Result<ProjectRow, Error> {
-        if !db::projects::update(&mut *tx, old_id, row).await.map_err(|e| store_error(e, &row.id))? {
+        let old_id = &old.id;
+        meta.check(old_id.as_str(), old.version)?;
+        let renamed = row.id != *old_id;
+        if renamed {
+            row.version = db::commits::latest_version(&mut *tx, KIND, row.id.as_str()).await? + 1;
+        } else if StoredProject::from(&row) != StoredProject::from(old) {
+            row.version = old.version + 1;
+        }
+        if !db::projects::update(&mut *tx, old_id, &row).await.map_err(|e| store_error(e, &row.id))? {
             return Err(not_found(old_id));
+        }
+        if renamed {
+            let why = format!("renamed to {}", row.id);
+            let ended = Meta {
+                comment: Some(meta.comment.clone().map_or(why.clone(), |c| format!("{why}: {c}"))),
+                ..meta.clone()
+            };
+            commit(&mut tx, old_id, old.version + 1, &ended, None).await?;
+        }
+        if row.version != old.version || renamed {
+            commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?;
         }
         let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
         tx.commit().await?;
@@ -311,6 +410,28 @@ impl Projects {
         self.events.publish(Change::ProjectSaved(saved.clone()));
         Ok(saved)
     }
+}
+
+/// Appends version `version` of project `id` (its configuration, or `None`: removed).
+async fn commit(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: &ProjectId,
+    version: i64,
+    meta: &Meta,
+    row: Option<&ProjectRow>,
+) -> Result<(), Error> {
+    let content =
+        row.map(|r| serde_json::to_string(&StoredProject::from(r))).transpose().map_err(anyhow::Error::from)?;
+    let c = db::commits::NewCommit {
+        kind: KIND,
+        key: id.as_str(),
+        version,
+        author: meta.author.as_ref().map(|a| a.as_str()),
+        comment: meta.comment.as_deref(),
+        content: content.as_deref(),
+    };
+    db::commits::append(&mut **tx, &c).await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -358,22 +479,30 @@ mod tests {
     async fn writes_are_checked_in_their_transaction_and_published_once_committed() {
         let dir = tempfile::tempdir().unwrap();
         let (projects, heard) = service(dir.path()).await;
-        let row = projects.add(add("fedora", "fedora")).await.unwrap();
+        let row = projects.add(add("fedora", "fedora"), &Meta::default()).await.unwrap();
         assert_eq!(row.dest, projects.mirror_root.join("fedora").to_str().unwrap());
-        assert!(matches!(projects.add(add("fedora", "other")).await, Err(Error::Conflict { field: Some("id"), .. })));
         assert!(matches!(
-            projects.add(add("inner", "fedora/x")).await,
+            projects.add(add("fedora", "other"), &Meta::default()).await,
+            Err(Error::Conflict { field: Some("id"), .. })
+        ));
+        assert!(matches!(
+            projects.add(add("inner", "fedora/x"), &Meta::default()).await,
             Err(Error::Conflict { field: Some("dest"), .. })
         ));
         // Two adds of the same id at once: exactly one wins.
-        let (a, b) = tokio::join!(projects.add(add("twin", "twin-a")), projects.add(add("twin", "twin-b")));
+        let none = Meta::default();
+        let (a, b) =
+            tokio::join!(projects.add(add("twin", "twin-a"), &none), projects.add(add("twin", "twin-b"), &none));
         assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1);
-        projects.set_enabled(&ProjectId::from_static("fedora"), false).await.unwrap();
+        projects.set_enabled(&ProjectId::from_static("fedora"), false, &Meta::default()).await.unwrap();
         let rename: UpdateProjectBasic =
             serde_json::from_value(serde_json::json!({"id": "fedora", "project": "fedora2"})).unwrap();
-        assert_eq!(projects.update_basic(rename).await.unwrap().id, "fedora2");
-        projects.remove(&ProjectId::from_static("fedora2")).await.unwrap();
-        assert!(matches!(projects.remove(&ProjectId::from_static("fedora2")).await, Err(Error::NotFound { .. })));
+        assert_eq!(projects.update_basic(rename, &Meta::default()).await.unwrap().id, "fedora2");
+        projects.remove(&ProjectId::from_static("fedora2"), &Meta::default()).await.unwrap();
+        assert!(matches!(
+            projects.remove(&ProjectId::from_static("fedora2"), &Meta::default()).await,
+            Err(Error::NotFound { .. })
+        ));
         let heard = heard.0.lock().unwrap().clone();
         assert_eq!(
             heard,
@@ -392,13 +521,20 @@ mod tests {
     async fn a_schedule_error_names_the_flat_field() {
         let dir = tempfile::tempdir().unwrap();
         let (projects, _) = service(dir.path()).await;
-        projects.add(add("debian", "debian")).await.unwrap();
+        projects.add(add("debian", "debian"), &Meta::default()).await.unwrap();
         let opts: CronOptions = serde_json::from_value(serde_json::json!({"minute": "99"})).unwrap();
-        match projects.replace_schedule(&ProjectId::from_static("debian"), opts).await {
+        match projects.replace_schedule(&ProjectId::from_static("debian"), opts, &Meta::default()).await {
             Err(Error::Field(f)) => assert_eq!(f.field, "minute"),
             other => panic!("{other:?}"),
         }
         let none: CronOptions = serde_json::from_value(serde_json::json!({})).unwrap();
-        assert_eq!(projects.replace_schedule(&ProjectId::from_static("debian"), none).await.unwrap().schedule, None);
+        assert_eq!(
+            projects
+                .replace_schedule(&ProjectId::from_static("debian"), none, &Meta::default())
+                .await
+                .unwrap()
+                .schedule,
+            None
+        );
     }
 }

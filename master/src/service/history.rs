@@ -1,0 +1,141 @@
+//! What a configuration commit holds, who made it and why, and the version a write was based on
+//! (Rainer's optimistic concurrency).
+
+use mirror_common::api::{Host, ModulePath, Name, ProjectId};
+use mirror_common::cron::ScheduleSpec;
+use mirror_common::rsync_opts::RsyncOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::db::projects::ProjectRow;
+use crate::error::Error;
+
+/// Who changes something, why, and on which version of it they based the change.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// The logged-in user; `None`: the master itself (the first root from the environment).
+    pub author: Option<Name>,
+    /// A `comment` field or the `X-Comment` header.
+    pub comment: Option<String>,
+    /// A `version` field or `If-Match`: the write is refused (409) unless it is the current one.
+    pub based_on: Option<i64>,
+}
+
+/// At most this long: a commit's comment.
+pub const MAX_COMMENT: usize = 1024;
+
+impl Meta {
+    pub fn by(author: &Name) -> Meta {
+        Meta { author: Some(author.clone()), ..Meta::default() }
+    }
+
+    /// Refuses the write when it was based on another version than `current`.
+    pub fn check(&self, key: &str, current: i64) -> Result<(), Error> {
+        match self.based_on {
+            Some(v) if v != current => {
+                Err(Error::VersionConflict { key: key.to_owned(), expected: current, provided: v })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A comment given in the body wins over the header's; a version in the body over If-Match.
+    pub fn with_body(mut self, comment: Option<String>, version: Option<i64>) -> Result<Meta, Error> {
+        if let Some(c) = comment {
+            self.comment = Some(c);
+        }
+        if let Some(v) = version {
+            self.based_on = Some(v);
+        }
+        if let Some(c) = &self.comment
+            && (c.len() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n'))
+        {
+            return Err(Error::field("comment", "is over 1024 bytes or contains a control character"));
+        }
+        Ok(self)
+    }
+}
+
+/// A project's whole configuration as a commit stores it (the password too: the database holds it
+/// anyway; no response ever shows it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredProject {
+    pub id: ProjectId,
+    pub project: String,
+    pub id_derived: bool,
+    pub rsync_host: Host,
+    pub rsync_module: ModulePath,
+    pub dest: String,
+    pub rsync_password: Option<String>,
+    pub rsync_user: Option<Name>,
+    pub rsync_port: Option<i64>,
+    pub cron_options: Option<ScheduleSpec>,
+    pub rsync_options: RsyncOptions,
+    pub enabled: bool,
+    pub timeout_secs: Option<i64>,
+    pub catch_up: bool,
+    pub max_age_secs: Option<i64>,
+}
+
+impl From<&ProjectRow> for StoredProject {
+    fn from(r: &ProjectRow) -> Self {
+        StoredProject {
+            id: r.id.clone(),
+            project: r.project.clone(),
+            id_derived: r.id_derived,
+            rsync_host: r.rsync_host.clone(),
+            rsync_module: r.rsync_module.clone(),
+            dest: r.dest.clone(),
+            rsync_password: r.rsync_password.as_ref().map(|p| p.expose().to_owned()),
+            rsync_user: r.rsync_user.clone(),
+            rsync_port: r.rsync_port,
+            cron_options: r.schedule.clone(),
+            rsync_options: r.rsync_options.clone(),
+            enabled: r.enabled,
+            timeout_secs: r.timeout_secs,
+            catch_up: r.catch_up,
+            max_age_secs: r.max_age_secs,
+        }
+    }
+}
+
+impl StoredProject {
+    /// Puts this configuration on `row` (what a run keeps: generation, times, stays).
+    pub fn apply_to(self, row: &mut ProjectRow) {
+        row.id = self.id;
+        row.project = self.project;
+        row.id_derived = self.id_derived;
+        row.rsync_host = self.rsync_host;
+        row.rsync_module = self.rsync_module;
+        row.dest = self.dest;
+        row.rsync_password = self.rsync_password.map(mirror_common::Secret::new);
+        row.rsync_user = self.rsync_user;
+        row.rsync_port = self.rsync_port;
+        row.schedule = self.cron_options;
+        row.rsync_options = self.rsync_options;
+        row.enabled = self.enabled;
+        row.timeout_secs = self.timeout_secs;
+        row.catch_up = self.catch_up;
+        row.max_age_secs = self.max_age_secs;
+    }
+
+    /// As a response shows it: the password as `rsync_password_set`.
+    pub fn public_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("rsync_password");
+            map.insert("rsync_password_set".into(), self.rsync_password.is_some().into());
+        }
+        v
+    }
+}
+
+/// The top-level fields whose values differ between two configurations (`rsync_password` is
+/// named, not shown).
+pub fn changed_fields(old: Option<&serde_json::Value>, new: Option<&serde_json::Value>) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (old.and_then(|v| v.as_object()).unwrap_or(&empty), new.and_then(|v| v.as_object()).unwrap_or(&empty));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned().collect()
+}
