@@ -248,6 +248,10 @@ impl Client {
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
         self.call(Method::POST, path, Some(body)).await
     }
+
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
 }
 
 /// A value for a query string.

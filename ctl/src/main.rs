@@ -2,6 +2,7 @@
 //! API with the wire types of `mirror-common`, and nothing else of the master.
 
 mod client;
+mod edit;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -56,9 +57,9 @@ enum Cmd {
     Show {
         project: String,
     },
-    /// Add a project, from flags or a JSON file (the body of /add_project/).
+    /// Add a project, from flags or a YAML or JSON file (the body of /add_project/).
     Add {
-        /// A JSON file with the whole project ("-": stdin).
+        /// A YAML or JSON file with the whole project ("-": stdin).
         #[arg(long, conflicts_with_all = ["name", "host", "module", "dest"])]
         file: Option<String>,
         #[arg(long, required_unless_present = "file")]
@@ -73,7 +74,35 @@ enum Cmd {
         #[arg(long)]
         schedule: Option<String>,
     },
-    /// Remove a project and its history.
+    /// Edit a project's configuration in $VISUAL or $EDITOR (YAML); shows the diff and asks
+    /// before saving. A change someone made meanwhile is reported, not overwritten.
+    Edit {
+        project: String,
+        /// Save without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Why (kept with the new version).
+        #[arg(long, short = 'm')]
+        message: Option<String>,
+    },
+    /// The versions of a project's configuration: who changed what, when and why.
+    Versions {
+        project: String,
+        /// With the diff of each version against the one before.
+        #[arg(long, short = 'p')]
+        patch: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// A new version of a project with the configuration of an old one (also brings a removed
+    /// project back).
+    Revert {
+        project: String,
+        version: i64,
+        #[arg(long, short = 'm')]
+        message: Option<String>,
+    },
+    /// Remove a project (its versions stay: `mirrorctl revert` brings it back).
     Rm {
         project: String,
     },
@@ -332,7 +361,7 @@ async fn run(cli: Cli) -> Result<()> {
                     } else {
                         std::fs::read_to_string(&f).map_err(|e| Failure::new(Exit::Usage, format!("{f}: {e}")))?
                     };
-                    serde_json::from_str(&text).map_err(|e| Failure::new(Exit::Usage, format!("{f}: not JSON: {e}")))?
+                    edit::parse_document(&text, &f)?
                 }
                 None => {
                     let mut b = json!({"project": name, "rsync_host": host, "rsync_module": module, "dest": dest});
@@ -453,6 +482,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("{t}");
         }
+        Cmd::Edit { project, yes, message } => edit::edit(&c, &project, yes, message).await?,
+        Cmd::Versions { project, patch, limit } => edit::versions(&c, &project, patch, limit, cli.json).await?,
+        Cmd::Revert { project, version, message } => edit::revert(&c, &project, version, message).await?,
         Cmd::Alerts { limit } => {
             let v: Value = c.get(&format!("/alerts?limit={limit}")).await?;
             if cli.json {

@@ -225,3 +225,83 @@ async fn logs_follow_a_running_run_live_and_end_with_it() {
     .await;
     assert_eq!(none.code, 4, "{}", none.stderr);
 }
+
+/// An `$EDITOR` for the tests: a script that runs `before` (a command line, may be empty), then
+/// replaces the `rsync_host:` line of the file it is given.
+fn fake_editor(dir: &Path, name: &str, before: &str, host: &str) -> String {
+    let path = dir.join(name);
+    let script = format!("#!/bin/sh\nset -e\n{before}\nsed -i 's/^rsync_host: .*/rsync_host: {host}/' \"$1\"\n");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn edit_goes_through_the_editor_with_a_diff_and_a_change_made_meanwhile_is_not_overwritten() {
+    let m = TestMaster::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let login =
+        [("MIRRORCTL_URL", m.api.base.as_str()), ("MIRRORCTL_USER", "root"), ("MIRRORCTL_PASSWORD", ROOT_PASSWORD)];
+    // Added from YAML.
+    let yaml = h.join("deb.yaml");
+    std::fs::write(
+        &yaml,
+        "project: deb\nrsync_host: rsync.example.org\nrsync_module: debian\ndest: deb\nrsync_password: s3cret\n\
+         cron_options:\n  minute: '*/30'\n",
+    )
+    .unwrap();
+    let added = ctl(h, &["add", "--file", yaml.to_str().unwrap()], None, &login).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+
+    // Edited: the diff is shown, the answer taken, the change saved as version 2 with its comment.
+    let editor = fake_editor(h, "edit.sh", "", "mirror2.example.org");
+    let mut env = login.to_vec();
+    env.push(("EDITOR", editor.as_str()));
+    let edited = ctl(h, &["edit", "deb", "-m", "move upstream"], Some("y\n"), &env).await;
+    assert_eq!(edited.code, 0, "{}\n{}", edited.stdout, edited.stderr);
+    assert!(edited.stdout.contains("- rsync_host: rsync.example.org"), "{}", edited.stdout);
+    assert!(edited.stdout.contains("+ rsync_host: mirror2.example.org"), "{}", edited.stdout);
+    let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
+    assert_eq!((now["rsync_host"].clone(), now["version"].clone()), (json!("mirror2.example.org"), json!(2)));
+    assert_eq!(now["rsync_password_set"], json!(true), "the password is kept");
+    // Answering no changes nothing.
+    let declined = ctl(
+        h,
+        &["edit", "deb"],
+        Some("n\n"),
+        &[&env[..], &[("EDITOR", fake_editor(h, "e2.sh", "", "x.example.org").as_str())]].concat(),
+    )
+    .await;
+    assert_eq!(declined.code, 0, "{}", declined.stderr);
+    assert_eq!(m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body["version"], json!(2));
+
+    // Someone else disables it while the editor is open: the save is refused, nothing overwritten.
+    let ctl_bin = binary("mirrorctl");
+    let meanwhile = format!("{} disable deb", ctl_bin.display());
+    let racing = fake_editor(h, "race.sh", &meanwhile, "mirror3.example.org");
+    let mut env = login.to_vec();
+    env.push(("EDITOR", racing.as_str()));
+    let refused = ctl(h, &["edit", "deb", "--yes"], None, &env).await;
+    assert_eq!(refused.code, 5, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("changed by someone else") && refused.stderr.contains("kept in"),
+        "{}",
+        refused.stderr
+    );
+    let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
+    assert_eq!((now["rsync_host"].clone(), now["enabled"].clone()), (json!("mirror2.example.org"), json!(false)));
+
+    // The versions with their diffs, and a revert.
+    let versions = ctl(h, &["versions", "deb", "-p"], None, &login).await;
+    assert_eq!(versions.code, 0, "{}", versions.stderr);
+    assert!(versions.stdout.contains("v2") && versions.stdout.contains("\"move upstream\""), "{}", versions.stdout);
+    assert!(versions.stdout.contains("+ enabled: false"), "{}", versions.stdout);
+    let reverted = ctl(h, &["revert", "deb", "1", "-m", "back to the first"], None, &login).await;
+    assert_eq!(reverted.code, 0, "{}", reverted.stderr);
+    let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
+    assert_eq!(
+        (now["rsync_host"].clone(), now["enabled"].clone(), now["version"].clone()),
+        (json!("rsync.example.org"), json!(true), json!(4))
+    );
+}

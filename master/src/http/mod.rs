@@ -50,7 +50,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // projects (root or user; listing public unless configured otherwise)
         ("/add_project/", post(projects::add_project)),
         ("/list_projects/", get(projects::list_projects)),
-        ("/projects/{id}", get(projects::get_project)),
+        ("/projects/{id}", get(projects::get_project).put(projects::put_project)),
         // every change is a version (root or user)
         ("/projects/{id}/history", get(history::history)),
         ("/projects/{id}/versions/{version}", get(history::version)),

@@ -17,6 +17,7 @@ use super::{alerts, history, metrics, projects, runs, slaves, status, users};
         projects::add_project,
         projects::list_projects,
         projects::get_project,
+        projects::put_project,
         projects::remove_project,
         projects::enable_project,
         projects::disable_project,

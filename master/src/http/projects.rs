@@ -48,6 +48,37 @@ pub async fn add_project(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// `PUT /projects/{id}`: the project's whole configuration (created when there is none).
+#[utoipa::path(
+    put,
+    path = "/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "the project id")),
+    request_body(content = AddProject, description = "the whole configuration, as /add_project/ takes it; without rsync_password the current one is kept"),
+    responses(
+        (status = 200, description = "replaced", body = Done<ProjectUpdated>),
+        (status = 201, description = "created", body = Done<ProjectUpdated>),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 409, description = "the version (or If-Match) is not the current one, or the dest is taken", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn put_project(
+    State(state): State<AppState>,
+    Writer(_, meta): Writer,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AddProject>,
+) -> Result<Response, ApiError> {
+    let id = ProjectId::parse(id).map_err(|m| ApiError::field("id", m))?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
+    let (row, created) = detached(async move { state.projects.put(&id, req, &meta).await }).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(Done::new("put_project", ProjectUpdated { id: row.id, project: row.project }))).into_response())
+}
+
 /// Whether the client takes gzip (`Accept-Encoding: gzip`, not with `q=0`).
 fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
     headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(

@@ -140,8 +140,8 @@ impl Projects {
         Ok(RsyncOptions::from_input(&input.cloned().unwrap_or_default(), self.confined)?)
     }
 
-    /// `POST /add_project/`: the new project as stored.
-    pub async fn add(&self, req: AddProject, meta: &Meta) -> Result<ProjectRow, Error> {
+    /// A new project's row from its configuration, every field checked.
+    async fn row_from(&self, req: AddProject) -> Result<ProjectRow, Error> {
         let now = Utc::now();
         check_text("project", &req.project)?;
         let (id, id_derived) = match &req.id {
@@ -156,8 +156,8 @@ impl Projects {
         let rsync_options = self.options(req.rsync_options.as_ref())?;
         let dest = resolve(&self.mirror_root, &req.dest).await?;
         let stamp = db::now();
-        let row = ProjectRow {
-            id: id.clone(),
+        Ok(ProjectRow {
+            id,
             project: req.project,
             id_derived,
             rsync_host: req.rsync_host,
@@ -177,8 +177,47 @@ impl Projects {
             last_fire_at: None,
             generation: 0,
             version: 0,
+        })
+    }
+
+    /// `PUT /projects/{id}`: the whole configuration of `id`, created when there is none. Without
+    /// `rsync_password` the password it has is kept (`""` removes it). Returns the row and
+    /// whether it was created.
+    pub async fn put(&self, id: &ProjectId, mut req: AddProject, meta: &Meta) -> Result<(ProjectRow, bool), Error> {
+        if req.id.as_ref().is_some_and(|given| given != id) {
+            return Err(Error::field("id", format!("the body names another project than the path ({id})")));
+        }
+        req.id = Some(id.clone());
+        let keep_password = req.rsync_password.is_none();
+        let mut fresh = self.row_from(req.clone()).await?;
+        let mut tx = begin(&self.db).await?;
+        let Some(old) = db::projects::get(&mut *tx, id).await? else {
+            drop(tx);
+            return Ok((self.add(req, meta).await?, true));
         };
-        let mut row = row;
+        if keep_password {
+            fresh.rsync_password = old.rsync_password.clone();
+        }
+        if fresh.dest != old.dest {
+            check_overlap(&mut tx, &fresh.dest, Some(id.as_str())).await?;
+        }
+        let row = ProjectRow {
+            id_derived: old.id_derived,
+            created_at: old.created_at,
+            last_fire_at: old.last_fire_at,
+            generation: old.generation,
+            version: old.version,
+            ..fresh
+        };
+        let saved = self.save(tx, &old, row, meta).await?;
+        tracing::info!(project.id = %id, "project replaced");
+        Ok((saved, false))
+    }
+
+    /// `POST /add_project/`: the new project as stored.
+    pub async fn add(&self, req: AddProject, meta: &Meta) -> Result<ProjectRow, Error> {
+        let mut row = self.row_from(req).await?;
+        let id = row.id.clone();
         let mut tx = begin(&self.db).await?;
         if db::projects::get(&mut *tx, &id).await?.is_some() {
             return Err(Error::conflict("id", format!("a project with id '{id}' already exists")));
