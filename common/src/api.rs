@@ -643,6 +643,20 @@ pub struct TokenResponse {
     /// Seconds the token is valid for, as the 2014 API's `duration`.
     pub duration: u64,
     pub expires_at: Timestamp,
+    /// After a password login: a token that `POST /refresh_token/` exchanges for a new token
+    /// until `refresh_expires_at` (a password change ends it). Never a login itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<Timestamp>,
+}
+
+/// `POST /refresh_token/`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshToken {
+    pub refresh_token: String,
 }
 
 /// One entry of `GET /jobs`: tunasync's `WebMirrorStatus`, field for field, so that mirror-web and

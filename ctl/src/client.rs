@@ -101,6 +101,29 @@ pub struct SavedToken {
     pub username: String,
     pub token: String,
     pub expires_at: String,
+    /// Renews `token` without the password until it expires (`POST /refresh_token/`).
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub refresh_expires_at: Option<String>,
+}
+
+impl SavedToken {
+    pub fn from_response(url: String, username: String, r: mirror_common::api::TokenResponse) -> SavedToken {
+        SavedToken {
+            url,
+            username,
+            token: r.token,
+            expires_at: r.expires_at.to_text(),
+            refresh_token: r.refresh_token,
+            refresh_expires_at: r.refresh_expires_at.map(|t| t.to_text()),
+        }
+    }
+}
+
+/// Whether a saved time is still more than `margin` seconds away.
+fn still_valid(at: &str, margin: i64) -> bool {
+    chrono::DateTime::parse_from_rfc3339(at).is_ok_and(|t| t > chrono::Utc::now() + chrono::Duration::seconds(margin))
 }
 
 pub fn token_file() -> Option<PathBuf> {
@@ -127,8 +150,41 @@ pub fn save_token(saved: &SavedToken) -> Result<PathBuf> {
 fn load_token(url: &str) -> Option<SavedToken> {
     let text = std::fs::read_to_string(token_file()?).ok()?;
     let saved: SavedToken = serde_json::from_str(&text).ok()?;
-    let expires = chrono::DateTime::parse_from_rfc3339(&saved.expires_at).ok()?;
-    (saved.url == url && expires > chrono::Utc::now()).then_some(saved)
+    (saved.url == url).then_some(saved)
+}
+
+/// The saved token for `url`, renewed first with its refresh token when it has expired or has
+/// less than a minute left (the renewed one is saved). `None` when there is none that works.
+async fn saved_login(url: &str) -> Option<String> {
+    let saved = load_token(url)?;
+    if still_valid(&saved.expires_at, 60) {
+        return Some(saved.token);
+    }
+    let renewed = match (&saved.refresh_token, &saved.refresh_expires_at) {
+        (Some(refresh), Some(until)) if still_valid(until, 0) => renew(url, refresh).await,
+        _ => None,
+    };
+    match renewed {
+        Some(r) => {
+            let fresh = SavedToken::from_response(url.to_owned(), saved.username, r);
+            let token = fresh.token.clone();
+            if let Err(e) = save_token(&fresh) {
+                eprintln!("mirrorctl: the renewed token could not be saved: {}", e.message);
+            }
+            Some(token)
+        }
+        None => still_valid(&saved.expires_at, 0).then_some(saved.token),
+    }
+}
+
+async fn renew(url: &str, refresh: &str) -> Option<mirror_common::api::TokenResponse> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().ok()?;
+    let body = serde_json::json!({ "refresh_token": refresh });
+    let resp = http.post(format!("{url}/refresh_token/")).json(&body).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
 }
 
 /// How requests log in.
@@ -139,14 +195,14 @@ pub enum Login {
     Bearer(String),
 }
 
-/// `MIRRORCTL_TOKEN`, then the saved token for this master, then `MIRRORCTL_USER` and
-/// `MIRRORCTL_PASSWORD`, else none (the public views still work).
-pub fn resolve_login(url: &str) -> Login {
+/// `MIRRORCTL_TOKEN`, then the saved token for this master (renewed when it has expired), then
+/// `MIRRORCTL_USER` and `MIRRORCTL_PASSWORD`, else none (the public views still work).
+pub async fn resolve_login(url: &str) -> Login {
     if let Some(t) = std::env::var("MIRRORCTL_TOKEN").ok().filter(|t| !t.is_empty()) {
         return Login::Bearer(t);
     }
-    if let Some(saved) = load_token(url) {
-        return Login::Bearer(saved.token);
+    if let Some(token) = saved_login(url).await {
+        return Login::Bearer(token);
     }
     match (std::env::var("MIRRORCTL_USER"), std::env::var("MIRRORCTL_PASSWORD")) {
         (Ok(u), Ok(p)) if !u.is_empty() => Login::Basic(u, p),

@@ -266,18 +266,22 @@ fn time_text(t: Option<mirror_common::time::Timestamp>) -> String {
 
 async fn run(cli: Cli) -> Result<()> {
     let url = client::resolve_url(cli.url.as_deref());
-    let c = Client::new(url.clone(), client::resolve_login(&url))?;
+    let login = match cli.command {
+        // Logging in needs no saved token (and must not renew one).
+        Cmd::Login { .. } | Cmd::Completion { .. } | Cmd::Man => client::Login::None,
+        _ => client::resolve_login(&url).await,
+    };
+    let c = Client::new(url.clone(), login.clone())?;
     match cli.command {
         Cmd::Login { user, password_stdin } => {
             let password = read_password(password_stdin, &format!("password for {user} at {url}: "))?;
             let basic = Client::new(url.clone(), client::Login::Basic(user.clone(), password))?;
             let token: TokenResponse = basic.get("/get_token/").await?;
-            let saved =
-                client::SavedToken { url, username: user, token: token.token, expires_at: token.expires_at.to_text() };
+            let saved = client::SavedToken::from_response(url, user, token);
             let path = client::save_token(&saved)?;
             eprintln!("logged in as {}; token kept in {} until {}", saved.username, path.display(), saved.expires_at);
         }
-        Cmd::Token => match client::resolve_login(&url) {
+        Cmd::Token => match login {
             client::Login::Bearer(t) => println!("{t}"),
             _ => return Err(Failure::new(Exit::Auth, "no token: run `mirrorctl login` or set MIRRORCTL_TOKEN")),
         },

@@ -193,7 +193,12 @@ struct Claims {
     /// The user's token stamp when the token was issued: a password or role change, or the user
     /// being removed and created again, moves the stamp on and the token stops working.
     stamp: String,
+    /// `refresh`: a refresh token, which only `POST /refresh_token/` takes (never as a login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
 }
+
+const REFRESH: &str = "refresh";
 
 struct CachedLogin {
     username: Name,
@@ -208,6 +213,8 @@ pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
     pub token_ttl: Duration,
+    /// How long a refresh token lasts (from the password login; renewals do not extend it).
+    pub refresh_ttl: Duration,
     cache_ttl: Duration,
     /// Keys are SHA-256 over (salt, username, password): a wrong password never finds an entry,
     /// and the table holds no password.
@@ -221,7 +228,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub async fn new(jwt_key: &[u8], token_ttl: Duration, cache_ttl: Duration) -> anyhow::Result<Self> {
+    pub async fn new(
+        jwt_key: &[u8],
+        token_ttl: Duration,
+        refresh_ttl: Duration,
+        cache_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let mut salt = [0u8; 32];
         rand::rng().fill_bytes(&mut salt);
         let hashers = Hashers::new(std::thread::available_parallelism().map_or(2, |n| n.get()))?;
@@ -233,6 +245,7 @@ impl Authenticator {
             encoding: EncodingKey::from_secret(jwt_key),
             decoding: DecodingKey::from_secret(jwt_key),
             token_ttl,
+            refresh_ttl,
             cache_ttl,
             cache: RwLock::new(HashMap::new()),
             salt,
@@ -302,18 +315,77 @@ impl Authenticator {
             Some(parent) => parent.min(fresh),
             None => fresh,
         };
+        // The token holds whole seconds: say the same.
+        let exp = chrono::DateTime::from_timestamp(exp.timestamp(), 0).unwrap_or(exp);
         let claims = Claims {
             sub: user.username.into_string(),
             iat: now.timestamp(),
             exp: exp.timestamp(),
             stamp: user.token_stamp,
+            typ: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Internal(e.into()))?;
         Ok((token, exp))
     }
 
+    /// A refresh token for a caller who logged in with the password (none for a token login, or
+    /// with `refresh_token_ttl_secs = 0`), expiring `expires` (default: `refresh_ttl` from now).
+    pub async fn issue_refresh(
+        &self,
+        db: &db::Db,
+        caller: &Principal,
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<(String, chrono::DateTime<chrono::Utc>)>, AuthError> {
+        if self.refresh_ttl.is_zero() || (caller.token_expires.is_some() && expires.is_none()) {
+            return Ok(None);
+        }
+        let user =
+            db::users::get(db, &caller.username).await?.ok_or(AuthError::Unauthorized("the user no longer exists"))?;
+        let now = chrono::Utc::now();
+        let exp = match expires {
+            Some(e) => e,
+            None => now + chrono::Duration::from_std(self.refresh_ttl).map_err(|e| AuthError::Internal(e.into()))?,
+        };
+        // The token holds whole seconds: say the same.
+        let exp = chrono::DateTime::from_timestamp(exp.timestamp(), 0).unwrap_or(exp);
+        let claims = Claims {
+            sub: user.username.into_string(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            stamp: user.token_stamp,
+            typ: Some(REFRESH.into()),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Internal(e.into()))?;
+        Ok(Some((token, exp)))
+    }
+
+    /// Checks a refresh token: the user it names, as it is now, and when the token expires.
+    pub async fn check_refresh(
+        &self,
+        db: &db::Db,
+        token: &str,
+    ) -> Result<(Principal, chrono::DateTime<chrono::Utc>), AuthError> {
+        let (claims, principal) = self.decode(db, token).await?;
+        if claims.typ.as_deref() != Some(REFRESH) {
+            return Err(AuthError::Unauthorized("not a refresh token"));
+        }
+        let exp = chrono::DateTime::from_timestamp(claims.exp, 0).ok_or(AuthError::Unauthorized("invalid token"))?;
+        // The new access token gets the full lifetime: the refresh token stands for the password.
+        Ok((Principal { token_expires: None, ..principal }, exp))
+    }
+
     async fn check_bearer(&self, db: &db::Db, token: &str) -> Result<Principal, AuthError> {
+        let (claims, principal) = self.decode(db, token).await?;
+        if claims.typ.is_some() {
+            return Err(AuthError::Unauthorized("a refresh token is not a login: POST it to /refresh_token/"));
+        }
+        Ok(principal)
+    }
+
+    /// A token's claims, checked (signature, expiry, the user's current stamp), and its user.
+    async fn decode(&self, db: &db::Db, token: &str) -> Result<(Claims, Principal), AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
@@ -333,7 +405,8 @@ impl Authenticator {
             return Err(AuthError::Unauthorized("the token was revoked (the user changed since it was issued)"));
         }
         let role = user.role;
-        Ok(Principal { username: user.username, role, token_expires: Some(data.claims.exp) })
+        let principal = Principal { username: user.username, role, token_expires: Some(data.claims.exp) };
+        Ok((data.claims, principal))
     }
 
     /// Reads the `Authorization` header: `None` when absent, an error when present but wrong.

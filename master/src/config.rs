@@ -22,6 +22,9 @@ pub struct Settings {
     /// `/metrics` without a login (its labels name the slaves' hosts).
     pub metrics_public: bool,
     pub token_ttl_secs: u64,
+    /// How long a refresh token from a password login lasts (`mirrorctl` renews its token with it
+    /// until then); 0: no refresh tokens.
+    pub refresh_token_ttl_secs: u64,
     pub auth_cache_ttl_secs: u64,
     pub jwt_secret: Option<Secret>,
     pub log: String,
@@ -93,6 +96,7 @@ impl Default for Settings {
             stale_after_secs: 2 * 86_400,
             metrics_public: false,
             token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 30 * 86_400,
             auth_cache_ttl_secs: 60,
             jwt_secret: None,
             log: "info".into(),
@@ -272,6 +276,9 @@ impl Settings {
         }
         if self.mirror_root.as_os_str().is_empty() {
             return Err(invalid("mirror_root", "must not be empty"));
+        }
+        if self.refresh_token_ttl_secs > 366 * 86_400 {
+            return Err(invalid("refresh_token_ttl_secs", "must be at most 31622400 (a year)"));
         }
         if !(1..=30 * 24 * 3600).contains(&self.token_ttl_secs) {
             return Err(invalid("token_ttl_secs", "must be between 1 and 2592000 (30 days)"));

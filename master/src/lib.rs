@@ -71,6 +71,7 @@ impl Application {
         let auth = auth::Authenticator::new(
             &key,
             Duration::from_secs(settings.token_ttl_secs),
+            Duration::from_secs(settings.refresh_token_ttl_secs),
             Duration::from_secs(settings.auth_cache_ttl_secs),
         )
         .await?;

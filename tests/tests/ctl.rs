@@ -305,3 +305,39 @@ async fn edit_goes_through_the_editor_with_a_diff_and_a_change_made_meanwhile_is
         (json!("rsync.example.org"), json!(true), json!(4))
     );
 }
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_with_the_refresh_token_until_the_password_changes() {
+    let m = TestMaster::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let url = m.api.base.clone();
+    let login = ctl(h, &["--url", &url, "login", "--user", "alice", "--password-stdin"], Some(&format!("{}\n", mirror_tests::USER_PASSWORD)), &[]).await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let file = h.join(".config/mirror-sync/mirrorctl-token.json");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(saved["refresh_token"].is_string(), "{saved}");
+    // The access token has expired (and is no longer even valid): the next command renews it.
+    let mut expired = saved.clone();
+    expired["token"] = json!("expired.not.valid");
+    expired["expires_at"] = json!("2020-01-01T00:00:00.000Z");
+    std::fs::write(&file, expired.to_string()).unwrap();
+    let env = [("MIRRORCTL_URL", url.as_str())];
+    // A write needs the login: renewed, it gets as far as "no such project" (exit 4), not 3.
+    let listed = ctl(h, &["sync", "nosuch"], None, &env).await;
+    assert_eq!(listed.code, 4, "renewed and answered: {}", listed.stderr);
+    let renewed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_ne!(renewed["token"], json!("expired.not.valid"));
+    assert_eq!(renewed["refresh_expires_at"], saved["refresh_expires_at"], "renewal does not extend the refresh token");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    // A refresh token is no login by itself.
+    let as_bearer = m.api.get("/runs/", &mirror_tests::Auth::Bearer(saved["refresh_token"].as_str().unwrap().into())).await;
+    assert_eq!(as_bearer.status, reqwest::StatusCode::UNAUTHORIZED, "{}", as_bearer.text);
+
+    // The password changes: the refresh token is revoked with the tokens.
+    let r = m.api.post("/update_api_user/", &json!({"username": "alice", "password": "a-new-password-1"}), &mirror_tests::Auth::root()).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    std::fs::write(&file, expired.to_string()).unwrap();
+    let refused = ctl(h, &["sync", "nosuch"], None, &env).await;
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+}

@@ -74,6 +74,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/remove_api_user/", post(users::remove_api_user)),
         ("/update_api_user/", post(users::update_api_user)),
         ("/get_token/", get(users::get_token).post(users::get_token)),
+        ("/refresh_token/", post(users::refresh_token)),
         // what this master is and does, and the status page (public unless configured otherwise)
         ("/", get(status::index)),
         ("/status/", get(status::status)),

@@ -40,6 +40,7 @@ use super::{alerts, history, metrics, projects, runs, slaves, status, users};
         users::remove_api_user,
         users::update_api_user,
         users::get_token,
+        users::refresh_token,
         status::index,
         status::status,
         status::project,

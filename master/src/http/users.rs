@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mirror_common::api::{CreateUser, Done, RemoveUser, Role, TokenResponse, UpdateUser, UserChanged, UserView};
+use mirror_common::api::{
+    CreateUser, Done, RefreshToken, RemoveUser, Role, TokenResponse, UpdateUser, UserChanged, UserView,
+};
 
 use super::detached;
 use super::error::ApiError;
@@ -135,5 +137,48 @@ pub async fn get_token(State(state): State<AppState>, Caller(caller): Caller) ->
         Some(_) => u64::try_from((expires - chrono::Utc::now()).num_seconds()).unwrap_or(0),
         None => state.auth.token_ttl.as_secs(),
     };
-    Ok(Json(TokenResponse { method: "get_token".into(), success: true, token, duration, expires_at: expires.into() }))
+    let refresh = state.auth.issue_refresh(&state.db, &caller, None).await?;
+    let (refresh_token, refresh_expires_at) = refresh.map(|(t, e)| (t, e.into())).unzip();
+    Ok(Json(TokenResponse {
+        method: "get_token".into(),
+        success: true,
+        token,
+        duration,
+        expires_at: expires.into(),
+        refresh_token,
+        refresh_expires_at,
+    }))
+}
+
+/// `POST /refresh_token/`: a new token (and a new refresh token, expiring when the old one does)
+/// for a refresh token from a password login.
+#[utoipa::path(
+    post,
+    path = "/refresh_token/",
+    tag = "users",
+    request_body = RefreshToken,
+    responses(
+        (status = 200, description = "a new token", body = TokenResponse),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "the refresh token is invalid, expired or revoked", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    )
+)]
+pub async fn refresh_token(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshToken>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let (principal, refresh_expires) = state.auth.check_refresh(&state.db, &req.refresh_token).await?;
+    let (token, expires) = state.auth.issue_token(&state.db, &principal).await?;
+    let refresh = state.auth.issue_refresh(&state.db, &principal, Some(refresh_expires)).await?;
+    let (refresh_token, refresh_expires_at) = refresh.map(|(t, e)| (t, e.into())).unzip();
+    Ok(Json(TokenResponse {
+        method: "refresh_token".into(),
+        success: true,
+        token,
+        duration: state.auth.token_ttl.as_secs(),
+        expires_at: expires.into(),
+        refresh_token,
+        refresh_expires_at,
+    }))
 }
