@@ -312,7 +312,13 @@ async fn an_expired_token_is_renewed_with_the_refresh_token_until_the_password_c
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let url = m.api.base.clone();
-    let login = ctl(h, &["--url", &url, "login", "--user", "alice", "--password-stdin"], Some(&format!("{}\n", mirror_tests::USER_PASSWORD)), &[]).await;
+    let login = ctl(
+        h,
+        &["--url", &url, "login", "--user", "alice", "--password-stdin"],
+        Some(&format!("{}\n", mirror_tests::USER_PASSWORD)),
+        &[],
+    )
+    .await;
     assert_eq!(login.code, 0, "{}", login.stderr);
     let file = h.join(".config/mirror-sync/mirrorctl-token.json");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -331,11 +337,19 @@ async fn an_expired_token_is_renewed_with_the_refresh_token_until_the_password_c
     assert_eq!(renewed["refresh_expires_at"], saved["refresh_expires_at"], "renewal does not extend the refresh token");
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     // A refresh token is no login by itself.
-    let as_bearer = m.api.get("/runs/", &mirror_tests::Auth::Bearer(saved["refresh_token"].as_str().unwrap().into())).await;
+    let as_bearer =
+        m.api.get("/runs/", &mirror_tests::Auth::Bearer(saved["refresh_token"].as_str().unwrap().into())).await;
     assert_eq!(as_bearer.status, reqwest::StatusCode::UNAUTHORIZED, "{}", as_bearer.text);
 
     // The password changes: the refresh token is revoked with the tokens.
-    let r = m.api.post("/update_api_user/", &json!({"username": "alice", "password": "a-new-password-1"}), &mirror_tests::Auth::root()).await;
+    let r = m
+        .api
+        .post(
+            "/update_api_user/",
+            &json!({"username": "alice", "password": "a-new-password-1"}),
+            &mirror_tests::Auth::root(),
+        )
+        .await;
     assert!(r.status.is_success(), "{}", r.text);
     std::fs::write(&file, expired.to_string()).unwrap();
     let refused = ctl(h, &["sync", "nosuch"], None, &env).await;
