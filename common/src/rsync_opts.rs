@@ -162,7 +162,7 @@ const SAFE_NEGATIONS: &[&str] = &["no-devices", "no-specials", "no-D", "no-super
 
 /// `rsync_options` as a client sends it. `delete_option` is the name the 2014 listing used.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RsyncOptionsInput {
     pub defaults: Option<Vec<String>>,

@@ -297,6 +297,26 @@ impl Client {
         Ok(())
     }
 
+    /// Opens a long-lived GET (a server-sent event stream), with extra headers.
+    pub async fn open_stream(&self, path: &str, headers: &[(&str, String)]) -> Result<reqwest::Response> {
+        let mut req = self.with_login(self.follow_http.get(format!("{}{path}", self.url)));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            let message =
+                serde_json::from_slice::<ErrorBody>(&body).map_or_else(|_| format!("HTTP {status}"), |e| e.message);
+            return Err(Failure::new(exit_for(status), message));
+        }
+        Ok(resp)
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
     }

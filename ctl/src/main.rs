@@ -3,6 +3,7 @@
 
 mod client;
 mod edit;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -140,6 +141,15 @@ enum Cmd {
     /// Per slave, the generation of a project it serves.
     Propagation {
         project: String,
+    },
+    /// Print configuration changes and run states as they happen (`GET /events`).
+    Watch {
+        /// Start after this event id (replays what came since).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
     },
     /// The newest alert deliveries to the webhooks, and what became of each.
     Alerts {
@@ -489,6 +499,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Edit { project, yes, message } => edit::edit(&c, &project, yes, message).await?,
         Cmd::Versions { project, patch, limit } => edit::versions(&c, &project, patch, limit, cli.json).await?,
         Cmd::Revert { project, version, message } => edit::revert(&c, &project, version, message).await?,
+        Cmd::Watch { since, count } => watch::watch(&c, since, count, cli.json).await?,
         Cmd::Alerts { limit } => {
             let v: Value = c.get(&format!("/alerts?limit={limit}")).await?;
             if cli.json {

@@ -20,10 +20,25 @@ pub enum Change {
     RunsChanged { projects: Vec<ProjectId> },
     /// A run ended (whatever its result), as recorded.
     RunEnded { project: ProjectId, status: mirror_common::api::RunStatus, bytes_transferred: Option<u64> },
+    /// A run was queued, started (its first attempt), or ended with this status.
+    RunState { project: ProjectId, run: i64, status: mirror_common::api::RunStatus },
+    /// A configuration commit was stored (after its transaction).
+    Committed(Committed),
     /// A run succeeded: the project has a new generation for the slaves.
     NewGeneration(ProjectRow),
     /// A user was created, removed, or got a new password or role: its cached logins must go.
     UserChanged { username: Name },
+}
+
+/// A stored configuration commit, as watchers are told of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Committed {
+    pub kind: &'static str,
+    pub key: String,
+    pub version: i64,
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    pub removed: bool,
 }
 
 /// Told of every change, synchronously and in order: it must not block (spawn what takes time).

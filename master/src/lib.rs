@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod http;
 pub mod listing;
 pub mod metrics;
@@ -125,6 +126,8 @@ impl Application {
         events.subscribe(auth.clone());
         let metrics = Arc::new(crate::metrics::Metrics::default());
         events.subscribe(Arc::new(metrics.clone()));
+        let feed = crate::feed::Feed::start(db.clone());
+        events.subscribe(Arc::new(feed.clone()));
         let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
         events.subscribe(Arc::new(alerts.clone()));
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
@@ -153,6 +156,7 @@ impl Application {
             runs,
             metrics,
             alerts,
+            feed,
         });
         bootstrap_root(&state).await?;
         Ok(Application { listener, state, rsyncd })

@@ -203,7 +203,14 @@ impl Runner {
         for ((i, cancel), row) in reserved.into_iter().zip(inserted) {
             let project_id = project_ids[i];
             results[i] = match row {
-                Ok(run_id) => self.enqueue(project_id, run_id, cancel),
+                Ok(run_id) => {
+                    let queued = self.enqueue(project_id, run_id, cancel);
+                    if queued.is_ok() {
+                        let (project, status) = (project_id.clone(), RunStatus::Queued);
+                        self.events.publish(Change::RunState { project, run: run_id, status });
+                    }
+                    queued
+                }
                 Err(e) => {
                     self.active().remove(project_id);
                     // The foreign key refuses a run of a project that does not exist.
@@ -278,6 +285,7 @@ impl Runner {
                 status: run.status,
                 bytes_transferred,
             });
+            self.events.publish(Change::RunState { project: project_id.clone(), run: run_id, status: run.status });
         }
         self.release(&project_id, run_id);
         self.rotate_logs(&project_id).await;
@@ -290,7 +298,6 @@ impl Runner {
         self.idle.notify_waiters();
     }
 
-    /// The project may run again (its slot, if this run still holds it, is freed). Idempotent.
     fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Receiver<Option<RunProgress>>>> {
         self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -300,6 +307,7 @@ impl Runner {
         self.progress_map().get(&run_id).and_then(|rx| rx.borrow().clone())
     }
 
+    /// The project may run again (its slot, if this run still holds it, is freed). Idempotent.
     fn free(&self, project_id: &ProjectId, run_id: i64) {
         self.progress_map().remove(&run_id);
         let mut active = self.active();
@@ -386,6 +394,11 @@ impl Runner {
             let record_pid = move |pid: u32| {
                 let (db, events, log_name, project_id) =
                     (db.clone(), events.clone(), log_name.clone(), project_id.clone());
+                if attempt == 1 {
+                    // Told here, in order: before the run can end.
+                    let (project, status) = (project_id.clone(), RunStatus::Running);
+                    events.publish(Change::RunState { project, run: run_id, status });
+                }
                 tokio::spawn(async move {
                     if let Err(e) = db::runs::mark_running(&db, run_id, pid, attempt, &log_name).await {
                         tracing::error!(run.id = run_id, error = %e, "cannot record the running rsync");

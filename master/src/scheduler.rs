@@ -254,6 +254,8 @@ impl Listener for Scheduler {
             }
             Change::RunsChanged { .. }
             | Change::RunEnded { .. }
+            | Change::RunState { .. }
+            | Change::Committed(_)
             | Change::NewGeneration(_)
             | Change::UserChanged { .. } => {}
         }

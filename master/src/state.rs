@@ -43,6 +43,7 @@ pub struct Inner {
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     pub alerts: Arc<crate::alerts::Alerts>,
+    pub feed: Arc<crate::feed::Feed>,
     /// The users service.
     pub users: Users,
     /// The slaves service.

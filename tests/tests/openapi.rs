@@ -48,6 +48,9 @@ async fn every_operation_answers_as_its_schema_says_and_never_with_a_5xx() {
             "--seed",
             "20261124",
             "--no-color",
+            // An event stream never ends: there is no response to check (tests/tests/events.rs).
+            "--exclude-path",
+            "/events",
         ])
         .output()
         .await
@@ -55,6 +58,6 @@ async fn every_operation_answers_as_its_schema_says_and_never_with_a_5xx() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "schemathesis found failures:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
     let operations: usize =
-        spec.body["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+        spec.body["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum::<usize>() - 1;
     assert!(report.contains(&format!("Tested: {operations}")), "all {operations} operations tested:\n{report}");
 }

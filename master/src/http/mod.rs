@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod alerts;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod history;
 pub mod metrics;
@@ -81,6 +82,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/status/{id}", get(status::project)),
         ("/jobs", get(status::jobs)),
         ("/metrics", get(metrics::metrics)),
+        // what changes, as it changes (server-sent events; any user)
+        ("/events", get(events::events)),
         // alert deliveries (root)
         ("/alerts", get(alerts::list_alerts)),
     ]

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, history, metrics, projects, runs, slaves, status, users};
+use super::{alerts, events, history, metrics, projects, runs, slaves, status, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,7 @@ use super::{alerts, history, metrics, projects, runs, slaves, status, users};
         history::history,
         history::version,
         history::revert,
+        events::events,
     ),
     modifiers(&Security)
 )]

@@ -14,7 +14,7 @@ use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::error::Error;
-use crate::events::{Change, Events};
+use crate::events::{Change, Committed, Events};
 use crate::service::history::{Meta, StoredProject};
 
 /// The kind of a project's commits.
@@ -228,10 +228,11 @@ impl Projects {
         meta.check(id.as_str(), latest)?;
         row.version = latest + 1;
         db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
-        commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?;
+        let committed = commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?;
         tx.commit().await?;
         tracing::info!(project.id = %id, "project added");
         self.events.publish(Change::ProjectSaved(row.clone()));
+        self.events.publish(Change::Committed(committed));
         Ok(row)
     }
 
@@ -339,10 +340,11 @@ impl Projects {
         let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
         meta.check(id.as_str(), old.version)?;
         db::projects::remove(&mut *tx, id).await?;
-        commit(&mut tx, id, old.version + 1, meta, None).await?;
+        let committed = commit(&mut tx, id, old.version + 1, meta, None).await?;
         tx.commit().await?;
         tracing::info!(project.id = %id, "project removed");
         self.events.publish(Change::ProjectRemoved { id: id.clone() });
+        self.events.publish(Change::Committed(committed));
         Ok(())
     }
 
@@ -400,10 +402,11 @@ impl Projects {
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, None).await?;
                 db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, id))?;
-                commit(&mut tx, id, row.version, &meta, Some(&row)).await?;
+                let committed = commit(&mut tx, id, row.version, &meta, Some(&row)).await?;
                 tx.commit().await?;
                 tracing::info!(project.id = %id, version, "removed project brought back");
                 self.events.publish(Change::ProjectSaved(row.clone()));
+                self.events.publish(Change::Committed(committed));
                 Ok(row)
             }
         }
@@ -430,16 +433,17 @@ impl Projects {
         if !db::projects::update(&mut *tx, old_id, &row).await.map_err(|e| store_error(e, &row.id))? {
             return Err(not_found(old_id));
         }
+        let mut committed = Vec::new();
         if renamed {
             let why = format!("renamed to {}", row.id);
             let ended = Meta {
                 comment: Some(meta.comment.clone().map_or(why.clone(), |c| format!("{why}: {c}"))),
                 ..meta.clone()
             };
-            commit(&mut tx, old_id, old.version + 1, &ended, None).await?;
+            committed.push(commit(&mut tx, old_id, old.version + 1, &ended, None).await?);
         }
         if row.version != old.version || renamed {
-            commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?;
+            committed.push(commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?);
         }
         let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
         tx.commit().await?;
@@ -447,6 +451,9 @@ impl Projects {
             self.events.publish(Change::ProjectRenamed { from: old_id.clone(), to: saved.id.clone() });
         }
         self.events.publish(Change::ProjectSaved(saved.clone()));
+        for c in committed {
+            self.events.publish(Change::Committed(c));
+        }
         Ok(saved)
     }
 }
@@ -458,7 +465,7 @@ async fn commit(
     version: i64,
     meta: &Meta,
     row: Option<&ProjectRow>,
-) -> Result<(), Error> {
+) -> Result<Committed, Error> {
     let content =
         row.map(|r| serde_json::to_string(&StoredProject::from(r))).transpose().map_err(anyhow::Error::from)?;
     let c = db::commits::NewCommit {
@@ -470,7 +477,14 @@ async fn commit(
         content: content.as_deref(),
     };
     db::commits::append(&mut **tx, &c).await?;
-    Ok(())
+    Ok(Committed {
+        kind: KIND,
+        key: id.to_string(),
+        version,
+        author: meta.author.as_ref().map(|a| a.to_string()),
+        comment: meta.comment.clone(),
+        removed: row.is_none(),
+    })
 }
 
 #[cfg(test)]
@@ -489,6 +503,8 @@ mod tests {
                 Change::ProjectSaved(row) => format!("saved {} enabled={}", row.id, row.enabled),
                 Change::ProjectRemoved { id } => format!("removed {id}"),
                 Change::ProjectRenamed { from, to } => format!("renamed {from} {to}"),
+                // Commits have their own tests (tests/tests/history.rs).
+                Change::Committed(_) => return,
                 other => format!("{other:?}"),
             };
             self.0.lock().unwrap().push(text);

@@ -1,0 +1,106 @@
+//! `GET /events`: server-sent events of configuration commits (`config`) and run states (`run`),
+//! resumed after a reconnect from `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use mirror_common::ErrorBody;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::error::ApiError;
+use super::extract::{Caller, QueryMap};
+use crate::feed::FeedEvent;
+use crate::state::AppState;
+
+/// Stored events sent per query while catching up.
+const PAGE: i64 = 1000;
+
+fn sse(e: &FeedEvent) -> Event {
+    Event::default().id(e.id.to_string()).event(e.kind.as_str()).data(e.data.as_str())
+}
+
+/// `GET /events`.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    params(
+        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event (what the stream last sent)"),
+        ("since" = Option<i64>, Query, description = "the same as Last-Event-ID, for clients that cannot set it")
+    ),
+    responses(
+        (status = 200, description = "text/event-stream: `config` events ({kind, key, version, author, comment, removed}) and `run` events ({project, run, status}), each with an id", content_type = "text/event-stream", body = String),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    headers: HeaderMap,
+    query: QueryMap,
+) -> Result<axum::response::Response, ApiError> {
+    let given = match headers.get("last-event-id").map(|v| v.to_str()) {
+        Some(Ok(v)) => Some(v.trim().to_owned()),
+        Some(Err(_)) => return Err(ApiError::field("Last-Event-ID", "must be an event id")),
+        None => query.0.get("since").cloned(),
+    };
+    let after = match given {
+        Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::field("Last-Event-ID", "must be an event id"))?),
+        None => None,
+    };
+    let feed = state.feed.clone();
+    // Subscribed before the stored events are read: nothing falls between the two.
+    let mut live = feed.subscribe();
+    let mut last = match after {
+        Some(a) => a,
+        None => feed.newest().await?,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
+    tokio::spawn(async move {
+        let mut catch_up = after.is_some();
+        loop {
+            if catch_up {
+                // Stored events after `last`, page by page (also after falling behind the live ones).
+                loop {
+                    let page = match feed.since(last, PAGE).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read stored events");
+                            return;
+                        }
+                    };
+                    for e in &page {
+                        if tx.send(Ok(sse(e))).await.is_err() {
+                            return;
+                        }
+                        last = e.id;
+                    }
+                    if page.len() < PAGE as usize {
+                        break;
+                    }
+                }
+                catch_up = false;
+            }
+            match live.recv().await {
+                Ok(e) if e.id <= last => {}
+                Ok(e) => {
+                    if tx.send(Ok(sse(&e))).await.is_err() {
+                        return;
+                    }
+                    last = e.id;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    Ok(axum::response::IntoResponse::into_response(stream))
+}
