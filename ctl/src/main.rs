@@ -3,6 +3,7 @@
 
 mod client;
 mod edit;
+mod transfer;
 mod watch;
 
 use std::io::IsTerminal;
@@ -141,6 +142,43 @@ enum Cmd {
     /// Per slave, the generation of a project it serves.
     Propagation {
         project: String,
+    },
+    /// The master's configuration (projects, slaves) as YAML or JSON: to stdout, a file, or a
+    /// directory of one file per resource (projects/<id>.yaml, slaves/<host>_<port>.yaml).
+    Export {
+        #[arg(long, default_value = "yaml")]
+        format: String,
+        /// DIR/, FILE or - (stdout, the default).
+        dest: Option<String>,
+    },
+    /// Apply a configuration (a file, a directory as export writes it, or - for stdin): create
+    /// and update what it names; with --prune also remove what it does not name.
+    Import {
+        src: String,
+        #[arg(long)]
+        prune: bool,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short = 'm')]
+        message: Option<String>,
+    },
+    /// What importing SRC (with --prune) would change: nothing printed when it matches.
+    Diff {
+        src: String,
+    },
+    /// Copy one master's configuration into another.
+    Copy {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        prune: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short = 'm')]
+        message: Option<String>,
     },
     /// Print configuration changes and run states as they happen (`GET /events`).
     Watch {
@@ -499,6 +537,21 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Edit { project, yes, message } => edit::edit(&c, &project, yes, message).await?,
         Cmd::Versions { project, patch, limit } => edit::versions(&c, &project, patch, limit, cli.json).await?,
         Cmd::Revert { project, version, message } => edit::revert(&c, &project, version, message).await?,
+        Cmd::Export { format, dest } => transfer::export(&c, &format, dest.as_deref()).await?,
+        Cmd::Import { src, prune, dry_run, message } => {
+            let doc = transfer::read_source(&src)?;
+            transfer::send(&c, &doc, prune, dry_run, message.as_deref(), cli.json).await?;
+        }
+        Cmd::Diff { src } => {
+            let doc = transfer::read_source(&src)?;
+            transfer::send(&c, &doc, true, true, None, cli.json).await?;
+        }
+        Cmd::Copy { from, to, prune, dry_run, message } => {
+            let (from, to) = (client::resolve_url(Some(&from)), client::resolve_url(Some(&to)));
+            let source = Client::new(from.clone(), client::resolve_login(&from).await)?;
+            let target = Client::new(to.clone(), client::resolve_login(&to).await)?;
+            transfer::copy(&source, &target, prune, dry_run, message.as_deref(), cli.json).await?;
+        }
         Cmd::Watch { since, count } => watch::watch(&c, since, count, cli.json).await?,
         Cmd::Alerts { limit } => {
             let v: Value = c.get(&format!("/alerts?limit={limit}")).await?;

@@ -44,7 +44,11 @@ const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, 
                        catch_up, last_fire_at, generation, max_age_secs, version";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(&db.read).await
+    list_in(&db.read).await
+}
+
+pub async fn list_in<'e>(db: impl sqlx::SqliteExecutor<'e>) -> sqlx::Result<Vec<ProjectRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await
 }
 
 /// The projects among `ids` that exist (a JSON array bound once, whatever the number of ids).

@@ -31,14 +31,19 @@ pub async fn get(db: &Db, hostname: &str, port: i64) -> sqlx::Result<Option<Slav
 }
 
 /// Adds a slave with its token; `false` when it was already there (its token is left as it was).
-pub async fn insert(db: &Db, hostname: &str, port: u16, token: &Secret) -> sqlx::Result<bool> {
+pub async fn insert<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    hostname: &str,
+    port: u16,
+    token: &Secret,
+) -> sqlx::Result<bool> {
     let done =
         sqlx::query("INSERT INTO slaves (hostname, port, added_at, token) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(hostname)
             .bind(i64::from(port))
             .bind(now())
             .bind(token)
-            .execute(&db.write)
+            .execute(db)
             .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -61,11 +66,11 @@ pub async fn ports_of(db: &Db, hostname: &str) -> sqlx::Result<Vec<i64>> {
         .await
 }
 
-pub async fn remove(db: &Db, hostname: &str, port: u16) -> sqlx::Result<bool> {
+pub async fn remove<'e>(db: impl sqlx::SqliteExecutor<'e>, hostname: &str, port: u16) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM slaves WHERE hostname = ? AND port = ?")
         .bind(hostname)
         .bind(i64::from(port))
-        .execute(&db.write)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -12,6 +12,7 @@ pub mod projects;
 pub mod runs;
 pub mod slaves;
 pub mod status;
+pub mod transfer;
 pub mod users;
 
 use std::time::Duration;
@@ -84,6 +85,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/metrics", get(metrics::metrics)),
         // what changes, as it changes (server-sent events; any user)
         ("/events", get(events::events)),
+        // the whole configuration as one document (export: any user; import: root)
+        ("/export", get(transfer::export)),
+        ("/import", post(transfer::import)),
         // alert deliveries (root)
         ("/alerts", get(alerts::list_alerts)),
     ]

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, events, history, metrics, projects, runs, slaves, status, users};
+use super::{alerts, events, history, metrics, projects, runs, slaves, status, transfer, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,6 +51,8 @@ use super::{alerts, events, history, metrics, projects, runs, slaves, status, us
         history::version,
         history::revert,
         events::events,
+        transfer::export,
+        transfer::import,
     ),
     modifiers(&Security)
 )]

@@ -4,4 +4,5 @@ pub mod history;
 pub mod projects;
 pub mod runs;
 pub mod slaves;
+pub mod transfer;
 pub mod users;

@@ -80,7 +80,11 @@ async fn resolve(mirror_root: &std::path::Path, dest: &str) -> Result<String, Er
 }
 
 /// Refuses a dest that is, contains, or lies inside another project's.
-async fn check_overlap(tx: &mut sqlx::SqliteConnection, dest: &str, own_id: Option<&str>) -> Result<(), Error> {
+pub(super) async fn check_overlap(
+    tx: &mut sqlx::SqliteConnection,
+    dest: &str,
+    own_id: Option<&str>,
+) -> Result<(), Error> {
     if let Some((id, _)) = db::projects::overlapping_dest(&mut *tx, dest, own_id).await? {
         return Err(Error::conflict("dest", format!("{dest} overlaps the dest of project '{id}'")));
     }
@@ -109,7 +113,7 @@ fn check_schedule(opts: &CronOptions, now: DateTime<Utc>) -> Result<Option<Sched
     Ok(Some(schedule.spec().clone()))
 }
 
-fn store_error(e: sqlx::Error, id: &str) -> Error {
+pub(super) fn store_error(e: sqlx::Error, id: &str) -> Error {
     if db::is_unique_violation(&e) {
         return Error::conflict("id", format!("a project with id '{id}' or the same dest already exists"));
     }
@@ -118,6 +122,7 @@ fn store_error(e: sqlx::Error, id: &str) -> Error {
 
 /// What the projects service needs: the database, where trees may go, whether runs are confined
 /// (which options are allowed), and whom to tell.
+#[derive(Clone)]
 pub struct Projects {
     pub db: Db,
     pub mirror_root: PathBuf,
@@ -131,7 +136,7 @@ fn not_found(id: &str) -> Error {
 
 /// A write transaction that takes SQLite's write lock at once, so that the checks it makes (an id
 /// free, a dest not overlapping) still hold when it writes: no other write can come between.
-async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
+pub(super) async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
     Ok(db.write.begin_with("BEGIN IMMEDIATE").await?)
 }
 
@@ -141,7 +146,7 @@ impl Projects {
     }
 
     /// A new project's row from its configuration, every field checked.
-    async fn row_from(&self, req: AddProject) -> Result<ProjectRow, Error> {
+    pub(super) async fn row_from(&self, req: AddProject) -> Result<ProjectRow, Error> {
         let now = Utc::now();
         check_text("project", &req.project)?;
         let (id, id_derived) = match &req.id {
@@ -459,7 +464,7 @@ impl Projects {
 }
 
 /// Appends version `version` of project `id` (its configuration, or `None`: removed).
-async fn commit(
+pub(super) async fn commit(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     id: &ProjectId,
     version: i64,

@@ -40,7 +40,7 @@ impl Slaves {
         check_hostname(hostname)?;
         let port = port.map_or(DEFAULT_SLAVE_PORT, |p| p.0);
         let token = new_slave_token();
-        if !db::slaves::insert(&self.db, hostname, port, &token).await? {
+        if !db::slaves::insert(&self.db.write, hostname, port, &token).await? {
             return Ok((port, None));
         }
         tracing::info!(slave.hostname = %hostname, slave.port = port, "slave added");
@@ -64,7 +64,7 @@ impl Slaves {
 
     pub async fn remove(&self, hostname: &str, port: Option<Port>) -> Result<u16, Error> {
         let port = self.port_of(hostname, port).await?;
-        if !db::slaves::remove(&self.db, hostname, port).await? {
+        if !db::slaves::remove(&self.db.write, hostname, port).await? {
             return Err(no_slave(hostname, port));
         }
         tracing::info!(slave.hostname = %hostname, slave.port = port, "slave removed");

@@ -1,0 +1,157 @@
+//! `mirrorctl export`, `import`, `diff` and `copy`: a master's configuration as YAML or JSON, in
+//! one file, on stdin/stdout, or as a directory of one file per resource (`projects/<id>.yaml`,
+//! `slaves/<host>_<port>.yaml`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::client::{Client, Exit, Failure, Result, query};
+use crate::edit::{parse_document, to_yaml};
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Failure::new(Exit::Other, format!("{}: {e}", path.display())))
+}
+
+fn render(v: &Value, yaml: bool) -> Result<String> {
+    if yaml { to_yaml(v) } else { Ok(format!("{}\n", serde_json::to_string_pretty(v)?)) }
+}
+
+/// `mirrorctl export [--format yaml|json] [DIR|FILE|-]`.
+pub async fn export(c: &Client, format: &str, dest: Option<&str>) -> Result<()> {
+    let yaml = match format {
+        "yaml" | "yml" => true,
+        "json" => false,
+        other => return Err(Failure::new(Exit::Usage, format!("--format: '{other}' is not yaml or json"))),
+    };
+    let doc: Value = c.get("/export").await?;
+    match dest {
+        None | Some("-") => print!("{}", render(&doc, yaml)?),
+        Some(d) if d.ends_with('/') || Path::new(d).is_dir() => {
+            let ext = if yaml { "yaml" } else { "json" };
+            let dir = Path::new(d);
+            for (kind, name_of) in [("projects", project_file as fn(&Value) -> String), ("slaves", slave_file)] {
+                let sub = dir.join(kind);
+                std::fs::create_dir_all(&sub)?;
+                // What the master no longer has goes from the directory too.
+                for entry in std::fs::read_dir(&sub)?.flatten() {
+                    if entry.path().extension().is_some_and(|e| e == ext) {
+                        std::fs::remove_file(entry.path())?;
+                    }
+                }
+                for item in doc[kind].as_array().into_iter().flatten() {
+                    write_file(&sub.join(format!("{}.{ext}", name_of(item))), &render(item, yaml)?)?;
+                }
+            }
+            eprintln!("exported to {}", dir.display());
+        }
+        Some(f) => write_file(Path::new(f), &render(&doc, yaml)?)?,
+    }
+    Ok(())
+}
+
+fn project_file(v: &Value) -> String {
+    v["id"].as_str().unwrap_or("unnamed").to_owned()
+}
+
+fn slave_file(v: &Value) -> String {
+    format!("{}_{}", v["hostname"].as_str().unwrap_or("unnamed"), v["port"])
+}
+
+/// A document from a file, a directory (each file of `projects/` and `slaves/`) or `-` (stdin).
+pub fn read_source(src: &str) -> Result<Value> {
+    if src == "-" {
+        return parse_document(&std::io::read_to_string(std::io::stdin())?, "stdin");
+    }
+    let path = Path::new(src);
+    if !path.is_dir() {
+        let text = std::fs::read_to_string(path).map_err(|e| Failure::new(Exit::Usage, format!("{src}: {e}")))?;
+        return parse_document(&text, src);
+    }
+    let mut doc = serde_json::Map::new();
+    for kind in ["projects", "slaves"] {
+        let sub = path.join(kind);
+        if !sub.is_dir() {
+            continue;
+        }
+        let mut files: Vec<_> = std::fs::read_dir(&sub)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
+            .collect();
+        files.sort();
+        let mut items = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f)?;
+            items.push(parse_document(&text, &f.display().to_string())?);
+        }
+        doc.insert(kind.into(), Value::Array(items));
+    }
+    Ok(Value::Object(doc))
+}
+
+/// Sends a document to `/import`; prints the changes. Returns how many there were.
+pub async fn send(
+    c: &Client,
+    doc: &Value,
+    prune: bool,
+    dry_run: bool,
+    comment: Option<&str>,
+    as_json: bool,
+) -> Result<usize> {
+    let mut path = format!("/import?prune={prune}&dry_run={dry_run}");
+    if let Some(m) = comment {
+        path.push_str(&format!("&comment={}", query(m)));
+    }
+    let report = c.post(&path, doc).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_changes(&report, dry_run);
+    }
+    Ok(report["changes"].as_array().map_or(0, Vec::len))
+}
+
+fn print_changes(report: &Value, dry_run: bool) {
+    let changes = report["changes"].as_array().cloned().unwrap_or_default();
+    for ch in &changes {
+        let sign = match ch["action"].as_str() {
+            Some("create") => "+",
+            Some("remove") => "-",
+            _ => "~",
+        };
+        let fields: Vec<&str> = ch["fields"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let fields = if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) };
+        println!("{sign} {} {}{fields}", ch["kind"].as_str().unwrap_or(""), ch["key"].as_str().unwrap_or(""));
+    }
+    for t in report["slave_tokens"].as_array().into_iter().flatten() {
+        println!(
+            "token of slave {}:{}: {}",
+            t["hostname"].as_str().unwrap_or(""),
+            t["port"],
+            t["token"].as_str().unwrap_or("")
+        );
+    }
+    let unchanged = report["unchanged"].as_u64().unwrap_or(0);
+    let verb = if dry_run { "would change" } else { "changed" };
+    if changes.is_empty() {
+        eprintln!("no differences ({unchanged} unchanged)");
+    } else {
+        eprintln!("{verb} {}, {unchanged} unchanged", changes.len());
+    }
+}
+
+/// `mirrorctl copy --from URL --to URL`: what one master has, into another.
+pub async fn copy(
+    from: &Client,
+    to: &Client,
+    prune: bool,
+    dry_run: bool,
+    comment: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let doc: Value = from.get("/export").await?;
+    let comment = comment.map_or_else(|| format!("copied from {}", from.url), str::to_owned);
+    send(to, &doc, prune, dry_run, Some(&comment), as_json).await?;
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `GET /export` and `POST /import`: the master's configuration as one YAML or JSON document.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mirror_common::ErrorBody;
+use mirror_common::api::{ConfigDocument, ImportReport};
+
+use super::detached;
+use super::error::ApiError;
+use super::extract::{Caller, QueryMap, Writer, from_value};
+use crate::state::AppState;
+
+/// The largest document `POST /import` reads (10,000 projects take about 6 MiB of YAML).
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+
+fn flag(query: &QueryMap, name: &'static str) -> Result<bool, ApiError> {
+    match query.0.get(name).map(String::as_str) {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("" | "true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(ApiError::field(name, "must be true or false")),
+    }
+}
+
+/// `GET /export?format=yaml|json`: every project (its `dest` relative to the mirror root, a
+/// password as `"set"`) and every slave (never a token).
+#[utoipa::path(
+    get,
+    path = "/export",
+    tag = "configuration",
+    params(("format" = Option<String>, Query, description = "`json` (default) or `yaml`")),
+    responses(
+        (status = 200, description = "the whole configuration", body = ConfigDocument),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn export(State(state): State<AppState>, Caller(_): Caller, query: QueryMap) -> Result<Response, ApiError> {
+    let doc = state.projects.export().await?;
+    match query.0.get("format").map(String::as_str) {
+        None | Some("json") => Ok(Json(doc).into_response()),
+        Some("yaml") => {
+            let text = serde_norway::to_string(&doc).map_err(|e| ApiError::Internal(e.into()))?;
+            Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], text).into_response())
+        }
+        Some(_) => Err(ApiError::field("format", "must be json or yaml")),
+    }
+}
+
+/// `POST /import?prune=&dry_run=`: the document, YAML or JSON.
+#[utoipa::path(
+    post,
+    path = "/import",
+    tag = "configuration",
+    params(
+        ("prune" = Option<bool>, Query, description = "also remove the projects (and slaves) the document does not name, of each kind it has"),
+        ("dry_run" = Option<bool>, Query, description = "check everything and answer the changes, change nothing"),
+        ("comment" = Option<String>, Query, description = "why (or X-Comment): kept with each commit")
+    ),
+    request_body(content = ConfigDocument, description = "YAML or JSON, up to 64 MiB"),
+    responses(
+        (status = 200, description = "what changed (or would)", body = ImportReport),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 409, description = "a dest overlaps another project's", body = ErrorBody),
+        (status = 413, description = "the body is over 64 MiB", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn import(
+    State(state): State<AppState>,
+    Writer(caller, meta): Writer,
+    query: QueryMap,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    if caller.role != mirror_common::api::Role::Root {
+        return Err(ApiError::Forbidden("an import needs the root role (it may add and remove slaves)"));
+    }
+    let (prune, dry_run) = (flag(&query, "prune")?, flag(&query, "dry_run")?);
+    let meta = meta.with_body(query.0.get("comment").cloned(), None)?;
+    let bytes = axum::body::to_bytes(request.into_body(), MAX_IMPORT_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge(MAX_IMPORT_BYTES))?;
+    // YAML is a superset of JSON: one parser reads both. Its errors name the line.
+    let value: serde_json::Value = serde_norway::from_slice(&bytes)
+        .map_err(|e| ApiError::BadJson { field: None, message: format!("not a YAML or JSON document: {e}") })?;
+    let doc: ConfigDocument = from_value(value)?;
+    let created_slaves = doc.slaves.is_some();
+    let (projects, cluster) = (state.projects.clone(), state.cluster.clone());
+    let done = detached(async move {
+        let done = projects.import(doc, prune, dry_run, &meta).await?;
+        if created_slaves && !dry_run {
+            cluster.kick();
+        }
+        Ok(done)
+    })
+    .await?;
+    let report = ImportReport {
+        method: "import".into(),
+        success: true,
+        dry_run,
+        changes: done.changes,
+        unchanged: done.unchanged,
+        slave_tokens: done.slave_tokens,
+    };
+    Ok((StatusCode::OK, Json(report)).into_response())
+}

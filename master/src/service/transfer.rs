@@ -1,0 +1,259 @@
+//! Configuration between masters (resourcesync): the whole configuration as one document
+//! (`GET /export`), and an import (`POST /import`) that creates, updates and, with `prune`, removes
+//! what the document does not name, all in one transaction, each change of a project a commit
+//! authored by the importer. `dry_run` makes the same checks and returns the changes, then rolls
+//! back.
+//!
+//! The kinds have no references to one another (a project names no slave or user), so their
+//! order is fixed: slaves, then projects; there is nothing that could dangle or form a cycle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use mirror_common::api::{AddProject, ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken};
+use mirror_common::names::ProjectId;
+use mirror_common::rsync_opts::RsyncOptionsInput;
+
+use super::history::{Meta, StoredProject, changed_fields};
+use super::projects::{KIND, Projects, begin, check_overlap, commit, store_error};
+use crate::cluster::{new_slave_token, slave_name};
+use crate::db::{self, projects::ProjectRow};
+use crate::error::Error;
+use crate::events::Change;
+
+/// What an import did (or would do).
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub changes: Vec<ImportChange>,
+    pub unchanged: usize,
+    pub slave_tokens: Vec<SlaveToken>,
+}
+
+fn change(kind: &str, key: &str, action: &str, fields: Vec<String>) -> ImportChange {
+    ImportChange { kind: kind.into(), key: key.into(), action: action.into(), fields }
+}
+
+/// A project's document: `dest` relative to the mirror root, the password as `"set"`.
+pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
+    let dest = Path::new(&row.dest)
+        .strip_prefix(mirror_root)
+        .ok()
+        .and_then(|p| p.to_str())
+        .map_or_else(|| row.dest.clone(), str::to_owned);
+    let o = &row.rsync_options;
+    ProjectDoc {
+        id: row.id.clone(),
+        project: row.project.clone(),
+        rsync_host: row.rsync_host.clone(),
+        rsync_module: row.rsync_module.clone(),
+        dest,
+        rsync_user: row.rsync_user.clone(),
+        rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()).map(mirror_common::api::Port),
+        rsync_password: row.rsync_password.as_ref().map(|_| PasswordField::Set),
+        cron_options: row.schedule.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        rsync_options: Some(RsyncOptionsInput {
+            defaults: Some(o.defaults.clone()),
+            basic: Some(o.basic.clone()),
+            delete: o.delete.clone(),
+        }),
+        enabled: row.enabled,
+        timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
+        catch_up: row.catch_up,
+        max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
+    }
+}
+
+/// An error about the `i`th project of the document, named so.
+fn at(i: usize, id: &ProjectId, e: Error) -> Error {
+    match e {
+        Error::Field(mut f) => {
+            f.field = format!("projects[{i}].{}", f.field);
+            Error::Field(f)
+        }
+        Error::Conflict { field, message } => {
+            Error::Conflict { field, message: format!("projects[{i}] ({id}): {message}") }
+        }
+        other => other,
+    }
+}
+
+impl Projects {
+    /// `GET /export`: every project and slave.
+    pub async fn export(&self) -> Result<ConfigDocument, Error> {
+        let rows = db::projects::list(&self.db).await?;
+        let slaves = db::slaves::list(&self.db).await?;
+        let projects = rows.iter().map(|r| project_doc(r, &self.mirror_root)).collect();
+        let slaves = slaves
+            .into_iter()
+            .filter_map(|s| Some(SlaveDoc { hostname: s.hostname, port: u16::try_from(s.port).ok()? }))
+            .collect();
+        Ok(ConfigDocument { projects: Some(projects), slaves: Some(slaves) })
+    }
+
+    /// `POST /import`.
+    pub async fn import(
+        &self,
+        doc: ConfigDocument,
+        prune: bool,
+        dry_run: bool,
+        meta: &Meta,
+    ) -> Result<Imported, Error> {
+        // Every project checked first, outside the transaction (paths, schedules: CPU and I/O).
+        let mut wanted: Vec<(ProjectRow, Option<PasswordField>)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, p) in doc.projects.iter().flatten().enumerate() {
+            if !seen.insert(p.id.clone()) {
+                return Err(Error::field(format!("projects[{i}].id"), format!("'{}' is named twice", p.id)));
+            }
+            let cron_options = match &p.cron_options {
+                Some(v) => Some(
+                    serde_json::from_value(v.clone())
+                        .map_err(|e| Error::field(format!("projects[{i}].cron_options"), e.to_string()))?,
+                ),
+                None => None,
+            };
+            let password = match &p.rsync_password {
+                Some(PasswordField::Value(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let req = AddProject {
+                project: p.project.clone(),
+                id: Some(p.id.clone()),
+                rsync_host: p.rsync_host.clone(),
+                rsync_module: p.rsync_module.clone(),
+                dest: p.dest.clone(),
+                rsync_password: password,
+                cron_options,
+                rsync_options: p.rsync_options.clone(),
+                enabled: Some(p.enabled),
+                rsync_user: p.rsync_user.clone(),
+                rsync_port: p.rsync_port,
+                timeout_secs: p.timeout_secs,
+                catch_up: Some(p.catch_up),
+                max_age_secs: p.max_age_secs,
+                comment: None,
+                version: None,
+            };
+            let row = self.row_from(req).await.map_err(|e| at(i, &p.id, e))?;
+            wanted.push((row, p.rsync_password.clone()));
+        }
+        let mut slaves_wanted = BTreeSet::new();
+        for (i, s) in doc.slaves.iter().flatten().enumerate() {
+            if s.port == 0 {
+                return Err(Error::field(format!("slaves[{i}].port"), "must be 1-65535"));
+            }
+            if !slaves_wanted.insert((s.hostname.to_string(), s.port)) {
+                return Err(Error::field(format!("slaves[{i}]"), format!("{}:{} is named twice", s.hostname, s.port)));
+            }
+        }
+
+        let mut tx = begin(&self.db).await?;
+        let mut out = Imported::default();
+        let mut published: Vec<Change> = Vec::new();
+
+        // Slaves.
+        if doc.slaves.is_some() {
+            let existing: BTreeSet<(String, u16)> =
+                sqlx::query_as::<_, (String, i64)>("SELECT hostname, port FROM slaves")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .filter_map(|(h, p)| Some((h, u16::try_from(p).ok()?)))
+                    .collect();
+            for (host, port) in slaves_wanted.difference(&existing) {
+                let token = new_slave_token();
+                db::slaves::insert(&mut *tx, host, *port, &token).await?;
+                out.changes.push(change("slave", &slave_name(host, i64::from(*port)), "create", vec![]));
+                if let Ok(hostname) = mirror_common::api::Host::parse(host.as_str()) {
+                    out.slave_tokens.push(SlaveToken { hostname, port: *port, token: token.expose().to_owned() });
+                }
+            }
+            out.unchanged += slaves_wanted.intersection(&existing).count();
+            if prune {
+                for (host, port) in existing.difference(&slaves_wanted) {
+                    db::slaves::remove(&mut *tx, host, *port).await?;
+                    out.changes.push(change("slave", &slave_name(host, i64::from(*port)), "remove", vec![]));
+                }
+            }
+        }
+
+        // Projects.
+        if doc.projects.is_some() {
+            let mut existing: BTreeMap<ProjectId, ProjectRow> =
+                db::projects::list_in(&mut *tx).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+            // Removals first: a project that takes over a removed one's dest must find it free.
+            if prune {
+                let gone: Vec<ProjectId> = existing.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+                for id in gone {
+                    let Some(old) = existing.remove(&id) else { continue };
+                    db::projects::remove(&mut *tx, &id).await?;
+                    let c = commit(&mut tx, &id, old.version + 1, meta, None).await?;
+                    out.changes.push(change("project", id.as_str(), "remove", vec![]));
+                    published.push(Change::ProjectRemoved { id: id.clone() });
+                    published.push(Change::Committed(c));
+                }
+            }
+            for (i, (mut row, password)) in wanted.into_iter().enumerate() {
+                let id = row.id.clone();
+                match existing.get(&id) {
+                    None => {
+                        check_overlap(&mut tx, &row.dest, None).await.map_err(|e| at(i, &id, e))?;
+                        row.version = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await? + 1;
+                        db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
+                        let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
+                        out.changes.push(change("project", id.as_str(), "create", vec![]));
+                        published.push(Change::ProjectSaved(row));
+                        published.push(Change::Committed(c));
+                    }
+                    Some(old) => {
+                        if !matches!(password, Some(PasswordField::Value(_))) {
+                            row.rsync_password = old.rsync_password.clone();
+                        }
+                        let row = ProjectRow {
+                            id_derived: old.id_derived,
+                            created_at: old.created_at,
+                            updated_at: old.updated_at,
+                            last_fire_at: old.last_fire_at,
+                            generation: old.generation,
+                            version: old.version,
+                            ..row
+                        };
+                        let (before, after) = (StoredProject::from(old), StoredProject::from(&row));
+                        if before == after {
+                            out.unchanged += 1;
+                            continue;
+                        }
+                        if row.dest != old.dest {
+                            check_overlap(&mut tx, &row.dest, Some(id.as_str())).await.map_err(|e| at(i, &id, e))?;
+                        }
+                        let mut fields = changed_fields(Some(&before.public_json()), Some(&after.public_json()));
+                        if before.rsync_password != after.rsync_password
+                            && !fields.iter().any(|f| f == "rsync_password_set")
+                        {
+                            fields.push("rsync_password".into());
+                        }
+                        let row = ProjectRow { version: old.version + 1, ..row };
+                        db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
+                        let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
+                        out.changes.push(change("project", id.as_str(), "update", fields));
+                        let saved = db::projects::get(&mut *tx, &id).await?.unwrap_or(row);
+                        published.push(Change::ProjectSaved(saved));
+                        published.push(Change::Committed(c));
+                    }
+                }
+            }
+        }
+
+        if dry_run {
+            tx.rollback().await?;
+            out.slave_tokens.clear();
+            return Ok(out);
+        }
+        tx.commit().await?;
+        tracing::info!(changes = out.changes.len(), unchanged = out.unchanged, prune, "configuration imported");
+        for c in published {
+            self.events.publish(c);
+        }
+        Ok(out)
+    }
+}
