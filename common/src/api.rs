@@ -226,6 +226,10 @@ pub struct ProjectView {
     /// The version of this configuration (its newest commit): send it back as `version` or
     /// `If-Match` to change it only if no one else did meanwhile.
     pub version: i64,
+    /// The file of the master's `projects_dir` that declares it: edit that file and reload; API
+    /// writes to the project are refused. `null`: managed through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_file: Option<String>,
     /// From this time on the project is `stale` unless a run succeeds first (its last success plus
     /// its objective); `null` when disabled or never synced.
     pub stale_after: Option<Timestamp>,

@@ -69,6 +69,7 @@ mod tests {
             timeout_secs: None,
             max_age_secs: None,
             version: 1,
+            managed_file: None,
             catch_up: false,
             last_fire_at: None,
             generation: 0,

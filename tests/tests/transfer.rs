@@ -134,6 +134,12 @@ async fn export_import_diff_prune_and_copy_between_two_masters() {
     assert_eq!(r.body["field"], json!("projects[1].dest"), "{}", r.text);
     assert_eq!(listed(&b).await, ["debian", "fedora"]);
     assert_eq!(b.api.post("/import", &doc, &Auth::user()).await.status, StatusCode::FORBIDDEN);
+    // A tree inside another project's: refused, naming both.
+    let inner = json!({"projects": [{"id": "inner", "project": "inner", "rsync_host": "h.example.org",
+                                     "rsync_module": "m", "dest": "debian/inner"}]});
+    let r = b.api.post("/import", &inner, &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.body["message"].as_str().unwrap().contains("'debian'"), "{}", r.text);
 
     // Copy brings the second master back to what the first has: then nothing differs.
     let out = ctl(&a.api.base, &["copy", "--from", &a.api.base, "--to", &b.api.base, "--prune"]).await;

@@ -136,6 +136,17 @@ fn not_found(id: &str) -> Error {
 
 /// A write transaction that takes SQLite's write lock at once, so that the checks it makes (an id
 /// free, a dest not overlapping) still hold when it writes: no other write can come between.
+/// A project declared by a file of `projects_dir` is changed in its file, not through the API.
+pub(super) fn check_not_managed(p: &ProjectRow) -> Result<(), Error> {
+    match &p.managed_file {
+        Some(file) => Err(Error::conflict(
+            "id",
+            format!("project '{}' is declared by {file} in projects_dir: edit that file and reload", p.id),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(super) async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
     Ok(db.write.begin_with("BEGIN IMMEDIATE").await?)
 }
@@ -182,6 +193,7 @@ impl Projects {
             last_fire_at: None,
             generation: 0,
             version: 0,
+            managed_file: None,
         })
     }
 
@@ -343,6 +355,7 @@ impl Projects {
     pub async fn remove(&self, id: &ProjectId, meta: &Meta) -> Result<(), Error> {
         let mut tx = begin(&self.db).await?;
         let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        check_not_managed(&old)?;
         meta.check(id.as_str(), old.version)?;
         db::projects::remove(&mut *tx, id).await?;
         let committed = commit(&mut tx, id, old.version + 1, meta, None).await?;
@@ -402,6 +415,7 @@ impl Projects {
                     generation: 0,
                     max_age_secs: None,
                     version: latest + 1,
+                    managed_file: None,
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;
@@ -428,6 +442,7 @@ impl Projects {
         meta: &Meta,
     ) -> Result<ProjectRow, Error> {
         let old_id = &old.id;
+        check_not_managed(old)?;
         meta.check(old_id.as_str(), old.version)?;
         let renamed = row.id != *old_id;
         if renamed {

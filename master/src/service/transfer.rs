@@ -7,7 +7,7 @@
 //! The kinds have no references to one another (a project names no slave or user), so their
 //! order is fixed: slaves, then projects; there is nothing that could dangle or form a cycle.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use mirror_common::api::{AddProject, ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken};
@@ -15,11 +15,19 @@ use mirror_common::names::ProjectId;
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
 use super::history::{Meta, StoredProject, changed_fields};
-use super::projects::{KIND, Projects, begin, check_overlap, commit, store_error};
+use super::projects::{KIND, Projects, begin, check_not_managed, commit, store_error};
 use crate::cluster::{new_slave_token, slave_name};
 use crate::db::{self, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::Change;
+
+/// Who an import speaks for: the API (it leaves the projects files declare alone) or the
+/// `projects_dir` files (they manage only theirs, and may take over one made through the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Api,
+    Files,
+}
 
 /// What an import did (or would do).
 #[derive(Debug, Default)]
@@ -63,6 +71,15 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
     }
 }
 
+/// Two trees in one place: the error names the project of the document and the other one.
+fn overlap(wanted: &[(ProjectRow, Option<PasswordField>)], id: &ProjectId, dest: &str, other: &ProjectId) -> Error {
+    let i = wanted.iter().position(|(r, _)| r.id == *id).unwrap_or(0);
+    Error::Conflict {
+        field: Some("dest"),
+        message: format!("projects[{i}] ({id}): {dest} overlaps the dest of project '{other}'"),
+    }
+}
+
 /// An error about the `i`th project of the document, named so.
 fn at(i: usize, id: &ProjectId, e: Error) -> Error {
     match e {
@@ -98,47 +115,74 @@ impl Projects {
         dry_run: bool,
         meta: &Meta,
     ) -> Result<Imported, Error> {
+        let projects = doc.projects.map(|ps| ps.into_iter().map(|p| (p, None)).collect());
+        self.apply(projects, doc.slaves, Scope::Api, prune, dry_run, meta).await
+    }
+
+    /// The projects of `projects_dir` (each with its file's name): the projects the files manage
+    /// become exactly these.
+    pub async fn apply_files(&self, declared: Vec<(ProjectDoc, String)>, meta: &Meta) -> Result<Imported, Error> {
+        let projects = declared.into_iter().map(|(p, f)| (p, Some(f))).collect();
+        self.apply(Some(projects), None, Scope::Files, true, false, meta).await
+    }
+
+    /// A project's document as a checked row (as `/add_project/` checks it).
+    async fn wanted_row(&self, i: usize, p: &ProjectDoc, file: Option<&String>) -> Result<ProjectRow, Error> {
+        let cron_options = match &p.cron_options {
+            Some(v) => Some(
+                serde_json::from_value(v.clone())
+                    .map_err(|e| Error::field(format!("projects[{i}].cron_options"), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let password = match &p.rsync_password {
+            Some(PasswordField::Value(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let req = AddProject {
+            project: p.project.clone(),
+            id: Some(p.id.clone()),
+            rsync_host: p.rsync_host.clone(),
+            rsync_module: p.rsync_module.clone(),
+            dest: p.dest.clone(),
+            rsync_password: password,
+            cron_options,
+            rsync_options: p.rsync_options.clone(),
+            enabled: Some(p.enabled),
+            rsync_user: p.rsync_user.clone(),
+            rsync_port: p.rsync_port,
+            timeout_secs: p.timeout_secs,
+            catch_up: Some(p.catch_up),
+            max_age_secs: p.max_age_secs,
+            comment: None,
+            version: None,
+        };
+        let mut row = self.row_from(req).await.map_err(|e| at(i, &p.id, e))?;
+        row.managed_file = file.cloned();
+        Ok(row)
+    }
+
+    async fn apply(
+        &self,
+        projects: Option<Vec<(ProjectDoc, Option<String>)>>,
+        slaves: Option<Vec<SlaveDoc>>,
+        scope: Scope,
+        prune: bool,
+        dry_run: bool,
+        meta: &Meta,
+    ) -> Result<Imported, Error> {
         // Every project checked first, outside the transaction (paths, schedules: CPU and I/O).
         let mut wanted: Vec<(ProjectRow, Option<PasswordField>)> = Vec::new();
         let mut seen = BTreeSet::new();
-        for (i, p) in doc.projects.iter().flatten().enumerate() {
+        let has_projects = projects.is_some();
+        for (i, (p, file)) in projects.iter().flatten().enumerate() {
             if !seen.insert(p.id.clone()) {
                 return Err(Error::field(format!("projects[{i}].id"), format!("'{}' is named twice", p.id)));
             }
-            let cron_options = match &p.cron_options {
-                Some(v) => Some(
-                    serde_json::from_value(v.clone())
-                        .map_err(|e| Error::field(format!("projects[{i}].cron_options"), e.to_string()))?,
-                ),
-                None => None,
-            };
-            let password = match &p.rsync_password {
-                Some(PasswordField::Value(s)) => Some(s.clone()),
-                _ => None,
-            };
-            let req = AddProject {
-                project: p.project.clone(),
-                id: Some(p.id.clone()),
-                rsync_host: p.rsync_host.clone(),
-                rsync_module: p.rsync_module.clone(),
-                dest: p.dest.clone(),
-                rsync_password: password,
-                cron_options,
-                rsync_options: p.rsync_options.clone(),
-                enabled: Some(p.enabled),
-                rsync_user: p.rsync_user.clone(),
-                rsync_port: p.rsync_port,
-                timeout_secs: p.timeout_secs,
-                catch_up: Some(p.catch_up),
-                max_age_secs: p.max_age_secs,
-                comment: None,
-                version: None,
-            };
-            let row = self.row_from(req).await.map_err(|e| at(i, &p.id, e))?;
-            wanted.push((row, p.rsync_password.clone()));
+            wanted.push((self.wanted_row(i, p, file.as_ref()).await?, p.rsync_password.clone()));
         }
         let mut slaves_wanted = BTreeSet::new();
-        for (i, s) in doc.slaves.iter().flatten().enumerate() {
+        for (i, s) in slaves.iter().flatten().enumerate() {
             if s.port == 0 {
                 return Err(Error::field(format!("slaves[{i}].port"), "must be 1-65535"));
             }
@@ -152,7 +196,7 @@ impl Projects {
         let mut published: Vec<Change> = Vec::new();
 
         // Slaves.
-        if doc.slaves.is_some() {
+        if slaves.is_some() {
             let existing: BTreeSet<(String, u16)> =
                 sqlx::query_as::<_, (String, i64)>("SELECT hostname, port FROM slaves")
                     .fetch_all(&mut *tx)
@@ -178,69 +222,100 @@ impl Projects {
         }
 
         // Projects.
-        if doc.projects.is_some() {
-            let mut existing: BTreeMap<ProjectId, ProjectRow> =
+        if has_projects {
+            let existing: BTreeMap<ProjectId, ProjectRow> =
                 db::projects::list_in(&mut *tx).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
-            // Removals first: a project that takes over a removed one's dest must find it free.
-            if prune {
-                let gone: Vec<ProjectId> = existing.keys().filter(|id| !seen.contains(*id)).cloned().collect();
-                for id in gone {
-                    let Some(old) = existing.remove(&id) else { continue };
-                    db::projects::remove(&mut *tx, &id).await?;
-                    let c = commit(&mut tx, &id, old.version + 1, meta, None).await?;
-                    out.changes.push(change("project", id.as_str(), "remove", vec![]));
-                    published.push(Change::ProjectRemoved { id: id.clone() });
-                    published.push(Change::Committed(c));
+            // Each side prunes only its own: the API's import leaves the files' projects alone,
+            // the files leave alone what was made through the API.
+            let ours = |r: &ProjectRow| (scope == Scope::Files) == r.managed_file.is_some();
+            let gone: Vec<&ProjectRow> =
+                if prune { existing.values().filter(|r| ours(r) && !seen.contains(&r.id)).collect() } else { vec![] };
+            // Where every tree will be once applied: no two may be the same or one inside another.
+            let gone_ids: BTreeSet<&ProjectId> = gone.iter().map(|r| &r.id).collect();
+            let mut dests: BTreeMap<&str, &ProjectId> = existing
+                .values()
+                .filter(|r| !seen.contains(&r.id) && !gone_ids.contains(&r.id))
+                .map(|r| (r.dest.as_str(), &r.id))
+                .collect();
+            for (row, _) in &wanted {
+                if let Some(other) = dests.insert(row.dest.as_str(), &row.id) {
+                    return Err(overlap(&wanted, &row.id, &row.dest, other));
                 }
+            }
+            for (row, _) in &wanted {
+                let ancestors = row.dest.match_indices('/').map(|(k, _)| &row.dest[..k]).filter(|a| !a.is_empty());
+                let above = ancestors.filter_map(|a| dests.get(a)).next();
+                // Beneath: from `dest/` up to `dest0` (`0` is the byte after `/`).
+                let (low, high) = (format!("{}/", row.dest), format!("{}0", row.dest));
+                let below = dests.range(low.as_str()..high.as_str()).map(|(_, id)| id).next();
+                if let Some(other) = above.or(below) {
+                    return Err(overlap(&wanted, &row.id, &row.dest, other));
+                }
+            }
+            let versions: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+                "SELECT key, MAX(version) FROM config_commits WHERE kind = ? GROUP BY key",
+            )
+            .bind(KIND)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            for old in gone {
+                let id = &old.id;
+                db::projects::remove(&mut *tx, id).await?;
+                let c = commit(&mut tx, id, old.version + 1, meta, None).await?;
+                out.changes.push(change("project", id.as_str(), "remove", vec![]));
+                published.push(Change::ProjectRemoved { id: id.clone() });
+                published.push(Change::Committed(c));
             }
             for (i, (mut row, password)) in wanted.into_iter().enumerate() {
                 let id = row.id.clone();
-                match existing.get(&id) {
-                    None => {
-                        check_overlap(&mut tx, &row.dest, None).await.map_err(|e| at(i, &id, e))?;
-                        row.version = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await? + 1;
-                        db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
-                        let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
-                        out.changes.push(change("project", id.as_str(), "create", vec![]));
-                        published.push(Change::ProjectSaved(row));
-                        published.push(Change::Committed(c));
-                    }
-                    Some(old) => {
-                        if !matches!(password, Some(PasswordField::Value(_))) {
-                            row.rsync_password = old.rsync_password.clone();
-                        }
-                        let row = ProjectRow {
-                            id_derived: old.id_derived,
-                            created_at: old.created_at,
-                            updated_at: old.updated_at,
-                            last_fire_at: old.last_fire_at,
-                            generation: old.generation,
-                            version: old.version,
-                            ..row
-                        };
-                        let (before, after) = (StoredProject::from(old), StoredProject::from(&row));
-                        if before == after {
-                            out.unchanged += 1;
-                            continue;
-                        }
-                        if row.dest != old.dest {
-                            check_overlap(&mut tx, &row.dest, Some(id.as_str())).await.map_err(|e| at(i, &id, e))?;
-                        }
-                        let mut fields = changed_fields(Some(&before.public_json()), Some(&after.public_json()));
-                        if before.rsync_password != after.rsync_password
-                            && !fields.iter().any(|f| f == "rsync_password_set")
-                        {
-                            fields.push("rsync_password".into());
-                        }
-                        let row = ProjectRow { version: old.version + 1, ..row };
-                        db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
-                        let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
-                        out.changes.push(change("project", id.as_str(), "update", fields));
-                        let saved = db::projects::get(&mut *tx, &id).await?.unwrap_or(row);
-                        published.push(Change::ProjectSaved(saved));
-                        published.push(Change::Committed(c));
-                    }
+                let Some(old) = existing.get(&id) else {
+                    row.version = versions.get(id.as_str()).copied().unwrap_or(0) + 1;
+                    db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
+                    let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
+                    out.changes.push(change("project", id.as_str(), "create", vec![]));
+                    published.push(Change::ProjectSaved(row));
+                    published.push(Change::Committed(c));
+                    continue;
+                };
+                if scope == Scope::Api {
+                    check_not_managed(old).map_err(|e| at(i, &id, e))?;
                 }
+                if !matches!(password, Some(PasswordField::Value(_))) {
+                    row.rsync_password = old.rsync_password.clone();
+                }
+                let row = ProjectRow {
+                    id_derived: old.id_derived,
+                    created_at: old.created_at,
+                    updated_at: old.updated_at,
+                    last_fire_at: old.last_fire_at,
+                    generation: old.generation,
+                    version: old.version,
+                    ..row
+                };
+                let (before, after) = (StoredProject::from(old), StoredProject::from(&row));
+                if before == after && old.managed_file == row.managed_file {
+                    out.unchanged += 1;
+                    continue;
+                }
+                if before == after {
+                    // Only who manages it changes (a file takes it over): no new version.
+                    db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
+                    out.changes.push(change("project", id.as_str(), "update", vec!["managed_file".into()]));
+                    published.push(Change::ProjectSaved(row));
+                    continue;
+                }
+                let mut fields = changed_fields(Some(&before.public_json()), Some(&after.public_json()));
+                if before.rsync_password != after.rsync_password && !fields.iter().any(|f| f == "rsync_password_set") {
+                    fields.push("rsync_password".into());
+                }
+                let row = ProjectRow { version: old.version + 1, ..row };
+                db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
+                let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
+                out.changes.push(change("project", id.as_str(), "update", fields));
+                published.push(Change::ProjectSaved(row));
+                published.push(Change::Committed(c));
             }
         }
 
