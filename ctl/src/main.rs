@@ -163,6 +163,8 @@ enum Cmd {
         #[arg(long, short = 'm')]
         message: Option<String>,
     },
+    /// Apply the master's projects_dir again (tunasync's reload).
+    Reload,
     /// What importing SRC (with --prune) would change: nothing printed when it matches.
     Diff {
         src: String,
@@ -541,6 +543,10 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Import { src, prune, dry_run, message } => {
             let doc = transfer::read_source(&src)?;
             transfer::send(&c, &doc, prune, dry_run, message.as_deref(), cli.json).await?;
+        }
+        Cmd::Reload => {
+            let report = c.post("/reload", &json!({})).await?;
+            transfer::print_report(&report, false, cli.json)?;
         }
         Cmd::Diff { src } => {
             let doc = transfer::read_source(&src)?;

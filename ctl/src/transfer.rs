@@ -104,12 +104,17 @@ pub async fn send(
         path.push_str(&format!("&comment={}", query(m)));
     }
     let report = c.post(&path, doc).await?;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_changes(&report, dry_run);
-    }
+    print_report(&report, dry_run, as_json)?;
     Ok(report["changes"].as_array().map_or(0, Vec::len))
+}
+
+pub fn print_report(report: &Value, dry_run: bool, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_changes(report, dry_run);
+    }
+    Ok(())
 }
 
 fn print_changes(report: &Value, dry_run: bool) {

@@ -79,6 +79,9 @@ pub struct Settings {
     pub notify_timeout_secs: u64,
     /// Extra attempts, with backoff, when a slave does not answer a notification.
     pub notify_retries: u32,
+    /// A directory of project files (YAML or JSON, one project each), applied at start and on
+    /// SIGHUP or `POST /reload`; the projects they declare are changed only there.
+    pub projects_dir: Option<PathBuf>,
     /// Webhooks told when a mirror fails or goes stale, or a slave goes down or lags.
     pub alerts: AlertSettings,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
@@ -126,6 +129,7 @@ impl Default for Settings {
             notify_timeout_secs: 10,
             notify_retries: 3,
             alerts: AlertSettings::default(),
+            projects_dir: None,
             initial_root_password: None,
         }
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod declared;
 pub mod error;
 pub mod events;
 pub mod feed;
@@ -159,6 +160,9 @@ impl Application {
             feed,
         });
         bootstrap_root(&state).await?;
+        if let Err(e) = declared::reload(&state, None, "projects_dir at start").await {
+            anyhow::bail!("{e}");
+        }
         Ok(Application { listener, state, rsyncd })
     }
 

@@ -74,6 +74,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let limit = mirror_runtime::server::raise_open_file_limit();
             tracing::info!(open_files = limit, "open file limit");
             let app = Application::build(settings).await?;
+            // SIGHUP applies projects_dir again (tunasync's reload).
+            let state = app.state().clone();
+            tokio::spawn(async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match mirror_master::declared::reload(&state, None, "projects_dir reload (SIGHUP)").await {
+                        Ok(Some(done)) => tracing::info!(changes = done.changes.len(), "reloaded on SIGHUP"),
+                        Ok(None) => tracing::info!("SIGHUP: no projects_dir is set"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: projects_dir not applied; nothing changed"),
+                    }
+                }
+            });
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::CreateUser { name, role } => {

@@ -88,6 +88,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // the whole configuration as one document (export: any user; import: root)
         ("/export", get(transfer::export)),
         ("/import", post(transfer::import)),
+        ("/reload", post(transfer::reload)),
         // alert deliveries (root)
         ("/alerts", get(alerts::list_alerts)),
     ]

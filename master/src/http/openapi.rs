@@ -53,6 +53,7 @@ use super::{alerts, events, history, metrics, projects, runs, slaves, status, tr
         events::events,
         transfer::export,
         transfer::import,
+        transfer::reload,
     ),
     modifiers(&Security)
 )]

@@ -10,7 +10,7 @@ use mirror_common::api::{ConfigDocument, ImportReport};
 
 use super::detached;
 use super::error::ApiError;
-use super::extract::{Caller, QueryMap, Writer, from_value};
+use super::extract::{Caller, QueryMap, RootCaller, Writer, from_value};
 use crate::state::AppState;
 
 /// The largest document `POST /import` reads (10,000 projects take about 6 MiB of YAML).
@@ -108,6 +108,37 @@ pub async fn import(
         changes: done.changes,
         unchanged: done.unchanged,
         slave_tokens: done.slave_tokens,
+    };
+    Ok((StatusCode::OK, Json(report)).into_response())
+}
+
+/// `POST /reload`: applies `projects_dir` again.
+#[utoipa::path(
+    post,
+    path = "/reload",
+    tag = "configuration",
+    responses(
+        (status = 200, description = "what changed", body = ImportReport),
+        (status = 400, description = "a file of projects_dir is invalid (named), or no projects_dir is set", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 409, description = "a dest overlaps another project's", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn reload(State(state): State<AppState>, RootCaller(caller): RootCaller) -> Result<Response, ApiError> {
+    let done =
+        detached(async move { crate::declared::reload(&state, Some(&caller.username), "projects_dir reload").await })
+            .await?
+            .ok_or_else(|| ApiError::field("projects_dir", "this master has no projects_dir"))?;
+    let report = ImportReport {
+        method: "reload".into(),
+        success: true,
+        dry_run: false,
+        changes: done.changes,
+        unchanged: done.unchanged,
+        slave_tokens: vec![],
     };
     Ok((StatusCode::OK, Json(report)).into_response())
 }
