@@ -131,6 +131,8 @@ pub struct AddSlave {
     pub hostname: Host,
     /// Defaults to 7000, the slave's default port.
     pub port: Option<Port>,
+    /// Why (kept with the change's version; or the `X-Comment` header).
+    pub comment: Option<String>,
 }
 
 /// `POST /remove_slave/`: `port` is needed only when several slaves share a hostname.
@@ -140,6 +142,8 @@ pub struct AddSlave {
 pub struct RemoveSlave {
     pub hostname: Host,
     pub port: Option<Port>,
+    /// Why (kept with the change's version; or the `X-Comment` header).
+    pub comment: Option<String>,
 }
 
 /// `POST /create_api_user/`
@@ -151,6 +155,8 @@ pub struct CreateUser {
     pub password: Secret,
     /// Defaults to `user`.
     pub role: Option<Role>,
+    /// Why (kept with the change's version; or the `X-Comment` header).
+    pub comment: Option<String>,
 }
 
 /// `POST /update_api_user/`: a new password, a new role, or both. Either revokes the user's tokens.
@@ -162,6 +168,8 @@ pub struct UpdateUser {
     pub password: Option<Secret>,
     /// Only a root may change a role.
     pub role: Option<Role>,
+    /// Why (kept with the change's version; or the `X-Comment` header).
+    pub comment: Option<String>,
 }
 
 /// `POST /rotate_slave_token/`: a new credential for a slave; the old one stops working at once.
@@ -171,6 +179,8 @@ pub struct UpdateUser {
 pub struct RotateSlaveToken {
     pub hostname: Host,
     pub port: Option<Port>,
+    /// Why (kept with the change's version; or the `X-Comment` header).
+    pub comment: Option<String>,
 }
 
 /// `POST /remove_api_user/`
@@ -179,6 +189,8 @@ pub struct RotateSlaveToken {
 #[serde(deny_unknown_fields)]
 pub struct RemoveUser {
     pub username: Name,
+    /// Why (kept with the change's version; or the `X-Comment` header).
+    pub comment: Option<String>,
 }
 
 /// The rsync options as listed: the 2014 listing called the delete layer `delete_option`, so both

@@ -132,7 +132,7 @@ impl Application {
         let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
         events.subscribe(Arc::new(alerts.clone()));
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
-        let slaves = Slaves { db: db.clone(), cluster: cluster.clone() };
+        let slaves = Slaves { db: db.clone(), cluster: cluster.clone(), events: events.clone() };
         let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
         let projects = Projects {
             db: db.clone(),
@@ -219,7 +219,7 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
             let root = mirror_common::api::Name::parse("root").map_err(|e| anyhow::anyhow!(e))?;
             state
                 .users
-                .create(&root, password.clone(), Role::Root)
+                .create(&root, password.clone(), Role::Root, &crate::service::history::Meta::default())
                 .await
                 .map_err(|e| anyhow::anyhow!("MIRROR_ROOT_PASSWORD: {e}"))?;
             tracing::info!("created user 'root' from MIRROR_ROOT_PASSWORD");
@@ -242,7 +242,9 @@ pub async fn create_user_offline(
         .await
         .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
     let users = Users { db: db.clone(), hasher: Arc::new(crate::auth::Hashers::new(1)?), events: Default::default() };
-    let result = users.create(username, password, role).await;
+    let meta =
+        crate::service::history::Meta { comment: Some("mirror-master create-user".into()), ..Default::default() };
+    let result = users.create(username, password, role, &meta).await;
     db.close().await;
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }

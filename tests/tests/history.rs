@@ -119,3 +119,52 @@ async fn changes_are_versions_with_authors_concurrency_revert_and_tombstones() {
     // Not for the public.
     assert_eq!(m.api.get("/projects/deb/history", &Auth::None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn users_and_slaves_have_versions_too_without_their_secrets() {
+    let m = TestMaster::start().await;
+    let root = Auth::root();
+    let r = m.api.post("/create_api_user/", &json!({"username": "bob", "password": "bob-password-1"}), &root).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r =
+        m.api.post("/update_api_user/", &json!({"username": "bob", "role": "root", "comment": "on call"}), &root).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let r = m.api.post("/update_api_user/", &json!({"username": "bob", "password": "bob-password-2"}), &root).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let r = m.api.post("/remove_api_user/", &json!({"username": "bob"}), &root).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let h = m.api.get("/users/bob/history", &root).await;
+    assert_eq!(h.status, StatusCode::OK, "{}", h.text);
+    let seen: Vec<(i64, Value, Value, bool)> = h.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (v["version"].as_i64().unwrap(), v["comment"].clone(), v["changed"].clone(), v["removed"] == json!(true))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (4, Value::Null, json!(["role", "username"]), true),
+            (3, json!("password changed"), json!([]), false),
+            (2, json!("on call"), json!(["role"]), false),
+            (1, Value::Null, json!(["role", "username"]), false),
+        ]
+    );
+    assert!(!h.text.contains("bob-password"), "{}", h.text);
+
+    let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": 7199}), &root).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let r = m.api.post("/rotate_slave_token/", &json!({"hostname": "127.0.0.1", "port": 7199}), &root).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let r = m.api.post("/remove_slave/", &json!({"hostname": "127.0.0.1", "port": 7199}), &root).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let h = m.api.get("/slaves/127.0.0.1:7199/history", &root).await;
+    assert_eq!(h.status, StatusCode::OK, "{}", h.text);
+    let comments: Vec<Value> = h.body["versions"].as_array().unwrap().iter().map(|v| v["comment"].clone()).collect();
+    assert_eq!(comments, [Value::Null, json!("token rotated"), Value::Null]);
+    assert!(!h.text.contains(&token), "{}", h.text);
+    assert_eq!(m.api.get("/slaves/127.0.0.1:7199/history", &Auth::user()).await.status, StatusCode::FORBIDDEN);
+}

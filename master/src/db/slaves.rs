@@ -49,12 +49,17 @@ pub async fn insert<'e>(
 }
 
 /// Replaces a slave's token; `false` when there is no such slave.
-pub async fn set_token(db: &Db, hostname: &str, port: u16, token: &Secret) -> sqlx::Result<bool> {
+pub async fn set_token<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    hostname: &str,
+    port: u16,
+    token: &Secret,
+) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE slaves SET token = ? WHERE hostname = ? AND port = ?")
         .bind(token)
         .bind(hostname)
         .bind(i64::from(port))
-        .execute(&db.write)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

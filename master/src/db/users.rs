@@ -40,14 +40,19 @@ pub async fn count(db: &Db) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&db.read).await
 }
 
-pub async fn insert(db: &Db, username: &Name, password_hash: &str, role: Role) -> sqlx::Result<()> {
+pub async fn insert(
+    conn: &mut sqlx::SqliteConnection,
+    username: &Name,
+    password_hash: &str,
+    role: Role,
+) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO users (username, password_hash, role, created_at, token_stamp) VALUES (?, ?, ?, ?, ?)")
         .bind(username)
         .bind(password_hash)
         .bind(role)
         .bind(now())
         .bind(new_stamp())
-        .execute(&db.write)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -62,7 +67,7 @@ pub enum UpdateOutcome {
 /// Sets a new password hash and/or role, and a new token stamp. Demoting the last `root` is
 /// refused in the same statement, so two concurrent demotions cannot both pass.
 pub async fn update(
-    db: &Db,
+    conn: &mut sqlx::SqliteConnection,
     username: &str,
     password_hash: Option<&str>,
     role: Option<Role>,
@@ -76,12 +81,12 @@ pub async fn update(
     .bind(password_hash)
     .bind(role)
     .bind(new_stamp())
-    .execute(&db.write)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 1 {
         return Ok(UpdateOutcome::Updated);
     }
-    Ok(if get(db, username).await?.is_some() { UpdateOutcome::LastRoot } else { UpdateOutcome::NotFound })
+    Ok(if exists(conn, username).await? { UpdateOutcome::LastRoot } else { UpdateOutcome::NotFound })
 }
 
 pub enum RemoveOutcome {
@@ -92,16 +97,25 @@ pub enum RemoveOutcome {
 
 /// Removes a user, refusing to remove the last `root` (nobody could manage users after that).
 /// Check and delete happen in one statement, so two concurrent removals cannot both pass.
-pub async fn remove(db: &Db, username: &str) -> sqlx::Result<RemoveOutcome> {
+pub async fn remove(conn: &mut sqlx::SqliteConnection, username: &str) -> sqlx::Result<RemoveOutcome> {
     let done = sqlx::query(
         "DELETE FROM users WHERE username = ?1 AND \
          (role <> 'root' OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
     )
     .bind(username)
-    .execute(&db.write)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 1 {
         return Ok(RemoveOutcome::Removed);
     }
-    Ok(if get(db, username).await?.is_some() { RemoveOutcome::LastRoot } else { RemoveOutcome::NotFound })
+    Ok(if exists(conn, username).await? { RemoveOutcome::LastRoot } else { RemoveOutcome::NotFound })
+}
+
+/// The user's role, when it exists.
+pub async fn role_of(conn: &mut sqlx::SqliteConnection, username: &str) -> sqlx::Result<Option<Role>> {
+    sqlx::query_scalar("SELECT role FROM users WHERE username = ?").bind(username).fetch_optional(conn).await
+}
+
+async fn exists(conn: &mut sqlx::SqliteConnection, username: &str) -> sqlx::Result<bool> {
+    Ok(role_of(conn, username).await?.is_some())
 }

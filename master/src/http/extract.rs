@@ -113,6 +113,21 @@ impl FromRequestParts<AppState> for Writer {
     }
 }
 
+/// A `root` making a change (as [`Writer`]).
+pub struct RootWriter(pub Principal, pub crate::service::history::Meta);
+
+impl FromRequestParts<AppState> for RootWriter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Writer(p, meta) = Writer::from_request_parts(parts, state).await?;
+        if p.role != Role::Root {
+            return Err(ApiError::Forbidden("this needs the root role"));
+        }
+        Ok(RootWriter(p, meta))
+    }
+}
+
 /// An authenticated `root`.
 pub struct RootCaller(pub Principal);
 

@@ -8,7 +8,7 @@ use mirror_common::api::{CommitView, Done, History, ProjectId, ProjectUpdated, R
 
 use super::detached;
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller, QueryMap, Writer};
+use super::extract::{ApiJson, Caller, QueryMap, RootCaller, Writer};
 use crate::db::{self, commits::CommitRow};
 use crate::service::history::{StoredProject, changed_fields};
 use crate::service::projects::KIND;
@@ -18,10 +18,15 @@ fn project_id(id: &str) -> Result<ProjectId, ApiError> {
     ProjectId::parse(id).map_err(|m| ApiError::field("id", m))
 }
 
-/// A commit's configuration as shown: parsed, the password as `rsync_password_set`.
+/// A commit's configuration as shown: a project's with its password as `rsync_password_set`;
+/// a user's or a slave's as stored (they hold no secret).
 fn shown(c: &CommitRow) -> Option<serde_json::Value> {
-    let stored: StoredProject = serde_json::from_str(c.content.as_deref()?).ok()?;
-    Some(stored.public_json())
+    let text = c.content.as_deref()?;
+    if c.kind == KIND {
+        let stored: StoredProject = serde_json::from_str(text).ok()?;
+        return Some(stored.public_json());
+    }
+    serde_json::from_str(text).ok()
 }
 
 fn commit_view(c: &CommitRow, before: Option<&CommitRow>) -> CommitView {
@@ -62,6 +67,11 @@ pub async fn history(
     query: QueryMap,
 ) -> Result<Json<History>, ApiError> {
     let id = project_id(&id)?;
+    history_of(&state, KIND, id.as_str(), &query).await
+}
+
+/// The versions of `key` of `kind`, newest first.
+async fn history_of(state: &AppState, kind: &str, key: &str, query: &QueryMap) -> Result<Json<History>, ApiError> {
     let number = |name: &'static str, default: Option<i64>| match query.0.get(name) {
         Some(v) => v
             .parse::<i64>()
@@ -74,13 +84,75 @@ pub async fn history(
     let limit = number("limit", Some(100))?.unwrap_or(100).min(1000);
     let before = number("before", None)?;
     // One more than shown: the version before the oldest shown, to say what that one changed.
-    let rows = db::commits::history(&state.db, KIND, id.as_str(), limit + 1, before).await?;
+    let rows = db::commits::history(&state.db, kind, key, limit + 1, before).await?;
     if rows.is_empty() {
-        return Err(ApiError::not_found("id", format!("{id} has no history")));
+        return Err(ApiError::not_found("id", format!("{kind} {key} has no history")));
     }
     let shown_rows = rows.len().min(usize::try_from(limit).unwrap_or(usize::MAX));
     let versions = (0..shown_rows).map(|i| commit_view(&rows[i], rows.get(i + 1))).collect();
-    Ok(Json(History { key: id.to_string(), versions }))
+    Ok(Json(History { key: key.to_owned(), versions }))
+}
+
+/// `GET /users/{name}/history`: who created the user, changed its role or password, removed it.
+#[utoipa::path(
+    get,
+    path = "/users/{name}/history",
+    tag = "history",
+    params(
+        ("name" = String, Path, description = "the user"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+        ("before" = Option<i64>, Query, description = "only versions older than this one")
+    ),
+    responses(
+        (status = 200, description = "the versions (name and role; never a password), newest first", body = History),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn user_history(
+    State(state): State<AppState>,
+    RootCaller(_): RootCaller,
+    Path(name): Path<String>,
+    query: QueryMap,
+) -> Result<Json<History>, ApiError> {
+    let name = mirror_common::api::Name::parse(name).map_err(|m| ApiError::field("name", m))?;
+    history_of(&state, crate::service::users::KIND, name.as_str(), &query).await
+}
+
+/// `GET /slaves/{slave}/history` (`host:port`): when it was added, its token rotated, removed.
+#[utoipa::path(
+    get,
+    path = "/slaves/{slave}/history",
+    tag = "history",
+    params(
+        ("slave" = String, Path, description = "host:port"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+        ("before" = Option<i64>, Query, description = "only versions older than this one")
+    ),
+    responses(
+        (status = 200, description = "the versions (host and port; never a token), newest first", body = History),
+        (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn slave_history(
+    State(state): State<AppState>,
+    RootCaller(_): RootCaller,
+    Path(slave): Path<String>,
+    query: QueryMap,
+) -> Result<Json<History>, ApiError> {
+    let (host, port) =
+        crate::cluster::parse_slave_name(&slave).ok_or_else(|| ApiError::field("slave", "must be host:port"))?;
+    let key = crate::cluster::slave_name(&host, i64::from(port));
+    history_of(&state, crate::service::slaves::KIND, &key, &query).await
 }
 
 /// `GET /projects/{id}/versions/{n}`.

@@ -57,6 +57,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/projects/{id}/history", get(history::history)),
         ("/projects/{id}/versions/{version}", get(history::version)),
         ("/projects/{id}/revert", post(history::revert)),
+        ("/users/{name}/history", get(history::user_history)),
+        ("/slaves/{slave}/history", get(history::slave_history)),
         ("/remove_project/", post(projects::remove_project)),
         ("/enable_project/", get(projects::enable_project).post(projects::enable_project)),
         ("/enable_project/{arg}", get(projects::enable_project_path).post(projects::enable_project_path)),

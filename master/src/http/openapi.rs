@@ -50,6 +50,8 @@ use super::{alerts, events, history, metrics, projects, runs, slaves, status, tr
         history::history,
         history::version,
         history::revert,
+        history::user_history,
+        history::slave_history,
         events::events,
         transfer::export,
         transfer::import,

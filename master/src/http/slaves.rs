@@ -13,7 +13,7 @@ use mirror_common::api::{
 
 use super::detached;
 use super::error::ApiError;
-use super::extract::{ApiJson, MaybeCaller, RootCaller, parse_json};
+use super::extract::{ApiJson, MaybeCaller, RootCaller, RootWriter, parse_json};
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
@@ -37,11 +37,12 @@ const MAX_REPORT_BYTES: usize = 64 * 1024;
 )]
 pub async fn add_slave(
     State(state): State<AppState>,
-    RootCaller(_): RootCaller,
+    RootWriter(_, meta): RootWriter,
     ApiJson(req): ApiJson<AddSlave>,
 ) -> Result<Response, ApiError> {
     let (hostname, port) = (req.hostname.clone(), req.port);
-    let (port, token) = detached(async move { state.slaves.add(&hostname, port).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), None)?;
+    let (port, token) = detached(async move { state.slaves.add(&hostname, port, &meta).await }).await?;
     let added = token.is_some();
     // The one time the token is shown: the slave's `token` setting.
     let token = token.map(|t| t.expose().to_owned());
@@ -174,11 +175,12 @@ pub async fn slave_rsync_complete(
 )]
 pub async fn rotate_slave_token(
     State(state): State<AppState>,
-    RootCaller(_): RootCaller,
+    RootWriter(_, meta): RootWriter,
     ApiJson(req): ApiJson<RotateSlaveToken>,
 ) -> Result<Json<Done<SlaveToken>>, ApiError> {
     let (hostname, port) = (req.hostname.clone(), req.port);
-    let (port, token) = detached(async move { state.slaves.rotate_token(&hostname, port).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), None)?;
+    let (port, token) = detached(async move { state.slaves.rotate_token(&hostname, port, &meta).await }).await?;
     let body = SlaveToken { hostname: req.hostname, port, token: token.expose().to_owned() };
     Ok(Json(Done::new("rotate_slave_token", body)))
 }
@@ -202,10 +204,11 @@ pub async fn rotate_slave_token(
 )]
 pub async fn remove_slave(
     State(state): State<AppState>,
-    RootCaller(_): RootCaller,
+    RootWriter(_, meta): RootWriter,
     ApiJson(req): ApiJson<RemoveSlave>,
 ) -> Result<Json<Done<SlaveRemoved>>, ApiError> {
     let (hostname, port) = (req.hostname.clone(), req.port);
-    let port = detached(async move { state.slaves.remove(&hostname, port).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), None)?;
+    let port = detached(async move { state.slaves.remove(&hostname, port, &meta).await }).await?;
     Ok(Json(Done::new("remove_slave", SlaveRemoved { hostname: req.hostname, port })))
 }

@@ -10,7 +10,7 @@ use mirror_common::api::{
 
 use super::detached;
 use super::error::ApiError;
-use super::extract::{ApiJson, Caller, RootCaller};
+use super::extract::{ApiJson, Caller, RootCaller, RootWriter, Writer};
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
@@ -34,11 +34,12 @@ use mirror_common::ErrorBody;
 )]
 pub async fn update_api_user(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    Writer(caller, meta): Writer,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<Done<UserChanged>>, ApiError> {
     let (username, role) = (req.username.clone(), req.role);
-    detached(async move { state.users.update(&caller, &req).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), None)?;
+    detached(async move { state.users.update(&caller, &req, &meta).await }).await?;
     Ok(Json(Done::new("update_api_user", UserChanged { username, role })))
 }
 
@@ -60,12 +61,13 @@ pub async fn update_api_user(
 )]
 pub async fn create_api_user(
     State(state): State<AppState>,
-    RootCaller(_): RootCaller,
+    RootWriter(_, meta): RootWriter,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let role = req.role.unwrap_or(Role::User);
     let username = req.username.clone();
-    detached(async move { state.users.create(&username, req.password, role).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), None)?;
+    detached(async move { state.users.create(&username, req.password, role, &meta).await }).await?;
     Ok((
         StatusCode::CREATED,
         Json(Done::new("create_api_user", UserChanged { username: req.username, role: Some(role) })),
@@ -111,11 +113,12 @@ pub async fn list_users(
 )]
 pub async fn remove_api_user(
     State(state): State<AppState>,
-    RootCaller(_): RootCaller,
+    RootWriter(_, meta): RootWriter,
     ApiJson(req): ApiJson<RemoveUser>,
 ) -> Result<Json<Done<UserChanged>>, ApiError> {
     let username = req.username.clone();
-    detached(async move { state.users.remove(&username).await }).await?;
+    let meta = meta.with_body(req.comment.clone(), None)?;
+    detached(async move { state.users.remove(&username, &meta).await }).await?;
     Ok(Json(Done::new("remove_api_user", UserChanged { username: req.username, role: None })))
 }
 

@@ -55,6 +55,36 @@ impl Meta {
     }
 }
 
+/// Appends the next version of `key` (its content, or `None`: removed) in `tx`: what is stored for
+/// a user (name and role, never a password) or a slave (host and port, never its token).
+pub async fn record(
+    tx: &mut sqlx::SqliteConnection,
+    kind: &'static str,
+    key: &str,
+    meta: &Meta,
+    content: Option<serde_json::Value>,
+) -> Result<crate::events::Committed, Error> {
+    let version = crate::db::commits::latest_version(&mut *tx, kind, key).await? + 1;
+    let text = content.map(|c| c.to_string());
+    let c = crate::db::commits::NewCommit {
+        kind,
+        key,
+        version,
+        author: meta.author.as_ref().map(|a| a.as_str()),
+        comment: meta.comment.as_deref(),
+        content: text.as_deref(),
+    };
+    crate::db::commits::append(&mut *tx, &c).await?;
+    Ok(crate::events::Committed {
+        kind,
+        key: key.to_owned(),
+        version,
+        author: meta.author.as_ref().map(|a| a.to_string()),
+        comment: meta.comment.clone(),
+        removed: c.content.is_none(),
+    })
+}
+
 /// A project's whole configuration as a commit stores it (the password too: the database holds it
 /// anyway; no response ever shows it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -12,6 +12,11 @@ use mirror_common::names::ProjectId;
 use crate::cluster::{Cluster, new_slave_token, parse_slave_name, slave_name};
 use crate::db::{self, Db};
 use crate::error::Error;
+use crate::events::{Change, Events};
+use crate::service::history::{Meta, record};
+
+/// The kind of a slave's commits: its host and port (never its token).
+pub const KIND: &str = "slave";
 
 /// The slave API's default port, as in the 2014 service.
 pub const DEFAULT_SLAVE_PORT: u16 = 7000;
@@ -19,6 +24,7 @@ pub const DEFAULT_SLAVE_PORT: u16 = 7000;
 pub struct Slaves {
     pub db: Db,
     pub cluster: Arc<Cluster>,
+    pub events: Arc<Events>,
 }
 
 fn check_hostname(host: &str) -> Result<(), Error> {
@@ -36,13 +42,19 @@ fn no_slave(hostname: &str, port: u16) -> Error {
 impl Slaves {
     /// Adds a slave and returns its port and new token (shown this once), or no token when the
     /// slave was there already (its token was given then; `rotate` issues a new one).
-    pub async fn add(&self, hostname: &str, port: Option<Port>) -> Result<(u16, Option<Secret>), Error> {
+    pub async fn add(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<(u16, Option<Secret>), Error> {
         check_hostname(hostname)?;
         let port = port.map_or(DEFAULT_SLAVE_PORT, |p| p.0);
         let token = new_slave_token();
-        if !db::slaves::insert(&self.db.write, hostname, port, &token).await? {
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        if !db::slaves::insert(&mut *tx, hostname, port, &token).await? {
             return Ok((port, None));
         }
+        let key = slave_name(hostname, i64::from(port));
+        let content = serde_json::json!({"hostname": hostname, "port": port});
+        let committed = record(&mut tx, KIND, &key, meta, Some(content)).await?;
+        tx.commit().await?;
+        self.events.publish(Change::Committed(committed));
         tracing::info!(slave.hostname = %hostname, slave.port = port, "slave added");
         // A new slave receives every enabled project at once.
         self.cluster.kick();
@@ -51,22 +63,33 @@ impl Slaves {
 
     /// A new token for a slave (also how a slave added before per-slave tokens gets one); the old
     /// one stops working at once.
-    pub async fn rotate_token(&self, hostname: &str, port: Option<Port>) -> Result<(u16, Secret), Error> {
+    pub async fn rotate_token(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<(u16, Secret), Error> {
         let port = self.port_of(hostname, port).await?;
         let token = new_slave_token();
-        if !db::slaves::set_token(&self.db, hostname, port, &token).await? {
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        if !db::slaves::set_token(&mut *tx, hostname, port, &token).await? {
             return Err(no_slave(hostname, port));
         }
+        let mut meta = meta.clone();
+        meta.comment = Some(meta.comment.map_or_else(|| "token rotated".into(), |c| format!("token rotated: {c}")));
+        let content = serde_json::json!({"hostname": hostname, "port": port});
+        let committed = record(&mut tx, KIND, &slave_name(hostname, i64::from(port)), &meta, Some(content)).await?;
+        tx.commit().await?;
+        self.events.publish(Change::Committed(committed));
         tracing::info!(slave.hostname = %hostname, slave.port = port, "slave token rotated");
         self.cluster.kick();
         Ok((port, token))
     }
 
-    pub async fn remove(&self, hostname: &str, port: Option<Port>) -> Result<u16, Error> {
+    pub async fn remove(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<u16, Error> {
         let port = self.port_of(hostname, port).await?;
-        if !db::slaves::remove(&self.db.write, hostname, port).await? {
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        if !db::slaves::remove(&mut *tx, hostname, port).await? {
             return Err(no_slave(hostname, port));
         }
+        let committed = record(&mut tx, KIND, &slave_name(hostname, i64::from(port)), meta, None).await?;
+        tx.commit().await?;
+        self.events.publish(Change::Committed(committed));
         tracing::info!(slave.hostname = %hostname, slave.port = port, "slave removed");
         Ok(port)
     }

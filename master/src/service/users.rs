@@ -11,6 +11,14 @@ use crate::auth::{Principal, hash_password};
 use crate::db::{self, Db, users::RemoveOutcome, users::UpdateOutcome};
 use crate::error::Error;
 use crate::events::{Change, Events};
+use crate::service::history::{Meta, record};
+
+/// The kind of a user's commits: its name and role (never its password).
+pub const KIND: &str = "user";
+
+fn content(username: &Name, role: Role) -> serde_json::Value {
+    serde_json::json!({"username": username, "role": role})
+}
 
 pub struct Users {
     pub db: Db,
@@ -33,25 +41,29 @@ fn no_user(username: &str) -> Error {
 
 impl Users {
     /// Creates a user; a duplicate name is a conflict.
-    pub async fn create(&self, username: &Name, password: Secret, role: Role) -> Result<(), Error> {
+    pub async fn create(&self, username: &Name, password: Secret, role: Role, meta: &Meta) -> Result<(), Error> {
         check_password(&password)?;
         let hash = hash_password(&password, &self.hasher).await?;
-        db::users::insert(&self.db, username, &hash, role).await.map_err(|e| {
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        db::users::insert(&mut tx, username, &hash, role).await.map_err(|e| {
             if db::is_unique_violation(&e) {
                 Error::conflict("username", format!("user '{username}' already exists"))
             } else {
                 e.into()
             }
         })?;
+        let committed = record(&mut tx, KIND, username.as_str(), meta, Some(content(username, role))).await?;
+        tx.commit().await?;
         // A user of the same name removed earlier may still have a cached login.
         self.events.publish(Change::UserChanged { username: username.clone() });
+        self.events.publish(Change::Committed(committed));
         tracing::info!(user.name = %username, user.role = role.as_str(), "user created");
         Ok(())
     }
 
     /// A root changes anyone's password or role; a user changes its own password. Either way the
     /// user's tokens and cached logins stop working.
-    pub async fn update(&self, caller: &Principal, req: &UpdateUser) -> Result<(), Error> {
+    pub async fn update(&self, caller: &Principal, req: &UpdateUser, meta: &Meta) -> Result<(), Error> {
         if caller.role != Role::Root {
             if req.username != caller.username {
                 return Err(Error::Forbidden("a user may change only its own password"));
@@ -70,28 +82,43 @@ impl Users {
             }
             None => None,
         };
-        match db::users::update(&self.db, &req.username, hash.as_deref(), req.role).await? {
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        match db::users::update(&mut tx, &req.username, hash.as_deref(), req.role).await? {
             UpdateOutcome::Updated => {}
             UpdateOutcome::NotFound => return Err(no_user(&req.username)),
             UpdateOutcome::LastRoot => {
                 return Err(Error::conflict("role", "this is the last root user; make another root first"));
             }
         }
+        let role = db::users::role_of(&mut tx, &req.username).await?.ok_or_else(|| no_user(&req.username))?;
+        // A new password is a change worth a version (who, when), never the password itself.
+        let mut meta = meta.clone();
+        if req.password.is_some() {
+            meta.comment =
+                Some(meta.comment.map_or_else(|| "password changed".into(), |c| format!("password changed: {c}")));
+        }
+        let committed = record(&mut tx, KIND, req.username.as_str(), &meta, Some(content(&req.username, role))).await?;
+        tx.commit().await?;
         self.events.publish(Change::UserChanged { username: req.username.clone() });
+        self.events.publish(Change::Committed(committed));
         tracing::info!(user.name = %req.username, password_changed = req.password.is_some(), role = ?req.role, "user updated; its tokens are revoked");
         Ok(())
     }
 
     /// Removes a user (never the last root); its logins and tokens stop working at once.
-    pub async fn remove(&self, username: &Name) -> Result<(), Error> {
-        match db::users::remove(&self.db, username).await? {
+    pub async fn remove(&self, username: &Name, meta: &Meta) -> Result<(), Error> {
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        match db::users::remove(&mut tx, username).await? {
             RemoveOutcome::Removed => {}
             RemoveOutcome::NotFound => return Err(no_user(username)),
             RemoveOutcome::LastRoot => {
                 return Err(Error::conflict("username", "this is the last root user; create another root first"));
             }
         }
+        let committed = record(&mut tx, KIND, username.as_str(), meta, None).await?;
+        tx.commit().await?;
         self.events.publish(Change::UserChanged { username: username.clone() });
+        self.events.publish(Change::Committed(committed));
         tracing::info!(user.name = %username, "user removed");
         Ok(())
     }
