@@ -133,6 +133,8 @@ pub struct AddSlave {
     pub port: Option<Port>,
     /// Why (kept with the change's version; or the `X-Comment` header).
     pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// `POST /remove_slave/`: `port` is needed only when several slaves share a hostname.
@@ -144,6 +146,8 @@ pub struct RemoveSlave {
     pub port: Option<Port>,
     /// Why (kept with the change's version; or the `X-Comment` header).
     pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// `POST /create_api_user/`
@@ -157,6 +161,8 @@ pub struct CreateUser {
     pub role: Option<Role>,
     /// Why (kept with the change's version; or the `X-Comment` header).
     pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// `POST /update_api_user/`: a new password, a new role, or both. Either revokes the user's tokens.
@@ -170,6 +176,8 @@ pub struct UpdateUser {
     pub role: Option<Role>,
     /// Why (kept with the change's version; or the `X-Comment` header).
     pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// `POST /rotate_slave_token/`: a new credential for a slave; the old one stops working at once.
@@ -181,6 +189,8 @@ pub struct RotateSlaveToken {
     pub port: Option<Port>,
     /// Why (kept with the change's version; or the `X-Comment` header).
     pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// `POST /remove_api_user/`
@@ -191,6 +201,8 @@ pub struct RemoveUser {
     pub username: Name,
     /// Why (kept with the change's version; or the `X-Comment` header).
     pub comment: Option<String>,
+    /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
+    pub version: Option<i64>,
 }
 
 /// The rsync options as listed: the 2014 listing called the delete layer `delete_option`, so both
@@ -933,13 +945,26 @@ pub struct ConfigDocument {
     pub projects: Option<Vec<ProjectDoc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slaves: Option<Vec<SlaveDoc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserDoc>>,
+}
+
+/// An API user in a configuration document: its password shows as `"set"`; a new user needs one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDoc {
+    pub username: Name,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordField>,
 }
 
 /// One change an import makes (or, with `dry_run`, would make).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportChange {
-    /// `project` or `slave`.
+    /// `project`, `slave` or `user`.
     pub kind: String,
     pub key: String,
     /// `create`, `update` or `remove`.

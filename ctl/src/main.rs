@@ -144,7 +144,7 @@ enum Cmd {
         project: String,
     },
     /// The master's configuration (projects, slaves) as YAML or JSON: to stdout, a file, or a
-    /// directory of one file per resource (projects/<id>.yaml, slaves/<host>_<port>.yaml).
+    /// directory of one file per resource (projects/<id>.yaml, slaves/<host>_<port>.yaml, users/<name>.yaml).
     Export {
         #[arg(long, default_value = "yaml")]
         format: String,

@@ -1,6 +1,6 @@
 //! `mirrorctl export`, `import`, `diff` and `copy`: a master's configuration as YAML or JSON, in
 //! one file, on stdin/stdout, or as a directory of one file per resource (`projects/<id>.yaml`,
-//! `slaves/<host>_<port>.yaml`).
+//! `slaves/<host>_<port>.yaml`, `users/<name>.yaml`).
 
 use std::path::Path;
 
@@ -30,7 +30,9 @@ pub async fn export(c: &Client, format: &str, dest: Option<&str>) -> Result<()> 
         Some(d) if d.ends_with('/') || Path::new(d).is_dir() => {
             let ext = if yaml { "yaml" } else { "json" };
             let dir = Path::new(d);
-            for (kind, name_of) in [("projects", project_file as fn(&Value) -> String), ("slaves", slave_file)] {
+            let kinds =
+                [("projects", project_file as fn(&Value) -> String), ("slaves", slave_file), ("users", user_file)];
+            for (kind, name_of) in kinds {
                 let sub = dir.join(kind);
                 std::fs::create_dir_all(&sub)?;
                 // What the master no longer has goes from the directory too.
@@ -54,6 +56,10 @@ fn project_file(v: &Value) -> String {
     v["id"].as_str().unwrap_or("unnamed").to_owned()
 }
 
+fn user_file(v: &Value) -> String {
+    v["username"].as_str().unwrap_or("unnamed").to_owned()
+}
+
 fn slave_file(v: &Value) -> String {
     format!("{}_{}", v["hostname"].as_str().unwrap_or("unnamed"), v["port"])
 }
@@ -69,7 +75,7 @@ pub fn read_source(src: &str) -> Result<Value> {
         return parse_document(&text, src);
     }
     let mut doc = serde_json::Map::new();
-    for kind in ["projects", "slaves"] {
+    for kind in ["projects", "slaves", "users"] {
         let sub = path.join(kind);
         if !sub.is_dir() {
             continue;

@@ -129,7 +129,15 @@ async fn users_and_slaves_have_versions_too_without_their_secrets() {
     let r =
         m.api.post("/update_api_user/", &json!({"username": "bob", "role": "root", "comment": "on call"}), &root).await;
     assert!(r.status.is_success(), "{}", r.text);
-    let r = m.api.post("/update_api_user/", &json!({"username": "bob", "password": "bob-password-2"}), &root).await;
+    // Based on an old version: refused, nothing changed.
+    let stale = json!({"username": "bob", "role": "user", "version": 1});
+    let r = m.api.post("/update_api_user/", &stale, &root).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["conflict"], json!({"key": "bob", "expected_version": 2, "provided_version": 1}));
+    let r = m
+        .api
+        .post("/update_api_user/", &json!({"username": "bob", "password": "bob-password-2", "version": 2}), &root)
+        .await;
     assert!(r.status.is_success(), "{}", r.text);
     let r = m.api.post("/remove_api_user/", &json!({"username": "bob"}), &root).await;
     assert!(r.status.is_success(), "{}", r.text);

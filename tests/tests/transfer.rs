@@ -141,6 +141,37 @@ async fn export_import_diff_prune_and_copy_between_two_masters() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert!(r.body["message"].as_str().unwrap().contains("'debian'"), "{}", r.text);
 
+    // Users: exported without their passwords; a new one needs a password; an import never removes
+    // the user doing it.
+    assert_eq!(yaml_files(&dir.join("users")), ["alice.yaml", "root.yaml"]);
+    assert!(std::fs::read_to_string(dir.join("users/alice.yaml")).unwrap().contains("password: set"));
+    let r = b
+        .api
+        .post("/import", &json!({"users": [{"username": "carol", "role": "user", "password": "set"}]}), &Auth::root())
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("users[0].password")),
+        "{}",
+        r.text
+    );
+    let r = b
+        .api
+        .post(
+            "/import",
+            &json!({"users": [{"username": "carol", "role": "user", "password": "carol-pw-1"}]}),
+            &Auth::root(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(b.api.get("/runs/", &Auth::basic("carol", "carol-pw-1")).await.status, StatusCode::OK);
+    let r = b
+        .api
+        .post("/import?prune=true", &json!({"users": [{"username": "carol", "role": "root"}]}), &Auth::root())
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.body["message"].as_str().unwrap().contains("its own user 'root'"), "{}", r.text);
+
     // Copy brings the second master back to what the first has: then nothing differs.
     let out = ctl(&a.api.base, &["copy", "--from", &a.api.base, "--to", &b.api.base, "--prune"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);

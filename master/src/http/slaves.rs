@@ -41,7 +41,7 @@ pub async fn add_slave(
     ApiJson(req): ApiJson<AddSlave>,
 ) -> Result<Response, ApiError> {
     let (hostname, port) = (req.hostname.clone(), req.port);
-    let meta = meta.with_body(req.comment.clone(), None)?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
     let (port, token) = detached(async move { state.slaves.add(&hostname, port, &meta).await }).await?;
     let added = token.is_some();
     // The one time the token is shown: the slave's `token` setting.
@@ -179,7 +179,7 @@ pub async fn rotate_slave_token(
     ApiJson(req): ApiJson<RotateSlaveToken>,
 ) -> Result<Json<Done<SlaveToken>>, ApiError> {
     let (hostname, port) = (req.hostname.clone(), req.port);
-    let meta = meta.with_body(req.comment.clone(), None)?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
     let (port, token) = detached(async move { state.slaves.rotate_token(&hostname, port, &meta).await }).await?;
     let body = SlaveToken { hostname: req.hostname, port, token: token.expose().to_owned() };
     Ok(Json(Done::new("rotate_slave_token", body)))
@@ -208,7 +208,7 @@ pub async fn remove_slave(
     ApiJson(req): ApiJson<RemoveSlave>,
 ) -> Result<Json<Done<SlaveRemoved>>, ApiError> {
     let (hostname, port) = (req.hostname.clone(), req.port);
-    let meta = meta.with_body(req.comment.clone(), None)?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
     let port = detached(async move { state.slaves.remove(&hostname, port, &meta).await }).await?;
     Ok(Json(Done::new("remove_slave", SlaveRemoved { hostname: req.hostname, port })))
 }

@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mirror_common::ErrorBody;
-use mirror_common::api::{ConfigDocument, ImportReport};
+use mirror_common::api::{ConfigDocument, ImportReport, PasswordField};
 
 use super::detached;
 use super::error::ApiError;
@@ -90,11 +90,35 @@ pub async fn import(
     // YAML is a superset of JSON: one parser reads both. Its errors name the line.
     let value: serde_json::Value = serde_norway::from_slice(&bytes)
         .map_err(|e| ApiError::BadJson { field: None, message: format!("not a YAML or JSON document: {e}") })?;
-    let doc: ConfigDocument = from_value(value)?;
+    let mut doc: ConfigDocument = from_value(value)?;
+    // Passwords the document gives are hashed here, before the transaction (argon2 is slow).
+    let users = match doc.users.take() {
+        Some(list) => {
+            let mut hashed = Vec::with_capacity(list.len());
+            for (i, u) in list.into_iter().enumerate() {
+                let hash = match &u.password {
+                    Some(PasswordField::Value(p)) => {
+                        crate::service::users::check_password(p).map_err(|e| match e {
+                            ApiError::Field(mut f) => {
+                                f.field = format!("users[{i}].password");
+                                ApiError::Field(f)
+                            }
+                            other => other,
+                        })?;
+                        Some(crate::auth::hash_password(p, &state.users.hasher).await?)
+                    }
+                    _ => None,
+                };
+                hashed.push((u, hash));
+            }
+            Some(hashed)
+        }
+        None => None,
+    };
     let created_slaves = doc.slaves.is_some();
     let (projects, cluster) = (state.projects.clone(), state.cluster.clone());
     let done = detached(async move {
-        let done = projects.import(doc, prune, dry_run, &meta).await?;
+        let done = projects.import(doc, users, prune, dry_run, &meta).await?;
         if created_slaves && !dry_run {
             cluster.kick();
         }

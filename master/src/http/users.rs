@@ -38,7 +38,7 @@ pub async fn update_api_user(
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<Done<UserChanged>>, ApiError> {
     let (username, role) = (req.username.clone(), req.role);
-    let meta = meta.with_body(req.comment.clone(), None)?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
     detached(async move { state.users.update(&caller, &req, &meta).await }).await?;
     Ok(Json(Done::new("update_api_user", UserChanged { username, role })))
 }
@@ -66,7 +66,7 @@ pub async fn create_api_user(
 ) -> Result<Response, ApiError> {
     let role = req.role.unwrap_or(Role::User);
     let username = req.username.clone();
-    let meta = meta.with_body(req.comment.clone(), None)?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
     detached(async move { state.users.create(&username, req.password, role, &meta).await }).await?;
     Ok((
         StatusCode::CREATED,
@@ -117,7 +117,7 @@ pub async fn remove_api_user(
     ApiJson(req): ApiJson<RemoveUser>,
 ) -> Result<Json<Done<UserChanged>>, ApiError> {
     let username = req.username.clone();
-    let meta = meta.with_body(req.comment.clone(), None)?;
+    let meta = meta.with_body(req.comment.clone(), req.version)?;
     detached(async move { state.users.remove(&username, &meta).await }).await?;
     Ok(Json(Done::new("remove_api_user", UserChanged { username: req.username, role: None })))
 }

@@ -64,7 +64,10 @@ pub async fn record(
     meta: &Meta,
     content: Option<serde_json::Value>,
 ) -> Result<crate::events::Committed, Error> {
-    let version = crate::db::commits::latest_version(&mut *tx, kind, key).await? + 1;
+    let latest = crate::db::commits::latest_version(&mut *tx, kind, key).await?;
+    // The change is already made in `tx`: refusing here rolls it back.
+    meta.check(key, latest)?;
+    let version = latest + 1;
     let text = content.map(|c| c.to_string());
     let c = crate::db::commits::NewCommit {
         kind,

@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use mirror_common::api::{AddProject, ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken};
+use mirror_common::api::{
+    AddProject, ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken, UserDoc,
+};
 use mirror_common::names::ProjectId;
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
@@ -27,6 +29,14 @@ use crate::events::Change;
 pub enum Scope {
     Api,
     Files,
+}
+
+/// What a document names, of each kind it has: projects (with the file that declares each),
+/// slaves, users (with the hash of the password each gives).
+struct Wanted {
+    projects: Option<Vec<(ProjectDoc, Option<String>)>>,
+    slaves: Option<Vec<SlaveDoc>>,
+    users: Option<Vec<(UserDoc, Option<String>)>>,
 }
 
 /// What an import did (or would do).
@@ -104,26 +114,35 @@ impl Projects {
             .into_iter()
             .filter_map(|s| Some(SlaveDoc { hostname: s.hostname, port: u16::try_from(s.port).ok()? }))
             .collect();
-        Ok(ConfigDocument { projects: Some(projects), slaves: Some(slaves) })
+        let users = db::users::list(&self.db)
+            .await?
+            .into_iter()
+            .map(|u| UserDoc { username: u.username, role: u.role, password: Some(PasswordField::Set) })
+            .collect();
+        Ok(ConfigDocument { projects: Some(projects), slaves: Some(slaves), users: Some(users) })
     }
 
     /// `POST /import`.
+    /// `users`: the document's users, each with the hash of the password it gives (hashed by the
+    /// caller, off the transaction).
     pub async fn import(
         &self,
         doc: ConfigDocument,
+        users: Option<Vec<(UserDoc, Option<String>)>>,
         prune: bool,
         dry_run: bool,
         meta: &Meta,
     ) -> Result<Imported, Error> {
         let projects = doc.projects.map(|ps| ps.into_iter().map(|p| (p, None)).collect());
-        self.apply(projects, doc.slaves, Scope::Api, prune, dry_run, meta).await
+        self.apply(Wanted { projects, slaves: doc.slaves, users }, Scope::Api, prune, dry_run, meta).await
     }
 
     /// The projects of `projects_dir` (each with its file's name): the projects the files manage
     /// become exactly these.
     pub async fn apply_files(&self, declared: Vec<(ProjectDoc, String)>, meta: &Meta) -> Result<Imported, Error> {
         let projects = declared.into_iter().map(|(p, f)| (p, Some(f))).collect();
-        self.apply(Some(projects), None, Scope::Files, true, false, meta).await
+        self.apply(Wanted { projects: Some(projects), slaves: None, users: None }, Scope::Files, true, false, meta)
+            .await
     }
 
     /// A project's document as a checked row (as `/add_project/` checks it).
@@ -164,8 +183,7 @@ impl Projects {
 
     async fn apply(
         &self,
-        projects: Option<Vec<(ProjectDoc, Option<String>)>>,
-        slaves: Option<Vec<SlaveDoc>>,
+        Wanted { projects, slaves, users }: Wanted,
         scope: Scope,
         prune: bool,
         dry_run: bool,
@@ -217,6 +235,76 @@ impl Projects {
                 for (host, port) in existing.difference(&slaves_wanted) {
                     db::slaves::remove(&mut *tx, host, *port).await?;
                     out.changes.push(change("slave", &slave_name(host, i64::from(*port)), "remove", vec![]));
+                }
+            }
+        }
+
+        // Users: created (with the password the document gives), their role set, and with prune
+        // removed; never the importer, never the last root.
+        if let Some(users) = &users {
+            let existing: BTreeMap<String, mirror_common::api::Role> =
+                sqlx::query_as::<_, (String, mirror_common::api::Role)>("SELECT username, role FROM users")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let mut named = BTreeSet::new();
+            for (i, (u, hash)) in users.iter().enumerate() {
+                let name = u.username.as_str();
+                if !named.insert(name.to_owned()) {
+                    return Err(Error::field(format!("users[{i}].username"), format!("'{name}' is named twice")));
+                }
+                let content = serde_json::json!({"username": u.username, "role": u.role});
+                let (action, fields, comment) = match existing.get(name) {
+                    None => {
+                        let hash = hash.as_deref().ok_or_else(|| {
+                            Error::field(format!("users[{i}].password"), "a new user needs a password (not \"set\")")
+                        })?;
+                        db::users::insert(&mut tx, &u.username, hash, u.role).await?;
+                        ("create", vec![], None)
+                    }
+                    Some(role) => {
+                        let new_role = (*role != u.role).then_some(u.role);
+                        if new_role.is_none() && hash.is_none() {
+                            out.unchanged += 1;
+                            continue;
+                        }
+                        match db::users::update(&mut tx, name, hash.as_deref(), new_role).await? {
+                            db::users::UpdateOutcome::Updated => {}
+                            _ => return Err(Error::conflict("role", format!("users[{i}]: '{name}' is the last root"))),
+                        }
+                        let mut fields: Vec<String> = new_role.map(|_| "role".to_owned()).into_iter().collect();
+                        if hash.is_some() {
+                            fields.push("password".into());
+                        }
+                        ("update", fields, hash.as_ref().map(|_| "password changed"))
+                    }
+                };
+                let mut m = Meta { based_on: None, ..meta.clone() };
+                if let Some(c) = comment {
+                    m.comment = Some(m.comment.map_or_else(|| c.to_owned(), |x| format!("{c}: {x}")));
+                }
+                let c = super::history::record(&mut tx, super::users::KIND, name, &m, Some(content)).await?;
+                out.changes.push(change("user", name, action, fields));
+                published.push(Change::UserChanged { username: u.username.clone() });
+                published.push(Change::Committed(c));
+            }
+            if prune {
+                for name in existing.keys().filter(|n| !named.contains(*n)) {
+                    if meta.author.as_ref().is_some_and(|a| a.as_str() == name) {
+                        return Err(Error::conflict("users", format!("the import would remove its own user '{name}'")));
+                    }
+                    match db::users::remove(&mut tx, name).await? {
+                        db::users::RemoveOutcome::Removed => {}
+                        _ => return Err(Error::conflict("users", format!("'{name}' is the last root: not removed"))),
+                    }
+                    let m = Meta { based_on: None, ..meta.clone() };
+                    let c = super::history::record(&mut tx, super::users::KIND, name, &m, None).await?;
+                    out.changes.push(change("user", name, "remove", vec![]));
+                    if let Ok(n) = mirror_common::api::Name::parse(name.as_str()) {
+                        published.push(Change::UserChanged { username: n });
+                    }
+                    published.push(Change::Committed(c));
                 }
             }
         }

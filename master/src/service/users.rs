@@ -27,7 +27,7 @@ pub struct Users {
     pub events: Arc<Events>,
 }
 
-fn check_password(password: &Secret) -> Result<(), Error> {
+pub(crate) fn check_password(password: &Secret) -> Result<(), Error> {
     let p = password.expose();
     if p.is_empty() || p.len() > 1024 || p.contains('\0') {
         return Err(Error::field("password", "must be 1 to 1024 bytes, without NUL"));
