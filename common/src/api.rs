@@ -905,6 +905,7 @@ pub struct ProjectDoc {
     pub rsync_port: Option<Port>,
     /// `"set"` when the project has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub rsync_password: Option<PasswordField>,
     /// Absent: manual runs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -956,7 +957,9 @@ pub struct ConfigDocument {
 pub struct UserDoc {
     pub username: Name,
     pub role: Role,
+    /// `"set"` on export; a new user needs its password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub password: Option<PasswordField>,
 }
 
@@ -990,7 +993,6 @@ pub struct ImportReport {
 }
 
 /// A password in a configuration document: `"set"` (keep the one there is) or a new one.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordField {
     Set,
