@@ -38,6 +38,9 @@ pub struct AddProject {
     /// Staleness objective: a project whose last success is older is `stale`. Default: the
     /// master's `stale_after_secs`.
     pub max_age_secs: Option<u64>,
+    /// Writes `project/trace/<mirror_name>` in ftpsync's format after each successful run
+    /// (default false).
+    pub trace: Option<bool>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not the
@@ -70,6 +73,7 @@ pub struct UpdateProjectBasic {
     /// Absent: unchanged; `null`: back to the master's `stale_after_secs`.
     #[serde(default, deserialize_with = "present_or_null")]
     pub max_age_secs: Option<Option<u64>>,
+    pub trace: Option<bool>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
@@ -247,6 +251,9 @@ pub struct ProjectView {
     pub catch_up: bool,
     /// The project's own staleness objective; `null`: the master's `stale_after_secs`.
     pub max_age_secs: Option<u64>,
+    /// Writes a trace file (ftpsync's format) after each successful run.
+    #[serde(default)]
+    pub trace: bool,
     /// The version of this configuration (its newest commit): send it back as `version` or
     /// `If-Match` to change it only if no one else did meanwhile.
     pub version: i64,
@@ -921,6 +928,12 @@ pub struct ProjectDoc {
     pub catch_up: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub trace: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn yes() -> bool {

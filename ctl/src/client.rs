@@ -277,18 +277,7 @@ impl Client {
     /// A text answer written to stdout as it arrives (a run's output, followed live).
     pub async fn stream_to_stdout(&self, path: &str) -> Result<()> {
         use std::io::Write;
-        let req = self.with_login(self.follow_http.get(format!("{}{path}", self.url)));
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            let message =
-                serde_json::from_slice::<ErrorBody>(&body).map_or_else(|_| format!("HTTP {status}"), |e| e.message);
-            return Err(Failure::new(exit_for(status), message));
-        }
+        let mut resp = self.open_stream(path, &[]).await?;
         let mut out = std::io::stdout().lock();
         while let Some(chunk) = resp.chunk().await.map_err(|e| Failure::new(Exit::Server, e.to_string()))? {
             out.write_all(&chunk)?;
@@ -297,7 +286,7 @@ impl Client {
         Ok(())
     }
 
-    /// Opens a long-lived GET (a server-sent event stream), with extra headers.
+    /// Opens a long-lived GET (a followed log, a server-sent event stream), with extra headers.
     pub async fn open_stream(&self, path: &str, headers: &[(&str, String)]) -> Result<reqwest::Response> {
         let mut req = self.with_login(self.follow_http.get(format!("{}{path}", self.url)));
         for (k, v) in headers {

@@ -33,6 +33,7 @@ pub fn editable(view: &Value) -> Value {
         "timeout_secs",
         "catch_up",
         "max_age_secs",
+        "trace",
     ] {
         doc.insert(key.into(), view.get(key).cloned().unwrap_or(Value::Null));
     }

@@ -79,6 +79,8 @@ pub struct Settings {
     pub notify_timeout_secs: u64,
     /// Extra attempts, with backoff, when a slave does not answer a notification.
     pub notify_retries: u32,
+    /// This mirror's name in trace files (`project/trace/<mirror_name>`); default: the host name.
+    pub mirror_name: Option<Name>,
     /// A directory of project files (YAML or JSON, one project each), applied at start and on
     /// SIGHUP or `POST /reload`; the projects they declare are changed only there.
     pub projects_dir: Option<PathBuf>,
@@ -130,6 +132,7 @@ impl Default for Settings {
             notify_retries: 3,
             alerts: AlertSettings::default(),
             projects_dir: None,
+            mirror_name: None,
             initial_root_password: None,
         }
     }

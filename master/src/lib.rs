@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 pub mod status_page;
+pub mod trace;
 pub mod views;
 
 use std::future::Future;

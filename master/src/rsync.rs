@@ -31,12 +31,13 @@ pub fn source(p: &ProjectRow) -> String {
 /// `rsync <defaults> <basic> <delete> [--temp-dir=TEMP] <safety options> --stats -- <source> <dest>/`.
 /// The user, host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
 /// `temp` is used unless the project's options name a temporary directory of their own.
-pub fn argv(p: &ProjectRow, temp: &std::path::Path) -> Vec<String> {
+pub fn argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str) -> Vec<String> {
     // How far it has got, as it goes (GET /runs/{id}); these lines are read, not logged.
     let mut options = vec!["--info=progress2".to_owned()];
     options.extend(p.rsync_options.layered());
     let own_temp = !mirror_runtime::fs::names_temp_dir(&options);
-    let options = options.into_iter().chain(own_temp.then(|| format!("--temp-dir={}", temp.display())));
+    let trace = p.trace.then(|| crate::trace::exclude(mirror_name));
+    let options = options.into_iter().chain(own_temp.then(|| format!("--temp-dir={}", temp.display()))).chain(trace);
     rsync_argv(options, source(p), format!("{}/", p.dest.trim_end_matches('/')))
 }
 
@@ -70,6 +71,7 @@ mod tests {
             max_age_secs: None,
             version: 1,
             managed_file: None,
+            trace: false,
             catch_up: false,
             last_fire_at: None,
             generation: 0,
@@ -79,7 +81,7 @@ mod tests {
     #[test]
     fn argv_layers_options_then_stats_source_dest() {
         assert_eq!(
-            argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora")),
+            argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1"),
             [
                 "--info=progress2",
                 "-avH",
@@ -101,7 +103,7 @@ mod tests {
     fn a_temporary_directory_of_the_projects_own_is_kept() {
         let mut p = project();
         p.rsync_options.basic.push("--temp-dir=/var/tmp/x".into());
-        let args = argv(&p, std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"));
+        let args = argv(&p, std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1");
         assert_eq!(args.iter().filter(|a| a.starts_with("--temp-dir")).count(), 1);
         assert!(args.contains(&"--temp-dir=/var/tmp/x".to_string()));
     }

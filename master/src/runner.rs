@@ -70,6 +70,9 @@ pub struct RunnerConfig {
     pub run_as: Option<RunAs>,
     /// Run records kept per project.
     pub runs_keep: usize,
+    /// The trace files' name (`mirror_name`, or the host name) and this host's name.
+    pub mirror_name: String,
+    pub host_name: String,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -86,6 +89,8 @@ impl From<&Settings> for RunnerConfig {
             confine: ConfineStatus::none("not detected"),
             run_as: None,
             runs_keep: s.runs_keep,
+            mirror_name: s.mirror_name.as_ref().map_or_else(crate::trace::host_name, |n| n.to_string()),
+            host_name: crate::trace::host_name(),
         }
     }
 }
@@ -375,7 +380,7 @@ impl Runner {
         self.progress_map().insert(run_id, watching);
         let command = RsyncCommand {
             program: self.cfg.rsync_path.clone(),
-            args: crate::rsync::argv(&project, &temp),
+            args: crate::rsync::argv(&project, &temp, &self.cfg.mirror_name),
             password: project.rsync_password.clone(),
             timeout,
             log_file: Some(log_file),
@@ -384,6 +389,7 @@ impl Runner {
             run_as: self.cfg.run_as,
             progress: Some(progress),
         };
+        let began = chrono::Utc::now();
         let mut attempt = 0u32;
         let outcome: RsyncOutcome = loop {
             attempt += 1;
@@ -439,6 +445,10 @@ impl Runner {
             stats: &outcome.stats,
             log_tail: &outcome.tail,
         };
+        if outcome.succeeded() && project.trace {
+            // Before the run is recorded: the new generation the slaves pull holds it.
+            self.write_trace(&project, run_id, began, &outcome).await;
+        }
         // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as
         // a client reads this run as ended (below), not only once the change is published.
         self.free(project_id, run_id);
@@ -458,6 +468,41 @@ impl Runner {
             tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
         Ok(())
+    }
+
+    /// `project/trace/<mirror_name>` of a successful run; a failure to write it is logged, the run
+    /// stays a success.
+    async fn write_trace(
+        &self,
+        project: &crate::db::projects::ProjectRow,
+        run_id: i64,
+        began: chrono::DateTime<chrono::Utc>,
+        o: &RsyncOutcome,
+    ) {
+        let dest = std::path::Path::new(&project.dest);
+        let upstream = tokio::fs::read(dest.join("project/trace/master")).await.ok();
+        let upstream_serial = upstream
+            .filter(|b| b.len() <= 64 * 1024)
+            .and_then(|b| crate::trace::serial_of(&String::from_utf8_lossy(&b)));
+        let trigger = db::runs::get(&self.db, run_id).await.ok().flatten().map(|r| r.trigger);
+        let trigger = match trigger {
+            Some(mirror_common::api::Trigger::Schedule | mirror_common::api::Trigger::CatchUp) => "cron",
+            _ => "manual",
+        };
+        let run = crate::trace::TraceRun {
+            project,
+            name: &self.cfg.mirror_name,
+            host: &self.cfg.host_name,
+            started: began,
+            ended: chrono::Utc::now(),
+            bytes_received: o.stats.bytes_received,
+            trigger,
+            upstream_serial,
+        };
+        match crate::trace::write(&self.cfg.mirror_root, dest, &run).await {
+            Ok(()) => tracing::debug!("trace file written"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the trace file"),
+        }
     }
 
     /// Not run: its rules forbid it (a dest that moved, options no longer allowed) or rsync

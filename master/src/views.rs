@@ -59,6 +59,7 @@ pub fn project_view(
         max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
         version: row.version,
         managed_file: row.managed_file.clone(),
+        trace: row.trace,
         stale_after: stale_after(row, last_success, default_max_age_secs).map(Timestamp::from),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),

@@ -516,3 +516,58 @@ async fn an_operator_stops_a_run_and_it_ends_stopped_with_its_rsync_gone() {
     let listed = m.api.get("/list_projects/", &Auth::root()).await.body;
     assert_eq!(listed[0]["status"], json!("stopped"), "{listed}");
 }
+
+#[tokio::test]
+async fn a_trace_file_in_ftpsyncs_format_follows_each_success_and_no_symlink_sends_it_elsewhere() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    std::fs::create_dir_all(upstream.data().join("project/trace")).unwrap();
+    std::fs::write(
+        upstream.data().join("project/trace/master"),
+        "Tue Nov 24 08:00:01 UTC 2026\nDate: Tue, 24 Nov 2026 08:00:01 +0000\nArchive serial: 2026112402\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestMaster::settings_in(dir.path());
+    settings.mirror_name = Some(mirror_common::api::Name::parse("m1.example.org").unwrap());
+    let m = TestMaster::start_with(dir, settings).await;
+    add(&m.api, &project("deb", upstream.port, json!({"trace": true}))).await;
+    assert_eq!(m.api.get("/projects/deb", &Auth::root()).await.body["trace"], json!(true));
+
+    let first = finished_run(&m.api, syncup(&m.api, "deb").await, 30).await;
+    assert_eq!(first["status"], json!("success"), "{first}");
+    let trace_path = m.mirror_root().join("deb/project/trace/m1.example.org");
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    assert!(lines[0].ends_with(" UTC 2026"), "a `date -u` line first: {trace}");
+    for field in [
+        "Date: ",
+        "Date-Started: ",
+        "Archive serial: 2026112402",
+        "Creator: mirror-sync ",
+        "Running on host: ",
+        "Upstream-mirror: 127.0.0.1",
+        "Total bytes received in rsync: ",
+        "Total time spent in rsync: ",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(field)), "{field} missing from:\n{trace}");
+    }
+    assert!(trace.contains("Trigger: manual"), "{trace}");
+
+    // The next run, with --delete, keeps it (rsync is told to leave it) and writes it anew.
+    std::fs::write(upstream.data().join("project/trace/master"), "Archive serial: 2026112403\n").unwrap();
+    let second = finished_run(&m.api, syncup(&m.api, "deb").await, 30).await;
+    assert_eq!(second["status"], json!("success"), "{second}");
+    assert!(std::fs::read_to_string(&trace_path).unwrap().contains("Archive serial: 2026112403"));
+
+    // An upstream whose project/trace is a symlink out of the tree: a new project's run copies the
+    // link, succeeds, and its trace is not written through it.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::remove_dir_all(upstream.data().join("project/trace")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), upstream.data().join("project/trace")).unwrap();
+    add(&m.api, &project("deb2", upstream.port, json!({"trace": true}))).await;
+    let third = finished_run(&m.api, syncup(&m.api, "deb2").await, 30).await;
+    assert_eq!(third["status"], json!("success"), "{third}");
+    assert!(std::fs::symlink_metadata(m.mirror_root().join("deb2/project/trace")).unwrap().is_symlink());
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the symlink");
+}

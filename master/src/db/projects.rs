@@ -34,6 +34,8 @@ pub struct ProjectRow {
     pub version: i64,
     /// The file of `projects_dir` that declares it; `None`: managed through the API.
     pub managed_file: Option<String>,
+    /// Writes `project/trace/<mirror_name>` (ftpsync's format) after each successful run.
+    pub trace: bool,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -43,7 +45,7 @@ pub struct ProjectRow {
 
 const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -75,7 +77,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace";
 
 fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
@@ -95,6 +97,7 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(p.max_age_secs)
         .bind(p.version)
         .bind(&p.managed_file)
+        .bind(p.trace)
 }
 
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {

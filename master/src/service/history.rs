@@ -107,6 +107,8 @@ pub struct StoredProject {
     pub timeout_secs: Option<i64>,
     pub catch_up: bool,
     pub max_age_secs: Option<i64>,
+    #[serde(default)]
+    pub trace: bool,
 }
 
 impl From<&ProjectRow> for StoredProject {
@@ -127,6 +129,7 @@ impl From<&ProjectRow> for StoredProject {
             timeout_secs: r.timeout_secs,
             catch_up: r.catch_up,
             max_age_secs: r.max_age_secs,
+            trace: r.trace,
         }
     }
 }
@@ -149,6 +152,7 @@ impl StoredProject {
         row.timeout_secs = self.timeout_secs;
         row.catch_up = self.catch_up;
         row.max_age_secs = self.max_age_secs;
+        row.trace = self.trace;
     }
 
     /// As a response shows it: the password as `rsync_password_set`.

@@ -194,6 +194,7 @@ impl Projects {
             generation: 0,
             version: 0,
             managed_file: None,
+            trace: req.trace.unwrap_or(false),
         })
     }
 
@@ -316,6 +317,9 @@ impl Projects {
         if let Some(a) = max_age {
             row.max_age_secs = a;
         }
+        if let Some(t) = req.trace {
+            row.trace = t;
+        }
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -416,6 +420,7 @@ impl Projects {
                     max_age_secs: None,
                     version: latest + 1,
                     managed_file: None,
+                    trace: false,
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;

@@ -78,6 +78,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
         catch_up: row.catch_up,
         max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
+        trace: row.trace,
     }
 }
 
@@ -173,6 +174,7 @@ impl Projects {
             timeout_secs: p.timeout_secs,
             catch_up: Some(p.catch_up),
             max_age_secs: p.max_age_secs,
+            trace: Some(p.trace),
             comment: None,
             version: None,
         };

@@ -1,0 +1,114 @@
+//! Trace files in Debian's ftpsync format: after a successful run of a project that asks for them,
+//! `<dest>/project/trace/<mirror_name>` says when this mirror last finished a sync, so Debian's
+//! mirror checkers (and anyone) read us as they read an ftpsync mirror. rsync is told to leave the
+//! file alone (`--exclude=/project/trace/<name>`), and slaves pull it with the rest of the tree.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::db::projects::ProjectRow;
+
+/// Where the trace file of `name` lies in `dest`, relative to it.
+pub fn relative(name: &str) -> PathBuf {
+    Path::new("project").join("trace").join(name)
+}
+
+/// The rsync filter that keeps our trace file from being deleted (the upstream does not have it).
+pub fn exclude(name: &str) -> String {
+    format!("--exclude=/project/trace/{name}")
+}
+
+/// What one run was, for its trace.
+pub struct TraceRun<'a> {
+    pub project: &'a ProjectRow,
+    pub name: &'a str,
+    pub host: &'a str,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
+    pub bytes_received: Option<u64>,
+    pub trigger: &'a str,
+    /// The upstream's own `Archive serial` (its `project/trace/master`), when it has one.
+    pub upstream_serial: Option<String>,
+}
+
+/// `Archive serial: ` from an ftpsync trace file's text.
+pub fn serial_of(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Archive serial:"))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+}
+
+/// The file's text, in ftpsync's order and words.
+pub fn render(t: &TraceRun<'_>) -> String {
+    let rfc2822 = |d: DateTime<Utc>| d.format("%a, %d %b %Y %H:%M:%S +0000").to_string();
+    let serial = t.upstream_serial.clone().unwrap_or_else(|| t.ended.format("%Y%m%d%H").to_string());
+    let spent = (t.ended - t.started).num_seconds().max(0);
+    let bytes = t.bytes_received.unwrap_or(0);
+    let rate = if spent > 0 { bytes / spent.unsigned_abs() } else { bytes };
+    let upstream = t.project.rsync_host.as_str();
+    format!(
+        "{date}\n\
+         Date: {date2822}\n\
+         Date-Started: {started}\n\
+         Archive serial: {serial}\n\
+         Creator: mirror-sync {version}\n\
+         Running on host: {host}\n\
+         Trigger: {trigger}\n\
+         Upstream-mirror: {upstream}\n\
+         Rsync-Transport: {transport}\n\
+         Total bytes received in rsync: {bytes}\n\
+         Total time spent in rsync: {spent}\n\
+         Average rate: {rate} B/s\n",
+        date = t.ended.format("%a %b %e %H:%M:%S UTC %Y"),
+        date2822 = rfc2822(t.ended),
+        started = rfc2822(t.started),
+        version = env!("CARGO_PKG_VERSION"),
+        host = t.host,
+        trigger = t.trigger,
+        transport = if t.project.rsync_port.is_some() { "rsync-url" } else { "rsync-daemon" },
+    )
+}
+
+/// This host's name (for `Running on host:` and the default `mirror_name`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| mirror_common::api::is_valid_host(h))
+        .unwrap_or_else(|| "mirror-sync".into())
+}
+
+/// Writes the trace of a run into `dest` (already checked to lie in the mirror root), through no
+/// symlink the tree may hold: `project/trace` must resolve to itself, and the file is written
+/// beside it and renamed into place.
+pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io::Result<()> {
+    let dir = dest.join("project").join("trace");
+    let dir_text = dir.to_str().ok_or_else(|| std::io::Error::other("dest is not UTF-8"))?;
+    match crate::paths::resolve_dest(mirror_root, dir_text).await {
+        Ok(resolved) if resolved == dir => {}
+        _ => return Err(std::io::Error::other(format!("{} leads out of the tree", dir.display()))),
+    }
+    tokio::fs::create_dir_all(&dir).await?;
+    let target = dir.join(t.name);
+    if tokio::fs::symlink_metadata(&target).await.is_ok_and(|m| !m.is_file()) {
+        return Err(std::io::Error::other(format!("{} is not a file", target.display())));
+    }
+    let tmp = dir.join(format!(".{}.mirror-sync-tmp", t.name));
+    let _ = tokio::fs::remove_file(&tmp).await;
+    tokio::fs::write(&tmp, render(t)).await?;
+    tokio::fs::rename(&tmp, &target).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_come_from_ftpsync_traces() {
+        let master = "Tue Nov 24 08:00:01 UTC 2026\nDate: x\nArchive serial: 2026112402\nCreator: dak\n";
+        assert_eq!(serial_of(master).as_deref(), Some("2026112402"));
+        assert_eq!(serial_of("Archive serial: ../../x\n"), None);
+    }
+}
