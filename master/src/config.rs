@@ -417,6 +417,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sample_configuration_loads_and_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/master.toml");
+        let s = Settings::load(Some(&path)).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.refresh_token_ttl_secs, 30 * 86_400);
+        assert_eq!(s.alerts.check_interval_secs, 30);
+    }
+
+    #[test]
     fn defaults_are_valid_and_secrets_do_not_print() {
         let mut s = Settings::default();
         assert!(s.validate().is_ok());
