@@ -343,7 +343,11 @@ pub const RECENT_RUNS: i64 = 10;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStats {
+    /// Files, directories and links (rsync's "Number of files").
     pub files_total: Option<u64>,
+    /// Of those, regular files (its `reg:` count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regular_files: Option<u64>,
     pub files_transferred: Option<u64>,
     pub total_size: Option<u64>,
     pub bytes_transferred: Option<u64>,
@@ -354,6 +358,11 @@ impl RunStats {
     /// Reads one output line; lines that are not stats are ignored.
     pub fn absorb(&mut self, line: &str) {
         let Some((key, value)) = line.split_once(':') else { return };
+        if key.trim() == "Number of files" {
+            // `1,234 (reg: 1,000, dir: 234)`; no `reg:` part: no regular file.
+            let reg = value.split("reg: ").nth(1).and_then(|r| r.split(", ").next());
+            self.regular_files = Some(reg.and_then(|r| parse_count(r.trim_end_matches(')'))).unwrap_or(0));
+        }
         let slot = match key.trim() {
             "Number of files" => &mut self.files_total,
             "Number of regular files transferred" => &mut self.files_transferred,
@@ -819,12 +828,17 @@ mod tests {
             s,
             RunStats {
                 files_total: Some(1235),
+                regular_files: Some(1000),
                 files_transferred: Some(10),
                 total_size: Some(123_456_789),
                 bytes_transferred: Some(1234),
                 bytes_received: Some(2500),
             }
         );
+        // An empty tree: its one directory, no regular file.
+        let mut empty = RunStats::default();
+        empty.absorb("Number of files: 1 (dir: 1)");
+        assert_eq!((empty.files_total, empty.regular_files), (Some(1), Some(0)));
     }
 }
 

@@ -81,6 +81,10 @@ pub struct Settings {
     pub notify_retries: u32,
     /// This mirror's name in trace files (`project/trace/<mirror_name>`); default: the host name.
     pub mirror_name: Option<Name>,
+    /// A run that succeeds but leaves the tree smaller by more than this percentage than the last
+    /// successful run did is marked failed: its generation does not go to the slaves. 100 (the
+    /// default) turns the shrink check off; a tree left empty is refused whatever this says.
+    pub max_shrink: u8,
     /// A directory of project files (YAML or JSON, one project each), applied at start and on
     /// SIGHUP or `POST /reload`; the projects they declare are changed only there.
     pub projects_dir: Option<PathBuf>,
@@ -132,6 +136,7 @@ impl Default for Settings {
             notify_retries: 3,
             alerts: AlertSettings::default(),
             projects_dir: None,
+            max_shrink: 100,
             mirror_name: None,
             initial_root_password: None,
         }
@@ -359,6 +364,9 @@ impl Settings {
         }
         if self.notify_retries > 20 {
             return Err(invalid("notify_retries", "must be at most 20"));
+        }
+        if self.max_shrink > 100 {
+            return Err(invalid("max_shrink", "must be a percentage, 0 to 100"));
         }
         self.alerts.validate()?;
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {

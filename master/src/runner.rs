@@ -73,6 +73,8 @@ pub struct RunnerConfig {
     /// The trace files' name (`mirror_name`, or the host name) and this host's name.
     pub mirror_name: String,
     pub host_name: String,
+    /// `max_shrink`: a successful run that shrinks the tree by more is marked failed.
+    pub max_shrink: u8,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -91,6 +93,7 @@ impl From<&Settings> for RunnerConfig {
             runs_keep: s.runs_keep,
             mirror_name: s.mirror_name.as_ref().map_or_else(crate::trace::host_name, |n| n.to_string()),
             host_name: crate::trace::host_name(),
+            max_shrink: s.max_shrink,
         }
     }
 }
@@ -391,7 +394,7 @@ impl Runner {
         };
         let began = chrono::Utc::now();
         let mut attempt = 0u32;
-        let outcome: RsyncOutcome = loop {
+        let mut outcome: RsyncOutcome = loop {
             attempt += 1;
             let db = self.db.clone();
             let events = self.events.clone();
@@ -429,6 +432,15 @@ impl Runner {
                 _ = cancel.wait_for(|c| *c) => break RsyncOutcome { ending: Ending::Cancelled, ..outcome },
             }
         };
+        // Fake success (tunasync#109): rsync says all is well, but the upstream served an empty
+        // or a much smaller tree. The run fails; its generation never reaches a slave.
+        if outcome.succeeded()
+            && let Some(why) = self.fake_success(&project, &outcome.stats).await?
+        {
+            tracing::error!(message = %why, "run marked failed");
+            outcome.ending = Ending::Failed;
+            outcome.message = why;
+        }
         let status = match outcome.ending {
             Ending::Success | Ending::SuccessWithWarning => RunStatus::Success,
             Ending::Failed => RunStatus::Failed,
@@ -468,6 +480,38 @@ impl Runner {
             tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
         Ok(())
+    }
+
+    /// Why a run rsync calls a success is not one: the tree it left is empty while the last
+    /// successful run's was not, or smaller by more than `max_shrink` percent.
+    async fn fake_success(
+        &self,
+        project: &crate::db::projects::ProjectRow,
+        now: &RunStats,
+    ) -> anyhow::Result<Option<String>> {
+        let Some((before_size, before_files)) = db::runs::last_success_size(&self.db, &project.id).await? else {
+            return Ok(None);
+        };
+        if now.regular_files == Some(0) && before_size.unwrap_or(0) > 0 {
+            return Ok(Some(format!(
+                "the upstream served an empty tree (the last success had {} entries, {} bytes): marked failed; \
+                 the generation stays at {} and no slave is told",
+                before_files.unwrap_or(0),
+                before_size.unwrap_or(0),
+                project.generation
+            )));
+        }
+        let (Some(before), Some(size)) = (before_size.filter(|b| *b > 0), now.total_size) else { return Ok(None) };
+        let limit = u64::from(self.cfg.max_shrink);
+        if limit < 100 && size.saturating_mul(100) < before.saturating_mul(100 - limit) {
+            let shrank = 100 - size.saturating_mul(100) / before;
+            return Ok(Some(format!(
+                "the tree shrank from {before} to {size} bytes ({shrank}% smaller), more than max_shrink = {limit}%: \
+                 marked failed; the generation stays at {} and no slave is told",
+                project.generation
+            )));
+        }
+        Ok(None)
     }
 
     /// `project/trace/<mirror_name>` of a successful run; a failure to write it is logged, the run

@@ -91,6 +91,7 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
         warning: r.warning,
         stats: RunStats {
             files_total: count(r.files_total),
+            regular_files: None,
             files_transferred: count(r.files_transferred),
             total_size: count(r.total_size),
             bytes_transferred: count(r.bytes_transferred),

@@ -571,3 +571,48 @@ async fn a_trace_file_in_ftpsyncs_format_follows_each_success_and_no_symlink_sen
     assert!(std::fs::symlink_metadata(m.mirror_root().join("deb2/project/trace")).unwrap().is_symlink());
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the symlink");
 }
+
+#[tokio::test]
+async fn an_upstream_emptied_or_halved_is_a_failed_run_and_the_generation_does_not_move() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 6);
+    std::fs::write(upstream.data().join("big.bin"), vec![7u8; 200 * 1024]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = mirror_master::config::Settings { max_shrink: 50, ..TestMaster::settings_in(dir.path()) };
+    let m = TestMaster::start_with(dir, settings).await;
+    add(&m.api, &project("deb", upstream.port, json!({}))).await;
+    let generation = || async { m.api.get("/projects/deb", &Auth::root()).await.body["generation"].clone() };
+    let run = |api: &Api| {
+        let api = api.clone();
+        async move { finished_run(&api, syncup(&api, "deb").await, 30).await }
+    };
+    assert_eq!(run(&m.api).await["status"], json!("success"));
+    assert_eq!(generation().await, json!(1));
+
+    // Halved (the big file gone): more than max_shrink (50 %) smaller.
+    std::fs::rename(upstream.data().join("big.bin"), upstream.data().join("../big.bin.away")).unwrap();
+    let halved = run(&m.api).await;
+    assert_eq!(halved["status"], json!("failed"), "{halved}");
+    assert!(halved["message"].as_str().unwrap().contains("max_shrink"), "{halved}");
+    assert_eq!(generation().await, json!(1));
+
+    // Emptied: failed, whatever the shrink limit.
+    std::fs::rename(upstream.data().join("../big.bin.away"), upstream.data().join("big.bin")).unwrap();
+    let away = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(upstream.data()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), away.path().join(entry.file_name())).unwrap();
+    }
+    let empty = run(&m.api).await;
+    assert_eq!(empty["status"], json!("failed"), "{empty}");
+    assert!(empty["message"].as_str().unwrap().contains("empty tree"), "{empty}");
+    assert_eq!(generation().await, json!(1));
+
+    // Back as it was: a success, the next generation.
+    for entry in std::fs::read_dir(away.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), upstream.data().join(entry.file_name())).unwrap();
+    }
+    assert_eq!(run(&m.api).await["status"], json!("success"));
+    assert_eq!(generation().await, json!(2));
+}

@@ -230,6 +230,18 @@ pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<Time
     .await
 }
 
+/// The tree's size and file count at the project's latest successful run (as rsync counted
+/// them), when there is one.
+pub async fn last_success_size(db: &Db, project_id: &str) -> sqlx::Result<Option<(Option<u64>, Option<u64>)>> {
+    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT total_size, files_total FROM runs WHERE project_id = ? AND status = 'success' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .fetch_optional(&db.read)
+    .await?;
+    Ok(row.map(|(size, files)| (size.and_then(|s| u64::try_from(s).ok()), files.and_then(|f| u64::try_from(f).ok()))))
+}
+
 /// (project, end time) of every project's latest successful run.
 pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(ProjectId, Timestamp)>> {
     sqlx::query_as(
