@@ -18,42 +18,16 @@ use mirror_common::Secret;
 use mirror_common::api::RunStatus;
 use mirror_common::names::ProjectId;
 use mirror_common::time::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::cluster::{Cluster, slave_name};
+pub use crate::config::AlertEvent;
 use crate::config::AlertSettings;
 use crate::db::{self, Db};
 use crate::events::{Change, Listener};
 use crate::listing::ListingCache;
-
-/// What a webhook may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertEvent {
-    RunFailed,
-    RunRecovered,
-    Stale,
-    FreshAgain,
-    SlaveDown,
-    SlaveBack,
-    SlaveLagging,
-}
-
-impl AlertEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertEvent::RunFailed => "run_failed",
-            AlertEvent::RunRecovered => "run_recovered",
-            AlertEvent::Stale => "stale",
-            AlertEvent::FreshAgain => "fresh_again",
-            AlertEvent::SlaveDown => "slave_down",
-            AlertEvent::SlaveBack => "slave_back",
-            AlertEvent::SlaveLagging => "slave_lagging",
-        }
-    }
-}
 
 /// The body every webhook receives (JSON). `text` is one line a chat tool can show as it is.
 #[derive(Debug, Serialize)]

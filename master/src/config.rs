@@ -179,6 +179,33 @@ impl Default for AlertSettings {
     }
 }
 
+/// What a webhook may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    RunFailed,
+    RunRecovered,
+    Stale,
+    FreshAgain,
+    SlaveDown,
+    SlaveBack,
+    SlaveLagging,
+}
+
+impl AlertEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::RunFailed => "run_failed",
+            AlertEvent::RunRecovered => "run_recovered",
+            AlertEvent::Stale => "stale",
+            AlertEvent::FreshAgain => "fresh_again",
+            AlertEvent::SlaveDown => "slave_down",
+            AlertEvent::SlaveBack => "slave_back",
+            AlertEvent::SlaveLagging => "slave_lagging",
+        }
+    }
+}
+
 /// One receiver of alerts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,7 +216,7 @@ pub struct WebhookSettings {
     pub url: Secret,
     /// The events it wants; empty: all of them.
     #[serde(default)]
-    pub events: Vec<crate::alerts::AlertEvent>,
+    pub events: Vec<AlertEvent>,
     /// Signs each body: `X-Mirror-Sync-Signature: sha256=<hex HMAC-SHA256 of the body>`.
     pub secret: Option<Secret>,
     /// The signing secret from a file readable by its owner only (its first line).
