@@ -125,15 +125,7 @@ pub async fn import(
         Ok(done)
     })
     .await?;
-    let report = ImportReport {
-        method: "import".into(),
-        success: true,
-        dry_run,
-        changes: done.changes,
-        unchanged: done.unchanged,
-        slave_tokens: done.slave_tokens,
-    };
-    Ok((StatusCode::OK, Json(report)).into_response())
+    Ok((StatusCode::OK, Json(done.report("import", dry_run))).into_response())
 }
 
 /// `POST /reload`: applies `projects_dir` again.
@@ -156,13 +148,6 @@ pub async fn reload(State(state): State<AppState>, RootCaller(caller): RootCalle
         detached(async move { crate::declared::reload(&state, Some(&caller.username), "projects_dir reload").await })
             .await?
             .ok_or_else(|| ApiError::field("projects_dir", "this master has no projects_dir"))?;
-    let report = ImportReport {
-        method: "reload".into(),
-        success: true,
-        dry_run: false,
-        changes: done.changes,
-        unchanged: done.unchanged,
-        slave_tokens: vec![],
-    };
-    Ok((StatusCode::OK, Json(report)).into_response())
+    // A reload adds no slave: there is never a token in its answer.
+    Ok((StatusCode::OK, Json(done.report("reload", false))).into_response())
 }

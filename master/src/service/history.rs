@@ -24,10 +24,6 @@ pub struct Meta {
 pub const MAX_COMMENT: usize = 1024;
 
 impl Meta {
-    pub fn by(author: &Name) -> Meta {
-        Meta { author: Some(author.clone()), ..Meta::default() }
-    }
-
     /// Refuses the write when it was based on another version than `current`.
     pub fn check(&self, key: &str, current: i64) -> Result<(), Error> {
         match self.based_on {

@@ -80,11 +80,7 @@ async fn resolve(mirror_root: &std::path::Path, dest: &str) -> Result<String, Er
 }
 
 /// Refuses a dest that is, contains, or lies inside another project's.
-pub(super) async fn check_overlap(
-    tx: &mut sqlx::SqliteConnection,
-    dest: &str,
-    own_id: Option<&str>,
-) -> Result<(), Error> {
+async fn check_overlap(tx: &mut sqlx::SqliteConnection, dest: &str, own_id: Option<&str>) -> Result<(), Error> {
     if let Some((id, _)) = db::projects::overlapping_dest(&mut *tx, dest, own_id).await? {
         return Err(Error::conflict("dest", format!("{dest} overlaps the dest of project '{id}'")));
     }

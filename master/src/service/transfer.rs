@@ -47,6 +47,20 @@ pub struct Imported {
     pub slave_tokens: Vec<SlaveToken>,
 }
 
+impl Imported {
+    /// The answer of `POST /import` (`method` "import") or `POST /reload`.
+    pub fn report(self, method: &str, dry_run: bool) -> mirror_common::api::ImportReport {
+        mirror_common::api::ImportReport {
+            method: method.into(),
+            success: true,
+            dry_run,
+            changes: self.changes,
+            unchanged: self.unchanged,
+            slave_tokens: self.slave_tokens,
+        }
+    }
+}
+
 fn change(kind: &str, key: &str, action: &str, fields: Vec<String>) -> ImportChange {
     ImportChange { kind: kind.into(), key: key.into(), action: action.into(), fields }
 }
