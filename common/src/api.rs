@@ -6,6 +6,7 @@ use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
 pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
+pub use crate::targets::Targets;
 pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, Trigger};
 pub use crate::time::Timestamp;
 
@@ -41,6 +42,10 @@ pub struct AddProject {
     /// Writes `project/trace/<mirror_name>` in ftpsync's format after each successful run
     /// (default false).
     pub trace: Option<bool>,
+    /// Object-store buckets kept in step with the tree after each successful run.
+    pub targets: Option<Targets>,
+    /// Pushes each file written or removed in the tree to the targets as it happens (default false).
+    pub watch: Option<bool>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not the
@@ -74,6 +79,9 @@ pub struct UpdateProjectBasic {
     #[serde(default, deserialize_with = "present_or_null")]
     pub max_age_secs: Option<Option<u64>>,
     pub trace: Option<bool>,
+    /// Replaces the whole list (`[]`: none).
+    pub targets: Option<Targets>,
+    pub watch: Option<bool>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
@@ -254,6 +262,12 @@ pub struct ProjectView {
     /// Writes a trace file (ftpsync's format) after each successful run.
     #[serde(default)]
     pub trace: bool,
+    /// Object-store targets (their credentials are named, never shown).
+    #[serde(default)]
+    pub targets: Targets,
+    /// Files written or removed in the tree are pushed to the targets as it happens.
+    #[serde(default)]
+    pub watch: bool,
     /// The version of this configuration (its newest commit): send it back as `version` or
     /// `If-Match` to change it only if no one else did meanwhile.
     pub version: i64,
@@ -944,6 +958,10 @@ pub struct ProjectDoc {
     pub max_age_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub trace: bool,
+    #[serde(default, skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub watch: bool,
 }
 
 fn is_false(b: &bool) -> bool {

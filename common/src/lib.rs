@@ -63,6 +63,7 @@ pub mod names;
 pub mod rsync_opts;
 pub mod secret;
 pub mod status;
+pub mod targets;
 pub mod time;
 pub mod zoned;
 
@@ -70,6 +71,8 @@ pub mod zoned;
 sqlite_json!(cron::ScheduleSpec);
 #[cfg(feature = "sqlx")]
 sqlite_json!(rsync_opts::RsyncOptions);
+#[cfg(feature = "sqlx")]
+sqlite_json!(targets::Targets);
 
 pub use error::{ErrorBody, FieldError, JsonRejection, from_json_value, parse_json};
 pub use secret::Secret;

@@ -90,6 +90,10 @@ pub struct Settings {
     pub projects_dir: Option<PathBuf>,
     /// Webhooks told when a mirror fails or goes stale, or a slave goes down or lags.
     pub alerts: AlertSettings,
+    /// How projects' object-store targets are pushed.
+    pub targets: TargetSettings,
+    /// Keys that targets sign their requests with, each named; a project's target names one.
+    pub s3_credentials: Vec<S3Credentials>,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -135,6 +139,8 @@ impl Default for Settings {
             notify_timeout_secs: 10,
             notify_retries: 3,
             alerts: AlertSettings::default(),
+            targets: TargetSettings::default(),
+            s3_credentials: Vec::new(),
             projects_dir: None,
             max_shrink: 100,
             mirror_name: None,
@@ -177,6 +183,58 @@ impl Default for AlertSettings {
             keep_days: 30,
         }
     }
+}
+
+/// `[targets]`: how pushes to object stores behave.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSettings {
+    /// Requests in flight per push.
+    pub max_parallel: usize,
+    /// Retries of a failed request (connection errors, 5xx, throttling), with exponential backoff.
+    pub retries: usize,
+    /// First backoff; doubled each retry up to 15 s.
+    pub retry_base_ms: u64,
+    /// A request (one part of a large file) that takes longer fails and is retried.
+    pub request_timeout_secs: u64,
+    /// Files this large or larger go up in parts of `part_size_bytes`.
+    pub multipart_threshold_bytes: u64,
+    pub part_size_bytes: u64,
+    /// A watched tree's changes are gathered for this long before they are pushed.
+    pub watch_debounce_ms: u64,
+    /// Pushes kept per project and target (the newest).
+    pub pushes_keep: usize,
+}
+
+impl Default for TargetSettings {
+    fn default() -> Self {
+        TargetSettings {
+            max_parallel: 16,
+            retries: 5,
+            retry_base_ms: 100,
+            request_timeout_secs: 300,
+            multipart_threshold_bytes: 64 * 1024 * 1024,
+            part_size_bytes: 16 * 1024 * 1024,
+            watch_debounce_ms: 200,
+            pushes_keep: 200,
+        }
+    }
+}
+
+/// One `[[s3_credentials]]` entry: an access key and its secret, from this file, the master's
+/// environment, or a file only its owner can read. Never stored in the database or shown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Credentials {
+    pub name: Name,
+    /// The access key id (not a secret by itself), or `access_key_id_env`.
+    pub access_key_id: Option<String>,
+    /// The variable of the master's environment that holds the access key id.
+    pub access_key_id_env: Option<String>,
+    /// The variable of the master's environment that holds the secret access key.
+    pub secret_access_key_env: Option<String>,
+    /// A file (mode 0600 or stricter) whose first line is the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
 }
 
 /// What a webhook may ask for.
@@ -396,11 +454,59 @@ impl Settings {
             return Err(invalid("max_shrink", "must be a percentage, 0 to 100"));
         }
         self.alerts.validate()?;
+        self.validate_targets()?;
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log",
                 format!("'{}' is not a log filter such as info or mirror_master=debug", self.log),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_targets(&self) -> Result<(), ConfigError> {
+        let t = &self.targets;
+        if !(1..=256).contains(&t.max_parallel) {
+            return Err(invalid("targets.max_parallel", "must be between 1 and 256"));
+        }
+        if t.retries > 20 || !(1..=60_000).contains(&t.retry_base_ms) {
+            return Err(invalid("targets.retries", "retries at most 20, retry_base_ms 1-60000"));
+        }
+        if !(1..=86_400).contains(&t.request_timeout_secs) {
+            return Err(invalid("targets.request_timeout_secs", "must be between 1 and 86400"));
+        }
+        // S3 wants parts of 5 MiB at least (but the last) and at most 10,000 of them.
+        if !(5 << 20..=5 << 30).contains(&t.part_size_bytes) || t.multipart_threshold_bytes < t.part_size_bytes {
+            return Err(invalid(
+                "targets.part_size_bytes",
+                "must be between 5 MiB and 5 GiB, and multipart_threshold_bytes at least as large",
+            ));
+        }
+        if !(1..=60_000).contains(&t.watch_debounce_ms) {
+            return Err(invalid("targets.watch_debounce_ms", "must be between 1 and 60000"));
+        }
+        if !(1..=100_000).contains(&t.pushes_keep) {
+            return Err(invalid("targets.pushes_keep", "must be between 1 and 100000"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for c in &self.s3_credentials {
+            if !names.insert(c.name.as_str()) {
+                return Err(invalid("s3_credentials.name", format!("'{}' is used twice", c.name)));
+            }
+            if c.access_key_id.is_some() == c.access_key_id_env.is_some() {
+                return Err(invalid(
+                    "s3_credentials.access_key_id",
+                    format!("of '{}': give access_key_id or access_key_id_env", c.name),
+                ));
+            }
+            if c.secret_access_key_env.is_some() == c.secret_access_key_file.is_some() {
+                return Err(invalid(
+                    "s3_credentials.secret_access_key_file",
+                    format!("of '{}': give secret_access_key_file or secret_access_key_env", c.name),
+                ));
+            }
         }
         Ok(())
     }

@@ -26,6 +26,15 @@ pub enum Change {
     Committed(Committed),
     /// A run succeeded: the project has a new generation for the slaves.
     NewGeneration(ProjectRow),
+    /// A push to an object-store target ended.
+    PushEnded {
+        project: ProjectId,
+        target: String,
+        status: mirror_common::targets::PushStatus,
+        uploaded: u64,
+        deleted: u64,
+        bytes: u64,
+    },
     /// A user was created, removed, or got a new password or role: its cached logins must go.
     UserChanged { username: Name },
 }

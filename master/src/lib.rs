@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 pub mod status_page;
+pub mod targets;
 pub mod trace;
 pub mod views;
 
@@ -132,6 +133,8 @@ impl Application {
         events.subscribe(Arc::new(feed.clone()));
         let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
         events.subscribe(Arc::new(alerts.clone()));
+        let pusher = crate::targets::Pusher::new(db.clone(), &settings, events.clone()).await?;
+        events.subscribe(pusher.clone());
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone(), events: events.clone() };
         let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
@@ -140,6 +143,7 @@ impl Application {
             mirror_root: mirror_root.clone(),
             confined: confine.confined(),
             events: events.clone(),
+            credentials: Arc::new(settings.s3_credentials.iter().map(|c| c.name.clone()).collect()),
         };
         let state = AppState::new(Inner {
             db,
@@ -159,11 +163,13 @@ impl Application {
             metrics,
             alerts,
             feed,
+            pusher,
         });
         bootstrap_root(&state).await?;
         if let Err(e) = declared::reload(&state, None, "projects_dir at start").await {
             anyhow::bail!("{e}");
         }
+        state.pusher.start().await?;
         Ok(Application { listener, state, rsyncd })
     }
 

@@ -427,7 +427,11 @@ impl Listener for ListingCache {
             Change::ProjectRemoved { id } => self.mark([id]),
             Change::ProjectRenamed { from, to } => self.mark([from, to]),
             Change::RunsChanged { projects } => self.mark(projects),
-            Change::RunEnded { .. } | Change::UserChanged { .. } | Change::RunState { .. } | Change::Committed(_) => {}
+            Change::RunEnded { .. }
+            | Change::UserChanged { .. }
+            | Change::RunState { .. }
+            | Change::Committed(_)
+            | Change::PushEnded { .. } => {}
         }
     }
 }

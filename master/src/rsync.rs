@@ -72,6 +72,8 @@ mod tests {
             version: 1,
             managed_file: None,
             trace: false,
+            targets: Default::default(),
+            watch: false,
             catch_up: false,
             last_fire_at: None,
             generation: 0,

@@ -257,6 +257,7 @@ impl Listener for Scheduler {
             | Change::RunState { .. }
             | Change::Committed(_)
             | Change::NewGeneration(_)
+            | Change::PushEnded { .. }
             | Change::UserChanged { .. } => {}
         }
     }

@@ -44,6 +44,8 @@ pub struct Inner {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub alerts: Arc<crate::alerts::Alerts>,
     pub feed: Arc<crate::feed::Feed>,
+    /// Pushes projects' trees to their object-store targets.
+    pub pusher: Arc<crate::targets::Pusher>,
     /// The users service.
     pub users: Users,
     /// The slaves service.

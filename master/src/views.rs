@@ -60,6 +60,8 @@ pub fn project_view(
         version: row.version,
         managed_file: row.managed_file.clone(),
         trace: row.trace,
+        targets: row.targets.clone(),
+        watch: row.watch,
         stale_after: stale_after(row, last_success, default_max_age_secs).map(Timestamp::from),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),

@@ -7,6 +7,7 @@ pub mod propagation;
 pub mod runs;
 pub mod settings;
 pub mod slaves;
+pub mod targets;
 pub mod users;
 
 use std::path::Path;

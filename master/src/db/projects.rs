@@ -36,6 +36,10 @@ pub struct ProjectRow {
     pub managed_file: Option<String>,
     /// Writes `project/trace/<mirror_name>` (ftpsync's format) after each successful run.
     pub trace: bool,
+    /// Object-store targets, stored as JSON.
+    pub targets: mirror_common::targets::Targets,
+    /// The tree is watched: changed files go to the targets as they change.
+    pub watch: bool,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -45,7 +49,7 @@ pub struct ProjectRow {
 
 const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -77,7 +81,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch";
 
 fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
@@ -98,6 +102,8 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(p.version)
         .bind(&p.managed_file)
         .bind(p.trace)
+        .bind(&p.targets)
+        .bind(p.watch)
 }
 
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {

@@ -105,6 +105,10 @@ pub struct StoredProject {
     pub max_age_secs: Option<i64>,
     #[serde(default)]
     pub trace: bool,
+    #[serde(default, skip_serializing_if = "mirror_common::targets::Targets::is_empty")]
+    pub targets: mirror_common::targets::Targets,
+    #[serde(default)]
+    pub watch: bool,
 }
 
 impl From<&ProjectRow> for StoredProject {
@@ -126,6 +130,8 @@ impl From<&ProjectRow> for StoredProject {
             catch_up: r.catch_up,
             max_age_secs: r.max_age_secs,
             trace: r.trace,
+            targets: r.targets.clone(),
+            watch: r.watch,
         }
     }
 }
@@ -149,6 +155,8 @@ impl StoredProject {
         row.catch_up = self.catch_up;
         row.max_age_secs = self.max_age_secs;
         row.trace = self.trace;
+        row.targets = self.targets;
+        row.watch = self.watch;
     }
 
     /// As a response shows it: the password as `rsync_password_set`.

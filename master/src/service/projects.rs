@@ -124,6 +124,8 @@ pub struct Projects {
     pub mirror_root: PathBuf,
     pub confined: bool,
     pub events: Arc<Events>,
+    /// The `[[s3_credentials]]` names of the master's configuration: a target must name one.
+    pub credentials: Arc<Vec<mirror_common::names::Name>>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -148,6 +150,20 @@ pub(super) async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sq
 }
 
 impl Projects {
+    /// The targets, every rule checked; the credentials each names must exist.
+    fn check_targets(&self, targets: mirror_common::targets::Targets) -> Result<mirror_common::targets::Targets, Error> {
+        targets.check().map_err(|(field, message)| Error::field(field, message))?;
+        for (i, t) in targets.iter().enumerate() {
+            if !self.credentials.contains(&t.credentials) {
+                return Err(Error::field(
+                    format!("targets[{i}].credentials"),
+                    format!("no [[s3_credentials]] entry named '{}' in the master's configuration", t.credentials),
+                ));
+            }
+        }
+        Ok(targets)
+    }
+
     fn options(&self, input: Option<&RsyncOptionsInput>) -> Result<RsyncOptions, Error> {
         Ok(RsyncOptions::from_input(&input.cloned().unwrap_or_default(), self.confined)?)
     }
@@ -191,6 +207,8 @@ impl Projects {
             version: 0,
             managed_file: None,
             trace: req.trace.unwrap_or(false),
+            targets: self.check_targets(req.targets.unwrap_or_default())?,
+            watch: req.watch.unwrap_or(false),
         })
     }
 
@@ -316,6 +334,12 @@ impl Projects {
         if let Some(t) = req.trace {
             row.trace = t;
         }
+        if let Some(t) = req.targets {
+            row.targets = self.check_targets(t)?;
+        }
+        if let Some(w) = req.watch {
+            row.watch = w;
+        }
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -417,6 +441,8 @@ impl Projects {
                     version: latest + 1,
                     managed_file: None,
                     trace: false,
+                    targets: Default::default(),
+                    watch: false,
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;
@@ -540,7 +566,7 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         events.subscribe(recorder.clone());
         let root = std::fs::canonicalize(root).unwrap();
-        (Projects { db, mirror_root: root, confined: true, events }, recorder)
+        (Projects { db, mirror_root: root, confined: true, events, credentials: Default::default() }, recorder)
     }
 
     fn add(name: &str, dest: &str) -> AddProject {

@@ -93,6 +93,8 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         catch_up: row.catch_up,
         max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
         trace: row.trace,
+        targets: row.targets.clone(),
+        watch: row.watch,
     }
 }
 
@@ -189,6 +191,8 @@ impl Projects {
             catch_up: Some(p.catch_up),
             max_age_secs: p.max_age_secs,
             trace: Some(p.trace),
+            targets: Some(p.targets.clone()),
+            watch: Some(p.watch),
             comment: None,
             version: None,
         };
