@@ -6,8 +6,8 @@ use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
 pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
-pub use crate::targets::Targets;
 pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, Trigger};
+pub use crate::targets::Targets;
 pub use crate::time::Timestamp;
 
 /// `POST /add_project/`

@@ -141,7 +141,9 @@ impl Targets {
             }
             check_endpoint(&t.endpoint).map_err(|m| (field("endpoint"), m))?;
             check_bucket(&t.bucket).map_err(|m| (field("bucket"), m))?;
-            if t.region.is_empty() || t.region.len() > 64 || !t.region.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            if t.region.is_empty()
+                || t.region.len() > 64
+                || !t.region.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
             {
                 return Err((field("region"), "must be a region name such as us-east-1".into()));
             }

@@ -29,6 +29,9 @@ fn latency_histogram() -> Histogram {
 /// The counters and histograms kept between scrapes.
 pub struct Metrics {
     runs: Family<Labels, Counter>,
+    pushes: Family<Labels, Counter>,
+    pushed_objects: Family<Labels, Counter>,
+    pushed_bytes: Family<Labels, Counter>,
     transferred: Family<Labels, Counter>,
     requests: Family<Labels, Counter>,
     durations: Family<Labels, Histogram, fn() -> Histogram>,
@@ -38,6 +41,9 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             runs: Family::default(),
+            pushes: Family::default(),
+            pushed_objects: Family::default(),
+            pushed_bytes: Family::default(),
             transferred: Family::default(),
             requests: Family::default(),
             durations: Family::new_with_constructor(latency_histogram),
@@ -76,6 +82,21 @@ impl Metrics {
     pub fn render(&self, snapshot: Snapshot) -> Result<String, std::fmt::Error> {
         let mut counters = Registry::default();
         counters.register("mirror_sync_project_runs", "Runs that ended, by project and result", self.runs.clone());
+        counters.register(
+            "mirror_sync_target_pushes",
+            "Pushes to object-store targets that ended, by project, target and result",
+            self.pushes.clone(),
+        );
+        counters.register(
+            "mirror_sync_target_objects",
+            "Objects uploaded to or deleted from targets, by project, target and operation",
+            self.pushed_objects.clone(),
+        );
+        counters.register(
+            "mirror_sync_target_uploaded_bytes",
+            "Bytes uploaded to targets, by project and target",
+            self.pushed_bytes.clone(),
+        );
         counters.register(
             "mirror_sync_project_transferred_bytes",
             "Bytes of files rsync transferred, by project",
@@ -160,6 +181,16 @@ impl Listener for Arc<Metrics> {
                 self.runs.get_or_create(&vec![("project", project.to_string()), ("result", status.to_string())]).inc();
                 let bytes = self.transferred.get_or_create(&vec![("project", project.to_string())]);
                 bytes.inc_by(bytes_transferred.unwrap_or(0));
+            }
+            Change::PushEnded { project, target, status, uploaded, deleted, bytes } => {
+                let labels = |extra: (&'static str, String)| {
+                    vec![("project", project.to_string()), ("target", target.clone()), extra]
+                };
+                self.pushes.get_or_create(&labels(("result", status.as_str().to_owned()))).inc();
+                self.pushed_objects.get_or_create(&labels(("operation", "upload".to_owned()))).inc_by(*uploaded);
+                self.pushed_objects.get_or_create(&labels(("operation", "delete".to_owned()))).inc_by(*deleted);
+                let bytes_counter = vec![("project", project.to_string()), ("target", target.clone())];
+                self.pushed_bytes.get_or_create(&bytes_counter).inc_by(*bytes);
             }
             Change::ProjectRemoved { id } => {
                 for status in RunStatus::ALL {

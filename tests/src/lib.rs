@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod rsyncd;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

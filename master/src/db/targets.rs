@@ -219,7 +219,11 @@ pub async fn remember(db: &Db, store: &str, put: &[Known], gone: &[String]) -> s
         .await?;
     }
     for key in gone {
-        sqlx::query("DELETE FROM target_objects WHERE store = ? AND key = ?").bind(store).bind(key).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM target_objects WHERE store = ? AND key = ?")
+            .bind(store)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }

@@ -12,6 +12,7 @@ pub mod projects;
 pub mod runs;
 pub mod slaves;
 pub mod status;
+pub mod targets;
 pub mod transfer;
 pub mod users;
 
@@ -91,6 +92,11 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/export", get(transfer::export)),
         ("/import", post(transfer::import)),
         ("/reload", post(transfer::reload)),
+        // object-store targets: push now (root or user), their pushes (logged in)
+        ("/targets", get(targets::list_targets)),
+        ("/targets/sync", post(targets::sync)),
+        ("/targets/pushes", get(targets::list_pushes)),
+        ("/targets/pushes/{id}", get(targets::get_push)),
         // alert deliveries (root)
         ("/alerts", get(alerts::list_alerts)),
     ]

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, events, history, metrics, projects, runs, slaves, status, transfer, users};
+use super::{alerts, events, history, metrics, projects, runs, slaves, status, targets, transfer, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,10 @@ use super::{alerts, events, history, metrics, projects, runs, slaves, status, tr
         transfer::export,
         transfer::import,
         transfer::reload,
+        targets::sync,
+        targets::list_targets,
+        targets::list_pushes,
+        targets::get_push,
     ),
     modifiers(&Security)
 )]

@@ -151,7 +151,10 @@ pub(super) async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sq
 
 impl Projects {
     /// The targets, every rule checked; the credentials each names must exist.
-    fn check_targets(&self, targets: mirror_common::targets::Targets) -> Result<mirror_common::targets::Targets, Error> {
+    fn check_targets(
+        &self,
+        targets: mirror_common::targets::Targets,
+    ) -> Result<mirror_common::targets::Targets, Error> {
         targets.check().map_err(|(field, message)| Error::field(field, message))?;
         for (i, t) in targets.iter().enumerate() {
             if !self.credentials.contains(&t.credentials) {

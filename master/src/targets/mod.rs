@@ -107,7 +107,6 @@ impl Pusher {
         for row in db::projects::list(&self.db).await? {
             if row.watch && !row.targets.is_empty() {
                 self.watch(&row);
-                self.request_all(&row, "start");
             }
         }
         Ok(())
@@ -123,7 +122,13 @@ impl Pusher {
     }
 
     /// Queues work for one target; starts its worker unless one is going (it takes the work).
-    fn request(&self, project: &ProjectId, target: &Name, full: Option<&'static str>, paths: BTreeSet<String>) -> String {
+    fn request(
+        &self,
+        project: &ProjectId,
+        target: &Name,
+        full: Option<&'static str>,
+        paths: BTreeSet<String>,
+    ) -> String {
         let key = (project.clone(), target.clone());
         let mut pending = self.pending();
         let start = !pending.contains_key(&key);
@@ -173,10 +178,9 @@ impl Pusher {
     }
 
     fn open(&self, spec: &TargetSpec) -> Result<Arc<dyn Store>, String> {
-        let keys = self
-            .keys
-            .get(&spec.credentials)
-            .ok_or_else(|| format!("no [[s3_credentials]] entry named '{}' in the master's configuration", spec.credentials))?;
+        let keys = self.keys.get(&spec.credentials).ok_or_else(|| {
+            format!("no [[s3_credentials]] entry named '{}' in the master's configuration", spec.credentials)
+        })?;
         match spec.kind {
             TargetKind::S3 => Ok(Arc::new(s3::S3::new(spec, keys, &self.settings).map_err(|e| e.0)?)),
         }
@@ -206,7 +210,12 @@ impl Pusher {
             Ok(()) => (PushStatus::Success, notes.join("; ")),
         };
         if status == PushStatus::Success {
-            tracing::info!(uploaded = counts.uploaded, deleted = counts.deleted, unchanged = counts.unchanged, "push done");
+            tracing::info!(
+                uploaded = counts.uploaded,
+                deleted = counts.deleted,
+                unchanged = counts.unchanged,
+                "push done"
+            );
         } else {
             tracing::warn!(message = %message, "push failed");
         }
@@ -243,9 +252,8 @@ impl Pusher {
         let (files, remote, deletes) = match paths {
             None => {
                 let (r, s) = (root.clone(), sel.clone());
-                let walked = tokio::task::spawn_blocking(move || tree::walk(&r, &s))
-                    .await
-                    .map_err(|e| e.to_string())??;
+                let walked =
+                    tokio::task::spawn_blocking(move || tree::walk(&r, &s)).await.map_err(|e| e.to_string())??;
                 counts.skipped = walked.skipped;
                 if !walked.skipped_names.is_empty() {
                     notes.push(format!("{} not published: {}", walked.skipped, walked.skipped_names.join(", ")));
@@ -362,9 +370,12 @@ impl Pusher {
         if !wanted {
             return;
         }
-        match watch::Watching::start(self.me.clone(), row.id.clone(), PathBuf::from(&row.dest), targets, &self.settings) {
+        match watch::Watching::start(self.me.clone(), row.id.clone(), PathBuf::from(&row.dest), targets, &self.settings)
+        {
             Ok(w) => {
                 watchers.insert(row.id.clone(), w);
+                // Changes made while no one watched: a full merge first.
+                self.request_all(row, "start");
             }
             Err(e) => tracing::error!(project.id = %row.id, error = %e, "cannot watch the tree"),
         }
@@ -392,7 +403,12 @@ fn changed_files(root: &Path, sel: &Selection, paths: &BTreeSet<String>) -> (Vec
 }
 
 /// Whether `file` equals its object, and if not, uploads it.
-async fn check(store: &dyn Store, file: Local, remote: Option<Remote>, known: Option<Known>) -> Result<Checked, String> {
+async fn check(
+    store: &dyn Store,
+    file: Local,
+    remote: Option<Remote>,
+    known: Option<Known>,
+) -> Result<Checked, String> {
     let size = i64::try_from(file.size).unwrap_or(i64::MAX);
     // The object is what the master put, and the file has not been written since it was hashed.
     if let (Some(r), Some(k)) = (&remote, &known)
@@ -438,5 +454,76 @@ impl Listener for Pusher {
             Change::ProjectRenamed { from, .. } => self.unwatch(from),
             _ => {}
         }
+    }
+}
+
+/// What the API asks of the targets.
+impl Pusher {
+    async fn project(&self, id: &ProjectId) -> Result<ProjectRow, crate::error::Error> {
+        db::projects::get(&self.db.read, id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("id", format!("no project with id '{}'", id.escape_debug())))
+    }
+
+    /// `POST /targets/sync?id=[&target=]`: a full merge of the project's targets (or of one).
+    pub async fn sync(
+        &self,
+        id: &ProjectId,
+        target: Option<&Name>,
+    ) -> Result<mirror_common::targets::PushStarted, crate::error::Error> {
+        let row = self.project(id).await?;
+        let chosen: Vec<&TargetSpec> = row.targets.iter().filter(|t| target.is_none_or(|n| *n == t.name)).collect();
+        if chosen.is_empty() {
+            return Err(match target {
+                Some(n) => crate::error::Error::not_found("target", format!("project '{id}' has no target '{n}'")),
+                None => crate::error::Error::conflict("id", format!("project '{id}' has no targets")),
+            });
+        }
+        let targets = chosen.iter().map(|t| self.request(&row.id, &t.name, Some("manual"), BTreeSet::new())).collect();
+        Ok(mirror_common::targets::PushStarted { project: row.id.to_string(), targets })
+    }
+
+    /// `GET /targets?id=`: the project's targets with their last push.
+    pub async fn views(&self, id: &ProjectId) -> Result<Vec<mirror_common::targets::TargetView>, crate::error::Error> {
+        let row = self.project(id).await?;
+        let mut last: HashMap<String, (db::targets::PushRow, Option<mirror_common::time::Timestamp>)> =
+            db::targets::last_per_target(&self.db, id)
+                .await?
+                .into_iter()
+                .map(|(p, s)| (p.target.clone(), (p, s)))
+                .collect();
+        Ok(row
+            .targets
+            .iter()
+            .map(|t| {
+                let found = last.remove(t.name.as_str());
+                mirror_common::targets::TargetView {
+                    target: t.clone(),
+                    last_push: found.as_ref().map(|(p, _)| p.view()),
+                    last_success: found.and_then(|(_, s)| s),
+                }
+            })
+            .collect())
+    }
+
+    /// `GET /targets/pushes?id=[&target=][&limit=]`: newest first.
+    pub async fn pushes(
+        &self,
+        id: &ProjectId,
+        target: Option<&Name>,
+        limit: i64,
+    ) -> Result<Vec<mirror_common::targets::PushView>, crate::error::Error> {
+        if !(1..=1000).contains(&limit) {
+            return Err(crate::error::Error::field("limit", "must be a number from 1 to 1000"));
+        }
+        self.project(id).await?;
+        let rows = db::targets::list(&self.db, id, target.map(Name::as_str), limit).await?;
+        Ok(rows.iter().map(db::targets::PushRow::view).collect())
+    }
+
+    /// `GET /targets/pushes/{id}`.
+    pub async fn push_view(&self, id: i64) -> Result<mirror_common::targets::PushView, crate::error::Error> {
+        let row = db::targets::get(&self.db, id).await?;
+        row.map(|r| r.view()).ok_or_else(|| crate::error::Error::not_found("id", format!("no push {id}")))
     }
 }

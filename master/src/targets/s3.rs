@@ -66,11 +66,12 @@ impl S3 {
             .with_access_key_id(&keys.access_key_id)
             .with_secret_access_key(keys.secret_access_key.expose())
             .with_virtual_hosted_style_request(!spec.path_style)
-            .with_allow_http(spec.endpoint.starts_with("http://"))
             .with_retry(retry)
+            // Client options first: they replace what `with_allow_http` sets.
             .with_client_options(
                 ClientOptions::new().with_timeout(timeout).with_connect_timeout(Duration::from_secs(10)),
             )
+            .with_allow_http(spec.endpoint.starts_with("http://"))
             .build()
             .map_err(|e| StoreError(format!("target '{}': {e}", spec.name)))?;
         Ok(S3 {
@@ -101,7 +102,8 @@ impl S3 {
             return Err(StoreError(format!("{} changed while being pushed: not uploaded", k.escape_debug())));
         }
         let opts = PutOptions { attributes: Self::attributes(sha256), ..Default::default() };
-        let done = self.store.put_opts(&key(k)?, PutPayload::from(bytes), opts).await.map_err(|e| failed("PUT", k, e))?;
+        let done =
+            self.store.put_opts(&key(k)?, PutPayload::from(bytes), opts).await.map_err(|e| failed("PUT", k, e))?;
         Ok(unquote(done.e_tag.as_deref()))
     }
 
@@ -172,7 +174,14 @@ impl Store for S3 {
             self.store.list(p.as_ref()).try_collect().await.map_err(|e| failed("listing", prefix, e))?;
         Ok(objects
             .into_iter()
-            .map(|o| Remote { key: o.location.to_string(), size: o.size, etag: unquote(o.e_tag.as_deref()) })
+            .map(|o| {
+                // Some servers (s3s-fs) list no ETag: the modification time stands in for it.
+                let etag = match unquote(o.e_tag.as_deref()) {
+                    e if e.is_empty() => format!("modified:{}", o.last_modified.to_rfc3339()),
+                    e => e,
+                };
+                Remote { key: o.location.to_string(), size: o.size, etag }
+            })
             .collect())
     }
 

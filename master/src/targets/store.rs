@@ -8,7 +8,8 @@ use std::path::Path;
 pub struct Remote {
     pub key: String,
     pub size: u64,
-    /// As the store reports it, quotes removed; empty when the store gives none.
+    /// What changes when the object does: its ETag (quotes removed), or for a store whose
+    /// listing gives none, a stand-in such as its modification time; empty when there is none.
     pub etag: String,
 }
 

@@ -42,7 +42,8 @@ impl Selection {
     /// The key of a file at `rel` (relative to the tree), `None` when the target does not get it.
     pub fn key_of(&self, rel: &str) -> Option<String> {
         let inside = rel.strip_prefix(self.source_prefix.as_str())?;
-        if self.filter.as_ref().is_some_and(|f| !f.is_match(rel)) || self.exclude.as_ref().is_some_and(|x| x.is_match(rel))
+        if self.filter.as_ref().is_some_and(|f| !f.is_match(rel))
+            || self.exclude.as_ref().is_some_and(|x| x.is_match(rel))
         {
             return None;
         }
