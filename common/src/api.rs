@@ -18,9 +18,13 @@ pub struct AddProject {
     pub project: String,
     /// Defaults to `project`.
     pub id: Option<ProjectId>,
-    pub rsync_host: Host,
+    /// The upstream. A project without `rsync_host` and `rsync_module` has a local source: its
+    /// `dest` is a tree written by something else (a build, an operator), pushed to its targets.
+    pub rsync_host: Option<Host>,
     /// A module name, optionally followed by a path inside it: `fedora/linux/releases`.
-    pub rsync_module: ModulePath,
+    pub rsync_module: Option<ModulePath>,
+    /// The project's tree, under the mirror root (`source` is read too: a local source's tree).
+    #[serde(alias = "source")]
     pub dest: String,
     pub rsync_password: Option<Secret>,
     /// Absent: manual runs only.
@@ -245,8 +249,9 @@ impl From<&RsyncOptions> for RsyncOptionsView {
 pub struct ProjectView {
     pub id: ProjectId,
     pub project: String,
-    pub rsync_host: Host,
-    pub rsync_module: ModulePath,
+    /// `null` for a project with a local source (its `dest` is written by something else).
+    pub rsync_host: Option<Host>,
+    pub rsync_module: Option<ModulePath>,
     pub dest: String,
     pub enabled: bool,
     /// `null` for a manual-only project.
@@ -298,8 +303,8 @@ pub struct ProjectView {
 pub struct PublicProjectView {
     pub id: ProjectId,
     pub project: String,
-    pub rsync_host: Host,
-    pub rsync_module: ModulePath,
+    pub rsync_host: Option<Host>,
+    pub rsync_module: Option<ModulePath>,
     pub enabled: bool,
     pub cron_options: Option<ScheduleSpec>,
     pub next_run_time: Option<Timestamp>,
@@ -312,6 +317,16 @@ pub struct PublicProjectView {
     pub generation: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl ProjectView {
+    /// `host::module`, or `local` for a project with a local source.
+    pub fn upstream(&self) -> String {
+        match (&self.rsync_host, &self.rsync_module) {
+            (Some(h), Some(m)) => format!("{h}::{m}"),
+            _ => "local".to_owned(),
+        }
+    }
 }
 
 impl From<ProjectView> for PublicProjectView {
@@ -931,8 +946,11 @@ pub struct Revert {
 pub struct ProjectDoc {
     pub id: ProjectId,
     pub project: String,
-    pub rsync_host: Host,
-    pub rsync_module: ModulePath,
+    /// Absent (with `rsync_module`): a local source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsync_host: Option<Host>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsync_module: Option<ModulePath>,
     pub dest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rsync_user: Option<Name>,

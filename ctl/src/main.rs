@@ -3,6 +3,7 @@
 
 mod client;
 mod edit;
+mod targets;
 mod transfer;
 mod watch;
 
@@ -119,6 +120,19 @@ enum Cmd {
         project: String,
         #[arg(long)]
         wait: bool,
+    },
+    /// Bring the project's object-store targets (or one) in step with its tree now; with --wait,
+    /// wait for the pushes and exit with their result.
+    Push {
+        project: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A project's object-store targets and their last push.
+    Targets {
+        project: String,
     },
     /// Stop the project's run that is going (it ends `stopped`; no slave is told).
     Stop {
@@ -363,7 +377,7 @@ async fn run(cli: Cli) -> Result<()> {
                     paint(&state_of(p, stale_after_hours)),
                     time_text(p.last_success),
                     time_text(p.next_run_time),
-                    format!("{}::{}", p.rsync_host, p.rsync_module),
+                    p.upstream(),
                 ]);
             }
             println!("{t}");
@@ -377,7 +391,7 @@ async fn run(cli: Cli) -> Result<()> {
             let detail: ProjectDetail<ProjectView> = serde_json::from_value(v)?;
             let p = &detail.project;
             println!("{}  {}", p.id, paint(&state_of(p, None)));
-            println!("  upstream      {}::{}", p.rsync_host, p.rsync_module);
+            println!("  upstream      {}", p.upstream());
             println!("  dest          {}", p.dest);
             println!("  enabled       {}", p.enabled);
             println!("  generation    {}", p.generation);
@@ -468,6 +482,8 @@ async fn run(cli: Cli) -> Result<()> {
                 ));
             }
         }
+        Cmd::Push { project, target, wait } => targets::push(&c, &project, target.as_deref(), wait, cli.json).await?,
+        Cmd::Targets { project } => targets::list(&c, &project, cli.json).await?,
         Cmd::Stop { project } => {
             let latest: Vec<RunView> = c.get(&format!("/runs/?project={}&limit=1", query(&project))).await?;
             let going = latest

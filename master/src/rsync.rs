@@ -18,27 +18,30 @@ pub fn login_user(p: &ProjectRow) -> Option<&str> {
 
 /// `[user@]host::module[/path]/`, or `rsync://[user@]host:port/module[/path]/` when the project
 /// has a port. The trailing slash copies the contents, whether the source is a module or a path.
-pub fn source(p: &ProjectRow) -> String {
+/// `None` for a project with a local source (it has no upstream to pull).
+pub fn source(p: &ProjectRow) -> Option<String> {
     let user = login_user(p).map(|u| format!("{u}@")).unwrap_or_default();
-    let host = p.rsync_host.bracketed();
-    let module = p.rsync_module.trim_end_matches('/');
-    match p.rsync_port {
+    let host = p.rsync_host.as_ref()?.bracketed();
+    let module = p.rsync_module.as_ref()?.trim_end_matches('/').to_owned();
+    Some(match p.rsync_port {
         Some(port) => format!("rsync://{user}{host}:{port}/{module}/"),
         None => format!("{user}{host}::{module}/"),
-    }
+    })
 }
 
 /// `rsync <defaults> <basic> <delete> [--temp-dir=TEMP] <safety options> --stats -- <source> <dest>/`.
 /// The user, host and module are typed ([`Name`], [`Host`], [`ModulePath`]): none can begin with `-`.
 /// `temp` is used unless the project's options name a temporary directory of their own.
-pub fn argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str) -> Vec<String> {
+/// `None` for a project with a local source.
+pub fn argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str) -> Option<Vec<String>> {
+    let source = source(p)?;
     // How far it has got, as it goes (GET /runs/{id}); these lines are read, not logged.
     let mut options = vec!["--info=progress2".to_owned()];
     options.extend(p.rsync_options.layered());
     let own_temp = !mirror_runtime::fs::names_temp_dir(&options);
     let trace = p.trace.then(|| crate::trace::exclude(mirror_name));
     let options = options.into_iter().chain(own_temp.then(|| format!("--temp-dir={}", temp.display()))).chain(trace);
-    rsync_argv(options, source(p), format!("{}/", p.dest.trim_end_matches('/')))
+    Some(rsync_argv(options, source, format!("{}/", p.dest.trim_end_matches('/'))))
 }
 
 #[cfg(test)]
@@ -52,8 +55,8 @@ mod tests {
             id: ProjectId::from_static("fedora"),
             project: "fedora".into(),
             id_derived: true,
-            rsync_host: Host::from_static("rsync.example.org"),
-            rsync_module: ModulePath::from_static("fedora/linux"),
+            rsync_host: Some(Host::from_static("rsync.example.org")),
+            rsync_module: Some(ModulePath::from_static("fedora/linux")),
             dest: "/srv/mirror/fedora".into(),
             rsync_password: None,
             schedule: None,
@@ -83,7 +86,7 @@ mod tests {
     #[test]
     fn argv_layers_options_then_stats_source_dest() {
         assert_eq!(
-            argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1"),
+            argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1").unwrap(),
             [
                 "--info=progress2",
                 "-avH",
@@ -105,20 +108,27 @@ mod tests {
     fn a_temporary_directory_of_the_projects_own_is_kept() {
         let mut p = project();
         p.rsync_options.basic.push("--temp-dir=/var/tmp/x".into());
-        let args = argv(&p, std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1");
+        let args = argv(&p, std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1").unwrap();
         assert_eq!(args.iter().filter(|a| a.starts_with("--temp-dir")).count(), 1);
         assert!(args.contains(&"--temp-dir=/var/tmp/x".to_string()));
+    }
+
+    #[test]
+    fn a_local_source_has_no_argv() {
+        let mut p = project();
+        (p.rsync_host, p.rsync_module) = (None, None);
+        assert_eq!(argv(&p, std::path::Path::new("/tmp"), "m1"), None);
     }
 
     #[test]
     fn sources() {
         let mut p = project();
         p.rsync_password = Some(mirror_common::Secret::new("pw"));
-        assert_eq!(source(&p), "fedora@rsync.example.org::fedora/linux/");
+        assert_eq!(source(&p).unwrap(), "fedora@rsync.example.org::fedora/linux/");
         p.rsync_user = Some(Name::from_static("mirror"));
         p.rsync_port = Some(8873);
-        assert_eq!(source(&p), "rsync://mirror@rsync.example.org:8873/fedora/linux/");
-        p.rsync_host = Host::from_static("::1");
-        assert_eq!(source(&p), "rsync://mirror@[::1]:8873/fedora/linux/");
+        assert_eq!(source(&p).unwrap(), "rsync://mirror@rsync.example.org:8873/fedora/linux/");
+        p.rsync_host = Some(Host::from_static("::1"));
+        assert_eq!(source(&p).unwrap(), "rsync://mirror@[::1]:8873/fedora/linux/");
     }
 }

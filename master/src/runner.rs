@@ -379,11 +379,14 @@ impl Runner {
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
             .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let Some(args) = crate::rsync::argv(&project, &temp, &self.cfg.mirror_name) else {
+            return self.finish_refused(run_id, "the project has a local source: there is no upstream to pull").await;
+        };
         let (progress, watching) = watch::channel(None);
         self.progress_map().insert(run_id, watching);
         let command = RsyncCommand {
             program: self.cfg.rsync_path.clone(),
-            args: crate::rsync::argv(&project, &temp, &self.cfg.mirror_name),
+            args,
             password: project.rsync_password.clone(),
             timeout,
             log_file: Some(log_file),

@@ -47,7 +47,7 @@ pub fn render(t: &TraceRun<'_>) -> String {
     let spent = (t.ended - t.started).num_seconds().max(0);
     let bytes = t.bytes_received.unwrap_or(0);
     let rate = if spent > 0 { bytes / spent.unsigned_abs() } else { bytes };
-    let upstream = t.project.rsync_host.as_str();
+    let upstream = t.project.rsync_host.as_ref().map_or("local", |h| h.as_str());
     format!(
         "{date}\n\
          Date: {date2822}\n\

@@ -130,10 +130,14 @@ pub fn public_state(s: &ProjectState) -> &'static str {
     }
 }
 
-/// The upstream as a URL, without the login: `rsync://host[:port]/module/`.
+/// The upstream as a URL, without the login: `rsync://host[:port]/module/`; `local` for a
+/// project with a local source.
 pub fn upstream(row: &ProjectRow) -> String {
     let port = row.rsync_port.map(|p| format!(":{p}")).unwrap_or_default();
-    format!("rsync://{}{port}/{}/", row.rsync_host.bracketed(), row.rsync_module.trim_end_matches('/'))
+    match (&row.rsync_host, &row.rsync_module) {
+        (Some(host), Some(module)) => format!("rsync://{}{port}/{}/", host.bracketed(), module.trim_end_matches('/')),
+        _ => "local".to_owned(),
+    }
 }
 
 /// The size of the tree at the last run that measured it, as `rsync -h` prints sizes.

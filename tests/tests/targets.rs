@@ -280,13 +280,20 @@ async fn a_successful_run_pushes_its_tree() {
     assert_eq!(std::fs::read(s3.object(BUCKET, "run/pub/file.txt")).unwrap(), b"from upstream");
 }
 
+/// A project with a local source (no upstream: its tree is written by something else), watched.
 #[tokio::test]
-async fn a_watched_tree_pushes_each_file_closed_or_removed_within_two_seconds() {
+async fn a_watched_local_source_pushes_each_file_closed_or_removed_within_two_seconds() {
     let s3 = S3Server::start(&[BUCKET]).await;
     let m = master().await;
     let tree = m.mirror_root().join("w");
     write(&tree, "before.txt", b"there before the master watched");
-    add_project(&m.api, "w", json!([target(&s3, json!({}))]), json!({"watch": true})).await;
+    let body = json!({"project": "w", "source": "w", "watch": true, "targets": [target(&s3, json!({}))]});
+    let r = m.api.post("/add_project/", &body, &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let listed = m.api.get("/list_projects/", &Auth::root()).await.body;
+    assert_eq!((&listed[0]["rsync_host"], &listed[0]["watch"]), (&json!(null), &json!(true)), "{listed}");
+    let r = m.api.post("/syncup/?id=w", &json!({}), &Auth::user()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "no upstream to run: {}", r.text);
     // Watching begins with a full merge: what was there before is pushed.
     wait_for(10, "the merge when watching begins", || async {
         let pushes = m.api.get("/targets/pushes?id=w", &Auth::user()).await.body;
@@ -344,4 +351,70 @@ async fn bad_targets_are_refused_naming_the_field_and_exports_carry_them() {
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     let r = m.api.post("/targets/sync?id=ok", &json!({}), &Auth::None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+
+    // A local source has no upstream, and nothing that only an upstream needs.
+    let local = |extra: Value| {
+        let mut b = json!({"project": "loc", "source": "loc"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (extra, field) in [
+        (json!({"cron_options": {"minute": "*/5"}}), "cron_options"),
+        (json!({"rsync_password": "pw"}), "rsync_password"),
+        (json!({"rsync_host": "h"}), "rsync_module"),
+        (json!({"rsync_module": "m"}), "rsync_host"),
+    ] {
+        let r = m.api.post("/add_project/", &local(extra), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.body["field"], json!(field), "{}", r.text);
+    }
+    let r = m.api.post("/add_project/", &local(json!({})), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = m.api.post("/update_project/basic/", &json!({"id": "loc", "rsync_host": "h"}), &Auth::root()).await;
+    assert_eq!((r.status, &r.body["field"]), (StatusCode::BAD_REQUEST, &json!("rsync_module")), "{}", r.text);
+    let r = m
+        .api
+        .post("/update_project/basic/", &json!({"id": "loc", "rsync_host": "h", "rsync_module": "m"}), &Auth::root())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "a local source can get an upstream: {}", r.text);
+}
+
+/// `mirrorctl push --wait` and `mirrorctl targets`, the real binary.
+#[tokio::test]
+async fn mirrorctl_pushes_and_lists_targets() {
+    let mut s3 = S3Server::start(&[BUCKET]).await;
+    let m = master().await;
+    add_project(&m.api, "c", json!([target(&s3, json!({}))]), json!({})).await;
+    write(&m.mirror_root().join("c"), "f.txt", b"pushed by mirrorctl");
+    let token = m.api.token(&Auth::user()).await;
+    let home = tempfile::tempdir().unwrap();
+    let ctl = |args: &'static [&'static str]| {
+        let (url, token, home) = (m.api.base.clone(), token.clone(), home.path().to_owned());
+        async move {
+            tokio::process::Command::new(mirror_tests::binary("mirrorctl"))
+                .args(args)
+                .env_clear()
+                .env("HOME", home)
+                .env("MIRRORCTL_URL", url)
+                .env("MIRRORCTL_TOKEN", token)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let out = ctl(&["push", "c", "--wait"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("cdn success: 1 uploaded"), "{text}");
+    assert_eq!(std::fs::read(s3.object(BUCKET, "f.txt")).unwrap(), b"pushed by mirrorctl");
+    let out = ctl(&["targets", "c"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cdn") && text.contains("success") && text.contains(BUCKET), "{text}");
+    // A push that fails exits with the run-failed code.
+    s3.stop().await;
+    write(&m.mirror_root().join("c"), "g.txt", b"second");
+    let out = ctl(&["push", "c", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
 }

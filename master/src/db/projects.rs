@@ -13,8 +13,9 @@ pub struct ProjectRow {
     pub id: ProjectId,
     pub project: String,
     pub id_derived: bool,
-    pub rsync_host: Host,
-    pub rsync_module: ModulePath,
+    /// `None` (stored as `''`) with `rsync_module`: a local source.
+    pub rsync_host: Option<Host>,
+    pub rsync_module: Option<ModulePath>,
     pub dest: String,
     pub rsync_password: Option<Secret>,
     /// Stored as JSON; NULL for manual-only.
@@ -47,7 +48,8 @@ pub struct ProjectRow {
     pub generation: i64,
 }
 
-const COLUMNS: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
+const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
+                       NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
                        catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch";
 
@@ -87,8 +89,9 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
         .bind(&p.project)
         .bind(p.id_derived)
-        .bind(&p.rsync_host)
-        .bind(&p.rsync_module)
+        // The columns are NOT NULL (since 0001): a local source's are ''.
+        .bind(p.rsync_host.as_ref().map_or("", |h| h.as_str()))
+        .bind(p.rsync_module.as_ref().map_or("", |m| m.as_str()))
         .bind(&p.dest)
         .bind(&p.rsync_password)
         .bind(&p.schedule)

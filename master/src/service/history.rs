@@ -91,8 +91,10 @@ pub struct StoredProject {
     pub id: ProjectId,
     pub project: String,
     pub id_derived: bool,
-    pub rsync_host: Host,
-    pub rsync_module: ModulePath,
+    #[serde(default)]
+    pub rsync_host: Option<Host>,
+    #[serde(default)]
+    pub rsync_module: Option<ModulePath>,
     pub dest: String,
     pub rsync_password: Option<String>,
     pub rsync_user: Option<Name>,

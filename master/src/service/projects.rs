@@ -68,6 +68,29 @@ fn check_max_age(secs: Option<u64>) -> Result<Option<i64>, Error> {
     }
 }
 
+/// An upstream is a host and a module; a project with neither has a local source, and then
+/// nothing that only an upstream needs (a login, a port, a schedule to run it on).
+pub(super) fn check_upstream(row: &ProjectRow) -> Result<(), Error> {
+    match (&row.rsync_host, &row.rsync_module) {
+        (Some(_), Some(_)) => Ok(()),
+        (Some(_), None) => Err(Error::field("rsync_module", "missing: an upstream needs rsync_host and rsync_module")),
+        (None, Some(_)) => Err(Error::field("rsync_host", "missing: an upstream needs rsync_host and rsync_module")),
+        (None, None) => {
+            let local = "a project with a local source (no rsync_host and rsync_module) has no upstream";
+            let needless = [
+                ("rsync_password", row.rsync_password.is_some()),
+                ("rsync_user", row.rsync_user.is_some()),
+                ("rsync_port", row.rsync_port.is_some()),
+                ("cron_options", row.schedule.is_some()),
+            ];
+            match needless.into_iter().find(|(_, given)| *given) {
+                Some((field, _)) => Err(Error::field(field, format!("{local} to use it with"))),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
 fn port_column(port: Option<Port>) -> Option<i64> {
     port.map(|p| i64::from(p.0))
 }
@@ -187,7 +210,7 @@ impl Projects {
         let rsync_options = self.options(req.rsync_options.as_ref())?;
         let dest = resolve(&self.mirror_root, &req.dest).await?;
         let stamp = db::now();
-        Ok(ProjectRow {
+        let row = ProjectRow {
             id,
             project: req.project,
             id_derived,
@@ -212,7 +235,9 @@ impl Projects {
             trace: req.trace.unwrap_or(false),
             targets: self.check_targets(req.targets.unwrap_or_default())?,
             watch: req.watch.unwrap_or(false),
-        })
+        };
+        check_upstream(&row)?;
+        Ok(row)
     }
 
     /// `PUT /projects/{id}`: the whole configuration of `id`, created when there is none. Without
@@ -304,10 +329,10 @@ impl Projects {
             row.project = p;
         }
         if let Some(h) = req.rsync_host {
-            row.rsync_host = h;
+            row.rsync_host = Some(h);
         }
         if let Some(m) = req.rsync_module {
-            row.rsync_module = m;
+            row.rsync_module = Some(m);
         }
         if let Some(d) = dest {
             check_overlap(&mut tx, &d, Some(&old.id)).await?;
@@ -473,6 +498,7 @@ impl Projects {
     ) -> Result<ProjectRow, Error> {
         let old_id = &old.id;
         check_not_managed(old)?;
+        check_upstream(&row)?;
         meta.check(old_id.as_str(), old.version)?;
         let renamed = row.id != *old_id;
         if renamed {

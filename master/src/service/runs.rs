@@ -26,6 +26,16 @@ impl Runs {
     /// even if the caller goes away: a request dropped between the run's row and its place in the
     /// queue would leave the project marked as running for good.
     pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<i64, Error> {
+        if let Some(p) = db::projects::get(&self.db.read, id).await?
+            && p.rsync_host.is_none()
+        {
+            return Err(Error::conflict(
+                "id",
+                format!(
+                    "project '{id}' has a local source: there is no upstream to run (POST /targets/sync pushes it)"
+                ),
+            ));
+        }
         let (runner, project) = (self.runner.clone(), id.clone());
         let trigger = async move { runner.trigger(&project, Trigger::Manual, None).await };
         let run_id = tokio::spawn(tracing::Instrument::in_current_span(trigger))
