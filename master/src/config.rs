@@ -213,8 +213,10 @@ impl Default for TargetSettings {
             retries: 5,
             retry_base_ms: 100,
             request_timeout_secs: 300,
-            multipart_threshold_bytes: 64 * 1024 * 1024,
-            part_size_bytes: 16 * 1024 * 1024,
+            // A smaller file is read whole into memory: with max_parallel uploads, at most
+            // 16 x 16 MiB; a larger one keeps two parts of 8 MiB in flight.
+            multipart_threshold_bytes: 16 * 1024 * 1024,
+            part_size_bytes: 8 * 1024 * 1024,
             watch_debounce_ms: 200,
             pushes_keep: 200,
         }
