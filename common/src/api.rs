@@ -631,6 +631,10 @@ pub struct SyncupResponse {
     pub success: bool,
     pub id: ProjectId,
     pub run_id: i64,
+    /// Asked for while run `follow_up_of` was going: this run is one more full pass that starts
+    /// when it ends (every ask meanwhile joins it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up_of: Option<i64>,
 }
 
 /// One entry of `GET /list_slaves/`.

@@ -468,7 +468,10 @@ async fn run(cli: Cli) -> Result<()> {
                 if cli.json {
                     return print_json(&started);
                 }
-                println!("run {run_id} of {project} started");
+                match started["follow_up_of"].as_i64() {
+                    Some(going) => println!("run {run_id} of {project} queued: one more pass after run {going}"),
+                    None => println!("run {run_id} of {project} started"),
+                }
                 return Ok(());
             }
             let run = follow(&c, run_id, &project, cli.json).await?;

@@ -47,6 +47,17 @@ impl From<TriggerError> for crate::error::Error {
 struct Active {
     run_id: i64,
     cancel: watch::Sender<bool>,
+    /// A run asked for while this one was going (ftpsync's `Archive-Update-Required`): queued
+    /// (its row is `queued`) to start once this one has ended. Further asks join it.
+    follow_up: Option<(i64, watch::Sender<bool>, watch::Receiver<bool>)>,
+}
+
+/// What a manual trigger started.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub run_id: i64,
+    /// The run going when it was asked for: this one starts after it.
+    pub follow_up_of: Option<i64>,
 }
 
 struct Queued {
@@ -200,7 +211,7 @@ impl Runner {
                 }
                 // Reserved before the await below, so a second trigger sees it.
                 let (cancel, cancel_rx) = watch::channel(false);
-                active.insert((*id).clone(), Active { run_id: 0, cancel });
+                active.insert((*id).clone(), Active { run_id: 0, cancel, follow_up: None });
                 results.push(Err(TriggerError::ShuttingDown));
                 reserved.push((i, cancel_rx));
             }
@@ -235,6 +246,64 @@ impl Runner {
         results
     }
 
+    /// A manual trigger: a run now, or, while one is going, exactly one more full pass after it
+    /// (however many times it is asked for meanwhile).
+    pub async fn trigger_manual(self: &Arc<Self>, project_id: &ProjectId) -> Result<Started, TriggerError> {
+        let current = match self.trigger(project_id, Trigger::Manual, None).await {
+            Ok(run_id) => return Ok(Started { run_id, follow_up_of: None }),
+            Err(TriggerError::AlreadyRunning { run_id, .. }) => run_id,
+            Err(e) => return Err(e),
+        };
+        let joined = self.active().get(project_id).and_then(|a| a.follow_up.as_ref().map(|f| (a.run_id, f.0)));
+        if let Some((going, follow)) = joined {
+            return Ok(Started { run_id: follow, follow_up_of: Some(going) });
+        }
+        let inserted = db::runs::insert_queued(&self.db, &[project_id], Trigger::Manual, None).await;
+        let follow = inserted.into_iter().next().unwrap_or(Err(sqlx::Error::RowNotFound))?;
+        let placed = {
+            let mut active = self.active();
+            match active.get_mut(project_id) {
+                Some(a) if a.follow_up.is_none() => {
+                    let (cancel, cancel_rx) = watch::channel(false);
+                    a.follow_up = Some((follow, cancel, cancel_rx));
+                    Some(Ok(Started { run_id: follow, follow_up_of: Some(a.run_id) }))
+                }
+                // Another ask placed one meanwhile: join it; this row is not needed.
+                Some(a) => a.follow_up.as_ref().map(|f| Ok(Started { run_id: f.0, follow_up_of: Some(a.run_id) })),
+                None => None,
+            }
+        };
+        match placed {
+            Some(Ok(s)) if s.run_id == follow => {
+                let (project, status) = (project_id.clone(), RunStatus::Queued);
+                self.events.publish(Change::RunState { project, run: follow, status });
+                self.events.publish(Change::RunsChanged { projects: vec![project_id.clone()] });
+                tracing::info!(project.id = %project_id, run.id = follow, after = current, "one more pass queued after the run going");
+                Ok(s)
+            }
+            other => {
+                // Not needed (joined another, or the run ended meanwhile): the row goes.
+                let unrun = db::runs::Finished {
+                    status: RunStatus::Interrupted,
+                    exit_code: None,
+                    attempts: 0,
+                    message: "not needed: joined the pass already asked for",
+                    warning: false,
+                    stats: &RunStats::default(),
+                    log_tail: "",
+                };
+                db::runs::finish(&self.db, follow, &unrun).await?;
+                match other {
+                    Some(r) => r,
+                    None => self
+                        .trigger(project_id, Trigger::Manual, None)
+                        .await
+                        .map(|run_id| Started { run_id, follow_up_of: None }),
+                }
+            }
+        }
+    }
+
     fn enqueue(&self, project_id: &ProjectId, run_id: i64, cancel: watch::Receiver<bool>) -> Result<i64, TriggerError> {
         if let Some(a) = self.active().get_mut(project_id) {
             a.run_id = run_id;
@@ -251,8 +320,14 @@ impl Runner {
     pub fn stop(&self, project_id: &ProjectId, run_id: i64) -> bool {
         let active = self.active();
         let Some(a) = active.get(project_id).filter(|a| a.run_id == run_id) else { return false };
-        self.stopping.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id);
+        let mut stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        stopping.insert(run_id);
         let _ = a.cancel.send(true);
+        // A stop is a stop: the pass asked for after this run does not start either.
+        if let Some((follow, cancel, _)) = &a.follow_up {
+            stopping.insert(*follow);
+            let _ = cancel.send(true);
+        }
         true
     }
 
@@ -261,10 +336,13 @@ impl Runner {
         self.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id)
     }
 
-    /// Stops the project's run, if any (it ends `interrupted`).
+    /// Stops the project's run, if any (it ends `interrupted`), and the pass queued after it.
     pub fn cancel(&self, project_id: &str) {
         if let Some(a) = self.active().get(project_id) {
             let _ = a.cancel.send(true);
+            if let Some((_, cancel, _)) = &a.follow_up {
+                let _ = cancel.send(true);
+            }
         }
     }
 
@@ -316,11 +394,25 @@ impl Runner {
     }
 
     /// The project may run again (its slot, if this run still holds it, is freed). Idempotent.
+    /// A pass asked for during the run starts now (it holds the slot from here on).
     fn free(&self, project_id: &ProjectId, run_id: i64) {
         self.progress_map().remove(&run_id);
-        let mut active = self.active();
-        if active.get(project_id).is_some_and(|a| a.run_id == run_id) {
-            active.remove(project_id);
+        let next = {
+            let mut active = self.active();
+            if active.get(project_id).is_none_or(|a| a.run_id != run_id) {
+                return;
+            }
+            match active.remove(project_id).and_then(|a| a.follow_up) {
+                Some((follow, cancel, cancel_rx)) => {
+                    active.insert(project_id.clone(), Active { run_id: follow, cancel, follow_up: None });
+                    Some((follow, cancel_rx))
+                }
+                None => None,
+            }
+        };
+        if let Some((follow, cancel_rx)) = next {
+            // Queued while the master shuts down: it ends `interrupted` at the next start.
+            let _ = self.enqueue(project_id, follow, cancel_rx);
         }
     }
 

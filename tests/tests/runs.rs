@@ -99,7 +99,7 @@ async fn a_schedule_every_second_copies_the_tree_and_later_changes() {
 }
 
 #[tokio::test]
-async fn syncup_copies_at_once_and_a_second_call_during_the_run_is_a_conflict() {
+async fn syncup_copies_at_once_and_calls_during_the_run_bring_exactly_one_more_pass() {
     let upstream = Upstream::start().await;
     generate_tree(&upstream.data(), 10);
     slow_file(&upstream, 3);
@@ -108,13 +108,30 @@ async fn syncup_copies_at_once_and_a_second_call_during_the_run_is_a_conflict() 
     assert_eq!(m.api.get("/list_projects/", &Auth::None).await.body[0]["status"], json!("never_run"));
 
     let run = syncup(&m.api, "manual").await;
+    // Asked for again during the run (ftpsync's Archive-Update-Required): one more full pass after
+    // it, however many times it is asked.
     let second = m.api.get("/syncup/?project=manual", &Auth::user()).await;
-    assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text);
-    assert_eq!(second.body["field"], json!("id"));
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.text);
+    assert_eq!(second.body["follow_up_of"], json!(run), "{}", second.text);
+    let follow = second.body["run_id"].as_i64().unwrap();
+    assert!(follow > run);
+    let third = m.api.post("/syncup/?id=manual", &json!({}), &Auth::user()).await;
+    assert_eq!(
+        (third.body["run_id"].as_i64(), third.body["follow_up_of"].as_i64()),
+        (Some(follow), Some(run)),
+        "{}",
+        third.text
+    );
     let status = m.api.get("/list_projects/", &Auth::None).await.body[0]["status"].clone();
     assert!(status == json!("running") || status == json!("queued"), "{status}");
+    assert_eq!(m.api.get(&format!("/runs/{follow}"), &Auth::root()).await.body["status"], json!("queued"));
 
     let done = finished_run(&m.api, run, 60).await;
+    let pass = finished_run(&m.api, follow, 60).await;
+    assert_eq!(pass["status"], json!("success"), "{pass}");
+    assert!(pass["started_at"].as_str() >= done["ended_at"].as_str(), "the pass starts after the run: {pass} {done}");
+    let runs = m.api.get("/runs/?project=manual", &Auth::root()).await.body;
+    assert_eq!(runs.as_array().unwrap().len(), 2, "exactly one more pass: {runs}");
     assert_eq!(done["status"], json!("success"), "{done}");
     assert_eq!((done["trigger"].clone(), done["exit_code"].clone()), (json!("manual"), json!(0)));
     assert!(done["log_tail"].as_str().unwrap().contains("Number of files"), "{done}");

@@ -12,7 +12,8 @@ use crate::state::AppState;
 use mirror_common::ErrorBody;
 
 /// `/syncup/?id=` (or `?project=`, as the 2014 README wrote it): starts a run now and answers at
-/// once with its id; 409 while the project's previous run is going.
+/// once with its id. During a run: one more full pass, queued after it (`follow_up_of`), which
+/// later calls join.
 #[utoipa::path(
     get,
     path = "/syncup/",
@@ -23,15 +24,21 @@ use mirror_common::ErrorBody;
         (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
         (status = 401, description = "no valid login", body = ErrorBody),
         (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
-        (status = 409, description = "a conflict: the id or dest exists, a run is going, the last root", body = ErrorBody),
+        (status = 409, description = "the project has a local source: nothing to run", body = ErrorBody),
         (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
     ),
     security(("basic" = []), ("bearer" = []))
 )]
 pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: QueryMap) -> Result<Response, ApiError> {
     let id = id_param(&query)?;
-    let run_id = state.runs.start(&who, &id).await?;
-    let body = SyncupResponse { method: "syncup".into(), success: true, id, run_id };
+    let started = state.runs.start(&who, &id).await?;
+    let body = SyncupResponse {
+        method: "syncup".into(),
+        success: true,
+        id,
+        run_id: started.run_id,
+        follow_up_of: started.follow_up_of,
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 

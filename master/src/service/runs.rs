@@ -8,7 +8,7 @@ use mirror_common::api::{ProjectId, RunView};
 use crate::auth::Principal;
 use crate::db::{self, Db};
 use crate::error::Error;
-use crate::runner::{Runner, Trigger};
+use crate::runner::Runner;
 use crate::views::run_view;
 
 /// The most runs one listing returns.
@@ -25,7 +25,7 @@ impl Runs {
     /// `/syncup/`: queues a run of the project now and returns its id. The trigger runs to its end
     /// even if the caller goes away: a request dropped between the run's row and its place in the
     /// queue would leave the project marked as running for good.
-    pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<i64, Error> {
+    pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<crate::runner::Started, Error> {
         if let Some(p) = db::projects::get(&self.db.read, id).await?
             && p.rsync_host.is_none()
         {
@@ -37,12 +37,12 @@ impl Runs {
             ));
         }
         let (runner, project) = (self.runner.clone(), id.clone());
-        let trigger = async move { runner.trigger(&project, Trigger::Manual, None).await };
-        let run_id = tokio::spawn(tracing::Instrument::in_current_span(trigger))
+        let trigger = async move { runner.trigger_manual(&project).await };
+        let started = tokio::spawn(tracing::Instrument::in_current_span(trigger))
             .await
             .map_err(|e| Error::Internal(e.into()))??;
-        tracing::info!(project.id = %id, run.id = run_id, user.name = %caller.username, "manual run started");
-        Ok(run_id)
+        tracing::info!(project.id = %id, run.id = started.run_id, after = ?started.follow_up_of, user.name = %caller.username, "manual run started");
+        Ok(started)
     }
 
     /// An operator's stop of a queued or running run: its rsync process group is ended, it is
@@ -158,7 +158,7 @@ mod tests {
         .await
         .unwrap();
         let id = ProjectId::from_static("p");
-        let run_id = runs.start(&root(), &id).await.unwrap();
+        let run_id = runs.start(&root(), &id).await.unwrap().run_id;
         let listed = runs.list(None, Some(&id), 10).await.unwrap();
         assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![run_id]);
         // Anonymous readers never get rsync's output.
