@@ -4,6 +4,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
+pub use crate::guards::MaxDelete;
 pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, Trigger};
@@ -46,6 +47,9 @@ pub struct AddProject {
     /// Writes `project/trace/<mirror_name>` in ftpsync's format after each successful run
     /// (default false).
     pub trace: Option<bool>,
+    /// A run that would delete more than this (`1000`, `"10%"`, `"off"`) fails before it changes
+    /// anything. Default: the master's `max_delete`.
+    pub max_delete: Option<MaxDelete>,
     /// Object-store buckets kept in step with the tree after each successful run.
     pub targets: Option<Targets>,
     /// Pushes each file written or removed in the tree to the targets as it happens (default false).
@@ -83,6 +87,9 @@ pub struct UpdateProjectBasic {
     #[serde(default, deserialize_with = "present_or_null")]
     pub max_age_secs: Option<Option<u64>>,
     pub trace: Option<bool>,
+    /// Absent: unchanged; `null`: back to the master's `max_delete`.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub max_delete: Option<Option<MaxDelete>>,
     /// Replaces the whole list (`[]`: none).
     pub targets: Option<Targets>,
     pub watch: Option<bool>,
@@ -267,6 +274,9 @@ pub struct ProjectView {
     /// Writes a trace file (ftpsync's format) after each successful run.
     #[serde(default)]
     pub trace: bool,
+    /// The project's own deletion limit; `null`: the master's `max_delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<MaxDelete>,
     /// Object-store targets (their credentials are named, never shown).
     #[serde(default)]
     pub targets: Targets,
@@ -381,6 +391,11 @@ pub struct RunStats {
     pub total_size: Option<u64>,
     pub bytes_transferred: Option<u64>,
     pub bytes_received: Option<u64>,
+    /// Files the run created and deleted (a dry run: would); not kept with the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_created: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_deleted: Option<u64>,
 }
 
 impl RunStats {
@@ -398,6 +413,8 @@ impl RunStats {
             "Total file size" => &mut self.total_size,
             "Total transferred file size" => &mut self.bytes_transferred,
             "Total bytes received" => &mut self.bytes_received,
+            "Number of created files" => &mut self.files_created,
+            "Number of deleted files" => &mut self.files_deleted,
             _ => return,
         };
         if let Some(n) = parse_count(value) {
@@ -866,6 +883,8 @@ mod tests {
                 total_size: Some(123_456_789),
                 bytes_transferred: Some(1234),
                 bytes_received: Some(2500),
+                files_created: Some(10),
+                files_deleted: None,
             }
         );
         // An empty tree: its one directory, no regular file.
@@ -980,6 +999,8 @@ pub struct ProjectDoc {
     pub max_age_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub trace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<MaxDelete>,
     #[serde(default, skip_serializing_if = "Targets::is_empty")]
     pub targets: Targets,
     #[serde(default, skip_serializing_if = "is_false")]

@@ -59,6 +59,7 @@ pub mod api;
 pub mod cron;
 pub mod dates;
 pub mod error;
+pub mod guards;
 pub mod names;
 pub mod rsync_opts;
 pub mod secret;
@@ -73,6 +74,8 @@ sqlite_json!(cron::ScheduleSpec);
 sqlite_json!(rsync_opts::RsyncOptions);
 #[cfg(feature = "sqlx")]
 sqlite_json!(targets::Targets);
+#[cfg(feature = "sqlx")]
+sqlite_json!(guards::MaxDelete);
 
 pub use error::{ErrorBody, FieldError, JsonRejection, from_json_value, parse_json};
 pub use secret::Secret;

@@ -90,6 +90,10 @@ pub struct Settings {
     pub projects_dir: Option<PathBuf>,
     /// Webhooks told when a mirror fails or goes stale, or a slave goes down or lags.
     pub alerts: AlertSettings,
+    /// A run that would delete more than this (a count, `"10%"` of the tree, or `"off"`) fails
+    /// before it changes anything; a project's `max_delete` overrides it. Checked by a dry run
+    /// first, only for projects whose options delete.
+    pub max_delete: mirror_common::guards::MaxDelete,
     /// How projects' object-store targets are pushed.
     pub targets: TargetSettings,
     /// Keys that targets sign their requests with, each named; a project's target names one.
@@ -141,6 +145,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             targets: TargetSettings::default(),
             s3_credentials: Vec::new(),
+            max_delete: mirror_common::guards::MaxDelete::Percent(50),
             projects_dir: None,
             max_shrink: 100,
             mirror_name: None,

@@ -77,6 +77,7 @@ mod tests {
             trace: false,
             targets: Default::default(),
             watch: false,
+            max_delete: None,
             catch_up: false,
             last_fire_at: None,
             generation: 0,

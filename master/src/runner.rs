@@ -19,6 +19,47 @@ use crate::events::{Change, Events};
 use crate::retry::backoff;
 
 pub use mirror_common::api::Trigger;
+use mirror_common::guards::MaxDelete;
+
+/// What `POST /syncup/?dry_run=true` found: what a run would change, and whether `max_delete`
+/// would stop it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    pub method: &'static str,
+    pub success: bool,
+    pub id: ProjectId,
+    pub dry_run: bool,
+    /// rsync's figures for the dry run: `files_total` (the upstream's), `files_created`,
+    /// `files_deleted`, `files_transferred` and `bytes_transferred` (what would be copied).
+    pub stats: RunStats,
+    /// The project's limit in effect (its own or the master's); `off` when it deletes nothing.
+    pub max_delete: MaxDelete,
+    /// Why a run would be refused, when it would.
+    pub refused: Option<String>,
+    /// The dry run's own end: exit code and rsync's message.
+    pub exit_code: Option<i32>,
+    pub message: String,
+}
+
+/// Whether the project's options delete anything on the receiving side.
+fn deletes(project: &crate::db::projects::ProjectRow) -> bool {
+    project.rsync_options.layered().iter().any(|o| o.starts_with("--delete") || o == "--del")
+}
+
+/// Why `stats` (of a dry run) cross `limit`, if they do. The tree is the mirror's as it is:
+/// the upstream's file count, less what would be created, plus what would be deleted.
+fn over_limit(limit: MaxDelete, stats: &RunStats) -> Option<String> {
+    let deleted = stats.files_deleted.unwrap_or(0);
+    let tree = (stats.files_total.unwrap_or(0) + deleted).saturating_sub(stats.files_created.unwrap_or(0));
+    if limit.allows(deleted, tree) {
+        return None;
+    }
+    let pct = (deleted * 100).checked_div(tree).unwrap_or(100);
+    Some(format!(
+        "would delete {deleted} of {tree} files ({pct}%), more than max_delete {limit}: nothing was changed \
+         (raise the project's max_delete to let it through)"
+    ))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -86,6 +127,8 @@ pub struct RunnerConfig {
     pub host_name: String,
     /// `max_shrink`: a successful run that shrinks the tree by more is marked failed.
     pub max_shrink: u8,
+    /// The master's `max_delete` (a project's own overrides it).
+    pub max_delete: MaxDelete,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -105,6 +148,7 @@ impl From<&Settings> for RunnerConfig {
             mirror_name: s.mirror_name.as_ref().map_or_else(crate::trace::host_name, |n| n.to_string()),
             host_name: crate::trace::host_name(),
             max_shrink: s.max_shrink,
+            max_delete: s.max_delete,
         }
     }
 }
@@ -474,6 +518,10 @@ impl Runner {
         let Some(args) = crate::rsync::argv(&project, &temp, &self.cfg.mirror_name) else {
             return self.finish_refused(run_id, "the project has a local source: there is no upstream to pull").await;
         };
+        // max_delete: before each attempt, a dry run says how much it would delete; too much, and
+        // the run fails before it has changed anything.
+        let limit = self.deletion_limit(&project);
+        let dry = (limit != MaxDelete::Off).then(|| self.dry_command(&project, args.clone(), &temp, timeout));
         let (progress, watching) = watch::channel(None);
         self.progress_map().insert(run_id, watching);
         let command = RsyncCommand {
@@ -489,42 +537,64 @@ impl Runner {
         };
         let began = chrono::Utc::now();
         let mut attempt = 0u32;
-        let mut outcome: RsyncOutcome = loop {
-            attempt += 1;
-            let db = self.db.clone();
-            let events = self.events.clone();
-            let log_name = log_name.clone();
-            let project_id = project_id.clone();
-            let record_pid = move |pid: u32| {
-                let (db, events, log_name, project_id) =
-                    (db.clone(), events.clone(), log_name.clone(), project_id.clone());
-                if attempt == 1 {
-                    // Told here, in order: before the run can end.
-                    let (project, status) = (project_id.clone(), RunStatus::Running);
-                    events.publish(Change::RunState { project, run: run_id, status });
-                }
-                tokio::spawn(async move {
-                    if let Err(e) = db::runs::mark_running(&db, run_id, pid, attempt, &log_name).await {
-                        tracing::error!(run.id = run_id, error = %e, "cannot record the running rsync");
+        let mut outcome: RsyncOutcome = {
+            loop {
+                attempt += 1;
+                let db = self.db.clone();
+                let events = self.events.clone();
+                let log_name = log_name.clone();
+                let project_id = project_id.clone();
+                let record_pid = move |pid: u32| {
+                    let (db, events, log_name, project_id) =
+                        (db.clone(), events.clone(), log_name.clone(), project_id.clone());
+                    if attempt == 1 {
+                        // Told here, in order: before the run can end.
+                        let (project, status) = (project_id.clone(), RunStatus::Running);
+                        events.publish(Change::RunState { project, run: run_id, status });
                     }
-                    events.publish(Change::RunsChanged { projects: vec![project_id] });
-                });
-            };
-            let outcome = match run_rsync(&command, cancel.clone(), &record_pid).await {
-                Ok(o) => o,
-                Err(e) => {
-                    let message = format!("cannot start {}: {e}", self.cfg.rsync_path.display());
-                    return self.finish_refused(run_id, &message).await;
+                    tokio::spawn(async move {
+                        if let Err(e) = db::runs::mark_running(&db, run_id, pid, attempt, &log_name).await {
+                            tracing::error!(run.id = run_id, error = %e, "cannot record the running rsync");
+                        }
+                        events.publish(Change::RunsChanged { projects: vec![project_id] });
+                    });
+                };
+                let checked = match &dry {
+                    None => None,
+                    Some(dry) => match run_rsync(dry, cancel.clone(), &|_| {}).await {
+                        Ok(o) if o.succeeded() => over_limit(limit, &o.stats).map(|why| {
+                            let refused =
+                                RsyncOutcome { ending: Ending::Failed, message: why, stats: RunStats::default(), ..o };
+                            tracing::error!(message = %refused.message, "run refused before it changed anything");
+                            refused
+                        }),
+                        // The dry run failed: this attempt did (retried as a run would be).
+                        Ok(o) => Some(RsyncOutcome { message: format!("dry run (max_delete): {}", o.message), ..o }),
+                        Err(e) => {
+                            let message = format!("cannot start {}: {e}", self.cfg.rsync_path.display());
+                            return self.finish_refused(run_id, &message).await;
+                        }
+                    },
+                };
+                let outcome = match checked {
+                    Some(o) => o,
+                    None => match run_rsync(&command, cancel.clone(), &record_pid).await {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let message = format!("cannot start {}: {e}", self.cfg.rsync_path.display());
+                            return self.finish_refused(run_id, &message).await;
+                        }
+                    },
+                };
+                if !outcome.is_retryable() || attempt > self.cfg.retries {
+                    break outcome;
                 }
-            };
-            if !outcome.is_retryable() || attempt > self.cfg.retries {
-                break outcome;
-            }
-            let wait = backoff(self.cfg.retry_base, attempt);
-            tracing::warn!(attempt, retry_in_ms = wait.as_millis() as u64, message = %outcome.message, "connection failure, retrying");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.wait_for(|c| *c) => break RsyncOutcome { ending: Ending::Cancelled, ..outcome },
+                let wait = backoff(self.cfg.retry_base, attempt);
+                tracing::warn!(attempt, retry_in_ms = wait.as_millis() as u64, message = %outcome.message, "connection failure, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.wait_for(|c| *c) => break RsyncOutcome { ending: Ending::Cancelled, ..outcome },
+                }
             }
         };
         // Fake success (tunasync#109): rsync says all is well, but the upstream served an empty
@@ -575,6 +645,78 @@ impl Runner {
             tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
         Ok(())
+    }
+
+    fn deletion_limit(&self, project: &crate::db::projects::ProjectRow) -> MaxDelete {
+        if deletes(project) { project.max_delete.unwrap_or(self.cfg.max_delete) } else { MaxDelete::Off }
+    }
+
+    /// The run's command with `--dry-run`: it reads the upstream's list, changes nothing.
+    fn dry_command(
+        &self,
+        project: &crate::db::projects::ProjectRow,
+        mut args: Vec<String>,
+        temp: &std::path::Path,
+        timeout: Duration,
+    ) -> RsyncCommand {
+        args.insert(0, "--dry-run".to_owned());
+        RsyncCommand {
+            program: self.cfg.rsync_path.clone(),
+            args,
+            password: project.rsync_password.clone(),
+            timeout,
+            log_file: None,
+            log_max_bytes: self.cfg.log_max_bytes,
+            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp.to_owned()], vec![]),
+            run_as: self.cfg.run_as,
+            progress: None,
+        }
+    }
+
+    /// `POST /syncup/?id=&dry_run=true`: what a run would change now, and whether `max_delete`
+    /// would stop it. Runs beside a run that is going (it writes nothing).
+    pub async fn preview(&self, project_id: &ProjectId) -> Result<Preview, crate::error::Error> {
+        use crate::error::Error;
+        let project = db::projects::get(&self.db.read, project_id)
+            .await?
+            .ok_or_else(|| Error::not_found("id", format!("no project with id '{project_id}'")))?;
+        if let Err(why) = project.rsync_options.recheck(self.cfg.confine.confined()) {
+            return Err(Error::conflict("id", format!("{why}: not run")));
+        }
+        let temp = self.cfg.mirror_root.join(mirror_runtime::fs::TEMP_DIR).join(project_id.as_str());
+        let Some(args) = crate::rsync::argv(&project, &temp, &self.cfg.mirror_name) else {
+            return Err(Error::conflict(
+                "id",
+                format!("project '{project_id}' has a local source: nothing to preview"),
+            ));
+        };
+        match crate::paths::resolve_dest(&self.cfg.mirror_root, &project.dest).await {
+            Ok(resolved) if resolved == std::path::Path::new(&project.dest) => {}
+            _ => return Err(Error::conflict("id", format!("dest {} does not resolve to itself", project.dest))),
+        }
+        tokio::fs::create_dir_all(&project.dest).await.map_err(|e| Error::Internal(e.into()))?;
+        // Never emptied here: a run going may be using it.
+        tokio::fs::create_dir_all(&temp).await.map_err(|e| Error::Internal(e.into()))?;
+        let timeout = project
+            .timeout_secs
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let dry = self.dry_command(&project, args, &temp, timeout);
+        let (_stop, never) = watch::channel(false);
+        let outcome = run_rsync(&dry, never, &|_| {}).await.map_err(|e| Error::Internal(e.into()))?;
+        let limit = self.deletion_limit(&project);
+        let refused = if outcome.succeeded() { over_limit(limit, &outcome.stats) } else { None };
+        Ok(Preview {
+            method: "syncup",
+            success: outcome.succeeded(),
+            id: project_id.clone(),
+            dry_run: true,
+            stats: outcome.stats,
+            max_delete: limit,
+            refused,
+            exit_code: outcome.exit_code,
+            message: outcome.message,
+        })
     }
 
     /// Why a run rsync calls a success is not one: the tree it left is empty while the last

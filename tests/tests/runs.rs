@@ -597,7 +597,8 @@ async fn an_upstream_emptied_or_halved_is_a_failed_run_and_the_generation_does_n
     let dir = tempfile::tempdir().unwrap();
     let settings = mirror_master::config::Settings { max_shrink: 50, ..TestMaster::settings_in(dir.path()) };
     let m = TestMaster::start_with(dir, settings).await;
-    add(&m.api, &project("deb", upstream.port, json!({}))).await;
+    // The deletion guard off: this test is about the tree a run leaves (max_delete has its own).
+    add(&m.api, &project("deb", upstream.port, json!({"max_delete": "off"}))).await;
     let generation = || async { m.api.get("/projects/deb", &Auth::root()).await.body["generation"].clone() };
     let run = |api: &Api| {
         let api = api.clone();
@@ -632,4 +633,51 @@ async fn an_upstream_emptied_or_halved_is_a_failed_run_and_the_generation_does_n
     }
     assert_eq!(run(&m.api).await["status"], json!("success"));
     assert_eq!(generation().await, json!(2));
+}
+
+/// `max_delete`: a run that would delete too much fails before it changes anything (new files
+/// included), and `POST /syncup/?dry_run=true` says so beforehand.
+#[tokio::test]
+async fn a_run_that_would_delete_more_than_max_delete_changes_nothing_and_a_dry_run_says_so() {
+    let upstream = Upstream::start().await;
+    for i in 0..10 {
+        std::fs::write(upstream.data().join(format!("f{i}")), format!("{i}")).unwrap();
+    }
+    let m = TestMaster::start().await;
+    add(&m.api, &project("guarded", upstream.port, json!({"max_delete": "30%"}))).await;
+    let first = finished_run(&m.api, syncup(&m.api, "guarded").await, 30).await;
+    assert_eq!(first["status"], json!("success"), "{first}");
+    let dest = m.mirror_root().join("guarded");
+    let before = snapshot(&dest);
+
+    // Five of ten files gone upstream (and one new): half the tree would go.
+    for i in 0..5 {
+        std::fs::remove_file(upstream.data().join(format!("f{i}"))).unwrap();
+    }
+    std::fs::write(upstream.data().join("new"), b"new").unwrap();
+    let preview = m.api.post("/syncup/?id=guarded&dry_run=true", &json!({}), &Auth::user()).await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.text);
+    assert_eq!(preview.body["stats"]["files_deleted"], json!(5), "{}", preview.text);
+    assert_eq!(preview.body["stats"]["files_created"], json!(1), "{}", preview.text);
+    assert_eq!(preview.body["max_delete"], json!("30%"));
+    assert!(preview.body["refused"].as_str().unwrap().contains("would delete 5 of"), "{}", preview.text);
+    assert_eq!(snapshot(&dest), before, "a dry run changes nothing");
+
+    let refused = finished_run(&m.api, syncup(&m.api, "guarded").await, 30).await;
+    assert_eq!(refused["status"], json!("failed"), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("more than max_delete 30%"), "{refused}");
+    assert_eq!(snapshot(&dest), before, "nothing published: no deletion, no new file");
+    assert_eq!(m.api.get("/projects/guarded", &Auth::root()).await.body["generation"], json!(1));
+
+    // Raised (a count this time): the run goes through.
+    let r = m.api.post("/update_project/basic/", &json!({"id": "guarded", "max_delete": 5}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let through = finished_run(&m.api, syncup(&m.api, "guarded").await, 30).await;
+    assert_eq!(through["status"], json!("success"), "{through}");
+    assert_eq!(snapshot(&dest), snapshot(&upstream.data()));
+    let bad =
+        m.api.post("/update_project/basic/", &json!({"id": "guarded", "max_delete": "120%"}), &Auth::root()).await;
+    assert_eq!((bad.status, &bad.body["field"]), (StatusCode::BAD_REQUEST, &json!("max_delete")), "{}", bad.text);
+    let bad = m.api.post("/syncup/?id=guarded&dry_run=maybe", &json!({}), &Auth::user()).await;
+    assert_eq!((bad.status, &bad.body["field"]), (StatusCode::BAD_REQUEST, &json!("dry_run")), "{}", bad.text);
 }

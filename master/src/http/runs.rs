@@ -18,9 +18,13 @@ use mirror_common::ErrorBody;
     get,
     path = "/syncup/",
     tag = "runs",
-    params(("id" = String, Query, description = "the project id (`project` is read too)")),
+    params(
+        ("id" = String, Query, description = "the project id (`project` is read too)"),
+        ("dry_run" = Option<bool>, Query, description = "true: say what a run would change (rsync --dry-run), change nothing")
+    ),
     responses(
         (status = 202, description = "a run started", body = SyncupResponse),
+        (status = 200, description = "dry_run: what a run would change, and whether max_delete would refuse it", body = crate::runner::Preview),
         (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
         (status = 401, description = "no valid login", body = ErrorBody),
         (status = 404, description = "no such project, user, slave or run", body = ErrorBody),
@@ -31,6 +35,15 @@ use mirror_common::ErrorBody;
 )]
 pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: QueryMap) -> Result<Response, ApiError> {
     let id = id_param(&query)?;
+    match query.0.get("dry_run").map(String::as_str) {
+        None | Some("false" | "0") => {}
+        Some("true" | "1") => {
+            let preview = state.runner.preview(&id).await?;
+            tracing::info!(project.id = %id, user.name = %who.username, refused = preview.refused.is_some(), "dry run");
+            return Ok((StatusCode::OK, Json(preview)).into_response());
+        }
+        Some(_) => return Err(ApiError::field("dry_run", "must be true or false")),
+    }
     let started = state.runs.start(&who, &id).await?;
     let body = SyncupResponse {
         method: "syncup".into(),

@@ -107,6 +107,8 @@ pub struct StoredProject {
     pub max_age_secs: Option<i64>,
     #[serde(default)]
     pub trace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<mirror_common::guards::MaxDelete>,
     #[serde(default, skip_serializing_if = "mirror_common::targets::Targets::is_empty")]
     pub targets: mirror_common::targets::Targets,
     #[serde(default)]
@@ -134,6 +136,7 @@ impl From<&ProjectRow> for StoredProject {
             trace: r.trace,
             targets: r.targets.clone(),
             watch: r.watch,
+            max_delete: r.max_delete,
         }
     }
 }
@@ -159,6 +162,7 @@ impl StoredProject {
         row.trace = self.trace;
         row.targets = self.targets;
         row.watch = self.watch;
+        row.max_delete = self.max_delete;
     }
 
     /// As a response shows it: the password as `rsync_password_set`.

@@ -235,6 +235,7 @@ impl Projects {
             trace: req.trace.unwrap_or(false),
             targets: self.check_targets(req.targets.unwrap_or_default())?,
             watch: req.watch.unwrap_or(false),
+            max_delete: req.max_delete,
         };
         check_upstream(&row)?;
         Ok(row)
@@ -368,6 +369,9 @@ impl Projects {
         if let Some(w) = req.watch {
             row.watch = w;
         }
+        if let Some(m) = req.max_delete {
+            row.max_delete = m;
+        }
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -471,6 +475,7 @@ impl Projects {
                     trace: false,
                     targets: Default::default(),
                     watch: false,
+                    max_delete: None,
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;

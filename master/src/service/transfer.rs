@@ -95,6 +95,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         trace: row.trace,
         targets: row.targets.clone(),
         watch: row.watch,
+        max_delete: row.max_delete,
     }
 }
 
@@ -191,6 +192,7 @@ impl Projects {
             catch_up: Some(p.catch_up),
             max_age_secs: p.max_age_secs,
             trace: Some(p.trace),
+            max_delete: p.max_delete,
             targets: Some(p.targets.clone()),
             watch: Some(p.watch),
             comment: None,
