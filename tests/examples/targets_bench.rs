@@ -2,6 +2,9 @@
 //! (s3s-fs, in this process, over loopback), then an unchanged re-push of them (goal: under 2 s),
 //! then the same re-push by a master that knows nothing of the bucket (reads each object's stored
 //! hash). Prints figures; asserts nothing about time. Run with `bench/targets.sh`.
+//!
+//! With `BENCH_S3_ENDPOINT` (and `BENCH_S3_KEY`, `BENCH_S3_SECRET`) it pushes to that server's
+//! bucket `bench` instead (which must exist and be empty); requests are then not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
@@ -26,22 +29,35 @@ async fn push(m: &TestMaster) -> (Value, f64) {
     (p, started.elapsed().as_secs_f64())
 }
 
-async fn master(s3: &S3Server, tree: Option<&std::path::Path>) -> TestMaster {
+struct Store {
+    local: Option<S3Server>,
+    endpoint: String,
+    key: String,
+    secret: String,
+}
+
+impl Store {
+    fn take_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.local.as_ref().map(S3Server::take_requests).unwrap_or_default()
+    }
+}
+
+async fn master(s3: &Store, tree: Option<&std::path::Path>) -> TestMaster {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("s3.secret");
-    std::fs::write(&secret, SECRET_KEY).unwrap();
+    std::fs::write(&secret, &s3.secret).unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut s = TestMaster::settings_in(dir.path());
     s.s3_credentials = vec![S3Credentials {
         name: mirror_common::names::Name::from_static("local"),
-        access_key_id: Some(ACCESS_KEY.into()),
+        access_key_id: Some(s3.key.clone()),
         access_key_id_env: None,
         secret_access_key_env: None,
         secret_access_key_file: Some(secret),
     }];
     let m = TestMaster::start_with(dir, s).await;
     let body = json!({"project": "bench", "source": "bench", "targets": [
-        {"name": "cdn", "endpoint": s3.endpoint(), "bucket": "bench", "credentials": "local"}
+        {"name": "cdn", "endpoint": s3.endpoint, "bucket": "bench", "credentials": "local"}
     ]});
     m.api.post("/add_project/", &body, &Auth::root()).await;
     let root = m.mirror_root().join("bench");
@@ -81,7 +97,20 @@ fn line(what: &str, p: &Value, secs: f64, requests: &std::collections::BTreeMap<
 
 #[tokio::main]
 async fn main() {
-    let s3 = S3Server::start(&["bench"]).await;
+    let s3 = match std::env::var("BENCH_S3_ENDPOINT") {
+        Ok(endpoint) => Store {
+            local: None,
+            endpoint,
+            key: std::env::var("BENCH_S3_KEY").unwrap_or_else(|_| "test".into()),
+            secret: std::env::var("BENCH_S3_SECRET").unwrap_or_else(|_| "test".into()),
+        },
+        Err(_) => {
+            let local = S3Server::start(&["bench"]).await;
+            let endpoint = local.endpoint();
+            Store { local: Some(local), endpoint, key: ACCESS_KEY.into(), secret: SECRET_KEY.into() }
+        }
+    };
+    println!("server: {}", if s3.local.is_some() { "s3s-fs (in process)" } else { s3.endpoint.as_str() });
     let m = master(&s3, None).await;
     let (p, secs) = push(&m).await;
     line("first push of 10,000 small files", &p, secs, &s3.take_requests());
