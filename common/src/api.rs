@@ -7,6 +7,7 @@ use crate::cron::{CronOptions, ScheduleSpec};
 pub use crate::guards::MaxDelete;
 pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
+pub use crate::stages::Stages;
 pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, Trigger};
 pub use crate::targets::Targets;
 pub use crate::time::Timestamp;
@@ -50,6 +51,8 @@ pub struct AddProject {
     /// A run that would delete more than this (`1000`, `"10%"`, `"off"`) fails before it changes
     /// anything. Default: the master's `max_delete`.
     pub max_delete: Option<MaxDelete>,
+    /// Two-stage sync (ftpsync): `{"profile": "debian"}` and/or `{"stage1_exclude": [...]}`.
+    pub stages: Option<Stages>,
     /// Object-store buckets kept in step with the tree after each successful run.
     pub targets: Option<Targets>,
     /// Pushes each file written or removed in the tree to the targets as it happens (default false).
@@ -90,6 +93,9 @@ pub struct UpdateProjectBasic {
     /// Absent: unchanged; `null`: back to the master's `max_delete`.
     #[serde(default, deserialize_with = "present_or_null")]
     pub max_delete: Option<Option<MaxDelete>>,
+    /// Absent: unchanged; `null`: one stage.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub stages: Option<Option<Stages>>,
     /// Replaces the whole list (`[]`: none).
     pub targets: Option<Targets>,
     pub watch: Option<bool>,
@@ -277,6 +283,9 @@ pub struct ProjectView {
     /// The project's own deletion limit; `null`: the master's `max_delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delete: Option<MaxDelete>,
+    /// Two-stage sync; `null`: one stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
     /// Object-store targets (their credentials are named, never shown).
     #[serde(default)]
     pub targets: Targets,
@@ -1001,6 +1010,8 @@ pub struct ProjectDoc {
     pub trace: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delete: Option<MaxDelete>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
     #[serde(default, skip_serializing_if = "Targets::is_empty")]
     pub targets: Targets,
     #[serde(default, skip_serializing_if = "is_false")]

@@ -63,6 +63,7 @@ pub mod guards;
 pub mod names;
 pub mod rsync_opts;
 pub mod secret;
+pub mod stages;
 pub mod status;
 pub mod targets;
 pub mod time;
@@ -76,6 +77,8 @@ sqlite_json!(rsync_opts::RsyncOptions);
 sqlite_json!(targets::Targets);
 #[cfg(feature = "sqlx")]
 sqlite_json!(guards::MaxDelete);
+#[cfg(feature = "sqlx")]
+sqlite_json!(stages::Stages);
 
 pub use error::{ErrorBody, FieldError, JsonRejection, from_json_value, parse_json};
 pub use secret::Secret;

@@ -94,6 +94,11 @@ pub struct Settings {
     /// before it changes anything; a project's `max_delete` overrides it. Checked by a dry run
     /// first, only for projects whose options delete.
     pub max_delete: mirror_common::guards::MaxDelete,
+    /// Two-stage projects: while the upstream shows `Archive-Update-in-Progress-*` after stage 1,
+    /// stage 1 is run again every `upstream_lock_retry_secs`, for at most
+    /// `upstream_lock_wait_secs`; then the run fails (ftpsync waits the same way).
+    pub upstream_lock_retry_secs: u64,
+    pub upstream_lock_wait_secs: u64,
     /// How projects' object-store targets are pushed.
     pub targets: TargetSettings,
     /// Keys that targets sign their requests with, each named; a project's target names one.
@@ -146,6 +151,8 @@ impl Default for Settings {
             targets: TargetSettings::default(),
             s3_credentials: Vec::new(),
             max_delete: mirror_common::guards::MaxDelete::Percent(50),
+            upstream_lock_retry_secs: 60,
+            upstream_lock_wait_secs: 3600,
             projects_dir: None,
             max_shrink: 100,
             mirror_name: None,

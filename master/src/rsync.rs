@@ -44,6 +44,53 @@ pub fn argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str) -> Option
     Some(rsync_argv(options, source, format!("{}/", p.dest.trim_end_matches('/'))))
 }
 
+/// Whether an option deletes on the receiving side.
+pub fn is_delete_option(o: &str) -> bool {
+    o.starts_with("--delete") || o == "--del"
+}
+
+/// Which pass of a two-stage run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Everything but the index files (the profile's and the project's excludes); no deletion.
+    One,
+    /// The rest, each file put in place at the end (`--delay-updates`), deletions after that
+    /// (`--delete-delay`, in place of the project's delete option).
+    Two,
+}
+
+/// The argv of one stage of a two-stage project; `None` for a local source or a single-stage one.
+/// Stage 1 brings the upstream's `Archive-Update-in-Progress-*` (the master looks at them, then
+/// removes them); stage 2 brings none; neither touches the master's own.
+pub fn stage_argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str, stage: Stage) -> Option<Vec<String>> {
+    let stages = p.stages.as_ref()?;
+    let source = source(p)?;
+    let mut options = vec!["--info=progress2".to_owned()];
+    let layered = p.rsync_options.layered();
+    let deletes = layered.iter().any(|o| is_delete_option(o));
+    options.extend(layered.into_iter().filter(|o| !is_delete_option(o) && o != "--delay-updates"));
+    match stage {
+        Stage::One => options.extend(stages.stage1_filters()),
+        Stage::Two => {
+            options.push("--delay-updates".to_owned());
+            if deletes {
+                options.push("--delete-delay".to_owned());
+            }
+        }
+    }
+    // Stage 1 brings the upstream's update locks (to be looked at); stage 2 never brings one.
+    let lock = mirror_common::stages::LOCK_PREFIX;
+    options.push(match stage {
+        Stage::One => format!("--exclude=/{lock}{mirror_name}"),
+        Stage::Two => format!("--exclude=/{lock}*"),
+    });
+    if !mirror_runtime::fs::names_temp_dir(&options) {
+        options.push(format!("--temp-dir={}", temp.display()));
+    }
+    options.extend(p.trace.then(|| crate::trace::exclude(mirror_name)));
+    Some(rsync_argv(options, source, format!("{}/", p.dest.trim_end_matches('/'))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +125,7 @@ mod tests {
             targets: Default::default(),
             watch: false,
             max_delete: None,
+            stages: None,
             catch_up: false,
             last_fire_at: None,
             generation: 0,
@@ -112,6 +160,24 @@ mod tests {
         let args = argv(&p, std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1").unwrap();
         assert_eq!(args.iter().filter(|a| a.starts_with("--temp-dir")).count(), 1);
         assert!(args.contains(&"--temp-dir=/var/tmp/x".to_string()));
+    }
+
+    #[test]
+    fn two_stages_split_the_indexes_from_the_rest_and_delay_the_deletions() {
+        let mut p = project();
+        p.stages = Some(mirror_common::stages::Stages {
+            profile: Some(mirror_common::stages::StageProfile::Debian),
+            stage1_exclude: vec![],
+        });
+        let temp = std::path::Path::new("/t");
+        let one = stage_argv(&p, temp, "m1", Stage::One).unwrap();
+        assert!(one.contains(&"--exclude=Packages*".to_owned()) && !one.iter().any(|o| o.starts_with("--delete")));
+        let two = stage_argv(&p, temp, "m1", Stage::Two).unwrap();
+        assert!(two.contains(&"--delay-updates".to_owned()) && two.contains(&"--delete-delay".to_owned()));
+        assert!(!two.contains(&"--delete".to_owned()) && !two.contains(&"--exclude=Packages*".to_owned()));
+        assert!(two.contains(&"--exclude=/Archive-Update-in-Progress-*".to_owned()));
+        p.stages = None;
+        assert_eq!(stage_argv(&p, temp, "m1", Stage::One), None);
     }
 
     #[test]

@@ -41,9 +41,53 @@ pub struct Preview {
     pub message: String,
 }
 
+/// `Archive-Update-in-Progress-<mirror_name>` at the top of a two-stage project's tree while it
+/// syncs; removed when the run ends, however it ends.
+struct OwnLock(std::path::PathBuf);
+
+impl OwnLock {
+    async fn take(dest: &std::path::Path, mirror_name: &str) -> OwnLock {
+        let path = dest.join(format!("{}{mirror_name}", mirror_common::stages::LOCK_PREFIX));
+        // Whatever is there (a symlink an old tree held) is replaced, never written through.
+        let _ = tokio::fs::remove_file(&path).await;
+        let made = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await;
+        match made {
+            Ok(mut f) => {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut f, format!("{mirror_name}\n").as_bytes()).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot show the update lock in the tree"),
+        }
+        OwnLock(path)
+    }
+}
+
+impl Drop for OwnLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The upstream's update locks that stage 1 brought to the top of the tree (never ours); they are
+/// removed as they are found: the tree never publishes them.
+async fn upstream_locks(dest: &std::path::Path, mirror_name: &str) -> Vec<String> {
+    let own = format!("{}{mirror_name}", mirror_common::stages::LOCK_PREFIX);
+    let mut found = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dest).await else { return found };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(mirror_common::stages::LOCK_PREFIX) && name != own {
+            if e.file_type().await.is_ok_and(|t| !t.is_dir()) {
+                let _ = tokio::fs::remove_file(e.path()).await;
+            }
+            found.push(name);
+        }
+    }
+    found
+}
+
 /// Whether the project's options delete anything on the receiving side.
 fn deletes(project: &crate::db::projects::ProjectRow) -> bool {
-    project.rsync_options.layered().iter().any(|o| o.starts_with("--delete") || o == "--del")
+    project.rsync_options.layered().iter().any(|o| crate::rsync::is_delete_option(o))
 }
 
 /// Why `stats` (of a dry run) cross `limit`, if they do. The tree is the mirror's as it is:
@@ -129,6 +173,10 @@ pub struct RunnerConfig {
     pub max_shrink: u8,
     /// The master's `max_delete` (a project's own overrides it).
     pub max_delete: MaxDelete,
+    /// Two-stage runs: how often stage 1 is run again while the upstream shows its update lock,
+    /// and for how long at most.
+    pub upstream_lock_retry: Duration,
+    pub upstream_lock_wait: Duration,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -149,6 +197,8 @@ impl From<&Settings> for RunnerConfig {
             host_name: crate::trace::host_name(),
             max_shrink: s.max_shrink,
             max_delete: s.max_delete,
+            upstream_lock_retry: Duration::from_secs(s.upstream_lock_retry_secs),
+            upstream_lock_wait: Duration::from_secs(s.upstream_lock_wait_secs),
         }
     }
 }
@@ -515,15 +565,39 @@ impl Runner {
             .timeout_secs
             .and_then(|s| u64::try_from(s).ok())
             .map_or(self.cfg.default_timeout, Duration::from_secs);
-        let Some(args) = crate::rsync::argv(&project, &temp, &self.cfg.mirror_name) else {
+        let Some(mut args) = crate::rsync::argv(&project, &temp, &self.cfg.mirror_name) else {
             return self.finish_refused(run_id, "the project has a local source: there is no upstream to pull").await;
         };
+        // Two stages: the run's command is stage 2 (what the deletion guard also counts with).
+        use crate::rsync::{Stage, stage_argv};
+        let stage1_args = stage_argv(&project, &temp, &self.cfg.mirror_name, Stage::One);
+        if let Some(two) = stage_argv(&project, &temp, &self.cfg.mirror_name, Stage::Two) {
+            args = two;
+        }
         // max_delete: before each attempt, a dry run says how much it would delete; too much, and
         // the run fails before it has changed anything.
         let limit = self.deletion_limit(&project);
         let dry = (limit != MaxDelete::Off).then(|| self.dry_command(&project, args.clone(), &temp, timeout));
         let (progress, watching) = watch::channel(None);
+        let progress = Arc::new(progress);
         self.progress_map().insert(run_id, watching);
+        let stage1 = stage1_args.map(|args| RsyncCommand {
+            program: self.cfg.rsync_path.clone(),
+            args,
+            password: project.rsync_password.clone(),
+            timeout,
+            log_file: Some(log_file.clone()),
+            log_max_bytes: self.cfg.log_max_bytes,
+            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp.clone()], vec![]),
+            run_as: self.cfg.run_as,
+            progress: Some(progress.clone()),
+        });
+        // While a two-stage run goes, the tree shows it (ftpsync's lock, for whoever mirrors us).
+        let _own_lock = match &stage1 {
+            Some(_) => Some(OwnLock::take(std::path::Path::new(&project.dest), &self.cfg.mirror_name).await),
+            None => None,
+        };
+        let mut stage_secs = (0u64, 0u64);
         let command = RsyncCommand {
             program: self.cfg.rsync_path.clone(),
             args,
@@ -537,6 +611,8 @@ impl Runner {
         };
         let began = chrono::Utc::now();
         let mut attempt = 0u32;
+        // `running` is told once, though two stages start two rsyncs.
+        let told = Arc::new(AtomicBool::new(false));
         let mut outcome: RsyncOutcome = {
             loop {
                 attempt += 1;
@@ -544,10 +620,11 @@ impl Runner {
                 let events = self.events.clone();
                 let log_name = log_name.clone();
                 let project_id = project_id.clone();
+                let told = told.clone();
                 let record_pid = move |pid: u32| {
                     let (db, events, log_name, project_id) =
                         (db.clone(), events.clone(), log_name.clone(), project_id.clone());
-                    if attempt == 1 {
+                    if !told.swap(true, Ordering::SeqCst) {
                         // Told here, in order: before the run can end.
                         let (project, status) = (project_id.clone(), RunStatus::Running);
                         events.publish(Change::RunState { project, run: run_id, status });
@@ -576,6 +653,21 @@ impl Runner {
                         }
                     },
                 };
+                let checked = match (checked, &stage1) {
+                    (Some(refused), _) => Some(refused),
+                    (None, None) => None,
+                    (None, Some(stage1)) => {
+                        let began = std::time::Instant::now();
+                        let o = self.stage_one(stage1, &project, cancel.clone(), &record_pid).await;
+                        stage_secs.0 += began.elapsed().as_secs();
+                        match o {
+                            Ok(None) => None,
+                            Ok(Some(stopped)) => Some(stopped),
+                            Err(message) => return self.finish_refused(run_id, &message).await,
+                        }
+                    }
+                };
+                let stage2_began = std::time::Instant::now();
                 let outcome = match checked {
                     Some(o) => o,
                     None => match run_rsync(&command, cancel.clone(), &record_pid).await {
@@ -586,6 +678,9 @@ impl Runner {
                         }
                     },
                 };
+                if stage1.is_some() {
+                    stage_secs.1 += stage2_began.elapsed().as_secs();
+                }
                 if !outcome.is_retryable() || attempt > self.cfg.retries {
                     break outcome;
                 }
@@ -624,7 +719,7 @@ impl Runner {
         };
         if outcome.succeeded() && project.trace {
             // Before the run is recorded: the new generation the slaves pull holds it.
-            self.write_trace(&project, run_id, began, &outcome).await;
+            self.write_trace(&project, run_id, began, &outcome, stage1.is_some().then_some(stage_secs)).await;
         }
         // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as
         // a client reads this run as ended (below), not only once the change is published.
@@ -645,6 +740,47 @@ impl Runner {
             tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
         Ok(())
+    }
+
+    /// Stage 1 of a two-stage run, again while the upstream shows its update lock (within
+    /// `upstream_lock_wait_secs`). `Ok(None)`: stage 2 may go; `Ok(Some(outcome))`: this attempt
+    /// ends so; `Err`: rsync cannot be started.
+    async fn stage_one(
+        &self,
+        stage1: &RsyncCommand,
+        project: &crate::db::projects::ProjectRow,
+        mut cancel: watch::Receiver<bool>,
+        record_pid: &(dyn Fn(u32) + Send + Sync),
+    ) -> Result<Option<RsyncOutcome>, String> {
+        let dest = std::path::Path::new(&project.dest);
+        let mut waited = 0u64;
+        loop {
+            let o = run_rsync(stage1, cancel.clone(), record_pid)
+                .await
+                .map_err(|e| format!("cannot start {}: {e}", self.cfg.rsync_path.display()))?;
+            if !o.succeeded() {
+                return Ok(Some(RsyncOutcome { message: format!("stage 1: {}", o.message), ..o }));
+            }
+            let locks = upstream_locks(dest, &self.cfg.mirror_name).await;
+            if locks.is_empty() {
+                return Ok(None);
+            }
+            let retry = self.cfg.upstream_lock_retry.as_secs().max(1);
+            if waited + retry > self.cfg.upstream_lock_wait.as_secs() {
+                let message = format!(
+                    "the upstream is still being updated ({}) after {waited} s: stage 2 not run, the indexes \
+                     stay as they were",
+                    locks.join(", ")
+                );
+                return Ok(Some(RsyncOutcome { ending: Ending::Failed, message, ..o }));
+            }
+            tracing::info!(locks = ?locks, retry_in_secs = retry, "the upstream is being updated: stage 1 again later");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(retry)) => {}
+                _ = cancel.wait_for(|c| *c) => return Ok(Some(RsyncOutcome { ending: Ending::Cancelled, ..o })),
+            }
+            waited += retry;
+        }
     }
 
     fn deletion_limit(&self, project: &crate::db::projects::ProjectRow) -> MaxDelete {
@@ -759,6 +895,7 @@ impl Runner {
         run_id: i64,
         began: chrono::DateTime<chrono::Utc>,
         o: &RsyncOutcome,
+        stages: Option<(u64, u64)>,
     ) {
         let dest = std::path::Path::new(&project.dest);
         let upstream = tokio::fs::read(dest.join("project/trace/master")).await.ok();
@@ -779,6 +916,7 @@ impl Runner {
             bytes_received: o.stats.bytes_received,
             trigger,
             upstream_serial,
+            stages,
         };
         match crate::trace::write(&self.cfg.mirror_root, dest, &run).await {
             Ok(()) => tracing::debug!("trace file written"),

@@ -30,6 +30,8 @@ pub struct TraceRun<'a> {
     pub trigger: &'a str,
     /// The upstream's own `Archive serial` (its `project/trace/master`), when it has one.
     pub upstream_serial: Option<String>,
+    /// Seconds in each stage of a two-stage run.
+    pub stages: Option<(u64, u64)>,
 }
 
 /// `Archive serial: ` from an ftpsync trace file's text.
@@ -60,7 +62,7 @@ pub fn render(t: &TraceRun<'_>) -> String {
          Rsync-Transport: {transport}\n\
          Total bytes received in rsync: {bytes}\n\
          Total time spent in rsync: {spent}\n\
-         Average rate: {rate} B/s\n",
+         Average rate: {rate} B/s\n{stages}",
         date = t.ended.format("%a %b %e %H:%M:%S UTC %Y"),
         date2822 = rfc2822(t.ended),
         started = rfc2822(t.started),
@@ -68,6 +70,9 @@ pub fn render(t: &TraceRun<'_>) -> String {
         host = t.host,
         trigger = t.trigger,
         transport = if t.project.rsync_port.is_some() { "rsync-url" } else { "rsync-daemon" },
+        stages = t.stages.map_or_else(String::new, |(one, two)| format!(
+            "Total time spent in stage1 rsync: {one}\nTotal time spent in stage2 rsync: {two}\n"
+        )),
     )
 }
 

@@ -175,7 +175,7 @@ pub struct RsyncCommand {
     pub run_as: Option<RunAs>,
     /// Told each progress line rsync prints (`--info=progress2`), which then goes to neither the
     /// log nor the tail: it is a state, not an event.
-    pub progress: Option<watch::Sender<Option<mirror_common::api::RunProgress>>>,
+    pub progress: Option<std::sync::Arc<watch::Sender<Option<mirror_common::api::RunProgress>>>>,
 }
 
 impl RsyncCommand {
@@ -418,7 +418,7 @@ pub async fn run_rsync(
         log,
         logged: 0,
         log_max: cmd.log_max_bytes,
-        progress: cmd.progress.as_ref(),
+        progress: cmd.progress.as_deref(),
     };
     let deadline = tokio::time::sleep(cmd.timeout);
     tokio::pin!(deadline);
@@ -699,7 +699,7 @@ mod tests {
             log_max_bytes: 1 << 20,
             confinement: None,
             run_as: None,
-            progress: Some(progress),
+            progress: Some(std::sync::Arc::new(progress)),
         };
         run_rsync(&cmd, rx, &|_| {}).await.unwrap();
         let log = std::fs::read_to_string(dir.join("run.log")).unwrap();

@@ -109,6 +109,8 @@ pub struct StoredProject {
     pub trace: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delete: Option<mirror_common::guards::MaxDelete>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<mirror_common::stages::Stages>,
     #[serde(default, skip_serializing_if = "mirror_common::targets::Targets::is_empty")]
     pub targets: mirror_common::targets::Targets,
     #[serde(default)]
@@ -137,6 +139,7 @@ impl From<&ProjectRow> for StoredProject {
             targets: r.targets.clone(),
             watch: r.watch,
             max_delete: r.max_delete,
+            stages: r.stages.clone(),
         }
     }
 }
@@ -163,6 +166,7 @@ impl StoredProject {
         row.targets = self.targets;
         row.watch = self.watch;
         row.max_delete = self.max_delete;
+        row.stages = self.stages;
     }
 
     /// As a response shows it: the password as `rsync_password_set`.

@@ -91,6 +91,13 @@ pub(super) fn check_upstream(row: &ProjectRow) -> Result<(), Error> {
     }
 }
 
+fn check_stages(stages: Option<mirror_common::stages::Stages>) -> Result<Option<mirror_common::stages::Stages>, Error> {
+    if let Some(s) = &stages {
+        s.check().map_err(|(field, message)| Error::field(field, message))?;
+    }
+    Ok(stages)
+}
+
 fn port_column(port: Option<Port>) -> Option<i64> {
     port.map(|p| i64::from(p.0))
 }
@@ -236,6 +243,7 @@ impl Projects {
             targets: self.check_targets(req.targets.unwrap_or_default())?,
             watch: req.watch.unwrap_or(false),
             max_delete: req.max_delete,
+            stages: check_stages(req.stages)?,
         };
         check_upstream(&row)?;
         Ok(row)
@@ -372,6 +380,9 @@ impl Projects {
         if let Some(m) = req.max_delete {
             row.max_delete = m;
         }
+        if let Some(s) = req.stages {
+            row.stages = check_stages(s)?;
+        }
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -476,6 +487,7 @@ impl Projects {
                     targets: Default::default(),
                     watch: false,
                     max_delete: None,
+                    stages: None,
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;

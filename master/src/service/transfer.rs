@@ -96,6 +96,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         targets: row.targets.clone(),
         watch: row.watch,
         max_delete: row.max_delete,
+        stages: row.stages.clone(),
     }
 }
 
@@ -193,6 +194,7 @@ impl Projects {
             max_age_secs: p.max_age_secs,
             trace: Some(p.trace),
             max_delete: p.max_delete,
+            stages: p.stages.clone(),
             targets: Some(p.targets.clone()),
             watch: Some(p.watch),
             comment: None,
