@@ -317,6 +317,14 @@ async fn a_watched_local_source_pushes_each_file_closed_or_removed_within_two_se
     .await;
     let removal = started.elapsed();
     println!("watched tree: written -> object {upload:?}, removed -> gone {removal:?}");
+    // A directory moved in whole (no file is closed in the tree): its files are listed and pushed.
+    let outside = tempfile::tempdir_in(m.mirror_root()).unwrap();
+    write(outside.path(), "moved/deep/x.txt", b"moved in");
+    std::fs::rename(outside.path().join("moved"), tree.join("moved")).unwrap();
+    wait_for(5, "the moved-in directory's file in the bucket", || async {
+        std::fs::read(s3.object(BUCKET, "moved/deep/x.txt")).ok().filter(|c| c == b"moved in")
+    })
+    .await;
     assert!(upload < Duration::from_secs(2) && removal < Duration::from_secs(2), "{upload:?} {removal:?}");
     let pushes = m.api.get("/targets/pushes?id=w", &Auth::user()).await.body;
     assert!(pushes.as_array().unwrap().iter().any(|p| p["trigger"] == json!("watch")), "{pushes}");
