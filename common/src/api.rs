@@ -53,6 +53,9 @@ pub struct AddProject {
     pub max_delete: Option<MaxDelete>,
     /// Two-stage sync (ftpsync): `{"profile": "debian"}` and/or `{"stage1_exclude": [...]}`.
     pub stages: Option<Stages>,
+    /// Slaves stage each generation beside the served tree and all flip to it together when told
+    /// (default false: each serves a generation as soon as it has pulled it).
+    pub flip: Option<bool>,
     /// Object-store buckets kept in step with the tree after each successful run.
     pub targets: Option<Targets>,
     /// Pushes each file written or removed in the tree to the targets as it happens (default false).
@@ -96,6 +99,7 @@ pub struct UpdateProjectBasic {
     /// Absent: unchanged; `null`: one stage.
     #[serde(default, deserialize_with = "present_or_null")]
     pub stages: Option<Option<Stages>>,
+    pub flip: Option<bool>,
     /// Replaces the whole list (`[]`: none).
     pub targets: Option<Targets>,
     pub watch: Option<bool>,
@@ -286,6 +290,9 @@ pub struct ProjectView {
     /// Two-stage sync; `null`: one stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Stages>,
+    /// Slaves stage each generation and flip to it together.
+    #[serde(default)]
+    pub flip: bool,
     /// Object-store targets (their credentials are named, never shown).
     #[serde(default)]
     pub targets: Targets,
@@ -701,6 +708,13 @@ pub struct PropagationView {
     pub project: ProjectId,
     /// The current generation (bumped by each successful master run).
     pub generation: i64,
+    /// Projects with `flip`: milliseconds between the first and the last slave's flip to the
+    /// current generation (`null` until two have flipped), and the slaves that had not staged it
+    /// when it was published (after `publish_timeout_secs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip_spread_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laggards: Vec<String>,
     pub slaves: Vec<SlavePropagation>,
 }
 
@@ -717,6 +731,12 @@ pub struct SlavePropagation {
     pub latest_generation: Option<i64>,
     pub latest_status: Option<DeliveryStatus>,
     pub latest_message: Option<String>,
+    /// Projects with `flip`: the newest generation it has staged, and when it flipped to the
+    /// generation it serves (its own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flipped_at: Option<Timestamp>,
 }
 
 /// One entry of `GET /list_users/`.
@@ -811,6 +831,28 @@ pub struct SyncRequest {
     pub options: Vec<String>,
     pub generation: i64,
     pub source: RsyncSource,
+    /// Pull into a staging copy beside the served tree (hard links to unchanged files), report
+    /// `staged`, and serve it only when told to publish (`POST /publish/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flip: bool,
+}
+
+/// `POST /publish/` on a slave (Bearer: its token): serve the staged generation now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub project: ProjectId,
+    pub path: MirrorPath,
+    pub generation: i64,
+}
+
+/// A slave's answer to `POST /publish/`: when its served tree became the generation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub generation: i64,
+    pub flipped_at: Timestamp,
 }
 
 /// The slave's answer to a sync request.
@@ -851,6 +893,9 @@ pub struct CompletionReport {
 pub struct ServedProject {
     pub generation: i64,
     pub synced_at: Option<Timestamp>,
+    /// A generation pulled beside the served one, waiting to be published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<i64>,
     pub last_status: String,
     pub last_message: Option<String>,
 }
@@ -1012,6 +1057,8 @@ pub struct ProjectDoc {
     pub max_delete: Option<MaxDelete>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Stages>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub flip: bool,
     #[serde(default, skip_serializing_if = "Targets::is_empty")]
     pub targets: Targets,
     #[serde(default, skip_serializing_if = "is_false")]

@@ -89,6 +89,8 @@ word_enum! {
     SyncStatus {
         Success => "success",
         Failed => "failed",
+        /// Pulled beside the served tree, not served yet: waiting to be told to publish.
+        Staged => "staged",
     }
 }
 

@@ -49,6 +49,15 @@ pub struct Cluster {
     /// (slave, project, generation) notifications being sent now: never two at once.
     sending: Mutex<HashSet<(String, ProjectId, i64)>>,
     kick: Notify,
+    /// Projects with `flip`: how long to wait for every healthy slave to stage a generation.
+    publish_timeout: Duration,
+    /// Per project, the newest generation released to be published (every healthy slave staged
+    /// it, or the timeout passed), and the slaves that had not staged it then.
+    released: Mutex<std::collections::HashMap<ProjectId, (i64, Vec<String>)>>,
+    /// (project, generation) whose publish timeout is counting.
+    timers: Mutex<HashSet<(ProjectId, i64)>>,
+    /// (slave, project, generation) publishes being sent now.
+    publishing: Mutex<HashSet<(String, ProjectId, i64)>>,
 }
 
 impl Cluster {
@@ -72,6 +81,10 @@ impl Cluster {
             interval,
             sending: Mutex::new(HashSet::new()),
             kick: Notify::new(),
+            publish_timeout: Duration::from_secs(settings.publish_timeout_secs),
+            released: Mutex::new(std::collections::HashMap::new()),
+            timers: Mutex::new(HashSet::new()),
+            publishing: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -125,6 +138,7 @@ impl Cluster {
             options: project.rsync_options.layered(),
             generation: project.generation,
             source: self.source.clone(),
+            flip: project.flip,
         })
     }
 
@@ -172,12 +186,154 @@ impl Cluster {
     }
 
     /// A slave's report (already authenticated as `slave`'s own): its rsync has ended.
-    pub async fn record_report(&self, slave: &SlaveRow, report: &CompletionReport) -> Result<bool, sqlx::Error> {
+    pub async fn record_report(
+        self: &Arc<Self>,
+        slave: &SlaveRow,
+        report: &CompletionReport,
+    ) -> Result<bool, sqlx::Error> {
         let known = db::propagation::report(&self.db, &slave.hostname, slave.port, report).await?;
         if known {
             db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
         }
+        if known && report.status == mirror_common::api::SyncStatus::Staged {
+            db::flips::staged(&self.db, &report.project, &slave.hostname, slave.port, report.generation).await?;
+            tokio::spawn(Arc::clone(self).on_staged(report.project.clone(), report.generation));
+        }
         Ok(known)
+    }
+
+    fn released(&self) -> MutexGuard<'_, std::collections::HashMap<ProjectId, (i64, Vec<String>)>> {
+        self.released.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The slaves that had not staged the project's released generation when it was released.
+    pub fn laggards(&self, project: &str, generation: i64) -> Vec<String> {
+        self.released().get(project).filter(|(g, _)| *g == generation).map(|(_, l)| l.clone()).unwrap_or_default()
+    }
+
+    /// A slave staged `generation` of a project with `flip`. Once every healthy slave has staged
+    /// it (or `publish_timeout_secs` after the first did), every slave that staged it is told to
+    /// publish, all at once; one that stages it later is told as soon as it has.
+    /// True while it waits for healthy slaves that have not staged it.
+    async fn consider_publish(&self, project_id: &ProjectId, generation: i64) -> anyhow::Result<bool> {
+        let Some(project) = db::projects::get(&self.db.read, project_id).await? else { return Ok(false) };
+        // An older generation is never published over a newer one.
+        if !project.flip || generation != project.generation {
+            return Ok(false);
+        }
+        let slaves: Vec<SlaveRow> =
+            db::slaves::list(&self.db).await?.into_iter().filter(|s| s.token.is_some()).collect();
+        let staged = db::flips::for_generation(&self.db, project_id, generation).await?;
+        let has_staged = |s: &SlaveRow| staged.iter().any(|f| f.hostname == s.hostname && f.port == s.port);
+        let released = self.released().get(project_id).is_some_and(|(g, _)| *g >= generation);
+        if !released {
+            let waiting: Vec<String> = slaves
+                .iter()
+                .filter(|s| self.healthy(s.last_seen) && !has_staged(s))
+                .map(|s| slave_name(&s.hostname, s.port))
+                .collect();
+            if !waiting.is_empty() {
+                tracing::debug!(project.id = %project_id, generation, waiting = ?waiting, "staged; waiting for the others");
+                return Ok(true);
+            }
+            self.released().insert(project_id.clone(), (generation, Vec::new()));
+            tracing::info!(project.id = %project_id, generation, "every healthy slave has staged it: publishing");
+        }
+        let sends = staged.iter().filter(|f| f.flipped_at.is_none()).filter_map(|f| {
+            let slave = slaves.iter().find(|s| s.hostname == f.hostname && s.port == f.port)?;
+            Some(self.publish_one(slave, &project))
+        });
+        for failed in futures::future::join_all(sends).await.into_iter().filter_map(Result::err) {
+            tracing::warn!(error = format!("{failed:#}"), "publish not done; the reconciler asks again");
+        }
+        Ok(false)
+    }
+
+    /// `publish_timeout_secs` after the first slave staged it: the generation is released with the
+    /// slaves that have not staged it marked as laggards.
+    async fn release_after_timeout(&self, project_id: &ProjectId, generation: i64) -> anyhow::Result<()> {
+        self.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(&(project_id.clone(), generation));
+        let staged = db::flips::for_generation(&self.db, project_id, generation).await?;
+        let laggards: Vec<String> = db::slaves::list(&self.db)
+            .await?
+            .into_iter()
+            .filter(|s| s.token.is_some() && !staged.iter().any(|f| f.hostname == s.hostname && f.port == s.port))
+            .map(|s| slave_name(&s.hostname, s.port))
+            .collect();
+        {
+            let mut released = self.released();
+            if released.get(project_id).is_some_and(|(g, _)| *g >= generation) {
+                return Ok(());
+            }
+            tracing::warn!(project.id = %project_id, generation, laggards = ?laggards, "publish timeout: publishing without them");
+            released.insert(project_id.clone(), (generation, laggards));
+        }
+        self.consider_publish(project_id, generation).await.map(|_| ())
+    }
+
+    /// A slave staged a generation: publish if the time has come; otherwise the first report of
+    /// the generation counts down its publish timeout.
+    async fn on_staged(self: Arc<Self>, project: ProjectId, generation: i64) {
+        let waiting = match self.consider_publish(&project, generation).await {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                tracing::error!(project.id = %project, error = format!("{e:#}"), "cannot publish");
+                return;
+            }
+        };
+        let first =
+            waiting && self.timers.lock().unwrap_or_else(|p| p.into_inner()).insert((project.clone(), generation));
+        if first {
+            tokio::time::sleep(self.publish_timeout).await;
+            if let Err(e) = self.release_after_timeout(&project, generation).await {
+                tracing::error!(project.id = %project, error = format!("{e:#}"), "cannot publish");
+            }
+        }
+    }
+
+    /// Tells one slave to publish the project's generation, with retries; records its flip.
+    async fn publish_one(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<()> {
+        let Some(token) = &slave.token else { return Ok(()) };
+        let name = slave_name(&slave.hostname, slave.port);
+        let key = (name.clone(), project.id.clone(), project.generation);
+        if !self.publishing.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+            return Ok(());
+        }
+        let request = self.request_for(slave, project)?;
+        let body = mirror_common::api::PublishRequest {
+            project: project.id.clone(),
+            path: request.path,
+            generation: project.generation,
+        };
+        let url = format!("http://{}:{}/publish/", slave.hostname.bracketed(), slave.port);
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match self.http.post(&url).bearer_auth(token.expose()).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {
+                    break r.json::<mirror_common::api::Published>().await.map_err(anyhow::Error::from);
+                }
+                Ok(r) if r.status().is_client_error() || attempt > self.retries => {
+                    break Err(anyhow::anyhow!("{name} answered {} to publish", r.status()));
+                }
+                Err(e) if attempt > self.retries => break Err(anyhow::anyhow!("{name} did not answer: {e}")),
+                _ => tokio::time::sleep(backoff(Duration::from_millis(100), attempt)).await,
+            }
+        };
+        self.publishing.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let published = result?;
+        db::flips::flipped(
+            &self.db,
+            &project.id,
+            &slave.hostname,
+            slave.port,
+            published.generation,
+            published.flipped_at,
+        )
+        .await?;
+        db::slaves::seen(&self.db, &slave.hostname, slave.port).await?;
+        tracing::info!(slave = %name, project.id = %project.id, generation = published.generation, "slave published");
+        Ok(())
     }
 
     /// One pass: each slave that is behind on a project, and not already being told, is notified;

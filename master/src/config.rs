@@ -99,6 +99,10 @@ pub struct Settings {
     /// `upstream_lock_wait_secs`; then the run fails (ftpsync waits the same way).
     pub upstream_lock_retry_secs: u64,
     pub upstream_lock_wait_secs: u64,
+    /// Projects with `flip`: how long after the first slave has staged a generation the master
+    /// waits for the other healthy ones before it tells those that have to publish (the others
+    /// publish as soon as they have staged it).
+    pub publish_timeout_secs: u64,
     /// How projects' object-store targets are pushed.
     pub targets: TargetSettings,
     /// Keys that targets sign their requests with, each named; a project's target names one.
@@ -153,6 +157,7 @@ impl Default for Settings {
             max_delete: mirror_common::guards::MaxDelete::Percent(50),
             upstream_lock_retry_secs: 60,
             upstream_lock_wait_secs: 3600,
+            publish_timeout_secs: 300,
             projects_dir: None,
             max_shrink: 100,
             mirror_name: None,

@@ -126,6 +126,7 @@ mod tests {
             watch: false,
             max_delete: None,
             stages: None,
+            flip: false,
             catch_up: false,
             last_fire_at: None,
             generation: 0,

@@ -64,6 +64,7 @@ pub fn project_view(
         watch: row.watch,
         max_delete: row.max_delete,
         stages: row.stages.clone(),
+        flip: row.flip,
         stale_after: stale_after(row, last_success, default_max_age_secs).map(Timestamp::from),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),

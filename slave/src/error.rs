@@ -17,6 +17,11 @@ pub enum SlaveError {
     Invalid { field: String, message: String },
     #[error("no such endpoint")]
     NotFound,
+    /// A publish of a generation this slave has not staged, or a file system failure doing it.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<mirror_common::JsonRejection> for SlaveError {
@@ -41,6 +46,8 @@ impl SlaveError {
             SlaveError::BadJson(_) => (StatusCode::BAD_REQUEST, "bad_json", None),
             SlaveError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, "invalid_field", Some(field.clone())),
             SlaveError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
+            SlaveError::Conflict(_) => (StatusCode::CONFLICT, "conflict", Some("generation".into())),
+            SlaveError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
 }

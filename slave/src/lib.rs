@@ -20,7 +20,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mirror_common::Secret;
 use mirror_common::api::{
-    CompletionReport, ProjectId, RunStats, ServedProject, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus,
+    CompletionReport, ProjectId, PublishRequest, Published, RunStats, ServedProject, SlaveStatus, SyncAccepted,
+    SyncRequest, SyncState, SyncStatus,
 };
 use mirror_common::rsync_opts::{check_option, rsync_argv};
 use mirror_common::time::Timestamp;
@@ -31,6 +32,10 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::error::SlaveError;
+
+/// Where the generations of projects with `flip` live: `<root>/.mirror-sync-gen/<project>/<n>`;
+/// the project's path is a symlink to the one served.
+pub const GEN_DIR: &str = ".mirror-sync-gen";
 
 /// A sync request is a small JSON document.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -101,10 +106,99 @@ fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
         check_option(opt, confined).map_err(|m| SlaveError::invalid(format!("options[{i}]"), m))?;
     }
     let rel = req.path.as_path().to_owned();
-    if rel.components().next().is_some_and(|c| c.as_os_str() == TEMP_DIR) {
-        return Err(SlaveError::invalid("path", format!("{TEMP_DIR} holds this slave's unfinished files")));
-    }
+    check_rel(&rel)?;
     Ok(Accepted { req, rel })
+}
+
+/// A project's path must not lie in this slave's own directories.
+fn check_rel(rel: &Path) -> Result<(), SlaveError> {
+    match rel.components().next().map(|c| c.as_os_str()) {
+        Some(first) if first == TEMP_DIR || first == GEN_DIR => {
+            Err(SlaveError::invalid("path", format!("{} holds this slave's own files", first.to_string_lossy())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `POST /publish/`: the staged generation becomes the served tree in one rename (a symlink
+/// swap): a reader sees the old tree or the new one, never a mix. The old one stays for readers
+/// still in it until the next publish.
+async fn publish(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
+    if !authorized(&state, &request) {
+        return Err(SlaveError::Unauthorized);
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| SlaveError::TooLarge(MAX_REQUEST_BYTES))?;
+    let req: PublishRequest = mirror_common::parse_json(&bytes).map_err(SlaveError::from)?;
+    let rel = req.path.as_path().to_owned();
+    check_rel(&rel)?;
+    let served = lock(&state.served).get(&req.project).cloned().unwrap_or_default();
+    if served.generation >= req.generation {
+        let flipped_at = served.synced_at.unwrap_or_else(now);
+        return Ok(Json(Published { generation: served.generation, flipped_at }).into_response());
+    }
+    let gens = state.root.join(GEN_DIR).join(req.project.as_str());
+    let target = gens.join(req.generation.to_string());
+    if !tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
+        return Err(SlaveError::Conflict(format!("generation {} is not staged here", req.generation)));
+    }
+    let link = state.root.join(&rel);
+    let flipped_at = flip(&link, &target, &gens, req.generation)
+        .await
+        .map_err(|e| SlaveError::Internal(format!("cannot publish generation {}: {e}", req.generation)))?;
+    {
+        let mut all = lock(&state.served);
+        let entry = all.entry(req.project.clone()).or_default();
+        entry.generation = req.generation;
+        entry.synced_at = Some(flipped_at);
+        entry.staged = entry.staged.filter(|s| *s > req.generation);
+        entry.last_status = SyncStatus::Success.as_str().into();
+        entry.last_message = Some("published".into());
+    }
+    state.save_served().await;
+    tracing::info!(project.id = %req.project, generation = req.generation, "published");
+    Ok(Json(Published { generation: req.generation, flipped_at }).into_response())
+}
+
+/// Points `link` at `target` by renaming a new symlink over it; then removes the generations
+/// older than the one it pointed at before (readers may still be in that one).
+async fn flip(link: &Path, target: &Path, gens: &Path, generation: i64) -> std::io::Result<Timestamp> {
+    let parent = link.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    tokio::fs::create_dir_all(parent).await?;
+    let name = link.file_name().ok_or_else(|| std::io::Error::other("no name"))?.to_string_lossy();
+    let tmp = parent.join(format!(".{name}.flip-{generation}"));
+    let _ = tokio::fs::remove_file(&tmp).await;
+    tokio::fs::symlink(target, &tmp).await?;
+    let previous = match tokio::fs::symlink_metadata(link).await {
+        Ok(m) if m.is_symlink() => tokio::fs::read_link(link).await.ok(),
+        // A tree served before this project flipped: moved aside first (the one moment without a
+        // tree, once per project), kept as the previous generation.
+        Ok(m) if m.is_dir() => {
+            let aside = gens.join("0");
+            let _ = tokio::fs::remove_dir_all(&aside).await;
+            tokio::fs::rename(link, &aside).await?;
+            Some(aside)
+        }
+        _ => None,
+    };
+    tokio::fs::rename(&tmp, link).await?;
+    let flipped_at = now();
+    let (gens, keep) = (gens.to_owned(), [Some(target.to_owned()), previous]);
+    tokio::task::spawn_blocking(move || {
+        for entry in std::fs::read_dir(&gens).into_iter().flatten().flatten() {
+            let p = entry.path();
+            let staged_later = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|n| n > generation);
+            if !keep.iter().flatten().any(|k| *k == p) && !staged_later {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    });
+    Ok(flipped_at)
 }
 
 async fn sync_from_master(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
@@ -117,7 +211,7 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     let req: SyncRequest = mirror_common::parse_json(&bytes).map_err(SlaveError::from)?;
     let accepted = validate(state.confine.confined(), req)?;
     let req = &accepted.req;
-    let served = lock(&state.served).get(&req.project).map(|s| s.generation).unwrap_or(0);
+    let (served, staged) = lock(&state.served).get(&req.project).map_or((0, None), |s| (s.generation, s.staged));
     let state_name = {
         let mut slots = lock(&state.slots);
         match slots.get_mut(&req.project) {
@@ -130,6 +224,8 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
                 SyncState::Queued
             }
             None if req.generation <= served => SyncState::Current,
+            // Staged already, waiting to be published: said again.
+            None if req.flip && staged == Some(req.generation) => SyncState::Current,
             None => {
                 slots.insert(req.project.clone(), Slot { running: req.generation, pending: None });
                 let worker = state.clone();
@@ -141,7 +237,11 @@ async fn sync_from_master(State(state): State<AppState>, request: Request) -> Re
     };
     if state_name == SyncState::Current {
         // Already served: the report may have been lost, so send it again; nothing runs twice.
-        let report = state.report_for_served(req, served);
+        let mut report = state.report_for_served(req, served);
+        if req.generation > served {
+            (report.generation, report.status) = (req.generation, SyncStatus::Staged);
+            report.message = "staged, waiting to be published".into();
+        }
         let reporter = state.clone();
         tokio::spawn(async move { reporter.send_report(report).await });
     }
@@ -211,7 +311,14 @@ impl AppState {
     async fn pull(&self, accepted: &Accepted) -> CompletionReport {
         let (req, rel) = (&accepted.req, &accepted.rel);
         let started_at = now();
-        let dest = self.root.join(rel);
+        // With `flip`: into a new generation beside the served one, unchanged files hard-linked.
+        let gens = self.root.join(GEN_DIR).join(req.project.as_str());
+        let (dest, link_dest) = if req.flip {
+            let served = served_generation_dir(&self.root.join(rel), &gens).await;
+            (gens.join(format!("{}.partial", req.generation)), served)
+        } else {
+            (self.root.join(rel), None)
+        };
         let user = req.source.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
         let host = req.source.host.bracketed();
         let source = format!("rsync://{user}{host}:{}/{}/{}/", req.source.port, req.source.module, rel.display());
@@ -220,6 +327,7 @@ impl AppState {
         let own_temp = !mirror_runtime::fs::names_temp_dir(&req.options);
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
         let options = options.chain(own_temp.then(|| format!("--temp-dir={}", temp.display())));
+        let options = options.chain(link_dest.as_ref().map(|d| format!("--link-dest={}", d.display())));
         let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
             program: self.rsync_path.clone(),
@@ -228,15 +336,22 @@ impl AppState {
             timeout: Duration::from_secs(self.settings.run_timeout_secs),
             log_file: None,
             log_max_bytes: 0,
-            // The pull writes only beneath the project's directory, whatever the tree holds.
-            confinement: self.confine.confinement(vec![dest.clone(), temp.clone()], vec![]),
+            // The pull writes only beneath the project's directory (with `flip`, its generations:
+            // hard links need the served one in the same writable hierarchy), whatever the tree holds.
+            confinement: self
+                .confine
+                .confinement(vec![if req.flip { gens.clone() } else { dest.clone() }, temp.clone()], vec![]),
             run_as: self.run_as,
             progress: None,
         };
         // A symlink in the root (one a pulled tree brought, say) must not send this pull elsewhere.
         let lands = resolve_symlinks(&dest).await;
+        if req.flip {
+            // What a pull killed before the end left: not a generation.
+            let _ = tokio::fs::remove_dir_all(&dest).await;
+        }
         let created = match &lands {
-            Some(l) if *l == dest => match self.prepare_dest(&dest).await {
+            Some(l) if *l == dest || req.flip => match self.prepare_dest(&dest).await {
                 Ok(()) => self.empty_temp(&temp).await,
                 Err(e) => Err(e),
             },
@@ -251,13 +366,26 @@ impl AppState {
                 .await
                 .map_err(|e| format!("cannot start rsync: {e}")),
         };
-        let (status, exit_code, message, stats) = match outcome {
+        let (mut status, exit_code, mut message, stats) = match outcome {
             Ok(o) => {
                 let ok = matches!(o.ending, Ending::Success | Ending::SuccessWithWarning);
                 (if ok { SyncStatus::Success } else { SyncStatus::Failed }, o.exit_code, o.message, o.stats)
             }
             Err(m) => (SyncStatus::Failed, None, m, RunStats::default()),
         };
+        if req.flip {
+            let staged = gens.join(req.generation.to_string());
+            if status == SyncStatus::Success {
+                let _ = tokio::fs::remove_dir_all(&staged).await;
+                match tokio::fs::rename(&dest, &staged).await {
+                    Ok(()) => status = SyncStatus::Staged,
+                    Err(e) => (status, message) = (SyncStatus::Failed, format!("cannot stage: {e}")),
+                }
+            }
+            if status != SyncStatus::Staged {
+                let _ = tokio::fs::remove_dir_all(&dest).await;
+            }
+        }
         let ended_at = now();
         {
             let mut served = lock(&self.served);
@@ -266,11 +394,16 @@ impl AppState {
                 entry.generation = req.generation;
                 entry.synced_at = Some(ended_at);
             }
+            if status == SyncStatus::Staged && entry.staged.is_none_or(|s| s < req.generation) {
+                entry.staged = Some(req.generation);
+            }
             entry.last_status = status.as_str().into();
             entry.last_message = Some(message.clone());
         }
         self.save_served().await;
-        if status == SyncStatus::Success {
+        if status == SyncStatus::Staged {
+            tracing::info!("pulled from the master, staged");
+        } else if status == SyncStatus::Success {
             tracing::info!("pulled from the master");
         } else {
             tracing::warn!(message = %message, "pull failed");
@@ -361,6 +494,12 @@ impl AppState {
     }
 }
 
+/// The generation directory `link` (a project's path) points at, when it is one of `gens`.
+async fn served_generation_dir(link: &Path, gens: &Path) -> Option<PathBuf> {
+    let target = tokio::fs::read_link(link).await.ok()?;
+    (target.starts_with(gens) && tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir())).then_some(target)
+}
+
 fn now() -> Timestamp {
     Timestamp::now()
 }
@@ -369,6 +508,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/sync_from_master/", post(sync_from_master))
         .route("/sync_from_master", post(sync_from_master))
+        .route("/publish/", post(publish))
+        .route("/publish", post(publish))
         .route("/status", get(status))
         .route("/status/", get(status))
         .fallback(|| async { SlaveError::NotFound })
@@ -474,6 +615,7 @@ mod tests {
                 module: mirror_common::api::Name::from_static("mirror"),
                 user: None,
             },
+            flip: false,
         }
     }
 

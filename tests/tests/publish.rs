@@ -186,3 +186,165 @@ async fn the_upstreams_update_lock_holds_stage_two_back() {
     std::fs::remove_dir_all(dest.join("project")).unwrap();
     assert_eq!(snapshot(&dest), snapshot(&upstream.data()));
 }
+
+mod flip {
+    use super::*;
+    use mirror_tests::cluster::{cluster_settings, served_generations, start_slaves};
+
+    /// Files of 20 KB, each holding only its generation's word.
+    fn tree(root: &Path, generation: &str, files: std::ops::Range<usize>) {
+        for i in files {
+            write(root, &format!("v/{i:02}.txt"), generation.repeat(5 * 1024).as_bytes());
+        }
+    }
+
+    /// A reader that resolves the project's path once per scan (as an rsync daemon does for each
+    /// connection) and reads every file under it: the generations it saw in one scan.
+    fn scan(link: &Path) -> Option<std::collections::BTreeSet<String>> {
+        let dir = std::fs::canonicalize(link).ok()?;
+        let entries = std::fs::read_dir(dir.join("v")).ok()?;
+        Some(
+            entries
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|t| t[..4].to_owned())
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_slave_flips_together_and_no_reader_sees_a_mixed_tree() {
+        let upstream = Upstream::start().await;
+        tree(&upstream.data(), "gen1", 0..40);
+        let dir = tempfile::tempdir().unwrap();
+        let s = cluster_settings(dir.path());
+        let m = TestMaster::start_with(dir, s).await;
+        let slaves = start_slaves(&m.api, 3).await;
+        // The same tree twice: with flip, and without (the control: its readers must see a mix).
+        // Pulls are slowed (800 KB at 400 KB/s) so that readers scan during them.
+        for (id, flip) in [("flipped", true), ("direct", false)] {
+            let body = json!({
+                "project": id, "rsync_host": "127.0.0.1", "rsync_port": upstream.port, "rsync_module": "data",
+                "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": format!("pub/{id}"),
+                "rsync_options": {"basic": ["--no-motd", "--bwlimit=400"], "delete": "--delete"}, "flip": flip,
+            });
+            assert_eq!(m.api.post("/add_project/", &body, &Auth::root()).await.status, StatusCode::CREATED);
+        }
+        let all_at = |id: &'static str, g: i64| {
+            let api = m.api.clone();
+            async move {
+                wait_for(30, &format!("every slave at generation {g} of {id}"), || async {
+                    let served = served_generations(&api, id).await;
+                    (served.len() == 3 && served.iter().all(|(_, s)| *s == g)).then_some(())
+                })
+                .await
+            }
+        };
+        for id in ["flipped", "direct"] {
+            assert_eq!(finished_run(&m.api, run(&m, id).await, 60).await["status"], json!("success"));
+            all_at(id, 1).await;
+        }
+        for s in &slaves {
+            let link = s.root().join("pub/flipped");
+            assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink(), "the served tree is a symlink");
+            assert_eq!(snapshot(&link), snapshot(&upstream.data()));
+        }
+
+        // Generation 2: every file changes, one goes, one comes. A reader loops on each slave.
+        tree(&upstream.data(), "gen2", 0..39);
+        std::fs::remove_file(upstream.data().join("v/39.txt")).unwrap();
+        write(&upstream.data(), "v/40.txt", b"gen2");
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = slaves
+            .iter()
+            .map(|s| s.root().join("pub/flipped"))
+            .chain([slaves[0].root().join("pub/direct")])
+            .map(|link| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut scans, mut mixed) = (0u64, Vec::new());
+                    while !stop.load(Ordering::SeqCst) {
+                        if let Some(seen) = scan(&link) {
+                            scans += 1;
+                            if seen.len() > 1 {
+                                mixed.push(seen);
+                            }
+                        }
+                    }
+                    (scans, mixed)
+                })
+            })
+            .collect();
+        let (flipped, direct) = (run(&m, "flipped").await, run(&m, "direct").await);
+        for r in [flipped, direct] {
+            assert_eq!(finished_run(&m.api, r, 60).await["status"], json!("success"));
+        }
+        all_at("flipped", 2).await;
+        all_at("direct", 2).await;
+        stop.store(true, Ordering::SeqCst);
+        let mut results: Vec<(u64, Vec<_>)> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        let (control_scans, control_mixed) = results.pop().unwrap();
+        assert!(!control_mixed.is_empty(), "without flip a reader saw a mixed tree ({control_scans} scans)");
+        println!("without flip: {} of {control_scans} scans saw two generations at once", control_mixed.len());
+        for (s, (scans, mixed)) in slaves.iter().zip(results) {
+            assert!(scans > 10, "the reader read: {scans} scans");
+            assert!(mixed.is_empty(), "slave {}: a scan saw {:?}", s.port, mixed.first());
+            assert_eq!(snapshot(&s.root().join("pub/flipped")), snapshot(&upstream.data()));
+            println!("with flip, slave {}: {scans} scans, none mixed", s.port);
+        }
+        let view = m.api.get("/projects/flipped/propagation", &Auth::root()).await.body;
+        let spread = view["flip_spread_ms"].as_i64().unwrap();
+        println!("generation 2: the last slave flipped {spread} ms after the first");
+        assert!(spread <= 100, "{view}");
+        for s in view["slaves"].as_array().unwrap() {
+            assert_eq!((s["staged_generation"].as_i64(), s["generation"].as_i64()), (Some(2), Some(2)), "{s}");
+            assert!(s["flipped_at"].is_string(), "{s}");
+        }
+    }
+
+    /// A slave that does not stage in time (down) does not hold the others back beyond
+    /// `publish_timeout_secs`: they publish, it is marked a laggard, and it publishes as soon as it
+    /// has staged, once back.
+    #[tokio::test]
+    async fn a_laggard_waits_for_no_one_after_the_publish_timeout() {
+        let upstream = Upstream::start().await;
+        tree(&upstream.data(), "gen1", 0..5);
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = cluster_settings(dir.path());
+        s.publish_timeout_secs = 2;
+        let m = TestMaster::start_with(dir, s).await;
+        let mut slaves = start_slaves(&m.api, 3).await;
+        let body = json!({
+            "project": "lag", "rsync_host": "127.0.0.1", "rsync_port": upstream.port, "rsync_module": "data",
+            "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": "pub/lag",
+            "rsync_options": {"basic": ["--no-motd"], "delete": "--delete"}, "flip": true,
+        });
+        assert_eq!(m.api.post("/add_project/", &body, &Auth::root()).await.status, StatusCode::CREATED);
+        let served = |g: i64, n: usize| {
+            let api = m.api.clone();
+            async move {
+                wait_for(30, &format!("{n} slaves at generation {g}"), || async {
+                    let served = served_generations(&api, "lag").await;
+                    (served.iter().filter(|(_, s)| *s == g).count() == n).then_some(served)
+                })
+                .await
+            }
+        };
+        assert_eq!(finished_run(&m.api, run(&m, "lag").await, 60).await["status"], json!("success"));
+        served(1, 3).await;
+
+        slaves[2].kill().await;
+        let laggard = format!("127.0.0.1:{}", slaves[2].port);
+        tree(&upstream.data(), "gen2", 0..5);
+        assert_eq!(finished_run(&m.api, run(&m, "lag").await, 60).await["status"], json!("success"));
+        let now = served(2, 2).await;
+        assert!(now.iter().any(|(n, g)| *n == laggard && *g == 1), "{now:?}");
+        let view = m.api.get("/projects/lag/propagation", &Auth::root()).await.body;
+        assert_eq!(view["laggards"], json!([laggard]), "{view}");
+        assert_eq!(std::fs::read_to_string(slaves[2].root().join("pub/lag/v/00.txt")).unwrap()[..4], *"gen1");
+
+        slaves[2].restart().await;
+        served(2, 3).await;
+        assert_eq!(snapshot(&slaves[2].root().join("pub/lag")), snapshot(&upstream.data()));
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod commits;
+pub mod flips;
 pub mod projects;
 pub mod propagation;
 pub mod runs;

@@ -74,6 +74,8 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
     let status = match r.status {
         SyncStatus::Success => DeliveryStatus::Success,
         SyncStatus::Failed => DeliveryStatus::Failed,
+        // Staged: the delivery ends when the slave is told to publish and has flipped.
+        SyncStatus::Staged => DeliveryStatus::Running,
     };
     let done = sqlx::query(
         "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at, started_at, ended_at, \

@@ -111,6 +111,8 @@ pub struct StoredProject {
     pub max_delete: Option<mirror_common::guards::MaxDelete>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<mirror_common::stages::Stages>,
+    #[serde(default)]
+    pub flip: bool,
     #[serde(default, skip_serializing_if = "mirror_common::targets::Targets::is_empty")]
     pub targets: mirror_common::targets::Targets,
     #[serde(default)]
@@ -140,6 +142,7 @@ impl From<&ProjectRow> for StoredProject {
             watch: r.watch,
             max_delete: r.max_delete,
             stages: r.stages.clone(),
+            flip: r.flip,
         }
     }
 }
@@ -167,6 +170,7 @@ impl StoredProject {
         row.watch = self.watch;
         row.max_delete = self.max_delete;
         row.stages = self.stages;
+        row.flip = self.flip;
     }
 
     /// As a response shows it: the password as `rsync_password_set`.

@@ -244,6 +244,7 @@ impl Projects {
             watch: req.watch.unwrap_or(false),
             max_delete: req.max_delete,
             stages: check_stages(req.stages)?,
+            flip: req.flip.unwrap_or(false),
         };
         check_upstream(&row)?;
         Ok(row)
@@ -383,6 +384,9 @@ impl Projects {
         if let Some(s) = req.stages {
             row.stages = check_stages(s)?;
         }
+        if let Some(f) = req.flip {
+            row.flip = f;
+        }
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -488,6 +492,7 @@ impl Projects {
                     watch: false,
                     max_delete: None,
                     stages: None,
+                    flip: false,
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;

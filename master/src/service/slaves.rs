@@ -230,11 +230,27 @@ impl Slaves {
         let project = db::projects::get(&self.db.read, id)
             .await?
             .ok_or_else(|| Error::not_found("id", format!("no project with id '{}'", id.escape_debug())))?;
+        let flips = if project.flip { db::flips::newest_per_slave(&self.db, id).await? } else { Vec::new() };
+        let current =
+            if project.flip { db::flips::for_generation(&self.db, id, project.generation).await? } else { Vec::new() };
+        let flipped: Vec<_> = current.iter().filter_map(|f| f.flipped_at.map(|t| t.to_datetime())).collect();
+        let flip_spread_ms = match (flipped.iter().min(), flipped.iter().max()) {
+            (Some(first), Some(last)) if flipped.len() > 1 => Some((*last - *first).num_milliseconds()),
+            _ => None,
+        };
         let slaves = db::propagation::for_project(&self.db, id)
             .await?
             .into_iter()
             .enumerate()
             .map(|(i, p)| SlavePropagation {
+                staged_generation: flips
+                    .iter()
+                    .find(|f| f.hostname == p.hostname && f.port == p.port)
+                    .map(|f| f.generation),
+                flipped_at: current
+                    .iter()
+                    .find(|f| f.hostname == p.hostname && f.port == p.port && p.served == f.generation)
+                    .and_then(|f| f.flipped_at),
                 slave: if public { format!("slave-{}", i + 1) } else { slave_name(&p.hostname, p.port) },
                 healthy: self.cluster.healthy(p.last_seen),
                 generation: p.served,
@@ -245,6 +261,7 @@ impl Slaves {
                 latest_message: if public { None } else { p.latest_message },
             })
             .collect();
-        Ok(PropagationView { project: project.id, generation: project.generation, slaves })
+        let laggards = if public { Vec::new() } else { self.cluster.laggards(id, project.generation) };
+        Ok(PropagationView { project: project.id, generation: project.generation, flip_spread_ms, laggards, slaves })
     }
 }

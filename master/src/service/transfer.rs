@@ -97,6 +97,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         watch: row.watch,
         max_delete: row.max_delete,
         stages: row.stages.clone(),
+        flip: row.flip,
     }
 }
 
@@ -195,6 +196,7 @@ impl Projects {
             trace: Some(p.trace),
             max_delete: p.max_delete,
             stages: p.stages.clone(),
+            flip: Some(p.flip),
             targets: Some(p.targets.clone()),
             watch: Some(p.watch),
             comment: None,
