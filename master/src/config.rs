@@ -474,6 +474,15 @@ impl Settings {
         }
         self.alerts.validate()?;
         self.validate_targets()?;
+        if !(1..=3600).contains(&self.upstream_lock_retry_secs) || self.upstream_lock_wait_secs > 7 * 86_400 {
+            return Err(invalid(
+                "upstream_lock_retry_secs",
+                "retry 1 to 3600 s, upstream_lock_wait_secs at most 604800 (a week)",
+            ));
+        }
+        if !(1..=86_400).contains(&self.publish_timeout_secs) {
+            return Err(invalid("publish_timeout_secs", "must be between 1 and 86400"));
+        }
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log",

@@ -309,6 +309,7 @@ mod flip {
     async fn a_laggard_waits_for_no_one_after_the_publish_timeout() {
         let upstream = Upstream::start().await;
         tree(&upstream.data(), "gen1", 0..5);
+        write(&upstream.data(), "keep.txt", b"the same in every generation");
         let dir = tempfile::tempdir().unwrap();
         let mut s = cluster_settings(dir.path());
         s.publish_timeout_secs = 2;
@@ -342,6 +343,11 @@ mod flip {
         let view = m.api.get("/projects/lag/propagation", &Auth::root()).await.body;
         assert_eq!(view["laggards"], json!([laggard]), "{view}");
         assert_eq!(std::fs::read_to_string(slaves[2].root().join("pub/lag/v/00.txt")).unwrap()[..4], *"gen1");
+        // A staged generation costs only its changes: an unchanged file is a hard link.
+        use std::os::unix::fs::MetadataExt;
+        let gens = slaves[0].root().join(".mirror-sync-gen/lag");
+        let inode = |g: &str| std::fs::metadata(gens.join(g).join("keep.txt")).unwrap().ino();
+        assert_eq!(inode("1"), inode("2"), "keep.txt is shared by generations 1 and 2");
 
         slaves[2].restart().await;
         served(2, 3).await;
