@@ -608,12 +608,20 @@ async fn run(cli: Cli) -> Result<()> {
                 return print_json(&v);
             }
             println!("{} at generation {}", project, v["generation"]);
-            let mut t = table(&["SLAVE", "HEALTHY", "GENERATION", "LAG", "LATEST"]);
+            if let Some(spread) = v["flip_spread_ms"].as_i64() {
+                println!("last flip {spread} ms after the first");
+            }
+            if let Some(laggards) = v["laggards"].as_array().filter(|l| !l.is_empty()) {
+                let names: Vec<&str> = laggards.iter().filter_map(Value::as_str).collect();
+                println!("published without: {}", names.join(", "));
+            }
+            let mut t = table(&["SLAVE", "HEALTHY", "GENERATION", "STAGED", "LAG", "LATEST"]);
             for s in v["slaves"].as_array().into_iter().flatten() {
                 t.add_row(vec![
                     s["slave"].as_str().unwrap_or_default().to_owned(),
                     s["healthy"].to_string(),
                     s["generation"].to_string(),
+                    s["staged_generation"].as_i64().map_or_else(|| "-".to_owned(), |g| g.to_string()),
                     s["lag"].to_string(),
                     s["latest_status"].as_str().unwrap_or("-").to_owned(),
                 ]);

@@ -300,6 +300,18 @@ mod flip {
             assert_eq!((s["staged_generation"].as_i64(), s["generation"].as_i64()), (Some(2), Some(2)), "{s}");
             assert!(s["flipped_at"].is_string(), "{s}");
         }
+        // mirrorctl shows it too.
+        let out = tokio::process::Command::new(mirror_tests::binary("mirrorctl"))
+            .args(["propagation", "flipped"])
+            .env_clear()
+            .env("HOME", m.dir.path())
+            .env("MIRRORCTL_URL", &m.api.base)
+            .env("MIRRORCTL_TOKEN", m.api.token(&Auth::root()).await)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("last flip {spread} ms after the first")) && text.contains("STAGED"), "{text}");
     }
 
     /// A slave that does not stage in time (down) does not hold the others back beyond
