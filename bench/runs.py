@@ -210,7 +210,7 @@ def make_tree(root, files, dirs, lines):
             f.write(f"file {i}\n" * (i % lines + 1))
 
 
-def bench_syncup(rounds=7):
+def bench_syncup(rounds=7, max_delete=None):
     work = tempfile.mkdtemp(prefix="bench-syncup-")
     data = os.path.join(work, "upstream")
     make_tree(data, files=10_000, dirs=100, lines=13)
@@ -220,6 +220,7 @@ def bench_syncup(rounds=7):
     status, body = master.request("POST", "/add_project/", {
         "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",
         "dest": "tree", "rsync_options": {"defaults": options, "delete": "--delete"},
+        **({"max_delete": max_delete} if max_delete else {}),
     })
     assert status == 201, body
 
@@ -245,7 +246,8 @@ def bench_syncup(rounds=7):
     master.stop()
     rsyncd.terminate()
     a, d = statistics.median(via_api), statistics.median(direct)
-    print(f"syncup of an unchanged 10,000-file tree, median of {rounds}:")
+    guard = f"max_delete {max_delete}" if max_delete else "max_delete: the master's default (a dry run first)"
+    print(f"syncup of an unchanged 10,000-file tree, median of {rounds} ({guard}):")
     print(f"  /syncup/ to recorded end: {a * 1000:.0f} ms   rsync by hand: {d * 1000:.0f} ms   "
           f"overhead: {(a - d) * 1000:.0f} ms ({(a - d) / d * 100:.1f} %)")
 
@@ -266,6 +268,7 @@ def main():
         spawn_floor(args.projects, 64)
     if args.which in ("syncup", "all"):
         bench_syncup()
+        bench_syncup(max_delete="off")
 
 
 if __name__ == "__main__":
