@@ -188,11 +188,9 @@ async fn flip(link: &Path, target: &Path, gens: &Path, generation: i64) -> std::
     tokio::task::spawn_blocking(move || {
         for entry in std::fs::read_dir(&gens).into_iter().flatten().flatten() {
             let p = entry.path();
-            let staged_later = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<i64>().ok())
-                .is_some_and(|n| n > generation);
+            // A newer generation, staged or being pulled (`<n>.partial`), is not ours to remove.
+            let number = p.file_name().and_then(|n| n.to_str()).map(|n| n.trim_end_matches(".partial"));
+            let staged_later = number.and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n > generation);
             if !keep.iter().flatten().any(|k| *k == p) && !staged_later {
                 let _ = std::fs::remove_dir_all(&p);
             }
