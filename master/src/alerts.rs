@@ -70,8 +70,8 @@ pub struct Alerts {
     cluster: Arc<Cluster>,
     default_max_age_secs: u64,
     http: reqwest::Client,
-    ended: mpsc::UnboundedSender<(ProjectId, RunStatus)>,
-    ended_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(ProjectId, RunStatus)>>>,
+    ended: mpsc::UnboundedSender<Ended>,
+    ended_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Ended>>>,
 }
 
 /// `X-Mirror-Sync-Signature`: `sha256=` and the hex HMAC-SHA256 of the body under the secret.
@@ -82,6 +82,12 @@ pub fn signature(secret: &Secret, body: &[u8]) -> String {
     let digest = mac.finalize().into_bytes();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
+}
+
+/// What ended, as the alerts are told of it.
+enum Ended {
+    Run(ProjectId, RunStatus),
+    Push { project: ProjectId, target: String, ok: bool, message: String },
 }
 
 impl Alerts {
@@ -111,6 +117,8 @@ impl Alerts {
                     AlertEvent::SlaveDown,
                     AlertEvent::SlaveBack,
                     AlertEvent::SlaveLagging,
+                    AlertEvent::PushFailed,
+                    AlertEvent::PushRecovered,
                 ]
                 .into()
             } else {
@@ -147,11 +155,7 @@ impl Alerts {
         }
     }
 
-    async fn check_loop(
-        self: Arc<Self>,
-        mut ended: mpsc::UnboundedReceiver<(ProjectId, RunStatus)>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    async fn check_loop(self: Arc<Self>, mut ended: mpsc::UnboundedReceiver<Ended>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_secs(self.settings.check_interval_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -161,7 +165,10 @@ impl Alerts {
                 _ = stop.wait_for(|s| *s) => return,
             };
             let result = match run {
-                Some((project, status)) => self.run_ended(&project, status).await,
+                Some(Ended::Run(project, status)) => self.run_ended(&project, status).await,
+                Some(Ended::Push { project, target, ok, message }) => {
+                    self.push_ended(&project, &target, ok, &message).await
+                }
                 None => self.check().await,
             };
             if let Err(e) = result {
@@ -246,6 +253,40 @@ impl Alerts {
         })
         .await?;
         if status == RunStatus::Success { self.check().await } else { Ok(()) }
+    }
+
+    /// A push to a target ended: failed, or succeeded after failing.
+    async fn push_ended(&self, project: &ProjectId, target: &str, ok: bool, message: &str) -> anyhow::Result<()> {
+        let state = if ok { "ok" } else { "failed" };
+        let id = project.as_str();
+        self.transition(&format!("push:{id}:{target}"), state, |old| {
+            let (event, name, text, detail) = match (old, ok) {
+                (Some("ok") | None, false) => (
+                    AlertEvent::PushFailed,
+                    "push_failed",
+                    format!("mirror-sync: push of {id} to {target} failed: {}", one_line(message)),
+                    Some(message.to_owned()),
+                ),
+                (Some("failed"), true) => (
+                    AlertEvent::PushRecovered,
+                    "push_recovered",
+                    format!("mirror-sync: push of {id} to {target} done again"),
+                    None,
+                ),
+                _ => return None,
+            };
+            let body = Body {
+                event: name,
+                text,
+                time: Timestamp::now(),
+                project: Some(id.to_owned()),
+                slave: None,
+                run: None,
+                detail,
+            };
+            Some((event, body))
+        })
+        .await
     }
 
     /// Staleness of every project, health and lag of every slave.
@@ -420,8 +461,19 @@ impl Alerts {
 
 impl Listener for Arc<Alerts> {
     fn changed(&self, change: &Change) {
-        if let Change::RunEnded { project, status, .. } = change {
-            let _ = self.ended.send((project.clone(), *status));
+        match change {
+            Change::RunEnded { project, status, .. } => {
+                let _ = self.ended.send(Ended::Run(project.clone(), *status));
+            }
+            Change::PushEnded { project, target, status, message, .. } => {
+                let _ = self.ended.send(Ended::Push {
+                    project: project.clone(),
+                    target: target.clone(),
+                    ok: *status == mirror_common::targets::PushStatus::Success,
+                    message: message.clone(),
+                });
+            }
+            _ => {}
         }
     }
 }

@@ -267,6 +267,9 @@ pub enum AlertEvent {
     SlaveDown,
     SlaveBack,
     SlaveLagging,
+    /// A push to an object-store target failed (after succeeding, or as its first result).
+    PushFailed,
+    PushRecovered,
 }
 
 impl AlertEvent {
@@ -279,6 +282,8 @@ impl AlertEvent {
             AlertEvent::SlaveDown => "slave_down",
             AlertEvent::SlaveBack => "slave_back",
             AlertEvent::SlaveLagging => "slave_lagging",
+            AlertEvent::PushFailed => "push_failed",
+            AlertEvent::PushRecovered => "push_recovered",
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Change {
         uploaded: u64,
         deleted: u64,
         bytes: u64,
+        /// Why it failed (the first errors), or what it skipped.
+        message: String,
     },
     /// A user was created, removed, or got a new password or role: its cached logins must go.
     UserChanged { username: Name },

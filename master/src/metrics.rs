@@ -182,7 +182,7 @@ impl Listener for Arc<Metrics> {
                 let bytes = self.transferred.get_or_create(&vec![("project", project.to_string())]);
                 bytes.inc_by(bytes_transferred.unwrap_or(0));
             }
-            Change::PushEnded { project, target, status, uploaded, deleted, bytes } => {
+            Change::PushEnded { project, target, status, uploaded, deleted, bytes, .. } => {
                 let labels = |extra: (&'static str, String)| {
                     vec![("project", project.to_string()), ("target", target.clone()), extra]
                 };

@@ -294,3 +294,60 @@ async fn a_slave_down_lagging_and_back_is_alerted_once_each() {
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     assert_eq!(receiver.events("slaves").len(), 3);
 }
+
+/// A push to an object-store target that fails is alerted once (not at each failing push), and
+/// its recovery once.
+#[tokio::test]
+async fn a_failing_push_is_alerted_once_and_its_recovery_too() {
+    use mirror_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+    let receiver = Receiver::default();
+    let port = receiver.serve(0).await;
+    let mut s3 = S3Server::start(&["bucket"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s3.secret");
+    std::fs::write(&secret, SECRET_KEY).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut s = TestMaster::settings_in(dir.path());
+    fast_alerts(&mut s, vec![hook("ops", port, json!(["push_failed", "push_recovered"]))]);
+    s.s3_credentials = vec![mirror_master::config::S3Credentials {
+        name: mirror_common::api::Name::from_static("local"),
+        access_key_id: Some(ACCESS_KEY.into()),
+        access_key_id_env: None,
+        secret_access_key_env: None,
+        secret_access_key_file: Some(secret),
+    }];
+    s.targets.retries = 0;
+    let m = TestMaster::start_with(dir, s).await;
+    let body = json!({"project": "pushed", "source": "pushed", "targets": [
+        {"name": "cdn", "endpoint": s3.endpoint(), "bucket": "bucket", "credentials": "local"}
+    ]});
+    assert_eq!(m.api.post("/add_project/", &body, &Auth::root()).await.status, StatusCode::CREATED);
+    std::fs::create_dir_all(m.mirror_root().join("pushed")).unwrap();
+    std::fs::write(m.mirror_root().join("pushed/f.txt"), b"x").unwrap();
+    let push = |expected: &'static str| {
+        let api = m.api.clone();
+        async move {
+            let before = api.get("/targets/pushes?id=pushed&limit=1", &Auth::root()).await.body[0]["id"].as_i64();
+            let r = api.post("/targets/sync?id=pushed", &json!({}), &Auth::root()).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+            wait_for(30, "the push to end", || async {
+                let p = api.get("/targets/pushes?id=pushed&limit=1", &Auth::root()).await.body[0].clone();
+                (p["id"].as_i64() != before && p["status"] != json!("running")).then_some(p)
+            })
+            .await;
+            let p = api.get("/targets/pushes?id=pushed&limit=1", &Auth::root()).await.body[0].clone();
+            assert_eq!(p["status"], json!(expected), "{p}");
+        }
+    };
+    push("success").await;
+    s3.stop().await;
+    push("failed").await;
+    push("failed").await;
+    wait_for(10, "push_failed delivered", || async { (!receiver.got("ops").is_empty()).then_some(()) }).await;
+    s3.restart().await;
+    push("success").await;
+    wait_for(10, "push_recovered delivered", || async { (receiver.got("ops").len() >= 2).then_some(()) }).await;
+    assert_eq!(receiver.events("ops"), ["push_failed", "push_recovered"], "once per change of state");
+    let failed = &receiver.got("ops")[0].body;
+    assert!(failed["text"].as_str().unwrap().starts_with("mirror-sync: push of pushed to cdn failed"), "{failed}");
+}

@@ -232,6 +232,7 @@ impl Pusher {
             uploaded: counts.uploaded,
             deleted: counts.deleted,
             bytes: counts.bytes_uploaded,
+            message,
         });
     }
 
