@@ -30,11 +30,7 @@ pub async fn list_alerts(
     RootCaller(_): RootCaller,
     query: QueryMap,
 ) -> Result<Json<Vec<AlertDeliveryView>>, ApiError> {
-    let limit = match query.0.get("limit") {
-        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=1000).contains(l)),
-        None => Some(100),
-    };
-    let limit = limit.ok_or_else(|| ApiError::field("limit", "must be a number from 1 to 1000"))?;
+    let limit = u32::try_from(super::extract::limit_param(&query, 100)?).unwrap_or(100);
     let rows = db::alerts::recent(&state.db, limit).await?;
     let views = rows
         .into_iter()

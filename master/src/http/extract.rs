@@ -144,6 +144,18 @@ impl FromRequestParts<AppState> for RootCaller {
 }
 
 /// The id from `?id=` (or `?project=`, which the 2014 README also used).
+/// `?limit=`: 1 to 1000, `default` when absent.
+pub fn limit_param(query: &QueryMap, default: i64) -> Result<i64, ApiError> {
+    match query.0.get("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::field("limit", "must be a number from 1 to 1000")),
+    }
+}
+
 pub fn id_param(query: &QueryMap) -> Result<ProjectId, ApiError> {
     let id = query
         .0

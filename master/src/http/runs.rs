@@ -206,10 +206,7 @@ pub async fn list_runs(
     caller: MaybeCaller,
     query: QueryMap,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
-    let limit = match query.0.get("limit") {
-        Some(l) => l.parse::<i64>().map_err(|_| ApiError::field("limit", "must be a number from 1 to 1000"))?,
-        None => 50,
-    };
+    let limit = super::extract::limit_param(&query, 50)?;
     let project = match query.0.get("project").or_else(|| query.0.get("id")) {
         Some(p) => Some(ProjectId::parse(p.as_str()).map_err(|m| ApiError::field("project", m))?),
         None => None,

@@ -88,10 +88,7 @@ pub async fn list_pushes(
     _who: Caller,
     query: QueryMap,
 ) -> Result<Json<Vec<PushView>>, ApiError> {
-    let limit = match query.0.get("limit") {
-        Some(l) => l.parse::<i64>().map_err(|_| ApiError::field("limit", "must be a number from 1 to 1000"))?,
-        None => 50,
-    };
+    let limit = super::extract::limit_param(&query, 50)?;
     let (id, target) = (id_param(&query)?, target_param(&query)?);
     Ok(Json(state.pusher.pushes(&id, target.as_ref(), limit).await?))
 }
