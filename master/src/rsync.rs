@@ -34,14 +34,26 @@ pub fn source(p: &ProjectRow) -> Option<String> {
 /// `temp` is used unless the project's options name a temporary directory of their own.
 /// `None` for a project with a local source.
 pub fn argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str) -> Option<Vec<String>> {
+    with_options(p, p.rsync_options.layered(), temp, mirror_name)
+}
+
+/// The argv of a pull of `p` with `options`: progress first; then the options; the temporary
+/// directory unless they name one; the trace file excluded where the project writes one.
+fn with_options(
+    p: &ProjectRow,
+    options: Vec<String>,
+    temp: &std::path::Path,
+    mirror_name: &str,
+) -> Option<Vec<String>> {
     let source = source(p)?;
     // How far it has got, as it goes (GET /runs/{id}); these lines are read, not logged.
-    let mut options = vec!["--info=progress2".to_owned()];
-    options.extend(p.rsync_options.layered());
-    let own_temp = !mirror_runtime::fs::names_temp_dir(&options);
-    let trace = p.trace.then(|| crate::trace::exclude(mirror_name));
-    let options = options.into_iter().chain(own_temp.then(|| format!("--temp-dir={}", temp.display()))).chain(trace);
-    Some(rsync_argv(options, source, format!("{}/", p.dest.trim_end_matches('/'))))
+    let mut all = vec!["--info=progress2".to_owned()];
+    all.extend(options);
+    if !mirror_runtime::fs::names_temp_dir(&all) {
+        all.push(format!("--temp-dir={}", temp.display()));
+    }
+    all.extend(p.trace.then(|| crate::trace::exclude(mirror_name)));
+    Some(rsync_argv(all, source, format!("{}/", p.dest.trim_end_matches('/'))))
 }
 
 /// Whether an option deletes on the receiving side.
@@ -64,8 +76,7 @@ pub enum Stage {
 /// removes them); stage 2 brings none; neither touches the master's own.
 pub fn stage_argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str, stage: Stage) -> Option<Vec<String>> {
     let stages = p.stages.as_ref()?;
-    let source = source(p)?;
-    let mut options = vec!["--info=progress2".to_owned()];
+    let mut options = Vec::new();
     let layered = p.rsync_options.layered();
     let deletes = layered.iter().any(|o| is_delete_option(o));
     options.extend(layered.into_iter().filter(|o| !is_delete_option(o) && o != "--delay-updates"));
@@ -84,11 +95,7 @@ pub fn stage_argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str, sta
         Stage::One => format!("--exclude=/{lock}{mirror_name}"),
         Stage::Two => format!("--exclude=/{lock}*"),
     });
-    if !mirror_runtime::fs::names_temp_dir(&options) {
-        options.push(format!("--temp-dir={}", temp.display()));
-    }
-    options.extend(p.trace.then(|| crate::trace::exclude(mirror_name)));
-    Some(rsync_argv(options, source, format!("{}/", p.dest.trim_end_matches('/'))))
+    with_options(p, options, temp, mirror_name)
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use mirror_master::config::S3Credentials;
 use mirror_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use mirror_tests::{Auth, TestMaster, wait_for};
 use serde_json::{Value, json};
@@ -44,17 +43,8 @@ impl Store {
 
 async fn master(s3: &Store, tree: Option<&std::path::Path>) -> TestMaster {
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("s3.secret");
-    std::fs::write(&secret, &s3.secret).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut s = TestMaster::settings_in(dir.path());
-    s.s3_credentials = vec![S3Credentials {
-        name: mirror_common::names::Name::from_static("local"),
-        access_key_id: Some(s3.key.clone()),
-        access_key_id_env: None,
-        secret_access_key_env: None,
-        secret_access_key_file: Some(secret),
-    }];
+    s.s3_credentials = vec![mirror_tests::s3::credentials(dir.path(), &s3.key, &s3.secret)];
     let m = TestMaster::start_with(dir, s).await;
     let body = json!({"project": "bench", "source": "bench", "targets": [
         {"name": "cdn", "endpoint": s3.endpoint, "bucket": "bench", "credentials": "local"}

@@ -14,6 +14,22 @@ use tempfile::TempDir;
 pub const ACCESS_KEY: &str = "mirror-test-key";
 pub const SECRET_KEY: &str = "mirror-test-secret-0123456789";
 
+/// `[[s3_credentials]]` entry `local` of a master: the key id in the configuration, the secret
+/// in a 0600 file written under `dir`.
+pub fn credentials(dir: &std::path::Path, key: &str, secret: &str) -> mirror_master::config::S3Credentials {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("s3.secret");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    mirror_master::config::S3Credentials {
+        name: mirror_common::api::Name::from_static("local"),
+        access_key_id: Some(key.to_owned()),
+        access_key_id_env: None,
+        secret_access_key_env: None,
+        secret_access_key_file: Some(file),
+    }
+}
+
 pub struct S3Server {
     pub dir: TempDir,
     pub port: u16,

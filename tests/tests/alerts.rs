@@ -304,18 +304,9 @@ async fn a_failing_push_is_alerted_once_and_its_recovery_too() {
     let port = receiver.serve(0).await;
     let mut s3 = S3Server::start(&["bucket"]).await;
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("s3.secret");
-    std::fs::write(&secret, SECRET_KEY).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut s = TestMaster::settings_in(dir.path());
     fast_alerts(&mut s, vec![hook("ops", port, json!(["push_failed", "push_recovered"]))]);
-    s.s3_credentials = vec![mirror_master::config::S3Credentials {
-        name: mirror_common::api::Name::from_static("local"),
-        access_key_id: Some(ACCESS_KEY.into()),
-        access_key_id_env: None,
-        secret_access_key_env: None,
-        secret_access_key_file: Some(secret),
-    }];
+    s.s3_credentials = vec![mirror_tests::s3::credentials(dir.path(), ACCESS_KEY, SECRET_KEY)];
     s.targets.retries = 0;
     let m = TestMaster::start_with(dir, s).await;
     let body = json!({"project": "pushed", "source": "pushed", "targets": [

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mirror_master::config::{S3Credentials, Settings};
+use mirror_master::config::Settings;
 use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream};
 use mirror_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use mirror_tests::{Api, Auth, TestMaster, finished_run, wait_for};
@@ -17,17 +17,8 @@ const BUCKET: &str = "mirror";
 /// A master that can sign for the test server: the key id in its configuration, the secret in
 /// a 0600 file.
 fn settings(dir: &Path) -> Settings {
-    let secret = dir.join("s3.secret");
-    std::fs::write(&secret, format!("{SECRET_KEY}\n")).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut s = TestMaster::settings_in(dir);
-    s.s3_credentials = vec![S3Credentials {
-        name: mirror_common::names::Name::from_static("local"),
-        access_key_id: Some(ACCESS_KEY.into()),
-        access_key_id_env: None,
-        secret_access_key_env: None,
-        secret_access_key_file: Some(secret),
-    }];
+    s.s3_credentials = vec![mirror_tests::s3::credentials(dir, ACCESS_KEY, SECRET_KEY)];
     s.targets.retries = 1;
     s.targets.retry_base_ms = 20;
     s.targets.request_timeout_secs = 5;

@@ -117,8 +117,10 @@ impl Pusher {
     }
 
     /// A full merge of every target of `row`.
-    pub fn request_all(&self, row: &ProjectRow, trigger: &'static str) -> Vec<String> {
-        row.targets.iter().map(|t| self.request(&row.id, &t.name, Some(trigger), BTreeSet::new())).collect()
+    pub fn request_all(&self, row: &ProjectRow, trigger: &'static str) {
+        for t in row.targets.iter() {
+            self.request(&row.id, &t.name, Some(trigger), BTreeSet::new());
+        }
     }
 
     /// Queues work for one target; starts its worker unless one is going (it takes the work).
