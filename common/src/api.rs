@@ -4,6 +4,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
+pub use crate::depends::DependsOn;
 pub use crate::guards::MaxDelete;
 pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
@@ -60,6 +61,9 @@ pub struct AddProject {
     pub targets: Option<Targets>,
     /// Pushes each file written or removed in the tree to the targets as it happens (default false).
     pub watch: Option<bool>,
+    /// Projects whose each successful run is followed by a run of this one (trigger `dependency`).
+    /// Each must exist; no cycle.
+    pub depends_on: Option<DependsOn>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not the
@@ -103,6 +107,8 @@ pub struct UpdateProjectBasic {
     /// Replaces the whole list (`[]`: none).
     pub targets: Option<Targets>,
     pub watch: Option<bool>,
+    /// Replaces the whole list (`[]`: none).
+    pub depends_on: Option<DependsOn>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
@@ -299,6 +305,9 @@ pub struct ProjectView {
     /// Files written or removed in the tree are pushed to the targets as it happens.
     #[serde(default)]
     pub watch: bool,
+    /// Each successful run of these projects is followed by a run of this one.
+    #[serde(default, skip_serializing_if = "DependsOn::is_empty")]
+    pub depends_on: DependsOn,
     /// The version of this configuration (its newest commit): send it back as `version` or
     /// `If-Match` to change it only if no one else did meanwhile.
     pub version: i64,
@@ -1063,6 +1072,8 @@ pub struct ProjectDoc {
     pub targets: Targets,
     #[serde(default, skip_serializing_if = "is_false")]
     pub watch: bool,
+    #[serde(default, skip_serializing_if = "DependsOn::is_empty")]
+    pub depends_on: DependsOn,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -58,6 +58,7 @@ macro_rules! sqlite_json {
 pub mod api;
 pub mod cron;
 pub mod dates;
+pub mod depends;
 pub mod error;
 pub mod guards;
 pub mod names;
@@ -75,6 +76,8 @@ sqlite_json!(cron::ScheduleSpec);
 sqlite_json!(rsync_opts::RsyncOptions);
 #[cfg(feature = "sqlx")]
 sqlite_json!(targets::Targets);
+#[cfg(feature = "sqlx")]
+sqlite_json!(depends::DependsOn);
 #[cfg(feature = "sqlx")]
 sqlite_json!(guards::MaxDelete);
 #[cfg(feature = "sqlx")]

@@ -81,6 +81,8 @@ word_enum! {
         Schedule => "schedule",
         Manual => "manual",
         CatchUp => "catch_up",
+        /// A project it depends on succeeded.
+        Dependency => "dependency",
     }
 }
 

@@ -63,7 +63,7 @@ enum Cmd {
     /// Add a project, from flags or a YAML or JSON file (the body of /add_project/).
     Add {
         /// A YAML or JSON file with the whole project ("-": stdin).
-        #[arg(long, conflicts_with_all = ["name", "host", "module", "dest"])]
+        #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on"])]
         file: Option<String>,
         #[arg(long, required_unless_present = "file")]
         name: Option<String>,
@@ -76,6 +76,9 @@ enum Cmd {
         /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names).
         #[arg(long)]
         schedule: Option<String>,
+        /// Run after each successful run of these projects (comma-separated ids).
+        #[arg(long, value_delimiter = ',')]
+        depends_on: Vec<String>,
     },
     /// Edit a project's configuration in $VISUAL or $EDITOR (YAML); shows the diff and asks
     /// before saving. A change someone made meanwhile is reported, not overwritten.
@@ -105,9 +108,13 @@ enum Cmd {
         #[arg(long, short = 'm')]
         message: Option<String>,
     },
-    /// Remove a project (its versions stay: `mirrorctl revert` brings it back).
+    /// Remove a project (its versions stay: `mirrorctl revert` brings it back); with --disabled,
+    /// every disabled project (tunasync's flush).
     Rm {
-        project: String,
+        #[arg(required_unless_present = "disabled", conflicts_with = "disabled")]
+        project: Option<String>,
+        #[arg(long)]
+        disabled: bool,
     },
     Enable {
         project: String,
@@ -145,14 +152,23 @@ enum Cmd {
         #[arg(short, long)]
         follow: bool,
     },
-    /// A project's runs, newest first.
+    /// A project's runs, newest first (--config: the versions of its configuration).
     History {
         project: String,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// The versions of its configuration instead (as `versions`).
+        #[arg(long, short = 'c')]
+        config: bool,
+        /// With --config: the diff of each version against the one before.
+        #[arg(long, short = 'p', requires = "config")]
+        patch: bool,
     },
-    /// The slaves: health, last seen, how far behind.
-    Slaves,
+    /// The slaves: health, last seen, how far behind (`slaves add|rm|rotate` to manage them).
+    Slaves {
+        #[command(subcommand)]
+        action: Option<SlavesCmd>,
+    },
     /// Per slave, the generation of a project it serves.
     Propagation {
         project: String,
@@ -241,6 +257,34 @@ enum UsersCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SlavesCmd {
+    List,
+    /// Add a slave; its token is printed once (the slave's MIRROR_SLAVE__TOKEN).
+    Add {
+        hostname: String,
+        #[arg(long, default_value_t = 7000)]
+        port: u16,
+    },
+    /// Remove a slave (HOST:PORT, as `slaves` lists it): it is no longer notified.
+    Rm {
+        slave: String,
+    },
+    /// Give a slave a new token (printed once); the old one stops working.
+    Rotate {
+        slave: String,
+    },
+}
+
+/// `host:port` (an IPv6 address as `[::1]:7000`) split for the API's body.
+fn slave_ref(slave: &str) -> Result<Value> {
+    let bad = || Failure::new(Exit::Usage, format!("'{slave}' is not HOST:PORT"));
+    let (host, port) = slave.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Ok(json!({"hostname": host, "port": port}))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -395,6 +439,10 @@ async fn run(cli: Cli) -> Result<()> {
             println!("  dest          {}", p.dest);
             println!("  enabled       {}", p.enabled);
             println!("  generation    {}", p.generation);
+            if !p.depends_on.is_empty() {
+                let names: Vec<&str> = p.depends_on.iter().map(|d| d.as_str()).collect();
+                println!("  runs after    {}", names.join(", "));
+            }
             println!("  last success  {}", time_text(p.last_success));
             let fires: Vec<String> = detail.next_fire_times.iter().map(|t| t.to_text()).collect();
             println!("  next fires    {}", if fires.is_empty() { "-".into() } else { fires.join(", ") });
@@ -421,7 +469,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("\nslaves\n{s}");
         }
-        Cmd::Add { file, name, host, module, dest, schedule } => {
+        Cmd::Add { file, name, host, module, dest, schedule, depends_on } => {
             let body: Value = match file {
                 Some(f) => {
                     let text = if f == "-" {
@@ -443,6 +491,9 @@ async fn run(cli: Cli) -> Result<()> {
                         }
                         b["cron_options"] = Value::Object(cron);
                     }
+                    if !depends_on.is_empty() {
+                        b["depends_on"] = json!(depends_on);
+                    }
                     b
                 }
             };
@@ -452,12 +503,44 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("added {}", added["id"].as_str().unwrap_or_default());
         }
-        Cmd::Rm { project } => {
+        Cmd::Rm { project: Some(project), .. } => {
             let done = c.post("/remove_project/", &json!({"id": project})).await?;
             if cli.json {
                 return print_json(&done);
             }
             println!("removed {project}");
+        }
+        Cmd::Rm { project: None, .. } => {
+            let listed: Vec<ProjectView> = serde_json::from_value(c.get("/list_projects/").await?)?;
+            // Dependents before what they depend on, so that each removal is allowed.
+            let graph: mirror_common::depends::Graph =
+                listed.iter().filter(|p| !p.enabled).map(|p| (p.id.clone(), p.depends_on.0.clone())).collect();
+            let mut order =
+                mirror_common::depends::dependency_order(&graph).unwrap_or_else(|_| graph.keys().cloned().collect());
+            order.reverse();
+            let mut removed = Vec::new();
+            let mut first_error = None;
+            for id in order {
+                match c.post("/remove_project/", &json!({"id": id})).await {
+                    Ok(_) => removed.push(id.to_string()),
+                    Err(e) => {
+                        eprintln!("{id}: {}", e.message);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if cli.json {
+                print_json(&json!({"removed": removed}))?;
+            } else {
+                println!(
+                    "removed {} disabled project(s){}",
+                    removed.len(),
+                    if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) }
+                );
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
         }
         Cmd::Enable { project } => switch(&c, &project, true, cli.json).await?,
         Cmd::Disable { project } => switch(&c, &project, false, cli.json).await?,
@@ -514,7 +597,10 @@ async fn run(cli: Cli) -> Result<()> {
             };
             c.stream_to_stdout(&format!("/runs/{id}/log?follow={follow}")).await?;
         }
-        Cmd::History { project, limit } => {
+        Cmd::History { project, limit, config: true, patch } => {
+            edit::versions(&c, &project, patch, limit, cli.json).await?
+        }
+        Cmd::History { project, limit, .. } => {
             let v: Value = c.get(&format!("/runs/?project={}&limit={limit}", query(&project))).await?;
             if cli.json {
                 return print_json(&v);
@@ -534,7 +620,28 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("{t}");
         }
-        Cmd::Slaves => {
+        Cmd::Slaves { action: Some(action) } if !matches!(action, SlavesCmd::List) => {
+            let done = match action {
+                SlavesCmd::Add { hostname, port } => {
+                    c.post("/add_slave/", &json!({"hostname": hostname, "port": port})).await?
+                }
+                SlavesCmd::Rm { slave } => c.post("/remove_slave/", &slave_ref(&slave)?).await?,
+                SlavesCmd::Rotate { slave } => c.post("/rotate_slave_token/", &slave_ref(&slave)?).await?,
+                SlavesCmd::List => Value::Null,
+            };
+            if cli.json {
+                return print_json(&done);
+            }
+            match done["token"].as_str() {
+                Some(token) => println!("{token}"),
+                None => println!(
+                    "{}: {}",
+                    done["method"].as_str().unwrap_or("slaves"),
+                    done["details"].as_str().unwrap_or("done")
+                ),
+            }
+        }
+        Cmd::Slaves { .. } => {
             let v: Value = c.get("/list_slaves/").await?;
             if cli.json {
                 return print_json(&v);

@@ -134,6 +134,7 @@ mod tests {
             max_delete: None,
             stages: None,
             flip: false,
+            depends_on: Default::default(),
             catch_up: false,
             last_fire_at: None,
             generation: 0,

@@ -343,7 +343,17 @@ impl Runner {
     /// A manual trigger: a run now, or, while one is going, exactly one more full pass after it
     /// (however many times it is asked for meanwhile).
     pub async fn trigger_manual(self: &Arc<Self>, project_id: &ProjectId) -> Result<Started, TriggerError> {
-        let current = match self.trigger(project_id, Trigger::Manual, None).await {
+        self.trigger_pass(project_id, Trigger::Manual).await
+    }
+
+    /// A run now, or one more full pass after the run going (as [`Runner::trigger_manual`]), for
+    /// an operator or a dependency's success.
+    pub async fn trigger_pass(
+        self: &Arc<Self>,
+        project_id: &ProjectId,
+        trigger: Trigger,
+    ) -> Result<Started, TriggerError> {
+        let current = match self.trigger(project_id, trigger, None).await {
             Ok(run_id) => return Ok(Started { run_id, follow_up_of: None }),
             Err(TriggerError::AlreadyRunning { run_id, .. }) => run_id,
             Err(e) => return Err(e),
@@ -352,7 +362,7 @@ impl Runner {
         if let Some((going, follow)) = joined {
             return Ok(Started { run_id: follow, follow_up_of: Some(going) });
         }
-        let inserted = db::runs::insert_queued(&self.db, &[project_id], Trigger::Manual, None).await;
+        let inserted = db::runs::insert_queued(&self.db, &[project_id], trigger, None).await;
         let follow = inserted.into_iter().next().unwrap_or(Err(sqlx::Error::RowNotFound))?;
         let placed = {
             let mut active = self.active();
@@ -390,7 +400,7 @@ impl Runner {
                 match other {
                     Some(r) => r,
                     None => self
-                        .trigger(project_id, Trigger::Manual, None)
+                        .trigger(project_id, trigger, None)
                         .await
                         .map(|run_id| Started { run_id, follow_up_of: None }),
                 }

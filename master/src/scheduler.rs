@@ -240,6 +240,31 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// `id` succeeded: each enabled project that depends on it runs (or, while it runs, makes one
+    /// more pass after).
+    async fn follow(&self, id: &ProjectId) {
+        let dependents = match db::projects::dependents(&self.db.read, id.as_str(), true).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(project.id = %id, error = %e, "cannot read the projects that depend on it");
+                return;
+            }
+        };
+        for dependent in dependents {
+            match self.runner.trigger_pass(&dependent, Trigger::Dependency).await {
+                Ok(started) => tracing::info!(
+                    project.id = %dependent, run.id = started.run_id, after = %id,
+                    "run after a project it depends on succeeded"
+                ),
+                Err(e) => {
+                    tracing::warn!(project.id = %dependent, after = %id, error = %e, "dependency run not started")
+                }
+            }
+        }
+    }
+}
+
 impl Listener for Scheduler {
     /// A project saved is queued anew from its committed row; a project removed leaves the queue.
     fn changed(&self, change: &Change) {
@@ -252,11 +277,16 @@ impl Listener for Scheduler {
             Change::ProjectRemoved { id } | Change::ProjectRenamed { from: id, .. } => {
                 self.queues().current.remove(id);
             }
+            Change::NewGeneration(row) => {
+                if let Some(me) = self.me.upgrade() {
+                    let id = row.id.clone();
+                    tokio::spawn(async move { me.follow(&id).await });
+                }
+            }
             Change::RunsChanged { .. }
             | Change::RunEnded { .. }
             | Change::RunState { .. }
             | Change::Committed(_)
-            | Change::NewGeneration(_)
             | Change::PushEnded { .. }
             | Change::UserChanged { .. } => {}
         }

@@ -65,6 +65,7 @@ pub fn project_view(
         max_delete: row.max_delete,
         stages: row.stages.clone(),
         flip: row.flip,
+        depends_on: row.depends_on.clone(),
         stale_after: stale_after(row, last_success, default_max_age_secs).map(Timestamp::from),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),

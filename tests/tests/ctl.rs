@@ -143,6 +143,36 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
     assert_eq!(disabled.stdout.trim(), "broken");
     assert_eq!(ctl(h, &["rm", "broken"], None, &env).await.code, 0);
     assert_eq!(ctl(h, &["rm", "broken"], None, &env).await.code, 4);
+    // tunasync's flush: every disabled project goes (a dependent before what it depends on).
+    for (name, extra) in [("old-a", json!({})), ("old-b", json!({"depends_on": ["old-a"]}))] {
+        let mut body = project(name, &upstream, "data");
+        body["enabled"] = json!(false);
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let added = m.api.post("/add_project/", &body, &mirror_tests::Auth::root()).await;
+        assert_eq!(added.status, reqwest::StatusCode::CREATED, "{}", added.text);
+    }
+    let flushed = ctl(h, &["rm", "--disabled"], None, &env).await;
+    assert_eq!(flushed.code, 0, "{}{}", flushed.stdout, flushed.stderr);
+    assert_eq!(flushed.stdout.trim(), "removed 2 disabled project(s): old-b, old-a");
+    let left = ctl(h, &["list", "--format", "{id}"], None, &env).await;
+    assert_eq!(left.stdout.trim(), "fedora");
+
+    // Slaves: added (the token printed once), listed, rotated (a new token), removed (tunasync's rm-worker).
+    let added = ctl(h, &["slaves", "add", "127.0.0.1", "--port", "7311"], None, &env).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let first_token = added.stdout.trim().to_owned();
+    assert!(first_token.len() >= 32, "{}", added.stdout);
+    let slaves = ctl(h, &["slaves"], None, &env).await;
+    assert!(slaves.stdout.contains("127.0.0.1:7311"), "{}", slaves.stdout);
+    let rotated = ctl(h, &["slaves", "rotate", "127.0.0.1:7311"], None, &env).await;
+    assert_eq!(rotated.code, 0, "{}", rotated.stderr);
+    assert!(rotated.stdout.trim().len() >= 32 && rotated.stdout.trim() != first_token, "{}", rotated.stdout);
+    assert_eq!(ctl(h, &["slaves", "rm", "127.0.0.1:7311"], None, &env).await.code, 0);
+    assert!(!ctl(h, &["slaves"], None, &env).await.stdout.contains("7311"));
+    assert_eq!(ctl(h, &["slaves", "rm", "127.0.0.1:7311"], None, &env).await.code, 4);
+    assert_eq!(ctl(h, &["slaves", "rm", "no-port"], None, &env).await.code, 2);
 
     // The token works for curl too, and MIRRORCTL_TOKEN replaces the file.
     let token = ctl(h, &["token"], None, &env).await.stdout.trim().to_owned();
@@ -297,6 +327,8 @@ async fn edit_goes_through_the_editor_with_a_diff_and_a_change_made_meanwhile_is
     assert_eq!(versions.code, 0, "{}", versions.stderr);
     assert!(versions.stdout.contains("v2") && versions.stdout.contains("\"move upstream\""), "{}", versions.stdout);
     assert!(versions.stdout.contains("+ enabled: false"), "{}", versions.stdout);
+    let history = ctl(h, &["history", "deb", "--config", "-p"], None, &login).await;
+    assert_eq!((history.code, &history.stdout), (0, &versions.stdout), "{}", history.stderr);
     let reverted = ctl(h, &["revert", "deb", "1", "-m", "back to the first"], None, &login).await;
     assert_eq!(reverted.code, 0, "{}", reverted.stderr);
     let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;

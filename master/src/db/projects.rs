@@ -47,6 +47,8 @@ pub struct ProjectRow {
     pub targets: mirror_common::targets::Targets,
     /// The tree is watched: changed files go to the targets as they change.
     pub watch: bool,
+    /// Each successful run of these projects is followed by a run of this one (JSON).
+    pub depends_on: mirror_common::depends::DependsOn,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -57,7 +59,7 @@ pub struct ProjectRow {
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -89,7 +91,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on";
 
 fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
@@ -116,6 +118,7 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(p.max_delete)
         .bind(&p.stages)
         .bind(p.flip)
+        .bind(&p.depends_on)
 }
 
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {
@@ -172,6 +175,43 @@ pub async fn overlapping_dest<'e>(
     .bind(ancestors)
     .fetch_optional(db)
     .await
+}
+
+/// The projects that name `id` in their `depends_on` (`enabled_only`: those that would run).
+pub async fn dependents<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+    enabled_only: bool,
+) -> sqlx::Result<Vec<ProjectId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM projects WHERE depends_on <> '[]' AND (?2 = 0 OR enabled = 1) \
+         AND EXISTS (SELECT 1 FROM json_each(depends_on) WHERE value = ?1) ORDER BY id",
+    )
+    .bind(id)
+    .bind(enabled_only)
+    .fetch_all(db)
+    .await
+}
+
+/// Of `ids`, those that exist, each with whether it has a local source (it never runs).
+pub async fn kinds_of<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    ids: &[ProjectId],
+) -> sqlx::Result<std::collections::HashMap<ProjectId, bool>> {
+    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let rows: Vec<(ProjectId, bool)> =
+        sqlx::query_as("SELECT id, rsync_host = '' FROM projects WHERE id IN (SELECT value FROM json_each(?1))")
+            .bind(ids)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Every project that depends on another, with what it names.
+pub async fn dependency_graph<'e>(db: impl sqlx::SqliteExecutor<'e>) -> sqlx::Result<mirror_common::depends::Graph> {
+    let rows: Vec<(ProjectId, mirror_common::depends::DependsOn)> =
+        sqlx::query_as("SELECT id, depends_on FROM projects WHERE depends_on <> '[]'").fetch_all(db).await?;
+    Ok(rows.into_iter().map(|(id, d)| (id, d.0)).collect())
 }
 
 /// Records the scheduled fire the master has just handled.

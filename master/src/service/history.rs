@@ -117,6 +117,8 @@ pub struct StoredProject {
     pub targets: mirror_common::targets::Targets,
     #[serde(default)]
     pub watch: bool,
+    #[serde(default, skip_serializing_if = "mirror_common::depends::DependsOn::is_empty")]
+    pub depends_on: mirror_common::depends::DependsOn,
 }
 
 impl From<&ProjectRow> for StoredProject {
@@ -143,6 +145,7 @@ impl From<&ProjectRow> for StoredProject {
             max_delete: r.max_delete,
             stages: r.stages.clone(),
             flip: r.flip,
+            depends_on: r.depends_on.clone(),
         }
     }
 }
@@ -171,6 +174,7 @@ impl StoredProject {
         row.max_delete = self.max_delete;
         row.stages = self.stages;
         row.flip = self.flip;
+        row.depends_on = self.depends_on;
     }
 
     /// As a response shows it: the password as `rsync_password_set`.

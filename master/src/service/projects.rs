@@ -82,6 +82,7 @@ pub(super) fn check_upstream(row: &ProjectRow) -> Result<(), Error> {
                 ("rsync_user", row.rsync_user.is_some()),
                 ("rsync_port", row.rsync_port.is_some()),
                 ("cron_options", row.schedule.is_some()),
+                ("depends_on", !row.depends_on.is_empty()),
             ];
             match needless.into_iter().find(|(_, given)| *given) {
                 Some((field, _)) => Err(Error::field(field, format!("{local} to use it with"))),
@@ -96,6 +97,50 @@ fn check_stages(stages: Option<mirror_common::stages::Stages>) -> Result<Option<
         s.check().map_err(|(field, message)| Error::field(field, message))?;
     }
     Ok(stages)
+}
+
+/// `depends_on` against the other projects, in the write's transaction: each it names exists and
+/// is run (not a local source), and following them never leads back to `row`.
+async fn check_references(tx: &mut sqlx::SqliteConnection, row: &ProjectRow) -> Result<(), Error> {
+    row.depends_on.check(&row.id).map_err(|(field, message)| Error::field(field, message))?;
+    if row.depends_on.is_empty() {
+        return Ok(());
+    }
+    let found = db::projects::kinds_of(&mut *tx, &row.depends_on).await?;
+    for (i, dep) in row.depends_on.iter().enumerate() {
+        match found.get(dep) {
+            None => return Err(Error::field(format!("depends_on[{i}]"), format!("no project with id '{dep}'"))),
+            Some(true) => {
+                return Err(Error::field(
+                    format!("depends_on[{i}]"),
+                    format!("'{dep}' has a local source: it never runs, so nothing would follow it"),
+                ));
+            }
+            Some(false) => {}
+        }
+    }
+    let mut graph = db::projects::dependency_graph(&mut *tx).await?;
+    graph.insert(row.id.clone(), row.depends_on.0.clone());
+    if let Some(cycle) = mirror_common::depends::cycle_through(&graph, &row.id) {
+        return Err(Error::field("depends_on", format!("would make a cycle: {cycle}")));
+    }
+    Ok(())
+}
+
+/// A project others depend on keeps its id: removing or renaming it is refused, naming them.
+async fn check_no_dependents(tx: &mut sqlx::SqliteConnection, id: &ProjectId, doing: &str) -> Result<(), Error> {
+    let dependents = db::projects::dependents(&mut *tx, id.as_str(), false).await?;
+    if dependents.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = dependents.iter().map(|d| format!("'{d}'")).collect();
+    Err(Error::conflict(
+        "id",
+        format!(
+            "{} depend on '{id}': {doing} it would leave them naming nothing; change their depends_on first",
+            names.join(", ")
+        ),
+    ))
 }
 
 fn port_column(port: Option<Port>) -> Option<i64> {
@@ -245,7 +290,9 @@ impl Projects {
             max_delete: req.max_delete,
             stages: check_stages(req.stages)?,
             flip: req.flip.unwrap_or(false),
+            depends_on: req.depends_on.unwrap_or_default(),
         };
+        row.depends_on.check(&row.id).map_err(|(field, message)| Error::field(field, message))?;
         check_upstream(&row)?;
         Ok(row)
     }
@@ -293,6 +340,7 @@ impl Projects {
             return Err(Error::conflict("id", format!("a project with id '{id}' already exists")));
         }
         check_overlap(&mut tx, &row.dest, None).await?;
+        check_references(&mut tx, &row).await?;
         // A removed project's id continues its chain of versions.
         let latest = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await?;
         meta.check(id.as_str(), latest)?;
@@ -387,6 +435,9 @@ impl Projects {
         if let Some(f) = req.flip {
             row.flip = f;
         }
+        if let Some(d) = req.depends_on {
+            row.depends_on = d;
+        }
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -428,6 +479,7 @@ impl Projects {
         let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
         check_not_managed(&old)?;
         meta.check(id.as_str(), old.version)?;
+        check_no_dependents(&mut tx, id, "removing").await?;
         db::projects::remove(&mut *tx, id).await?;
         let committed = commit(&mut tx, id, old.version + 1, meta, None).await?;
         tx.commit().await?;
@@ -493,10 +545,12 @@ impl Projects {
                     max_delete: None,
                     stages: None,
                     flip: false,
+                    depends_on: Default::default(),
                 };
                 stored.apply_to(&mut row);
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, None).await?;
+                check_references(&mut tx, &row).await?;
                 db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, id))?;
                 let committed = commit(&mut tx, id, row.version, &meta, Some(&row)).await?;
                 tx.commit().await?;
@@ -523,6 +577,12 @@ impl Projects {
         check_upstream(&row)?;
         meta.check(old_id.as_str(), old.version)?;
         let renamed = row.id != *old_id;
+        if renamed {
+            check_no_dependents(&mut tx, old_id, "renaming").await?;
+        }
+        if renamed || row.depends_on != old.depends_on {
+            check_references(&mut tx, &row).await?;
+        }
         if renamed {
             row.version = db::commits::latest_version(&mut *tx, KIND, row.id.as_str()).await? + 1;
         } else if StoredProject::from(&row) != StoredProject::from(old) {

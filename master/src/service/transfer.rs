@@ -4,8 +4,10 @@
 //! authored by the importer. `dry_run` makes the same checks and returns the changes, then rolls
 //! back.
 //!
-//! The kinds have no references to one another (a project names no slave or user), so their
-//! order is fixed: slaves, then projects; there is nothing that could dangle or form a cycle.
+//! The kinds are applied slaves, users, then projects (none names another kind). Projects refer
+//! to projects (`depends_on`): the document's are applied in dependency order, removals before
+//! what they depend on, and a reference to a project that will not exist, or a cycle, refuses the
+//! import, naming it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -98,6 +100,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         max_delete: row.max_delete,
         stages: row.stages.clone(),
         flip: row.flip,
+        depends_on: row.depends_on.clone(),
     }
 }
 
@@ -122,6 +125,61 @@ fn at(i: usize, id: &ProjectId, e: Error) -> Error {
         }
         other => other,
     }
+}
+
+/// The references between projects once the import is applied: every `depends_on` names a project
+/// that will exist and runs, and there is no cycle. Returns the order to apply the document's
+/// projects in (each after what it depends on) and the removals in theirs (each before what it
+/// depends on).
+fn references<'a>(
+    wanted: &[(ProjectRow, Option<PasswordField>)],
+    existing: &BTreeMap<ProjectId, ProjectRow>,
+    gone: Vec<&'a ProjectRow>,
+) -> Result<(Vec<usize>, Vec<&'a ProjectRow>), Error> {
+    let position: HashMap<&ProjectId, usize> = wanted.iter().enumerate().map(|(i, (r, _))| (&r.id, i)).collect();
+    let gone_ids: BTreeSet<&ProjectId> = gone.iter().map(|r| &r.id).collect();
+    // id -> (what it names, whether it has a local source), as it will be.
+    let mut after: BTreeMap<&ProjectId, (&[ProjectId], bool)> = existing
+        .values()
+        .filter(|r| !gone_ids.contains(&r.id))
+        .map(|r| (&r.id, (r.depends_on.as_slice(), r.rsync_host.is_none())))
+        .collect();
+    for (r, _) in wanted {
+        after.insert(&r.id, (r.depends_on.as_slice(), r.rsync_host.is_none()));
+    }
+    for (id, (deps, _)) in &after {
+        for (j, dep) in deps.iter().enumerate() {
+            let why = match after.get(dep) {
+                Some((_, false)) => continue,
+                Some((_, true)) => format!("'{dep}' has a local source: it never runs"),
+                None if gone_ids.contains(dep) => format!("'{dep}' is removed by this import"),
+                None => format!("no project '{dep}' in the document or on this master"),
+            };
+            return Err(match position.get(id) {
+                Some(i) => Error::field(format!("projects[{i}].depends_on[{j}]"), why),
+                None => {
+                    Error::conflict("projects", format!("'{id}' (not in the document, kept) depends on '{dep}': {why}"))
+                }
+            });
+        }
+    }
+    let graph: mirror_common::depends::Graph =
+        after.iter().map(|(id, (deps, _))| ((*id).clone(), deps.to_vec())).collect();
+    let all = mirror_common::depends::dependency_order(&graph).map_err(|cycle| {
+        let first = cycle.split(" -> ").filter_map(|n| position.iter().find(|(id, _)| id.as_str() == n)).next();
+        let field = first.map_or_else(|| "projects".to_owned(), |(_, i)| format!("projects[{i}].depends_on"));
+        Error::field(field, format!("a cycle: {cycle}"))
+    })?;
+    let order = all.iter().filter_map(|id| position.get(id).copied()).collect();
+    // Removals: dependents first.
+    let gone_graph: mirror_common::depends::Graph =
+        gone.iter().map(|r| (r.id.clone(), r.depends_on.0.clone())).collect();
+    // (The stored projects have no cycle: each write checks it. Were there one, the order stays.)
+    let Ok(mut gone_order) = mirror_common::depends::dependency_order(&gone_graph) else { return Ok((order, gone)) };
+    gone_order.reverse();
+    let by_id: HashMap<&ProjectId, &'a ProjectRow> = gone.iter().map(|r| (&r.id, *r)).collect();
+    let gone = gone_order.iter().filter_map(|id| by_id.get(id).copied()).collect();
+    Ok((order, gone))
 }
 
 impl Projects {
@@ -199,6 +257,7 @@ impl Projects {
             flip: Some(p.flip),
             targets: Some(p.targets.clone()),
             watch: Some(p.watch),
+            depends_on: Some(p.depends_on.clone()),
             comment: None,
             version: None,
         };
@@ -366,6 +425,7 @@ impl Projects {
                     return Err(overlap(&wanted, &row.id, &row.dest, other));
                 }
             }
+            let (order, gone) = references(&wanted, &existing, gone)?;
             let versions: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
                 "SELECT key, MAX(version) FROM config_commits WHERE kind = ? GROUP BY key",
             )
@@ -382,7 +442,9 @@ impl Projects {
                 published.push(Change::ProjectRemoved { id: id.clone() });
                 published.push(Change::Committed(c));
             }
-            for (i, (mut row, password)) in wanted.into_iter().enumerate() {
+            let mut wanted: Vec<Option<(ProjectRow, Option<PasswordField>)>> = wanted.into_iter().map(Some).collect();
+            for i in order {
+                let Some((mut row, password)) = wanted.get_mut(i).and_then(Option::take) else { continue };
                 let id = row.id.clone();
                 let Some(old) = existing.get(&id) else {
                     row.version = versions.get(id.as_str()).copied().unwrap_or(0) + 1;
