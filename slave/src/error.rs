@@ -52,13 +52,23 @@ impl SlaveError {
     }
 }
 
-impl IntoResponse for SlaveError {
-    fn into_response(self) -> Response {
+impl SlaveError {
+    /// The error as the endpoint `method` answers it (`"method": "publish"`).
+    pub fn at(self, method: &str) -> Response {
+        self.render(Some(method.to_owned()))
+    }
+
+    fn render(self, method: Option<String>) -> Response {
         let (status, code, field) = self.parts();
-        // Every error but an unknown endpoint comes from the one endpoint that takes requests.
-        let method = (!matches!(self, SlaveError::NotFound)).then(|| "sync_from_master".to_owned());
         let body =
             ErrorBody { method, success: false, error: code.into(), message: self.to_string(), field, conflict: None };
         (status, Json(body)).into_response()
+    }
+}
+
+/// Without an endpoint (an unknown path): no `method`.
+impl IntoResponse for SlaveError {
+    fn into_response(self) -> Response {
+        self.render(None)
     }
 }

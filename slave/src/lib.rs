@@ -123,7 +123,11 @@ fn check_rel(rel: &Path) -> Result<(), SlaveError> {
 /// `POST /publish/`: the staged generation becomes the served tree in one rename (a symlink
 /// swap): a reader sees the old tree or the new one, never a mix. The old one stays for readers
 /// still in it until the next publish.
-async fn publish(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
+async fn publish(state: State<AppState>, request: Request) -> Response {
+    publish_inner(state, request).await.unwrap_or_else(|e| e.at("publish"))
+}
+
+async fn publish_inner(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
     if !authorized(&state, &request) {
         return Err(SlaveError::Unauthorized);
     }
@@ -171,18 +175,36 @@ async fn flip(link: &Path, target: &Path, gens: &Path, generation: i64) -> std::
     let _ = tokio::fs::remove_file(&tmp).await;
     tokio::fs::symlink(target, &tmp).await?;
     let previous = match tokio::fs::symlink_metadata(link).await {
-        Ok(m) if m.is_symlink() => tokio::fs::read_link(link).await.ok(),
-        // A tree served before this project flipped: moved aside first (the one moment without a
-        // tree, once per project), kept as the previous generation.
+        Ok(m) if m.is_symlink() => {
+            let previous = tokio::fs::read_link(link).await.ok();
+            tokio::fs::rename(&tmp, link).await?;
+            previous
+        }
+        // A tree served before this project flipped: the link and the tree swap places in one
+        // step, then the tree is kept as the previous generation.
         Ok(m) if m.is_dir() => {
             let aside = gens.join("0");
             let _ = tokio::fs::remove_dir_all(&aside).await;
-            tokio::fs::rename(link, &aside).await?;
+            match exchange(&tmp, link).await {
+                Ok(()) => tokio::fs::rename(&tmp, &aside).await?,
+                // A file system without RENAME_EXCHANGE: moved aside first, the one moment
+                // without a tree, once per project.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    tokio::fs::rename(link, &aside).await?;
+                    tokio::fs::rename(&tmp, link).await?;
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(e);
+                }
+            }
             Some(aside)
         }
-        _ => None,
+        _ => {
+            tokio::fs::rename(&tmp, link).await?;
+            None
+        }
     };
-    tokio::fs::rename(&tmp, link).await?;
     let flipped_at = now();
     let (gens, keep) = (gens.to_owned(), [Some(target.to_owned()), previous]);
     tokio::task::spawn_blocking(move || {
@@ -199,7 +221,23 @@ async fn flip(link: &Path, target: &Path, gens: &Path, generation: i64) -> std::
     Ok(flipped_at)
 }
 
-async fn sync_from_master(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
+/// Swaps what two paths name in one step (`renameat2(RENAME_EXCHANGE)`): a reader of either
+/// sees the one or the other, never nothing.
+async fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let (a, b) = (a.to_owned(), b.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        renameat2(AT_FDCWD, &a, AT_FDCWD, &b, RenameFlags::RENAME_EXCHANGE).map_err(std::io::Error::from)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn sync_from_master(state: State<AppState>, request: Request) -> Response {
+    sync_inner(state, request).await.unwrap_or_else(|e| e.at("sync_from_master"))
+}
+
+async fn sync_inner(State(state): State<AppState>, request: Request) -> Result<Response, SlaveError> {
     if !authorized(&state, &request) {
         return Err(SlaveError::Unauthorized);
     }
@@ -709,6 +747,41 @@ mod tests {
             (status, err["error"].as_str(), err["method"].clone()),
             (StatusCode::NOT_FOUND, Some("not_found"), serde_json::Value::Null)
         );
+        let publish = serde_json::json!({"project": "p", "path": "p", "generation": 3}).to_string().into_bytes();
+        let (status, err) = call(&state, "/publish/", token, publish).await;
+        assert_eq!(
+            (status, err["error"].as_str(), err["method"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict"), Some("publish"))
+        );
         assert!(lock(&state.slots).is_empty(), "nothing was started");
+    }
+
+    #[tokio::test]
+    async fn a_tree_served_before_its_first_flip_swaps_places_with_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (link, gens) = (dir.path().join("proj"), dir.path().join(GEN_DIR).join("proj"));
+        std::fs::create_dir_all(&link).unwrap();
+        std::fs::write(link.join("old.txt"), b"old").unwrap();
+        let target = gens.join("2");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("new.txt"), b"new").unwrap();
+        flip(&link, &target, &gens, 2).await.unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), target);
+        assert_eq!(std::fs::read(link.join("new.txt")).unwrap(), b"new");
+        // The old tree is kept as the previous generation; nothing is left beside the link.
+        assert_eq!(std::fs::read(gens.join("0").join("old.txt")).unwrap(), b"old");
+        let beside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut beside = beside;
+        beside.sort();
+        assert_eq!(beside, [GEN_DIR.to_owned(), "proj".to_owned()]);
+        // The next flip renames a new link over this one and keeps the one it replaced.
+        let third = gens.join("3");
+        std::fs::create_dir_all(&third).unwrap();
+        flip(&link, &third, &gens, 3).await.unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), third);
+        assert!(target.is_dir());
     }
 }
