@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub rsyncd_up: bool,
     /// The master's `stale_after_secs`: the objective of a project without its own.
     pub default_max_age_secs: u64,
+    /// (project, target, when its last successful push ended), for the targets projects have now.
+    pub target_successes: Vec<(String, String, DateTime<Utc>)>,
 }
 
 pub struct ServedBy {
@@ -395,6 +397,14 @@ impl Collector for Snapshot {
             "mirror_sync_slave_healthy",
             "1 when the slave was seen within three reconcile intervals",
             self.served.iter().map(|b| (slave_labels(b), flag(b.healthy))),
+        )?;
+        gauge(
+            &mut e,
+            "mirror_sync_target_last_success_timestamp_seconds",
+            "When the latest successful push of the project's tree to the object-store target ended",
+            self.target_successes.iter().map(|(project, target, t)| {
+                ([("project", project.as_str()), ("target", target.as_str())], Some(seconds(*t)))
+            }),
         )?;
         Ok(())
     }

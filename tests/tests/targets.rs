@@ -158,6 +158,12 @@ async fn a_tree_goes_up_and_an_unchanged_one_is_pushed_again_without_a_write() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"mirror_sync_target_objects_total{project="p",target="cdn",operation="upload"} 7"#));
+    let last_success = chrono::DateTime::parse_from_rfc3339(targets.body[0]["last_success"].as_str().unwrap()).unwrap();
+    let gauge = format!(
+        r#"mirror_sync_target_last_success_timestamp_seconds{{project="p",target="cdn"}} {}"#,
+        last_success.timestamp()
+    );
+    assert!(metrics.contains(&gauge), "{gauge} not in {metrics}");
 }
 
 #[tokio::test]

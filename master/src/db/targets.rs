@@ -173,6 +173,16 @@ pub async fn last_per_target(db: &Db, project_id: &str) -> sqlx::Result<Vec<(Pus
         .collect())
 }
 
+/// When the last successful push to each (project, target) ended, for every project.
+pub async fn last_successes(db: &Db) -> sqlx::Result<Vec<(String, String, Timestamp)>> {
+    sqlx::query_as(
+        "SELECT project_id, target, MAX(finished_at) FROM target_pushes \
+         WHERE status = 'success' AND finished_at IS NOT NULL GROUP BY project_id, target",
+    )
+    .fetch_all(&db.read)
+    .await
+}
+
 /// What the master put as one object: its size and ETag as the store reported them, the content
 /// hash it stored in the object's metadata, and the local file's stamp when it was hashed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -42,7 +42,20 @@ pub async fn metrics(State(state): State<AppState>, caller: MaybeCaller) -> Resu
     let served = state.slaves.served_by(&projects).await?;
     let rsyncd_up = rsyncd_up(&state).await;
     let default_max_age_secs = state.settings.stale_after_secs;
-    let snapshot = Snapshot { now: Utc::now(), projects, served, rsyncd_up, default_max_age_secs };
+    // Only the targets the projects have now (a removed target's pushes stay in the history).
+    let by_id: std::collections::HashMap<&str, &crate::views::ProjectState> =
+        projects.iter().map(|s| (s.row.id.as_str(), s.as_ref())).collect();
+    let has_target = |project: &str, target: &str| {
+        by_id.get(project).is_some_and(|s| s.row.targets.iter().any(|t| t.name.as_str() == target))
+    };
+    let target_successes = crate::db::targets::last_successes(&state.db)
+        .await?
+        .into_iter()
+        .filter(|(project, target, _)| has_target(project, target))
+        .map(|(project, target, t)| (project, target, t.to_datetime()))
+        .collect();
+    drop(by_id);
+    let snapshot = Snapshot { now: Utc::now(), projects, served, rsyncd_up, default_max_age_secs, target_successes };
     let metrics = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || metrics.render(snapshot))
         .await
