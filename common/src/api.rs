@@ -416,7 +416,8 @@ pub struct RunStats {
     pub total_size: Option<u64>,
     pub bytes_transferred: Option<u64>,
     pub bytes_received: Option<u64>,
-    /// Files the run created and deleted (a dry run: would); not kept with the run.
+    /// Files (and directories, links) the run created and deleted; a dry run: would. `null` for
+    /// runs recorded before they were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_created: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

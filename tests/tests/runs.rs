@@ -82,6 +82,12 @@ async fn a_schedule_every_second_copies_the_tree_and_later_changes() {
     })
     .await;
     assert_eq!(snapshot(&dest), snapshot(&upstream.data()));
+    // Each run keeps what it created and deleted: over all of them, the one deletion upstream.
+    let runs = m.api.get("/runs/?project=everysec&limit=100", &Auth::root()).await.body;
+    let sum =
+        |field: &str| runs.as_array().unwrap().iter().map(|r| r["stats"][field].as_u64().unwrap_or(0)).sum::<u64>();
+    assert_eq!(sum("files_deleted"), 1, "{runs}");
+    assert!(sum("files_created") > 40, "{runs}");
 
     let listed = &m.api.get("/list_projects/", &Auth::None).await.body[0];
     assert!(listed["next_run_time"].is_string() && listed["last_success"].is_string(), "{listed}");

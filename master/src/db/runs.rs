@@ -24,18 +24,21 @@ pub struct RunRow {
     pub total_size: Option<i64>,
     pub bytes_transferred: Option<i64>,
     pub bytes_received: Option<i64>,
+    pub files_created: Option<i64>,
+    pub files_deleted: Option<i64>,
     pub log_tail: Option<String>,
     pub log_file: Option<String>,
 }
 
 const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, exit_code, \
                        attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
-                       bytes_received, log_tail, log_file";
+                       bytes_received, files_created, files_deleted, log_tail, log_file";
 
 /// The same without the output's tail (up to 64 KiB a run): for lists, which never show it.
 const LIST_COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, \
                             exit_code, attempts, message, warning, files_total, files_transferred, total_size, \
-                            bytes_transferred, bytes_received, NULL AS log_tail, log_file";
+                            bytes_transferred, bytes_received, files_created, files_deleted, NULL AS log_tail, \
+                            log_file";
 
 /// Rows a statement inserts at most: four parameters each, well under SQLite's limit.
 const INSERT_CHUNK: usize = 500;
@@ -131,7 +134,7 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, attempts = ?, message = ?, warning = ?, \
          files_total = ?, files_transferred = ?, total_size = ?, bytes_transferred = ?, bytes_received = ?, \
-         log_tail = ?, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = ?",
+         files_created = ?, files_deleted = ?, log_tail = ?, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = ?",
     )
     .bind(f.status)
     .bind(super::now())
@@ -144,6 +147,8 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
     .bind(as_i64(f.stats.total_size))
     .bind(as_i64(f.stats.bytes_transferred))
     .bind(as_i64(f.stats.bytes_received))
+    .bind(as_i64(f.stats.files_created))
+    .bind(as_i64(f.stats.files_deleted))
     .bind(f.log_tail)
     .bind(id)
     .execute(&db.write)
