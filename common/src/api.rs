@@ -1022,6 +1022,10 @@ pub struct Revert {
     pub version: i64,
     /// Why (default: "revert to version N").
     pub comment: Option<String>,
+    /// Versions keep no password, only whether one was set: reverting to a version that had one,
+    /// on a project that has none now (or was removed), needs it given here. Otherwise the
+    /// project's current password is kept.
+    pub rsync_password: Option<crate::Secret>,
 }
 
 /// A project in an exported configuration document (`GET /export`, `POST /import`). `dest` is

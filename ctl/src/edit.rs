@@ -206,10 +206,19 @@ pub async fn versions(c: &Client, id: &str, patch: bool, limit: u32, as_json: bo
 }
 
 /// `mirrorctl revert PROJECT VERSION [-m WHY]`.
-pub async fn revert(c: &Client, id: &str, version: i64, comment: Option<String>) -> Result<()> {
+pub async fn revert(
+    c: &Client,
+    id: &str,
+    version: i64,
+    comment: Option<String>,
+    password: Option<String>,
+) -> Result<()> {
     let mut body = json!({"version": version});
     if let Some(m) = comment {
         body["comment"] = json!(m);
+    }
+    if let Some(p) = password {
+        body["rsync_password"] = json!(p);
     }
     c.post(&format!("/projects/{}/revert", query(id)), &body).await?;
     eprintln!("{id}: reverted to the configuration of version {version}");

@@ -107,6 +107,10 @@ enum Cmd {
         version: i64,
         #[arg(long, short = 'm')]
         message: Option<String>,
+        /// The upstream password, read from stdin: needed when the version had one and the
+        /// project has none now (versions keep no password).
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Remove a project (its versions stay: `mirrorctl revert` brings it back); with --disabled,
     /// every disabled project (tunasync's flush).
@@ -664,7 +668,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Edit { project, yes, message } => edit::edit(&c, &project, yes, message).await?,
         Cmd::Versions { project, patch, limit } => edit::versions(&c, &project, patch, limit, cli.json).await?,
-        Cmd::Revert { project, version, message } => edit::revert(&c, &project, version, message).await?,
+        Cmd::Revert { project, version, message, password_stdin } => {
+            let password = if password_stdin { Some(read_password(true, "upstream password: ")?) } else { None };
+            edit::revert(&c, &project, version, message, password).await?
+        }
         Cmd::Export { format, dest } => transfer::export(&c, &format, dest.as_deref()).await?,
         Cmd::Import { src, prune, dry_run, message } => {
             let doc = transfer::read_source(&src)?;

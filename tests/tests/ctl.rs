@@ -336,6 +336,14 @@ async fn edit_goes_through_the_editor_with_a_diff_and_a_change_made_meanwhile_is
         (now["rsync_host"].clone(), now["enabled"].clone(), now["version"].clone()),
         (json!("rsync.example.org"), json!(true), json!(4))
     );
+    // Removed, then brought back: version 4 had a password, which versions do not keep.
+    assert_eq!(ctl(h, &["rm", "deb"], None, &login).await.code, 0);
+    let refused = ctl(h, &["revert", "deb", "4"], None, &login).await;
+    assert!(refused.code == 8 && refused.stderr.contains("rsync_password"), "{}: {}", refused.code, refused.stderr);
+    let back = ctl(h, &["revert", "deb", "4", "--password-stdin"], Some("s3cret\n"), &login).await;
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
+    assert_eq!((now["rsync_password_set"].clone(), now["version"].clone()), (json!(true), json!(6)));
 }
 
 #[tokio::test]

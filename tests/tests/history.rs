@@ -111,11 +111,34 @@ async fn changes_are_versions_with_authors_concurrency_revert_and_tombstones() {
     assert_eq!(m.api.get("/projects/deb", &Auth::root()).await.status, StatusCode::NOT_FOUND);
     let r = m.api.post("/projects/deb/revert", &json!({"version": 7}), &Auth::root()).await;
     assert_eq!((r.status, r.body["field"].clone()), (StatusCode::BAD_REQUEST, json!("version")), "{}", r.text);
+    // Version 6 had a password, which no version keeps: it must be given to bring the project back.
     let r = m.api.post("/projects/deb/revert", &json!({"version": 6}), &Auth::root()).await;
+    assert_eq!((r.status, r.body["field"].clone()), (StatusCode::BAD_REQUEST, json!("rsync_password")), "{}", r.text);
+    let body = json!({"version": 6, "rsync_password": "upstream-secret-2"});
+    let r = m.api.post("/projects/deb/revert", &body, &Auth::root()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(version_of(&m, "deb").await, 8);
     let v8 = m.api.get("/projects/deb/versions/8", &Auth::root()).await.body;
     assert_eq!(v8["config"], v1["config"]);
+    // A password replaced by another is a version, said in its comment; no version holds either.
+    let r = m
+        .api
+        .post("/update_project/basic/", &json!({"id": "deb", "rsync_password": "third-secret"}), &Auth::root())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let newest = &m.api.get("/projects/deb/history", &Auth::root()).await.body["versions"][0];
+    assert_eq!((newest["version"].clone(), newest["comment"].clone()), (json!(9), json!("rsync_password changed")));
+    let settings = m.settings.clone();
+    let dir = m.stop().await;
+    let db = mirror_master::db::connect(&settings.database).await.unwrap();
+    let contents: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT content FROM config_commits").fetch_all(&db.read).await.unwrap();
+    assert_eq!(contents.len(), 2 + 9, "two users, nine versions of deb: {contents:?}");
+    for c in contents.iter().flatten() {
+        assert!(!c.contains("secret"), "a version holds a password: {c}");
+    }
+    drop(db);
+    let m = TestMaster::start_with(dir, settings).await;
     // Not for the public.
     assert_eq!(m.api.get("/projects/deb/history", &Auth::None).await.status, StatusCode::UNAUTHORIZED);
 }

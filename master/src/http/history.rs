@@ -18,8 +18,7 @@ fn project_id(id: &str) -> Result<ProjectId, ApiError> {
     ProjectId::parse(id).map_err(|m| ApiError::field("id", m))
 }
 
-/// A commit's configuration as shown: a project's with its password as `rsync_password_set`;
-/// a user's or a slave's as stored (they hold no secret).
+/// A commit's configuration as shown (no commit holds a secret).
 fn shown(c: &CommitRow) -> Option<serde_json::Value> {
     let text = c.content.as_deref()?;
     if c.kind == KIND {
@@ -211,6 +210,6 @@ pub async fn revert(
 ) -> Result<Json<Done<ProjectUpdated>>, ApiError> {
     let id = project_id(&id)?;
     let meta = meta.with_body(req.comment.clone(), None)?;
-    let row = detached(async move { state.projects.revert(&id, req.version, &meta).await }).await?;
+    let row = detached(async move { state.projects.revert(&id, req.version, req.rsync_password, &meta).await }).await?;
     Ok(Json(Done::new("revert", ProjectUpdated { id: row.id, project: row.project })))
 }

@@ -84,8 +84,8 @@ pub async fn record(
     })
 }
 
-/// A project's whole configuration as a commit stores it (the password too: the database holds it
-/// anyway; no response ever shows it).
+/// A project's whole configuration as a commit stores it, but for its password: only whether it
+/// had one (a password changed because it leaked must not live on in the history).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredProject {
     pub id: ProjectId,
@@ -96,7 +96,8 @@ pub struct StoredProject {
     #[serde(default)]
     pub rsync_module: Option<ModulePath>,
     pub dest: String,
-    pub rsync_password: Option<String>,
+    #[serde(default)]
+    pub rsync_password_set: bool,
     pub rsync_user: Option<Name>,
     pub rsync_port: Option<i64>,
     pub cron_options: Option<ScheduleSpec>,
@@ -130,7 +131,7 @@ impl From<&ProjectRow> for StoredProject {
             rsync_host: r.rsync_host.clone(),
             rsync_module: r.rsync_module.clone(),
             dest: r.dest.clone(),
-            rsync_password: r.rsync_password.as_ref().map(|p| p.expose().to_owned()),
+            rsync_password_set: r.rsync_password.is_some(),
             rsync_user: r.rsync_user.clone(),
             rsync_port: r.rsync_port,
             cron_options: r.schedule.clone(),
@@ -151,7 +152,8 @@ impl From<&ProjectRow> for StoredProject {
 }
 
 impl StoredProject {
-    /// Puts this configuration on `row` (what a run keeps: generation, times, stays).
+    /// Puts this configuration on `row` (what a run keeps: generation, times, stays), but for the
+    /// password, which the caller decides (a version holds none).
     pub fn apply_to(self, row: &mut ProjectRow) {
         row.id = self.id;
         row.project = self.project;
@@ -159,7 +161,6 @@ impl StoredProject {
         row.rsync_host = self.rsync_host;
         row.rsync_module = self.rsync_module;
         row.dest = self.dest;
-        row.rsync_password = self.rsync_password.map(mirror_common::Secret::new);
         row.rsync_user = self.rsync_user;
         row.rsync_port = self.rsync_port;
         row.schedule = self.cron_options;
@@ -177,14 +178,9 @@ impl StoredProject {
         row.depends_on = self.depends_on;
     }
 
-    /// As a response shows it: the password as `rsync_password_set`.
+    /// As a response shows it (it holds no secret).
     pub fn public_json(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(map) = v.as_object_mut() {
-            map.remove("rsync_password");
-            map.insert("rsync_password_set".into(), self.rsync_password.is_some().into());
-        }
-        v
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 

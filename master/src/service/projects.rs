@@ -491,7 +491,14 @@ impl Projects {
 
     /// `POST /projects/{id}/revert`: a new version of `id` with the configuration of `version`; a
     /// removed project comes back (its runs and generations do not).
-    pub async fn revert(&self, id: &ProjectId, version: i64, meta: &Meta) -> Result<ProjectRow, Error> {
+    pub async fn revert(
+        &self,
+        id: &ProjectId,
+        version: i64,
+        password: Option<Secret>,
+        meta: &Meta,
+    ) -> Result<ProjectRow, Error> {
+        let password = check_password(password)?;
         let mut meta = meta.clone();
         meta.comment.get_or_insert_with(|| format!("revert to version {version}"));
         let mut tx = begin(&self.db).await?;
@@ -503,10 +510,24 @@ impl Projects {
             .ok_or_else(|| Error::field("version", format!("version {version} of {id} is its removal")))?;
         let stored: StoredProject = serde_json::from_str(&content).map_err(anyhow::Error::from)?;
         let dest = resolve(&self.mirror_root, &stored.dest).await?;
+        // A version keeps no password: the one given, else the project's own, if the version had one.
+        let needs_password = stored.rsync_password_set;
+        let password_for = |current: Option<&Secret>| -> Result<Option<Secret>, Error> {
+            if !needs_password {
+                return Ok(None);
+            }
+            password.clone().or_else(|| current.cloned()).map(Some).ok_or_else(|| {
+                Error::field(
+                    "rsync_password",
+                    format!("version {version} had an rsync_password, which versions do not keep: give it"),
+                )
+            })
+        };
         match db::projects::get(&mut *tx, id).await? {
             Some(old) => {
                 let mut row = old.clone();
                 stored.apply_to(&mut row);
+                row.rsync_password = password_for(old.rsync_password.as_ref())?;
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, Some(id.as_str())).await?;
                 let saved = self.save(tx, &old, row, &meta).await?;
@@ -548,6 +569,7 @@ impl Projects {
                     depends_on: Default::default(),
                 };
                 stored.apply_to(&mut row);
+                row.rsync_password = password_for(None)?;
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, None).await?;
                 check_references(&mut tx, &row).await?;
@@ -585,9 +607,16 @@ impl Projects {
         }
         if renamed {
             row.version = db::commits::latest_version(&mut *tx, KIND, row.id.as_str()).await? + 1;
-        } else if StoredProject::from(&row) != StoredProject::from(old) {
+        } else if StoredProject::from(&row) != StoredProject::from(old) || row.rsync_password != old.rsync_password {
             row.version = old.version + 1;
         }
+        // A version shows a password set or not; one replaced by another is said in its comment.
+        let mut meta = meta.clone();
+        if old.rsync_password.is_some() && row.rsync_password.is_some() && row.rsync_password != old.rsync_password {
+            let said = "rsync_password changed";
+            meta.comment = Some(meta.comment.map_or_else(|| said.to_owned(), |c| format!("{said}: {c}")));
+        }
+        let meta = &meta;
         if !db::projects::update(&mut *tx, old_id, &row).await.map_err(|e| store_error(e, &row.id))? {
             return Err(not_found(old_id));
         }

@@ -471,24 +471,33 @@ impl Projects {
                     ..row
                 };
                 let (before, after) = (StoredProject::from(old), StoredProject::from(&row));
-                if before == after && old.managed_file == row.managed_file {
+                // A version shows only whether there is a password: one replaced by another is a
+                // change too.
+                let password_replaced = old.rsync_password.is_some() && old.rsync_password != row.rsync_password;
+                let before = if password_replaced { None } else { Some(before) };
+                let same = before.as_ref() == Some(&after);
+                if same && old.managed_file == row.managed_file {
                     out.unchanged += 1;
                     continue;
                 }
-                if before == after {
+                if same {
                     // Only who manages it changes (a file takes it over): no new version.
                     db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
                     out.changes.push(change("project", id.as_str(), "update", vec!["managed_file".into()]));
                     published.push(Change::ProjectSaved(row));
                     continue;
                 }
-                let mut fields = changed_fields(Some(&before.public_json()), Some(&after.public_json()));
-                if before.rsync_password != after.rsync_password && !fields.iter().any(|f| f == "rsync_password_set") {
+                let old_json = StoredProject::from(old).public_json();
+                let mut fields = changed_fields(Some(&old_json), Some(&after.public_json()));
+                let mut noted = meta.clone();
+                if password_replaced && row.rsync_password.is_some() {
                     fields.push("rsync_password".into());
+                    let said = "rsync_password changed";
+                    noted.comment = Some(noted.comment.map_or_else(|| said.to_owned(), |c| format!("{said}: {c}")));
                 }
                 let row = ProjectRow { version: old.version + 1, ..row };
                 db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
-                let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
+                let c = commit(&mut tx, &id, row.version, &noted, Some(&row)).await?;
                 out.changes.push(change("project", id.as_str(), "update", fields));
                 published.push(Change::ProjectSaved(row));
                 published.push(Change::Committed(c));
