@@ -124,6 +124,19 @@ async fn export_import_diff_prune_and_copy_between_two_masters() {
     assert_eq!(b.api.get("/projects/fedora", &Auth::root()).await.body["rsync_host"], json!("mirror.example.net"));
     assert_eq!(b.api.get("/projects/ubuntu/history", &Auth::root()).await.body["versions"][0]["removed"], json!(true));
 
+    // A document that gives another password: a version saying so, without the password.
+    let mut debian = a.api.get("/export", &Auth::root()).await.body["projects"][0].clone();
+    assert_eq!((debian["id"].clone(), debian["rsync_password"].clone()), (json!("debian"), json!("set")));
+    debian["rsync_password"] = json!("rotated-s3cret");
+    let r = a.api.post("/import?comment=rotated", &json!({"projects": [debian]}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["changes"],
+        json!([{"kind": "project", "key": "debian", "action": "update", "fields": ["rsync_password"]}])
+    );
+    let newest = &a.api.get("/projects/debian/history", &Auth::root()).await.body["versions"][0];
+    assert_eq!(newest["comment"], json!("rsync_password changed: rotated"), "{newest}");
+
     // One bad resource: the whole import is refused, naming it; nothing applied.
     let doc = json!({"projects": [
         {"id": "new1", "project": "new1", "rsync_host": "h.example.org", "rsync_module": "m", "dest": "new1"},

@@ -34,6 +34,13 @@ impl Meta {
         }
     }
 
+    /// The same, with `note` (what the version does that its content does not show: "password
+    /// changed", "renamed to x") put before the comment: `note: comment`.
+    pub fn noting(&self, note: &str) -> Meta {
+        let comment = Some(self.comment.as_ref().map_or_else(|| note.to_owned(), |c| format!("{note}: {c}")));
+        Meta { comment, ..self.clone() }
+    }
+
     /// A comment given in the body wins over the header's; a version in the body over If-Match.
     pub fn with_body(mut self, comment: Option<String>, version: Option<i64>) -> Result<Meta, Error> {
         if let Some(c) = comment {
@@ -121,6 +128,15 @@ pub struct StoredProject {
     #[serde(default, skip_serializing_if = "mirror_common::depends::DependsOn::is_empty")]
     pub depends_on: mirror_common::depends::DependsOn,
 }
+
+/// A password replaced by another: a change no version's content shows (it says only whether
+/// there is one).
+pub fn password_replaced(old: &ProjectRow, new: &ProjectRow) -> bool {
+    old.rsync_password.is_some() && new.rsync_password.is_some() && old.rsync_password != new.rsync_password
+}
+
+/// The note a version gets when its password was replaced.
+pub const PASSWORD_REPLACED: &str = "rsync_password changed";
 
 impl From<&ProjectRow> for StoredProject {
     fn from(r: &ProjectRow) -> Self {

@@ -15,7 +15,7 @@ use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::{Change, Committed, Events};
-use crate::service::history::{Meta, StoredProject};
+use crate::service::history::{Meta, PASSWORD_REPLACED, StoredProject, password_replaced};
 
 /// The kind of a project's commits.
 pub const KIND: &str = "project";
@@ -607,30 +607,22 @@ impl Projects {
         }
         if renamed {
             row.version = db::commits::latest_version(&mut *tx, KIND, row.id.as_str()).await? + 1;
-        } else if StoredProject::from(&row) != StoredProject::from(old) || row.rsync_password != old.rsync_password {
+        }
+        let replaced = password_replaced(old, &row);
+        if !renamed && (replaced || StoredProject::from(&row) != StoredProject::from(old)) {
             row.version = old.version + 1;
         }
-        // A version shows a password set or not; one replaced by another is said in its comment.
-        let mut meta = meta.clone();
-        if old.rsync_password.is_some() && row.rsync_password.is_some() && row.rsync_password != old.rsync_password {
-            let said = "rsync_password changed";
-            meta.comment = Some(meta.comment.map_or_else(|| said.to_owned(), |c| format!("{said}: {c}")));
-        }
-        let meta = &meta;
         if !db::projects::update(&mut *tx, old_id, &row).await.map_err(|e| store_error(e, &row.id))? {
             return Err(not_found(old_id));
         }
         let mut committed = Vec::new();
         if renamed {
-            let why = format!("renamed to {}", row.id);
-            let ended = Meta {
-                comment: Some(meta.comment.clone().map_or(why.clone(), |c| format!("{why}: {c}"))),
-                ..meta.clone()
-            };
+            let ended = meta.noting(&format!("renamed to {}", row.id));
             committed.push(commit(&mut tx, old_id, old.version + 1, &ended, None).await?);
         }
         if row.version != old.version || renamed {
-            committed.push(commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?);
+            let noted = if replaced { meta.noting(PASSWORD_REPLACED) } else { meta.clone() };
+            committed.push(commit(&mut tx, &row.id, row.version, &noted, Some(&row)).await?);
         }
         let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
         tx.commit().await?;

@@ -18,7 +18,7 @@ use mirror_common::api::{
 use mirror_common::names::ProjectId;
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
-use super::history::{Meta, StoredProject, changed_fields};
+use super::history::{Meta, PASSWORD_REPLACED, StoredProject, changed_fields, password_replaced};
 use super::projects::{KIND, Projects, begin, check_not_managed, commit, store_error};
 use crate::cluster::{new_slave_token, slave_name};
 use crate::db::{self, projects::ProjectRow};
@@ -365,10 +365,7 @@ impl Projects {
                         ("update", fields, hash.as_ref().map(|_| "password changed"))
                     }
                 };
-                let mut m = Meta { based_on: None, ..meta.clone() };
-                if let Some(c) = comment {
-                    m.comment = Some(m.comment.map_or_else(|| c.to_owned(), |x| format!("{c}: {x}")));
-                }
+                let m = Meta { based_on: None, ..comment.map_or_else(|| meta.clone(), |c| meta.noting(c)) };
                 let c = super::history::record(&mut tx, super::users::KIND, name, &m, Some(content)).await?;
                 out.changes.push(change("user", name, action, fields));
                 published.push(Change::UserChanged { username: u.username.clone() });
@@ -471,11 +468,8 @@ impl Projects {
                     ..row
                 };
                 let (before, after) = (StoredProject::from(old), StoredProject::from(&row));
-                // A version shows only whether there is a password: one replaced by another is a
-                // change too.
-                let password_replaced = old.rsync_password.is_some() && old.rsync_password != row.rsync_password;
-                let before = if password_replaced { None } else { Some(before) };
-                let same = before.as_ref() == Some(&after);
+                let replaced = password_replaced(old, &row);
+                let same = before == after && !replaced;
                 if same && old.managed_file == row.managed_file {
                     out.unchanged += 1;
                     continue;
@@ -487,14 +481,11 @@ impl Projects {
                     published.push(Change::ProjectSaved(row));
                     continue;
                 }
-                let old_json = StoredProject::from(old).public_json();
-                let mut fields = changed_fields(Some(&old_json), Some(&after.public_json()));
-                let mut noted = meta.clone();
-                if password_replaced && row.rsync_password.is_some() {
+                let mut fields = changed_fields(Some(&before.public_json()), Some(&after.public_json()));
+                if replaced {
                     fields.push("rsync_password".into());
-                    let said = "rsync_password changed";
-                    noted.comment = Some(noted.comment.map_or_else(|| said.to_owned(), |c| format!("{said}: {c}")));
                 }
+                let noted = if replaced { meta.noting(PASSWORD_REPLACED) } else { meta.clone() };
                 let row = ProjectRow { version: old.version + 1, ..row };
                 db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
                 let c = commit(&mut tx, &id, row.version, &noted, Some(&row)).await?;

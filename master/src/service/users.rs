@@ -92,11 +92,7 @@ impl Users {
         }
         let role = db::users::role_of(&mut tx, &req.username).await?.ok_or_else(|| no_user(&req.username))?;
         // A new password is a change worth a version (who, when), never the password itself.
-        let mut meta = meta.clone();
-        if req.password.is_some() {
-            meta.comment =
-                Some(meta.comment.map_or_else(|| "password changed".into(), |c| format!("password changed: {c}")));
-        }
+        let meta = if req.password.is_some() { meta.noting("password changed") } else { meta.clone() };
         let committed = record(&mut tx, KIND, req.username.as_str(), &meta, Some(content(&req.username, role))).await?;
         tx.commit().await?;
         self.events.publish(Change::UserChanged { username: req.username.clone() });
