@@ -187,9 +187,9 @@ async fn flip(link: &Path, target: &Path, gens: &Path, generation: i64) -> std::
             let _ = tokio::fs::remove_dir_all(&aside).await;
             match exchange(&tmp, link).await {
                 Ok(()) => tokio::fs::rename(&tmp, &aside).await?,
-                // A file system without RENAME_EXCHANGE: moved aside first, the one moment
+                // A file system (or kernel) without RENAME_EXCHANGE: moved aside first, the one moment
                 // without a tree, once per project.
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EINVAL | nix::libc::ENOSYS)) => {
                     tokio::fs::rename(link, &aside).await?;
                     tokio::fs::rename(&tmp, link).await?;
                 }
