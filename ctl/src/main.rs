@@ -624,48 +624,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("{t}");
         }
-        Cmd::Slaves { action: Some(action) } if !matches!(action, SlavesCmd::List) => {
-            let done = match action {
-                SlavesCmd::Add { hostname, port } => {
-                    c.post("/add_slave/", &json!({"hostname": hostname, "port": port})).await?
-                }
-                SlavesCmd::Rm { slave } => c.post("/remove_slave/", &slave_ref(&slave)?).await?,
-                SlavesCmd::Rotate { slave } => c.post("/rotate_slave_token/", &slave_ref(&slave)?).await?,
-                SlavesCmd::List => Value::Null,
-            };
-            if cli.json {
-                return print_json(&done);
-            }
-            match done["token"].as_str() {
-                Some(token) => println!("{token}"),
-                None => println!(
-                    "{}: {}",
-                    done["method"].as_str().unwrap_or("slaves"),
-                    done["details"].as_str().unwrap_or("done")
-                ),
-            }
-        }
-        Cmd::Slaves { .. } => {
-            let v: Value = c.get("/list_slaves/").await?;
-            if cli.json {
-                return print_json(&v);
-            }
-            let slaves: Vec<SlaveView> = serde_json::from_value(v)?;
-            let mut t = table(&["SLAVE", "HEALTHY", "LAST SEEN", "BEHIND ON"]);
-            for s in &slaves {
-                let behind: Vec<String> =
-                    s.projects.iter().filter(|p| p.lag > 0).map(|p| format!("{} ({})", p.project, p.lag)).collect();
-                t.add_row(vec![
-                    s.name.clone(),
-                    paint(if s.healthy { "success" } else { "failed" })
-                        .replace("success", "yes")
-                        .replace("failed", "no"),
-                    time_text(s.last_seen),
-                    if behind.is_empty() { "-".into() } else { behind.join(", ") },
-                ]);
-            }
-            println!("{t}");
-        }
+        Cmd::Slaves { action } => slaves(&c, action.unwrap_or(SlavesCmd::List), cli.json).await?,
         Cmd::Edit { project, yes, message } => edit::edit(&c, &project, yes, message).await?,
         Cmd::Versions { project, patch, limit } => edit::versions(&c, &project, patch, limit, cli.json).await?,
         Cmd::Revert { project, version, message, password_stdin } => {
@@ -815,6 +774,49 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1000.0;
     }
     format!("{bytes} B")
+}
+
+async fn slaves(c: &Client, action: SlavesCmd, as_json: bool) -> Result<()> {
+    let done = match action {
+        SlavesCmd::List => {
+            let v: Value = c.get("/list_slaves/").await?;
+            if as_json {
+                return print_json(&v);
+            }
+            let slaves: Vec<SlaveView> = serde_json::from_value(v)?;
+            let mut t = table(&["SLAVE", "HEALTHY", "LAST SEEN", "BEHIND ON"]);
+            for s in &slaves {
+                let behind: Vec<String> =
+                    s.projects.iter().filter(|p| p.lag > 0).map(|p| format!("{} ({})", p.project, p.lag)).collect();
+                t.add_row(vec![
+                    s.name.clone(),
+                    paint(if s.healthy { "success" } else { "failed" })
+                        .replace("success", "yes")
+                        .replace("failed", "no"),
+                    time_text(s.last_seen),
+                    if behind.is_empty() { "-".into() } else { behind.join(", ") },
+                ]);
+            }
+            println!("{t}");
+            return Ok(());
+        }
+        SlavesCmd::Add { hostname, port } => {
+            c.post("/add_slave/", &json!({"hostname": hostname, "port": port})).await?
+        }
+        SlavesCmd::Rm { slave } => c.post("/remove_slave/", &slave_ref(&slave)?).await?,
+        SlavesCmd::Rotate { slave } => c.post("/rotate_slave_token/", &slave_ref(&slave)?).await?,
+    };
+    if as_json {
+        return print_json(&done);
+    }
+    // A new token is printed alone, to be put in the slave's environment.
+    match done["token"].as_str() {
+        Some(token) => println!("{token}"),
+        None => {
+            println!("{}: {}", done["method"].as_str().unwrap_or("slaves"), done["details"].as_str().unwrap_or("done"))
+        }
+    }
+    Ok(())
 }
 
 async fn users(c: &Client, action: UsersCmd, as_json: bool) -> Result<()> {
