@@ -61,9 +61,26 @@ impl OwnLock {
     }
 }
 
+impl OwnLock {
+    /// Removed as soon as rsync has ended: before the run is recorded and its generation told to
+    /// the slaves, which would otherwise pull the lock with the tree.
+    async fn release(mut self) {
+        let path = std::mem::take(&mut self.0);
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, "cannot remove the update lock from the tree");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A run that ends early (an error, a panic) still takes its lock away.
 impl Drop for OwnLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
 
@@ -603,7 +620,7 @@ impl Runner {
             progress: Some(progress.clone()),
         });
         // While a two-stage run goes, the tree shows it (ftpsync's lock, for whoever mirrors us).
-        let _own_lock = match &stage1 {
+        let own_lock = match &stage1 {
             Some(_) => Some(OwnLock::take(std::path::Path::new(&project.dest), &self.cfg.mirror_name).await),
             None => None,
         };
@@ -702,6 +719,9 @@ impl Runner {
                 }
             }
         };
+        if let Some(lock) = own_lock {
+            lock.release().await;
+        }
         // Fake success (tunasync#109): rsync says all is well, but the upstream served an empty
         // or a much smaller tree. The run fails; its generation never reaches a slave.
         if outcome.succeeded()
