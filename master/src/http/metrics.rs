@@ -54,7 +54,6 @@ pub async fn metrics(State(state): State<AppState>, caller: MaybeCaller) -> Resu
         .filter(|(project, target, _)| has_target(project, target))
         .map(|(project, target, t)| (project, target, t.to_datetime()))
         .collect();
-    drop(by_id);
     let snapshot = Snapshot { now: Utc::now(), projects, served, rsyncd_up, default_max_age_secs, target_successes };
     let metrics = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || metrics.render(snapshot))
