@@ -1,0 +1,21 @@
+//! The end-to-end tests, one module per area, in one test binary (see tests/Cargo.toml).
+//! Run one area with `cargo test -p mirror-tests --test e2e -- AREA::`.
+
+mod alerts;
+mod api;
+mod binary;
+mod cluster;
+mod ctl;
+mod declared;
+mod depends;
+mod events;
+mod faults;
+mod history;
+mod netns;
+mod openapi;
+mod publish;
+mod runs;
+mod security;
+mod status;
+mod targets;
+mod transfer;
