@@ -14,11 +14,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import ROOT, Master, free_port, make_tree, parse_ts, start_rsyncd, syncup_and_wait  # noqa: E402
+from runs import ROOT, Master, free_port, make_tree, parse_ts, scratch, start_rsyncd, syncup_and_wait  # noqa: E402
 
 SLAVE = os.path.join(ROOT, "target", "release", "mirror-slave")
 RSYNCD_PASSWORD = "bench-rsyncd-pw"
@@ -73,7 +72,7 @@ def main():
     for binary in (SLAVE,):
         if not os.path.exists(binary):
             raise SystemExit(f"{binary} missing: cargo build --release --bins")
-    work = tempfile.mkdtemp(prefix="bench-cluster-")
+    work = scratch("bench-cluster-")
     data = os.path.join(work, "upstream")
     make_tree(data, files=2000, dirs=40, lines=17)
     upstream, upstream_port = start_rsyncd(data)

@@ -16,11 +16,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import AUTH, Master  # noqa: E402
+from runs import AUTH, Master, scratch  # noqa: E402
 
 
 def curl(master, method, path, body_file=None):
@@ -50,7 +49,7 @@ def main():
     ap.add_argument("--projects", type=int, default=10_000)
     ap.add_argument("--versions", type=int, default=10_000)
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="bench-config-")
+    work = scratch("bench-config-")
     master = Master(work, rsyncd__manage="false", confine="off", rsync_path="/bin/true")
     full = os.path.join(work, "full.json")
     with open(full, "w") as f:

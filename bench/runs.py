@@ -11,11 +11,13 @@ Usage: bench/runs.py [dispatch|syncup|all] [--projects N]
 Needs a release build: cargo build --release --bin mirror-master (bench/runs.sh does it).
 """
 import argparse
+import atexit
 import base64
 import datetime as dt
 import http.client
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -28,6 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MASTER = os.path.join(ROOT, "target", "release", "mirror-master")
 PASSWORD = "bench-root-pw"
 AUTH = "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+
+
+def scratch(prefix):
+    """A temporary directory removed when the bench exits, whatever way it exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def free_port():
@@ -115,7 +124,7 @@ def parse_ts(s):
 
 
 def bench_dispatch(n, confine):
-    work = tempfile.mkdtemp(prefix="bench-dispatch-")
+    work = scratch("bench-dispatch-")
     master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false",
                     confine=confine)
     _, status = master.request("GET", "/status/")
@@ -182,7 +191,7 @@ def spawn_floor(n, cap):
 
 
 def start_rsyncd(data):
-    conf_dir = tempfile.mkdtemp(prefix="bench-rsyncd-")
+    conf_dir = scratch("bench-rsyncd-")
     port = free_port()
     uid, gid = os.getuid(), os.getgid()
     conf = os.path.join(conf_dir, "rsyncd.conf")
@@ -211,7 +220,7 @@ def make_tree(root, files, dirs, lines):
 
 
 def bench_syncup(rounds=7, max_delete=None):
-    work = tempfile.mkdtemp(prefix="bench-syncup-")
+    work = scratch("bench-syncup-")
     data = os.path.join(work, "upstream")
     make_tree(data, files=10_000, dirs=100, lines=13)
     rsyncd, port = start_rsyncd(data)

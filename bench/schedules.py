@@ -16,12 +16,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import AUTH, MASTER, PASSWORD, free_port, percentile  # noqa: E402
+from runs import AUTH, MASTER, PASSWORD, free_port, percentile, scratch  # noqa: E402
 
 
 def adversarial():
@@ -106,7 +105,7 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(MASTER):
         raise SystemExit(f"{MASTER} missing: cargo build --release --bin mirror-master")
-    work = tempfile.mkdtemp(prefix="bench-schedules-")
+    work = scratch("bench-schedules-")
     master = Master(work)
     try:
         run(master, args.seconds)

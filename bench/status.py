@@ -16,15 +16,14 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import AUTH, Master  # noqa: E402
+from runs import AUTH, Master, scratch  # noqa: E402
 
 
 def master_with_runs(n):
-    work = tempfile.mkdtemp(prefix="bench-status-")
+    work = scratch("bench-status-")
     master = Master(work, rsync_path="/bin/true", max_concurrent_runs=64, log_keep=1, rsyncd__manage="false",
                     confine="off")
     target = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=max(15, n / 250))
