@@ -219,12 +219,12 @@ def make_tree(root, files, dirs, lines):
             f.write(f"file {i}\n" * (i % lines + 1))
 
 
-def bench_syncup(rounds=7, max_delete=None):
+def bench_syncup(rounds=7, max_delete=None, snapshots=True):
     work = scratch("bench-syncup-")
     data = os.path.join(work, "upstream")
     make_tree(data, files=10_000, dirs=100, lines=13)
     rsyncd, port = start_rsyncd(data)
-    master = Master(work, max_concurrent_runs=4, rsyncd__manage="false")
+    master = Master(work, max_concurrent_runs=4, rsyncd__manage="false", snapshots=str(snapshots).lower())
     options = ["-avH", "--no-motd"]
     status, body = master.request("POST", "/add_project/", {
         "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",
@@ -256,6 +256,7 @@ def bench_syncup(rounds=7, max_delete=None):
     rsyncd.terminate()
     a, d = statistics.median(via_api), statistics.median(direct)
     guard = f"max_delete {max_delete}" if max_delete else "max_delete: the master's default (a dry run first)"
+    guard += ", snapshots " + ("on" if snapshots else "off")
     print(f"syncup of an unchanged 10,000-file tree, median of {rounds} ({guard}):")
     print(f"  /syncup/ to recorded end: {a * 1000:.0f} ms   rsync by hand: {d * 1000:.0f} ms   "
           f"overhead: {(a - d) * 1000:.0f} ms ({(a - d) / d * 100:.1f} %)")
@@ -278,6 +279,7 @@ def main():
     if args.which in ("syncup", "all"):
         bench_syncup()
         bench_syncup(max_delete="off")
+        bench_syncup(max_delete="off", snapshots=False)
 
 
 if __name__ == "__main__":

@@ -841,6 +841,11 @@ pub struct SyncRequest {
     pub options: Vec<String>,
     pub generation: i64,
     pub source: RsyncSource,
+    /// What to pull, relative to the master's module, when it is not `path`: the master's frozen
+    /// copy of this generation (`.mirror-sync-snap/<project>/<generation>`), which its next run
+    /// does not touch. Absent: the master's live tree at `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<MirrorPath>,
     /// Pull into a staging copy beside the served tree (hard links to unchanged files), report
     /// `staged`, and serve it only when told to publish (`POST /publish/`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -2,7 +2,7 @@
 //! task per slave, a per-request timeout, retries with backoff), and a reconciler re-notifies any
 //! slave whose served generation is behind: down during the fan-out, restarted, cut off, or new.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Settings;
 use crate::db::{self, Db, projects::ProjectRow, slaves::SlaveRow};
 use crate::retry::backoff;
+use crate::snapshots::Snapshots;
 
 /// The master's name for a slave, as slaves echo it back.
 pub fn slave_name(hostname: &str, port: i64) -> String {
@@ -58,10 +59,17 @@ pub struct Cluster {
     timers: Mutex<HashSet<(ProjectId, i64)>>,
     /// (slave, project, generation) publishes being sent now.
     publishing: Mutex<HashSet<(String, ProjectId, i64)>>,
+    /// The frozen generations slaves pull.
+    snapshots: Snapshots,
 }
 
 impl Cluster {
-    pub fn new(db: Db, settings: &Settings, mirror_root: PathBuf) -> anyhow::Result<Arc<Cluster>> {
+    pub fn new(
+        db: Db,
+        settings: &Settings,
+        mirror_root: PathBuf,
+        snapshots: Snapshots,
+    ) -> anyhow::Result<Arc<Cluster>> {
         let timeout = Duration::from_secs(settings.notify_timeout_secs);
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
         let r = &settings.rsyncd;
@@ -85,6 +93,7 @@ impl Cluster {
             released: Mutex::new(std::collections::HashMap::new()),
             timers: Mutex::new(HashSet::new()),
             publishing: Mutex::new(HashSet::new()),
+            snapshots,
         }))
     }
 
@@ -103,7 +112,29 @@ impl Cluster {
         for slave in db::slaves::list(&self.db).await? {
             self.spawn_notify(slave, project.clone());
         }
-        Ok(())
+        // The generation just told is the current one, always kept; the older ones a slave is
+        // still pulling are on record from their own notifications.
+        self.prune_snapshots(Some(&project.id)).await
+    }
+
+    /// Removes the snapshots no slave needs: not the current generation, not one a slave was
+    /// told of within the reconciler's patience and has not reported. One project, or all (and
+    /// those of projects that are no more).
+    async fn prune_snapshots(&self, only: Option<&ProjectId>) -> anyhow::Result<()> {
+        let since = (chrono::Utc::now() - self.patience).into();
+        let mut holds: HashMap<ProjectId, HashSet<i64>> = HashMap::new();
+        for (project, generation) in db::propagation::snapshot_holds(&self.db, since).await? {
+            holds.entry(project).or_default().insert(generation);
+        }
+        match only {
+            Some(project) => self.snapshots.prune(project, holds.get(project).unwrap_or(&HashSet::new())).await,
+            None => {
+                for (project, keep) in &holds {
+                    self.snapshots.prune(project, keep).await?;
+                }
+                self.snapshots.prune_projects(&holds.keys().cloned().collect()).await
+            }
+        }
     }
 
     fn spawn_notify(self: &Arc<Self>, slave: SlaveRow, project: ProjectRow) {
@@ -138,6 +169,7 @@ impl Cluster {
             options: project.rsync_options.layered(),
             generation: project.generation,
             source: self.source.clone(),
+            source_path: None,
             flip: project.flip,
         })
     }
@@ -145,7 +177,8 @@ impl Cluster {
     #[tracing::instrument(skip_all, fields(slave = %slave_name(&slave.hostname, slave.port), project.id = %project.id, generation = project.generation))]
     async fn notify(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<()> {
         let Some(token) = &slave.token else { return Ok(()) };
-        let request = self.request_for(slave, project)?;
+        let mut request = self.request_for(slave, project)?;
+        request.source_path = self.snapshots.of(&project.id, project.generation).await;
         let host = slave.hostname.bracketed();
         let url = format!("http://{host}:{}/sync_from_master/", slave.port);
         let delivery = db::propagation::Delivery {
@@ -356,6 +389,9 @@ impl Cluster {
             };
             tracing::info!(slave = %slave_name(&slave.hostname, slave.port), project.id = %project.id, served = b.served, current = project.generation, "slave is behind: notifying");
             self.spawn_notify(slave, project);
+        }
+        if let Err(e) = self.prune_snapshots(None).await {
+            tracing::warn!(error = format!("{e:#}"), "cannot remove old snapshots");
         }
         for slave in slaves {
             let me = Arc::clone(self);

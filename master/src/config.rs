@@ -103,6 +103,10 @@ pub struct Settings {
     /// waits for the other healthy ones before it tells those that have to publish (the others
     /// publish as soon as they have staged it).
     pub publish_timeout_secs: u64,
+    /// After each successful run, freeze the tree as hard links under
+    /// `<mirror_root>/.mirror-sync-snap/<project>/<generation>` and have slaves pull that: a
+    /// slave still pulling a generation when the next run starts gets that generation whole.
+    pub snapshots: bool,
     /// How projects' object-store targets are pushed.
     pub targets: TargetSettings,
     /// Keys that targets sign their requests with, each named; a project's target names one.
@@ -158,6 +162,7 @@ impl Default for Settings {
             upstream_lock_retry_secs: 60,
             upstream_lock_wait_secs: 3600,
             publish_timeout_secs: 300,
+            snapshots: true,
             projects_dir: None,
             max_shrink: 100,
             mirror_name: None,

@@ -20,6 +20,7 @@ pub mod rsyncd;
 pub mod runner;
 pub mod scheduler;
 pub mod service;
+pub mod snapshots;
 pub mod state;
 pub mod status_page;
 pub mod targets;
@@ -107,7 +108,8 @@ impl Application {
         let events = Arc::new(Events::default());
         let listing = Arc::new(ListingCache::new(settings.stale_after_secs));
         events.subscribe(listing.clone());
-        let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone())?;
+        let snapshots = crate::snapshots::Snapshots::new(&mirror_root, settings.snapshots);
+        let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone(), snapshots.clone())?;
         events.subscribe(Arc::new(cluster.clone()));
         let runner = Runner::new(
             db.clone(),
@@ -116,6 +118,7 @@ impl Application {
                 rsync_path,
                 confine: confine.clone(),
                 run_as,
+                snapshots,
                 ..RunnerConfig::from(&settings)
             },
             settings.max_concurrent_runs,

@@ -27,13 +27,30 @@ pub async fn resolve_dest(root: &Path, dest: &str) -> Result<PathBuf, FieldError
             root.display()
         )));
     }
-    if full
-        .strip_prefix(root)
-        .ok()
-        .and_then(|rel| rel.components().next())
-        .is_some_and(|c| c.as_os_str() == mirror_runtime::fs::TEMP_DIR)
-    {
+    let first = full.strip_prefix(root).ok().and_then(|rel| rel.components().next()).map(|c| c.as_os_str());
+    if first.is_some_and(|c| c == mirror_runtime::fs::TEMP_DIR) {
         return Err(err(format!("{} holds the files runs are receiving", mirror_runtime::fs::TEMP_DIR)));
     }
+    if first.is_some_and(|c| c == crate::snapshots::SNAPSHOT_DIR) {
+        return Err(err(format!("{} holds the generations slaves pull", crate::snapshots::SNAPSHOT_DIR)));
+    }
     Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dest_stays_out_of_the_masters_own_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        assert_eq!(resolve_dest(&root, "pub/debian").await.unwrap(), root.join("pub/debian"));
+        for own in [mirror_runtime::fs::TEMP_DIR, crate::snapshots::SNAPSHOT_DIR] {
+            let e = resolve_dest(&root, &format!("{own}/debian")).await.unwrap_err();
+            assert_eq!(e.field, "dest");
+            assert!(e.message.contains(own), "{}", e.message);
+        }
+        assert!(resolve_dest(&root, "../elsewhere").await.is_err());
+    }
 }

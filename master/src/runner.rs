@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::db::{self, Db};
 use crate::events::{Change, Events};
 use crate::retry::backoff;
+use crate::snapshots::Snapshots;
 
 pub use mirror_common::api::Trigger;
 use mirror_common::guards::MaxDelete;
@@ -194,6 +195,8 @@ pub struct RunnerConfig {
     /// and for how long at most.
     pub upstream_lock_retry: Duration,
     pub upstream_lock_wait: Duration,
+    /// Where each successful run's tree is frozen for the slaves.
+    pub snapshots: Snapshots,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -216,6 +219,7 @@ impl From<&Settings> for RunnerConfig {
             max_delete: s.max_delete,
             upstream_lock_retry: Duration::from_secs(s.upstream_lock_retry_secs),
             upstream_lock_wait: Duration::from_secs(s.upstream_lock_wait_secs),
+            snapshots: Snapshots::new(&s.mirror_root, s.snapshots),
         }
     }
 }
@@ -751,14 +755,25 @@ impl Runner {
             // Before the run is recorded: the new generation the slaves pull holds it.
             self.write_trace(&project, run_id, began, &outcome, stage1.is_some().then_some(stage_secs)).await;
         }
+        // Frozen before the run is recorded, so that no slave is told of a generation without it.
+        let frozen = outcome.succeeded() && self.freeze(&project).await;
         // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as
         // a client reads this run as ended (below), not only once the change is published.
         self.free(project_id, run_id);
-        db::runs::finish(&self.db, run_id, &finished).await?;
-        let bumped =
-            if outcome.succeeded() { db::projects::bump_generation(&self.db, project_id).await? } else { None };
+        let bumped = if outcome.succeeded() {
+            db::runs::finish_success(&self.db, run_id, &finished, project_id).await?
+        } else {
+            db::runs::finish(&self.db, run_id, &finished).await?;
+            None
+        };
         // Recorded as ended: told to the listing and whoever listens.
         self.release(project_id, run_id);
+        if let Some(project) = &bumped
+            && frozen
+            && let Err(e) = self.cfg.snapshots.name(&project.id, project.generation).await
+        {
+            tracing::warn!(error = format!("{e:#}"), "no snapshot: slaves pull the live tree");
+        }
         if let Some(project) = bumped {
             // New content: a new generation, and every slave is told at once.
             tracing::info!(generation = project.generation, "new generation: notifying slaves");
@@ -770,6 +785,24 @@ impl Runner {
             tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
         Ok(())
+    }
+
+    /// The tree as a snapshot for the slaves to pull; false when there is none (turned off, the
+    /// options write in place, or it could not be made: then slaves pull the live tree).
+    async fn freeze(&self, project: &crate::db::projects::ProjectRow) -> bool {
+        let began = std::time::Instant::now();
+        match self.cfg.snapshots.build(project).await {
+            Ok(frozen) => {
+                if frozen {
+                    tracing::debug!(elapsed_ms = began.elapsed().as_millis() as u64, "snapshot made");
+                }
+                frozen
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "no snapshot: slaves pull the live tree");
+                false
+            }
+        }
     }
 
     /// Stage 1 of a two-stage run, again while the upstream shows its update lock (within

@@ -357,7 +357,9 @@ impl AppState {
         };
         let user = req.source.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
         let host = req.source.host.bracketed();
-        let source = format!("rsync://{user}{host}:{}/{}/{}/", req.source.port, req.source.module, rel.display());
+        // The master's frozen copy of the generation when it names one, else its tree.
+        let from = req.source_path.as_ref().map_or(rel.as_path(), |p| p.as_path());
+        let source = format!("rsync://{user}{host}:{}/{}/{}/", req.source.port, req.source.module, from.display());
         // The project's upstream port means nothing here: the source URL names the master's.
         let temp = self.root.join(TEMP_DIR).join(req.project.as_str());
         let own_temp = !mirror_runtime::fs::names_temp_dir(&req.options);
@@ -651,6 +653,7 @@ mod tests {
                 module: mirror_common::api::Name::from_static("mirror"),
                 user: None,
             },
+            source_path: Some(mirror_common::api::MirrorPath::from_static(".mirror-sync-snap/fedora/3")),
             flip: false,
         }
     }
@@ -688,6 +691,7 @@ mod tests {
             ("/source/user", "-e", "source.user"),
             ("/source/host", "-oProxy", "source.host"),
             ("/source/module", "a/b", "source.module"),
+            ("/source_path", "../../etc", "source_path"),
         ] {
             let good = body.pointer(pointer).unwrap().clone();
             *body.pointer_mut(pointer).unwrap() = bad.into();

@@ -191,3 +191,14 @@ pub async fn start_slaves(api: &Api, n: usize) -> Vec<SlaveProcess> {
     }
     slaves
 }
+
+/// A `/syncup/` that must succeed; returns the generation it made.
+pub async fn sync_and_wait(m: &TestMaster, id: &str) -> i64 {
+    let r = m.api.get(&format!("/syncup/?id={id}"), &Auth::root()).await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{}", r.text);
+    let run = crate::finished_run(&m.api, r.body["run_id"].as_i64().expect("a run id"), 60).await;
+    assert_eq!(run["status"], serde_json::json!("success"), "{run}");
+    m.api.get(&format!("/projects/{id}/propagation"), &Auth::root()).await.body["generation"]
+        .as_i64()
+        .expect("a generation")
+}

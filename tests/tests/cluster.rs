@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mirror_tests::cluster::{
     RSYNCD_PASSWORD, STANDALONE_TOKEN, SlaveProcess, add_slave, cluster_settings, served_generations,
-    start_cluster_master, start_slaves,
+    start_cluster_master, start_slaves, sync_and_wait,
 };
 use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, all_command_lines, generate_tree, snapshot};
 use mirror_tests::{Api, Auth, TestMaster, finished_run, wait_for};
@@ -24,14 +24,6 @@ fn project(name: &str, upstream: &Upstream, basic: Value) -> Value {
         "dest": format!("pub/{name}"),
         "rsync_options": {"basic": basic, "delete": "--delete"},
     })
-}
-
-async fn sync_and_wait(m: &TestMaster, id: &str) -> i64 {
-    let r = m.api.get(&format!("/syncup/?id={id}"), &Auth::root()).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let run = finished_run(&m.api, r.body["run_id"].as_i64().unwrap(), 60).await;
-    assert_eq!(run["status"], json!("success"), "{run}");
-    m.api.get(&format!("/projects/{id}/propagation"), &Auth::root()).await.body["generation"].as_i64().unwrap()
 }
 
 async fn wait_all_at(api: &Api, project: &str, slaves: usize, generation: i64, secs: u64) {

@@ -16,6 +16,7 @@ mod openapi;
 mod publish;
 mod runs;
 mod security;
+mod snapshots;
 mod status;
 mod targets;
 mod transfer;

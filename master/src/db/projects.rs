@@ -222,12 +222,12 @@ pub async fn set_last_fire(db: &Db, id: &str, at: Timestamp) -> sqlx::Result<()>
 
 /// A successful run: the project's content has a new generation. Returns it.
 /// A new generation after a successful run; returns the project as it now is.
-pub async fn bump_generation(db: &Db, id: &str) -> sqlx::Result<Option<ProjectRow>> {
+pub async fn bump_generation<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE projects SET generation = generation + 1 WHERE id = ? RETURNING {COLUMNS}"
     )))
     .bind(id)
-    .fetch_optional(&db.write)
+    .fetch_optional(db)
     .await
 }
 

@@ -175,3 +175,15 @@ pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(ProjectId, Host, i64, i64)
     .fetch_all(&db.read)
     .await
 }
+
+/// What a project's snapshots must keep: (project, generation) for each project's current
+/// generation, and for each generation a slave was told of since `since` and has not reported.
+pub async fn snapshot_holds(db: &Db, since: Timestamp) -> sqlx::Result<Vec<(ProjectId, i64)>> {
+    sqlx::query_as(
+        "SELECT id, generation FROM projects UNION SELECT project_id, generation FROM propagation \
+         WHERE status IN ('notified', 'running') AND notified_at > ?1",
+    )
+    .bind(since.to_text())
+    .fetch_all(&db.read)
+    .await
+}

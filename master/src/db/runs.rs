@@ -131,6 +131,25 @@ fn as_i64(v: Option<u64>) -> Option<i64> {
 }
 
 pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
+    finish_in(&db.write, id, f).await
+}
+
+/// A successful run's end and its project's new generation, in one transaction: whoever reads the
+/// run as ended reads the generation it made. The project as it now is (`None` if it is gone).
+pub async fn finish_success(
+    db: &Db,
+    id: i64,
+    f: &Finished<'_>,
+    project_id: &str,
+) -> sqlx::Result<Option<crate::db::projects::ProjectRow>> {
+    let mut tx = db.write.begin().await?;
+    finish_in(&mut *tx, id, f).await?;
+    let project = crate::db::projects::bump_generation(&mut *tx, project_id).await?;
+    tx.commit().await?;
+    Ok(project)
+}
+
+async fn finish_in<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, attempts = ?, message = ?, warning = ?, \
          files_total = ?, files_transferred = ?, total_size = ?, bytes_transferred = ?, bytes_received = ?, \
@@ -151,7 +170,7 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
     .bind(as_i64(f.stats.files_deleted))
     .bind(f.log_tail)
     .bind(id)
-    .execute(&db.write)
+    .execute(db)
     .await?;
     Ok(())
 }

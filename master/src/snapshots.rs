@@ -1,0 +1,216 @@
+//! What the slaves pull: each generation of a project, frozen. After a successful run the
+//! project's tree is copied as hard links (no file's data is copied) to
+//! `<mirror_root>/.mirror-sync-snap/<project>/<generation>`, and slaves are told to pull that
+//! directory instead of the live tree. A slave still pulling generation N while the master's next
+//! run rewrites the tree thus gets exactly N, never a mix of N and N+1. rsync writes every changed
+//! file as a new file renamed into place (never in place, unless told `--inplace` or `--append`),
+//! so a file of a snapshot never changes.
+//!
+//! A snapshot is kept while it is the project's current generation or a slave may still be
+//! pulling it (a notification of it not yet answered by a report, within the reconciler's
+//! patience); the others are removed.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mirror_common::api::{MirrorPath, ProjectId};
+
+use crate::db::projects::ProjectRow;
+
+/// Beneath the mirror root (on the tree's file system: hard links cannot cross one), one
+/// directory per project, one snapshot per generation. No project's `dest` may lie in it.
+pub const SNAPSHOT_DIR: &str = ".mirror-sync-snap";
+
+/// Where a snapshot is built before it is given its generation's name.
+const BUILDING: &str = "next.partial";
+
+/// Options under which rsync writes into existing files: a snapshot would change with the tree.
+fn writes_in_place(options: &[String]) -> bool {
+    options.iter().any(|o| o == "--inplace" || o.starts_with("--append"))
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    /// `<mirror_root>/.mirror-sync-snap`; `None` when `snapshots = false`.
+    root: Option<PathBuf>,
+}
+
+impl Snapshots {
+    pub fn new(mirror_root: &Path, enabled: bool) -> Snapshots {
+        Snapshots { root: enabled.then(|| mirror_root.join(SNAPSHOT_DIR)) }
+    }
+
+    fn project_dir(&self, project: &str) -> Option<PathBuf> {
+        Some(self.root.as_ref()?.join(project))
+    }
+
+    /// After a successful run, before it is recorded: the tree frozen as the next generation's
+    /// candidate. `Ok(false)`: no snapshot (turned off, or the project's options write in place);
+    /// its slaves pull the live tree.
+    pub async fn build(&self, project: &ProjectRow) -> anyhow::Result<bool> {
+        let Some(dir) = self.project_dir(&project.id) else { return Ok(false) };
+        if writes_in_place(&project.rsync_options.layered()) {
+            tracing::warn!(project.id = %project.id, "--inplace or --append: no snapshot; slaves pull the live tree");
+            return Ok(false);
+        }
+        let (source, target) = (PathBuf::from(&project.dest), dir.join(BUILDING));
+        tokio::task::spawn_blocking(move || {
+            remove_tree(&target)?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            link_tree(&source, &target)
+        })
+        .await??;
+        Ok(true)
+    }
+
+    /// The candidate `build` made becomes `generation`'s snapshot.
+    pub async fn name(&self, project: &str, generation: i64) -> anyhow::Result<()> {
+        let Some(dir) = self.project_dir(project) else { return Ok(()) };
+        let target = dir.join(generation.to_string());
+        let stale = target.clone();
+        tokio::task::spawn_blocking(move || remove_tree(&stale)).await??;
+        tokio::fs::rename(dir.join(BUILDING), &target)
+            .await
+            .with_context(|| format!("cannot name the snapshot {}", target.display()))
+    }
+
+    /// The snapshot of a generation, relative to the mirror root (as slaves name it in the
+    /// master's rsync module), if there is one.
+    pub async fn of(&self, project: &str, generation: i64) -> Option<MirrorPath> {
+        let dir = self.project_dir(project)?.join(generation.to_string());
+        if !tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        MirrorPath::parse(format!("{SNAPSHOT_DIR}/{project}/{generation}")).ok()
+    }
+
+    /// Removes a project's snapshots but those of `keep`, and what a build left unfinished.
+    pub async fn prune(&self, project: &str, keep: &HashSet<i64>) -> anyhow::Result<()> {
+        let Some(dir) = self.project_dir(project) else { return Ok(()) };
+        let mut gone = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(()) };
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name();
+            let generation = name.to_str().and_then(|n| n.parse::<i64>().ok());
+            if generation.is_some_and(|g| !keep.contains(&g)) {
+                gone.push(entry.path());
+            }
+        }
+        self.remove_all(gone).await
+    }
+
+    /// Removes the snapshots of projects that are no more.
+    pub async fn prune_projects(&self, known: &HashSet<ProjectId>) -> anyhow::Result<()> {
+        let Some(root) = &self.root else { return Ok(()) };
+        let mut gone = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(root).await else { return Ok(()) };
+        while let Some(entry) = entries.next_entry().await? {
+            let known =
+                entry.file_name().to_str().and_then(|n| ProjectId::parse(n).ok()).is_some_and(|p| known.contains(&p));
+            if !known {
+                gone.push(entry.path());
+            }
+        }
+        self.remove_all(gone).await
+    }
+
+    async fn remove_all(&self, paths: Vec<PathBuf>) -> anyhow::Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(snapshots = ?paths, "removing snapshots");
+        tokio::task::spawn_blocking(move || paths.iter().try_for_each(|p| remove_tree(p))).await?
+    }
+}
+
+fn remove_tree(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `target` becomes a copy of `source` in which every file, symlink or special file is a hard
+/// link to the source's; directories are made anew with the source's mode, owner and times.
+/// Nothing is followed: a symlink is linked as itself. Walked without recursion, so a deep tree
+/// costs heap, not stack.
+fn link_tree(source: &Path, target: &Path) -> anyhow::Result<()> {
+    let mut pending = vec![(source.to_path_buf(), target.to_path_buf())];
+    let mut made = Vec::new();
+    while let Some((from, to)) = pending.pop() {
+        std::fs::create_dir(&to).with_context(|| format!("cannot create {}", to.display()))?;
+        for entry in std::fs::read_dir(&from).with_context(|| format!("cannot read {}", from.display()))? {
+            let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
+            let (file, link) = (entry.path(), to.join(entry.file_name()));
+            if entry.file_type()?.is_dir() {
+                pending.push((file, link));
+            } else {
+                std::fs::hard_link(&file, &link).with_context(|| format!("cannot link {}", file.display()))?;
+            }
+        }
+        made.push((from, to));
+    }
+    // Children before parents: making an entry changes its directory's times.
+    for (from, to) in made.iter().rev() {
+        copy_dir_attributes(from, to)?;
+    }
+    Ok(())
+}
+
+fn copy_dir_attributes(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(from)?;
+    // Only root may give a directory away; a master that is not keeps its own.
+    match std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())) {
+        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e.into()),
+        _ => {}
+    }
+    // Times before the mode: a mode without read permission would keep the directory from opening.
+    let times = std::fs::FileTimes::new().set_accessed(meta.accessed()?).set_modified(meta.modified()?);
+    std::fs::File::open(to)?.set_times(times)?;
+    std::fs::set_permissions(to, meta.permissions())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_the_tree_as_hard_links_with_the_directories_attributes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        std::fs::create_dir_all(src.join("a/b")).unwrap();
+        std::fs::write(src.join("a/b/file"), "one").unwrap();
+        std::os::unix::fs::symlink("../nowhere", src.join("a/link")).unwrap();
+        std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        std::fs::File::open(src.join("a")).unwrap().set_modified(old).unwrap();
+
+        link_tree(&src, &dst).unwrap();
+
+        let (a, b) =
+            (std::fs::metadata(src.join("a/b/file")).unwrap(), std::fs::metadata(dst.join("a/b/file")).unwrap());
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "the same file, not a copy");
+        let link = std::fs::symlink_metadata(dst.join("a/link")).unwrap();
+        assert!(link.file_type().is_symlink(), "a symlink is linked as itself, not followed");
+        let a = std::fs::metadata(dst.join("a")).unwrap();
+        assert_eq!(a.permissions().mode() & 0o7777, 0o750);
+        assert_eq!(a.modified().unwrap(), old, "the directory's time survives the entries made in it");
+        // The tree moves on (rsync renames a new file into place): the snapshot keeps the old one.
+        std::fs::write(src.join("a/b/file.new"), "two").unwrap();
+        std::fs::rename(src.join("a/b/file.new"), src.join("a/b/file")).unwrap();
+        assert_eq!(std::fs::read_to_string(dst.join("a/b/file")).unwrap(), "one");
+    }
+
+    #[test]
+    fn in_place_options_are_told_apart() {
+        assert!(writes_in_place(&["-a".into(), "--inplace".into()]));
+        assert!(writes_in_place(&["--append-verify".into()]));
+        assert!(!writes_in_place(&["-a".into(), "--delay-updates".into()]));
+    }
+}
