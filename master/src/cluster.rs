@@ -201,6 +201,14 @@ impl Cluster {
                     tracing::debug!(state = ?state, "slave notified");
                     return Ok(());
                 }
+                Ok(r) if matches!(r.status().as_u16(), 400 | 422) && request.source_path.is_some() => {
+                    // A slave from before snapshots refuses the field it does not know: it is
+                    // asked at once for the live tree, as before them.
+                    tracing::warn!(status = %r.status(), "the slave refused a snapshot's path (a slave before snapshots?): asking it to pull the live tree");
+                    request.source_path = None;
+                    attempt -= 1;
+                    continue;
+                }
                 Ok(r) if r.status().is_client_error() => {
                     // A refusal (bad token, bad request) will not change by asking again.
                     break format!("the slave refused the request: {}", r.status());

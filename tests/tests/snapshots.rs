@@ -31,15 +31,24 @@ async fn add_project(m: &TestMaster, upstream: &Upstream, id: &str) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
-/// A slave that takes every notification, keeps it, and never pulls by itself.
+/// A slave that takes every notification, keeps it, and never pulls by itself. `old`: as a slave
+/// from before snapshots, it refuses a request with a field it does not know (`source_path`).
 #[derive(Clone, Default)]
-struct HeldSlave(Arc<Mutex<Vec<Value>>>);
+struct HeldSlave {
+    seen: Arc<Mutex<Vec<Value>>>,
+    old: bool,
+}
 
 impl HeldSlave {
     async fn serve(&self) -> u16 {
-        async fn take(State(me): State<HeldSlave>, body: Bytes) -> axum::Json<Value> {
-            me.0.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-            axum::Json(json!({"success": true, "state": "started"}))
+        async fn take(State(me): State<HeldSlave>, body: Bytes) -> (StatusCode, axum::Json<Value>) {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            if me.old && request.get("source_path").is_some() {
+                let refused = json!({"success": false, "field": "source_path", "message": "unknown field"});
+                return (StatusCode::BAD_REQUEST, axum::Json(refused));
+            }
+            me.seen.lock().unwrap().push(request);
+            (StatusCode::OK, axum::Json(json!({"success": true, "state": "started"})))
         }
         let app = Router::new().route("/sync_from_master/", axum::routing::post(take)).with_state(self.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
@@ -50,7 +59,7 @@ impl HeldSlave {
 
     async fn request_for(&self, generation: i64) -> Value {
         wait_for(30, &format!("the notification of generation {generation}"), || async {
-            self.0.lock().unwrap().iter().find(|r| r["generation"] == json!(generation)).cloned()
+            self.seen.lock().unwrap().iter().find(|r| r["generation"] == json!(generation)).cloned()
         })
         .await
     }
@@ -181,4 +190,27 @@ async fn without_snapshots_slaves_are_told_the_live_tree() {
     let request = held.request_for(1).await;
     assert!(request.get("source_path").is_none(), "{request}");
     assert!(!m.mirror_root().join(".mirror-sync-snap").exists());
+}
+
+/// A slave from before snapshots refuses `source_path`: it is asked again at once for the live
+/// tree, so slaves and master can be upgraded in either order.
+#[tokio::test]
+async fn a_slave_from_before_snapshots_is_asked_for_the_live_tree() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = cluster_settings(dir.path());
+    let m = TestMaster::start_with(dir, settings).await;
+    let (old, new) = (HeldSlave { old: true, ..HeldSlave::default() }, HeldSlave::default());
+    for slave in [&old, &new] {
+        let port = slave.serve().await;
+        let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    add_project(&m, &upstream, "tree").await;
+    assert_eq!(sync_and_wait(&m, "tree").await, 1);
+    let (to_old, to_new) = (old.request_for(1).await, new.request_for(1).await);
+    assert!(to_old.get("source_path").is_none(), "{to_old}");
+    assert_eq!(to_old["path"], json!("pub/tree"));
+    assert_eq!(to_new["source_path"], json!(".mirror-sync-snap/tree/1"), "{to_new}");
 }
