@@ -118,7 +118,7 @@ impl Application {
                 rsync_path,
                 confine: confine.clone(),
                 run_as,
-                snapshots,
+                snapshots: snapshots.clone(),
                 ..RunnerConfig::from(&settings)
             },
             settings.max_concurrent_runs,
@@ -136,7 +136,7 @@ impl Application {
         events.subscribe(Arc::new(feed.clone()));
         let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
         events.subscribe(Arc::new(alerts.clone()));
-        let pusher = crate::targets::Pusher::new(db.clone(), &settings, events.clone()).await?;
+        let pusher = crate::targets::Pusher::new(db.clone(), &settings, events.clone(), snapshots.clone()).await?;
         events.subscribe(pusher.clone());
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone(), events: events.clone() };

@@ -10,9 +10,10 @@
 //! pulling it (a notification of it not yet answered by a report, within the reconciler's
 //! patience); the others are removed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use mirror_common::api::{MirrorPath, ProjectId};
@@ -31,15 +32,56 @@ fn writes_in_place(options: &[String]) -> bool {
     options.iter().any(|o| o == "--inplace" || o.starts_with("--append"))
 }
 
+/// (project, generation) → how many readers of this master hold its snapshot.
+type Holds = Arc<Mutex<HashMap<(String, i64), usize>>>;
+
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     /// `<mirror_root>/.mirror-sync-snap`; `None` when `snapshots = false`.
     root: Option<PathBuf>,
+    /// Snapshots the master itself is reading (a push to an object store): never pruned.
+    holds: Holds,
+}
+
+/// A snapshot kept for as long as this lives.
+#[derive(Debug)]
+pub struct Held {
+    holds: Holds,
+    key: (String, i64),
+    /// The snapshot's directory.
+    pub path: PathBuf,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = holds.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                holds.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Snapshots {
     pub fn new(mirror_root: &Path, enabled: bool) -> Snapshots {
-        Snapshots { root: enabled.then(|| mirror_root.join(SNAPSHOT_DIR)) }
+        Snapshots { root: enabled.then(|| mirror_root.join(SNAPSHOT_DIR)), holds: Holds::default() }
+    }
+
+    fn holds(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i64), usize>> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a generation's snapshot from being pruned while the master reads it; `None` if it
+    /// has none (then the reader reads the live tree).
+    pub async fn hold(&self, project: &str, generation: i64) -> Option<Held> {
+        let path = self.project_dir(project)?.join(generation.to_string());
+        let key = (project.to_owned(), generation);
+        *self.holds().entry(key.clone()).or_default() += 1;
+        // Held first, then looked for: a prune between the two cannot take it unseen.
+        let held = Held { holds: self.holds.clone(), key, path };
+        tokio::fs::metadata(&held.path).await.is_ok_and(|m| m.is_dir()).then_some(held)
     }
 
     fn project_dir(&self, project: &str) -> Option<PathBuf> {
@@ -86,7 +128,8 @@ impl Snapshots {
         MirrorPath::parse(format!("{SNAPSHOT_DIR}/{project}/{generation}")).ok()
     }
 
-    /// Removes a project's snapshots but those of `keep`, and what a build left unfinished.
+    /// Removes a project's snapshots but those of `keep` and those held (a build under way,
+    /// `next.partial`, is left to `build`, which starts it over).
     pub async fn prune(&self, project: &str, keep: &HashSet<i64>) -> anyhow::Result<()> {
         let Some(dir) = self.project_dir(project) else { return Ok(()) };
         let mut gone = Vec::new();
@@ -94,7 +137,8 @@ impl Snapshots {
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name();
             let generation = name.to_str().and_then(|n| n.parse::<i64>().ok());
-            if generation.is_some_and(|g| !keep.contains(&g)) {
+            let held = |g: i64| self.holds().contains_key(&(project.to_owned(), g));
+            if generation.is_some_and(|g| !keep.contains(&g) && !held(g)) {
                 gone.push(entry.path());
             }
         }
@@ -107,9 +151,10 @@ impl Snapshots {
         let mut gone = Vec::new();
         let Ok(mut entries) = tokio::fs::read_dir(root).await else { return Ok(()) };
         while let Some(entry) = entries.next_entry().await? {
-            let known =
-                entry.file_name().to_str().and_then(|n| ProjectId::parse(n).ok()).is_some_and(|p| known.contains(&p));
-            if !known {
+            let name = entry.file_name();
+            let id = name.to_str().and_then(|n| ProjectId::parse(n).ok());
+            let held = |p: &ProjectId| self.holds().keys().any(|(held, _)| held == p.as_str());
+            if !id.is_some_and(|p| known.contains(&p) || held(&p)) {
                 gone.push(entry.path());
             }
         }
@@ -205,6 +250,28 @@ mod tests {
         std::fs::write(src.join("a/b/file.new"), "two").unwrap();
         std::fs::rename(src.join("a/b/file.new"), src.join("a/b/file")).unwrap();
         assert_eq!(std::fs::read_to_string(dst.join("a/b/file")).unwrap(), "one");
+    }
+
+    #[tokio::test]
+    async fn a_held_snapshot_outlives_a_prune_and_goes_at_the_next_once_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::new(dir.path(), true);
+        let gens = dir.path().join(SNAPSHOT_DIR).join("p");
+        for g in ["1", "2", "next.partial"] {
+            std::fs::create_dir_all(gens.join(g)).unwrap();
+        }
+        let keep = HashSet::from([2]);
+        let held = snapshots.hold("p", 1).await.unwrap();
+        assert_eq!(held.path, gens.join("1"));
+        assert!(snapshots.hold("p", 3).await.is_none(), "no snapshot, nothing to hold");
+        snapshots.prune("p", &keep).await.unwrap();
+        assert!(gens.join("1").is_dir() && gens.join("2").is_dir());
+        drop(held);
+        snapshots.prune("p", &keep).await.unwrap();
+        assert!(!gens.join("1").exists() && gens.join("2").is_dir());
+        assert!(gens.join("next.partial").is_dir(), "a build under way is not a generation");
+        snapshots.prune_projects(&HashSet::new()).await.unwrap();
+        assert!(!gens.exists(), "a project that is no more loses its snapshots");
     }
 
     #[test]

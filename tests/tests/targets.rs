@@ -275,6 +275,16 @@ async fn a_successful_run_pushes_its_tree() {
     .await;
     assert_eq!(p["trigger"], json!("run"));
     assert_eq!(std::fs::read(s3.object(BUCKET, "run/pub/file.txt")).unwrap(), b"from upstream");
+
+    // A push sends the generation, as the slaves get it: its snapshot, not the master's tree half
+    // way to the next one (as during a run: a file added, one gone).
+    let live = m.mirror_root().join("run");
+    write(&live, "half-written", b"not a generation");
+    std::fs::remove_file(live.join("pub/file.txt")).unwrap();
+    let p = push(&m.api, "run").await;
+    assert_eq!(p["status"], json!("success"), "{p}");
+    assert_eq!(counts(&p), (0, 0, 1), "{p}");
+    assert_eq!(s3.keys(BUCKET), vec!["run/pub/file.txt".to_owned()]);
 }
 
 /// A project with a local source (no upstream: its tree is written by something else), watched.

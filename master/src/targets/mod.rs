@@ -26,6 +26,7 @@ use crate::config::{S3Credentials, Settings, TargetSettings};
 use crate::db::targets::{Counts, Known};
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::events::{Change, Events, Listener};
+use crate::snapshots::Snapshots;
 use store::{Remote, Store};
 use tree::{Local, Selection};
 
@@ -49,6 +50,8 @@ pub struct Pusher {
     /// Per (project, target): work waiting; an entry exists while a worker drives it.
     pending: Mutex<HashMap<(ProjectId, Name), Pending>>,
     watchers: Mutex<HashMap<ProjectId, watch::Watching>>,
+    /// A full merge reads the generation's snapshot, when there is one, not the live tree.
+    snapshots: Snapshots,
     me: Weak<Pusher>,
 }
 
@@ -87,7 +90,12 @@ enum Checked {
 }
 
 impl Pusher {
-    pub async fn new(db: Db, settings: &Settings, events: Arc<Events>) -> anyhow::Result<Arc<Pusher>> {
+    pub async fn new(
+        db: Db,
+        settings: &Settings,
+        events: Arc<Events>,
+        snapshots: Snapshots,
+    ) -> anyhow::Result<Arc<Pusher>> {
         let keys = load_keys(&settings.s3_credentials).await?;
         Ok(Arc::new_cyclic(|me| Pusher {
             db,
@@ -96,6 +104,7 @@ impl Pusher {
             events,
             pending: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
+            snapshots,
             me: me.clone(),
         }))
     }
@@ -250,7 +259,13 @@ impl Pusher {
         let sel = Arc::new(Selection::of(spec)?);
         let store = self.open(spec)?;
         let identity = store.identity();
-        let root = PathBuf::from(&row.dest);
+        // A full merge pushes the generation as the slaves get it: its snapshot, which the next
+        // run does not touch, kept while the push reads it. Watched trees have no runs.
+        let held = match &paths {
+            None => self.snapshots.hold(&row.id, row.generation).await,
+            Some(_) => None,
+        };
+        let root = held.as_ref().map_or_else(|| PathBuf::from(&row.dest), |h| h.path.clone());
         let known = db::targets::known(&self.db, &identity, &sel.target_prefix).await.map_err(|e| e.to_string())?;
         let (files, remote, deletes) = match paths {
             None => {
