@@ -787,9 +787,15 @@ impl Runner {
         Ok(())
     }
 
-    /// The tree as a snapshot for the slaves to pull; false when there is none (turned off, the
-    /// options write in place, or it could not be made: then slaves pull the live tree).
+    /// The tree as a snapshot for the slaves to pull; false when there is none (turned off, no
+    /// reader, the options write in place, or it could not be made: then slaves pull the live tree).
     async fn freeze(&self, project: &crate::db::projects::ProjectRow) -> bool {
+        // Nobody would read it: no slave to tell, no object store to push to. A slave added
+        // later pulls the live tree until the next generation.
+        let read = !project.targets.is_empty() || db::slaves::any_told(&self.db).await.unwrap_or(true);
+        if !read {
+            return false;
+        }
         let began = std::time::Instant::now();
         match self.cfg.snapshots.build(project).await {
             Ok(frozen) => {

@@ -214,3 +214,26 @@ async fn a_slave_from_before_snapshots_is_asked_for_the_live_tree() {
     assert_eq!(to_old["path"], json!("pub/tree"));
     assert_eq!(to_new["source_path"], json!(".mirror-sync-snap/tree/1"), "{to_new}");
 }
+
+/// With no slave to tell and no object store to push to, a run makes no snapshot; a slave added
+/// then is told the live tree for the generation it finds, and gets snapshots from the next one.
+#[tokio::test]
+async fn no_snapshot_is_made_for_nobody() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = cluster_settings(dir.path());
+    let m = TestMaster::start_with(dir, settings).await;
+    add_project(&m, &upstream, "tree").await;
+    assert_eq!(sync_and_wait(&m, "tree").await, 1);
+    assert!(!m.mirror_root().join(".mirror-sync-snap").exists());
+
+    let held = HeldSlave::default();
+    let port = held.serve().await;
+    let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let first = held.request_for(1).await;
+    assert!(first.get("source_path").is_none(), "{first}");
+    assert_eq!(sync_and_wait(&m, "tree").await, 2);
+    assert_eq!(held.request_for(2).await["source_path"], json!(".mirror-sync-snap/tree/2"));
+}

@@ -22,6 +22,11 @@ pub async fn list(db: &Db) -> sqlx::Result<Vec<SlaveRow>> {
         .await
 }
 
+/// Whether any slave can be told of a generation (one with a token of its own).
+pub async fn any_told(db: &Db) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM slaves WHERE token IS NOT NULL)").fetch_one(&db.read).await
+}
+
 pub async fn get(db: &Db, hostname: &str, port: i64) -> sqlx::Result<Option<SlaveRow>> {
     sqlx::query_as("SELECT hostname, port, added_at, last_seen, token FROM slaves WHERE hostname = ? AND port = ?")
         .bind(hostname)
