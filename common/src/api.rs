@@ -725,6 +725,10 @@ pub struct PropagationView {
     pub flip_spread_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub laggards: Vec<String>,
+    /// Whether slaves pull the current generation from its snapshot (frozen as the run left it),
+    /// rather than from the master's live tree.
+    #[serde(default)]
+    pub snapshot: bool,
     pub slaves: Vec<SlavePropagation>,
 }
 

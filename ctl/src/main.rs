@@ -681,6 +681,9 @@ async fn run(cli: Cli) -> Result<()> {
                 return print_json(&v);
             }
             println!("{} at generation {}", project, v["generation"]);
+            if v["snapshot"] == Value::Bool(false) && v["generation"].as_i64() > Some(0) {
+                println!("slaves pull the master's live tree (no snapshot of this generation)");
+            }
             if let Some(spread) = v["flip_spread_ms"].as_i64() {
                 println!("last flip {spread} ms after the first");
             }

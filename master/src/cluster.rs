@@ -101,6 +101,11 @@ impl Cluster {
         self.sending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The snapshot slaves are told to pull for a generation, if it has one.
+    pub async fn snapshot(&self, project: &str, generation: i64) -> Option<MirrorPath> {
+        self.snapshots.of(project, generation).await
+    }
+
     /// Wakes the reconciler now (a slave was added, the master started).
     pub fn kick(&self) {
         self.kick.notify_one();
@@ -178,7 +183,7 @@ impl Cluster {
     async fn notify(&self, slave: &SlaveRow, project: &ProjectRow) -> anyhow::Result<()> {
         let Some(token) = &slave.token else { return Ok(()) };
         let mut request = self.request_for(slave, project)?;
-        request.source_path = self.snapshots.of(&project.id, project.generation).await;
+        request.source_path = self.snapshot(&project.id, project.generation).await;
         let host = slave.hostname.bracketed();
         let url = format!("http://{host}:{}/sync_from_master/", slave.port);
         let delivery = db::propagation::Delivery {

@@ -65,6 +65,11 @@ impl HeldSlave {
     }
 }
 
+/// What the propagation view says of the current generation's snapshot (project `tree`).
+async fn snapshot_shown(m: &TestMaster) -> Value {
+    m.api.get("/projects/tree/propagation", &Auth::root()).await.body["snapshot"].clone()
+}
+
 /// The paths where two trees differ (`snapshot`'s maps), not their bytes.
 fn differences(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -105,6 +110,7 @@ async fn a_generation_is_pulled_whole_after_the_master_has_moved_on_and_removed_
     assert_eq!(sync_and_wait(&m, "tree").await, 1);
     let first = held.request_for(1).await;
     assert_eq!(first["source_path"], json!(".mirror-sync-snap/tree/1"), "{first}");
+    assert_eq!(snapshot_shown(&m).await, json!(true));
     assert_eq!(first["path"], json!("pub/tree"));
     let one = snapshot(&upstream.data());
 
@@ -190,6 +196,7 @@ async fn without_snapshots_slaves_are_told_the_live_tree() {
     let request = held.request_for(1).await;
     assert!(request.get("source_path").is_none(), "{request}");
     assert!(!m.mirror_root().join(".mirror-sync-snap").exists());
+    assert_eq!(snapshot_shown(&m).await, json!(false));
 }
 
 /// A slave from before snapshots refuses `source_path`: it is asked again at once for the live
@@ -227,6 +234,7 @@ async fn no_snapshot_is_made_for_nobody() {
     add_project(&m, &upstream, "tree").await;
     assert_eq!(sync_and_wait(&m, "tree").await, 1);
     assert!(!m.mirror_root().join(".mirror-sync-snap").exists());
+    assert_eq!(snapshot_shown(&m).await, json!(false));
 
     let held = HeldSlave::default();
     let port = held.serve().await;
@@ -236,4 +244,5 @@ async fn no_snapshot_is_made_for_nobody() {
     assert!(first.get("source_path").is_none(), "{first}");
     assert_eq!(sync_and_wait(&m, "tree").await, 2);
     assert_eq!(held.request_for(2).await["source_path"], json!(".mirror-sync-snap/tree/2"));
+    assert_eq!(snapshot_shown(&m).await, json!(true));
 }

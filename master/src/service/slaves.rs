@@ -262,6 +262,14 @@ impl Slaves {
             })
             .collect();
         let laggards = if public { Vec::new() } else { self.cluster.laggards(id, project.generation) };
-        Ok(PropagationView { project: project.id, generation: project.generation, flip_spread_ms, laggards, slaves })
+        let snapshot = self.cluster.snapshot(&project.id, project.generation).await.is_some();
+        Ok(PropagationView {
+            project: project.id,
+            generation: project.generation,
+            flip_spread_ms,
+            laggards,
+            snapshot,
+            slaves,
+        })
     }
 }
