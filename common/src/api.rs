@@ -318,6 +318,9 @@ pub struct ProjectView {
     /// From this time on the project is `stale` unless a run succeeds first (its last success plus
     /// its objective); `null` when disabled or never synced.
     pub stale_after: Option<Timestamp>,
+    /// Its last success is older than its objective (`stale_after` has passed).
+    #[serde(default)]
+    pub stale: bool,
     /// RFC 3339 UTC; `null` when disabled, manual-only, or the schedule has ended.
     pub next_run_time: Option<Timestamp>,
     /// `queued` or `running` while a run is under way, else the last run's status, or `never_run`.
@@ -348,6 +351,9 @@ pub struct PublicProjectView {
     pub last_success: Option<Timestamp>,
     /// From this time on the project is `stale` unless a run succeeds first.
     pub stale_after: Option<Timestamp>,
+    /// Its last success is older than its objective (`stale_after` has passed).
+    #[serde(default)]
+    pub stale: bool,
     /// The current generation (bumped by each successful run).
     pub generation: i64,
     pub created_at: Timestamp,
@@ -378,6 +384,7 @@ impl From<ProjectView> for PublicProjectView {
             last_run: v.last_run.map(RunView::public),
             last_success: v.last_success,
             stale_after: v.stale_after,
+            stale: v.stale,
             generation: v.generation,
             created_at: v.created_at,
             updated_at: v.updated_at,

@@ -26,8 +26,8 @@ use crate::views::{ProjectState, project_view};
 /// `IN` list).
 const REREAD_ALL_ABOVE: usize = 512;
 
-/// What one project's fragments were rendered from, kept to render it again when its next fire
-/// time passes (no query needed for that).
+/// What one project's fragments were rendered from, kept to render it again when it expires (its
+/// next fire time passes, or it turns stale: no query needed for that).
 struct Entry {
     /// Shared with the readers of [`ListingCache::states`] (no copy per read).
     state: Arc<ProjectState>,
@@ -196,10 +196,14 @@ fn render_one(
 ) -> anyhow::Result<Entry> {
     let view = project_view(&row, now, last_run.as_ref(), last_success, max_age)?;
     let next_run = view.next_run_time.map(Timestamp::to_datetime);
+    // `stale` turns true just after `stale_after` (see `views::is_stale`).
+    let turns_stale =
+        view.stale_after.filter(|_| !view.stale).map(|t| t.to_datetime() + chrono::Duration::milliseconds(1));
+    let expires = next_run.into_iter().chain(turns_stale).min();
     let full = Bytes::from(serde_json::to_vec(&view)?);
     let public = Bytes::from(serde_json::to_vec(&PublicProjectView::from(view))?);
     let ends_chunk = ends_chunk(&row.id);
-    let state = Arc::new(ProjectState { row, last_run, last_success, next_run });
+    let state = Arc::new(ProjectState { row, last_run, last_success, next_run, expires });
     Ok(Entry { state, full, public, serial: 0, ends_chunk })
 }
 
@@ -319,14 +323,15 @@ impl ListingCache {
         inner.body.as_ref().is_some_and(|b| b.version >= version && b.valid_until.is_none_or(|t| now < t))
     }
 
-    /// Re-reads the marked projects, re-renders those whose next fire has passed, and assembles.
+    /// Re-reads the marked projects, re-renders those that went out of date by themselves (their
+    /// next fire passed, or they turned stale), and assembles.
     async fn refresh(&self, db: &Db, now: DateTime<Utc>) -> anyhow::Result<()> {
         let (version, all, marked, expired) = {
             let mut inner = self.inner();
             let expired: Vec<ProjectId> = inner
                 .entries
                 .iter()
-                .filter(|(_, e)| e.state.next_run.is_some_and(|t| t <= now))
+                .filter(|(_, e)| e.state.expires.is_some_and(|t| t <= now))
                 .map(|(id, _)| id.clone())
                 .collect();
             let all = std::mem::take(&mut inner.all_marked) || inner.marked.len() > REREAD_ALL_ABOVE;
@@ -357,7 +362,7 @@ impl ListingCache {
             inner.next_serial += 1;
             inner.entries.insert(entry.state.row.id.clone(), entry);
         }
-        let valid_until = inner.entries.values().filter_map(|e| e.state.next_run).min();
+        let valid_until = inner.entries.values().filter_map(|e| e.state.expires).min();
         let (full, public) = inner.assemble();
         inner.body = Some(Assembled { version, valid_until, full, public, bodies: Default::default() });
         Ok(())

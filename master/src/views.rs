@@ -42,6 +42,7 @@ pub fn project_view(
             .next_fire_at_or_after(now),
         _ => None,
     };
+    let stale_after = stale_after(row, last_success, default_max_age_secs);
     Ok(ProjectView {
         id: row.id.clone(),
         project: row.project.clone(),
@@ -66,7 +67,8 @@ pub fn project_view(
         stages: row.stages.clone(),
         flip: row.flip,
         depends_on: row.depends_on.clone(),
-        stale_after: stale_after(row, last_success, default_max_age_secs).map(Timestamp::from),
+        stale_after: stale_after.map(Timestamp::from),
+        stale: stale_after.is_some_and(|t| now > t),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),
         last_run: last_run.map(|r| run_view(r, false)),
@@ -119,6 +121,9 @@ pub struct ProjectState {
     pub last_run: Option<RunRow>,
     pub last_success: Option<Timestamp>,
     pub next_run: Option<DateTime<Utc>>,
+    /// When what was rendered of it goes out of date by itself: its next fire time passes, or it
+    /// turns stale.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// What a project looks like to its users: tunasync's words for it.

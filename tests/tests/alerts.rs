@@ -164,14 +164,25 @@ async fn a_failed_run_is_alerted_within_five_seconds_once_per_change_and_stalene
     let r = m.api.post("/update_project/basic/", &json!({"id": "deb", "max_age_secs": 1}), &Auth::root()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(m.api.get("/projects/deb", &Auth::root()).await.body["max_age_secs"], json!(1));
+    // The listing is rendered now, most likely before the objective passes; nothing changes
+    // after, yet it must say stale once it is.
+    let listing = || async {
+        let all = m.api.get("/list_projects/", &Auth::root()).await.body;
+        all.as_array().unwrap().iter().find(|p| p["id"] == json!("deb")).cloned().unwrap()
+    };
+    let before = listing().await;
     wait_for(10, "stale", || async { receiver.got("age").first().cloned() }).await;
     let listed = m.api.get("/projects/deb", &Auth::root()).await.body;
     assert!(listed["stale_after"].is_string(), "{listed}");
+    assert_eq!(listed["stale"], json!(true), "{listed}");
+    let after = listing().await;
+    assert_eq!((after["stale"].clone(), after["stale_after"].clone()), (json!(true), before["stale_after"].clone()));
     let metrics = m.api.get("/metrics", &Auth::root()).await.text;
     assert!(metrics.contains("mirror_sync_project_stale{project=\"deb\"} 1"), "{metrics}");
     let r = m.api.post("/update_project/basic/", &json!({"id": "deb", "max_age_secs": 3600}), &Auth::root()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     wait_for(10, "fresh_again", || async { (receiver.got("age").len() >= 2).then_some(()) }).await;
+    assert_eq!(listing().await["stale"], json!(false));
 
     // A bad objective is refused, naming the field.
     let r = m.api.post("/update_project/basic/", &json!({"id": "deb", "max_age_secs": 0}), &Auth::root()).await;
