@@ -101,44 +101,10 @@ pub fn stage_argv(p: &ProjectRow, temp: &std::path::Path, mirror_name: &str, sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_common::api::{Host, ModulePath, Name, ProjectId};
-    use mirror_common::rsync_opts::RsyncOptions;
+    use mirror_common::api::{Host, Name};
 
     fn project() -> ProjectRow {
-        ProjectRow {
-            id: ProjectId::from_static("fedora"),
-            project: "fedora".into(),
-            id_derived: true,
-            rsync_host: Some(Host::from_static("rsync.example.org")),
-            rsync_module: Some(ModulePath::from_static("fedora/linux")),
-            dest: "/srv/mirror/fedora".into(),
-            rsync_password: None,
-            schedule: None,
-            rsync_options: RsyncOptions {
-                defaults: vec!["-avH".into()],
-                basic: vec!["--no-motd".into()],
-                delete: Some("--delete".into()),
-            },
-            enabled: true,
-            created_at: mirror_common::time::Timestamp::now(),
-            updated_at: mirror_common::time::Timestamp::now(),
-            rsync_user: None,
-            rsync_port: None,
-            timeout_secs: None,
-            max_age_secs: None,
-            version: 1,
-            managed_file: None,
-            trace: false,
-            targets: Default::default(),
-            watch: false,
-            max_delete: None,
-            stages: None,
-            flip: false,
-            depends_on: Default::default(),
-            catch_up: false,
-            last_fire_at: None,
-            generation: 0,
-        }
+        crate::db::projects::sample()
     }
 
     #[test]

@@ -756,7 +756,7 @@ impl Runner {
             self.write_trace(&project, run_id, began, &outcome, stage1.is_some().then_some(stage_secs)).await;
         }
         // Frozen before the run is recorded, so that no slave is told of a generation without it.
-        let frozen = outcome.succeeded() && self.freeze(&project).await;
+        let frozen = if outcome.succeeded() { self.freeze(&project).await } else { None };
         // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as
         // a client reads this run as ended (below), not only once the change is published.
         self.free(project_id, run_id);
@@ -768,9 +768,8 @@ impl Runner {
         };
         // Recorded as ended: told to the listing and whoever listens.
         self.release(project_id, run_id);
-        if let Some(project) = &bumped
-            && frozen
-            && let Err(e) = self.cfg.snapshots.name(&project.id, project.generation).await
+        if let (Some(project), Some(built)) = (&bumped, frozen)
+            && let Err(e) = self.cfg.snapshots.name(built, project.generation).await
         {
             tracing::warn!(error = format!("{e:#}"), "no snapshot: slaves pull the live tree");
         }
@@ -787,26 +786,27 @@ impl Runner {
         Ok(())
     }
 
-    /// The tree as a snapshot for the slaves to pull; false when there is none (turned off, no
-    /// reader, the options write in place, or it could not be made: then slaves pull the live tree).
-    async fn freeze(&self, project: &crate::db::projects::ProjectRow) -> bool {
+    /// The tree as a snapshot for the slaves to pull, to be named after the generation; `None`
+    /// when there is none (turned off, no reader, the options write in place, or it could not be
+    /// made: then slaves pull the live tree).
+    async fn freeze(&self, project: &crate::db::projects::ProjectRow) -> Option<crate::snapshots::Built> {
         // Nobody would read it: no slave to tell, no object store to push to. A slave added
         // later pulls the live tree until the next generation.
         let read = !project.targets.is_empty() || db::slaves::any_told(&self.db).await.unwrap_or(true);
         if !read {
-            return false;
+            return None;
         }
         let began = std::time::Instant::now();
         match self.cfg.snapshots.build(project).await {
-            Ok(frozen) => {
-                if frozen {
+            Ok(built) => {
+                if built.is_some() {
                     tracing::debug!(elapsed_ms = began.elapsed().as_millis() as u64, "snapshot made");
                 }
-                frozen
+                built
             }
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "no snapshot: slaves pull the live tree");
-                false
+                None
             }
         }
     }

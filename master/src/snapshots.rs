@@ -41,6 +41,16 @@ pub struct Snapshots {
     root: Option<PathBuf>,
     /// Snapshots the master itself is reading (a push to an object store): never pruned.
     holds: Holds,
+    /// Per project, whose turn it is to build: a build waits until the one before is named.
+    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// A snapshot built and not yet named after its generation: until it is (or is dropped), the
+/// project's next build waits, so that it cannot take this one's place.
+#[derive(Debug)]
+pub struct Built {
+    dir: PathBuf,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// A snapshot kept for as long as this lives.
@@ -66,7 +76,16 @@ impl Drop for Held {
 
 impl Snapshots {
     pub fn new(mirror_root: &Path, enabled: bool) -> Snapshots {
-        Snapshots { root: enabled.then(|| mirror_root.join(SNAPSHOT_DIR)), holds: Holds::default() }
+        Snapshots {
+            root: enabled.then(|| mirror_root.join(SNAPSHOT_DIR)),
+            holds: Holds::default(),
+            turns: Arc::default(),
+        }
+    }
+
+    fn turn(&self, project: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(turns.entry(project.to_owned()).or_default())
     }
 
     fn holds(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i64), usize>> {
@@ -89,27 +108,28 @@ impl Snapshots {
     }
 
     /// After a successful run, before it is recorded: the tree frozen as the next generation's
-    /// candidate. `Ok(false)`: no snapshot (turned off, or the project's options write in place);
+    /// candidate. `Ok(None)`: no snapshot (turned off, or the project's options write in place);
     /// its slaves pull the live tree.
-    pub async fn build(&self, project: &ProjectRow) -> anyhow::Result<bool> {
-        let Some(dir) = self.project_dir(&project.id) else { return Ok(false) };
+    pub async fn build(&self, project: &ProjectRow) -> anyhow::Result<Option<Built>> {
+        let Some(dir) = self.project_dir(&project.id) else { return Ok(None) };
         if writes_in_place(&project.rsync_options.layered()) {
             tracing::warn!(project.id = %project.id, "--inplace or --append: no snapshot; slaves pull the live tree");
-            return Ok(false);
+            return Ok(None);
         }
-        let (source, target) = (PathBuf::from(&project.dest), dir.join(BUILDING));
+        let turn = self.turn(&project.id).lock_owned().await;
+        let (source, target, parent) = (PathBuf::from(&project.dest), dir.join(BUILDING), dir.clone());
         tokio::task::spawn_blocking(move || {
             remove_tree(&target)?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
             link_tree(&source, &target)
         })
         .await??;
-        Ok(true)
+        Ok(Some(Built { dir, _turn: turn }))
     }
 
-    /// The candidate `build` made becomes `generation`'s snapshot.
-    pub async fn name(&self, project: &str, generation: i64) -> anyhow::Result<()> {
-        let Some(dir) = self.project_dir(project) else { return Ok(()) };
+    /// What `build` made becomes `generation`'s snapshot.
+    pub async fn name(&self, built: Built, generation: i64) -> anyhow::Result<()> {
+        let dir = &built.dir;
         let target = dir.join(generation.to_string());
         let stale = target.clone();
         tokio::task::spawn_blocking(move || remove_tree(&stale)).await??;
@@ -272,6 +292,29 @@ mod tests {
         assert!(gens.join("next.partial").is_dir(), "a build under way is not a generation");
         snapshots.prune_projects(&HashSet::new()).await.unwrap();
         assert!(!gens.exists(), "a project that is no more loses its snapshots");
+    }
+
+    /// A build holds its project's turn until it is named: the next run's build cannot replace
+    /// it in between.
+    #[tokio::test]
+    async fn a_build_keeps_the_next_one_waiting_until_it_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("file"), "one").unwrap();
+        let snapshots = Snapshots::new(dir.path(), true);
+        let project = ProjectRow {
+            id: ProjectId::from_static("p"),
+            dest: tree.display().to_string(),
+            ..crate::db::projects::sample()
+        };
+        let built = snapshots.build(&project).await.unwrap().unwrap();
+        assert!(snapshots.turn("p").try_lock().is_err(), "the next build waits");
+        snapshots.name(built, 7).await.unwrap();
+        assert!(snapshots.turn("p").try_lock().is_ok(), "named: the next build may go");
+        let named = dir.path().join(SNAPSHOT_DIR).join("p/7/file");
+        assert_eq!(std::fs::read_to_string(named).unwrap(), "one");
+        assert_eq!(snapshots.of("p", 7).await.unwrap().as_str(), ".mirror-sync-snap/p/7");
     }
 
     #[test]

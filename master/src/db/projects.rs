@@ -231,6 +231,46 @@ pub async fn bump_generation<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) ->
     .await
 }
 
+/// A project row for unit tests: `fedora`, from rsync.example.org::fedora/linux into
+/// /srv/mirror/fedora, `-avH --no-motd --delete`.
+#[cfg(test)]
+pub fn sample() -> ProjectRow {
+    ProjectRow {
+        id: mirror_common::api::ProjectId::from_static("fedora"),
+        project: "fedora".into(),
+        id_derived: true,
+        rsync_host: Some(mirror_common::api::Host::from_static("rsync.example.org")),
+        rsync_module: Some(mirror_common::api::ModulePath::from_static("fedora/linux")),
+        dest: "/srv/mirror/fedora".into(),
+        rsync_password: None,
+        schedule: None,
+        rsync_options: mirror_common::rsync_opts::RsyncOptions {
+            defaults: vec!["-avH".into()],
+            basic: vec!["--no-motd".into()],
+            delete: Some("--delete".into()),
+        },
+        enabled: true,
+        created_at: mirror_common::time::Timestamp::now(),
+        updated_at: mirror_common::time::Timestamp::now(),
+        rsync_user: None,
+        rsync_port: None,
+        timeout_secs: None,
+        max_age_secs: None,
+        version: 1,
+        managed_file: None,
+        trace: false,
+        targets: Default::default(),
+        watch: false,
+        max_delete: None,
+        stages: None,
+        flip: false,
+        depends_on: Default::default(),
+        catch_up: false,
+        last_fire_at: None,
+        generation: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
