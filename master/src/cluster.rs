@@ -126,6 +126,9 @@ impl Cluster {
     /// told of within the reconciler's patience and has not reported. One project, or all (and
     /// those of projects that are no more).
     async fn prune_snapshots(&self, only: Option<&ProjectId>) -> anyhow::Result<()> {
+        if !self.snapshots.enabled() {
+            return Ok(());
+        }
         let since = (chrono::Utc::now() - self.patience).into();
         let mut holds: HashMap<ProjectId, HashSet<i64>> = HashMap::new();
         for (project, generation) in db::propagation::snapshot_holds(&self.db, since).await? {
@@ -133,12 +136,7 @@ impl Cluster {
         }
         match only {
             Some(project) => self.snapshots.prune(project, holds.get(project).unwrap_or(&HashSet::new())).await,
-            None => {
-                for (project, keep) in &holds {
-                    self.snapshots.prune(project, keep).await?;
-                }
-                self.snapshots.prune_projects(&holds.keys().cloned().collect()).await
-            }
+            None => self.snapshots.prune_all(&holds).await,
         }
     }
 

@@ -165,8 +165,10 @@ impl Snapshots {
         self.remove_all(gone).await
     }
 
-    /// Removes the snapshots of projects that are no more.
-    pub async fn prune_projects(&self, known: &HashSet<ProjectId>) -> anyhow::Result<()> {
+    /// Every project that has snapshots keeps those of its `keep` entry (and the held ones); a
+    /// project with no entry, one that is no more, loses them all. Only the projects that have
+    /// snapshots are looked at.
+    pub async fn prune_all(&self, keep: &HashMap<ProjectId, HashSet<i64>>) -> anyhow::Result<()> {
         let Some(root) = &self.root else { return Ok(()) };
         let mut gone = Vec::new();
         let Ok(mut entries) = tokio::fs::read_dir(root).await else { return Ok(()) };
@@ -174,11 +176,17 @@ impl Snapshots {
             let name = entry.file_name();
             let id = name.to_str().and_then(|n| ProjectId::parse(n).ok());
             let held = |p: &ProjectId| self.holds().keys().any(|(held, _)| held == p.as_str());
-            if !id.is_some_and(|p| known.contains(&p) || held(&p)) {
-                gone.push(entry.path());
+            match id.as_ref().and_then(|p| keep.get(p).map(|k| (p, k))) {
+                Some((project, generations)) => self.prune(project, generations).await?,
+                None if id.as_ref().is_some_and(held) => {}
+                None => gone.push(entry.path()),
             }
         }
         self.remove_all(gone).await
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.root.is_some()
     }
 
     async fn remove_all(&self, paths: Vec<PathBuf>) -> anyhow::Result<()> {
@@ -290,7 +298,7 @@ mod tests {
         snapshots.prune("p", &keep).await.unwrap();
         assert!(!gens.join("1").exists() && gens.join("2").is_dir());
         assert!(gens.join("next.partial").is_dir(), "a build under way is not a generation");
-        snapshots.prune_projects(&HashSet::new()).await.unwrap();
+        snapshots.prune_all(&HashMap::new()).await.unwrap();
         assert!(!gens.exists(), "a project that is no more loses its snapshots");
     }
 
