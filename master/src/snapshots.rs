@@ -6,9 +6,9 @@
 //! file as a new file renamed into place (never in place, unless told `--inplace` or `--append`),
 //! so a file of a snapshot never changes.
 //!
-//! A snapshot is kept while it is the project's current generation or a slave may still be
+//! A snapshot is kept while it is the project's current generation, while a slave may still be
 //! pulling it (a notification of it not yet answered by a report, within the reconciler's
-//! patience); the others are removed.
+//! patience), or while the master pushes it to an object store; the others are removed.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -175,7 +175,10 @@ impl Snapshots {
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name();
             let id = name.to_str().and_then(|n| ProjectId::parse(n).ok());
-            let held = |p: &ProjectId| self.holds().keys().any(|(held, _)| held == p.as_str());
+            // Held by a push, or a build under way (a project newer than `keep`, say).
+            let held = |p: &ProjectId| {
+                self.holds().keys().any(|(held, _)| held == p.as_str()) || self.turn(p).try_lock().is_err()
+            };
             match id.as_ref().and_then(|p| keep.get(p).map(|k| (p, k))) {
                 Some((project, generations)) => self.prune(project, generations).await?,
                 None if id.as_ref().is_some_and(held) => {}
@@ -318,6 +321,8 @@ mod tests {
         };
         let built = snapshots.build(&project).await.unwrap().unwrap();
         assert!(snapshots.turn("p").try_lock().is_err(), "the next build waits");
+        snapshots.prune_all(&HashMap::new()).await.unwrap();
+        assert!(dir.path().join(SNAPSHOT_DIR).join("p/next.partial").is_dir(), "a build under way is left alone");
         snapshots.name(built, 7).await.unwrap();
         assert!(snapshots.turn("p").try_lock().is_ok(), "named: the next build may go");
         let named = dir.path().join(SNAPSHOT_DIR).join("p/7/file");
