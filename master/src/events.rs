@@ -37,6 +37,8 @@ pub enum Change {
         /// Why it failed (the first errors), or what it skipped.
         message: String,
     },
+    /// After a successful run, its tree was frozen for the slaves (`made`), or could not be.
+    SnapshotBuilt { project: ProjectId, made: bool, seconds: f64 },
     /// A user was created, removed, or got a new password or role: its cached logins must go.
     UserChanged { username: Name },
 }

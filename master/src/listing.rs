@@ -436,7 +436,8 @@ impl Listener for ListingCache {
             | Change::UserChanged { .. }
             | Change::RunState { .. }
             | Change::Committed(_)
-            | Change::PushEnded { .. } => {}
+            | Change::PushEnded { .. }
+            | Change::SnapshotBuilt { .. } => {}
         }
     }
 }

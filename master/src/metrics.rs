@@ -33,6 +33,8 @@ pub struct Metrics {
     pushed_objects: Family<Labels, Counter>,
     pushed_bytes: Family<Labels, Counter>,
     transferred: Family<Labels, Counter>,
+    snapshots: Family<Labels, Counter>,
+    snapshot_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     requests: Family<Labels, Counter>,
     durations: Family<Labels, Histogram, fn() -> Histogram>,
 }
@@ -45,6 +47,8 @@ impl Default for Metrics {
             pushed_objects: Family::default(),
             pushed_bytes: Family::default(),
             transferred: Family::default(),
+            snapshots: Family::default(),
+            snapshot_seconds: Family::default(),
             requests: Family::default(),
             durations: Family::new_with_constructor(latency_histogram),
         }
@@ -103,6 +107,16 @@ impl Metrics {
             "mirror_sync_project_transferred_bytes",
             "Bytes of files rsync transferred, by project",
             self.transferred.clone(),
+        );
+        counters.register(
+            "mirror_sync_project_snapshots",
+            "Snapshots of a run's tree for the slaves, by project and result (made, failed)",
+            self.snapshots.clone(),
+        );
+        counters.register(
+            "mirror_sync_project_snapshot_seconds",
+            "Time spent making snapshots of runs' trees, by project",
+            self.snapshot_seconds.clone(),
         );
         counters.register(
             "mirror_sync_http_requests",
@@ -194,10 +208,21 @@ impl Listener for Arc<Metrics> {
                 let bytes_counter = vec![("project", project.to_string()), ("target", target.clone())];
                 self.pushed_bytes.get_or_create(&bytes_counter).inc_by(*bytes);
             }
+            Change::SnapshotBuilt { project, made, seconds } => {
+                let result = if *made { "made" } else { "failed" };
+                self.snapshots
+                    .get_or_create(&vec![("project", project.to_string()), ("result", result.to_owned())])
+                    .inc();
+                self.snapshot_seconds.get_or_create(&vec![("project", project.to_string())]).inc_by(*seconds);
+            }
             Change::ProjectRemoved { id } => {
                 for status in RunStatus::ALL {
                     self.runs.remove(&vec![("project", id.to_string()), ("result", status.to_string())]);
                 }
+                for result in ["made", "failed"] {
+                    self.snapshots.remove(&vec![("project", id.to_string()), ("result", result.to_owned())]);
+                }
+                self.snapshot_seconds.remove(&vec![("project", id.to_string())]);
                 self.transferred.remove(&vec![("project", id.to_string())]);
             }
             _ => {}

@@ -797,18 +797,21 @@ impl Runner {
             return None;
         }
         let began = std::time::Instant::now();
-        match self.cfg.snapshots.build(project).await {
-            Ok(built) => {
-                if built.is_some() {
-                    tracing::debug!(elapsed_ms = began.elapsed().as_millis() as u64, "snapshot made");
-                }
-                built
+        let built = self.cfg.snapshots.build(project).await;
+        let seconds = began.elapsed().as_secs_f64();
+        let built = match built {
+            Ok(None) => return None,
+            Ok(Some(built)) => {
+                tracing::debug!(elapsed_ms = (seconds * 1000.0) as u64, "snapshot made");
+                Some(built)
             }
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "no snapshot: slaves pull the live tree");
                 None
             }
-        }
+        };
+        self.events.publish(Change::SnapshotBuilt { project: project.id.clone(), made: built.is_some(), seconds });
+        built
     }
 
     /// Stage 1 of a two-stage run, again while the upstream shows its update lock (within

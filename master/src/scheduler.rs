@@ -288,6 +288,7 @@ impl Listener for Scheduler {
             | Change::RunState { .. }
             | Change::Committed(_)
             | Change::PushEnded { .. }
+            | Change::SnapshotBuilt { .. }
             | Change::UserChanged { .. } => {}
         }
     }

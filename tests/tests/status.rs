@@ -152,6 +152,8 @@ async fn metrics_pass_promtool_and_show_runs_slaves_and_requests() {
         "mirror_sync_project_last_run_status{project=\"broken\",status=\"failed\"} 1",
         "mirror_sync_project_running{project=\"idle\"} 0",
         "mirror_sync_project_generation{project=\"fedora\"} 1",
+        "mirror_sync_project_snapshots_total{project=\"fedora\",result=\"made\"} 1",
+        "mirror_sync_project_snapshot_seconds_total{project=\"fedora\"} ",
         "mirror_sync_run_queue_length 0",
         "mirror_sync_rsyncd_up 1",
         "mirror_sync_slave_lag_generations{slave=",
