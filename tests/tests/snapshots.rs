@@ -57,6 +57,14 @@ impl HeldSlave {
         port
     }
 
+    /// Serves, and is registered with the master: its port and the token the master issued.
+    async fn register(&self, m: &TestMaster) -> (u16, String) {
+        let port = self.serve().await;
+        let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        (port, r.body["token"].as_str().unwrap().to_owned())
+    }
+
     async fn request_for(&self, generation: i64) -> Value {
         wait_for(30, &format!("the notification of generation {generation}"), || async {
             self.seen.lock().unwrap().iter().find(|r| r["generation"] == json!(generation)).cloned()
@@ -101,10 +109,7 @@ async fn a_generation_is_pulled_whole_after_the_master_has_moved_on_and_removed_
     settings.notify_timeout_secs = 10;
     let m = TestMaster::start_with(dir, settings).await;
     let held = HeldSlave::default();
-    let port = held.serve().await;
-    let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let token = r.body["token"].as_str().unwrap().to_owned();
+    let (port, token) = held.register(&m).await;
     add_project(&m, &upstream, "tree").await;
 
     assert_eq!(sync_and_wait(&m, "tree").await, 1);
@@ -188,9 +193,7 @@ async fn without_snapshots_slaves_are_told_the_live_tree() {
     settings.snapshots = false;
     let m = TestMaster::start_with(dir, settings).await;
     let held = HeldSlave::default();
-    let port = held.serve().await;
-    let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    held.register(&m).await;
     add_project(&m, &upstream, "tree").await;
     assert_eq!(sync_and_wait(&m, "tree").await, 1);
     let request = held.request_for(1).await;
@@ -210,9 +213,7 @@ async fn a_slave_from_before_snapshots_is_asked_for_the_live_tree() {
     let m = TestMaster::start_with(dir, settings).await;
     let (old, new) = (HeldSlave { old: true, ..HeldSlave::default() }, HeldSlave::default());
     for slave in [&old, &new] {
-        let port = slave.serve().await;
-        let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        slave.register(&m).await;
     }
     add_project(&m, &upstream, "tree").await;
     assert_eq!(sync_and_wait(&m, "tree").await, 1);
@@ -237,9 +238,7 @@ async fn no_snapshot_is_made_for_nobody() {
     assert_eq!(snapshot_shown(&m).await, json!(false));
 
     let held = HeldSlave::default();
-    let port = held.serve().await;
-    let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    held.register(&m).await;
     let first = held.request_for(1).await;
     assert!(first.get("source_path").is_none(), "{first}");
     assert_eq!(sync_and_wait(&m, "tree").await, 2);
