@@ -131,7 +131,7 @@ impl Cluster {
         }
         let since = (chrono::Utc::now() - self.patience).into();
         let mut holds: HashMap<ProjectId, HashSet<i64>> = HashMap::new();
-        for (project, generation) in db::propagation::snapshot_holds(&self.db, since).await? {
+        for (project, generation) in db::propagation::snapshot_holds(&self.db, since, only.map(|p| p.as_str())).await? {
             holds.entry(project).or_default().insert(generation);
         }
         match only {

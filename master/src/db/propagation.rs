@@ -176,14 +176,17 @@ pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(ProjectId, Host, i64, i64)
     .await
 }
 
-/// What a project's snapshots must keep: (project, generation) for each project's current
+/// What projects' snapshots must keep: (project, generation) for each project's current
 /// generation, and for each generation a slave was told of since `since` and has not reported.
-pub async fn snapshot_holds(db: &Db, since: Timestamp) -> sqlx::Result<Vec<(ProjectId, i64)>> {
+/// Of one project, or (`None`) of all.
+pub async fn snapshot_holds(db: &Db, since: Timestamp, project: Option<&str>) -> sqlx::Result<Vec<(ProjectId, i64)>> {
     sqlx::query_as(
-        "SELECT id, generation FROM projects UNION SELECT project_id, generation FROM propagation \
-         WHERE status IN ('notified', 'running') AND notified_at > ?1",
+        "SELECT id, generation FROM projects WHERE ?2 IS NULL OR id = ?2 \
+         UNION SELECT project_id, generation FROM propagation \
+         WHERE status IN ('notified', 'running') AND notified_at > ?1 AND (?2 IS NULL OR project_id = ?2)",
     )
     .bind(since.to_text())
+    .bind(project)
     .fetch_all(&db.read)
     .await
 }
