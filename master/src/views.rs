@@ -22,7 +22,12 @@ pub fn stale_after(row: &ProjectRow, last_success: Option<Timestamp>, default_se
 
 /// Whether the project is stale now.
 pub fn is_stale(s: &ProjectState, now: DateTime<Utc>, default_secs: u64) -> bool {
-    stale_after(&s.row, s.last_success, default_secs).is_some_and(|t| now > t)
+    stale_by(stale_after(&s.row, s.last_success, default_secs), now)
+}
+
+/// Stale from just after `stale_after`.
+fn stale_by(stale_after: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    stale_after.is_some_and(|t| now > t)
 }
 
 /// Builds the listed form of a project. Never includes the password. `default_max_age_secs`:
@@ -68,7 +73,7 @@ pub fn project_view(
         flip: row.flip,
         depends_on: row.depends_on.clone(),
         stale_after: stale_after.map(Timestamp::from),
-        stale: stale_after.is_some_and(|t| now > t),
+        stale: stale_by(stale_after, now),
         next_run_time: next_run_time.map(Timestamp::from),
         status: last_run.map_or_else(|| "never_run".to_owned(), |r| r.status.to_string()),
         last_run: last_run.map(|r| run_view(r, false)),
