@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use mirror_master::config::Settings;
 use mirror_tests::cluster::{RSYNCD_PASSWORD, cluster_settings, served_generations, start_slaves, sync_and_wait};
 use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, generate_tree, snapshot};
 use mirror_tests::{Auth, TestMaster, wait_for};
@@ -98,16 +99,22 @@ fn pull(m: &TestMaster, path: &str, into: &std::path::Path) -> BTreeMap<String, 
     snapshot(into)
 }
 
-#[tokio::test]
-async fn a_generation_is_pulled_whole_after_the_master_has_moved_on_and_removed_once_pulled() {
+/// An upstream daemon serving a generated tree of `files` files, and a master with its managed
+/// rsync daemon, its settings changed by `tweak` first.
+async fn upstream_and_master(files: usize, tweak: impl FnOnce(&mut Settings)) -> (Upstream, TestMaster) {
     let upstream = Upstream::start().await;
-    generate_tree(&upstream.data(), 20);
-    std::fs::write(upstream.data().join("version"), "1").unwrap();
+    generate_tree(&upstream.data(), files);
     let dir = tempfile::tempdir().unwrap();
     let mut settings = cluster_settings(dir.path());
+    tweak(&mut settings);
+    (upstream, TestMaster::start_with(dir, settings).await)
+}
+
+#[tokio::test]
+async fn a_generation_is_pulled_whole_after_the_master_has_moved_on_and_removed_once_pulled() {
     // A pull not reported keeps its snapshot for three times this (the reconciler's patience).
-    settings.notify_timeout_secs = 10;
-    let m = TestMaster::start_with(dir, settings).await;
+    let (upstream, m) = upstream_and_master(20, |s| s.notify_timeout_secs = 10).await;
+    std::fs::write(upstream.data().join("version"), "1").unwrap();
     let held = HeldSlave::default();
     let (port, token) = held.register(&m).await;
     add_project(&m, &upstream, "tree").await;
@@ -159,11 +166,7 @@ async fn a_generation_is_pulled_whole_after_the_master_has_moved_on_and_removed_
 
 #[tokio::test]
 async fn a_real_slave_pulls_the_generation_not_what_the_master_is_writing() {
-    let upstream = Upstream::start().await;
-    generate_tree(&upstream.data(), 20);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = cluster_settings(dir.path());
-    let m = TestMaster::start_with(dir, settings).await;
+    let (upstream, m) = upstream_and_master(20, |_| {}).await;
     let mut slaves = start_slaves(&m.api, 1).await;
     add_project(&m, &upstream, "tree").await;
     // The slave is down while generation 1 is made, and while the master's tree is half way to
@@ -186,12 +189,7 @@ async fn a_real_slave_pulls_the_generation_not_what_the_master_is_writing() {
 /// With `snapshots = false`, as before they existed: no snapshot, the slave is told the live tree.
 #[tokio::test]
 async fn without_snapshots_slaves_are_told_the_live_tree() {
-    let upstream = Upstream::start().await;
-    generate_tree(&upstream.data(), 5);
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = cluster_settings(dir.path());
-    settings.snapshots = false;
-    let m = TestMaster::start_with(dir, settings).await;
+    let (upstream, m) = upstream_and_master(5, |s| s.snapshots = false).await;
     let held = HeldSlave::default();
     held.register(&m).await;
     add_project(&m, &upstream, "tree").await;
@@ -206,11 +204,7 @@ async fn without_snapshots_slaves_are_told_the_live_tree() {
 /// tree, so slaves and master can be upgraded in either order.
 #[tokio::test]
 async fn a_slave_from_before_snapshots_is_asked_for_the_live_tree() {
-    let upstream = Upstream::start().await;
-    generate_tree(&upstream.data(), 5);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = cluster_settings(dir.path());
-    let m = TestMaster::start_with(dir, settings).await;
+    let (upstream, m) = upstream_and_master(5, |_| {}).await;
     let (old, new) = (HeldSlave { old: true, ..HeldSlave::default() }, HeldSlave::default());
     for slave in [&old, &new] {
         slave.register(&m).await;
@@ -227,11 +221,7 @@ async fn a_slave_from_before_snapshots_is_asked_for_the_live_tree() {
 /// then is told the live tree for the generation it finds, and gets snapshots from the next one.
 #[tokio::test]
 async fn no_snapshot_is_made_for_nobody() {
-    let upstream = Upstream::start().await;
-    generate_tree(&upstream.data(), 5);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = cluster_settings(dir.path());
-    let m = TestMaster::start_with(dir, settings).await;
+    let (upstream, m) = upstream_and_master(5, |_| {}).await;
     add_project(&m, &upstream, "tree").await;
     assert_eq!(sync_and_wait(&m, "tree").await, 1);
     assert!(!m.mirror_root().join(".mirror-sync-snap").exists());
