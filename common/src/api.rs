@@ -211,6 +211,10 @@ pub struct CreateUser {
 pub struct UpdateUser {
     pub username: Name,
     pub password: Option<Secret>,
+    /// The password being replaced: needed when users change their own password while logged in
+    /// with a token (a token alone, stolen or left on a screen, must not take the account over).
+    #[serde(default)]
+    pub current_password: Option<Secret>,
     /// Only a root may change a role.
     pub role: Option<Role>,
     /// Why (kept with the change's version; or the `X-Comment` header).

@@ -56,16 +56,18 @@ pub struct JsonRejection {
     pub invalid_value: bool,
 }
 
-/// Parses a JSON document into `T`, naming the field at fault when it is refused.
+/// Parses a JSON request body into `T` through the bounded reader ([`crate::document`], with
+/// [`Limits::REQUEST`](crate::document::Limits::REQUEST): no duplicate key, bounded depth and
+/// size), naming the field at fault when it is refused.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonRejection> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(rejection)?;
-    de.end().map_err(|e| JsonRejection {
-        field: None,
-        message: strip_position(&e.to_string()),
-        invalid_value: false,
-    })?;
-    Ok(value)
+    let value = crate::document::read_json(bytes, &crate::document::Limits::REQUEST).map_err(JsonRejection::from)?;
+    from_json_value(value)
+}
+
+impl From<crate::document::DocError> for JsonRejection {
+    fn from(e: crate::document::DocError) -> JsonRejection {
+        JsonRejection { field: e.place().map(str::to_owned), message: e.to_string(), invalid_value: false }
+    }
 }
 
 /// As [`parse_json`], from a parsed value.

@@ -59,6 +59,7 @@ pub mod api;
 pub mod cron;
 pub mod dates;
 pub mod depends;
+pub mod document;
 pub mod error;
 pub mod guards;
 pub mod names;

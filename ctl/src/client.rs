@@ -95,7 +95,7 @@ pub fn resolve_url(flag: Option<&str>) -> String {
 }
 
 /// The token `mirrorctl login` keeps, for one master.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedToken {
     pub url: String,
     pub username: String,
@@ -130,27 +130,55 @@ pub fn token_file() -> Option<PathBuf> {
     config_dir().map(|d| d.join("mirrorctl-token.json"))
 }
 
-/// Writes the token file readable by its owner only (0600, created so: never readable by others).
+/// The directory of mirrorctl's files, made 0700 whatever the umask (the token file in it is
+/// 0600, and nobody else may swap it or place one there).
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// The token file: one saved token per master (a file of the older single-token shape is read
+/// as a list of one).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TokenFile {
+    masters: Vec<SavedToken>,
+}
+
+fn read_tokens() -> TokenFile {
+    let Some(text) = token_file().and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return TokenFile::default();
+    };
+    if let Ok(file) = serde_json::from_str::<TokenFile>(&text) {
+        return file;
+    }
+    serde_json::from_str::<SavedToken>(&text).map(|one| TokenFile { masters: vec![one] }).unwrap_or_default()
+}
+
+/// Keeps `saved` as the token for its master, beside those of other masters, in a file readable
+/// by its owner only (0600, created so: never readable by others).
 pub fn save_token(saved: &SavedToken) -> Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = token_file().ok_or_else(|| Failure::new(Exit::Other, "no home directory for the token file"))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
     }
+    let mut file = read_tokens();
+    file.masters.retain(|t| t.url != saved.url);
+    file.masters.push(saved.clone());
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(serde_json::to_string(saved)?.as_bytes())?;
+    f.write_all(serde_json::to_string(&file)?.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
 
 fn load_token(url: &str) -> Option<SavedToken> {
-    let text = std::fs::read_to_string(token_file()?).ok()?;
-    let saved: SavedToken = serde_json::from_str(&text).ok()?;
-    (saved.url == url).then_some(saved)
+    read_tokens().masters.into_iter().find(|t| t.url == url)
 }
 
 /// The saved token for `url`, renewed first with its refresh token when it has expired or has
@@ -178,7 +206,7 @@ async fn saved_login(url: &str) -> Option<String> {
 }
 
 async fn renew(url: &str, refresh: &str) -> Option<mirror_common::api::TokenResponse> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().ok()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(same_origin()).build().ok()?;
     let body = serde_json::json!({ "refresh_token": refresh });
     let resp = http.post(format!("{url}/refresh_token/")).json(&body).send().await.ok()?;
     if !resp.status().is_success() {
@@ -210,6 +238,39 @@ pub async fn resolve_login(url: &str) -> Login {
     }
 }
 
+/// The login for a master other than the one `mirrorctl` is pointed at (`copy`'s other side):
+/// its own saved token only. The environment's credentials belong to the master of `--url`
+/// (`MIRRORCTL_URL`, the configuration file): they are never sent to another.
+pub async fn resolve_login_elsewhere(url: &str) -> Login {
+    saved_login(url).await.map_or(Login::None, Login::Bearer)
+}
+
+/// Redirects are followed only within the master's own origin (scheme, host and port): a
+/// redirect elsewhere would carry a password, a token or a body to a host nobody named. It is
+/// answered as a failure that says where it pointed.
+fn same_origin() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > 5 || first.as_ref() != Some(&attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The message for a redirect that was not followed.
+fn redirect_message(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Option<String> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let to = headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
+    Some(format!(
+        "the master answered {status}, to {}: not followed (another origin); use that URL with --url if you trust it",
+        to.escape_debug()
+    ))
+}
+
 pub struct Client {
     pub url: String,
     http: reqwest::Client,
@@ -230,8 +291,9 @@ fn exit_for(status: StatusCode) -> Exit {
 
 impl Client {
     pub fn new(url: String, login: Login) -> Result<Client> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        let follow_http = reqwest::Client::builder().connect_timeout(Duration::from_secs(30)).build()?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).redirect(same_origin()).build()?;
+        let follow_http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(30)).redirect(same_origin()).build()?;
         Ok(Client { url, http, follow_http, login })
     }
 
@@ -259,6 +321,9 @@ impl Client {
             .await
             .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))?;
         let status = resp.status();
+        if let Some(m) = redirect_message(status, resp.headers()) {
+            return Err(Failure::new(Exit::Server, m));
+        }
         let bytes = resp.bytes().await.map_err(|e| Failure::new(Exit::Server, e.to_string()))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| Failure::new(Exit::Server, format!("not JSON: {e}")));
@@ -297,6 +362,9 @@ impl Client {
             .await
             .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))?;
         let status = resp.status();
+        if let Some(m) = redirect_message(status, resp.headers()) {
+            return Err(Failure::new(Exit::Server, m));
+        }
         if !status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();
             let message =

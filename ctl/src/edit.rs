@@ -8,10 +8,15 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, Exit, Failure, Result, query};
 
-/// A YAML or JSON document (JSON is YAML) as a JSON value.
+/// A YAML or JSON document as a JSON value, through the bounded reader the master uses (no
+/// alias, no duplicate key, bounded depth and size): what the master would refuse is refused here
+/// first, naming the place.
 pub fn parse_document(text: &str, name: &str) -> Result<Value> {
-    serde_norway::from_str::<Value>(text)
-        .map_err(|e| Failure::new(Exit::Usage, format!("{name}: not YAML or JSON: {e}")))
+    use mirror_common::document::{Limits, read_yaml_or_json};
+    read_yaml_or_json(text.as_bytes(), &Limits::CONFIGURATION).map_err(|e| {
+        let place = e.place().map(|p| format!(" at {p}")).unwrap_or_default();
+        Failure::new(Exit::Usage, format!("{name}{place}: {e}"))
+    })
 }
 
 pub fn to_yaml(v: &Value) -> Result<String> {

@@ -646,8 +646,17 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Copy { from, to, prune, dry_run, message } => {
             let (from, to) = (client::resolve_url(Some(&from)), client::resolve_url(Some(&to)));
-            let source = Client::new(from.clone(), client::resolve_login(&from).await)?;
-            let target = Client::new(to.clone(), client::resolve_login(&to).await)?;
+            // The environment's credentials go to the master mirrorctl is pointed at, if it is one
+            // of the two; the other side logs in with its own saved token only.
+            let login_for = async |side: &str| {
+                if side == url {
+                    client::resolve_login(side).await
+                } else {
+                    client::resolve_login_elsewhere(side).await
+                }
+            };
+            let source = Client::new(from.clone(), login_for(&from).await)?;
+            let target = Client::new(to.clone(), login_for(&to).await)?;
             transfer::copy(&source, &target, prune, dry_run, message.as_deref(), cli.json).await?;
         }
         Cmd::Watch { since, count } => watch::watch(&c, since, count, cli.json).await?,

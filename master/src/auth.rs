@@ -181,7 +181,7 @@ fn verify_on_this_thread(password: &[u8], stored: &str) -> anyhow::Result<bool> 
     Ok(computed == *expected)
 }
 
-async fn verify_password(password: String, hash: String, hashers: &Hashers) -> anyhow::Result<bool> {
+pub(crate) async fn verify_password(password: String, hash: String, hashers: &Hashers) -> anyhow::Result<bool> {
     hashers.run(move || verify_on_this_thread(password.as_bytes(), &hash)).await?
 }
 

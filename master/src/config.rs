@@ -69,6 +69,10 @@ pub struct Settings {
     pub max_writes_in_flight: usize,
     /// How long a request waits for room before it is answered 503 with `Retry-After`.
     pub overload_wait_ms: u64,
+    /// Streams (`/events`, a followed run log) open at once at most, in all; more get a 429.
+    pub max_streams: usize,
+    /// Streams open at once at most per user.
+    pub max_streams_per_user: usize,
     /// A connection that moves no byte for this many seconds is closed.
     pub idle_timeout_secs: u64,
     /// The rsync daemon slaves pull from.
@@ -150,6 +154,8 @@ impl Default for Settings {
             max_reads_in_flight: 64,
             max_writes_in_flight: 32,
             overload_wait_ms: 50,
+            max_streams: 256,
+            max_streams_per_user: 16,
             idle_timeout_secs: 60,
             rsyncd: RsyncdSettings::default(),
             reconcile_interval_secs: 30,
@@ -435,6 +441,12 @@ impl Settings {
         self.limits()?;
         if !(1..=100_000).contains(&self.max_reads_in_flight) {
             return Err(invalid("max_reads_in_flight", "must be between 1 and 100000"));
+        }
+        if !(1..=100_000).contains(&self.max_streams) {
+            return Err(invalid("max_streams", "must be between 1 and 100000"));
+        }
+        if !(1..=100_000).contains(&self.max_streams_per_user) {
+            return Err(invalid("max_streams_per_user", "must be between 1 and 100000"));
         }
         if !(1..=100_000).contains(&self.max_writes_in_flight) {
             return Err(invalid("max_writes_in_flight", "must be between 1 and 100000"));

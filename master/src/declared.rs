@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use mirror_common::api::{Name, ProjectDoc};
+use mirror_common::document::Limits;
 
 use crate::error::Error;
 use crate::service::history::Meta;
@@ -14,12 +15,13 @@ use crate::service::transfer::Imported;
 use crate::state::AppState;
 
 /// The largest project file read.
-const MAX_FILE: u64 = 1024 * 1024;
+const MAX_FILE: u64 = Limits::PROJECT_FILE.max_bytes as u64;
 /// The most files read.
 const MAX_FILES: usize = 100_000;
 
-/// Every project file of `dir`, in name order, with its file name.
-pub async fn read(dir: &Path) -> Result<Vec<(ProjectDoc, String)>, Error> {
+/// Every project file of `dir`, in name order: its name, and its document or why it was refused.
+/// Only a directory that cannot be read is an error of the whole.
+pub async fn read(dir: &Path) -> Result<Vec<(String, Result<ProjectDoc, Error>)>, Error> {
     let unreadable = |e: std::io::Error| Error::field("projects_dir", format!("{}: {e}", dir.display()));
     let mut entries = tokio::fs::read_dir(dir).await.map_err(unreadable)?;
     let mut files = Vec::new();
@@ -36,54 +38,117 @@ pub async fn read(dir: &Path) -> Result<Vec<(ProjectDoc, String)>, Error> {
     files.sort();
     let mut out = Vec::with_capacity(files.len());
     for name in files {
-        let path = dir.join(&name);
-        let bad = |m: String| Error::field(format!("projects_dir: {name}"), m);
-        let size = tokio::fs::metadata(&path).await.map_err(|e| bad(e.to_string()))?.len();
-        if size > MAX_FILE {
-            return Err(bad(format!("is larger than {MAX_FILE} bytes")));
-        }
-        let text = tokio::fs::read(&path).await.map_err(|e| bad(e.to_string()))?;
-        let value: serde_json::Value =
-            serde_norway::from_slice(&text).map_err(|e| bad(format!("not YAML or JSON: {e}")))?;
-        let doc: ProjectDoc = mirror_common::from_json_value(value).map_err(|e| match e.field {
-            Some(f) => bad(format!("{f}: {}", e.message)),
-            None => bad(e.message),
-        })?;
-        out.push((doc, name));
+        let doc = read_file(&dir.join(&name), &name).await;
+        out.push((name, doc));
     }
     Ok(out)
 }
 
-/// Applies `projects_dir` (when it is set): what the files declare, exactly. Errors name the file.
-pub async fn reload(state: &AppState, author: Option<&Name>, why: &str) -> Result<Option<Imported>, Error> {
-    let Some(dir) = &state.settings.projects_dir else { return Ok(None) };
-    let declared = read(dir).await?;
-    let files: Vec<String> = declared.iter().map(|(_, f)| f.clone()).collect();
-    let meta = Meta { author: author.cloned(), comment: Some(why.to_owned()), based_on: None };
-    let done = state.projects.apply_files(declared, &meta).await.map_err(|e| name_file(e, &files))?;
-    tracing::info!(changes = done.changes.len(), unchanged = done.unchanged, "projects_dir applied");
-    Ok(Some(done))
+async fn read_file(path: &Path, name: &str) -> Result<ProjectDoc, Error> {
+    let bad = |m: String| Error::field(format!("projects_dir: {name}"), m);
+    let size = tokio::fs::metadata(path).await.map_err(|e| bad(e.to_string()))?.len();
+    if size > MAX_FILE {
+        return Err(Error::TooLarge(Limits::PROJECT_FILE.max_bytes));
+    }
+    let text = tokio::fs::read(path).await.map_err(|e| bad(e.to_string()))?;
+    let value = crate::document::read(text, Limits::PROJECT_FILE).await.map_err(|e| match e.place() {
+        Some(place) => Error::field(format!("projects_dir: {name}: {place}"), e.to_string()),
+        None => bad(e.to_string()),
+    })?;
+    mirror_common::from_json_value(value).map_err(|e| match e.field {
+        Some(f) => Error::field(format!("projects_dir: {name}: {f}"), e.message),
+        None => bad(e.message),
+    })
 }
 
-/// `projects[3].dest` becomes `projects_dir: debian.yaml: dest`.
-fn name_file(e: Error, files: &[String]) -> Error {
-    let of = |text: &str| -> Option<(String, String)> {
+/// What a file that cannot be applied does to the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBadFile {
+    /// Nothing is applied; the error names the file (`POST /reload`: the operator is there to read it).
+    Refuse,
+    /// The file is skipped, named in the log, and the projects it declared stay as they were; the
+    /// others are applied (at start and on SIGHUP: one mistake in a file must not stop every
+    /// mirror, nor the master from starting).
+    Skip,
+}
+
+/// Applies `projects_dir` (when it is set): what the files declare, exactly. Errors name the file.
+pub async fn reload(
+    state: &AppState,
+    author: Option<&Name>,
+    why: &str,
+    on_bad: OnBadFile,
+) -> Result<Option<Imported>, Error> {
+    let Some(dir) = &state.settings.projects_dir else { return Ok(None) };
+    let mut good = Vec::new();
+    let mut skipped: Vec<(String, Error)> = Vec::new();
+    for (name, doc) in read(dir).await? {
+        match doc {
+            Ok(doc) => good.push((doc, name)),
+            Err(e) if on_bad == OnBadFile::Skip => skipped.push((name, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    let meta = Meta { author: author.cloned(), comment: Some(why.to_owned()), based_on: None };
+    // A file the projects refuse as a whole (a dest another project holds) is skipped in turn and
+    // the rest tried again: at most once per file.
+    loop {
+        let files: Vec<String> = good.iter().map(|(_, f)| f.clone()).collect();
+        let keep = skipped.iter().map(|(f, _)| f.clone()).collect();
+        match state.projects.apply_files(good.clone(), keep, &meta).await {
+            Ok(done) => {
+                for (file, e) in &skipped {
+                    tracing::error!(
+                        file = %file, error = %e,
+                        "projects_dir: this file is skipped; the projects it declared stay as they were"
+                    );
+                }
+                tracing::info!(
+                    changes = done.changes.len(),
+                    unchanged = done.unchanged,
+                    skipped = skipped.len(),
+                    "projects_dir applied"
+                );
+                return Ok(Some(done));
+            }
+            Err(e) => {
+                let (index, e) = name_file(e, &files);
+                match index {
+                    Some(i) if on_bad == OnBadFile::Skip && i < good.len() => {
+                        let (_, file) = good.remove(i);
+                        skipped.push((file, e));
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// `projects[3].dest` becomes `projects_dir: debian.yaml: dest`; with the index of the file.
+fn name_file(e: Error, files: &[String]) -> (Option<usize>, Error) {
+    let of = |text: &str| -> Option<(usize, String, String)> {
         let rest = text.strip_prefix("projects[")?;
         let (i, rest) = rest.split_once(']')?;
-        let file = files.get(i.parse::<usize>().ok()?)?;
-        Some((file.clone(), rest.trim_start_matches(['.', ' ']).to_owned()))
+        let i = i.parse::<usize>().ok()?;
+        let file = files.get(i)?;
+        Some((i, file.clone(), rest.trim_start_matches(['.', ' ']).to_owned()))
     };
     match e {
         Error::Field(mut f) => {
-            if let Some((file, field)) = of(&f.field) {
+            let mut index = None;
+            if let Some((i, file, field)) = of(&f.field) {
                 f.field = format!("projects_dir: {file}: {field}");
+                index = Some(i);
             }
-            Error::Field(f)
+            (index, Error::Field(f))
         }
         Error::Conflict { field, message } => match of(&message) {
-            Some((file, rest)) => Error::Conflict { field, message: format!("projects_dir: {file}: {rest}") },
-            None => Error::Conflict { field, message },
+            Some((i, file, rest)) => {
+                (Some(i), Error::Conflict { field, message: format!("projects_dir: {file}: {rest}") })
+            }
+            None => (None, Error::Conflict { field, message }),
         },
-        other => other,
+        other => (None, other),
     }
 }

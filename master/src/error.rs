@@ -26,6 +26,9 @@ pub enum Error {
     TooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
+    /// Too many streams open (of this caller, or in all): 429 with `Retry-After`.
+    #[error("{0}")]
+    TooMany(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod declared;
+pub mod document;
 pub mod error;
 pub mod events;
 pub mod feed;
@@ -148,6 +149,7 @@ impl Application {
             events: events.clone(),
             credentials: Arc::new(settings.s3_credentials.iter().map(|c| c.name.clone()).collect()),
         };
+        let settings_streams = (settings.max_streams, settings.max_streams_per_user);
         let state = AppState::new(Inner {
             db,
             settings,
@@ -167,9 +169,11 @@ impl Application {
             alerts,
             feed,
             pusher,
+            streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
         });
         bootstrap_root(&state).await?;
-        if let Err(e) = declared::reload(&state, None, "projects_dir at start").await {
+        // A bad file is skipped and named in the log; only an unreadable directory stops the start.
+        if let Err(e) = declared::reload(&state, None, "projects_dir at start", declared::OnBadFile::Skip).await {
             anyhow::bail!("{e}");
         }
         state.pusher.start().await?;

@@ -81,7 +81,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     return;
                 };
                 while hup.recv().await.is_some() {
-                    match mirror_master::declared::reload(&state, None, "projects_dir reload (SIGHUP)").await {
+                    match mirror_master::declared::reload(
+                        &state,
+                        None,
+                        "projects_dir reload (SIGHUP)",
+                        mirror_master::declared::OnBadFile::Skip,
+                    )
+                    .await
+                    {
                         Ok(Some(done)) => tracing::info!(changes = done.changes.len(), "reloaded on SIGHUP"),
                         Ok(None) => tracing::info!("SIGHUP: no projects_dir is set"),
                         Err(e) => tracing::error!(error = %e, "SIGHUP: projects_dir not applied; nothing changed"),

@@ -50,6 +50,8 @@ pub struct Inner {
     pub users: Users,
     /// The slaves service.
     pub slaves: Slaves,
+    /// Open `/events` and log-following streams, capped per user and in all.
+    pub streams: Arc<crate::http::streams::Streams>,
 }
 
 impl AppState {

@@ -70,7 +70,7 @@ fn always_admitted(path: &str) -> bool {
 
 pub async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if always_admitted(path) {
+    if always_admitted(path) || super::streams::is_stream(path, request.uri().query()) {
         return next.run(request).await;
     }
     let room = if is_write(request.method(), path) { &admission.writes } else { &admission.reads };

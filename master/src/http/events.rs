@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use mirror_common::ErrorBody;
+use mirror_common::api::Role;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -18,6 +19,16 @@ use crate::state::AppState;
 
 /// Stored events sent per query while catching up.
 const PAGE: i64 = 1000;
+
+/// What a caller may read of the feed: root everything; a `user` the run states and the commits
+/// of projects, never those of users or slaves (names, comments, slave addresses), which only
+/// root may read through the API too.
+fn visible(role: Role, e: &FeedEvent) -> bool {
+    if role == Role::Root || e.kind != "config" {
+        return true;
+    }
+    serde_json::from_str::<serde_json::Value>(&e.data).is_ok_and(|d| d["kind"] == "project")
+}
 
 fn sse(e: &FeedEvent) -> Event {
     Event::default().id(e.id.to_string()).event(e.kind.as_str()).data(e.data.as_str())
@@ -42,7 +53,7 @@ fn sse(e: &FeedEvent) -> Event {
 )]
 pub async fn events(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Caller(caller): Caller,
     headers: HeaderMap,
     query: QueryMap,
 ) -> Result<axum::response::Response, ApiError> {
@@ -62,8 +73,11 @@ pub async fn events(
         Some(a) => a,
         None => feed.newest().await?,
     };
+    let role = caller.role;
+    let slot = state.streams.acquire(caller.username.as_str())?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut catch_up = after.is_some();
         loop {
             if catch_up {
@@ -77,7 +91,7 @@ pub async fn events(
                         }
                     };
                     for e in &page {
-                        if tx.send(Ok(sse(e))).await.is_err() {
+                        if visible(role, e) && tx.send(Ok(sse(e))).await.is_err() {
                             return;
                         }
                         last = e.id;
@@ -88,10 +102,16 @@ pub async fn events(
                 }
                 catch_up = false;
             }
-            match live.recv().await {
+            // A watcher that went away ends the stream (and gives its slot back) at once, not at
+            // the next event, which may never come.
+            let next = tokio::select! {
+                next = live.recv() => next,
+                () = tx.closed() => return,
+            };
+            match next {
                 Ok(e) if e.id <= last => {}
                 Ok(e) => {
-                    if tx.send(Ok(sse(&e))).await.is_err() {
+                    if visible(role, &e) && tx.send(Ok(sse(&e))).await.is_err() {
                         return;
                     }
                     last = e.id;

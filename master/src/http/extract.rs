@@ -23,7 +23,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// names the field (`cron_options.minute`).
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -36,6 +36,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadJson { field: None, message: "the request body must be a JSON object".into() });
+        }
+        // A large body is read off the async workers (the reader bounds its own time).
+        if bytes.len() > 16 * 1024 {
+            return tokio::task::spawn_blocking(move || parse_json(&bytes).map(ApiJson))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
         }
         parse_json(&bytes).map(ApiJson)
     }

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod headers;
 pub mod history;
 pub mod metrics;
 pub mod openapi;
@@ -12,6 +13,7 @@ pub mod projects;
 pub mod runs;
 pub mod slaves;
 pub mod status;
+pub mod streams;
 pub mod targets;
 pub mod transfer;
 pub mod users;
@@ -132,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             // is counted there and logged at most every ten seconds, not once per request.
             (),
         ))
+        .layer(axum::middleware::from_fn(headers::secure))
         .layer(axum::middleware::from_fn(mirror_runtime::logging::request_id))
         .with_state(state)
 }

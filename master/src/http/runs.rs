@@ -104,7 +104,7 @@ pub async fn stop_run(
 )]
 pub async fn run_log(
     State(state): State<AppState>,
-    Caller(_): Caller,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     query: QueryMap,
 ) -> Result<Response, ApiError> {
@@ -114,6 +114,8 @@ pub async fn run_log(
         Some("true" | "1" | "") => true,
         Some(_) => return Err(ApiError::field("follow", "must be true or false")),
     };
+    // A follower is a stream: it has a slot of its own (it is not counted as a request).
+    let slot = if follow { Some(state.streams.acquire(caller.username.as_str())?) } else { None };
     let (mut file, mut going) = state.runs.output(id).await?;
     // A queued run has no output yet: a follower waits for it.
     while file.is_none() && going && follow {
@@ -125,7 +127,10 @@ pub async fn run_log(
         .await
         .map_err(|_| ApiError::not_found("id", format!("the output of run {id} is gone (logs are rotated)")))?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(send_output(state, id, opened, follow && going, tx));
+    tokio::spawn(async move {
+        let _slot = slot;
+        send_output(state, id, opened, follow && going, tx).await;
+    });
     let mut response = axum::body::Body::new(ChannelBody(rx)).into_response();
     response
         .headers_mut()

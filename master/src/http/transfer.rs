@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use mirror_common::ErrorBody;
 use mirror_common::api::{ConfigDocument, ImportReport, PasswordField};
 
+use mirror_common::document::Limits;
+
 use super::detached;
 use super::error::ApiError;
 use super::extract::{Caller, QueryMap, RootCaller, Writer, from_value};
 use crate::state::AppState;
 
 /// The largest document `POST /import` reads (10,000 projects take about 6 MiB of YAML).
-pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_IMPORT_BYTES: usize = Limits::CONFIGURATION.max_bytes;
 
 fn flag(query: &QueryMap, name: &'static str) -> Result<bool, ApiError> {
     match query.0.get(name).map(String::as_str) {
@@ -87,9 +89,9 @@ pub async fn import(
     let bytes = axum::body::to_bytes(request.into_body(), MAX_IMPORT_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge(MAX_IMPORT_BYTES))?;
-    // YAML is a superset of JSON: one parser reads both. Its errors name the line.
-    let value: serde_json::Value = serde_norway::from_slice(&bytes)
-        .map_err(|e| ApiError::BadJson { field: None, message: format!("not a YAML or JSON document: {e}") })?;
+    // YAML or JSON, through the bounded reader: no alias, no duplicate key, bounded depth and
+    // size, off the async workers. Its errors name the place and the line.
+    let value = crate::document::read(bytes, Limits::CONFIGURATION).await?;
     let mut doc: ConfigDocument = from_value(value)?;
     // Passwords the document gives are hashed here, before the transaction (argon2 is slow).
     let users = match doc.users.take() {
@@ -144,10 +146,17 @@ pub async fn import(
     security(("basic" = []), ("bearer" = []))
 )]
 pub async fn reload(State(state): State<AppState>, RootCaller(caller): RootCaller) -> Result<Response, ApiError> {
-    let done =
-        detached(async move { crate::declared::reload(&state, Some(&caller.username), "projects_dir reload").await })
-            .await?
-            .ok_or_else(|| ApiError::field("projects_dir", "this master has no projects_dir"))?;
+    let done = detached(async move {
+        crate::declared::reload(
+            &state,
+            Some(&caller.username),
+            "projects_dir reload",
+            crate::declared::OnBadFile::Refuse,
+        )
+        .await
+    })
+    .await?
+    .ok_or_else(|| ApiError::field("projects_dir", "this master has no projects_dir"))?;
     // A reload adds no slave: there is never a token in its answer.
     Ok((StatusCode::OK, Json(done.report("reload", false))).into_response())
 }

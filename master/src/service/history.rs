@@ -135,6 +135,21 @@ pub fn password_replaced(old: &ProjectRow, new: &ProjectRow) -> bool {
     old.rsync_password.is_some() && new.rsync_password.is_some() && old.rsync_password != new.rsync_password
 }
 
+/// The password a changed project keeps when the change gives none: the one it had, but only
+/// while it goes to the same upstream (host, port, user, module). A password follows its project to
+/// no other daemon: one a `user` points the project at would get the challenge response, which
+/// can be cracked offline. A change of upstream needs the password again.
+pub fn carried_password(old: &ProjectRow, new: &ProjectRow) -> Option<mirror_common::Secret> {
+    let same_upstream = old.rsync_host == new.rsync_host
+        && old.rsync_port == new.rsync_port
+        && old.rsync_user == new.rsync_user
+        && old.rsync_module == new.rsync_module;
+    if !same_upstream && old.rsync_password.is_some() {
+        tracing::info!(project.id = %new.id, "rsync_password dropped: the upstream changed and the change gave none");
+    }
+    if same_upstream { old.rsync_password.clone() } else { None }
+}
+
 /// The note a version gets when its password was replaced.
 pub const PASSWORD_REPLACED: &str = "rsync_password changed";
 

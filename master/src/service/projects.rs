@@ -15,7 +15,7 @@ use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::{Change, Committed, Events};
-use crate::service::history::{Meta, PASSWORD_REPLACED, StoredProject, password_replaced};
+use crate::service::history::{Meta, PASSWORD_REPLACED, StoredProject, carried_password, password_replaced};
 
 /// The kind of a project's commits.
 pub const KIND: &str = "project";
@@ -313,7 +313,7 @@ impl Projects {
             return Ok((self.add(req, meta).await?, true));
         };
         if keep_password {
-            fresh.rsync_password = old.rsync_password.clone();
+            fresh.rsync_password = carried_password(&old, &fresh);
         }
         if fresh.dest != old.dest {
             check_overlap(&mut tx, &fresh.dest, Some(id.as_str())).await?;
@@ -396,9 +396,6 @@ impl Projects {
             check_overlap(&mut tx, &d, Some(&old.id)).await?;
             row.dest = d;
         }
-        if let Some(p) = password {
-            row.rsync_password = p;
-        }
         if let Some(o) = options {
             row.rsync_options = o;
         }
@@ -438,6 +435,10 @@ impl Projects {
         if let Some(d) = req.depends_on {
             row.depends_on = d;
         }
+        row.rsync_password = match password {
+            Some(p) => p,
+            None => carried_password(&old, &row),
+        };
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %saved.id, previous.id = %old.id, "project updated");
         Ok(saved)
@@ -527,7 +528,7 @@ impl Projects {
             Some(old) => {
                 let mut row = old.clone();
                 stored.apply_to(&mut row);
-                row.rsync_password = password_for(old.rsync_password.as_ref())?;
+                row.rsync_password = password_for(carried_password(&old, &row).as_ref())?;
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, Some(id.as_str())).await?;
                 let saved = self.save(tx, &old, row, &meta).await?;

@@ -18,7 +18,7 @@ use mirror_common::api::{
 use mirror_common::names::ProjectId;
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
-use super::history::{Meta, PASSWORD_REPLACED, StoredProject, changed_fields, password_replaced};
+use super::history::{Meta, PASSWORD_REPLACED, StoredProject, carried_password, changed_fields, password_replaced};
 use super::projects::{KIND, Projects, begin, check_not_managed, commit, store_error};
 use crate::cluster::{new_slave_token, slave_name};
 use crate::db::{self, projects::ProjectRow};
@@ -39,6 +39,8 @@ struct Wanted {
     projects: Option<Vec<(ProjectDoc, Option<String>)>>,
     slaves: Option<Vec<SlaveDoc>>,
     users: Option<Vec<(UserDoc, Option<String>)>>,
+    /// Files whose projects stay as they are (skipped by a reload of `projects_dir`).
+    keep_files: BTreeSet<String>,
 }
 
 /// What an import did (or would do).
@@ -212,15 +214,29 @@ impl Projects {
         meta: &Meta,
     ) -> Result<Imported, Error> {
         let projects = doc.projects.map(|ps| ps.into_iter().map(|p| (p, None)).collect());
-        self.apply(Wanted { projects, slaves: doc.slaves, users }, Scope::Api, prune, dry_run, meta).await
+        self.apply(
+            Wanted { projects, slaves: doc.slaves, users, keep_files: BTreeSet::new() },
+            Scope::Api,
+            prune,
+            dry_run,
+            meta,
+        )
+        .await
     }
 
     /// The projects of `projects_dir` (each with its file's name): the projects the files manage
     /// become exactly these.
-    pub async fn apply_files(&self, declared: Vec<(ProjectDoc, String)>, meta: &Meta) -> Result<Imported, Error> {
+    /// `keep`: files skipped (unreadable, or refused): the projects they declared stay as they
+    /// are, neither changed nor pruned.
+    pub async fn apply_files(
+        &self,
+        declared: Vec<(ProjectDoc, String)>,
+        keep: BTreeSet<String>,
+        meta: &Meta,
+    ) -> Result<Imported, Error> {
         let projects = declared.into_iter().map(|(p, f)| (p, Some(f))).collect();
-        self.apply(Wanted { projects: Some(projects), slaves: None, users: None }, Scope::Files, true, false, meta)
-            .await
+        let wanted = Wanted { projects: Some(projects), slaves: None, users: None, keep_files: keep };
+        self.apply(wanted, Scope::Files, true, false, meta).await
     }
 
     /// A project's document as a checked row (as `/add_project/` checks it).
@@ -268,7 +284,7 @@ impl Projects {
 
     async fn apply(
         &self,
-        Wanted { projects, slaves, users }: Wanted,
+        Wanted { projects, slaves, users, keep_files }: Wanted,
         scope: Scope,
         prune: bool,
         dry_run: bool,
@@ -397,7 +413,10 @@ impl Projects {
                 db::projects::list_in(&mut *tx).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
             // Each side prunes only its own: the API's import leaves the files' projects alone,
             // the files leave alone what was made through the API.
-            let ours = |r: &ProjectRow| (scope == Scope::Files) == r.managed_file.is_some();
+            let ours = |r: &ProjectRow| {
+                (scope == Scope::Files) == r.managed_file.is_some()
+                    && !r.managed_file.as_ref().is_some_and(|f| keep_files.contains(f))
+            };
             let gone: Vec<&ProjectRow> =
                 if prune { existing.values().filter(|r| ours(r) && !seen.contains(&r.id)).collect() } else { vec![] };
             // Where every tree will be once applied: no two may be the same or one inside another.
@@ -456,7 +475,7 @@ impl Projects {
                     check_not_managed(old).map_err(|e| at(i, &id, e))?;
                 }
                 if !matches!(password, Some(PasswordField::Value(_))) {
-                    row.rsync_password = old.rsync_password.clone();
+                    row.rsync_password = carried_password(old, &row);
                 }
                 let row = ProjectRow {
                     id_derived: old.id_derived,

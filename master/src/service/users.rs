@@ -75,6 +75,10 @@ impl Users {
         if req.password.is_none() && req.role.is_none() {
             return Err(Error::field("password", "give a new password, a new role, or both"));
         }
+        // Logged in with Basic, the caller has just given the password; with a token, it must.
+        if req.password.is_some() && req.username == caller.username && caller.token_expires.is_some() {
+            self.check_current(&req.username, req.current_password.as_ref()).await?;
+        }
         let hash = match &req.password {
             Some(p) => {
                 check_password(p)?;
@@ -98,6 +102,23 @@ impl Users {
         self.events.publish(Change::UserChanged { username: req.username.clone() });
         self.events.publish(Change::Committed(committed));
         tracing::info!(user.name = %req.username, password_changed = req.password.is_some(), role = ?req.role, "user updated; its tokens are revoked");
+        Ok(())
+    }
+
+    /// The current password of `username`, as a token-holder changing it must give it.
+    async fn check_current(&self, username: &Name, given: Option<&Secret>) -> Result<(), Error> {
+        let Some(given) = given else {
+            return Err(Error::field(
+                "current_password",
+                "changing your own password with a token needs the current password (current_password), \
+                 or log in with the password",
+            ));
+        };
+        let user = db::users::get(&self.db, username.as_str()).await?.ok_or_else(|| no_user(username))?;
+        let ok = crate::auth::verify_password(given.expose().to_owned(), user.password_hash, &self.hasher).await?;
+        if !ok {
+            return Err(Error::Forbidden("current_password is not the current password"));
+        }
         Ok(())
     }
 
