@@ -107,7 +107,7 @@ fn check_bucket(b: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err("must be 3 to 63 lowercase letters, digits, '.' or '-'".into()) }
 }
 
-fn check_endpoint(e: &str) -> Result<(), String> {
+pub fn check_endpoint(e: &str) -> Result<(), String> {
     let rest = e.strip_prefix("https://").or_else(|| e.strip_prefix("http://"));
     match rest {
         Some(r) if !r.is_empty() && e.len() <= 1024 && !r.contains(['@', ' ', '?', '#']) => Ok(()),

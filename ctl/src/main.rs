@@ -857,7 +857,16 @@ async fn users(c: &Client, action: UsersCmd, as_json: bool) -> Result<()> {
         UsersCmd::Rm { name } => c.post("/remove_api_user/", &json!({"username": name})).await?,
         UsersCmd::Passwd { name, password_stdin } => {
             let password = read_password(password_stdin, &format!("new password for {name}: "))?;
-            c.post("/update_api_user/", &json!({"username": name, "password": password})).await?
+            match c.post("/update_api_user/", &json!({"username": name, "password": password})).await {
+                // Logged in with a token, changing one's own password needs the current one
+                // (with --password-stdin: the next line).
+                Err(f) if f.exit == Exit::Invalid && f.message.contains("current_password") => {
+                    let current = read_password(password_stdin, &format!("current password of {name}: "))?;
+                    let body = json!({"username": name, "password": password, "current_password": current});
+                    c.post("/update_api_user/", &body).await?
+                }
+                other => other?,
+            }
         }
     };
     if as_json {

@@ -232,6 +232,10 @@ pub struct TargetSettings {
     pub watch_debounce_ms: u64,
     /// Pushes kept per project and target (the newest).
     pub pushes_keep: usize,
+    /// Whether a target without `target_prefix` may have objects deleted (those whose file is
+    /// gone). Off by default: such a push lists the whole bucket, and would delete what others
+    /// keep there; it keeps them and says how many.
+    pub delete_at_bucket_root: bool,
 }
 
 impl Default for TargetSettings {
@@ -247,6 +251,7 @@ impl Default for TargetSettings {
             part_size_bytes: 8 * 1024 * 1024,
             watch_debounce_ms: 200,
             pushes_keep: 200,
+            delete_at_bucket_root: false,
         }
     }
 }
@@ -265,6 +270,43 @@ pub struct S3Credentials {
     pub secret_access_key_env: Option<String>,
     /// A file (mode 0600 or stricter) whose first line is the secret access key.
     pub secret_access_key_file: Option<PathBuf>,
+    /// The endpoints (`https://s3.eu-west-1.amazonaws.com`) these credentials may be used with:
+    /// a target that pairs them with any other is refused. Only this file names where the master
+    /// sends signed requests and the mirror's files, never an API user.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// The buckets they may be used with; empty: any bucket of those endpoints.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+}
+
+impl S3Credentials {
+    /// Whether a target may use these credentials with `endpoint` and `bucket`: `Err` names the
+    /// field at fault (`endpoint` or `bucket`) and why.
+    pub fn allows(&self, endpoint: &str, bucket: &str) -> Result<(), (&'static str, String)> {
+        let norm = |e: &str| e.trim_end_matches('/').to_ascii_lowercase();
+        if !self.endpoints.iter().any(|e| norm(e) == norm(endpoint)) {
+            return Err((
+                "endpoint",
+                format!(
+                    "the credentials '{}' may be used only with the endpoints the master's configuration lists for them: {}",
+                    self.name,
+                    self.endpoints.join(", ")
+                ),
+            ));
+        }
+        if !self.buckets.is_empty() && !self.buckets.iter().any(|b| b == bucket) {
+            return Err((
+                "bucket",
+                format!(
+                    "the credentials '{}' may be used only with the buckets {}",
+                    self.name,
+                    self.buckets.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a webhook may ask for.
@@ -550,6 +592,24 @@ impl Settings {
                     "s3_credentials.access_key_id",
                     format!("of '{}': give access_key_id or access_key_id_env", c.name),
                 ));
+            }
+            if c.endpoints.is_empty() {
+                return Err(invalid(
+                    "s3_credentials.endpoints",
+                    format!(
+                        "of '{}': list the endpoints these credentials may be used with \
+                         (endpoints = [\"https://...\"]); see docs/targets.md",
+                        c.name
+                    ),
+                ));
+            }
+            for e in &c.endpoints {
+                if mirror_common::targets::check_endpoint(e).is_err() {
+                    return Err(invalid(
+                        "s3_credentials.endpoints",
+                        format!("of '{}': '{e}' is not an http:// or https:// URL without credentials", c.name),
+                    ));
+                }
             }
             if c.secret_access_key_env.is_some() == c.secret_access_key_file.is_some() {
                 return Err(invalid(

@@ -89,7 +89,8 @@ pub async fn reload(
             Err(e) => return Err(e),
         }
     }
-    let meta = Meta { author: author.cloned(), comment: Some(why.to_owned()), based_on: None };
+    // The files are the master's own configuration: they may name targets.
+    let meta = Meta { author: author.cloned(), comment: Some(why.to_owned()), based_on: None, root: true };
     // A file the projects refuse as a whole (a dest another project holds) is skipped in turn and
     // the rest tried again: at most once per file.
     loop {

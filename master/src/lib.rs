@@ -147,7 +147,7 @@ impl Application {
             mirror_root: mirror_root.clone(),
             confined: confine.confined(),
             events: events.clone(),
-            credentials: Arc::new(settings.s3_credentials.iter().map(|c| c.name.clone()).collect()),
+            credentials: Arc::new(settings.s3_credentials.clone()),
         };
         let settings_streams = (settings.max_streams, settings.max_streams_per_user);
         let state = AppState::new(Inner {

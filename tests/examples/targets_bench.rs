@@ -44,7 +44,7 @@ impl Store {
 async fn master(s3: &Store, tree: Option<&std::path::Path>) -> TestMaster {
     let dir = tempfile::tempdir().unwrap();
     let mut s = TestMaster::settings_in(dir.path());
-    s.s3_credentials = vec![mirror_tests::s3::credentials(dir.path(), &s3.key, &s3.secret)];
+    s.s3_credentials = vec![mirror_tests::s3::credentials(dir.path(), &s3.key, &s3.secret, &s3.endpoint)];
     let m = TestMaster::start_with(dir, s).await;
     let body = json!({"project": "bench", "source": "bench", "targets": [
         {"name": "cdn", "endpoint": s3.endpoint, "bucket": "bench", "credentials": "local"}

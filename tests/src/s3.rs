@@ -16,7 +16,13 @@ pub const SECRET_KEY: &str = "mirror-test-secret-0123456789";
 
 /// `[[s3_credentials]]` entry `local` of a master: the key id in the configuration, the secret
 /// in a 0600 file written under `dir`.
-pub fn credentials(dir: &std::path::Path, key: &str, secret: &str) -> mirror_master::config::S3Credentials {
+/// The `local` credentials entry, usable with `endpoint` only.
+pub fn credentials(
+    dir: &std::path::Path,
+    key: &str,
+    secret: &str,
+    endpoint: &str,
+) -> mirror_master::config::S3Credentials {
     use std::os::unix::fs::PermissionsExt;
     let file = dir.join("s3.secret");
     std::fs::write(&file, format!("{secret}\n")).unwrap();
@@ -27,6 +33,8 @@ pub fn credentials(dir: &std::path::Path, key: &str, secret: &str) -> mirror_mas
         access_key_id_env: None,
         secret_access_key_env: None,
         secret_access_key_file: Some(file),
+        endpoints: vec![endpoint.to_owned()],
+        buckets: Vec::new(),
     }
 }
 

@@ -110,7 +110,9 @@ async fn run(api: &Api, id: &str) -> String {
 }
 
 async fn set_module(api: &Api, id: &str, module: &str) {
-    let r = api.post("/update_project/basic/", &json!({"id": id, "rsync_module": module}), &Auth::root()).await;
+    // A new module needs its password again (a password stays with its upstream).
+    let body = json!({"id": id, "rsync_module": module, "rsync_password": UPSTREAM_PASSWORD});
+    let r = api.post("/update_project/basic/", &body, &Auth::root()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
@@ -317,7 +319,7 @@ async fn a_failing_push_is_alerted_once_and_its_recovery_too() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = TestMaster::settings_in(dir.path());
     fast_alerts(&mut s, vec![hook("ops", port, json!(["push_failed", "push_recovered"]))]);
-    s.s3_credentials = vec![mirror_tests::s3::credentials(dir.path(), ACCESS_KEY, SECRET_KEY)];
+    s.s3_credentials = vec![mirror_tests::s3::credentials(dir.path(), ACCESS_KEY, SECRET_KEY, &s3.endpoint())];
     s.targets.retries = 0;
     let m = TestMaster::start_with(dir, s).await;
     let body = json!({"project": "pushed", "source": "pushed", "targets": [

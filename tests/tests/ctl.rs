@@ -294,7 +294,8 @@ async fn edit_goes_through_the_editor_with_a_diff_and_a_change_made_meanwhile_is
     assert!(edited.stdout.contains("+ rsync_host: mirror2.example.org"), "{}", edited.stdout);
     let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
     assert_eq!((now["rsync_host"].clone(), now["version"].clone()), (json!("mirror2.example.org"), json!(2)));
-    assert_eq!(now["rsync_password_set"], json!(true), "the password is kept");
+    // A new upstream does not get the old password (it would get its challenge response).
+    assert_eq!(now["rsync_password_set"], json!(false), "the password does not follow the project");
     // Answering no changes nothing.
     let declined = ctl(
         h,
@@ -329,7 +330,9 @@ async fn edit_goes_through_the_editor_with_a_diff_and_a_change_made_meanwhile_is
     assert!(versions.stdout.contains("+ enabled: false"), "{}", versions.stdout);
     let history = ctl(h, &["history", "deb", "--config", "-p"], None, &login).await;
     assert_eq!((history.code, &history.stdout), (0, &versions.stdout), "{}", history.stderr);
-    let reverted = ctl(h, &["revert", "deb", "1", "-m", "back to the first"], None, &login).await;
+    // Back to the first upstream: its password is given again (the move dropped it).
+    let reverted =
+        ctl(h, &["revert", "deb", "1", "-m", "back to the first", "--password-stdin"], Some("s3cret\n"), &login).await;
     assert_eq!(reverted.code, 0, "{}", reverted.stderr);
     let now = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
     assert_eq!(
@@ -361,18 +364,24 @@ async fn an_expired_token_is_renewed_with_the_refresh_token_until_the_password_c
     .await;
     assert_eq!(login.code, 0, "{}", login.stderr);
     let file = h.join(".config/mirror-sync/mirrorctl-token.json");
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    // One saved token per master.
+    let saved_file: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let saved = saved_file["masters"][0].clone();
+    assert_eq!(saved["url"], json!(url), "{saved_file}");
     assert!(saved["refresh_token"].is_string(), "{saved}");
+    assert_eq!(std::fs::metadata(file.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
     // The access token has expired (and is no longer even valid): the next command renews it.
     let mut expired = saved.clone();
     expired["token"] = json!("expired.not.valid");
     expired["expires_at"] = json!("2020-01-01T00:00:00.000Z");
+    // Written in the older shape of one token: still read.
     std::fs::write(&file, expired.to_string()).unwrap();
     let env = [("MIRRORCTL_URL", url.as_str())];
     // A write needs the login: renewed, it gets as far as "no such project" (exit 4), not 3.
     let listed = ctl(h, &["sync", "nosuch"], None, &env).await;
     assert_eq!(listed.code, 4, "renewed and answered: {}", listed.stderr);
     let renewed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let renewed = renewed["masters"][0].clone();
     assert_ne!(renewed["token"], json!("expired.not.valid"));
     assert_eq!(renewed["refresh_expires_at"], saved["refresh_expires_at"], "renewal does not extend the refresh token");
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);

@@ -83,12 +83,17 @@ async fn changes_are_versions_with_authors_concurrency_revert_and_tombstones() {
     assert_eq!(summary[0], (5, "root".into(), "back on".into()));
     assert_eq!(summary[4], (1, "root".into(), "first mirror".into()));
     assert_eq!(summary[3], (2, "alice".into(), "to a.example.org".into()));
-    assert_eq!(versions[3]["changed"], json!(["rsync_host"]));
+    // The password stays with its upstream: a new host drops it.
+    assert_eq!(versions[3]["changed"], json!(["rsync_host", "rsync_password_set"]));
     assert_eq!(versions[0]["changed"], json!(["enabled"]));
     assert!(!history.text.contains("upstream-secret"), "{}", history.text);
 
-    // Revert to version 1: a new version with exactly its configuration.
+    // Revert to version 1: a new version with exactly its configuration. Its upstream is not the
+    // current one, so its password must be given again (the project has none since the move).
     let r = m.api.post("/projects/deb/revert", &json!({"version": 1, "comment": "undo"}), &Auth::root()).await;
+    assert_eq!((r.status, r.body["field"].clone()), (StatusCode::BAD_REQUEST, json!("rsync_password")), "{}", r.text);
+    let body = json!({"version": 1, "comment": "undo", "rsync_password": "upstream-secret"});
+    let r = m.api.post("/projects/deb/revert", &body, &Auth::root()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let v1 = m.api.get("/projects/deb/versions/1", &Auth::root()).await.body;
     let v6 = m.api.get("/projects/deb/versions/6", &Auth::root()).await.body;

@@ -440,8 +440,15 @@ async fn tokens_cannot_renew_themselves_and_die_with_their_users_identity() {
         assert_eq!(m.api.get("/get_token/", &Auth::Bearer(t.clone())).await.status, StatusCode::UNAUTHORIZED);
     }
     // A user changes its own password: its tokens and its old password stop working.
+    // With a token alone it cannot: a token (stolen, left on a screen) is not the password.
     let token = Auth::Bearer(m.api.token(&bob).await);
     let change = json!({"username": "bob", "password": "bob-password-2"});
+    let r = m.api.post("/update_api_user/", &change, &token).await;
+    assert_eq!((r.status, r.body["field"].clone()), (StatusCode::BAD_REQUEST, json!("current_password")), "{}", r.text);
+    let wrong = json!({"username": "bob", "password": "bob-password-2", "current_password": "guess"});
+    assert_eq!(m.api.post("/update_api_user/", &wrong, &token).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(m.api.get("/get_token/", &bob).await.status, StatusCode::OK, "the password is unchanged");
+    let change = json!({"username": "bob", "password": "bob-password-2", "current_password": "bob-password-1"});
     let r = m.api.post("/update_api_user/", &change, &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(m.api.get("/get_token/", &token).await.status, StatusCode::UNAUTHORIZED);

@@ -16,19 +16,21 @@ const BUCKET: &str = "mirror";
 
 /// A master that can sign for the test server: the key id in its configuration, the secret in
 /// a 0600 file.
-fn settings(dir: &Path) -> Settings {
+fn settings(dir: &Path, s3: &S3Server) -> Settings {
     let mut s = TestMaster::settings_in(dir);
-    s.s3_credentials = vec![mirror_tests::s3::credentials(dir, ACCESS_KEY, SECRET_KEY)];
+    s.s3_credentials = vec![mirror_tests::s3::credentials(dir, ACCESS_KEY, SECRET_KEY, &s3.endpoint())];
     s.targets.retries = 1;
     s.targets.retry_base_ms = 20;
     s.targets.request_timeout_secs = 5;
     s.targets.watch_debounce_ms = 100;
+    // These tests' targets have no target_prefix: their pushes may delete in the test bucket.
+    s.targets.delete_at_bucket_root = true;
     s
 }
 
-async fn master() -> TestMaster {
+async fn master(s3: &S3Server) -> TestMaster {
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(dir.path());
+    let s = settings(dir.path(), s3);
     TestMaster::start_with(dir, s).await
 }
 
@@ -93,7 +95,7 @@ fn assert_same(s3: &S3Server, tree: &Path, expected_keys: &[(&str, &str)]) {
 #[tokio::test]
 async fn a_tree_goes_up_and_an_unchanged_one_is_pushed_again_without_a_write() {
     let s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     add_project(&m.api, "p", json!([target(&s3, json!({}))]), json!({})).await;
     let tree = m.mirror_root().join("p");
     let names = ["a.txt", "with space/ü-ñ 名.txt", "deep/a/b/c/d/e/f/g.txt", "pool/x_1.0~rc1.deb", "empty"];
@@ -169,7 +171,7 @@ async fn a_tree_goes_up_and_an_unchanged_one_is_pushed_again_without_a_write() {
 #[tokio::test]
 async fn prefixes_and_filters_choose_the_keys_and_a_prefixed_target_is_not_pushed_twice() {
     let s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     let t = target(
         &s3,
         json!({"source_prefix": "pool", "target_prefix": "debian", "source_filter": "\\.deb$", "source_exclude": "/old/"}),
@@ -204,7 +206,7 @@ async fn a_master_without_memory_compares_by_the_stored_hash_also_for_multipart_
     write(upstream_tree.path(), "small.txt", b"small");
     for round in 0..2 {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path());
+        let mut s = settings(dir.path(), &s3);
         s.targets.part_size_bytes = 5 << 20;
         s.targets.multipart_threshold_bytes = 5 << 20;
         let m = TestMaster::start_with(dir, s).await;
@@ -236,7 +238,7 @@ async fn a_master_without_memory_compares_by_the_stored_hash_also_for_multipart_
 #[tokio::test]
 async fn a_push_while_the_store_is_down_fails_and_the_next_one_completes() {
     let mut s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     add_project(&m.api, "down", json!([target(&s3, json!({}))]), json!({})).await;
     let tree = m.mirror_root().join("down");
     for i in 0..20 {
@@ -258,7 +260,7 @@ async fn a_successful_run_pushes_its_tree() {
     let upstream = Upstream::start().await;
     write(&upstream.data(), "pub/file.txt", b"from upstream");
     let s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     let body = json!({
         "project": "run", "rsync_host": "127.0.0.1", "rsync_port": upstream.port, "rsync_module": "data",
         "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": "run",
@@ -291,7 +293,7 @@ async fn a_successful_run_pushes_its_tree() {
 #[tokio::test]
 async fn a_watched_local_source_pushes_each_file_closed_or_removed_within_two_seconds() {
     let s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     let tree = m.mirror_root().join("w");
     write(&tree, "before.txt", b"there before the master watched");
     let body = json!({"project": "w", "source": "w", "watch": true, "targets": [target(&s3, json!({}))]});
@@ -340,7 +342,7 @@ async fn a_watched_local_source_pushes_each_file_closed_or_removed_within_two_se
 #[tokio::test]
 async fn bad_targets_are_refused_naming_the_field_and_exports_carry_them() {
     let s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     let bad =
         |t: Value| json!({"project": "bad", "rsync_host": "h", "rsync_module": "m", "dest": "bad", "targets": [t]});
     for (t, field) in [
@@ -400,7 +402,7 @@ async fn bad_targets_are_refused_naming_the_field_and_exports_carry_them() {
 #[tokio::test]
 async fn mirrorctl_pushes_and_lists_targets() {
     let mut s3 = S3Server::start(&[BUCKET]).await;
-    let m = master().await;
+    let m = master(&s3).await;
     add_project(&m.api, "c", json!([target(&s3, json!({}))]), json!({})).await;
     write(&m.mirror_root().join("c"), "f.txt", b"pushed by mirrorctl");
     let token = m.api.token(&Auth::user()).await;

@@ -15,16 +15,30 @@ struct Out {
 }
 
 async fn ctl(url: &str, args: &[&str]) -> Out {
-    let out = tokio::process::Command::new(binary("mirrorctl"))
-        .args(args)
+    ctl_in(url, None, args, None).await
+}
+
+/// `mirrorctl` with `HOME` (its saved tokens) and stdin.
+async fn ctl_in(url: &str, home: Option<&std::path::Path>, args: &[&str], stdin: Option<&str>) -> Out {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(binary("mirrorctl"));
+    cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("MIRRORCTL_URL", url)
         .env("MIRRORCTL_USER", "root")
         .env("MIRRORCTL_PASSWORD", ROOT_PASSWORD)
-        .output()
-        .await
-        .unwrap();
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(h) = home {
+        cmd.env("HOME", h);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -185,8 +199,16 @@ async fn export_import_diff_prune_and_copy_between_two_masters() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert!(r.body["message"].as_str().unwrap().contains("its own user 'root'"), "{}", r.text);
 
-    // Copy brings the second master back to what the first has: then nothing differs.
-    let out = ctl(&a.api.base, &["copy", "--from", &a.api.base, "--to", &b.api.base, "--prune"]).await;
+    // Copy brings the second master back to what the first has: then nothing differs. The
+    // environment's credentials are the first master's only: the second is logged in to first.
+    let home = tempfile::tempdir().unwrap();
+    let copy = ["copy", "--from", &a.api.base, "--to", &b.api.base, "--prune"];
+    let out = ctl_in(&a.api.base, Some(home.path()), &copy, None).await;
+    assert_eq!(out.code, 3, "the first master's credentials are not sent to the second: {}", out.stderr);
+    let login = ["--url", &b.api.base, "login", "--user", "root", "--password-stdin"];
+    let out = ctl_in(&a.api.base, Some(home.path()), &login, Some(&format!("{ROOT_PASSWORD}\n"))).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = ctl_in(&a.api.base, Some(home.path()), &copy, None).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let exported = a.api.get("/export?format=yaml", &Auth::root()).await;
     assert_eq!(exported.content_type, "application/yaml");

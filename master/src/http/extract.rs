@@ -113,7 +113,8 @@ impl FromRequestParts<AppState> for Writer {
             Some(Err(_)) => return Err(ApiError::field("If-Match", "must be a version number")),
             None => None,
         };
-        let meta = crate::service::history::Meta { author: Some(p.username.clone()), comment, based_on }
+        let root = p.role == Role::Root;
+        let meta = crate::service::history::Meta { author: Some(p.username.clone()), comment, based_on, root }
             .with_body(None, None)?;
         Ok(Writer(p, meta))
     }

@@ -18,6 +18,9 @@ pub struct Meta {
     pub comment: Option<String>,
     /// A `version` field or `If-Match`: the write is refused (409) unless it is the current one.
     pub based_on: Option<i64>,
+    /// Whether the writer has the root role (or is the master's own configuration): only then
+    /// may a project's object-store targets change (they name where the master sends files).
+    pub root: bool,
 }
 
 /// At most this long: a commit's comment.

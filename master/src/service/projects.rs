@@ -38,6 +38,21 @@ fn derived_id(project: &str, why_not: &'static str) -> Result<ProjectId, Error> 
     ProjectId::parse(project).map_err(|_| Error::field("project", why_not))
 }
 
+/// Object-store targets name where the master sends a tree with a site's credentials: only root
+/// (or the master's own files) may set or change them. A `user` may change the rest of a project
+/// that has targets, leaving them as they are.
+fn check_targets_role(meta: &Meta, old: Option<&ProjectRow>, row: &ProjectRow) -> Result<(), Error> {
+    let before = old.map(|o| &o.targets);
+    let changed = match before {
+        Some(t) => *t != row.targets,
+        None => !row.targets.is_empty(),
+    };
+    if changed && !meta.root {
+        return Err(Error::Forbidden("setting or changing a project's targets needs the root role"));
+    }
+    Ok(())
+}
+
 fn check_password(password: Option<Secret>) -> Result<Option<Secret>, Error> {
     match password {
         Some(p) if p.expose().is_empty() => Ok(None),
@@ -200,7 +215,8 @@ pub struct Projects {
     pub confined: bool,
     pub events: Arc<Events>,
     /// The `[[s3_credentials]]` names of the master's configuration: a target must name one.
-    pub credentials: Arc<Vec<mirror_common::names::Name>>,
+    /// The `[[s3_credentials]]` entries: a target may name one only with an endpoint (and bucket) it lists.
+    pub credentials: Arc<Vec<crate::config::S3Credentials>>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -232,12 +248,13 @@ impl Projects {
     ) -> Result<mirror_common::targets::Targets, Error> {
         targets.check().map_err(|(field, message)| Error::field(field, message))?;
         for (i, t) in targets.iter().enumerate() {
-            if !self.credentials.contains(&t.credentials) {
+            let Some(entry) = self.credentials.iter().find(|c| c.name == t.credentials) else {
                 return Err(Error::field(
                     format!("targets[{i}].credentials"),
                     format!("no [[s3_credentials]] entry named '{}' in the master's configuration", t.credentials),
                 ));
-            }
+            };
+            entry.allows(&t.endpoint, &t.bucket).map_err(|(f, m)| Error::field(format!("targets[{i}].{f}"), m))?;
         }
         Ok(targets)
     }
@@ -339,6 +356,7 @@ impl Projects {
         if db::projects::get(&mut *tx, &id).await?.is_some() {
             return Err(Error::conflict("id", format!("a project with id '{id}' already exists")));
         }
+        check_targets_role(meta, None, &row)?;
         check_overlap(&mut tx, &row.dest, None).await?;
         check_references(&mut tx, &row).await?;
         // A removed project's id continues its chain of versions.
@@ -570,6 +588,7 @@ impl Projects {
                     depends_on: Default::default(),
                 };
                 stored.apply_to(&mut row);
+                check_targets_role(&meta, None, &row)?;
                 row.rsync_password = password_for(None)?;
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, None).await?;
@@ -597,6 +616,7 @@ impl Projects {
     ) -> Result<ProjectRow, Error> {
         let old_id = &old.id;
         check_not_managed(old)?;
+        check_targets_role(meta, Some(old), &row)?;
         check_upstream(&row)?;
         meta.check(old_id.as_str(), old.version)?;
         let renamed = row.id != *old_id;

@@ -46,6 +46,8 @@ pub struct Pusher {
     db: Db,
     settings: TargetSettings,
     keys: HashMap<Name, Arc<s3::Keys>>,
+    /// The `[[s3_credentials]]` entries: which endpoints and buckets each may be used with.
+    credentials: Vec<S3Credentials>,
     events: Arc<Events>,
     /// Per (project, target): work waiting; an entry exists while a worker drives it.
     pending: Mutex<HashMap<(ProjectId, Name), Pending>>,
@@ -101,6 +103,7 @@ impl Pusher {
             db,
             settings: settings.targets.clone(),
             keys,
+            credentials: settings.s3_credentials.clone(),
             events,
             pending: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
@@ -192,6 +195,10 @@ impl Pusher {
         let keys = self.keys.get(&spec.credentials).ok_or_else(|| {
             format!("no [[s3_credentials]] entry named '{}' in the master's configuration", spec.credentials)
         })?;
+        // Checked when the target was saved, and again here: the configuration may have changed.
+        if let Some(entry) = self.credentials.iter().find(|c| c.name == spec.credentials) {
+            entry.allows(&spec.endpoint, &spec.bucket).map_err(|(field, m)| format!("{field}: {m}"))?;
+        }
         match spec.kind {
             TargetKind::S3 => Ok(Arc::new(s3::S3::new(spec, keys, &self.settings).map_err(|e| e.0)?)),
         }
@@ -283,6 +290,7 @@ impl Pusher {
                 } else {
                     listed.iter().filter(|r| !wanted.contains(r.key.as_str())).map(|r| r.key.clone()).collect()
                 };
+                let deletes = self.beneath_prefix(&sel, deletes, notes);
                 let remote: HashMap<String, Remote> = listed.into_iter().map(|r| (r.key.clone(), r)).collect();
                 (walked.files, Some(remote), deletes)
             }
@@ -293,7 +301,8 @@ impl Pusher {
                 tokio::task::spawn_blocking(move || changed_files(&r, &s, &paths))
                     .await
                     .map_err(|e| e.to_string())
-                    .map(|(files, gone)| (files, None, if spec.keep_deleted { Vec::new() } else { gone }))?
+                    .map(|(files, gone)| (files, None, if spec.keep_deleted { Vec::new() } else { gone }))
+                    .map(|(files, remote, gone)| (files, remote, self.beneath_prefix(&sel, gone, notes)))?
             }
         };
         counts.files = files.len() as u64;
@@ -370,6 +379,20 @@ impl Pusher {
         db::targets::remember(&self.db, &identity, &remember, &gone).await.map_err(|e| e.to_string())
     }
 
+    /// The deletions a push may do: all of them beneath a `target_prefix`; none at the bucket's
+    /// root unless `targets.delete_at_bucket_root` says so (the note says how many were kept).
+    fn beneath_prefix(&self, sel: &Selection, deletes: Vec<String>, notes: &mut Vec<String>) -> Vec<String> {
+        if !sel.target_prefix.is_empty() || self.settings.delete_at_bucket_root || deletes.is_empty() {
+            return deletes;
+        }
+        notes.push(format!(
+            "{} objects without a file were kept: the target has no target_prefix, and a push deletes only \
+             beneath one (targets.delete_at_bucket_root = true allows it)",
+            deletes.len()
+        ));
+        Vec::new()
+    }
+
     /// Starts or stops watching `row`'s tree as its configuration says.
     pub fn watch(&self, row: &ProjectRow) {
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
@@ -407,11 +430,12 @@ impl Pusher {
 /// The files among `paths` (relative to `root`) that the target gets, and the keys of those gone.
 fn changed_files(root: &Path, sel: &Selection, paths: &BTreeSet<String>) -> (Vec<Local>, Vec<String>) {
     let (mut files, mut gone) = (Vec::new(), Vec::new());
+    let tree: Arc<Path> = Arc::from(root);
     for rel in paths {
         let Some(key) = sel.key_of(rel) else { continue };
         let path = root.join(rel);
         match path.symlink_metadata() {
-            Ok(m) if m.is_file() => files.push(Local { key, path, size: m.len(), stamp: tree::stamp(&m) }),
+            Ok(m) if m.is_file() => files.push(Local::new(&tree, rel.clone(), key, &m)),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(key),
             Err(_) => {}
@@ -438,8 +462,8 @@ async fn check(
     {
         return Ok(Checked::Unchanged(None));
     }
-    let path = file.path.clone();
-    let hashed = tokio::task::spawn_blocking(move || tree::hash(&path)).await.map_err(|e| e.to_string())?;
+    let local = file.clone();
+    let hashed = tokio::task::spawn_blocking(move || tree::hash(&local)).await.map_err(|e| e.to_string())?;
     let (sha256, stamp) = match hashed {
         Ok(h) => h,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checked::Vanished),
@@ -457,7 +481,7 @@ async fn check(
             return Ok(Checked::Unchanged(Some(entry)));
         }
     }
-    let etag = store.put(&file.key, &file.path, file.size, &sha256).await.map_err(|e| e.0)?;
+    let etag = store.put(&file.key, &file, &sha256).await.map_err(|e| e.0)?;
     Ok(Checked::Uploaded(Known { key: file.key, size, etag, sha256, local_stamp: stamp }))
 }
 

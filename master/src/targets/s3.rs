@@ -2,7 +2,6 @@
 //! backoff, multipart uploads and listings come from a maintained crate; this file only maps a
 //! target's settings onto it.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use mirror_common::Secret;
 use mirror_common::targets::TargetSpec;
 
 use super::store::{Remote, Store, StoreError};
+use super::tree::Local;
 use crate::config::TargetSettings;
 
 /// The metadata key that holds the content's SHA-256 (`x-amz-meta-sha256`).
@@ -42,9 +42,44 @@ fn key(k: &str) -> Result<Key, StoreError> {
     Key::parse(k).map_err(|e| StoreError(format!("'{}' cannot be an object key: {e}", k.escape_debug())))
 }
 
-/// object_store's errors name the request; its messages never carry the signing secret.
+/// A failed request as a push record says it: the request, the key, and a short reason (the
+/// HTTP status, or the kind of failure). Never the remote's body, nor the URL: a push record is
+/// read by `user` accounts, and an internal service's error body may hold anything.
 fn failed(what: &str, k: &str, e: object_store::Error) -> StoreError {
-    StoreError(format!("{what} {}: {e}", k.escape_debug()))
+    let reason = reason(&e);
+    tracing::debug!(key = %k.escape_debug(), error = %e, "object-store request failed");
+    StoreError(format!("{what} {}: {reason}", k.escape_debug()))
+}
+
+fn reason(e: &object_store::Error) -> String {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => "not found".into(),
+        E::PermissionDenied { .. } => "permission denied".into(),
+        E::Unauthenticated { .. } => "unauthenticated (the credentials were refused)".into(),
+        E::AlreadyExists { .. } => "already exists".into(),
+        E::Precondition { .. } => "precondition failed".into(),
+        E::NotModified { .. } => "not modified".into(),
+        _ => {
+            // The status is the one part of a remote's answer that is kept.
+            let text = e.to_string();
+            let status = text.split("status code: ").nth(1).map(|rest| {
+                rest.split(':')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(40)
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == ' ')
+                    .collect::<String>()
+            });
+            match status {
+                Some(s) if !s.trim().is_empty() => format!("HTTP {}", s.trim()),
+                _ if text.contains("timed out") || text.contains("timeout") => "timed out".into(),
+                _ if text.contains("connect") => "cannot connect to the endpoint".into(),
+                _ => "the request failed".into(),
+            }
+        }
+    }
 }
 
 impl S3 {
@@ -88,16 +123,18 @@ impl S3 {
         a
     }
 
-    async fn put_whole(&self, k: &str, file: &Path, sha256: &str) -> Result<String, StoreError> {
-        let path = file.to_owned();
+    async fn put_whole(&self, k: &str, file: &Local, sha256: &str) -> Result<String, StoreError> {
+        let local = file.clone();
         let (bytes, hash) = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, String)> {
-            let bytes = std::fs::read(path)?;
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            local.open()?.read_to_end(&mut bytes)?;
             let hash = hex(&Sha256::digest(&bytes));
             Ok((bytes, hash))
         })
         .await
         .map_err(|e| StoreError(format!("hashing {}: {e}", k.escape_debug())))?
-        .map_err(|e| StoreError(format!("reading {}: {e}", file.display())))?;
+        .map_err(|e| StoreError(format!("reading {}: {e}", k.escape_debug())))?;
         if hash != sha256 {
             return Err(StoreError(format!("{} changed while being pushed: not uploaded", k.escape_debug())));
         }
@@ -107,9 +144,13 @@ impl S3 {
         Ok(unquote(done.e_tag.as_deref()))
     }
 
-    async fn put_parts(&self, k: &str, file: &Path, sha256: &str) -> Result<String, StoreError> {
-        let mut reader =
-            tokio::fs::File::open(file).await.map_err(|e| StoreError(format!("reading {}: {e}", file.display())))?;
+    async fn put_parts(&self, k: &str, file: &Local, sha256: &str) -> Result<String, StoreError> {
+        let local = file.clone();
+        let opened = tokio::task::spawn_blocking(move || local.open())
+            .await
+            .map_err(|e| StoreError(format!("reading {}: {e}", k.escape_debug())))?
+            .map_err(|e| StoreError(format!("reading {}: {e}", k.escape_debug())))?;
+        let mut reader = tokio::fs::File::from_std(opened);
         let opts = PutMultipartOptions { attributes: Self::attributes(sha256), ..Default::default() };
         let upload = self.store.put_multipart_opts(&key(k)?, opts).await.map_err(|e| failed("multipart PUT", k, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
@@ -121,7 +162,7 @@ impl S3 {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(StoreError(format!("reading {}: {e}", file.display())));
+                    return Err(StoreError(format!("reading {}: {e}", k.escape_debug())));
                 }
             };
             if read == 0 {
@@ -194,8 +235,8 @@ impl Store for S3 {
         }
     }
 
-    async fn put(&self, k: &str, file: &Path, size: u64, sha256: &str) -> Result<String, StoreError> {
-        if size >= self.multipart_threshold {
+    async fn put(&self, k: &str, file: &Local, sha256: &str) -> Result<String, StoreError> {
+        if file.size >= self.multipart_threshold {
             self.put_parts(k, file, sha256).await
         } else {
             self.put_whole(k, file, sha256).await

@@ -1,8 +1,6 @@
 //! One trait for every kind of target. A new kind (a plain directory, another object store) is
 //! one file that implements [`Store`] and one arm in [`super::open`].
 
-use std::path::Path;
-
 /// An object as a listing shows it.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -34,7 +32,7 @@ pub trait Store: Send + Sync {
     /// The file's content is hashed again as it is read: if it is not `sha256` any more (it
     /// changed meanwhile) the upload is abandoned with an error, so that an object never carries
     /// a hash that is not its own.
-    async fn put(&self, key: &str, file: &Path, size: u64, sha256: &str) -> Result<String, StoreError>;
+    async fn put(&self, key: &str, file: &super::tree::Local, sha256: &str) -> Result<String, StoreError>;
 
     /// Removes `key` (a key already gone is not an error).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

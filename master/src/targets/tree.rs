@@ -4,7 +4,8 @@
 //! skipped and reported.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use regex::Regex;
 use sha2::{Digest, Sha256};
@@ -55,10 +56,44 @@ impl Selection {
 #[derive(Debug, Clone)]
 pub struct Local {
     pub key: String,
-    pub path: PathBuf,
+    /// The tree it is in, and its path relative to it.
+    pub root: Arc<Path>,
+    pub rel: String,
     pub size: u64,
+    /// The inode the walk saw: the file read must be that one.
+    pub ino: u64,
     /// size:inode:ctime: any write to the file changes it.
     pub stamp: String,
+}
+
+impl Local {
+    pub fn new(root: &Arc<Path>, rel: String, key: String, meta: &std::fs::Metadata) -> Local {
+        Local { key, root: Arc::clone(root), rel, size: meta.len(), ino: meta.ino(), stamp: stamp(meta) }
+    }
+
+    /// Opens the file for reading (blocking) as the walk saw it, or fails: beneath its tree only,
+    /// following no symlink on the way (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), a
+    /// regular file, and the same inode. An upstream (or a local writer) that swaps a file or a
+    /// directory for a symlink between the walk and the read gets an error, never the target
+    /// of the symlink (`/etc/shadow` must not become a public object).
+    pub fn open(&self) -> std::io::Result<std::fs::File> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let dir = rustix::fs::open(&*self.root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat2(
+            &dir,
+            self.rel.as_str(),
+            // NONBLOCK: a FIFO put in the file's place must not stall the push on its open.
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.ino() != self.ino {
+            return Err(std::io::Error::other("it was replaced since the tree was walked: not read"));
+        }
+        Ok(file)
+    }
 }
 
 pub fn stamp(m: &std::fs::Metadata) -> String {
@@ -89,6 +124,7 @@ fn usable(name: &std::ffi::OsStr) -> Option<&str> {
 /// Walks `root` (blocking: run it off the async workers). A missing root is an empty tree.
 pub fn walk(root: &Path, sel: &Selection) -> Result<Walked, String> {
     let mut out = Walked::default();
+    let tree: Arc<Path> = Arc::from(root);
     let mut dirs = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel_dir)) = dirs.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -117,7 +153,7 @@ pub fn walk(root: &Path, sel: &Selection) -> Result<Walked, String> {
                     if out.files.len() >= MAX_FILES {
                         return Err(format!("the tree has more than {MAX_FILES} files"));
                     }
-                    out.files.push(Local { key, path: entry.path(), size: meta.len(), stamp: stamp(&meta) });
+                    out.files.push(Local::new(&tree, rel, key, &meta));
                 }
             } else if sel.key_of(&rel).is_some() {
                 out.skip(format!("{rel} (a symlink or special file)"));
@@ -128,9 +164,10 @@ pub fn walk(root: &Path, sel: &Selection) -> Result<Walked, String> {
     Ok(out)
 }
 
-/// The file's SHA-256 (hex) and its stamp read before hashing (blocking).
-pub fn hash(path: &Path) -> std::io::Result<(String, String)> {
-    let mut file = std::fs::File::open(path)?;
+/// The file's SHA-256 (hex) and its stamp read before hashing (blocking), read as
+/// [`Local::open`] opens it.
+pub fn hash(local: &Local) -> std::io::Result<(String, String)> {
+    let mut file = local.open()?;
     let meta = file.metadata()?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
