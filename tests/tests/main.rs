@@ -10,6 +10,7 @@ mod declared;
 mod depends;
 mod events;
 mod faults;
+mod hardening;
 mod history;
 mod netns;
 mod openapi;
