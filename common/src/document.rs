@@ -291,12 +291,15 @@ pub fn read_yaml(bytes: &[u8], limits: &Limits) -> Result<Value, DocError> {
 /// Reads JSON when the document starts as JSON does, YAML otherwise (a JSON document read as
 /// YAML would be typed the same, but JSON's reader is several times faster).
 pub fn read_yaml_or_json(bytes: &[u8], limits: &Limits) -> Result<Value, DocError> {
-    if matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
-        && let Ok(v) = read_json(bytes, limits)
-    {
-        return Ok(v);
+    if !matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')) {
+        return read_yaml(bytes, limits);
     }
-    read_yaml(bytes, limits)
+    // Flow-style YAML starts the same way: if it is not JSON, it may still be YAML; if it is
+    // neither, JSON's reason is the one to give.
+    match read_json(bytes, limits) {
+        Ok(v) => Ok(v),
+        Err(json) => read_yaml(bytes, limits).map_err(|_| json),
+    }
 }
 
 struct YamlReader<'a> {
@@ -316,7 +319,12 @@ impl YamlReader<'_> {
     fn next(&mut self) -> Result<(Event, Marker), DocError> {
         self.parser.next_token().map_err(|e| {
             let m = e.marker();
-            DocError::at(&self.path, format!("not YAML: {} (line {}, column {})", e.info(), m.line(), m.col() + 1))
+            let why = match e.info() {
+                // The scanner's own bound on flow collections ([[[...).
+                "recursion limit exceeded" => "is nested too deeply",
+                other => other,
+            };
+            DocError::at(&self.path, format!("not YAML: {why} (line {}, column {})", m.line(), m.col() + 1))
         })
     }
 

@@ -48,7 +48,7 @@ async fn read_file(path: &Path, name: &str) -> Result<ProjectDoc, Error> {
     let bad = |m: String| Error::field(format!("projects_dir: {name}"), m);
     let size = tokio::fs::metadata(path).await.map_err(|e| bad(e.to_string()))?.len();
     if size > MAX_FILE {
-        return Err(Error::TooLarge(Limits::PROJECT_FILE.max_bytes));
+        return Err(bad(format!("is larger than {MAX_FILE} bytes (a project's file is a few kilobytes)")));
     }
     let text = tokio::fs::read(path).await.map_err(|e| bad(e.to_string()))?;
     let value = crate::document::read(text, Limits::PROJECT_FILE).await.map_err(|e| match e.place() {
