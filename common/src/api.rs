@@ -675,6 +675,19 @@ pub struct MasterStatus {
     pub confinement: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as: Option<String>,
+    /// The rsync daemon slaves pull from, when this master manages it (`rsyncd.manage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsync_daemon: Option<DaemonStatus>,
+}
+
+/// Whether the managed rsync daemon runs; why not, for a logged-in caller.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub managed: bool,
+    pub up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `GET|POST /syncup/?id=`

@@ -220,6 +220,16 @@ pub enum Enforced {
     Partially,
 }
 
+/// Whether this kernel enforces Landlock (its first ABI at least). Creates a ruleset and drops it:
+/// nothing is restricted.
+pub fn kernel_has_landlock() -> bool {
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .and_then(|r| r.create())
+        .is_ok()
+}
+
 /// `PATH` lookup for a program given by name.
 pub fn resolve_program(program: &OsStr) -> Option<PathBuf> {
     let p = Path::new(program);

@@ -374,6 +374,9 @@ pub struct RsyncdSettings {
     /// written to `<dir>/slave.password` (0600) for the slaves' `rsync_password_file`.
     pub password: Option<Secret>,
     pub dir: PathBuf,
+    /// While the daemon cannot run (rsync missing, the port taken), it is tried again after a
+    /// backoff of at most this many seconds.
+    pub restart_max_secs: u64,
 }
 
 impl Default for RsyncdSettings {
@@ -386,6 +389,7 @@ impl Default for RsyncdSettings {
             user: Name::from_static("mirror"),
             password: None,
             dir: "rsyncd".into(),
+            restart_max_secs: 30,
         }
     }
 }
@@ -520,6 +524,9 @@ impl Settings {
         let r = &self.rsyncd;
         if r.port == 0 {
             return Err(invalid("rsyncd.port", "must be a port number"));
+        }
+        if !(1..=3600).contains(&r.restart_max_secs) {
+            return Err(invalid("rsyncd.restart_max_secs", "must be between 1 and 3600"));
         }
         if r.password.as_ref().is_some_and(|p| p.expose().is_empty() || p.expose().contains(['\n', ':'])) {
             return Err(invalid("rsyncd.password", "must be non-empty, without ':' or a newline"));

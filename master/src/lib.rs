@@ -94,7 +94,7 @@ impl Application {
         let rsyncd = if settings.rsyncd.manage {
             let password = rsyncd::password(&db, &settings.rsyncd).await?;
             let launch = rsyncd::Launcher { rsync_path: &rsync_path, confine: &confine, run_as };
-            ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?
+            Some(ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?)
         } else {
             None
         };
@@ -170,6 +170,7 @@ impl Application {
             feed,
             pusher,
             streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
+            rsyncd: rsyncd.as_ref().map(|d| d.health.clone()),
         });
         bootstrap_root(&state).await?;
         // A bad file is skipped and named in the log; only an unreadable directory stops the start.

@@ -5,14 +5,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
 use mirror_common::Secret;
-use mirror_runtime::rsync::{ConfineStatus, Confinement, RsyncCommand, RunAs};
+use mirror_runtime::rsync::{ConfineStatus, Confinement, GroupChild, RsyncCommand, RunAs};
 use rand::RngCore;
-use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -23,6 +23,29 @@ use crate::retry::backoff;
 pub struct ManagedRsyncd {
     stop: watch::Sender<bool>,
     supervisor: JoinHandle<()>,
+    pub health: DaemonHealth,
+}
+
+/// Whether the managed daemon is running, and why not: `/status/`, `/metrics` and the status page
+/// read it.
+#[derive(Clone, Default)]
+pub struct DaemonHealth(Arc<Mutex<DaemonState>>);
+
+#[derive(Debug, Clone, Default)]
+pub struct DaemonState {
+    pub up: bool,
+    /// Why it is down (rsync missing, the port taken, the daemon's last log line).
+    pub reason: Option<String>,
+}
+
+impl DaemonHealth {
+    pub fn get(&self) -> DaemonState {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, up: bool, reason: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = DaemonState { up, reason };
+    }
 }
 
 /// How the master starts rsync processes: which rsync, confined or not, as whom.
@@ -42,6 +65,9 @@ struct Launch {
     /// that a slave pulling with `--copy-links` cannot make it follow a symlink out of the tree.
     confinement: Option<Confinement>,
     run_as: Option<RunAs>,
+    /// The longest wait between two attempts to start it.
+    retry_max: Duration,
+    health: DaemonHealth,
 }
 
 /// Resolves once the master says stop (the guard `wait_for` returns is not held across awaits).
@@ -74,7 +100,13 @@ impl Launch {
     }
 
     /// Starts the daemon and returns once it accepts connections on its port itself.
-    async fn start(&self) -> std::io::Result<anyhow::Result<Child>> {
+    async fn start(&self) -> std::io::Result<anyhow::Result<GroupChild>> {
+        if !rsync_installed(&self.rsync_path) {
+            return Ok(Err(anyhow::anyhow!(
+                "rsync is not installed ({} is not found): install rsync; the daemon starts as soon as it is there",
+                self.rsync_path.display()
+            )));
+        }
         self.stop_leftover().await;
         // rsync will not start over a pid file a killed daemon left behind.
         let _ = tokio::fs::remove_file(self.dir.join("rsyncd.pid")).await;
@@ -95,15 +127,11 @@ impl Launch {
             run_as: self.run_as,
             progress: None,
         };
-        let mut child = command
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own group: a stop reaches the workers it forked for connections too.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut command = command.command();
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // Its own group: a stop (or a drop, however the master ends) reaches the workers it
+        // forked for connections too.
+        let mut child = GroupChild::spawn(&mut command)?;
         let pid = child.id().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -139,47 +167,71 @@ impl Launch {
         }
     }
 
-    /// Waits on the daemon; when it exits, starts it again after a backoff, until told to stop.
-    async fn supervise(self, mut child: Child, mut stop: watch::Receiver<bool>) {
+    /// Keeps the daemon running until told to stop: waits on it; when it exits (or could not
+    /// start), starts it again after a backoff. Each new reason it is down is logged once.
+    async fn supervise(self, mut child: Option<GroupChild>, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let mut logged: Option<String> = None;
         loop {
-            let since = Instant::now();
-            let status = tokio::select! {
-                status = child.wait() => status,
-                _ = stopped(&mut stop) => {
-                    if let Some(pid) = child.id() {
-                        mirror_runtime::rsync::kill_process_group(pid);
+            if let Some(mut running) = child.take() {
+                self.health.set(true, None);
+                logged = None;
+                let since = Instant::now();
+                let status = tokio::select! {
+                    status = running.wait() => status,
+                    _ = stopped(&mut stop) => {
+                        // Dropping it kills its whole group (the workers it forked too).
+                        let _ = running.kill().await;
+                        return;
                     }
-                    let _ = child.kill().await;
-                    return;
-                }
-            };
-            // A daemon that ran for a while before it died starts again quickly.
-            failures = if since.elapsed() > Duration::from_secs(60) { 1 } else { failures + 1 };
-            loop {
-                let wait = backoff(Duration::from_millis(500), failures).min(Duration::from_secs(30));
-                tracing::error!(
-                    status = ?status.as_ref().ok(),
-                    restart_in_ms = wait.as_millis() as u64,
-                    "the managed rsync daemon exited: slaves cannot pull until it is back"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stopped(&mut stop) => return,
-                }
-                match self.start().await {
-                    Ok(Ok(c)) => {
-                        tracing::warn!(port = self.port, "managed rsync daemon started again");
-                        child = c;
-                        break;
-                    }
-                    Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "cannot restart the managed rsync daemon"),
-                    Err(e) => tracing::error!(error = %e, "cannot restart the managed rsync daemon"),
-                }
-                failures += 1;
+                };
+                let reason = format!("the daemon exited ({:?})", status.ok());
+                tracing::error!(reason = %reason, "the managed rsync daemon exited: slaves cannot pull until it is back");
+                self.health.set(false, Some(reason));
+                // A daemon that ran for a while before it died starts again quickly.
+                failures = if since.elapsed() > Duration::from_secs(60) { 1 } else { failures + 1 };
             }
+            let wait = backoff(Duration::from_millis(500), failures).min(self.retry_max);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped(&mut stop) => return,
+            }
+            match self.start().await {
+                Ok(Ok(c)) => {
+                    tracing::warn!(port = self.port, "managed rsync daemon running again: slaves can pull");
+                    child = Some(c);
+                }
+                Ok(Err(e)) => self.down(format!("{e:#}"), &mut logged),
+                Err(e) => self.down(format!("cannot start it: {e}"), &mut logged),
+            }
+            failures = failures.saturating_add(1);
         }
     }
+
+    /// Records why the daemon is down; logs it when the reason is new.
+    fn down(&self, reason: String, logged: &mut Option<String>) {
+        if logged.as_deref() != Some(reason.as_str()) {
+            tracing::error!(
+                host = %self.host, port = self.port, reason = %reason,
+                "the managed rsync daemon is not running: the API is served, slaves cannot pull until it starts \
+                 (tried again every {} s at most)",
+                self.retry_max.as_secs()
+            );
+            *logged = Some(reason.clone());
+        }
+        self.health.set(false, Some(reason));
+    }
+}
+
+/// Whether `rsync_path` names a program that exists: as given, or by name in our `PATH` or in
+/// the fixed `PATH` children get.
+fn rsync_installed(rsync_path: &Path) -> bool {
+    if rsync_path.components().count() > 1 {
+        return rsync_path.is_file();
+    }
+    let ours = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&ours).chain(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.into_iter().any(|d| d.join(rsync_path).is_file())
 }
 
 /// The module password: configured, or generated once and kept in the database.
@@ -203,14 +255,14 @@ async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 impl ManagedRsyncd {
-    /// Writes the configuration and starts the daemon; returns once it accepts connections.
-    /// `Ok(None)` when rsync is not installed (logged): the API still works, slaves cannot pull.
+    /// Writes the configuration and starts the daemon; returns once it accepts connections, or
+    /// once it has failed to start (logged, shown in `health`, and tried again).
     pub async fn start(
         settings: &RsyncdSettings,
         launcher: &Launcher<'_>,
         mirror_root: &Path,
         password: &Secret,
-    ) -> anyhow::Result<Option<ManagedRsyncd>> {
+    ) -> anyhow::Result<ManagedRsyncd> {
         let rsync_path = launcher.rsync_path;
         let dir = &settings.dir;
         tokio::fs::create_dir_all(dir).await.with_context(|| format!("rsyncd.dir: cannot create {}", dir.display()))?;
@@ -251,6 +303,7 @@ impl ManagedRsyncd {
             }
         }
         let confinement = launcher.confine.confinement(vec![dir.clone()], vec![mirror_root.to_owned()]);
+        let health = DaemonHealth::default();
         let launch = Launch {
             rsync_path: rsync_path.to_owned(),
             dir,
@@ -258,24 +311,31 @@ impl ManagedRsyncd {
             port: settings.port,
             confinement,
             run_as: launcher.run_as,
+            retry_max: Duration::from_secs(settings.restart_max_secs),
+            health: health.clone(),
         };
+        // The first attempt before the API serves, so that slaves can pull at once; a daemon that
+        // cannot start (rsync missing, the port taken) is reported and tried again, never a
+        // reason for the master not to serve.
+        let mut logged = None;
         let child = match launch.start().await {
-            Ok(started) => started?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    rsync = %rsync_path.display(),
-                    "rsync is not installed: the managed rsync daemon is not running and slaves cannot pull \
-                     (install rsync, or set rsyncd.manage = false and run a daemon yourself)"
-                );
-                return Ok(None);
+            Ok(Ok(child)) => {
+                tracing::info!(host = %settings.host, port = settings.port, module = %settings.module, "managed rsync daemon running");
+                Some(child)
             }
-            Err(e) => return Err(e).context("rsyncd: cannot start rsync --daemon"),
+            Ok(Err(e)) => {
+                launch.down(format!("{e:#}"), &mut logged);
+                None
+            }
+            Err(e) => {
+                launch.down(format!("cannot start it: {e}"), &mut logged);
+                None
+            }
         };
-        tracing::info!(host = %settings.host, port = settings.port, module = %settings.module, "managed rsync daemon running");
         // Dropping `stop` (the master ending in any way) stops the supervisor and the daemon too.
         let (stop, stop_rx) = watch::channel(false);
         let supervisor = tokio::spawn(launch.supervise(child, stop_rx));
-        Ok(Some(ManagedRsyncd { stop, supervisor }))
+        Ok(ManagedRsyncd { stop, supervisor, health })
     }
 
     /// Stops the daemon (and its supervision).

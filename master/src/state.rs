@@ -52,6 +52,8 @@ pub struct Inner {
     pub slaves: Slaves,
     /// Open `/events` and log-following streams, capped per user and in all.
     pub streams: Arc<crate::http::streams::Streams>,
+    /// The managed rsync daemon's health (`None`: not managed here).
+    pub rsyncd: Option<crate::rsyncd::DaemonHealth>,
 }
 
 impl AppState {

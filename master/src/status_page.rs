@@ -71,7 +71,13 @@ fn page(title: &str, body: &str) -> String {
 }
 
 /// The list of every project.
-pub fn index(states: &[std::sync::Arc<ProjectState>], now: DateTime<Utc>, stale_after: u64) -> String {
+/// `daemon_down`: the rsync daemon slaves pull from is managed here and not running.
+pub fn index(
+    states: &[std::sync::Arc<ProjectState>],
+    now: DateTime<Utc>,
+    stale_after: u64,
+    daemon_down: bool,
+) -> String {
     let failed = states.iter().filter(|s| public_state(s) == "failed").count();
     let stale = states.iter().filter(|s| crate::views::is_stale(s, now, stale_after)).count();
     let mut rows = String::new();
@@ -97,8 +103,14 @@ pub fn index(states: &[std::sync::Arc<ProjectState>], now: DateTime<Utc>, stale_
             esc(&size_text(s)),
         );
     }
+    let notice = if daemon_down {
+        "<p class=\"bad\"><strong>The rsync daemon slaves pull from is not running:</strong> the mirrors are \
+         kept up to date here, but not passed on until it is back.</p>"
+    } else {
+        ""
+    };
     let body = format!(
-        "<h1>Mirror status</h1><p>{} projects · <strong>{failed}</strong> failed · <strong>{stale}</strong> stale · \
+        "<h1>Mirror status</h1>{notice}<p>{} projects · <strong>{failed}</strong> failed · <strong>{stale}</strong> stale · \
          as of {}</p><div class=\"wrap\"><table><thead><tr><th>Project</th><th>Status</th><th>Last update</th>\
          <th>Next run</th><th class=\"opt\">Upstream</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table></div>",
         states.len(),

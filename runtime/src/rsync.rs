@@ -118,6 +118,15 @@ impl ConfineStatus {
             (Err(why), ConfineMode::Required) => {
                 Err(format!("confine = \"required\", but runs cannot be confined: {why}"))
             }
+            // A kernel that could confine, and a helper missing or broken: an installation
+            // mistake (the master copied without mirror-confine beside it), never a reason to run
+            // every rsync unconfined and unsupervised without being asked to.
+            (Err(why), ConfineMode::Auto) if mirror_confine::kernel_has_landlock() => Err(format!(
+                "this kernel has Landlock, but runs cannot be confined: {why}. Install {} beside this \
+                 program (or name it with confine_helper), or set confine = \"off\" to run every rsync \
+                 unconfined",
+                mirror_confine::HELPER_NAME
+            )),
             // The helper still ties the children to us, unconfined.
             (Err(why), _) => Ok(ConfineStatus { helper, confining: false, detail: format!("not confined: {why}") }),
         }
@@ -390,14 +399,14 @@ pub async fn run_rsync(
 ) -> std::io::Result<RsyncOutcome> {
     let started = Instant::now();
     let mut command = cmd.command();
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    // Its own process group, so that a kill reaches the receiver process rsync forks too.
-    command.process_group(0);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let log = match &cmd.log_file {
         Some(path) => Some(open_log(path).await?),
         None => None,
     };
-    let mut child = command.spawn()?;
+    // Its own process group, so that a kill reaches the receiver process rsync forks too; and
+    // the group ends with this function, however it ends.
+    let mut child = GroupChild::spawn(&mut command)?;
     let pid = child.id();
     if let Some(pid) = pid {
         on_start(pid);
@@ -591,6 +600,47 @@ fn is_program_with(pid: u32, program: &Path, marker: &str) -> bool {
     let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     let prog_name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     args.first().is_some_and(|a| a.ends_with(&prog_name)) && args.iter().any(|a| a.contains(marker))
+}
+
+/// A child started in a process group of its own (`process_group(0)`): however it is dropped (an
+/// error, a panic, a shutdown, a task aborted, a master dropped inside a test) the whole group is
+/// killed, not only the child as `kill_on_drop` would. Started through the helper, the child is
+/// the helper and rsync is in its group: killing the helper alone would leave rsync running.
+pub struct GroupChild {
+    child: tokio::process::Child,
+    pgid: Option<u32>,
+}
+
+impl GroupChild {
+    /// Spawns `command` in a new process group of its own.
+    pub fn spawn(command: &mut tokio::process::Command) -> std::io::Result<GroupChild> {
+        command.process_group(0).kill_on_drop(true);
+        let child = command.spawn()?;
+        let pgid = child.id();
+        Ok(GroupChild { child, pgid })
+    }
+}
+
+impl std::ops::Deref for GroupChild {
+    type Target = tokio::process::Child;
+    fn deref(&self) -> &tokio::process::Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for GroupChild {
+    fn deref_mut(&mut self) -> &mut tokio::process::Child {
+        &mut self.child
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        // The group outlives its leader while any member lives: its id is not reused meanwhile.
+        if let Some(pgid) = self.pgid {
+            kill_process_group(pgid);
+        }
+    }
 }
 
 /// Kills the process group `pid` leads (a child started with `process_group(0)`), workers and all.

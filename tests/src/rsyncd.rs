@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 pub const UPSTREAM_USER: &str = "mirror";
 pub const UPSTREAM_PASSWORD: &str = "upstream-Pa55-word-xyz";
@@ -16,7 +16,8 @@ pub const UPSTREAM_PASSWORD: &str = "upstream-Pa55-word-xyz";
 pub struct Upstream {
     pub dir: TempDir,
     pub port: u16,
-    child: Child,
+    /// Its process group (the daemon and the workers it forks) is killed when it is dropped.
+    child: mirror_runtime::rsync::GroupChild,
 }
 
 impl Upstream {
@@ -47,7 +48,8 @@ impl Upstream {
         // A free port: bind, read it, let it go. Retried should another process take it meanwhile.
         for _ in 0..5 {
             let port = free_port();
-            let child = Command::new("rsync")
+            let mut command = Command::new("rsync");
+            command
                 .arg("--daemon")
                 .arg("--no-detach")
                 .arg(format!("--config={}", conf_path.display()))
@@ -55,9 +57,8 @@ impl Upstream {
                 .arg("--address=127.0.0.1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
+                .stderr(Stdio::null());
+            let child = mirror_runtime::rsync::GroupChild::spawn(&mut command)
                 .expect("rsync must be installed (scripts/test.sh installs it)");
             let mut upstream = Upstream { dir, port, child };
             if upstream.wait_ready().await {

@@ -14,8 +14,12 @@ use crate::metrics::Snapshot;
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
-/// Whether the rsync daemon slaves pull from accepts a connection.
+/// Whether the rsync daemon slaves pull from runs: as its supervisor knows it when managed here,
+/// else whether it accepts a connection.
 async fn rsyncd_up(state: &AppState) -> bool {
+    if let Some(health) = &state.rsyncd {
+        return health.get().up;
+    }
     let r = &state.settings.rsyncd;
     let connect = tokio::net::TcpStream::connect((r.host.as_str(), r.port));
     matches!(tokio::time::timeout(Duration::from_millis(500), connect).await, Ok(Ok(_)))

@@ -52,7 +52,8 @@ fn html(page: String) -> Response {
 pub async fn index(State(state): State<AppState>, caller: MaybeCaller) -> Result<Response, ApiError> {
     may_read(&state, &caller)?;
     let states = state.listing.states(&state.db).await?;
-    Ok(html(status_page::index(&states, Utc::now(), stale_after(&state))))
+    let daemon_down = state.rsyncd.as_ref().is_some_and(|h| !h.get().up);
+    Ok(html(status_page::index(&states, Utc::now(), stale_after(&state), daemon_down)))
 }
 
 /// `GET /status`: the status page for a browser; for anyone else the master's version and whether
@@ -82,6 +83,10 @@ pub async fn status(
         confined: state.confine.confined(),
         confinement: logged_in.then(|| state.confine.detail.clone()),
         run_as: state.settings.run_as.clone().filter(|_| logged_in),
+        rsync_daemon: state.rsyncd.as_ref().map(|h| {
+            let now = h.get();
+            mirror_common::api::DaemonStatus { managed: true, up: now.up, reason: now.reason.filter(|_| logged_in) }
+        }),
     };
     Ok(Json(Done::new("status", body)).into_response())
 }
