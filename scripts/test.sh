@@ -29,6 +29,12 @@ if [ ! -x target/schemathesis-venv/bin/schemathesis ]; then
     target/schemathesis-venv/bin/pip install -q 'schemathesis>=4,<5'
 fi
 
+# The processes the tests start (and must end): counted before and after the suite.
+own_processes() {
+    ps -eo pid=,comm= | awk '$2 ~ /^(rsync|mirror-master|mirror-slave|mirror-confine|mirrorctl|chromium|chromedriver|postgres|git-daemon|sshd-test)$/ {print $1 " " $2}' | sort
+}
+own_processes > target/processes-before.txt 2>/dev/null || { mkdir -p target; own_processes > target/processes-before.txt; }
+
 cargo fmt --all -- --check
 # A one-shot build gains nothing from incremental data, which is ~1.4 GB here; disk on CI is shared.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
@@ -36,3 +42,18 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --bins --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# Nothing of the suite's may outlive it (a helper notices its parent gone within 50 ms: give
+# stragglers a few seconds).
+for _ in $(seq 50); do
+    own_processes > target/processes-after.txt
+    left=$(comm -13 target/processes-before.txt target/processes-after.txt)
+    [ -z "$left" ] && break
+    sleep 0.1
+done
+if [ -n "$left" ]; then
+    echo "the tests left processes running:" >&2
+    echo "$left" | while read -r pid name; do echo "  $pid $name: $(tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null)" >&2; done
+    exit 1
+fi
+echo "no process left behind"

@@ -103,15 +103,16 @@ impl Launch {
     async fn start(&self) -> std::io::Result<anyhow::Result<GroupChild>> {
         if !rsync_installed(&self.rsync_path) {
             return Ok(Err(anyhow::anyhow!(
-                "rsync is not installed ({} is not found): install rsync; the daemon starts as soon as it is there",
-                self.rsync_path.display()
+                "rsync is not installed ({} is not found{}): install rsync; the daemon starts as soon as it is there",
+                self.rsync_path.display(),
+                if self.rsync_path.components().count() > 1 { "" } else { " in PATH" }
             )));
         }
         self.stop_leftover().await;
         // rsync will not start over a pid file a killed daemon left behind.
         let _ = tokio::fs::remove_file(self.dir.join("rsyncd.pid")).await;
         let command = RsyncCommand {
-            program: self.rsync_path.clone(),
+            program: mirror_runtime::rsync::program_path(&self.rsync_path),
             args: vec![
                 "--daemon".into(),
                 "--no-detach".into(),
@@ -169,9 +170,9 @@ impl Launch {
 
     /// Keeps the daemon running until told to stop: waits on it; when it exits (or could not
     /// start), starts it again after a backoff. Each new reason it is down is logged once.
-    async fn supervise(self, mut child: Option<GroupChild>, mut stop: watch::Receiver<bool>) {
+    /// `logged`: the reason already logged by the first attempt.
+    async fn supervise(self, mut child: Option<GroupChild>, mut stop: watch::Receiver<bool>, mut logged: Option<String>) {
         let mut failures = 0u32;
-        let mut logged: Option<String> = None;
         loop {
             if let Some(mut running) = child.take() {
                 self.health.set(true, None);
@@ -223,15 +224,14 @@ impl Launch {
     }
 }
 
-/// Whether `rsync_path` names a program that exists: as given, or by name in our `PATH` or in
-/// the fixed `PATH` children get.
+/// Whether `rsync_path` names a program that exists: as given, or by name in our `PATH` (looked
+/// up again at each attempt: installed meanwhile, it is found).
 fn rsync_installed(rsync_path: &Path) -> bool {
     if rsync_path.components().count() > 1 {
         return rsync_path.is_file();
     }
     let ours = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&ours).chain(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
-    dirs.into_iter().any(|d| d.join(rsync_path).is_file())
+    std::env::split_paths(&ours).any(|d| d.join(rsync_path).is_file())
 }
 
 /// The module password: configured, or generated once and kept in the database.
@@ -334,7 +334,7 @@ impl ManagedRsyncd {
         };
         // Dropping `stop` (the master ending in any way) stops the supervisor and the daemon too.
         let (stop, stop_rx) = watch::channel(false);
-        let supervisor = tokio::spawn(launch.supervise(child, stop_rx));
+        let supervisor = tokio::spawn(launch.supervise(child, stop_rx, logged));
         Ok(ManagedRsyncd { stop, supervisor, health })
     }
 

@@ -14,6 +14,7 @@ mod faults;
 mod hardening;
 mod history;
 mod netns;
+mod newcomer;
 mod openapi;
 mod publish;
 mod runs;
