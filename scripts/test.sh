@@ -29,9 +29,12 @@ if [ ! -x target/schemathesis-venv/bin/schemathesis ]; then
     target/schemathesis-venv/bin/pip install -q 'schemathesis>=4,<5'
 fi
 
-# The processes the tests start (and must end): counted before and after the suite.
+# The processes the tests start (and must end): counted before and after the suite. A zombie has
+# ended (only its exit status waits for a parent that reaps it): not counted.
 own_processes() {
-    ps -eo pid=,comm= | awk '$2 ~ /^(rsync|mirror-master|mirror-slave|mirror-confine|mirrorctl|chromium|chromedriver|postgres|git-daemon|sshd-test)$/ {print $1 " " $2}' | sort
+    ps -eo pid=,stat=,comm= |
+        awk '$2 !~ /^Z/ && $3 ~ /^(rsync|mirror-master|mirror-slave|mirror-confine|mirrorctl|chromium|chromedriver|postgres|git-daemon|sshd-test)$/ {print $1 " " $3}' |
+        sort
 }
 own_processes > target/processes-before.txt 2>/dev/null || { mkdir -p target; own_processes > target/processes-before.txt; }
 
