@@ -171,7 +171,12 @@ impl Launch {
     /// Keeps the daemon running until told to stop: waits on it; when it exits (or could not
     /// start), starts it again after a backoff. Each new reason it is down is logged once.
     /// `logged`: the reason already logged by the first attempt.
-    async fn supervise(self, mut child: Option<GroupChild>, mut stop: watch::Receiver<bool>, mut logged: Option<String>) {
+    async fn supervise(
+        self,
+        mut child: Option<GroupChild>,
+        mut stop: watch::Receiver<bool>,
+        mut logged: Option<String>,
+    ) {
         let mut failures = 0u32;
         loop {
             if let Some(mut running) = child.take() {
