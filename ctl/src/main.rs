@@ -63,7 +63,8 @@ enum Cmd {
     /// Add a project, from flags or a YAML or JSON file (the body of /add_project/).
     Add {
         /// A YAML or JSON file with the whole project ("-": stdin).
-        #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on"])]
+        #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
+            "password_file", "password_stdin", "option", "delete", "timeout", "disabled"])]
         file: Option<String>,
         #[arg(long, required_unless_present = "file")]
         name: Option<String>,
@@ -79,6 +80,30 @@ enum Cmd {
         /// Run after each successful run of these projects (comma-separated ids).
         #[arg(long, value_delimiter = ',')]
         depends_on: Vec<String>,
+        /// The upstream daemon's port (default 873).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The upstream daemon's user.
+        #[arg(long)]
+        user: Option<String>,
+        /// The upstream's password, from the first line of this file (never in argv).
+        #[arg(long, conflicts_with = "password_stdin")]
+        password_file: Option<std::path::PathBuf>,
+        /// The upstream's password, from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// An rsync option of the basic layer (repeat it: --option=--no-motd --option=-4).
+        #[arg(long = "option", allow_hyphen_values = true)]
+        option: Vec<String>,
+        /// The one delete option (--delete, --delete-after, --delete-delay, ...).
+        #[arg(long, allow_hyphen_values = true)]
+        delete: Option<String>,
+        /// A run that takes longer is killed (seconds).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Added disabled (no scheduled run until enabled).
+        #[arg(long)]
+        disabled: bool,
     },
     /// Edit a project's configuration in $VISUAL or $EDITOR (YAML); shows the diff and asks
     /// before saving. A change someone made meanwhile is reported, not overwritten.
@@ -297,6 +322,22 @@ enum RoleArg {
     User,
 }
 
+/// The first line of a password file, which must not be readable by others.
+fn password_from_file(path: &std::path::Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| Failure::new(Exit::Usage, format!("{shown}: {e}")))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Failure::new(Exit::Usage, format!("{shown}: readable by others: chmod 600 it first")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Failure::new(Exit::Usage, format!("{shown}: {e}")))?;
+    let line = text.lines().next().unwrap_or("").to_owned();
+    if line.is_empty() {
+        return Err(Failure::new(Exit::Usage, format!("{shown}: no password on its first line")));
+    }
+    Ok(line)
+}
+
 fn read_password(from_stdin: bool, prompt: &str) -> Result<String> {
     let password = if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
@@ -448,6 +489,13 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("  runs after    {}", names.join(", "));
             }
             println!("  last success  {}", time_text(p.last_success));
+            // Why the last run failed, in rsync's (or the master's) words.
+            let ended_badly = |s: &str| matches!(s, "failed" | "timeout" | "interrupted" | "stopped");
+            let last_failed = detail.recent_runs.first().filter(|r| ended_badly(r.status.as_str()));
+            if let Some(r) = last_failed {
+                let why = r.message.as_deref().unwrap_or("-");
+                println!("  last run      {} #{}: {why}", r.status.as_str(), r.id);
+            }
             let fires: Vec<String> = detail.next_fire_times.iter().map(|t| t.to_text()).collect();
             println!("  next fires    {}", if fires.is_empty() { "-".into() } else { fires.join(", ") });
             let mut t = table(&["RUN", "TRIGGER", "STATUS", "STARTED", "FILES", "BYTES"]);
@@ -473,7 +521,23 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("\nslaves\n{s}");
         }
-        Cmd::Add { file, name, host, module, dest, schedule, depends_on } => {
+        Cmd::Add {
+            file,
+            name,
+            host,
+            module,
+            dest,
+            schedule,
+            depends_on,
+            port,
+            user,
+            password_file,
+            password_stdin,
+            option,
+            delete,
+            timeout,
+            disabled,
+        } => {
             let body: Value = match file {
                 Some(f) => {
                     let text = if f == "-" {
@@ -497,6 +561,36 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                     if !depends_on.is_empty() {
                         b["depends_on"] = json!(depends_on);
+                    }
+                    if let Some(p) = port {
+                        b["rsync_port"] = json!(p);
+                    }
+                    if let Some(u) = user {
+                        b["rsync_user"] = json!(u);
+                    }
+                    let password = match (&password_file, password_stdin) {
+                        (Some(path), _) => Some(password_from_file(path)?),
+                        (None, true) => Some(read_password(true, "")?),
+                        (None, false) => None,
+                    };
+                    if let Some(p) = password {
+                        b["rsync_password"] = json!(p);
+                    }
+                    if !option.is_empty() || delete.is_some() {
+                        let mut layers = serde_json::Map::new();
+                        if !option.is_empty() {
+                            layers.insert("basic".into(), json!(option));
+                        }
+                        if let Some(d) = delete {
+                            layers.insert("delete".into(), json!(d));
+                        }
+                        b["rsync_options"] = Value::Object(layers);
+                    }
+                    if let Some(t) = timeout {
+                        b["timeout_secs"] = json!(t);
+                    }
+                    if disabled {
+                        b["enabled"] = json!(false);
                     }
                     b
                 }

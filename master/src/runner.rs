@@ -289,6 +289,8 @@ impl Runner {
                 .is_some_and(|pid| kill_orphan(pid, &self.cfg.rsync_path, &run.dest));
             tracing::warn!(run.id = run.id, orphan_killed = killed, "run interrupted by the previous master's end");
         }
+        // What runs killed with the previous master were receiving.
+        mirror_runtime::fs::empty_dir(&self.cfg.mirror_root.join(mirror_runtime::fs::TEMP_DIR)).await?;
         Ok(())
     }
 

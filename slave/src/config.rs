@@ -24,6 +24,11 @@ pub struct Settings {
     pub rsync_password_file: Option<PathBuf>,
     pub rsync_path: PathBuf,
     pub run_timeout_secs: u64,
+    /// A pull that moves no data for this many seconds ends (rsync's `--timeout`, and
+    /// `--contimeout` for the connection): a stalled master daemon must not hold the project's
+    /// pull, and every later notification with it, for `run_timeout_secs`. The project's own
+    /// `--timeout` wins.
+    pub pull_io_timeout_secs: u64,
     /// What this slave serves, kept across restarts.
     pub state_file: PathBuf,
     pub log: String,
@@ -52,6 +57,7 @@ impl Default for Settings {
             rsync_password_file: None,
             rsync_path: "rsync".into(),
             run_timeout_secs: 6 * 3600,
+            pull_io_timeout_secs: 300,
             state_file: "mirror-slave-state.json".into(),
             log: "info".into(),
             log_format: Default::default(),
@@ -115,6 +121,9 @@ impl Settings {
         }
         if !(1..=7 * 24 * 3600).contains(&self.run_timeout_secs) {
             return Err(invalid("run_timeout_secs", "must be between 1 and 604800"));
+        }
+        if !(1..=24 * 3600).contains(&self.pull_io_timeout_secs) {
+            return Err(invalid("pull_io_timeout_secs", "must be between 1 and 86400"));
         }
         if self.log.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid("log", format!("'{}' is not a log filter", self.log)));

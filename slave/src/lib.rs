@@ -366,6 +366,11 @@ impl AppState {
         let options = req.options.iter().filter(|o| !o.starts_with("--port=")).cloned();
         let options = options.chain(own_temp.then(|| format!("--temp-dir={}", temp.display())));
         let options = options.chain(link_dest.as_ref().map(|d| format!("--link-dest={}", d.display())));
+        let io_timeout = self.settings.pull_io_timeout_secs;
+        let has = |name: &str| req.options.iter().any(|o| o.starts_with(name));
+        let options = options
+            .chain((!has("--timeout")).then(|| format!("--timeout={io_timeout}")))
+            .chain((!has("--contimeout")).then(|| format!("--contimeout={io_timeout}")));
         let args = rsync_argv(options, source, format!("{}/", dest.display()));
         let command = RsyncCommand {
             program: self.rsync_path.clone(),
@@ -594,6 +599,10 @@ impl Application {
         if left > 0 {
             tracing::warn!(processes = left, "stopped the rsync a previous run of this slave left pulling");
         }
+        // What pulls killed with this slave were receiving (each pull empties its own again).
+        mirror_runtime::fs::empty_dir(&root.join(TEMP_DIR))
+            .await
+            .with_context(|| format!("cannot empty {}", root.join(TEMP_DIR).display()))?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
         let (stop, _) = watch::channel(false);

@@ -404,3 +404,64 @@ async fn an_expired_token_is_renewed_with_the_refresh_token_until_the_password_c
     let refused = ctl(h, &["sync", "nosuch"], None, &env).await;
     assert_eq!(refused.code, 3, "{}", refused.stderr);
 }
+
+/// `mirrorctl add` takes every field an operator sets by hand (the password from a 0600 file or
+/// stdin, never argv), and `mirrorctl show` says why the last run failed.
+#[tokio::test]
+async fn add_takes_every_field_by_flag_and_show_says_why_the_last_run_failed() {
+    let m = TestMaster::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let login =
+        [("MIRRORCTL_URL", m.api.base.as_str()), ("MIRRORCTL_USER", "root"), ("MIRRORCTL_PASSWORD", ROOT_PASSWORD)];
+    let secret = h.join("upstream.password");
+    std::fs::write(&secret, "flag-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = mirror_tests::rsyncd::free_port().to_string();
+    let args = [
+        "add",
+        "--name",
+        "deb",
+        "--host",
+        "127.0.0.1",
+        "--module",
+        "debian",
+        "--dest",
+        "deb",
+        "--port",
+        &port,
+        "--user",
+        "mirror",
+        "--password-file",
+        secret.to_str().unwrap(),
+        "--option=--no-motd",
+        "--option=-4",
+        "--delete",
+        "--delete-after",
+        "--timeout",
+        "600",
+        "--schedule",
+        "minute=*/30",
+        "--disabled",
+    ];
+    let refused = ctl(h, &args, None, &login).await;
+    assert!(refused.code == 2 && refused.stderr.contains("chmod 600"), "{}: {}", refused.code, refused.stderr);
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let added = ctl(h, &args, None, &login).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let p = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
+    assert_eq!(p["rsync_port"], json!(port.parse::<u16>().unwrap()), "{p}");
+    assert_eq!((p["rsync_user"].clone(), p["rsync_password_set"].clone()), (json!("mirror"), json!(true)), "{p}");
+    assert_eq!((p["timeout_secs"].clone(), p["enabled"].clone()), (json!(600), json!(false)), "{p}");
+    let options = p["rsync_options"].to_string();
+    assert!(options.contains("--no-motd") && options.contains("-4") && options.contains("--delete-after"), "{p}");
+    assert!(!std::fs::read_to_string(h.join("upstream.password")).unwrap().is_empty());
+
+    // Nothing listens on the port: the run fails, and show says how.
+    let synced = ctl(h, &["sync", "deb", "--wait"], None, &login).await;
+    assert_eq!(synced.code, 7, "{}", synced.stderr);
+    let shown = ctl(h, &["show", "deb"], None, &login).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let line = shown.stdout.lines().find(|l| l.trim_start().starts_with("last run")).unwrap_or_default().to_owned();
+    assert!(line.contains("failed") && line.contains("rsync"), "{}", shown.stdout);
+}

@@ -89,8 +89,9 @@ async fn a_success_runs_what_depends_on_it_and_references_stay_whole() {
     let set_module = |module: &'static str| {
         let api = &m.api;
         async move {
-            let r =
-                api.post("/update_project/basic/", &json!({"id": "base", "rsync_module": module}), &Auth::root()).await;
+            // A new module needs its password again (a password stays with its upstream).
+            let body = json!({"id": "base", "rsync_module": module, "rsync_password": UPSTREAM_PASSWORD});
+            let r = api.post("/update_project/basic/", &body, &Auth::root()).await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         }
     };
