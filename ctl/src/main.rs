@@ -61,50 +61,7 @@ enum Cmd {
         project: String,
     },
     /// Add a project, from flags or a YAML or JSON file (the body of /add_project/).
-    Add {
-        /// A YAML or JSON file with the whole project ("-": stdin).
-        #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
-            "password_file", "password_stdin", "option", "delete", "timeout", "disabled"])]
-        file: Option<String>,
-        #[arg(long, required_unless_present = "file")]
-        name: Option<String>,
-        #[arg(long, required_unless_present = "file")]
-        host: Option<String>,
-        #[arg(long, required_unless_present = "file")]
-        module: Option<String>,
-        #[arg(long, required_unless_present = "file")]
-        dest: Option<String>,
-        /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names).
-        #[arg(long)]
-        schedule: Option<String>,
-        /// Run after each successful run of these projects (comma-separated ids).
-        #[arg(long, value_delimiter = ',')]
-        depends_on: Vec<String>,
-        /// The upstream daemon's port (default 873).
-        #[arg(long)]
-        port: Option<u16>,
-        /// The upstream daemon's user.
-        #[arg(long)]
-        user: Option<String>,
-        /// The upstream's password, from the first line of this file (never in argv).
-        #[arg(long, conflicts_with = "password_stdin")]
-        password_file: Option<std::path::PathBuf>,
-        /// The upstream's password, from the first line of stdin.
-        #[arg(long)]
-        password_stdin: bool,
-        /// An rsync option of the basic layer (repeat it: --option=--no-motd --option=-4).
-        #[arg(long = "option", allow_hyphen_values = true)]
-        option: Vec<String>,
-        /// The one delete option (--delete, --delete-after, --delete-delay, ...).
-        #[arg(long, allow_hyphen_values = true)]
-        delete: Option<String>,
-        /// A run that takes longer is killed (seconds).
-        #[arg(long)]
-        timeout: Option<u64>,
-        /// Added disabled (no scheduled run until enabled).
-        #[arg(long)]
-        disabled: bool,
-    },
+    Add(Box<AddArgs>),
     /// Edit a project's configuration in $VISUAL or $EDITOR (YAML); shows the diff and asks
     /// before saving. A change someone made meanwhile is reported, not overwritten.
     Edit {
@@ -266,6 +223,52 @@ enum Cmd {
     },
     /// Print the manual page (roff: `mirrorctl man > /usr/local/share/man/man1/mirrorctl.1`).
     Man,
+}
+
+#[derive(clap::Args)]
+struct AddArgs {
+    /// A YAML or JSON file with the whole project ("-": stdin).
+    #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
+        "password_file", "password_stdin", "option", "delete", "timeout", "disabled"])]
+    file: Option<String>,
+    #[arg(long, required_unless_present = "file")]
+    name: Option<String>,
+    #[arg(long, required_unless_present = "file")]
+    host: Option<String>,
+    #[arg(long, required_unless_present = "file")]
+    module: Option<String>,
+    #[arg(long, required_unless_present = "file")]
+    dest: Option<String>,
+    /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Run after each successful run of these projects (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    depends_on: Vec<String>,
+    /// The upstream daemon's port (default 873).
+    #[arg(long)]
+    port: Option<u16>,
+    /// The upstream daemon's user.
+    #[arg(long)]
+    user: Option<String>,
+    /// The upstream's password, from the first line of this file (never in argv).
+    #[arg(long, conflicts_with = "password_stdin")]
+    password_file: Option<std::path::PathBuf>,
+    /// The upstream's password, from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// An rsync option of the basic layer (repeat it: --option=--no-motd --option=-4).
+    #[arg(long = "option", allow_hyphen_values = true)]
+    option: Vec<String>,
+    /// The one delete option (--delete, --delete-after, --delete-delay, ...).
+    #[arg(long, allow_hyphen_values = true)]
+    delete: Option<String>,
+    /// A run that takes longer is killed (seconds).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Added disabled (no scheduled run until enabled).
+    #[arg(long)]
+    disabled: bool,
 }
 
 #[derive(Subcommand)]
@@ -521,23 +524,24 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("\nslaves\n{s}");
         }
-        Cmd::Add {
-            file,
-            name,
-            host,
-            module,
-            dest,
-            schedule,
-            depends_on,
-            port,
-            user,
-            password_file,
-            password_stdin,
-            option,
-            delete,
-            timeout,
-            disabled,
-        } => {
+        Cmd::Add(add) => {
+            let AddArgs {
+                file,
+                name,
+                host,
+                module,
+                dest,
+                schedule,
+                depends_on,
+                port,
+                user,
+                password_file,
+                password_stdin,
+                option,
+                delete,
+                timeout,
+                disabled,
+            } = *add;
             let body: Value = match file {
                 Some(f) => {
                     let text = if f == "-" {
