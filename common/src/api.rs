@@ -64,6 +64,11 @@ pub struct AddProject {
     /// Projects whose each successful run is followed by a run of this one (trigger `dependency`).
     /// Each must exist; no cycle.
     pub depends_on: Option<DependsOn>,
+    /// A small file of the upstream (relative to its module) that changes with every update
+    /// (Debian's `project/trace/master`, Arch's `lastupdate`): fetched alone before each run, and
+    /// when it is as the last successful run saw it, the run ends at once, `changed: false`, with
+    /// no walk of the upstream. Default: none (`project/trace/master` with the `debian` stage profile).
+    pub probe: Option<String>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not the
@@ -109,6 +114,9 @@ pub struct UpdateProjectBasic {
     pub watch: Option<bool>,
     /// Replaces the whole list (`[]`: none).
     pub depends_on: Option<DependsOn>,
+    /// Absent: unchanged; `null` or `""`: none.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub probe: Option<Option<String>>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
@@ -312,6 +320,9 @@ pub struct ProjectView {
     /// Each successful run of these projects is followed by a run of this one.
     #[serde(default, skip_serializing_if = "DependsOn::is_empty")]
     pub depends_on: DependsOn,
+    /// The upstream file fetched alone before each run (see `AddProject.probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
     /// The version of this configuration (its newest commit): send it back as `version` or
     /// `If-Match` to change it only if no one else did meanwhile.
     pub version: i64,
@@ -433,11 +444,33 @@ pub struct RunStats {
     pub files_created: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_deleted: Option<u64>,
+    /// Items rsync itemized as changed (`--itemize-changes`: created, updated, deleted, or only
+    /// their attributes changed); `0`: the run changed nothing. Not kept with the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<u64>,
+}
+
+/// Whether `line` is one of rsync's `--itemize-changes` lines (`>f+++++++++ path`,
+/// `.f...p..... path`, `cL+++++++++ link -> target`, `*deleting   path`).
+pub fn is_itemized(line: &str) -> bool {
+    if line.starts_with("*deleting ") {
+        return true;
+    }
+    let b = line.as_bytes();
+    b.len() > 12
+        && b"<>ch.".contains(&b[0])
+        && b"fdLDS".contains(&b[1])
+        && b[2..11].iter().all(|c| b".+ ?cstTpoguaxnbN".contains(c))
+        && b[11] == b' '
 }
 
 impl RunStats {
     /// Reads one output line; lines that are not stats are ignored.
     pub fn absorb(&mut self, line: &str) {
+        if is_itemized(line) {
+            self.changes = Some(self.changes.unwrap_or(0) + 1);
+            return;
+        }
         let Some((key, value)) = line.split_once(':') else { return };
         if key.trim() == "Number of files" {
             // `1,234 (reg: 1,000, dir: 234)`; no `reg:` part: no regular file.
@@ -495,6 +528,14 @@ pub struct RunView {
     pub message: Option<String>,
     /// Succeeded with a warning (rsync exit 24: files vanished during the transfer).
     pub warning: bool,
+    /// A successful run: whether it changed the tree (and so made a new generation); `false`:
+    /// nothing changed, no generation, no slave told. Absent for other runs and older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    /// What the project's probe found before the run: `unchanged` (the run ended there, no walk),
+    /// `changed`, `first` (nothing to compare with yet), or why it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
     pub stats: RunStats,
     /// The last 64 KiB of output; only in `GET /runs/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -982,8 +1023,24 @@ mod tests {
                 bytes_received: Some(2500),
                 files_created: Some(10),
                 files_deleted: None,
+                changes: None,
             }
         );
+        // Itemized changes are counted, whatever the kind; other lines are not.
+        let mut c = RunStats::default();
+        for l in [
+            ">f+++++++++ pool/a.deb",
+            ".f...p..... mode-only",
+            "cL+++++++++ link -> target",
+            "*deleting   gone.txt",
+            ".d..t...... dists/",
+            "hf+++++++++ b => a",
+            "sending incremental file list",
+            "Number of files: 3",
+        ] {
+            c.absorb(l);
+        }
+        assert_eq!(c.changes, Some(6));
         // An empty tree: its one directory, no regular file.
         let mut empty = RunStats::default();
         empty.absorb("Number of files: 1 (dir: 1)");
@@ -1112,6 +1169,8 @@ pub struct ProjectDoc {
     pub watch: bool,
     #[serde(default, skip_serializing_if = "DependsOn::is_empty")]
     pub depends_on: DependsOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

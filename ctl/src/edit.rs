@@ -42,6 +42,13 @@ pub fn editable(view: &Value) -> Value {
     ] {
         doc.insert(key.into(), view.get(key).cloned().unwrap_or(Value::Null));
     }
+    // The rest of the configuration, when the project has it: a PUT is the whole configuration,
+    // so what is left out would be removed (targets, dependencies...).
+    for key in ["max_delete", "stages", "flip", "targets", "watch", "depends_on", "probe"] {
+        if let Some(v) = view.get(key).filter(|v| !v.is_null()) {
+            doc.insert(key.into(), v.clone());
+        }
+    }
     let o = &view["rsync_options"];
     doc.insert("rsync_options".into(), json!({"defaults": o["defaults"], "basic": o["basic"], "delete": o["delete"]}));
     Value::Object(doc)

@@ -47,7 +47,9 @@ fn with_options(
 ) -> Option<Vec<String>> {
     let source = source(p)?;
     // How far it has got, as it goes (GET /runs/{id}); these lines are read, not logged.
-    let mut all = vec!["--info=progress2".to_owned()];
+    // Each change itemized: whether the run changed anything at all (a new generation) is read
+    // from rsync's own accounting, attribute-only changes and deletions included.
+    let mut all = vec!["--info=progress2".to_owned(), "--itemize-changes".to_owned()];
     all.extend(options);
     if !mirror_runtime::fs::names_temp_dir(&all) {
         all.push(format!("--temp-dir={}", temp.display()));

@@ -103,6 +103,19 @@ async fn upstream_locks(dest: &std::path::Path, mirror_name: &str) -> Vec<String
     found
 }
 
+/// The project's probe: its own, or the one of its stage profile (`debian`: the archive's
+/// `project/trace/master`, which dak rewrites on every update).
+fn probe_of(project: &crate::db::projects::ProjectRow) -> Option<String> {
+    use mirror_common::stages::StageProfile;
+    project.probe.clone().or_else(|| {
+        project
+            .stages
+            .as_ref()
+            .is_some_and(|s| s.profile == Some(StageProfile::Debian))
+            .then(|| "project/trace/master".to_owned())
+    })
+}
+
 /// Whether the project's options delete anything on the receiving side.
 fn deletes(project: &crate::db::projects::ProjectRow) -> bool {
     project.rsync_options.layered().iter().any(|o| crate::rsync::is_delete_option(o))
@@ -607,10 +620,37 @@ impl Runner {
         if let Some(two) = stage_argv(&project, &temp, &self.cfg.mirror_name, Stage::Two) {
             args = two;
         }
-        // max_delete: before each attempt, a dry run says how much it would delete; too much, and
-        // the run fails before it has changed anything.
+        // The probe: one small file fetched alone; as the last success saw it, the upstream has
+        // not moved, and the run ends here without a walk of the upstream.
+        let mut probe_seen_now = None;
+        if let Some(path) = probe_of(&project) {
+            let (label, hash) = self.probe(&project, &path, &temp).await;
+            db::runs::set_probe(&self.db, run_id, &label).await?;
+            if label == "unchanged" && project.generation > 0 {
+                let message = format!("the probe {path} is as the last successful run saw it: not run");
+                tracing::info!(probe = %path, "upstream unchanged: run ended without a walk");
+                return self.finish_unchanged(project_id, run_id, &message).await;
+            }
+            probe_seen_now = hash;
+        }
+        // max_delete in the run itself: rsync's own --max-delete stops it at the limit (exit 25),
+        // and the few files it deleted come back from the previous generation's frozen copy. Only
+        // a percentage with no earlier success to measure the tree by still needs a dry run first.
         let limit = self.deletion_limit(&project);
-        let dry = (limit != MaxDelete::Off).then(|| self.dry_command(&project, args.clone(), &temp, timeout));
+        let one_pass = match limit {
+            MaxDelete::Off => None,
+            MaxDelete::Count(n) => Some(n),
+            MaxDelete::Percent(p) => db::runs::last_success_total(&self.db, project_id)
+                .await?
+                .map(|tree| tree.saturating_mul(u64::from(p)) / 100),
+        };
+        if let Some(n) = one_pass {
+            // Before the `--` that ends the options.
+            let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+            args.insert(at, format!("--max-delete={n}"));
+        }
+        let dry = (limit != MaxDelete::Off && one_pass.is_none())
+            .then(|| self.dry_command(&project, args.clone(), &temp, timeout));
         let (progress, watching) = watch::channel(None);
         let progress = Arc::new(progress);
         self.progress_map().insert(run_id, watching);
@@ -728,6 +768,14 @@ impl Runner {
         if let Some(lock) = own_lock {
             lock.release().await;
         }
+        // Stopped at the deletion limit: what it deleted comes back from the frozen copy.
+        if outcome.exit_code == Some(25)
+            && let Some(n) = one_pass
+        {
+            outcome.ending = Ending::Failed;
+            outcome.message = self.put_back(&project, n, limit).await;
+            tracing::error!(message = %outcome.message, "run stopped at the deletion limit");
+        }
         // Fake success (tunasync#109): rsync says all is well, but the upstream served an empty
         // or a much smaller tree. The run fails; its generation never reaches a slave.
         if outcome.succeeded()
@@ -753,21 +801,34 @@ impl Runner {
             stats: &outcome.stats,
             log_tail: &outcome.tail,
         };
-        if outcome.succeeded() && project.trace {
+        // A run that changed nothing changes nothing: no generation, no snapshot, no trace, no
+        // notification, no push. Read from rsync's itemized changes; a first success always makes
+        // generation 1, and a two-stage run (its first stage's changes are not counted) always
+        // counts as a change.
+        let changed = outcome.succeeded()
+            && (project.generation == 0 || stage1.is_some() || outcome.stats.changes.unwrap_or(0) > 0);
+        if changed && project.trace {
             // Before the run is recorded: the new generation the slaves pull holds it.
             self.write_trace(&project, run_id, began, &outcome, stage1.is_some().then_some(stage_secs)).await;
         }
         // Frozen before the run is recorded, so that no slave is told of a generation without it.
-        let frozen = if outcome.succeeded() { self.freeze(&project).await } else { None };
+        let frozen = if changed { self.freeze(&project).await } else { None };
         // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as
         // a client reads this run as ended (below), not only once the change is published.
         self.free(project_id, run_id);
         let bumped = if outcome.succeeded() {
-            db::runs::finish_success(&self.db, run_id, &finished, project_id).await?
+            db::runs::finish_success(&self.db, run_id, &finished, project_id, changed).await?
         } else {
             db::runs::finish(&self.db, run_id, &finished).await?;
             None
         };
+        // The probe as it was before this successful run: the next run compares with it.
+        if outcome.succeeded()
+            && probe_seen_now.is_some()
+            && let Err(e) = db::projects::set_probe_seen(&self.db, project_id, probe_seen_now.as_deref()).await
+        {
+            tracing::warn!(error = %e, "cannot keep what the probe held");
+        }
         // Recorded as ended: told to the listing and whoever listens.
         self.release(project_id, run_id);
         if let (Some(project), Some(built)) = (&bumped, frozen)
@@ -781,7 +842,7 @@ impl Runner {
             self.events.publish(Change::NewGeneration(project));
         }
         if outcome.succeeded() {
-            tracing::info!(attempts = attempt, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
+            tracing::info!(attempts = attempt, changed, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
         } else {
             tracing::warn!(attempts = attempt, status = status.as_str(), message = %outcome.message, "run did not succeed");
         }
@@ -854,6 +915,100 @@ impl Runner {
                 _ = cancel.wait_for(|c| *c) => return Ok(Some(RsyncOutcome { ending: Ending::Cancelled, ..o })),
             }
             waited += retry;
+        }
+    }
+
+    /// Fetches the probe alone (one small confined rsync into the run's temporary directory) and
+    /// compares its SHA-256 with what the newest successful run saw. Returns what it found
+    /// (`unchanged`, `changed`, `first`, or why it could not be read) and the hash.
+    async fn probe(
+        &self,
+        project: &crate::db::projects::ProjectRow,
+        path: &str,
+        temp: &std::path::Path,
+    ) -> (String, Option<String>) {
+        let Some(source) = crate::rsync::source(project) else { return ("no upstream".into(), None) };
+        let landed = temp.join(".mirror-sync-probe");
+        let args = mirror_common::rsync_opts::rsync_argv(
+            ["--no-motd".to_owned(), "--timeout=60".to_owned(), "--max-size=1m".to_owned()],
+            format!("{source}{path}"),
+            landed.display().to_string(),
+        );
+        let command = RsyncCommand {
+            program: self.cfg.rsync_path.clone(),
+            args,
+            password: project.rsync_password.clone(),
+            timeout: Duration::from_secs(120),
+            log_file: None,
+            log_max_bytes: 0,
+            confinement: self.cfg.confine.confinement(vec![temp.to_owned()], vec![]),
+            run_as: self.cfg.run_as,
+            progress: None,
+        };
+        // Never cancelled: the sender lives until the probe is read.
+        let (_keep, never) = watch::channel(false);
+        let fetched = match run_rsync(&command, never, &|_| {}).await {
+            Ok(o) if o.succeeded() => tokio::fs::read(&landed).await.map_err(|e| e.to_string()),
+            Ok(o) => Err(o.message),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = tokio::fs::remove_file(&landed).await;
+        let bytes = match fetched {
+            Ok(b) => b,
+            Err(why) => {
+                tracing::warn!(probe = %path, error = %why, "the probe could not be read: the run goes on in full");
+                return (format!("unreadable: {}", why.chars().take(200).collect::<String>()), None);
+            }
+        };
+        let hash = crate::targets::s3::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let label = match db::projects::probe_seen(&self.db, &project.id).await {
+            Ok(Some(seen)) if seen == hash => "unchanged",
+            Ok(Some(_)) => "changed",
+            Ok(None) => "first",
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read what the probe held");
+                "changed"
+            }
+        };
+        (label.to_owned(), Some(hash))
+    }
+
+    /// A run the probe ended before it began: a success that changed nothing.
+    async fn finish_unchanged(&self, project_id: &ProjectId, run_id: i64, message: &str) -> anyhow::Result<()> {
+        let finished = db::runs::Finished {
+            status: RunStatus::Success,
+            exit_code: None,
+            attempts: 0,
+            message,
+            warning: false,
+            stats: &RunStats::default(),
+            log_tail: "",
+        };
+        self.free(project_id, run_id);
+        db::runs::finish_success(&self.db, run_id, &finished, project_id, false).await?;
+        Ok(())
+    }
+
+    /// After rsync stopped at `--max-delete={n}`: every file, directory and link of the previous
+    /// generation's frozen copy that the run deleted is put back (hard links); the message says
+    /// what was done. Without a frozen copy (snapshots off, or no slave or target to read one) the
+    /// few it deleted stay deleted, and the message says so.
+    async fn put_back(&self, project: &crate::db::projects::ProjectRow, n: u64, limit: MaxDelete) -> String {
+        let g = project.generation;
+        let head = format!(
+            "rsync stopped at max_delete {limit} ({n} files): it would delete more (raise the project's max_delete \
+             to let it through); the generation stays at {g} and no slave is told"
+        );
+        let Some(held) = self.cfg.snapshots.hold(&project.id, g).await else {
+            return format!("{head}; no frozen copy of generation {g} to put back the files it deleted");
+        };
+        let (from, to) = (held.path.clone(), std::path::PathBuf::from(&project.dest));
+        let restored = tokio::task::spawn_blocking(move || crate::snapshots::put_back(&from, &to)).await;
+        drop(held);
+        match restored {
+            Ok(Ok(k)) => format!("{head}; {k} deleted files put back from generation {g}'s frozen copy"),
+            Ok(Err(e)) => format!("{head}; putting back the deleted files failed: {e}"),
+            Err(e) => format!("{head}; putting back the deleted files failed: {e}"),
         }
     }
 

@@ -237,6 +237,46 @@ fn link_tree(source: &Path, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Puts back into `live` what a run deleted from it: every entry of the frozen copy `frozen` that
+/// `live` no longer has (hard links; directories made anew with their attributes). Entries `live`
+/// still has are left as they are, and nothing is followed: the walk goes down only through real
+/// directories of both trees. Returns how many entries were put back (blocking).
+pub fn put_back(frozen: &Path, live: &Path) -> anyhow::Result<u64> {
+    let mut restored = 0u64;
+    let mut made = Vec::new();
+    let mut pending = vec![(frozen.to_path_buf(), live.to_path_buf())];
+    while let Some((from, to)) = pending.pop() {
+        for entry in std::fs::read_dir(&from).with_context(|| format!("cannot read {}", from.display()))? {
+            let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
+            let (source, target) = (entry.path(), to.join(entry.file_name()));
+            let is_dir = entry.file_type()?.is_dir();
+            match std::fs::symlink_metadata(&target) {
+                Ok(m) if is_dir && m.is_dir() => pending.push((source, target)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if is_dir {
+                        link_tree(&source, &target)?;
+                    } else {
+                        std::fs::hard_link(&source, &target)
+                            .with_context(|| format!("cannot put back {}", target.display()))?;
+                    }
+                    restored += 1;
+                    made.push(to.clone());
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", target.display())),
+            }
+        }
+    }
+    // The directories something was put back into get their times back too.
+    made.dedup();
+    for dir in made.iter().rev() {
+        if let Ok(rel) = dir.strip_prefix(live) {
+            copy_dir_attributes(&frozen.join(rel), dir)?;
+        }
+    }
+    Ok(restored)
+}
+
 fn copy_dir_attributes(from: &Path, to: &Path) -> anyhow::Result<()> {
     let meta = std::fs::symlink_metadata(from)?;
     // Only root may give a directory away; a master that is not keeps its own.

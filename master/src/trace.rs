@@ -100,10 +100,16 @@ pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io
     if tokio::fs::symlink_metadata(&target).await.is_ok_and(|m| !m.is_file()) {
         return Err(std::io::Error::other(format!("{} is not a file", target.display())));
     }
+    // The directory keeps the time rsync gave it (the upstream's): the next run must not see a
+    // change of ours as one to undo, and so as a change of the tree.
+    let times = tokio::fs::metadata(&dir).await?.modified()?;
     let tmp = dir.join(format!(".{}.mirror-sync-tmp", t.name));
     let _ = tokio::fs::remove_file(&tmp).await;
     tokio::fs::write(&tmp, render(t)).await?;
-    tokio::fs::rename(&tmp, &target).await
+    tokio::fs::rename(&tmp, &target).await?;
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.set_modified(times))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

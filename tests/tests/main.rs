@@ -23,3 +23,4 @@ mod snapshots;
 mod status;
 mod targets;
 mod transfer;
+mod unchanged;

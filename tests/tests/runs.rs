@@ -642,8 +642,9 @@ async fn an_upstream_emptied_or_halved_is_a_failed_run_and_the_generation_does_n
     assert_eq!(generation().await, json!(2));
 }
 
-/// `max_delete`: a run that would delete too much fails before it changes anything (new files
-/// included), and `POST /syncup/?dry_run=true` says so beforehand.
+/// `max_delete`: a run that would delete too much stops at the limit and fails, the generation
+/// stays, and `POST /syncup/?dry_run=true` says so beforehand. (What it deleted is put back from
+/// the frozen copy when there is one: tests/tests/unchanged.rs; here, with no slave, there is none.)
 #[tokio::test]
 async fn a_run_that_would_delete_more_than_max_delete_changes_nothing_and_a_dry_run_says_so() {
     let upstream = Upstream::start().await;
@@ -672,8 +673,9 @@ async fn a_run_that_would_delete_more_than_max_delete_changes_nothing_and_a_dry_
 
     let refused = finished_run(&m.api, syncup(&m.api, "guarded").await, 30).await;
     assert_eq!(refused["status"], json!("failed"), "{refused}");
-    assert!(refused["message"].as_str().unwrap().contains("more than max_delete 30%"), "{refused}");
-    assert_eq!(snapshot(&dest), before, "nothing published: no deletion, no new file");
+    assert!(refused["message"].as_str().unwrap().contains("max_delete 30%"), "{refused}");
+    let now = snapshot(&dest);
+    assert!(before.keys().filter(|k| !now.contains_key(*k)).count() <= 3, "more than the limit deleted");
     assert_eq!(m.api.get("/projects/guarded", &Auth::root()).await.body["generation"], json!(1));
 
     // Raised (a count this time): the run goes through.

@@ -35,8 +35,8 @@ async fn add_project(m: &TestMaster, upstream: &Upstream, id: &str) {
 /// A slave that takes every notification, keeps it, and never pulls by itself. `old`: as a slave
 /// from before snapshots, it refuses a request with a field it does not know (`source_path`).
 #[derive(Clone, Default)]
-struct HeldSlave {
-    seen: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct HeldSlave {
+    pub(crate) seen: Arc<Mutex<Vec<Value>>>,
     old: bool,
 }
 
@@ -59,14 +59,14 @@ impl HeldSlave {
     }
 
     /// Serves, and is registered with the master: its port and the token the master issued.
-    async fn register(&self, m: &TestMaster) -> (u16, String) {
+    pub(crate) async fn register(&self, m: &TestMaster) -> (u16, String) {
         let port = self.serve().await;
         let r = m.api.post("/add_slave/", &json!({"hostname": "127.0.0.1", "port": port}), &Auth::root()).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         (port, r.body["token"].as_str().unwrap().to_owned())
     }
 
-    async fn request_for(&self, generation: i64) -> Value {
+    pub(crate) async fn request_for(&self, generation: i64) -> Value {
         wait_for(30, &format!("the notification of generation {generation}"), || async {
             self.seen.lock().unwrap().iter().find(|r| r["generation"] == json!(generation)).cloned()
         })

@@ -49,6 +49,8 @@ pub struct ProjectRow {
     pub watch: bool,
     /// Each successful run of these projects is followed by a run of this one (JSON).
     pub depends_on: mirror_common::depends::DependsOn,
+    /// A small upstream file fetched alone before each run; unchanged since the last success: no run.
+    pub probe: Option<String>,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -59,7 +61,7 @@ pub struct ProjectRow {
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -114,7 +116,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe";
 
 fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
     q.bind(&p.id)
@@ -142,6 +144,20 @@ fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
         .bind(&p.stages)
         .bind(p.flip)
         .bind(&p.depends_on)
+        .bind(&p.probe)
+}
+
+/// What the project's probe held at its newest successful run (its SHA-256), if anything.
+pub async fn probe_seen(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
+    let seen: Option<Option<String>> =
+        sqlx::query_scalar("SELECT probe_seen FROM projects WHERE id = ?").bind(id).fetch_optional(&db.read).await?;
+    Ok(seen.flatten())
+}
+
+/// Keeps what the probe held before a successful run (`None`: forget it).
+pub async fn set_probe_seen(db: &Db, id: &str, seen: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE projects SET probe_seen = ? WHERE id = ?").bind(seen).bind(id).execute(&db.write).await?;
+    Ok(())
 }
 
 pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {
@@ -288,6 +304,7 @@ pub fn sample() -> ProjectRow {
         stages: None,
         flip: false,
         depends_on: Default::default(),
+        probe: None,
         catch_up: false,
         last_fire_at: None,
         generation: 0,

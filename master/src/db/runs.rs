@@ -28,17 +28,19 @@ pub struct RunRow {
     pub files_deleted: Option<i64>,
     pub log_tail: Option<String>,
     pub log_file: Option<String>,
+    pub changed: Option<bool>,
+    pub probe: Option<String>,
 }
 
 const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, exit_code, \
                        attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
-                       bytes_received, files_created, files_deleted, log_tail, log_file";
+                       bytes_received, files_created, files_deleted, log_tail, log_file, changed, probe";
 
 /// The same without the output's tail (up to 64 KiB a run): for lists, which never show it.
 const LIST_COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, \
                             exit_code, attempts, message, warning, files_total, files_transferred, total_size, \
                             bytes_transferred, bytes_received, files_created, files_deleted, NULL AS log_tail, \
-                            log_file";
+                            log_file, changed, probe";
 
 /// Rows a statement inserts at most: four parameters each, well under SQLite's limit.
 const INSERT_CHUNK: usize = 500;
@@ -136,17 +138,38 @@ pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
 
 /// A successful run's end and its project's new generation, in one transaction: whoever reads the
 /// run as ended reads the generation it made. The project as it now is (`None` if it is gone).
+/// Records a successful run; with `changed`, its project's next generation (returned) in the same
+/// transaction. Without, the run is kept as `changed = 0` and the generation stays.
 pub async fn finish_success(
     db: &Db,
     id: i64,
     f: &Finished<'_>,
     project_id: &str,
+    changed: bool,
 ) -> sqlx::Result<Option<crate::db::projects::ProjectRow>> {
     let mut tx = db.write.begin().await?;
     finish_in(&mut *tx, id, f).await?;
-    let project = crate::db::projects::bump_generation(&mut *tx, project_id).await?;
+    sqlx::query("UPDATE runs SET changed = ? WHERE id = ?").bind(changed).bind(id).execute(&mut *tx).await?;
+    let project = if changed { crate::db::projects::bump_generation(&mut *tx, project_id).await? } else { None };
     tx.commit().await?;
     Ok(project)
+}
+
+/// Keeps what the project's probe found before run `id`.
+pub async fn set_probe(db: &Db, id: i64, found: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE runs SET probe = ? WHERE id = ?").bind(found).bind(id).execute(&db.write).await?;
+    Ok(())
+}
+
+/// The number of files the project's newest successful run found upstream (`None`: no such run).
+pub async fn last_success_total(db: &Db, project_id: &str) -> sqlx::Result<Option<u64>> {
+    let total: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT files_total FROM runs WHERE project_id = ? AND status = 'success' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .fetch_optional(&db.read)
+    .await?;
+    Ok(total.flatten().and_then(|t| u64::try_from(t).ok()))
 }
 
 async fn finish_in<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {

@@ -130,6 +130,8 @@ pub struct StoredProject {
     pub watch: bool,
     #[serde(default, skip_serializing_if = "mirror_common::depends::DependsOn::is_empty")]
     pub depends_on: mirror_common::depends::DependsOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 /// A password replaced by another: a change no version's content shows (it says only whether
@@ -181,6 +183,7 @@ impl From<&ProjectRow> for StoredProject {
             stages: r.stages.clone(),
             flip: r.flip,
             depends_on: r.depends_on.clone(),
+            probe: r.probe.clone(),
         }
     }
 }
@@ -210,6 +213,7 @@ impl StoredProject {
         row.stages = self.stages;
         row.flip = self.flip;
         row.depends_on = self.depends_on;
+        row.probe = self.probe;
     }
 
     /// As a response shows it (it holds no secret).

@@ -38,6 +38,24 @@ fn derived_id(project: &str, why_not: &'static str) -> Result<ProjectId, Error> 
     ProjectId::parse(project).map_err(|_| Error::field("project", why_not))
 }
 
+/// A probe is a path in the upstream's module: relative, without `..`, at most 512 characters, no
+/// control character, not starting with `-` (it becomes part of one rsync source URL). `""`: none.
+fn check_probe(probe: Option<String>) -> Result<Option<String>, Error> {
+    let Some(p) = probe.filter(|p| !p.is_empty()) else { return Ok(None) };
+    let bad = p.len() > 512
+        || p.starts_with(['/', '-'])
+        || p.ends_with('/')
+        || p.chars().any(|c| c.is_control() || c == '\\')
+        || p.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        return Err(Error::field(
+            "probe",
+            "must be a file's path relative to the upstream module (no '..', no leading '/' or '-')",
+        ));
+    }
+    Ok(Some(p))
+}
+
 /// Object-store targets name where the master sends a tree with a site's credentials: only root
 /// (or the master's own files) may set or change them. A `user` may change the rest of a project
 /// that has targets, leaving them as they are.
@@ -308,6 +326,7 @@ impl Projects {
             stages: check_stages(req.stages)?,
             flip: req.flip.unwrap_or(false),
             depends_on: req.depends_on.unwrap_or_default(),
+            probe: check_probe(req.probe)?,
         };
         row.depends_on.check(&row.id).map_err(|(field, message)| Error::field(field, message))?;
         check_upstream(&row)?;
@@ -453,6 +472,9 @@ impl Projects {
         if let Some(d) = req.depends_on {
             row.depends_on = d;
         }
+        if let Some(p) = req.probe {
+            row.probe = check_probe(p)?;
+        }
         row.rsync_password = match password {
             Some(p) => p,
             None => carried_password(&old, &row),
@@ -586,6 +608,7 @@ impl Projects {
                     stages: None,
                     flip: false,
                     depends_on: Default::default(),
+                    probe: None,
                 };
                 stored.apply_to(&mut row);
                 check_targets_role(&meta, None, &row)?;

@@ -103,6 +103,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         stages: row.stages.clone(),
         flip: row.flip,
         depends_on: row.depends_on.clone(),
+        probe: row.probe.clone(),
     }
 }
 
@@ -274,6 +275,7 @@ impl Projects {
             targets: Some(p.targets.clone()),
             watch: Some(p.watch),
             depends_on: Some(p.depends_on.clone()),
+            probe: p.probe.clone(),
             comment: None,
             version: None,
         };
