@@ -115,6 +115,7 @@ mod tests {
             argv(&project(), std::path::Path::new("/srv/mirror/.mirror-sync-tmp/fedora"), "m1").unwrap(),
             [
                 "--info=progress2",
+                "--itemize-changes",
                 "-avH",
                 "--no-motd",
                 "--delete",

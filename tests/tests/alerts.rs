@@ -283,6 +283,7 @@ async fn a_slave_down_lagging_and_back_is_alerted_once_each() {
 
     // Down while a new generation comes: it is down, then lagging.
     slave.kill().await;
+    std::fs::write(upstream.data().join("second.txt"), "two\n").unwrap();
     assert_eq!(run(&m.api, "deb").await, "success");
     wait_for(20, "slave_down and slave_lagging", || async {
         let mut e = receiver.events("slaves");

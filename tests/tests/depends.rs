@@ -106,6 +106,8 @@ async fn a_success_runs_what_depends_on_it_and_references_stay_whole() {
     set_module("nope").await;
     assert_eq!(base_once().await, json!("failed"));
     set_module("data").await;
+    // A change, so that base's success makes a new generation (an unchanged one starts nothing).
+    std::fs::write(upstream.data().join("second.txt"), "two\n").unwrap();
     assert_eq!(base_once().await, json!("success"));
     wait_for(60, "a second run of derived", || async {
         let runs = runs_of(&m.api, "derived").await;

@@ -177,6 +177,8 @@ async fn a_slave_killed_mid_pull_leaves_no_rsync_and_is_caught_up_within_ten_sec
     // Slow pulls from now on (the master's next run has nothing to transfer).
     let slow = json!({"id": "big", "rsync_options": {"basic": ["--bwlimit=20"], "delete": "--delete"}});
     assert_eq!(m.api.post("/update_project/basic/", &slow, &Auth::root()).await.status, StatusCode::OK);
+    // A small change, so that the run makes generation 2 (a run that changes nothing makes none).
+    std::fs::write(upstream.data().join("second.txt"), "two\n").unwrap();
     let run = m.api.get("/syncup/?id=big", &Auth::root()).await.body["run_id"].as_i64().unwrap();
     assert_eq!(finished_run(&m.api, run, 60).await["status"], json!("success"));
 

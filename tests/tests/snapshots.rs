@@ -231,6 +231,7 @@ async fn no_snapshot_is_made_for_nobody() {
     held.register(&m).await;
     let first = held.request_for(1).await;
     assert!(first.get("source_path").is_none(), "{first}");
+    std::fs::write(upstream.data().join("second.txt"), "two\n").unwrap();
     assert_eq!(sync_and_wait(&m, "tree").await, 2);
     assert_eq!(held.request_for(2).await["source_path"], json!(".mirror-sync-snap/tree/2"));
     assert_eq!(snapshot_shown(&m).await, json!(true));
