@@ -104,14 +104,21 @@ async fn a_master_without_its_helper_refuses_to_start_unless_confine_is_off() {
     let alone = tempfile::tempdir().unwrap();
     let copied = alone.path().join("mirror-master");
     std::fs::copy(binary("mirror-master"), &copied).unwrap();
-    let out = tokio::process::Command::new(&copied)
+    let child = tokio::process::Command::new(&copied)
         .current_dir(alone.path())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("MIRROR_MASTER__LISTEN", "127.0.0.1:0")
         .env("MIRROR_MASTER__RSYNCD__MANAGE", "false")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // A master that starts serves until stopped: one still running after 20 s has started.
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
+        .expect("the master started without its helper")
         .unwrap();
     let stderr = mirror_tests::strip_ansi(&String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "it started: {stderr}");
