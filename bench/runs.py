@@ -5,9 +5,12 @@
    trivial program (/bin/true) and max_concurrent_runs 64. Reports the delay from the scheduled
    second to each run's start (p50, p99, max) and the master's peak RSS.
 2. syncup: /syncup/ of an unchanged tree of 10,000 files from a real rsync daemon, against the same
-   rsync run by hand. Reports both medians and the overhead.
+   rsync run by hand. Reports both medians and the overhead; with the defaults (the guard as rsync's
+   --max-delete, snapshots), without either, and with a probe that did not change.
+3. changed: /syncup/ of a tree of 200,000 files (--files) in which 100 files change before each
+   round, with snapshots and the guard on, against rsync by hand doing the same.
 
-Usage: bench/runs.py [dispatch|syncup|all] [--projects N]
+Usage: bench/runs.py [dispatch|syncup|changed|all] [--projects N] [--files N]
 Needs a release build: cargo build --release --bin mirror-master (bench/runs.sh does it).
 """
 import argparse
@@ -219,10 +222,14 @@ def make_tree(root, files, dirs, lines):
             f.write(f"file {i}\n" * (i % lines + 1))
 
 
-def bench_syncup(rounds=7, max_delete=None, snapshots=True):
+def bench_syncup(rounds=7, max_delete=None, snapshots=True, probe=False):
     work = scratch("bench-syncup-")
     data = os.path.join(work, "upstream")
     make_tree(data, files=10_000, dirs=100, lines=13)
+    if probe:
+        os.makedirs(os.path.join(data, "project", "trace"), exist_ok=True)
+        with open(os.path.join(data, "project", "trace", "master"), "w") as f:
+            f.write("Archive serial: 2026120301\n")
     rsyncd, port = start_rsyncd(data)
     master = Master(work, max_concurrent_runs=4, rsyncd__manage="false", snapshots=str(snapshots).lower())
     options = ["-avH", "--no-motd"]
@@ -230,6 +237,7 @@ def bench_syncup(rounds=7, max_delete=None, snapshots=True):
         "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",
         "dest": "tree", "rsync_options": {"defaults": options, "delete": "--delete"},
         **({"max_delete": max_delete} if max_delete else {}),
+        **({"probe": "project/trace/master"} if probe else {}),
     })
     assert status == 201, body
     if snapshots:
@@ -259,17 +267,61 @@ def bench_syncup(rounds=7, max_delete=None, snapshots=True):
     master.stop()
     rsyncd.terminate()
     a, d = statistics.median(via_api), statistics.median(direct)
-    guard = f"max_delete {max_delete}" if max_delete else "max_delete: the master's default (a dry run first)"
-    guard += ", snapshots " + ("on" if snapshots else "off")
+    guard = f"max_delete {max_delete}" if max_delete else "max_delete: the master's default (--max-delete in the run)"
+    guard += ", snapshots " + ("on" if snapshots else "off") + (", a probe that did not change" if probe else "")
     print(f"syncup of an unchanged 10,000-file tree, median of {rounds} ({guard}):")
     print(f"  /syncup/ to recorded end: {a * 1000:.0f} ms   rsync by hand: {d * 1000:.0f} ms   "
           f"overhead: {(a - d) * 1000:.0f} ms ({(a - d) / d * 100:.1f} %)")
 
 
+def bench_changed(files, rounds=3, changed=100):
+    """A big tree in which `changed` files change before each round: the run (guard and snapshots
+    on) against rsync by hand."""
+    work = scratch("bench-changed-")
+    data = os.path.join(work, "upstream")
+    print(f"making a tree of {files} files...", flush=True)
+    make_tree(data, files=files, dirs=max(1, files // 100), lines=3)
+    rsyncd, port = start_rsyncd(data)
+    master = Master(work, max_concurrent_runs=4, rsyncd__manage="false")
+    options = ["-avH", "--no-motd"]
+    status, body = master.request("POST", "/add_project/", {
+        "project": "tree", "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",
+        "dest": "tree", "rsync_options": {"defaults": options, "delete": "--delete"},
+    })
+    assert status == 201, body
+    status, body = master.request("POST", "/add_slave/", {"hostname": "127.0.0.1", "port": free_port()})
+    assert status == 201, body
+    syncup_and_wait(master, "tree", poll=0.01)
+    by_hand_dest = os.path.join(work, "by-hand")
+    argv = ["rsync", *options, "--delete", "--stats", f"rsync://127.0.0.1:{port}/data/", by_hand_dest + "/"]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    via_api, direct = [], []
+    for r in range(rounds):
+        for i in range(changed):
+            n = (r * changed + i) * 997 % files
+            with open(os.path.join(data, f"d{n % max(1, files // 100)}", f"f{n}"), "a") as f:
+                f.write(f"round {r}\n")
+        t0 = time.perf_counter()
+        run = syncup_and_wait(master, "tree", poll=0.01)
+        via_api.append(time.perf_counter() - t0)
+        assert run.get("changed") is True, run
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        direct.append(time.perf_counter() - t0)
+    master.stop()
+    rsyncd.terminate()
+    a, d = statistics.median(via_api), statistics.median(direct)
+    print(f"syncup of a {files}-file tree with {changed} changed files, median of {rounds} "
+          f"(max_delete default, snapshots on):")
+    print(f"  /syncup/ to recorded end: {a * 1000:.0f} ms   rsync by hand: {d * 1000:.0f} ms   "
+          f"ratio: {a / d:.2f}x")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("which", nargs="?", default="all", choices=["dispatch", "syncup", "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=["dispatch", "syncup", "changed", "all"])
     parser.add_argument("--projects", type=int, default=10_000)
+    parser.add_argument("--files", type=int, default=200_000)
     args = parser.parse_args()
     if not os.path.exists(MASTER):
         raise SystemExit(f"{MASTER} missing: cargo build --release --bin mirror-master")
@@ -284,6 +336,9 @@ def main():
         bench_syncup()
         bench_syncup(max_delete="off")
         bench_syncup(max_delete="off", snapshots=False)
+        bench_syncup(probe=True)
+    if args.which in ("changed", "all"):
+        bench_changed(args.files)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ impl Application {
         if settings.cluster_token.is_some() {
             tracing::warn!(
                 "cluster_token is no longer used: each slave has its own token from /add_slave/ or \
-                 /rotate_slave_token/ (README: \"Moving from the shared cluster token\")"
+                 /rotate_slave_token/ (docs/cluster.md: \"Moving from the shared cluster token\")"
             );
         }
         // Who hears of changes: the listing cache, the scheduler (subscribed once it is started,
