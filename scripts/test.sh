@@ -38,6 +38,12 @@ own_processes() {
 }
 own_processes > target/processes-before.txt 2>/dev/null || { mkdir -p target; own_processes > target/processes-before.txt; }
 
+# pyrainer (pip), Rainer's own client, unchanged: the Rainer API's test drives it.
+if [ ! -x target/pyrainer-venv/bin/python ] || ! target/pyrainer-venv/bin/python -c 'import pyrainer.cli' 2>/dev/null; then
+    python3 -m venv target/pyrainer-venv
+    target/pyrainer-venv/bin/pip install -q 'pyrainer==0.26' six
+fi
+
 cargo fmt --all -- --check
 # A one-shot build gains nothing from incremental data, which is ~1.4 GB here; disk on CI is shared.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -374,6 +374,26 @@ impl Client {
         Ok(resp)
     }
 
+    /// Sends a request on as it came (`mirrorctl proxy`), with this client's login; the answer
+    /// as the master gave it.
+    pub async fn forward(
+        &self,
+        method: &str,
+        path: &str,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+        let mut req = self.with_login(self.follow_http.request(method, format!("{}{path}", self.url)));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.body(body)
+            .send()
+            .await
+            .map_err(|e| Failure::new(Exit::Server, format!("cannot reach the master at {}: {e}", self.url)))
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
     }

@@ -3,6 +3,7 @@
 
 mod client;
 mod edit;
+mod proxy;
 mod targets;
 mod transfer;
 mod watch;
@@ -216,6 +217,13 @@ enum Cmd {
     Users {
         #[command(subcommand)]
         action: Option<UsersCmd>,
+    },
+    /// Serve the master's API on a loopback address, adding the logged-in user's token to each
+    /// request (for clients that cannot send credentials, such as pyrainer).
+    Proxy {
+        /// Where to listen (loopback only; port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        listen: String,
     },
     /// Print a shell completion script.
     Completion {
@@ -437,6 +445,7 @@ async fn run(cli: Cli) -> Result<()> {
             let path = client::save_token(&saved)?;
             eprintln!("logged in as {}; token kept in {} until {}", saved.username, path.display(), saved.expires_at);
         }
+        Cmd::Proxy { listen } => proxy::serve(c, &listen).await?,
         Cmd::Token => match login {
             client::Login::Bearer(t) => println!("{t}"),
             _ => return Err(Failure::new(Exit::Auth, "no token: run `mirrorctl login` or set MIRRORCTL_TOKEN")),

@@ -17,6 +17,7 @@ mod netns;
 mod newcomer;
 mod openapi;
 mod publish;
+mod rainer;
 mod runs;
 mod security;
 mod snapshots;

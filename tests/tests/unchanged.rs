@@ -102,7 +102,16 @@ async fn only_a_deletion_a_mode_change_or_a_symlink_is_still_a_change() {
     let first = std::fs::read_dir(data.join("dir0/sub0")).unwrap().flatten().next().unwrap().path();
     type Change = (&'static str, Box<dyn Fn()>);
     let changes: [Change; 3] = [
-        ("a deletion", Box::new(move || std::fs::remove_file(&first).unwrap())),
+        (
+            "a deletion",
+            // Its directory keeps its time: the deletion is the one thing that changed.
+            Box::new(move || {
+                let dir = first.parent().unwrap();
+                let time = std::fs::metadata(dir).unwrap().modified().unwrap();
+                std::fs::remove_file(&first).unwrap();
+                std::fs::File::open(dir).unwrap().set_modified(time).unwrap();
+            }),
+        ),
         (
             "a mode change",
             Box::new({

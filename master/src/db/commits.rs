@@ -83,3 +83,40 @@ pub async fn get<'e>(
     .fetch_optional(db)
     .await
 }
+
+/// The newest version of every key of `kind`, by key; with `removed`, also keys whose newest
+/// version is their removal.
+pub async fn latest_each(db: &Db, kind: &str, removed: bool) -> sqlx::Result<Vec<CommitRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM config_commits c WHERE kind = ?1 AND (?2 OR content IS NOT NULL) \
+         AND version = (SELECT MAX(version) FROM config_commits WHERE kind = c.kind AND key = c.key) ORDER BY key"
+    )))
+    .bind(kind)
+    .bind(removed)
+    .fetch_all(&db.read)
+    .await
+}
+
+/// The bytes a version was committed with through Rainer's API, if it was.
+pub async fn payload(db: &Db, kind: &str, key: &str, version: i64) -> sqlx::Result<Option<Vec<u8>>> {
+    let found: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT payload FROM config_commits WHERE kind = ? AND key = ? AND version = ?")
+            .bind(kind)
+            .bind(key)
+            .bind(version)
+            .fetch_optional(&db.read)
+            .await?;
+    Ok(found.flatten())
+}
+
+/// Keeps the bytes version `version` of `key` was committed with.
+pub async fn set_payload(db: &Db, kind: &str, key: &str, version: i64, payload: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("UPDATE config_commits SET payload = ? WHERE kind = ? AND key = ? AND version = ?")
+        .bind(payload)
+        .bind(kind)
+        .bind(key)
+        .bind(version)
+        .execute(&db.write)
+        .await?;
+    Ok(())
+}

@@ -270,9 +270,8 @@ pub async fn bump_generation<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) ->
     .await
 }
 
-/// A project row for unit tests: `fedora`, from rsync.example.org::fedora/linux into
+/// A project row (for unit tests, and as the base a stored configuration is put on): `fedora`, from rsync.example.org::fedora/linux into
 /// /srv/mirror/fedora, `-avH --no-motd --delete`.
-#[cfg(test)]
 pub fn sample() -> ProjectRow {
     ProjectRow {
         id: mirror_common::api::ProjectId::from_static("fedora"),

@@ -10,6 +10,7 @@ pub mod history;
 pub mod metrics;
 pub mod openapi;
 pub mod projects;
+pub mod rainer;
 pub mod runs;
 pub mod slaves;
 pub mod status;
@@ -101,6 +102,11 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/targets/pushes/{id}", get(targets::get_push)),
         // alert deliveries (root)
         ("/alerts", get(alerts::list_alerts)),
+        // Rainer's API over project configurations (pyrainer; reads as versions, writes as PUT)
+        ("/rainer/projects", get(rainer::list)),
+        ("/rainer/projects/{key}", get(rainer::get_latest)),
+        ("/rainer/projects/{key}/{rest}", get(rainer::get_one).post(rainer::post)),
+        ("/rainer/projects/{key}/{version}/{meta}", get(rainer::get_version_meta)),
     ]
 }
 
