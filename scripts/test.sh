@@ -38,10 +38,10 @@ own_processes() {
 }
 own_processes > target/processes-before.txt 2>/dev/null || { mkdir -p target; own_processes > target/processes-before.txt; }
 
-# pyrainer (pip), Rainer's own client, unchanged: the Rainer API's test drives it.
-if [ ! -x target/pyrainer-venv/bin/python ] || ! target/pyrainer-venv/bin/python -c 'import pyrainer.cli' 2>/dev/null; then
+# pyrainer and resource-sync (pip), the seeds' own clients, unchanged: the tests drive them.
+if ! target/pyrainer-venv/bin/python -c 'import pyrainer.cli, microcosm_resourcesync.main' 2>/dev/null; then
     python3 -m venv target/pyrainer-venv
-    target/pyrainer-venv/bin/pip install -q 'pyrainer==0.26' six
+    target/pyrainer-venv/bin/pip install -q 'pyrainer==0.26' 'microcosm-resourcesync==2.0.0' six
 fi
 
 cargo fmt --all -- --check

@@ -143,3 +143,89 @@ async fn pyrainer_lists_shows_logs_commits_edits_and_uncommits_through_mirrorctl
     let all: Value = reqwest::get(format!("{url}?all=yes")).await.unwrap().json().await.unwrap();
     assert_eq!(all["debian"]["empty"], json!(true), "{all}");
 }
+
+fn resource_sync() -> PathBuf {
+    python().with_file_name("resource-sync")
+}
+
+/// resource-sync (microcosm-resourcesync 2.0 from PyPI, unchanged) captures ten projects with
+/// their dependencies from one master, page by page, into a directory of files, and replays them
+/// into a second master (in batches: `PATCH` of the collection); after which `mirrorctl diff`
+/// between the two finds nothing. Credentials come from `~/.netrc`, as `requests` reads it.
+#[tokio::test]
+async fn resource_sync_captures_one_master_and_replays_it_into_another() {
+    let a = TestMaster::start().await;
+    let b = TestMaster::start().await;
+    for i in 0..10 {
+        let deps: Vec<String> = match i {
+            1 => vec!["p0".into()],
+            2 => vec!["p1".into()],
+            5 => vec!["p3".into(), "p4".into()],
+            9 => vec!["p8".into(), "p2".into()],
+            _ => vec![],
+        };
+        let body = json!({
+            "project": format!("p{i}"), "rsync_host": "rsync.example.org", "rsync_module": format!("m{i}"),
+            "dest": format!("p{i}"), "cron_options": {"minute": format!("{}", i * 5), "hour": "*/6"},
+            "depends_on": deps,
+        });
+        let r = a.api.post("/add_project/", &body, &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let home = tempfile::tempdir().unwrap();
+    let netrc = home.path().join(".netrc");
+    std::fs::write(&netrc, format!("machine 127.0.0.1\nlogin root\npassword {}\n", mirror_tests::ROOT_PASSWORD))
+        .unwrap();
+    std::fs::set_permissions(&netrc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let conf = home.path().join("conf");
+    let run = |args: Vec<String>| {
+        let home = home.path().to_owned();
+        async move {
+            let out = tokio::process::Command::new(resource_sync())
+                .args(&args)
+                .env_clear()
+                .env("HOME", &home)
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("LC_ALL", "C.UTF-8")
+                .output()
+                .await
+                .unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (out.status.success(), text)
+        }
+    };
+    let (ok, out) =
+        run(vec![format!("{}/api/projects", a.api.base), conf.display().to_string(), "-l".into(), "3".into()]).await;
+    assert!(ok, "{out}");
+    let mut files: Vec<String> = std::fs::read_dir(conf.join("projects"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 10, "{files:?}\n{out}");
+    let captured = std::fs::read_to_string(conf.join("projects").join(&files[9])).unwrap();
+    assert!(captured.contains("parent:projects") && !captured.contains("rsync_password"), "{captured}");
+
+    let (ok, out) =
+        run(vec![conf.display().to_string(), format!("{}/api/projects", b.api.base), "-b".into(), "4".into()]).await;
+    assert!(ok, "{out}");
+    let exported = a.api.get("/export?format=yaml", &Auth::root()).await;
+    let file = home.path().join("a.yaml");
+    std::fs::write(&file, &exported.text).unwrap();
+    let diff = tokio::process::Command::new(binary("mirrorctl"))
+        .args(["diff", file.to_str().unwrap()])
+        .env_clear()
+        .env("MIRRORCTL_URL", &b.api.base)
+        .env("MIRRORCTL_USER", "root")
+        .env("MIRRORCTL_PASSWORD", mirror_tests::ROOT_PASSWORD)
+        .output()
+        .await
+        .unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stderr));
+    assert_eq!(String::from_utf8_lossy(&diff.stdout), "", "{}", String::from_utf8_lossy(&diff.stderr));
+    // Dependencies arrived whole.
+    assert_eq!(b.api.get("/projects/p9", &Auth::root()).await.body["depends_on"], json!(["p8", "p2"]));
+    // Without credentials, the collection is not readable.
+    assert_eq!(b.api.get("/api/projects", &Auth::None).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod hal;
 pub mod headers;
 pub mod history;
 pub mod metrics;
@@ -107,6 +108,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/rainer/projects/{key}", get(rainer::get_latest)),
         ("/rainer/projects/{key}/{rest}", get(rainer::get_one).post(rainer::post)),
         ("/rainer/projects/{key}/{version}/{meta}", get(rainer::get_version_meta)),
+        // resource-sync's HAL conventions over projects (capture and replay between masters)
+        ("/api", get(hal::root)),
+        ("/api/projects", get(hal::list).patch(hal::patch).options(hal::options)),
+        ("/api/projects/{id}", get(hal::get).put(hal::put)),
     ]
 }
 
