@@ -492,15 +492,7 @@ impl Runner {
         if let Err(e) = self.execute_inner(&project_id, run_id, cancel).await {
             tracing::error!(error = format!("{e:#}"), "run failed inside the master");
             let message = format!("internal error: {e:#}");
-            let finished = db::runs::Finished {
-                status: RunStatus::Failed,
-                exit_code: None,
-                attempts: 0,
-                message: &message,
-                warning: false,
-                stats: &RunStats::default(),
-                log_tail: "",
-            };
+            let finished = db::runs::Finished::unrun(RunStatus::Failed, &message);
             let _ = db::runs::finish(&self.db, run_id, &finished).await;
         }
         // Told once, from what was recorded, whichever way the run ended.
@@ -975,15 +967,7 @@ impl Runner {
 
     /// A run the probe ended before it began: a success that changed nothing.
     async fn finish_unchanged(&self, project_id: &ProjectId, run_id: i64, message: &str) -> anyhow::Result<()> {
-        let finished = db::runs::Finished {
-            status: RunStatus::Success,
-            exit_code: None,
-            attempts: 0,
-            message,
-            warning: false,
-            stats: &RunStats::default(),
-            log_tail: "",
-        };
+        let finished = db::runs::Finished::unrun(RunStatus::Success, message);
         self.free(project_id, run_id);
         db::runs::finish_success(&self.db, run_id, &finished, project_id, false).await?;
         Ok(())
@@ -1169,15 +1153,7 @@ impl Runner {
     }
 
     async fn finish_unrun(&self, run_id: i64, status: RunStatus, message: &str) -> anyhow::Result<()> {
-        let finished = db::runs::Finished {
-            status,
-            exit_code: None,
-            attempts: 0,
-            message,
-            warning: false,
-            stats: &RunStats::default(),
-            log_tail: "",
-        };
+        let finished = db::runs::Finished::unrun(status, message);
         db::runs::finish(&self.db, run_id, &finished).await?;
         Ok(())
     }

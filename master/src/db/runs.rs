@@ -128,6 +128,26 @@ pub struct Finished<'a> {
     pub log_tail: &'a str,
 }
 
+/// No figures: a run that ended without rsync's (refused, interrupted, ended by its probe).
+static NO_STATS: RunStats = RunStats {
+    files_total: None,
+    regular_files: None,
+    files_transferred: None,
+    total_size: None,
+    bytes_transferred: None,
+    bytes_received: None,
+    files_created: None,
+    files_deleted: None,
+    changes: None,
+};
+
+impl<'a> Finished<'a> {
+    /// A run that ended without running rsync, with `message`.
+    pub fn unrun(status: RunStatus, message: &'a str) -> Finished<'a> {
+        Finished { status, exit_code: None, attempts: 0, message, warning: false, stats: &NO_STATS, log_tail: "" }
+    }
+}
+
 fn as_i64(v: Option<u64>) -> Option<i64> {
     v.and_then(|v| i64::try_from(v).ok())
 }
