@@ -76,8 +76,15 @@ class Master:
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         headers = {"Authorization": AUTH, "Content-Type": "application/json"}
-        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-        resp = self.conn.getresponse()
+        data = json.dumps(body) if body is not None else None
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # A connection idle past the master's idle_timeout_secs was closed: once more, anew.
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.conn.request(method, path, body=data, headers=headers)
+            resp = self.conn.getresponse()
         data = resp.read()
         return resp.status, json.loads(data) if data else None
 
@@ -291,6 +298,9 @@ def bench_changed(files, rounds=3, changed=100):
     assert status == 201, body
     status, body = master.request("POST", "/add_slave/", {"hostname": "127.0.0.1", "port": free_port()})
     assert status == 201, body
+    # However the bench ends, the master and the daemon end with it.
+    atexit.register(rsyncd.terminate)
+    atexit.register(master.proc.terminate)
     syncup_and_wait(master, "tree", poll=0.01)
     by_hand_dest = os.path.join(work, "by-hand")
     argv = ["rsync", *options, "--delete", "--stats", f"rsync://127.0.0.1:{port}/data/", by_hand_dest + "/"]
