@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mirror_common::ErrorBody;
 use mirror_common::api::{AddProject, ConfigDocument, ProjectDoc, ProjectId};
 use mirror_common::document::Limits;
 use serde_json::{Map, Value, json};
@@ -62,6 +63,22 @@ fn item(row: &db::projects::ProjectRow, state: &AppState, base: &str) -> Result<
 }
 
 /// `GET /api`.
+#[utoipa::path(
+    get,
+    path = "/api",
+    tag = "resource-sync",
+    responses(
+        (status = 200, description = "HAL JSON (as application/json)", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn root(Caller(_): Caller, headers: HeaderMap) -> Response {
     let base = base(&headers);
     json_response(
@@ -71,6 +88,26 @@ pub async fn root(Caller(_): Caller, headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/projects[?offset=N]`, `X-Request-Limit: L`.
+#[utoipa::path(
+    get,
+    path = "/api/projects",
+    tag = "resource-sync",
+    params(
+        ("offset" = Option<u64>, Query, description = "the first item"),
+        ("X-Request-Limit" = Option<u64>, Header, description = "items per page (1 to 1000, default 100)")
+    ),
+    responses(
+        (status = 200, description = "HAL JSON (as application/json)", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -109,6 +146,12 @@ pub async fn list(
 }
 
 /// `OPTIONS /api/projects`: what the collection allows (resource-sync asks before it batches).
+#[utoipa::path(
+    options,
+    path = "/api/projects",
+    tag = "resource-sync",
+    responses((status = 204, description = "Allow: GET, PATCH, OPTIONS"))
+)]
 pub async fn options() -> Response {
     (StatusCode::NO_CONTENT, [(header::ALLOW, HeaderValue::from_static("GET, PATCH, OPTIONS"))]).into_response()
 }
@@ -118,6 +161,25 @@ fn project_id(id: &str) -> Result<ProjectId, ApiError> {
 }
 
 /// `GET /api/projects/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/projects/{id}",
+    tag = "resource-sync",
+    params(
+        ("id" = String, Path, description = "the project id")
+    ),
+    responses(
+        (status = 200, description = "HAL JSON (as application/json)", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -145,6 +207,27 @@ fn without_links(v: Value) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// `PUT /api/projects/{id}`: the item's whole configuration (as `PUT /projects/{id}`).
+#[utoipa::path(
+    put,
+    path = "/api/projects/{id}",
+    tag = "resource-sync",
+    params(
+        ("id" = String, Path, description = "the project id")
+    ),
+    request_body(content = String, content_type = "application/json", description = "the project's whole configuration, YAML or JSON"),
+    responses(
+        (status = 200, description = "changed", body = serde_json::Value),
+        (status = 201, description = "HAL JSON (as application/json)", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn put(
     State(state): State<AppState>,
     Writer(_, meta): Writer,
@@ -163,6 +246,23 @@ pub async fn put(
 
 /// `PATCH /api/projects` with `{"items": [...]}`: every item in one transaction (an import of
 /// these projects, nothing pruned; root, as every import).
+#[utoipa::path(
+    patch,
+    path = "/api/projects",
+    tag = "resource-sync",
+    request_body(content = String, content_type = "application/json", description = "the project's whole configuration, YAML or JSON"),
+    responses(
+        (status = 200, description = "what changed", body = mirror_common::api::ImportReport),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn patch(
     State(state): State<AppState>,
     RootWriter(_, meta): RootWriter,

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, events, history, metrics, projects, runs, slaves, status, targets, transfer, users};
+use super::{alerts, events, hal, history, metrics, projects, rainer, runs, slaves, status, targets, transfer, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,6 +60,17 @@ use super::{alerts, events, history, metrics, projects, runs, slaves, status, ta
         targets::list_targets,
         targets::list_pushes,
         targets::get_push,
+        rainer::list,
+        rainer::get_latest,
+        rainer::get_one,
+        rainer::post,
+        rainer::get_version_meta,
+        hal::root,
+        hal::list,
+        hal::options,
+        hal::patch,
+        hal::get,
+        hal::put,
     ),
     modifiers(&Security)
 )]

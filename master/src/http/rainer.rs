@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use mirror_common::ErrorBody;
 use mirror_common::api::{AddProject, ProjectId};
 use mirror_common::document::Limits;
 use serde_json::{Map, Value, json};
@@ -82,6 +83,26 @@ fn json_response(v: Value) -> Response {
 }
 
 /// `GET /rainer/projects[?all=yes][&payload_base64=yes]`.
+#[utoipa::path(
+    get,
+    path = "/rainer/projects",
+    tag = "rainer",
+    params(
+        ("all" = Option<String>, Query, description = "`yes`: removed projects too"),
+        ("payload_base64" = Option<String>, Query, description = "`yes`: each payload too")
+    ),
+    responses(
+        (status = 200, description = "Rainer's metadata (key -> meta for the list)", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn list(State(state): State<AppState>, Caller(_): Caller, query: QueryMap) -> Result<Response, ApiError> {
     let with_payload = yes(&query, "payload_base64");
     let mut out = Map::new();
@@ -124,6 +145,25 @@ async fn read(state: &AppState, key: &str, rest: &str) -> Result<Response, ApiEr
 }
 
 /// `GET /rainer/projects/{key}` (the newest version's payload).
+#[utoipa::path(
+    get,
+    path = "/rainer/projects/{key}",
+    tag = "rainer",
+    params(
+        ("key" = String, Path, description = "the project id")
+    ),
+    responses(
+        (status = 200, description = "the payload, or the metadata for `meta`", content_type = "application/octet-stream", body = String),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn get_latest(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -133,6 +173,26 @@ pub async fn get_latest(
 }
 
 /// `GET /rainer/projects/{key}/meta` and `/{key}/{version}`.
+#[utoipa::path(
+    get,
+    path = "/rainer/projects/{key}/{rest}",
+    tag = "rainer",
+    params(
+        ("key" = String, Path, description = "the project id"),
+        ("rest" = String, Path, description = "`meta`, or a version number")
+    ),
+    responses(
+        (status = 200, description = "the payload, or the metadata for `meta`", content_type = "application/octet-stream", body = String),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -141,7 +201,28 @@ pub async fn get_one(
     read(&state, &key, &rest).await
 }
 
-/// `GET /rainer/projects/{key}/{version}/meta`; `POST /rainer/projects/{key}/{version}`.
+/// `GET /rainer/projects/{key}/{version}/meta`.
+#[utoipa::path(
+    get,
+    path = "/rainer/projects/{key}/{version}/{meta}",
+    tag = "rainer",
+    params(
+        ("key" = String, Path, description = "the project id"),
+        ("version" = i64, Path, description = "a version number"),
+        ("meta" = String, Path, description = "`meta`")
+    ),
+    responses(
+        (status = 200, description = "Rainer's metadata (key -> meta for the list)", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn get_version_meta(
     State(state): State<AppState>,
     Caller(_): Caller,
@@ -161,6 +242,30 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErr
 /// `POST /rainer/projects/{key}/{version}`: the next version of the project, from the whole
 /// configuration in the body; `X-Rainer-Empty: true` removes it. The author is the logged-in user;
 /// an `X-Rainer-Author` naming someone else is kept in the comment.
+#[utoipa::path(
+    post,
+    path = "/rainer/projects/{key}/{rest}",
+    tag = "rainer",
+    params(
+        ("key" = String, Path, description = "the project id"),
+        ("rest" = i64, Path, description = "the new version: the current plus one"),
+        ("X-Rainer-Author" = Option<String>, Header, description = "kept in the comment when not the logged-in user"),
+        ("X-Rainer-Comment" = Option<String>, Header, description = "why"),
+        ("X-Rainer-Empty" = Option<String>, Header, description = "`true`: remove the project")
+    ),
+    request_body(content = String, content_type = "application/octet-stream", description = "the project's whole configuration, YAML or JSON"),
+    responses(
+        (status = 200, description = "the new version's metadata", body = serde_json::Value),
+        (status = 400, description = "a field is invalid, or the body is not a document of the right shape", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project or version", body = ErrorBody),
+        (status = 409, description = "a conflict: not the current version plus one, a dest taken, dependents", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 pub async fn post(
     State(state): State<AppState>,
     Writer(caller, meta): Writer,

@@ -63,14 +63,14 @@ pub async fn export(State(state): State<AppState>, Caller(_): Caller, query: Que
         ("dry_run" = Option<bool>, Query, description = "check everything and answer the changes, change nothing"),
         ("comment" = Option<String>, Query, description = "why (or X-Comment): kept with each commit")
     ),
-    request_body(content = ConfigDocument, description = "YAML or JSON, up to 64 MiB"),
+    request_body(content = ConfigDocument, description = "YAML or JSON, up to 8 MiB"),
     responses(
         (status = 200, description = "what changed (or would)", body = ImportReport),
         (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
         (status = 401, description = "no valid login", body = ErrorBody),
         (status = 403, description = "the role does not allow it", body = ErrorBody),
         (status = 409, description = "a dest overlaps another project's", body = ErrorBody),
-        (status = 413, description = "the body is over 64 MiB", body = ErrorBody),
+        (status = 413, description = "the body is over 8 MiB", body = ErrorBody),
         (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
     ),
     security(("basic" = []), ("bearer" = []))
