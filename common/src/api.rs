@@ -49,8 +49,9 @@ pub struct AddProject {
     /// Writes `project/trace/<mirror_name>` in ftpsync's format after each successful run
     /// (default false).
     pub trace: Option<bool>,
-    /// A run that would delete more than this (`1000`, `"10%"`, `"off"`) fails before it changes
-    /// anything. Default: the master's `max_delete`.
+    /// A run deletes at most this many files (`1000`, `"10%"`, `"off"`); at the limit it fails and
+    /// what it deleted is put back from the previous generation's frozen copy. Default: the
+    /// master's `max_delete`.
     pub max_delete: Option<MaxDelete>,
     /// Two-stage sync (ftpsync): `{"profile": "debian"}` and/or `{"stage1_exclude": [...]}`.
     pub stages: Option<Stages>,
