@@ -952,7 +952,7 @@ impl Runner {
                 return (format!("unreadable: {}", why.chars().take(200).collect::<String>()), None);
             }
         };
-        let hash = crate::targets::s3::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let hash = crate::targets::tree::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         let label = match db::projects::probe_seen(&self.db, &project.id).await {
             Ok(Some(seen)) if seen == hash => "unchanged",
             Ok(Some(_)) => "changed",

@@ -27,9 +27,7 @@ use crate::state::AppState;
 /// Items per page at most, whatever `X-Request-Limit` asks.
 const MAX_PAGE: usize = 1000;
 
-fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], v.to_string()).into_response()
-}
+use super::json_answer as json_response;
 
 /// `http://<Host>`: links name the address the client used.
 fn base(headers: &HeaderMap) -> String {

@@ -42,6 +42,14 @@ pub async fn detached<T: Send + 'static>(
     tokio::spawn(tracing::Instrument::in_current_span(write)).await.map_err(|e| ApiError::Internal(e.into()))?
 }
 
+/// A JSON answer of `status` (for handlers whose body is not a wire type: Rainer's and
+/// resource-sync's shapes).
+pub(crate) fn json_answer(status: axum::http::StatusCode, v: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let content_type = axum::http::HeaderValue::from_static("application/json");
+    (status, [(axum::http::header::CONTENT_TYPE, content_type)], v.to_string()).into_response()
+}
+
 /// Every route, as the 2014 API named it. Each also answers without its trailing slash.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![

@@ -78,8 +78,7 @@ async fn commit(state: &AppState, key: &ProjectId, version: Option<i64>) -> Resu
 }
 
 fn json_response(v: Value) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], v.to_string())
-        .into_response()
+    super::json_answer(StatusCode::OK, v)
 }
 
 /// `GET /rainer/projects[?all=yes][&payload_base64=yes]`.

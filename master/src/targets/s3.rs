@@ -19,7 +19,7 @@ use mirror_common::Secret;
 use mirror_common::targets::TargetSpec;
 
 use super::store::{Remote, Store, StoreError};
-use super::tree::Local;
+use super::tree::{Local, hex};
 use crate::config::TargetSettings;
 
 /// The metadata key that holds the content's SHA-256 (`x-amz-meta-sha256`).
@@ -193,14 +193,6 @@ impl S3 {
 
 fn unquote(etag: Option<&str>) -> String {
     etag.unwrap_or("").trim_matches('"').to_owned()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[async_trait::async_trait]

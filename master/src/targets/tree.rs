@@ -164,6 +164,15 @@ pub fn walk(root: &Path, sel: &Selection) -> Result<Walked, String> {
     Ok(out)
 }
 
+/// Lowercase hex of `bytes` (a SHA-256 as S3 metadata and the master's memory keep it).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// The file's SHA-256 (hex) and its stamp read before hashing (blocking), read as
 /// [`Local::open`] opens it.
 pub fn hash(local: &Local) -> std::io::Result<(String, String)> {
@@ -171,7 +180,7 @@ pub fn hash(local: &Local) -> std::io::Result<(String, String)> {
     let meta = file.metadata()?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
-    Ok((super::s3::hex(&hasher.finalize()), stamp(&meta)))
+    Ok((hex(&hasher.finalize()), stamp(&meta)))
 }
 
 #[cfg(test)]
