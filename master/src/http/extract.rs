@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use mirror_common::api::{ProjectId, Role};
+use mirror_common::api::{AddProject, ProjectId, Role};
 
 use super::error::ApiError;
 use crate::auth::Principal;
@@ -53,6 +53,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     mirror_common::from_json_value(value).map_err(rejected)
+}
+
+/// A project's whole configuration as the seeds' clients send it back (a Rainer payload, a
+/// resource-sync item) into the body `PUT /projects/{id}` takes: a `"set"` password (what they were
+/// given for one that is kept) is dropped, so that the project keeps its own.
+pub fn add_project_from(mut config: serde_json::Map<String, serde_json::Value>) -> Result<AddProject, ApiError> {
+    if config.get("rsync_password").is_some_and(|p| p == "set") {
+        config.remove("rsync_password");
+    }
+    from_value(serde_json::Value::Object(config))
 }
 
 /// A value that broke its type's rule is an `invalid_field`; a document of the wrong shape is `bad_json`.

@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mirror_common::ErrorBody;
-use mirror_common::api::{AddProject, ConfigDocument, ProjectDoc, ProjectId};
+use mirror_common::api::{ConfigDocument, ProjectDoc, ProjectId};
 use mirror_common::document::Limits;
 use serde_json::{Map, Value, json};
 
@@ -44,12 +44,8 @@ fn href(base: &str, id: &str) -> Value {
 
 /// One project as an item: its export document, no password, and its links.
 fn item(row: &db::projects::ProjectRow, state: &AppState, base: &str) -> Result<Value, ApiError> {
-    let doc = crate::service::transfer::project_doc(row, &state.mirror_root);
-    let mut v = serde_json::to_value(&doc).map_err(|e| ApiError::Internal(e.into()))?;
-    let Some(o) = v.as_object_mut() else {
-        return Err(ApiError::Internal(anyhow::anyhow!("a project is not an object")));
-    };
-    o.remove("rsync_password");
+    let mut o =
+        crate::service::transfer::project_config(row, &state.mirror_root).map_err(|e| ApiError::Internal(e.into()))?;
     let mut links = Map::new();
     links.insert("self".into(), href(base, row.id.as_str()));
     if !row.depends_on.is_empty() {
@@ -57,7 +53,7 @@ fn item(row: &db::projects::ProjectRow, state: &AppState, base: &str) -> Result<
         links.insert("parent:projects".into(), Value::Array(parents));
     }
     o.insert("_links".into(), Value::Object(links));
-    Ok(v)
+    Ok(Value::Object(o))
 }
 
 /// `GET /api`.
@@ -191,16 +187,13 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, item(&row, &state, &base(&headers))?))
 }
 
-/// An item as a client sends it back: its links dropped, a `"set"` password (keep it) dropped.
+/// An item as a client sends it back, its links dropped.
 fn without_links(v: Value) -> Result<Map<String, Value>, ApiError> {
     let Value::Object(mut o) = v else {
         return Err(ApiError::BadJson { field: None, message: "an item must be an object".into() });
     };
     o.remove("_links");
     o.remove("_embedded");
-    if o.get("rsync_password").is_some_and(|p| p == "set") {
-        o.remove("rsync_password");
-    }
     Ok(o)
 }
 
@@ -235,7 +228,7 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let id = project_id(&id)?;
     let item_in = without_links(crate::document::read(body, Limits::PROJECT_FILE).await?)?;
-    let req: AddProject = super::extract::from_value(Value::Object(item_in))?;
+    let req = super::extract::add_project_from(item_in)?;
     let s = state.clone();
     let (row, created) = detached(async move { s.projects.put(&id, req, &meta).await }).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use mirror_common::ErrorBody;
-use mirror_common::api::{AddProject, ProjectId};
+use mirror_common::api::ProjectId;
 use mirror_common::document::Limits;
 use serde_json::{Map, Value, json};
 
@@ -58,13 +58,9 @@ async fn payload(state: &AppState, c: &CommitRow) -> Result<Vec<u8>, ApiError> {
     let stored: StoredProject = serde_json::from_str(content).map_err(|e| ApiError::Internal(e.into()))?;
     let mut row = db::projects::sample();
     stored.apply_to(&mut row);
-    let doc = crate::service::transfer::project_doc(&row, &state.mirror_root);
-    let mut value = serde_json::to_value(&doc).map_err(|e| ApiError::Internal(e.into()))?;
-    if let Some(o) = value.as_object_mut() {
-        // `"set"`: not a password, but a payload sent back with it would set one.
-        o.remove("rsync_password");
-    }
-    let text = serde_norway::to_string(&value).map_err(|e| ApiError::Internal(e.into()))?;
+    let config =
+        crate::service::transfer::project_config(&row, &state.mirror_root).map_err(|e| ApiError::Internal(e.into()))?;
+    let text = serde_norway::to_string(&config).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(text.into_bytes())
 }
 
@@ -299,12 +295,8 @@ pub async fn post(
     let Value::Object(mut value) = value else {
         return Err(ApiError::BadJson { field: None, message: "the payload must be a mapping".into() });
     };
-    // A payload read from here says `"set"` for a password it keeps: absent keeps it.
-    if value.get("rsync_password").is_some_and(|p| p == "set") {
-        value.remove("rsync_password");
-    }
     value.entry("project").or_insert_with(|| json!(key.as_str()));
-    let req: AddProject = super::extract::from_value(Value::Object(value))?;
+    let req = super::extract::add_project_from(value)?;
     let s = state.clone();
     let (saved, _) = detached(async move { s.projects.put(&id, req, &change).await }).await?;
     let current = db::commits::latest_version(&state.db.read, KIND, saved.id.as_str()).await?;

@@ -69,6 +69,20 @@ fn change(kind: &str, key: &str, action: &str, fields: Vec<String>) -> ImportCha
     ImportChange { kind: kind.into(), key: key.into(), action: action.into(), fields }
 }
 
+/// A project's configuration as the seeds' clients get it (Rainer's payloads, resource-sync's
+/// items): its document without even the `"set"` of a password, which sent back would set one.
+pub fn project_config(
+    row: &ProjectRow,
+    mirror_root: &Path,
+) -> serde_json::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut config = match serde_json::to_value(project_doc(row, mirror_root))? {
+        serde_json::Value::Object(o) => o,
+        _ => serde_json::Map::new(),
+    };
+    config.remove("rsync_password");
+    Ok(config)
+}
+
 /// A project's document: `dest` relative to the mirror root, the password as `"set"`.
 pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
     let dest = Path::new(&row.dest)
