@@ -2,54 +2,73 @@
 //! APScheduler-compatible schedules, fuzzy dates, rsync option rules and the one error body. Pure:
 //! nothing here spawns a process, opens a socket or touches the file system.
 
-/// Stores a type as TEXT in SQLite (its `Encode` and `Decode` say how). With `as_str`, it is also
-/// written as what its `as_str()` returns.
+/// Stores a type as TEXT (in SQLite and PostgreSQL alike: any database whose `String` is TEXT).
+/// With `as_str`, it is also written as what its `as_str()` returns.
 #[cfg(feature = "sqlx")]
 macro_rules! sqlite_text {
     ($name:ty, as_str) => {
         sqlite_text!($name);
 
-        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            for<'a> &'a str: sqlx::Encode<'q, DB>,
+        {
             fn encode_by_ref(
                 &self,
-                buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
             ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&str as sqlx::Encode<sqlx::Sqlite>>::encode(self.as_str(), buf)
+                <&str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
             }
         }
     };
     ($name:ty) => {
-        impl sqlx::Type<sqlx::Sqlite> for $name {
-            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-                <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> <DB as sqlx::Database>::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
             }
-            fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
-                <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+            fn compatible(ty: &<DB as sqlx::Database>::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
             }
         }
     };
 }
 
-/// Stores a serde type as JSON text in SQLite: written once, read back into the type (a row that
-/// does not parse is a decode error, never a half-read value).
+/// Reads a type stored as TEXT through `$parse` (text -> Result<Self, impl Into<BoxDynError>>).
+#[cfg(feature = "sqlx")]
+macro_rules! sql_decode_text {
+    ($name:ty, |$text:ident| $parse:expr) => {
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let $text = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                Ok($parse?)
+            }
+        }
+    };
+}
+
+/// Stores a serde type as JSON text: written once, read back into the type (a row that does not
+/// parse is a decode error, never a half-read value).
 #[cfg(feature = "sqlx")]
 macro_rules! sqlite_json {
     ($name:ty) => {
         sqlite_text!($name);
+        sql_decode_text!($name, |text| serde_json::from_str::<$name>(text));
 
-        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
-            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-                let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
-                Ok(serde_json::from_str(text)?)
-            }
-        }
-
-        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $name {
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
             fn encode_by_ref(
                 &self,
-                buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
             ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <String as sqlx::Encode<sqlx::Sqlite>>::encode(serde_json::to_string(self)?, buf)
+                <String as sqlx::Encode<'q, DB>>::encode(serde_json::to_string(self)?, buf)
             }
         }
     };

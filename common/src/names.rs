@@ -100,12 +100,7 @@ macro_rules! checked_text {
         sqlite_text!($name, as_str);
 
         #[cfg(feature = "sqlx")]
-        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
-            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-                let text = <String as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
-                Ok($name::parse(text)?)
-            }
-        }
+        sql_decode_text!($name, |text| $name::parse(text.to_owned()));
     };
 }
 

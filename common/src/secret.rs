@@ -44,32 +44,40 @@ impl From<String> for Secret {
 /// Stored as TEXT (the master keeps upstream rsync passwords in its 0600 database).
 #[cfg(feature = "sqlx")]
 mod sql {
-    use sqlx::sqlite::{Sqlite, SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
-    use sqlx::{Decode, Encode, Type};
+    use sqlx::{Database, Decode, Encode, Type};
 
     use super::Secret;
 
-    impl Type<Sqlite> for Secret {
-        fn type_info() -> SqliteTypeInfo {
-            <String as Type<Sqlite>>::type_info()
+    impl<DB: Database> Type<DB> for Secret
+    where
+        String: Type<DB>,
+    {
+        fn type_info() -> DB::TypeInfo {
+            <String as Type<DB>>::type_info()
         }
-        fn compatible(ty: &SqliteTypeInfo) -> bool {
-            <String as Type<Sqlite>>::compatible(ty)
-        }
-    }
-
-    impl<'r> Decode<'r, Sqlite> for Secret {
-        fn decode(value: SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-            <String as Decode<Sqlite>>::decode(value).map(Secret)
+        fn compatible(ty: &DB::TypeInfo) -> bool {
+            <String as Type<DB>>::compatible(ty)
         }
     }
 
-    impl<'q> Encode<'q, Sqlite> for Secret {
+    impl<'r, DB: Database> Decode<'r, DB> for Secret
+    where
+        String: Decode<'r, DB>,
+    {
+        fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+            <String as Decode<'r, DB>>::decode(value).map(Secret)
+        }
+    }
+
+    impl<'q, DB: Database> Encode<'q, DB> for Secret
+    where
+        String: Encode<'q, DB>,
+    {
         fn encode_by_ref(
             &self,
-            buf: &mut SqliteArgumentsBuffer,
+            buf: &mut DB::ArgumentBuffer,
         ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-            <String as Encode<Sqlite>>::encode(self.0.clone(), buf)
+            <String as Encode<'q, DB>>::encode(self.0.clone(), buf)
         }
     }
 }

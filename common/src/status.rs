@@ -43,12 +43,8 @@ macro_rules! word_enum {
         sqlite_text!($name, as_str);
 
         #[cfg(feature = "sqlx")]
-        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $name {
-            fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-                let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
-                $name::parse(text).ok_or_else(|| format!("'{text}' is not a {}", stringify!($name)).into())
-            }
-        }
+        sql_decode_text!($name, |text| $name::parse(text)
+            .ok_or_else(|| -> sqlx::error::BoxDynError { format!("'{text}' is not a {}", stringify!($name)).into() }));
     };
 }
 

@@ -66,20 +66,18 @@ impl<'de> Deserialize<'de> for Timestamp {
 sqlite_text!(Timestamp);
 
 #[cfg(feature = "sqlx")]
-impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Timestamp {
-    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
-        Ok(Timestamp::parse(text)?)
-    }
-}
+sql_decode_text!(Timestamp, |text| Timestamp::parse(text));
 
 #[cfg(feature = "sqlx")]
-impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for Timestamp {
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Timestamp
+where
+    String: sqlx::Encode<'q, DB>,
+{
     fn encode_by_ref(
         &self,
-        buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
     ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <String as sqlx::Encode<sqlx::Sqlite>>::encode(self.to_text(), buf)
+        <String as sqlx::Encode<'q, DB>>::encode(self.to_text(), buf)
     }
 }
 

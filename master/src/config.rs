@@ -14,7 +14,15 @@ pub use mirror_runtime::rsync::ConfineMode;
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub listen: String,
+    /// A SQLite file (the embedded default), or a PostgreSQL server as
+    /// `postgres://user@host:port/database` for several master nodes. A URL never holds the
+    /// password: it comes from `database_password` (the environment's
+    /// `MIRROR_MASTER__DATABASE_PASSWORD`) or `database_password_file`.
     pub database: PathBuf,
+    /// The PostgreSQL password, from the environment (`MIRROR_MASTER__DATABASE_PASSWORD`).
+    pub database_password: Option<Secret>,
+    /// A file (mode 0600 or stricter) whose first line is the PostgreSQL password.
+    pub database_password_file: Option<PathBuf>,
     pub mirror_root: PathBuf,
     pub public_read: bool,
     /// An enabled project whose last success is older than this is shown as stale.
@@ -125,6 +133,8 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:5000".into(),
             database: "mirror-master.db".into(),
+            database_password: None,
+            database_password_file: None,
             mirror_root: "mirror".into(),
             public_read: true,
             stale_after_secs: 2 * 86_400,
@@ -440,6 +450,60 @@ impl Settings {
             .map_err(|(key, m)| invalid(key, m))
     }
 
+    /// The PostgreSQL URL `database` names, checked (`None`: a SQLite file). A URL with a
+    /// password in it is refused: a URL is shown in logs, process lists and error messages.
+    pub fn database_url(&self) -> Result<Option<&str>, ConfigError> {
+        let Some(text) = self.database.to_str() else { return Ok(None) };
+        let Some(rest) = text.strip_prefix("postgres://").or_else(|| text.strip_prefix("postgresql://")) else {
+            if self.database_password.is_some() || self.database_password_file.is_some() {
+                return Err(invalid(
+                    "database_password",
+                    "is for a PostgreSQL database; `database` names a SQLite file",
+                ));
+            }
+            return Ok(None);
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if let Some((user_info, _)) = authority.rsplit_once('@')
+            && user_info.contains(':')
+        {
+            return Err(invalid(
+                "database",
+                "must not hold a password: give it in MIRROR_MASTER__DATABASE_PASSWORD or database_password_file",
+            ));
+        }
+        if self.database_password.is_some() && self.database_password_file.is_some() {
+            return Err(invalid(
+                "database_password_file",
+                "give database_password or database_password_file, not both",
+            ));
+        }
+        text.parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(|e| invalid("database", format!("is not a PostgreSQL URL: {e}")))?;
+        Ok(Some(text))
+    }
+
+    /// Where the database is, with the PostgreSQL password read (from the environment or its file).
+    pub async fn database_location(&self) -> anyhow::Result<crate::db::Location> {
+        let Some(url) = self.database_url()? else {
+            return Ok(crate::db::Location::Sqlite(self.database.clone()));
+        };
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let password = match (&self.database_password, &self.database_password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(path)) => Some(
+                mirror_runtime::fs::read_secret_file(path)
+                    .await
+                    .map_err(|m| anyhow::anyhow!("database_password_file: {m}"))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(p) = password {
+            options = options.password(p.expose());
+        }
+        Ok(crate::db::Location::Postgres(Box::new(options.application_name("mirror-master"))))
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen
             .parse()
@@ -452,6 +516,7 @@ impl Settings {
         if self.database.as_os_str().is_empty() {
             return Err(invalid("database", "must not be empty"));
         }
+        self.database_url()?;
         if self.mirror_root.as_os_str().is_empty() {
             return Err(invalid("mirror_root", "must not be empty"));
         }

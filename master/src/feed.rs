@@ -10,16 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::db::Db;
 use crate::events::{Change, Listener};
 
-/// Events kept for watchers that reconnect.
-pub const KEEP: i64 = 100_000;
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct FeedEvent {
-    pub id: i64,
-    pub kind: String,
-    /// JSON.
-    pub data: String,
-}
+pub use crate::db::feed::{FeedEvent, KEEP};
 
 pub struct Feed {
     db: Db,
@@ -36,13 +27,7 @@ impl Feed {
         tokio::spawn(async move {
             let mut written = 0u64;
             while let Some((kind, data)) = rx.recv().await {
-                let stored: sqlx::Result<i64> =
-                    sqlx::query_scalar("INSERT INTO event_log (kind, data, created_at) VALUES (?, ?, ?) RETURNING id")
-                        .bind(kind)
-                        .bind(&data)
-                        .bind(crate::db::now())
-                        .fetch_one(&writer_db.write)
-                        .await;
+                let stored = crate::db::feed::append(&writer_db, kind, &data).await;
                 match stored {
                     Ok(id) => {
                         let _ = writer_live.send(Arc::new(FeedEvent { id, kind: kind.to_owned(), data }));
@@ -51,10 +36,7 @@ impl Feed {
                 }
                 written += 1;
                 if written.is_multiple_of(1000) {
-                    let pruned = sqlx::query("DELETE FROM event_log WHERE id <= (SELECT MAX(id) FROM event_log) - ?")
-                        .bind(KEEP)
-                        .execute(&writer_db.write)
-                        .await;
+                    let pruned = crate::db::feed::prune(&writer_db).await;
                     if let Err(e) = pruned {
                         tracing::warn!(error = %e, "cannot prune the event log");
                     }
@@ -70,16 +52,12 @@ impl Feed {
 
     /// Stored events after `after`, oldest first, at most `limit`.
     pub async fn since(&self, after: i64, limit: i64) -> sqlx::Result<Vec<FeedEvent>> {
-        sqlx::query_as("SELECT id, kind, data FROM event_log WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.db.read)
-            .await
+        crate::db::feed::since(&self.db, after, limit).await
     }
 
     /// The newest event's id (0: none yet).
     pub async fn newest(&self) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM event_log").fetch_one(&self.db.read).await
+        crate::db::feed::newest(&self.db).await
     }
 }
 

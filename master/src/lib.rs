@@ -70,9 +70,8 @@ impl Application {
         let mirror_root = tokio::fs::canonicalize(&settings.mirror_root)
             .await
             .with_context(|| format!("mirror_root: cannot resolve {}", settings.mirror_root.display()))?;
-        let db = db::connect(&settings.database)
-            .await
-            .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
+        let location = settings.database_location().await?;
+        let db = db::open(&location).await.with_context(|| format!("database: cannot open {location:?}"))?;
         let key = auth::signing_key(&db, settings.jwt_secret.as_ref().map(|s| s.expose())).await?;
         let auth = auth::Authenticator::new(
             &key,
@@ -253,9 +252,8 @@ pub async fn create_user_offline(
     password: mirror_common::Secret,
     role: Role,
 ) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database)
-        .await
-        .with_context(|| format!("database: cannot open {}", settings.database.display()))?;
+    let location = settings.database_location().await?;
+    let db = db::open(&location).await.with_context(|| format!("database: cannot open {location:?}"))?;
     let users = Users { db: db.clone(), hasher: Arc::new(crate::auth::Hashers::new(1)?), events: Default::default() };
     let meta =
         crate::service::history::Meta { comment: Some("mirror-master create-user".into()), ..Default::default() };

@@ -2,7 +2,7 @@
 
 use mirror_common::time::Timestamp;
 
-use super::{Db, now};
+use super::{Db, now, on};
 
 /// One event queued for one webhook.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -31,35 +31,38 @@ pub async fn transition(
     state: &str,
     events: impl FnOnce(Option<&str>) -> Vec<(String, &'static str, String)>,
 ) -> sqlx::Result<Option<String>> {
-    let mut tx = db.write.begin_with("BEGIN IMMEDIATE").await?;
-    let old: Option<String> = sqlx::query_scalar("SELECT state FROM alert_states WHERE subject = ?")
-        .bind(subject)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let mut tx = db.begin().await?;
+    let old: Option<String> =
+        on!(&mut tx, |c| sqlx::query_scalar("SELECT state FROM alert_states WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(c)
+            .await)?;
     if old.as_deref() == Some(state) {
         return Ok(old);
     }
     let stamp = now();
-    sqlx::query(
-        "INSERT INTO alert_states (subject, state, since) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (subject) DO UPDATE SET state = ?2, since = ?3",
+    on!(&mut tx, |c| sqlx::query(
+        "INSERT INTO alert_states (subject, state, since) VALUES ($1, $2, $3) \
+         ON CONFLICT (subject) DO UPDATE SET state = $2, since = $3",
     )
     .bind(subject)
     .bind(state)
     .bind(stamp)
-    .execute(&mut *tx)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     for (webhook, event, body) in events(old.as_deref()) {
-        sqlx::query(
-            "INSERT INTO alert_deliveries (webhook, event, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+        on!(&mut tx, |c| {
+            sqlx::query(
+            "INSERT INTO alert_deliveries (webhook, event, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(webhook)
         .bind(event)
         .bind(body)
         .bind(stamp)
         .bind(stamp)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c).await.map(|r| r.rows_affected())
+        })?;
     }
     tx.commit().await?;
     Ok(old)
@@ -67,58 +70,67 @@ pub async fn transition(
 
 /// The oldest delivery of `webhook` not yet delivered nor given up: deliveries go in order.
 pub async fn next_pending(db: &Db, webhook: &str) -> sqlx::Result<Option<DeliveryRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM alert_deliveries WHERE webhook = ? AND delivered_at IS NULL AND gave_up_at IS NULL \
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM alert_deliveries WHERE webhook = $1 AND delivered_at IS NULL AND gave_up_at IS NULL \
          ORDER BY id LIMIT 1"
     )))
     .bind(webhook)
-    .fetch_optional(&db.read)
-    .await
+    .fetch_optional(c)
+    .await)
 }
 
 pub async fn delivered(db: &Db, id: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE alert_deliveries SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+    on!(&db.write, |c| sqlx::query(
+        "UPDATE alert_deliveries SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
     )
     .bind(now())
     .bind(id)
-    .execute(&db.write)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 pub async fn failed(db: &Db, id: i64, error: &str, next_attempt_at: Timestamp) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+    on!(&db.write, |c| sqlx::query(
+        "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
     )
     .bind(error)
     .bind(next_attempt_at)
     .bind(id)
-    .execute(&db.write)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 pub async fn gave_up(db: &Db, id: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE alert_deliveries SET gave_up_at = ? WHERE id = ?")
+    on!(&db.write, |c| sqlx::query("UPDATE alert_deliveries SET gave_up_at = $1 WHERE id = $2")
         .bind(now())
         .bind(id)
-        .execute(&db.write)
-        .await?;
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The newest deliveries, newest first.
 pub async fn recent(db: &Db, limit: u32) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM alert_deliveries ORDER BY id DESC LIMIT ?")))
-        .bind(limit)
-        .fetch_all(&db.read)
-        .await
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM alert_deliveries ORDER BY id DESC LIMIT $1"
+    )))
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await)
 }
 
 /// Deletes deliveries created before `before` (delivered, given up, or for a webhook no longer
 /// configured).
 pub async fn prune(db: &Db, before: Timestamp) -> sqlx::Result<u64> {
-    let done = sqlx::query("DELETE FROM alert_deliveries WHERE created_at < ?").bind(before).execute(&db.write).await?;
-    Ok(done.rows_affected())
+    let done = on!(&db.write, |c| sqlx::query("DELETE FROM alert_deliveries WHERE created_at < $1")
+        .bind(before)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(done)
 }

@@ -3,14 +3,14 @@
 use mirror_common::names::Host;
 use mirror_common::time::Timestamp;
 
-use super::{Db, now};
+use super::{Db, now, on};
 
 /// A slave has staged `generation` (a repeated report keeps the first time).
 pub async fn staged(db: &Db, project: &str, host: &str, port: i64, generation: i64) -> sqlx::Result<()> {
-    sqlx::query(
+    on!(&db.write, |c| sqlx::query(
         "INSERT INTO flips (project_id, hostname, port, generation, staged_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?1) \
-         AND EXISTS (SELECT 1 FROM slaves WHERE hostname = ?2 AND port = ?3) \
+         SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $1) \
+         AND EXISTS (SELECT 1 FROM slaves WHERE hostname = $2 AND port = $3) \
          ON CONFLICT (project_id, hostname, port, generation) DO NOTHING",
     )
     .bind(project)
@@ -18,8 +18,9 @@ pub async fn staged(db: &Db, project: &str, host: &str, port: i64, generation: i
     .bind(port)
     .bind(generation)
     .bind(now())
-    .execute(&db.write)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -32,29 +33,31 @@ pub async fn flipped(
     generation: i64,
     flipped_at: Timestamp,
 ) -> sqlx::Result<()> {
-    let mut tx = db.write.begin().await?;
-    sqlx::query(
-        "UPDATE flips SET flipped_at = COALESCE(flipped_at, ?5) \
-         WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4",
+    let mut tx = db.begin().await?;
+    on!(&mut tx, |c| sqlx::query(
+        "UPDATE flips SET flipped_at = COALESCE(flipped_at, $5) \
+         WHERE project_id = $1 AND hostname = $2 AND port = $3 AND generation = $4",
     )
     .bind(project)
     .bind(host)
     .bind(port)
     .bind(generation)
     .bind(flipped_at)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE propagation SET status = 'success', ended_at = ?5, message = 'published' \
-         WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4",
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    on!(&mut tx, |c| sqlx::query(
+        "UPDATE propagation SET status = 'success', ended_at = $5, message = 'published' \
+         WHERE project_id = $1 AND hostname = $2 AND port = $3 AND generation = $4",
     )
     .bind(project)
     .bind(host)
     .bind(port)
     .bind(generation)
     .bind(flipped_at)
-    .execute(&mut *tx)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     tx.commit().await
 }
 
@@ -69,24 +72,24 @@ pub struct Flip {
 
 /// The slaves that staged `generation` of a project.
 pub async fn for_generation(db: &Db, project: &str, generation: i64) -> sqlx::Result<Vec<Flip>> {
-    sqlx::query_as(
+    on!(&db.read, |c| sqlx::query_as(
         "SELECT hostname, port, generation, staged_at, flipped_at FROM flips \
-         WHERE project_id = ? AND generation = ? ORDER BY hostname, port",
+         WHERE project_id = $1 AND generation = $2 ORDER BY hostname, port",
     )
     .bind(project)
     .bind(generation)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// Per slave, its newest staged generation of a project (with that row's times).
 pub async fn newest_per_slave(db: &Db, project: &str) -> sqlx::Result<Vec<Flip>> {
-    sqlx::query_as(
-        "SELECT hostname, port, generation, staged_at, flipped_at FROM flips f WHERE project_id = ?1 \
-         AND generation = (SELECT MAX(generation) FROM flips WHERE project_id = ?1 \
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT hostname, port, generation, staged_at, flipped_at FROM flips f WHERE project_id = $1 \
+         AND generation = (SELECT MAX(generation) FROM flips WHERE project_id = $1 \
            AND hostname = f.hostname AND port = f.port)",
     )
     .bind(project)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }

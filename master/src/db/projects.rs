@@ -6,7 +6,7 @@ use mirror_common::names::{Host, ModulePath, Name, ProjectId};
 use mirror_common::rsync_opts::RsyncOptions;
 use mirror_common::time::Timestamp;
 
-use super::{Db, now};
+use super::{Db, Ex, now, on};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectRow {
@@ -67,17 +67,25 @@ pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
 }
 
-pub async fn list_in<'e>(db: impl sqlx::SqliteExecutor<'e>) -> sqlx::Result<Vec<ProjectRow>> {
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id"))).fetch_all(db).await?;
-    Ok(readable(&rows))
+pub async fn list_in<'a>(ex: impl Into<Ex<'a>>) -> sqlx::Result<Vec<ProjectRow>> {
+    on!(ex.into(), |c| {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects ORDER BY id")))
+            .fetch_all(c)
+            .await?;
+        Ok(readable(&rows))
+    })
 }
 
 /// The rows that read as projects. One that does not (a column written by hand that breaks its
 /// type) is named in the log and left out: it must never take every listing, the scheduler or
 /// the start down with it. `GET /projects/{id}` still names the fault for that one.
-fn readable(rows: &[sqlx::sqlite::SqliteRow]) -> Vec<ProjectRow> {
-    use sqlx::{FromRow, Row};
+fn readable<R: sqlx::Row>(rows: &[R]) -> Vec<ProjectRow>
+where
+    ProjectRow: for<'r> sqlx::FromRow<'r, R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'s> &'s str: sqlx::ColumnIndex<R>,
+{
+    use sqlx::FromRow;
     rows.iter()
         .filter_map(|row| match ProjectRow::from_row(row) {
             Ok(p) => Some(p),
@@ -95,179 +103,233 @@ fn readable(rows: &[sqlx::sqlite::SqliteRow]) -> Vec<ProjectRow> {
 
 /// The projects among `ids` that exist (a JSON array bound once, whatever the number of ids).
 pub async fn list_some(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<ProjectRow>> {
-    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM projects WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-    )))
-    .bind(ids)
-    .fetch_all(&db.read)
-    .await?;
-    Ok(readable(&rows))
+    let ids = super::json_list(ids)?;
+    on!(&db.read, |c| {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM projects WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id"
+        )))
+        .bind(ids)
+        .fetch_all(c)
+        .await?;
+        Ok(readable(&rows))
+    })
 }
 
-pub async fn get<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects WHERE id = ?")))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
+    on!(ex.into(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(c)
+            .await
+    })
 }
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe";
 
-fn bind_written<'q>(q: Query<'q>, p: &ProjectRow) -> Query<'q> {
-    q.bind(&p.id)
-        .bind(&p.project)
-        .bind(p.id_derived)
-        // The columns are NOT NULL (since 0001): a local source's are ''.
-        .bind(p.rsync_host.as_ref().map_or("", |h| h.as_str()))
-        .bind(p.rsync_module.as_ref().map_or("", |m| m.as_str()))
-        .bind(&p.dest)
-        .bind(&p.rsync_password)
-        .bind(&p.schedule)
-        .bind(&p.rsync_options)
-        .bind(p.enabled)
-        .bind(&p.rsync_user)
-        .bind(p.rsync_port)
-        .bind(p.timeout_secs)
-        .bind(p.catch_up)
-        .bind(p.max_age_secs)
-        .bind(p.version)
-        .bind(&p.managed_file)
-        .bind(p.trace)
-        .bind(&p.targets)
-        .bind(p.watch)
-        .bind(p.max_delete)
-        .bind(&p.stages)
-        .bind(p.flip)
-        .bind(&p.depends_on)
-        .bind(&p.probe)
+/// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
+/// each engine's own).
+macro_rules! bind_written {
+    ($q:expr, $p:expr) => {{
+        let p: &ProjectRow = $p;
+        $q.bind(&p.id)
+            .bind(&p.project)
+            .bind(p.id_derived)
+            // The columns are NOT NULL (since 0001): a local source's are ''.
+            .bind(p.rsync_host.as_ref().map_or("", |h| h.as_str()))
+            .bind(p.rsync_module.as_ref().map_or("", |m| m.as_str()))
+            .bind(&p.dest)
+            .bind(&p.rsync_password)
+            .bind(&p.schedule)
+            .bind(&p.rsync_options)
+            .bind(p.enabled)
+            .bind(&p.rsync_user)
+            .bind(p.rsync_port)
+            .bind(p.timeout_secs)
+            .bind(p.catch_up)
+            .bind(p.max_age_secs)
+            .bind(p.version)
+            .bind(&p.managed_file)
+            .bind(p.trace)
+            .bind(&p.targets)
+            .bind(p.watch)
+            .bind(p.max_delete)
+            .bind(&p.stages)
+            .bind(p.flip)
+            .bind(&p.depends_on)
+            .bind(&p.probe)
+    }};
+}
+
+/// `$1, $2, ... $n`.
+fn placeholders(from: usize, n: usize) -> Vec<String> {
+    (from..from + n).map(|i| format!("${i}")).collect()
 }
 
 /// What the project's probe held at its newest successful run (its SHA-256), if anything.
 pub async fn probe_seen(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
-    let seen: Option<Option<String>> =
-        sqlx::query_scalar("SELECT probe_seen FROM projects WHERE id = ?").bind(id).fetch_optional(&db.read).await?;
+    let seen: Option<Option<String>> = on!(&db.read, |c| {
+        sqlx::query_scalar("SELECT probe_seen FROM projects WHERE id = $1").bind(id).fetch_optional(c).await?
+    });
     Ok(seen.flatten())
 }
 
 /// Keeps what the probe held before a successful run (`None`: forget it).
 pub async fn set_probe_seen(db: &Db, id: &str, seen: Option<&str>) -> sqlx::Result<()> {
-    sqlx::query("UPDATE projects SET probe_seen = ? WHERE id = ?").bind(seen).bind(id).execute(&db.write).await?;
+    on!(&db.write, |c| {
+        sqlx::query("UPDATE projects SET probe_seen = $1 WHERE id = $2")
+            .bind(seen)
+            .bind(id)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
     Ok(())
 }
 
-pub async fn insert<'e>(db: impl sqlx::SqliteExecutor<'e>, p: &ProjectRow) -> sqlx::Result<()> {
-    let placeholders = vec!["?"; WRITTEN.split(',').count() + 2].join(", ");
-    let sql = format!("INSERT INTO projects ({WRITTEN}, created_at, updated_at) VALUES ({placeholders})");
-    bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(p.created_at).bind(p.updated_at).execute(db).await?;
+pub async fn insert<'a>(ex: impl Into<Ex<'a>>, p: &ProjectRow) -> sqlx::Result<()> {
+    let columns = WRITTEN.split(',').count() + 2;
+    let sql = format!(
+        "INSERT INTO projects ({WRITTEN}, created_at, updated_at) VALUES ({})",
+        placeholders(1, columns).join(", ")
+    );
+    on!(ex.into(), |c| {
+        bind_written!(sqlx::query(sqlx::AssertSqlSafe(sql)), p)
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
     Ok(())
 }
 
 /// Writes every field of `p` to the row that had id `old_id` (the id itself may change).
 /// Returns false when there is no such row.
-pub async fn update<'e>(db: impl sqlx::SqliteExecutor<'e>, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
-    let assignments: Vec<String> = WRITTEN.split(',').map(|c| format!("{} = ?", c.trim())).collect();
-    let sql = format!("UPDATE projects SET {}, updated_at = ? WHERE id = ?", assignments.join(", "));
-    let done = bind_written(sqlx::query(sqlx::AssertSqlSafe(sql)), p).bind(now()).bind(old_id).execute(db).await?;
-    Ok(done.rows_affected() == 1)
+pub async fn update<'a>(ex: impl Into<Ex<'a>>, old_id: &str, p: &ProjectRow) -> sqlx::Result<bool> {
+    let n = WRITTEN.split(',').count();
+    let assignments: Vec<String> =
+        WRITTEN.split(',').zip(placeholders(1, n)).map(|(c, at)| format!("{} = {at}", c.trim())).collect();
+    let sql = format!("UPDATE projects SET {}, updated_at = ${} WHERE id = ${}", assignments.join(", "), n + 1, n + 2);
+    let done = on!(ex.into(), |c| {
+        bind_written!(sqlx::query(sqlx::AssertSqlSafe(sql)), p)
+            .bind(now())
+            .bind(old_id)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(done == 1)
 }
 
 pub async fn set_enabled(db: &Db, id: &str, enabled: bool) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE projects SET enabled = ?, updated_at = ? WHERE id = ?")
-        .bind(enabled)
-        .bind(now())
-        .bind(id)
-        .execute(&db.write)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = on!(&db.write, |c| {
+        sqlx::query("UPDATE projects SET enabled = $1, updated_at = $2 WHERE id = $3")
+            .bind(enabled)
+            .bind(now())
+            .bind(id)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(done == 1)
 }
 
-pub async fn remove<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(db).await?;
-    Ok(done.rows_affected() == 1)
+pub async fn remove<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<bool> {
+    let done = on!(ex.into(), |c| {
+        sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(c).await?.rows_affected()
+    });
+    Ok(done == 1)
 }
 
 /// A project, other than `own_id`, whose dest is `dest`, contains it, or lies inside it.
 /// Three lookups in the `dest` index (equal; beneath: the range from `dest/` to `dest0`, `0`
 /// being the byte after `/`; above: each of `dest`'s ancestors), not a scan of every project.
-pub async fn overlapping_dest<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub async fn overlapping_dest<'a>(
+    ex: impl Into<Ex<'a>>,
     dest: &str,
     own_id: Option<&str>,
 ) -> sqlx::Result<Option<(String, String)>> {
     let ancestors: Vec<&str> =
         dest.match_indices('/').map(|(i, _)| &dest[..i]).filter(|a| !a.is_empty()).chain(["/"]).collect();
-    let ancestors = serde_json::to_string(&ancestors).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query_as(
-        "SELECT id, dest FROM ( \
-           SELECT id, dest FROM projects WHERE dest = ?1 \
-           UNION ALL SELECT id, dest FROM projects WHERE dest >= ?1 || '/' AND dest < ?1 || '0' \
-           UNION ALL SELECT id, dest FROM projects WHERE dest IN (SELECT value FROM json_each(?3)) \
-         ) WHERE (?2 IS NULL OR id <> ?2) LIMIT 1",
-    )
-    .bind(dest)
-    .bind(own_id)
-    .bind(ancestors)
-    .fetch_optional(db)
-    .await
+    let ancestors = super::json_list(&ancestors)?;
+    on!(ex.into(), |c| {
+        sqlx::query_as(
+            "SELECT id, dest FROM ( \
+               SELECT id, dest FROM projects WHERE dest = $1 \
+               UNION ALL SELECT id, dest FROM projects WHERE dest >= $1 || '/' AND dest < $1 || '0' \
+               UNION ALL SELECT id, dest FROM projects WHERE dest IN (SELECT value FROM json_each($3)) \
+             ) AS found WHERE ($2 IS NULL OR id <> $2) LIMIT 1",
+        )
+        .bind(dest)
+        .bind(own_id)
+        .bind(ancestors)
+        .fetch_optional(c)
+        .await
+    })
 }
 
 /// The projects that name `id` in their `depends_on` (`enabled_only`: those that would run).
-pub async fn dependents<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
-    id: &str,
-    enabled_only: bool,
-) -> sqlx::Result<Vec<ProjectId>> {
-    sqlx::query_scalar(
-        "SELECT id FROM projects WHERE depends_on <> '[]' AND (?2 = 0 OR enabled = 1) \
-         AND EXISTS (SELECT 1 FROM json_each(depends_on) WHERE value = ?1) ORDER BY id",
-    )
-    .bind(id)
-    .bind(enabled_only)
-    .fetch_all(db)
-    .await
+pub async fn dependents<'a>(ex: impl Into<Ex<'a>>, id: &str, enabled_only: bool) -> sqlx::Result<Vec<ProjectId>> {
+    on!(ex.into(), |c| {
+        sqlx::query_scalar(
+            "SELECT id FROM projects WHERE depends_on <> '[]' AND (NOT $2 OR enabled) \
+             AND EXISTS (SELECT 1 FROM json_each(depends_on) AS d WHERE d.value = $1) ORDER BY id",
+        )
+        .bind(id)
+        .bind(enabled_only)
+        .fetch_all(c)
+        .await
+    })
 }
 
 /// Of `ids`, those that exist, each with whether it has a local source (it never runs).
-pub async fn kinds_of<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+pub async fn kinds_of<'a>(
+    ex: impl Into<Ex<'a>>,
     ids: &[ProjectId],
 ) -> sqlx::Result<std::collections::HashMap<ProjectId, bool>> {
-    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    let rows: Vec<(ProjectId, bool)> =
-        sqlx::query_as("SELECT id, rsync_host = '' FROM projects WHERE id IN (SELECT value FROM json_each(?1))")
+    let ids = super::json_list(ids)?;
+    let rows: Vec<(ProjectId, bool)> = on!(ex.into(), |c| {
+        sqlx::query_as("SELECT id, rsync_host = '' FROM projects WHERE id IN (SELECT value FROM json_each($1))")
             .bind(ids)
-            .fetch_all(db)
-            .await?;
+            .fetch_all(c)
+            .await?
+    });
     Ok(rows.into_iter().collect())
 }
 
 /// Every project that depends on another, with what it names.
-pub async fn dependency_graph<'e>(db: impl sqlx::SqliteExecutor<'e>) -> sqlx::Result<mirror_common::depends::Graph> {
-    let rows: Vec<(ProjectId, mirror_common::depends::DependsOn)> =
-        sqlx::query_as("SELECT id, depends_on FROM projects WHERE depends_on <> '[]'").fetch_all(db).await?;
+pub async fn dependency_graph<'a>(ex: impl Into<Ex<'a>>) -> sqlx::Result<mirror_common::depends::Graph> {
+    let rows: Vec<(ProjectId, mirror_common::depends::DependsOn)> = on!(ex.into(), |c| {
+        sqlx::query_as("SELECT id, depends_on FROM projects WHERE depends_on <> '[]'").fetch_all(c).await?
+    });
     Ok(rows.into_iter().map(|(id, d)| (id, d.0)).collect())
 }
 
 /// Records the scheduled fire the master has just handled.
 pub async fn set_last_fire(db: &Db, id: &str, at: Timestamp) -> sqlx::Result<()> {
-    sqlx::query("UPDATE projects SET last_fire_at = ? WHERE id = ?").bind(at).bind(id).execute(&db.write).await?;
+    on!(&db.write, |c| {
+        sqlx::query("UPDATE projects SET last_fire_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
     Ok(())
 }
 
-/// A successful run: the project's content has a new generation. Returns it.
 /// A new generation after a successful run; returns the project as it now is.
-pub async fn bump_generation<'e>(db: impl sqlx::SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE projects SET generation = generation + 1 WHERE id = ? RETURNING {COLUMNS}"
-    )))
-    .bind(id)
-    .fetch_optional(db)
-    .await
+pub async fn bump_generation<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<ProjectRow>> {
+    on!(ex.into(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET generation = generation + 1 WHERE id = $1 RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .fetch_optional(c)
+        .await
+    })
 }
 
 /// A project row (for unit tests, and as the base a stored configuration is put on): `fedora`, from rsync.example.org::fedora/linux into
@@ -317,18 +379,14 @@ mod tests {
     #[tokio::test]
     async fn overlaps_are_found_through_the_index_and_neighbours_are_not() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::connect(&dir.path().join("t.db")).await.unwrap();
+        for (backend, db) in crate::db::testing::each_backend(dir.path()).await {
+            overlaps_on(backend, db).await;
+        }
+    }
+
+    async fn overlaps_on(backend: &str, db: Db) {
         for (id, dest) in [("b", "/m/a/b"), ("pct", "/m/x%_y")] {
-            sqlx::query(
-                "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_options, \
-                 created_at, updated_at) VALUES (?, ?, 1, 'h', 'm', ?, '{}', 'now', 'now')",
-            )
-            .bind(id)
-            .bind(id)
-            .bind(dest)
-            .execute(&db.write)
-            .await
-            .unwrap();
+            crate::db::testing::add_project(&db, id, dest).await;
         }
         let found = |dest: &'static str, own: Option<&'static str>| {
             let db = db.clone();
@@ -340,7 +398,7 @@ mod tests {
         assert_eq!(found("/m/a/b/c/d", None).await.as_deref(), Some("b"), "inside it");
         assert_eq!(found("/m/a/b", Some("b")).await, None, "its own dest");
         for neighbour in ["/m/a/bc", "/m/a/b0", "/m/a/c", "/m/a/b.", "/m/xy", "/m/x%_"] {
-            assert_eq!(found(neighbour, None).await, None, "{neighbour}");
+            assert_eq!(found(neighbour, None).await, None, "{backend}: {neighbour}");
         }
         assert_eq!(found("/m/x%_y/z", None).await.as_deref(), Some("pct"), "wildcard characters are literal");
     }

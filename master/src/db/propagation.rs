@@ -4,7 +4,7 @@ use mirror_common::api::{CompletionReport, DeliveryStatus, SyncStatus};
 use mirror_common::api::{Host, ProjectId};
 use mirror_common::time::Timestamp;
 
-use super::Db;
+use super::{Db, on};
 
 /// One notification: of `generation` of `project`, to the slave at `host`:`port`.
 pub struct Delivery<'a> {
@@ -16,37 +16,39 @@ pub struct Delivery<'a> {
 
 /// Binds the delivery as ?1 (project), ?2 (host), ?3 (port), ?4 (generation), then `extra` as ?5.
 async fn write(db: &Db, sql: &'static str, d: &Delivery<'_>, extra: &str) -> sqlx::Result<()> {
-    sqlx::query(sql)
+    on!(&db.write, |c| sqlx::query(sql)
         .bind(d.project)
         .bind(d.host)
         .bind(d.port)
         .bind(d.generation)
         .bind(extra)
-        .execute(&db.write)
-        .await?;
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A notification was sent (or is about to be): a row per (project, slave, generation).
 pub async fn notified(db: &Db, d: &Delivery<'_>) -> sqlx::Result<()> {
     let sql = "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at) \
-               VALUES (?1, ?2, ?3, ?4, 'notified', ?5) \
-               ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET notified_at = ?5, \
-               notifications = notifications + 1, status = CASE WHEN status = 'success' THEN status ELSE 'notified' END";
+               VALUES ($1, $2, $3, $4, 'notified', $5) \
+               ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET notified_at = $5, \
+               notifications = propagation.notifications + 1, \
+               status = CASE WHEN propagation.status = 'success' THEN propagation.status ELSE 'notified' END";
     write(db, sql, d, &super::now().to_text()).await
 }
 
 /// The slave took the request and is pulling.
 pub async fn running(db: &Db, d: &Delivery<'_>) -> sqlx::Result<()> {
-    let sql = "UPDATE propagation SET status = 'running', started_at = COALESCE(started_at, ?5) \
-               WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 AND status = 'notified'";
+    let sql = "UPDATE propagation SET status = 'running', started_at = COALESCE(started_at, $5) \
+               WHERE project_id = $1 AND hostname = $2 AND port = $3 AND generation = $4 AND status = 'notified'";
     write(db, sql, d, &super::now().to_text()).await
 }
 
 /// The slave could not be reached: the reconciler will notify it again.
 pub async fn unreachable(db: &Db, d: &Delivery<'_>, message: &str) -> sqlx::Result<()> {
-    let sql = "UPDATE propagation SET status = 'failed', message = ?5 \
-               WHERE project_id = ?1 AND hostname = ?2 AND port = ?3 AND generation = ?4 \
+    let sql = "UPDATE propagation SET status = 'failed', message = $5 \
+               WHERE project_id = $1 AND hostname = $2 AND port = $3 AND generation = $4 \
                AND status IN ('notified', 'running')";
     write(db, sql, d, message).await
 }
@@ -54,15 +56,16 @@ pub async fn unreachable(db: &Db, d: &Delivery<'_>, message: &str) -> sqlx::Resu
 /// The slave says it has (re)started: the pulls it was told of and had not reported are over.
 /// Returns how many deliveries were waiting on it.
 pub async fn restarted(db: &Db, host: &str, port: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = on!(&db.write, |c| sqlx::query(
         "UPDATE propagation SET status = 'failed', message = 'the slave restarted before reporting' \
-         WHERE hostname = ?1 AND port = ?2 AND status IN ('notified', 'running')",
+         WHERE hostname = $1 AND port = $2 AND status IN ('notified', 'running')",
     )
     .bind(host)
     .bind(port)
-    .execute(&db.write)
-    .await?;
-    Ok(done.rows_affected())
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done)
 }
 
 fn count(v: Option<u64>) -> Option<i64> {
@@ -77,19 +80,21 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
         // Staged: the delivery ends when the slave is told to publish and has flipped.
         SyncStatus::Staged => DeliveryStatus::Running,
     };
-    let done = sqlx::query(
+    let done =
+        on!(&db.write, |c| {
+            sqlx::query(
         "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at, started_at, ended_at, \
          exit_code, message, files_transferred, bytes_transferred, total_size) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
-         WHERE EXISTS (SELECT 1 FROM slaves WHERE hostname = ?2 AND port = ?3) \
-         AND EXISTS (SELECT 1 FROM projects WHERE id = ?1) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+         WHERE EXISTS (SELECT 1 FROM slaves WHERE hostname = $2 AND port = $3) \
+         AND EXISTS (SELECT 1 FROM projects WHERE id = $1) \
          ON CONFLICT (project_id, hostname, port, generation) DO UPDATE SET \
-         status = CASE WHEN status = 'success' THEN status ELSE excluded.status END, \
-         started_at = COALESCE(excluded.started_at, started_at), ended_at = excluded.ended_at, \
+         status = CASE WHEN propagation.status = 'success' THEN propagation.status ELSE excluded.status END, \
+         started_at = COALESCE(excluded.started_at, propagation.started_at), ended_at = excluded.ended_at, \
          exit_code = excluded.exit_code, message = excluded.message, \
-         files_transferred = COALESCE(excluded.files_transferred, files_transferred), \
-         bytes_transferred = COALESCE(excluded.bytes_transferred, bytes_transferred), \
-         total_size = COALESCE(excluded.total_size, total_size)",
+         files_transferred = COALESCE(excluded.files_transferred, propagation.files_transferred), \
+         bytes_transferred = COALESCE(excluded.bytes_transferred, propagation.bytes_transferred), \
+         total_size = COALESCE(excluded.total_size, propagation.total_size)",
     )
     .bind(&r.project)
     .bind(host)
@@ -104,9 +109,9 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
     .bind(count(r.stats.files_transferred))
     .bind(count(r.stats.bytes_transferred))
     .bind(count(r.stats.total_size))
-    .execute(&db.write)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(c).await.map(|r| r.rows_affected())
+        })?;
+    Ok(done == 1)
 }
 
 /// A (project, slave) pair whose served generation is behind the project's.
@@ -122,18 +127,20 @@ pub struct Behind {
 
 /// Every enabled project with a generation, times every slave, where the slave serves less.
 pub async fn behind(db: &Db) -> sqlx::Result<Vec<Behind>> {
-    sqlx::query_as(
-        "SELECT p.id AS project_id, s.hostname, s.port, \
-           COALESCE((SELECT MAX(generation) FROM propagation g WHERE g.project_id = p.id AND g.hostname = s.hostname \
-                     AND g.port = s.port AND g.status = 'success'), 0) AS served, \
-           c.status AS latest_status, c.notified_at AS latest_notified_at \
-         FROM projects p CROSS JOIN slaves s \
-         LEFT JOIN propagation c ON c.project_id = p.id AND c.hostname = s.hostname AND c.port = s.port \
-           AND c.generation = p.generation \
-         WHERE p.enabled = 1 AND p.generation > 0 AND served < p.generation",
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT project_id, hostname, port, served, latest_status, latest_notified_at FROM ( \
+           SELECT p.id AS project_id, s.hostname, s.port, p.generation, \
+             COALESCE((SELECT MAX(generation) FROM propagation g WHERE g.project_id = p.id \
+                       AND g.hostname = s.hostname AND g.port = s.port AND g.status = 'success'), 0) AS served, \
+             c.status AS latest_status, c.notified_at AS latest_notified_at \
+           FROM projects p CROSS JOIN slaves s \
+           LEFT JOIN propagation c ON c.project_id = p.id AND c.hostname = s.hostname AND c.port = s.port \
+             AND c.generation = p.generation \
+           WHERE p.enabled AND p.generation > 0 \
+         ) AS b WHERE served < generation",
     )
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// Per slave, for one project: the generation it serves and when, and its latest notification.
@@ -150,43 +157,43 @@ pub struct SlaveProgress {
 }
 
 pub async fn for_project(db: &Db, project: &str) -> sqlx::Result<Vec<SlaveProgress>> {
-    sqlx::query_as(
+    on!(&db.read, |c| sqlx::query_as(
         "SELECT s.hostname, s.port, s.last_seen, \
            COALESCE(ok.generation, 0) AS served, ok.ended_at AS served_at, \
            l.generation AS latest_generation, l.status AS latest_status, l.message AS latest_message \
          FROM slaves s \
-         LEFT JOIN propagation ok ON ok.rowid = (SELECT rowid FROM propagation WHERE project_id = ?1 \
+         LEFT JOIN propagation ok ON ok.rowid = (SELECT rowid FROM propagation WHERE project_id = $1 \
            AND hostname = s.hostname AND port = s.port AND status = 'success' ORDER BY generation DESC LIMIT 1) \
-         LEFT JOIN propagation l ON l.rowid = (SELECT rowid FROM propagation WHERE project_id = ?1 \
+         LEFT JOIN propagation l ON l.rowid = (SELECT rowid FROM propagation WHERE project_id = $1 \
            AND hostname = s.hostname AND port = s.port ORDER BY generation DESC LIMIT 1) \
          ORDER BY s.hostname, s.port",
     )
     .bind(project)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// (project, hostname, port, served generation) for every pair with a success.
 pub async fn served_all(db: &Db) -> sqlx::Result<Vec<(ProjectId, Host, i64, i64)>> {
-    sqlx::query_as(
+    on!(&db.read, |c| sqlx::query_as(
         "SELECT project_id, hostname, port, MAX(generation) FROM propagation WHERE status = 'success' \
          GROUP BY project_id, hostname, port",
     )
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// What projects' snapshots must keep: (project, generation) for each project's current
 /// generation, and for each generation a slave was told of since `since` and has not reported.
 /// Of one project, or (`None`) of all.
 pub async fn snapshot_holds(db: &Db, since: Timestamp, project: Option<&str>) -> sqlx::Result<Vec<(ProjectId, i64)>> {
-    sqlx::query_as(
-        "SELECT id, generation FROM projects WHERE ?2 IS NULL OR id = ?2 \
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT id, generation FROM projects WHERE $2 IS NULL OR id = $2 \
          UNION SELECT project_id, generation FROM propagation \
-         WHERE status IN ('notified', 'running') AND notified_at > ?1 AND (?2 IS NULL OR project_id = ?2)",
+         WHERE status IN ('notified', 'running') AND notified_at > $1 AND ($2 IS NULL OR project_id = $2)",
     )
     .bind(since.to_text())
     .bind(project)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }

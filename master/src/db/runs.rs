@@ -3,7 +3,7 @@
 use mirror_common::api::{ProjectId, RunStats, RunStatus, Trigger};
 use mirror_common::time::Timestamp;
 
-use super::Db;
+use super::{Db, Ex, on};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunRow {
@@ -78,43 +78,52 @@ async fn insert_chunk(
     trigger: Trigger,
     scheduled_for: Option<Timestamp>,
 ) -> sqlx::Result<Vec<i64>> {
-    let rows = vec!["(?, ?, 'queued', ?, ?)"; project_ids.len()].join(", ");
+    let rows: Vec<String> = (0..project_ids.len())
+        .map(|i| format!("(${}, ${}, 'queued', ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+        .collect();
     let sql = format!(
-        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES {rows} RETURNING id, project_id"
+        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES {} RETURNING id, project_id",
+        rows.join(", ")
     );
     let queued_at = super::now();
-    let mut query = sqlx::query_as::<_, (i64, ProjectId)>(sqlx::AssertSqlSafe(sql));
-    for id in project_ids {
-        query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(queued_at);
-    }
+    let inserted: Vec<(i64, ProjectId)> = on!(&db.write, |c| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in project_ids {
+            query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(queued_at);
+        }
+        query.fetch_all(c).await?
+    });
     let by_project: std::collections::HashMap<ProjectId, i64> =
-        query.fetch_all(&db.write).await?.into_iter().map(|(id, project)| (project, id)).collect();
+        inserted.into_iter().map(|(id, project)| (project, id)).collect();
     project_ids.iter().map(|p| by_project.get(*p).copied().ok_or_else(|| sqlx::Error::RowNotFound)).collect()
 }
 
 /// rsync has started (attempt `attempts`, process `pid`). Written once per attempt; a late write
 /// never overrides the run's final status.
 pub async fn mark_running(db: &Db, id: i64, pid: u32, attempts: u32, log_file: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), pid = ?, attempts = ?, \
-         log_file = ? WHERE id = ? AND status IN ('queued', 'running')",
+    on!(&db.write, |c| sqlx::query(
+        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1), pid = $2, attempts = $3, \
+         log_file = $4 WHERE id = $5 AND status IN ('queued', 'running')",
     )
     .bind(super::now())
     .bind(i64::from(pid))
     .bind(i64::from(attempts))
     .bind(log_file)
     .bind(id)
-    .execute(&db.write)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The latest fire of a project's schedule that produced a run.
 pub async fn last_scheduled_fire(db: &Db, project_id: &str) -> sqlx::Result<Option<Timestamp>> {
-    sqlx::query_scalar("SELECT MAX(scheduled_for) FROM runs WHERE project_id = ? AND scheduled_for IS NOT NULL")
-        .bind(project_id)
-        .fetch_one(&db.read)
-        .await
+    on!(&db.read, |c| sqlx::query_scalar(
+        "SELECT MAX(scheduled_for) FROM runs WHERE project_id = $1 AND scheduled_for IS NOT NULL"
+    )
+    .bind(project_id)
+    .fetch_one(c)
+    .await)
 }
 
 /// The end of a run, as written once.
@@ -167,36 +176,47 @@ pub async fn finish_success(
     project_id: &str,
     changed: bool,
 ) -> sqlx::Result<Option<crate::db::projects::ProjectRow>> {
-    let mut tx = db.write.begin().await?;
-    finish_in(&mut *tx, id, f).await?;
-    sqlx::query("UPDATE runs SET changed = ? WHERE id = ?").bind(changed).bind(id).execute(&mut *tx).await?;
-    let project = if changed { crate::db::projects::bump_generation(&mut *tx, project_id).await? } else { None };
+    let mut tx = db.begin().await?;
+    finish_in(&mut tx, id, f).await?;
+    on!(&mut tx, |c| sqlx::query("UPDATE runs SET changed = $1 WHERE id = $2")
+        .bind(changed)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    let project = if changed { crate::db::projects::bump_generation(&mut tx, project_id).await? } else { None };
     tx.commit().await?;
     Ok(project)
 }
 
 /// Keeps what the project's probe found before run `id`.
 pub async fn set_probe(db: &Db, id: i64, found: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE runs SET probe = ? WHERE id = ?").bind(found).bind(id).execute(&db.write).await?;
+    on!(&db.write, |c| sqlx::query("UPDATE runs SET probe = $1 WHERE id = $2")
+        .bind(found)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The number of files the project's newest successful run found upstream (`None`: no such run).
 pub async fn last_success_total(db: &Db, project_id: &str) -> sqlx::Result<Option<u64>> {
-    let total: Option<Option<i64>> = sqlx::query_scalar(
-        "SELECT files_total FROM runs WHERE project_id = ? AND status = 'success' ORDER BY id DESC LIMIT 1",
+    let total: Option<Option<i64>> = on!(&db.read, |c| sqlx::query_scalar(
+        "SELECT files_total FROM runs WHERE project_id = $1 AND status = 'success' ORDER BY id DESC LIMIT 1",
     )
     .bind(project_id)
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     Ok(total.flatten().and_then(|t| u64::try_from(t).ok()))
 }
 
-async fn finish_in<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, attempts = ?, message = ?, warning = ?, \
-         files_total = ?, files_transferred = ?, total_size = ?, bytes_transferred = ?, bytes_received = ?, \
-         files_created = ?, files_deleted = ?, log_tail = ?, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = ?",
+async fn finish_in<'a>(db: impl Into<Ex<'a>>, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
+    on!(db.into(), |c| {
+        sqlx::query(
+        "UPDATE runs SET status = $1, ended_at = $2, exit_code = $3, attempts = $4, message = $5, warning = $6, \
+         files_total = $7, files_transferred = $8, total_size = $9, bytes_transferred = $10, bytes_received = $11, \
+         files_created = $12, files_deleted = $13, log_tail = $14, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = $15",
     )
     .bind(f.status)
     .bind(super::now())
@@ -213,22 +233,23 @@ async fn finish_in<'e>(db: impl sqlx::SqliteExecutor<'e>, id: i64, f: &Finished<
     .bind(as_i64(f.stats.files_deleted))
     .bind(f.log_tail)
     .bind(id)
-    .execute(db)
-    .await?;
+    .execute(c).await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 /// Keeps the newest `keep` finished runs of a project (a run under way is never removed).
 pub async fn prune(db: &Db, project_id: &str, keep: usize) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM runs WHERE project_id = ?1 AND status NOT IN ('queued', 'running') \
-         AND id < (SELECT MIN(id) FROM (SELECT id FROM runs WHERE project_id = ?1 ORDER BY id DESC LIMIT ?2))",
+    let done = on!(&db.write, |c| {
+        sqlx::query(
+        "DELETE FROM runs WHERE project_id = $1 AND status NOT IN ('queued', 'running') \
+         AND id < (SELECT MIN(id) FROM (SELECT id FROM runs WHERE project_id = $1 ORDER BY id DESC LIMIT $2) AS newest)",
     )
     .bind(project_id)
     .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-    .execute(&db.write)
-    .await?;
-    Ok(done.rows_affected())
+    .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(done)
 }
 
 /// A run left unfinished by a previous master process.
@@ -242,134 +263,139 @@ pub struct Unfinished {
 /// Marks every queued or running run `interrupted` (the master that ran them is gone) and returns
 /// them, with the pid of any rsync that may still be running.
 pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<Vec<Unfinished>> {
-    let mut tx = db.write.begin().await?;
-    let rows: Vec<Unfinished> = sqlx::query_as(
+    let mut tx = db.begin().await?;
+    let rows: Vec<Unfinished> = on!(&mut tx, |c| sqlx::query_as(
         "SELECT runs.id, runs.pid, projects.dest FROM runs JOIN projects ON projects.id = runs.project_id \
          WHERE runs.status IN ('queued', 'running')",
     )
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE runs SET status = 'interrupted', ended_at = ?, pid = NULL, \
+    .fetch_all(c)
+    .await)?;
+    on!(&mut tx, |c| sqlx::query(
+        "UPDATE runs SET status = 'interrupted', ended_at = $1, pid = NULL, \
          message = 'the master stopped during this run' WHERE status IN ('queued', 'running')",
     )
     .bind(super::now())
-    .execute(&mut *tx)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     tx.commit().await?;
     Ok(rows)
 }
 
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<RunRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = ?")))
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
         .bind(id)
-        .fetch_optional(&db.read)
-        .await
+        .fetch_optional(c)
+        .await)
 }
 
 /// Newest first.
 pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result<Vec<RunRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {LIST_COLUMNS} FROM runs WHERE (?1 IS NULL OR project_id = ?1) ORDER BY id DESC LIMIT ?2"
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LIST_COLUMNS} FROM runs WHERE ($1 IS NULL OR project_id = $1) ORDER BY id DESC LIMIT $2"
     )))
     .bind(project_id)
     .bind(limit)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// The latest run of every project that has one.
 pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {LIST_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY project_id)"
     )))
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// When the project's latest successful run ended.
 pub async fn last_success(db: &Db, project_id: &str) -> sqlx::Result<Option<Timestamp>> {
-    sqlx::query_scalar(
-        "SELECT MAX(ended_at) FROM runs WHERE project_id = ? AND status = 'success' AND ended_at IS NOT NULL",
+    on!(&db.read, |c| sqlx::query_scalar(
+        "SELECT MAX(ended_at) FROM runs WHERE project_id = $1 AND status = 'success' AND ended_at IS NOT NULL",
     )
     .bind(project_id)
-    .fetch_one(&db.read)
-    .await
+    .fetch_one(c)
+    .await)
 }
 
 /// The tree's size and file count at the project's latest successful run (as rsync counted
 /// them), when there is one.
 pub async fn last_success_size(db: &Db, project_id: &str) -> sqlx::Result<Option<(Option<u64>, Option<u64>)>> {
-    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT total_size, files_total FROM runs WHERE project_id = ? AND status = 'success' ORDER BY id DESC LIMIT 1",
+    let row: Option<(Option<i64>, Option<i64>)> = on!(&db.read, |c| {
+        sqlx::query_as(
+        "SELECT total_size, files_total FROM runs WHERE project_id = $1 AND status = 'success' ORDER BY id DESC LIMIT 1",
     )
     .bind(project_id)
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_optional(c).await
+    })?;
     Ok(row.map(|(size, files)| (size.and_then(|s| u64::try_from(s).ok()), files.and_then(|f| u64::try_from(f).ok()))))
 }
 
 /// (project, end time) of every project's latest successful run.
 pub async fn last_success_per_project(db: &Db) -> sqlx::Result<Vec<(ProjectId, Timestamp)>> {
-    sqlx::query_as(
+    on!(&db.read, |c| sqlx::query_as(
         "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
          GROUP BY project_id",
     )
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// The latest run of each of `ids` that has one.
 pub async fn latest_of(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<RunRow>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {LIST_COLUMNS} FROM runs WHERE id IN \
-         (SELECT (SELECT MAX(id) FROM runs WHERE project_id = j.value) FROM json_each(?1) AS j)"
+         (SELECT (SELECT MAX(id) FROM runs WHERE project_id = j.value) FROM json_each($1) AS j)"
     )))
     .bind(ids)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// (project, end time) of the latest successful run of each of `ids` that has one.
 pub async fn last_success_of(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<(ProjectId, Timestamp)>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query_as(
+    on!(&db.read, |c| sqlx::query_as(
         "SELECT project_id, MAX(ended_at) FROM runs WHERE status = 'success' AND ended_at IS NOT NULL \
-         AND project_id IN (SELECT value FROM json_each(?1)) GROUP BY project_id",
+         AND project_id IN (SELECT value FROM json_each($1)) GROUP BY project_id",
     )
     .bind(ids)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn db_with_projects(dir: &std::path::Path, ids: &[&str]) -> Db {
-        let db = crate::db::connect(&dir.join("t.db")).await.unwrap();
+    async fn with_projects(db: &Db, ids: &[&str]) {
         for id in ids {
-            sqlx::query(
-                "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_options, \
-                 created_at, updated_at) VALUES (?, ?, 1, 'h', 'm', ?, '{}', 'now', 'now')",
-            )
-            .bind(id)
-            .bind(id)
-            .bind(format!("/m/{id}"))
-            .execute(&db.write)
-            .await
-            .unwrap();
+            crate::db::testing::add_project(db, id, &format!("/m/{id}")).await;
         }
-        db
+    }
+
+    async fn project_of(db: &Db, run: i64) -> sqlx::Result<String> {
+        on!(&db.read, |c| sqlx::query_scalar("SELECT project_id FROM runs WHERE id = $1").bind(run).fetch_one(c).await)
+    }
+
+    async fn runs_count(db: &Db) -> sqlx::Result<i64> {
+        on!(&db.read, |c| sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(c).await)
     }
 
     #[tokio::test]
     async fn queued_runs_are_inserted_in_chunks_with_ids_in_order_and_a_missing_project_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
+        for (_, db) in crate::db::testing::each_backend(dir.path()).await {
+            queued_runs_on(db).await;
+        }
+    }
+
+    async fn queued_runs_on(db: Db) {
         let names: Vec<String> = (0..1200).map(|i| format!("p{i}")).collect();
         let mut ids: Vec<&str> = names.iter().map(String::as_str).collect();
-        let db = db_with_projects(dir.path(), &ids).await;
+        with_projects(&db, &ids).await;
         // One project that does not exist, in the middle of the second chunk.
         ids.insert(700, "gone");
         let typed: Vec<ProjectId> = ids.iter().map(|id| ProjectId::parse(*id).unwrap()).collect();
@@ -381,11 +407,7 @@ mod tests {
         for (project, result) in ids.iter().zip(&results) {
             match result {
                 Ok(run_id) => {
-                    let stored: String = sqlx::query_scalar("SELECT project_id FROM runs WHERE id = ?")
-                        .bind(run_id)
-                        .fetch_one(&db.read)
-                        .await
-                        .unwrap();
+                    let stored = project_of(&db, *run_id).await.unwrap();
                     assert_eq!(&stored, project);
                 }
                 Err(e) => {
@@ -395,7 +417,7 @@ mod tests {
             }
         }
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(&db.read).await.unwrap();
+        let count = runs_count(&db).await.unwrap();
         assert_eq!(count, 1200);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use mirror_common::targets::{PushStatus, PushView};
 use mirror_common::time::Timestamp;
 
-use super::{Db, now};
+use super::{Db, now, on};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PushRow {
@@ -53,16 +53,16 @@ const COLUMNS: &str = "id, project_id, target, trigger, status, started_at, fini
                        unchanged, skipped, bytes_uploaded, errors, message";
 
 pub async fn start(db: &Db, project_id: &str, target: &str, trigger: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    on!(&db.write, |c| sqlx::query_scalar(
         "INSERT INTO target_pushes (project_id, target, trigger, status, started_at) \
-         VALUES (?, ?, ?, 'running', ?) RETURNING id",
+         VALUES ($1, $2, $3, 'running', $4) RETURNING id",
     )
     .bind(project_id)
     .bind(target)
     .bind(trigger)
     .bind(now())
-    .fetch_one(&db.write)
-    .await
+    .fetch_one(c)
+    .await)
 }
 
 /// What a push did, counted.
@@ -81,88 +81,92 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub async fn finish(db: &Db, id: i64, status: PushStatus, c: &Counts, message: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE target_pushes SET status = ?, finished_at = ?, files = ?, uploaded = ?, deleted = ?, unchanged = ?, \
-         skipped = ?, bytes_uploaded = ?, errors = ?, message = ? WHERE id = ?",
+pub async fn finish(db: &Db, id: i64, status: PushStatus, counts: &Counts, message: &str) -> sqlx::Result<()> {
+    on!(&db.write, |c| {
+        sqlx::query(
+        "UPDATE target_pushes SET status = $1, finished_at = $2, files = $3, uploaded = $4, deleted = $5, unchanged = $6, \
+         skipped = $7, bytes_uploaded = $8, errors = $9, message = $10 WHERE id = $11",
     )
     .bind(status.as_str())
     .bind(now())
-    .bind(i(c.files))
-    .bind(i(c.uploaded))
-    .bind(i(c.deleted))
-    .bind(i(c.unchanged))
-    .bind(i(c.skipped))
-    .bind(i(c.bytes_uploaded))
-    .bind(i(c.errors))
+    .bind(i(counts.files))
+    .bind(i(counts.uploaded))
+    .bind(i(counts.deleted))
+    .bind(i(counts.unchanged))
+    .bind(i(counts.skipped))
+    .bind(i(counts.bytes_uploaded))
+    .bind(i(counts.errors))
     .bind(message)
     .bind(id)
-    .execute(&db.write)
-    .await?;
+    .execute(c).await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 /// Pushes a previous master left running.
 pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE target_pushes SET status = 'interrupted', finished_at = ?, \
+    let done = on!(&db.write, |c| sqlx::query(
+        "UPDATE target_pushes SET status = 'interrupted', finished_at = $1, \
          message = 'the master stopped during this push' WHERE status = 'running'",
     )
     .bind(now())
-    .execute(&db.write)
-    .await?;
-    Ok(done.rows_affected())
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done)
 }
 
 /// Keeps the newest `keep` pushes of a project's target.
 pub async fn prune(db: &Db, project_id: &str, target: &str, keep: usize) -> sqlx::Result<()> {
-    sqlx::query(
-        "DELETE FROM target_pushes WHERE project_id = ?1 AND target = ?2 AND status != 'running' AND id < \
-         (SELECT MIN(id) FROM (SELECT id FROM target_pushes WHERE project_id = ?1 AND target = ?2 ORDER BY id DESC LIMIT ?3))",
+    on!(&db.write, |c| {
+        sqlx::query(
+        "DELETE FROM target_pushes WHERE project_id = $1 AND target = $2 AND status != 'running' AND id < \
+         (SELECT MIN(id) FROM (SELECT id FROM target_pushes WHERE project_id = $1 AND target = $2 ORDER BY id DESC LIMIT $3) AS newest)",
     )
     .bind(project_id)
     .bind(target)
     .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-    .execute(&db.write)
-    .await?;
+    .execute(c).await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<PushRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM target_pushes WHERE id = ?")))
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM target_pushes WHERE id = $1")))
         .bind(id)
-        .fetch_optional(&db.read)
-        .await
+        .fetch_optional(c)
+        .await)
 }
 
 /// The newest pushes of a project (of one of its targets), newest first.
 pub async fn list(db: &Db, project_id: &str, target: Option<&str>, limit: i64) -> sqlx::Result<Vec<PushRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM target_pushes WHERE project_id = ?1 AND (?2 IS NULL OR target = ?2) \
-         ORDER BY id DESC LIMIT ?3"
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM target_pushes WHERE project_id = $1 AND ($2 IS NULL OR target = $2) \
+         ORDER BY id DESC LIMIT $3"
     )))
     .bind(project_id)
     .bind(target)
     .bind(limit)
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// The last push and the end of the last successful one, per target of a project.
 pub async fn last_per_target(db: &Db, project_id: &str) -> sqlx::Result<Vec<(PushRow, Option<Timestamp>)>> {
-    let rows: Vec<PushRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<PushRow> = on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM target_pushes WHERE id IN \
-         (SELECT MAX(id) FROM target_pushes WHERE project_id = ? GROUP BY target)"
+         (SELECT MAX(id) FROM target_pushes WHERE project_id = $1 GROUP BY target)"
     )))
     .bind(project_id)
-    .fetch_all(&db.read)
-    .await?;
-    let successes: Vec<(String, Timestamp)> = sqlx::query_as(
-        "SELECT target, MAX(finished_at) FROM target_pushes WHERE project_id = ? AND status = 'success' GROUP BY target",
+    .fetch_all(c)
+    .await)?;
+    let successes: Vec<(String, Timestamp)> = on!(&db.read, |c| {
+        sqlx::query_as(
+        "SELECT target, MAX(finished_at) FROM target_pushes WHERE project_id = $1 AND status = 'success' GROUP BY target",
     )
     .bind(project_id)
-    .fetch_all(&db.read)
-    .await?;
+    .fetch_all(c).await
+    })?;
     let successes: HashMap<String, Timestamp> = successes.into_iter().collect();
     Ok(rows
         .into_iter()
@@ -175,12 +179,12 @@ pub async fn last_per_target(db: &Db, project_id: &str) -> sqlx::Result<Vec<(Pus
 
 /// When the last successful push to each (project, target) ended, for every project.
 pub async fn last_successes(db: &Db) -> sqlx::Result<Vec<(String, String, Timestamp)>> {
-    sqlx::query_as(
+    on!(&db.read, |c| sqlx::query_as(
         "SELECT project_id, target, MAX(finished_at) FROM target_pushes \
          WHERE status = 'success' AND finished_at IS NOT NULL GROUP BY project_id, target",
     )
-    .fetch_all(&db.read)
-    .await
+    .fetch_all(c)
+    .await)
 }
 
 /// What the master put as one object: its size and ETag as the store reported them, the content
@@ -196,14 +200,14 @@ pub struct Known {
 
 /// Every object the master knows under `prefix` of a store.
 pub async fn known(db: &Db, store: &str, prefix: &str) -> sqlx::Result<HashMap<String, Known>> {
-    let rows: Vec<Known> = sqlx::query_as(
+    let rows: Vec<Known> = on!(&db.read, |c| sqlx::query_as(
         "SELECT key, size, etag, sha256, local_stamp FROM target_objects \
-         WHERE store = ?1 AND substr(key, 1, length(?2)) = ?2",
+         WHERE store = $1 AND substr(key, 1, length($2)) = $2",
     )
     .bind(store)
     .bind(prefix)
-    .fetch_all(&db.read)
-    .await?;
+    .fetch_all(c)
+    .await)?;
     Ok(rows.into_iter().map(|k| (k.key.clone(), k)).collect())
 }
 
@@ -212,10 +216,10 @@ pub async fn remember(db: &Db, store: &str, put: &[Known], gone: &[String]) -> s
     if put.is_empty() && gone.is_empty() {
         return Ok(());
     }
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin().await?;
     for k in put {
-        sqlx::query(
-            "INSERT INTO target_objects (store, key, size, etag, sha256, local_stamp) VALUES (?, ?, ?, ?, ?, ?) \
+        on!(&mut tx, |c| sqlx::query(
+            "INSERT INTO target_objects (store, key, size, etag, sha256, local_stamp) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (store, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
              sha256 = excluded.sha256, local_stamp = excluded.local_stamp",
         )
@@ -225,15 +229,17 @@ pub async fn remember(db: &Db, store: &str, put: &[Known], gone: &[String]) -> s
         .bind(&k.etag)
         .bind(&k.sha256)
         .bind(&k.local_stamp)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
     }
     for key in gone {
-        sqlx::query("DELETE FROM target_objects WHERE store = ? AND key = ?")
+        on!(&mut tx, |c| sqlx::query("DELETE FROM target_objects WHERE store = $1 AND key = $2")
             .bind(store)
             .bind(key)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
     }
     tx.commit().await
 }

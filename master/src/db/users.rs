@@ -3,7 +3,7 @@
 use mirror_common::api::{Name, Role};
 use mirror_common::time::Timestamp;
 
-use super::{Db, now};
+use super::{Db, now, on};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -24,36 +24,36 @@ fn new_stamp() -> String {
 }
 
 pub async fn get(db: &Db, username: &str) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE username = ?")))
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE username = $1")))
         .bind(username)
-        .fetch_optional(&db.read)
-        .await
+        .fetch_optional(c)
+        .await)
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<UserRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username")))
-        .fetch_all(&db.read)
-        .await
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username")))
+        .fetch_all(c)
+        .await)
 }
 
 pub async fn count(db: &Db) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&db.read).await
+    on!(&db.read, |c| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(c).await)
 }
 
-pub async fn insert(
-    conn: &mut sqlx::SqliteConnection,
-    username: &Name,
-    password_hash: &str,
-    role: Role,
-) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO users (username, password_hash, role, created_at, token_stamp) VALUES (?, ?, ?, ?, ?)")
+pub async fn insert(tx: &mut super::Tx, username: &Name, password_hash: &str, role: Role) -> sqlx::Result<()> {
+    on!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, role, created_at, token_stamp) VALUES ($1, $2, $3, $4, $5)",
+        )
         .bind(username)
         .bind(password_hash)
         .bind(role)
         .bind(now())
         .bind(new_stamp())
-        .execute(conn)
-        .await?;
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
     Ok(())
 }
 
@@ -67,26 +67,29 @@ pub enum UpdateOutcome {
 /// Sets a new password hash and/or role, and a new token stamp. Demoting the last `root` is
 /// refused in the same statement, so two concurrent demotions cannot both pass.
 pub async fn update(
-    conn: &mut sqlx::SqliteConnection,
+    tx: &mut super::Tx,
     username: &str,
     password_hash: Option<&str>,
     role: Option<Role>,
 ) -> sqlx::Result<UpdateOutcome> {
-    let done = sqlx::query(
-        "UPDATE users SET password_hash = COALESCE(?2, password_hash), role = COALESCE(?3, role), token_stamp = ?4 \
-         WHERE username = ?1 AND (?3 IS NULL OR ?3 = 'root' OR role <> 'root' \
-         OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
-    )
-    .bind(username)
-    .bind(password_hash)
-    .bind(role)
-    .bind(new_stamp())
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 1 {
+    let done = on!(&mut *tx, |c| {
+        sqlx::query(
+            "UPDATE users SET password_hash = COALESCE($2, password_hash), role = COALESCE($3, role), token_stamp = $4 \
+             WHERE username = $1 AND ($3 IS NULL OR $3 = 'root' OR role <> 'root' \
+             OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role)
+        .bind(new_stamp())
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    if done == 1 {
         return Ok(UpdateOutcome::Updated);
     }
-    Ok(if exists(conn, username).await? { UpdateOutcome::LastRoot } else { UpdateOutcome::NotFound })
+    Ok(if exists(tx, username).await? { UpdateOutcome::LastRoot } else { UpdateOutcome::NotFound })
 }
 
 pub enum RemoveOutcome {
@@ -97,25 +100,28 @@ pub enum RemoveOutcome {
 
 /// Removes a user, refusing to remove the last `root` (nobody could manage users after that).
 /// Check and delete happen in one statement, so two concurrent removals cannot both pass.
-pub async fn remove(conn: &mut sqlx::SqliteConnection, username: &str) -> sqlx::Result<RemoveOutcome> {
-    let done = sqlx::query(
-        "DELETE FROM users WHERE username = ?1 AND \
-         (role <> 'root' OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
-    )
-    .bind(username)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 1 {
+pub async fn remove(tx: &mut super::Tx, username: &str) -> sqlx::Result<RemoveOutcome> {
+    let done = on!(&mut *tx, |c| {
+        sqlx::query(
+            "DELETE FROM users WHERE username = $1 AND \
+             (role <> 'root' OR (SELECT COUNT(*) FROM users WHERE role = 'root') > 1)",
+        )
+        .bind(username)
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    if done == 1 {
         return Ok(RemoveOutcome::Removed);
     }
-    Ok(if exists(conn, username).await? { RemoveOutcome::LastRoot } else { RemoveOutcome::NotFound })
+    Ok(if exists(tx, username).await? { RemoveOutcome::LastRoot } else { RemoveOutcome::NotFound })
 }
 
 /// The user's role, when it exists.
-pub async fn role_of(conn: &mut sqlx::SqliteConnection, username: &str) -> sqlx::Result<Option<Role>> {
-    sqlx::query_scalar("SELECT role FROM users WHERE username = ?").bind(username).fetch_optional(conn).await
+pub async fn role_of(tx: &mut super::Tx, username: &str) -> sqlx::Result<Option<Role>> {
+    on!(tx, |c| sqlx::query_scalar("SELECT role FROM users WHERE username = $1").bind(username).fetch_optional(c).await)
 }
 
-async fn exists(conn: &mut sqlx::SqliteConnection, username: &str) -> sqlx::Result<bool> {
-    Ok(role_of(conn, username).await?.is_some())
+async fn exists(tx: &mut super::Tx, username: &str) -> sqlx::Result<bool> {
+    Ok(role_of(tx, username).await?.is_some())
 }

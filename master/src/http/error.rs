@@ -24,6 +24,10 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams", None),
+            // The database is away (PostgreSQL restarting, a node cut off): try again shortly.
+            ApiError::Internal(e) if crate::db::is_unavailable_chain(e) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
@@ -37,6 +41,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = self.parts();
         let message = match &self {
+            ApiError::Internal(e) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(error = format!("{e:#}"), "the database is unavailable");
+                "the database is unavailable: try again in a few seconds".to_owned()
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "request failed");
                 "internal error".to_owned()
@@ -56,6 +64,9 @@ impl IntoResponse for ApiError {
         let mut response = render(status, &body);
         if status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -64,13 +64,13 @@ impl Meta {
 /// Appends the next version of `key` (its content, or `None`: removed) in `tx`: what is stored for
 /// a user (name and role, never a password) or a slave (host and port, never its token).
 pub async fn record(
-    tx: &mut sqlx::SqliteConnection,
+    mut tx: &mut crate::db::Tx,
     kind: &'static str,
     key: &str,
     meta: &Meta,
     content: Option<serde_json::Value>,
 ) -> Result<crate::events::Committed, Error> {
-    let latest = crate::db::commits::latest_version(&mut *tx, kind, key).await?;
+    let latest = crate::db::commits::latest_version(&mut tx, kind, key).await?;
     // The change is already made in `tx`: refusing here rolls it back.
     meta.check(key, latest)?;
     let version = latest + 1;
@@ -83,7 +83,7 @@ pub async fn record(
         comment: meta.comment.as_deref(),
         content: text.as_deref(),
     };
-    crate::db::commits::append(&mut *tx, &c).await?;
+    crate::db::commits::append(&mut tx, &c).await?;
     Ok(crate::events::Committed {
         kind,
         key: key.to_owned(),

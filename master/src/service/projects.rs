@@ -134,12 +134,12 @@ fn check_stages(stages: Option<mirror_common::stages::Stages>) -> Result<Option<
 
 /// `depends_on` against the other projects, in the write's transaction: each it names exists and
 /// is run (not a local source), and following them never leads back to `row`.
-async fn check_references(tx: &mut sqlx::SqliteConnection, row: &ProjectRow) -> Result<(), Error> {
+async fn check_references(mut tx: &mut crate::db::Tx, row: &ProjectRow) -> Result<(), Error> {
     row.depends_on.check(&row.id).map_err(|(field, message)| Error::field(field, message))?;
     if row.depends_on.is_empty() {
         return Ok(());
     }
-    let found = db::projects::kinds_of(&mut *tx, &row.depends_on).await?;
+    let found = db::projects::kinds_of(&mut tx, &row.depends_on).await?;
     for (i, dep) in row.depends_on.iter().enumerate() {
         match found.get(dep) {
             None => return Err(Error::field(format!("depends_on[{i}]"), format!("no project with id '{dep}'"))),
@@ -152,7 +152,7 @@ async fn check_references(tx: &mut sqlx::SqliteConnection, row: &ProjectRow) -> 
             Some(false) => {}
         }
     }
-    let mut graph = db::projects::dependency_graph(&mut *tx).await?;
+    let mut graph = db::projects::dependency_graph(&mut tx).await?;
     graph.insert(row.id.clone(), row.depends_on.0.clone());
     if let Some(cycle) = mirror_common::depends::cycle_through(&graph, &row.id) {
         return Err(Error::field("depends_on", format!("would make a cycle: {cycle}")));
@@ -161,8 +161,8 @@ async fn check_references(tx: &mut sqlx::SqliteConnection, row: &ProjectRow) -> 
 }
 
 /// A project others depend on keeps its id: removing or renaming it is refused, naming them.
-async fn check_no_dependents(tx: &mut sqlx::SqliteConnection, id: &ProjectId, doing: &str) -> Result<(), Error> {
-    let dependents = db::projects::dependents(&mut *tx, id.as_str(), false).await?;
+async fn check_no_dependents(mut tx: &mut crate::db::Tx, id: &ProjectId, doing: &str) -> Result<(), Error> {
+    let dependents = db::projects::dependents(&mut tx, id.as_str(), false).await?;
     if dependents.is_empty() {
         return Ok(());
     }
@@ -188,8 +188,8 @@ async fn resolve(mirror_root: &std::path::Path, dest: &str) -> Result<String, Er
 }
 
 /// Refuses a dest that is, contains, or lies inside another project's.
-async fn check_overlap(tx: &mut sqlx::SqliteConnection, dest: &str, own_id: Option<&str>) -> Result<(), Error> {
-    if let Some((id, _)) = db::projects::overlapping_dest(&mut *tx, dest, own_id).await? {
+async fn check_overlap(mut tx: &mut crate::db::Tx, dest: &str, own_id: Option<&str>) -> Result<(), Error> {
+    if let Some((id, _)) = db::projects::overlapping_dest(&mut tx, dest, own_id).await? {
         return Err(Error::conflict("dest", format!("{dest} overlaps the dest of project '{id}'")));
     }
     Ok(())
@@ -254,8 +254,8 @@ pub(super) fn check_not_managed(p: &ProjectRow) -> Result<(), Error> {
     }
 }
 
-pub(super) async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
-    Ok(db.write.begin_with("BEGIN IMMEDIATE").await?)
+pub(super) async fn begin(db: &Db) -> Result<crate::db::Tx, Error> {
+    Ok(db.begin().await?)
 }
 
 impl Projects {
@@ -344,7 +344,7 @@ impl Projects {
         let keep_password = req.rsync_password.is_none();
         let mut fresh = self.row_from(req.clone()).await?;
         let mut tx = begin(&self.db).await?;
-        let Some(old) = db::projects::get(&mut *tx, id).await? else {
+        let Some(old) = db::projects::get(&mut tx, id).await? else {
             drop(tx);
             return Ok((self.add(req, meta).await?, true));
         };
@@ -372,17 +372,17 @@ impl Projects {
         let mut row = self.row_from(req).await?;
         let id = row.id.clone();
         let mut tx = begin(&self.db).await?;
-        if db::projects::get(&mut *tx, &id).await?.is_some() {
+        if db::projects::get(&mut tx, &id).await?.is_some() {
             return Err(Error::conflict("id", format!("a project with id '{id}' already exists")));
         }
         check_targets_role(meta, None, &row)?;
         check_overlap(&mut tx, &row.dest, None).await?;
         check_references(&mut tx, &row).await?;
         // A removed project's id continues its chain of versions.
-        let latest = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await?;
+        let latest = db::commits::latest_version(&mut tx, KIND, id.as_str()).await?;
         meta.check(id.as_str(), latest)?;
         row.version = latest + 1;
-        db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
+        db::projects::insert(&mut tx, &row).await.map_err(|e| store_error(e, &id))?;
         let committed = commit(&mut tx, &row.id, row.version, meta, Some(&row)).await?;
         tx.commit().await?;
         tracing::info!(project.id = %id, "project added");
@@ -407,13 +407,13 @@ impl Projects {
             None => None,
         };
         let mut tx = begin(&self.db).await?;
-        let old = db::projects::get(&mut *tx, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+        let old = db::projects::get(&mut tx, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
         let mut row = old.clone();
         if let Some(p) = req.project {
             // As the 2014 API documents: an id derived from the name follows a new name.
             if old.id_derived && p != old.project {
                 let new_id = derived_id(&p, "cannot serve as the id ([A-Za-z0-9._-]+) this project's id follows")?;
-                if db::projects::get(&mut *tx, &new_id).await?.is_some() {
+                if db::projects::get(&mut tx, &new_id).await?.is_some() {
                     return Err(Error::conflict(
                         "project",
                         format!("renaming would change the id to '{p}', which exists"),
@@ -496,7 +496,7 @@ impl Projects {
             other => other,
         })?;
         let mut tx = begin(&self.db).await?;
-        let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        let old = db::projects::get(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         let row = ProjectRow { schedule: spec, ..old.clone() };
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %id, "schedule replaced");
@@ -506,7 +506,7 @@ impl Projects {
     /// `enable_project` / `disable_project`.
     pub async fn set_enabled(&self, id: &ProjectId, enabled: bool, meta: &Meta) -> Result<ProjectRow, Error> {
         let mut tx = begin(&self.db).await?;
-        let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        let old = db::projects::get(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         let row = ProjectRow { enabled, ..old.clone() };
         let saved = self.save(tx, &old, row, meta).await?;
         tracing::info!(project.id = %id, enabled, "project {}", if enabled { "enabled" } else { "disabled" });
@@ -517,11 +517,11 @@ impl Projects {
     /// that is going is stopped.
     pub async fn remove(&self, id: &ProjectId, meta: &Meta) -> Result<(), Error> {
         let mut tx = begin(&self.db).await?;
-        let old = db::projects::get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+        let old = db::projects::get(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         check_not_managed(&old)?;
         meta.check(id.as_str(), old.version)?;
         check_no_dependents(&mut tx, id, "removing").await?;
-        db::projects::remove(&mut *tx, id).await?;
+        db::projects::remove(&mut tx, id).await?;
         let committed = commit(&mut tx, id, old.version + 1, meta, None).await?;
         tx.commit().await?;
         tracing::info!(project.id = %id, "project removed");
@@ -543,7 +543,7 @@ impl Projects {
         let mut meta = meta.clone();
         meta.comment.get_or_insert_with(|| format!("revert to version {version}"));
         let mut tx = begin(&self.db).await?;
-        let target = db::commits::get(&mut *tx, KIND, id.as_str(), version)
+        let target = db::commits::get(&mut tx, KIND, id.as_str(), version)
             .await?
             .ok_or_else(|| Error::not_found("version", format!("{id} has no version {version}")))?;
         let content = target
@@ -564,7 +564,7 @@ impl Projects {
                 )
             })
         };
-        match db::projects::get(&mut *tx, id).await? {
+        match db::projects::get(&mut tx, id).await? {
             Some(old) => {
                 let mut row = old.clone();
                 stored.apply_to(&mut row);
@@ -576,7 +576,7 @@ impl Projects {
                 Ok(saved)
             }
             None => {
-                let latest = db::commits::latest_version(&mut *tx, KIND, id.as_str()).await?;
+                let latest = db::commits::latest_version(&mut tx, KIND, id.as_str()).await?;
                 meta.check(id.as_str(), latest)?;
                 let stamp = db::now();
                 let mut row = ProjectRow {
@@ -616,7 +616,7 @@ impl Projects {
                 row.dest = dest;
                 check_overlap(&mut tx, &row.dest, None).await?;
                 check_references(&mut tx, &row).await?;
-                db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, id))?;
+                db::projects::insert(&mut tx, &row).await.map_err(|e| store_error(e, id))?;
                 let committed = commit(&mut tx, id, row.version, &meta, Some(&row)).await?;
                 tx.commit().await?;
                 tracing::info!(project.id = %id, version, "removed project brought back");
@@ -632,7 +632,7 @@ impl Projects {
     /// commits, and tells who listens. A write that changes nothing makes no new version.
     async fn save(
         &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        mut tx: crate::db::Tx,
         old: &ProjectRow,
         mut row: ProjectRow,
         meta: &Meta,
@@ -650,13 +650,13 @@ impl Projects {
             check_references(&mut tx, &row).await?;
         }
         if renamed {
-            row.version = db::commits::latest_version(&mut *tx, KIND, row.id.as_str()).await? + 1;
+            row.version = db::commits::latest_version(&mut tx, KIND, row.id.as_str()).await? + 1;
         }
         let replaced = password_replaced(old, &row);
         if !renamed && (replaced || StoredProject::from(&row) != StoredProject::from(old)) {
             row.version = old.version + 1;
         }
-        if !db::projects::update(&mut *tx, old_id, &row).await.map_err(|e| store_error(e, &row.id))? {
+        if !db::projects::update(&mut tx, old_id, &row).await.map_err(|e| store_error(e, &row.id))? {
             return Err(not_found(old_id));
         }
         let mut committed = Vec::new();
@@ -668,7 +668,7 @@ impl Projects {
             let noted = if replaced { meta.noting(PASSWORD_REPLACED) } else { meta.clone() };
             committed.push(commit(&mut tx, &row.id, row.version, &noted, Some(&row)).await?);
         }
-        let saved = db::projects::get(&mut *tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
+        let saved = db::projects::get(&mut tx, &row.id).await?.ok_or_else(|| not_found(&row.id))?;
         tx.commit().await?;
         if saved.id != *old_id {
             self.events.publish(Change::ProjectRenamed { from: old_id.clone(), to: saved.id.clone() });
@@ -683,7 +683,7 @@ impl Projects {
 
 /// Appends version `version` of project `id` (its configuration, or `None`: removed).
 pub(super) async fn commit(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut crate::db::Tx,
     id: &ProjectId,
     version: i64,
     meta: &Meta,
@@ -699,7 +699,7 @@ pub(super) async fn commit(
         comment: meta.comment.as_deref(),
         content: content.as_deref(),
     };
-    db::commits::append(&mut **tx, &c).await?;
+    db::commits::append(&mut *tx, &c).await?;
     Ok(Committed {
         kind: KIND,
         key: id.to_string(),

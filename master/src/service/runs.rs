@@ -146,17 +146,7 @@ mod tests {
         let (runs, db) = runs(dir.path(), true).await;
         let gone = ProjectId::from_static("gone");
         assert!(matches!(runs.start(&root(), &gone).await, Err(Error::NotFound { .. })));
-        sqlx::query(
-            "INSERT INTO projects (id, project, id_derived, rsync_host, rsync_module, dest, rsync_options, enabled, \
-             created_at, updated_at) VALUES ('p', 'p', 1, 'h', 'm', ?, ?, 1, ?, ?)",
-        )
-        .bind(dir.path().join("mirror/p").to_str().unwrap())
-        .bind(serde_json::to_string(&mirror_common::rsync_opts::RsyncOptions::default()).unwrap())
-        .bind(crate::db::now())
-        .bind(crate::db::now())
-        .execute(&db.write)
-        .await
-        .unwrap();
+        crate::db::testing::add_project(&db, "p", dir.path().join("mirror/p").to_str().unwrap()).await;
         let id = ProjectId::from_static("p");
         let run_id = runs.start(&root(), &id).await.unwrap().run_id;
         let listed = runs.list(None, Some(&id), 10).await.unwrap();

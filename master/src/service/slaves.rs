@@ -46,8 +46,8 @@ impl Slaves {
         check_hostname(hostname)?;
         let port = port.map_or(DEFAULT_SLAVE_PORT, |p| p.0);
         let token = new_slave_token();
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
-        if !db::slaves::insert(&mut *tx, hostname, port, &token).await? {
+        let mut tx = self.db.begin().await?;
+        if !db::slaves::insert(&mut tx, hostname, port, &token).await? {
             return Ok((port, None));
         }
         let key = slave_name(hostname, i64::from(port));
@@ -66,8 +66,8 @@ impl Slaves {
     pub async fn rotate_token(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<(u16, Secret), Error> {
         let port = self.port_of(hostname, port).await?;
         let token = new_slave_token();
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
-        if !db::slaves::set_token(&mut *tx, hostname, port, &token).await? {
+        let mut tx = self.db.begin().await?;
+        if !db::slaves::set_token(&mut tx, hostname, port, &token).await? {
             return Err(no_slave(hostname, port));
         }
         let mut meta = meta.clone();
@@ -83,8 +83,8 @@ impl Slaves {
 
     pub async fn remove(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<u16, Error> {
         let port = self.port_of(hostname, port).await?;
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
-        if !db::slaves::remove(&mut *tx, hostname, port).await? {
+        let mut tx = self.db.begin().await?;
+        if !db::slaves::remove(&mut tx, hostname, port).await? {
             return Err(no_slave(hostname, port));
         }
         let committed = record(&mut tx, KIND, &slave_name(hostname, i64::from(port)), meta, None).await?;

@@ -332,16 +332,14 @@ impl Projects {
 
         // Slaves.
         if slaves.is_some() {
-            let existing: BTreeSet<(String, u16)> =
-                sqlx::query_as::<_, (String, i64)>("SELECT hostname, port FROM slaves")
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .filter_map(|(h, p)| Some((h, u16::try_from(p).ok()?)))
-                    .collect();
+            let existing: BTreeSet<(String, u16)> = db::transfer::slave_addresses(&mut tx)
+                .await?
+                .into_iter()
+                .filter_map(|(h, p)| Some((h, u16::try_from(p).ok()?)))
+                .collect();
             for (host, port) in slaves_wanted.difference(&existing) {
                 let token = new_slave_token();
-                db::slaves::insert(&mut *tx, host, *port, &token).await?;
+                db::slaves::insert(&mut tx, host, *port, &token).await?;
                 out.changes.push(change("slave", &slave_name(host, i64::from(*port)), "create", vec![]));
                 if let Ok(hostname) = mirror_common::api::Host::parse(host.as_str()) {
                     out.slave_tokens.push(SlaveToken { hostname, port: *port, token: token.expose().to_owned() });
@@ -350,7 +348,7 @@ impl Projects {
             out.unchanged += slaves_wanted.intersection(&existing).count();
             if prune {
                 for (host, port) in existing.difference(&slaves_wanted) {
-                    db::slaves::remove(&mut *tx, host, *port).await?;
+                    db::slaves::remove(&mut tx, host, *port).await?;
                     out.changes.push(change("slave", &slave_name(host, i64::from(*port)), "remove", vec![]));
                 }
             }
@@ -360,11 +358,7 @@ impl Projects {
         // removed; never the importer, never the last root.
         if let Some(users) = &users {
             let existing: BTreeMap<String, mirror_common::api::Role> =
-                sqlx::query_as::<_, (String, mirror_common::api::Role)>("SELECT username, role FROM users")
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect();
+                db::transfer::user_roles(&mut tx).await?.into_iter().collect();
             let mut named = BTreeSet::new();
             for (i, (u, hash)) in users.iter().enumerate() {
                 let name = u.username.as_str();
@@ -426,7 +420,7 @@ impl Projects {
         // Projects.
         if has_projects {
             let existing: BTreeMap<ProjectId, ProjectRow> =
-                db::projects::list_in(&mut *tx).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+                db::projects::list_in(&mut tx).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
             // Each side prunes only its own: the API's import leaves the files' projects alone,
             // the files leave alone what was made through the API.
             let ours = |r: &ProjectRow| {
@@ -458,17 +452,10 @@ impl Projects {
                 }
             }
             let (order, gone) = references(&wanted, &existing, gone)?;
-            let versions: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-                "SELECT key, MAX(version) FROM config_commits WHERE kind = ? GROUP BY key",
-            )
-            .bind(KIND)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+            let versions: HashMap<String, i64> = db::transfer::newest_versions(&mut tx, KIND).await?;
             for old in gone {
                 let id = &old.id;
-                db::projects::remove(&mut *tx, id).await?;
+                db::projects::remove(&mut tx, id).await?;
                 let c = commit(&mut tx, id, old.version + 1, meta, None).await?;
                 out.changes.push(change("project", id.as_str(), "remove", vec![]));
                 published.push(Change::ProjectRemoved { id: id.clone() });
@@ -480,7 +467,7 @@ impl Projects {
                 let id = row.id.clone();
                 let Some(old) = existing.get(&id) else {
                     row.version = versions.get(id.as_str()).copied().unwrap_or(0) + 1;
-                    db::projects::insert(&mut *tx, &row).await.map_err(|e| store_error(e, &id))?;
+                    db::projects::insert(&mut tx, &row).await.map_err(|e| store_error(e, &id))?;
                     let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
                     out.changes.push(change("project", id.as_str(), "create", vec![]));
                     published.push(Change::ProjectSaved(row));
@@ -511,7 +498,7 @@ impl Projects {
                 }
                 if same {
                     // Only who manages it changes (a file takes it over): no new version.
-                    db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
+                    db::projects::update(&mut tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
                     out.changes.push(change("project", id.as_str(), "update", vec!["managed_file".into()]));
                     published.push(Change::ProjectSaved(row));
                     continue;
@@ -522,7 +509,7 @@ impl Projects {
                 }
                 let noted = if replaced { meta.noting(PASSWORD_REPLACED) } else { meta.clone() };
                 let row = ProjectRow { version: old.version + 1, ..row };
-                db::projects::update(&mut *tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
+                db::projects::update(&mut tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
                 let c = commit(&mut tx, &id, row.version, &noted, Some(&row)).await?;
                 out.changes.push(change("project", id.as_str(), "update", fields));
                 published.push(Change::ProjectSaved(row));

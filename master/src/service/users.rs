@@ -44,7 +44,7 @@ impl Users {
     pub async fn create(&self, username: &Name, password: Secret, role: Role, meta: &Meta) -> Result<(), Error> {
         check_password(&password)?;
         let hash = hash_password(&password, &self.hasher).await?;
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         db::users::insert(&mut tx, username, &hash, role).await.map_err(|e| {
             if db::is_unique_violation(&e) {
                 Error::conflict("username", format!("user '{username}' already exists"))
@@ -86,7 +86,7 @@ impl Users {
             }
             None => None,
         };
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         match db::users::update(&mut tx, &req.username, hash.as_deref(), req.role).await? {
             UpdateOutcome::Updated => {}
             UpdateOutcome::NotFound => return Err(no_user(&req.username)),
@@ -124,7 +124,7 @@ impl Users {
 
     /// Removes a user (never the last root); its logins and tokens stop working at once.
     pub async fn remove(&self, username: &Name, meta: &Meta) -> Result<(), Error> {
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         match db::users::remove(&mut tx, username).await? {
             RemoveOutcome::Removed => {}
             RemoveOutcome::NotFound => return Err(no_user(username)),

@@ -1,0 +1,55 @@
+//! The event log behind `GET /events`: every event is kept (the newest [`KEEP`]) with an id, so a
+//! watcher that reconnects with `Last-Event-ID`, or a node that missed a notification, reads what
+//! it missed.
+
+use super::{Db, on};
+
+/// Events kept for watchers that reconnect.
+pub const KEEP: i64 = 100_000;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FeedEvent {
+    pub id: i64,
+    pub kind: String,
+    /// JSON.
+    pub data: String,
+}
+
+/// Stores an event; its id.
+pub async fn append(db: &Db, kind: &str, data: &str) -> sqlx::Result<i64> {
+    on!(&db.write, |c| {
+        sqlx::query_scalar("INSERT INTO event_log (kind, data, created_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(kind)
+            .bind(data)
+            .bind(super::now())
+            .fetch_one(c)
+            .await
+    })
+}
+
+/// Deletes all but the newest [`KEEP`] events.
+pub async fn prune(db: &Db) -> sqlx::Result<u64> {
+    on!(&db.write, |c| {
+        Ok(sqlx::query("DELETE FROM event_log WHERE id <= (SELECT MAX(id) FROM event_log) - $1")
+            .bind(KEEP)
+            .execute(c)
+            .await?
+            .rows_affected())
+    })
+}
+
+/// Stored events after `after`, oldest first, at most `limit`.
+pub async fn since(db: &Db, after: i64, limit: i64) -> sqlx::Result<Vec<FeedEvent>> {
+    on!(&db.read, |c| {
+        sqlx::query_as("SELECT id, kind, data FROM event_log WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(c)
+            .await
+    })
+}
+
+/// The newest event's id (0: none yet).
+pub async fn newest(db: &Db) -> sqlx::Result<i64> {
+    on!(&db.read, |c| sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM event_log").fetch_one(c).await)
+}
