@@ -111,7 +111,7 @@ impl TestMaster {
     pub fn settings_in(dir: &Path) -> Settings {
         Settings {
             listen: "127.0.0.1:0".into(),
-            database: dir.join("master.db"),
+            database: test_database(dir),
             mirror_root: dir.join("mirror"),
             jwt_secret: Some(Secret::new(JWT_SECRET)),
             initial_root_password: Some(Secret::new(ROOT_PASSWORD)),
@@ -167,6 +167,44 @@ impl TestMaster {
         }
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
+}
+
+/// Where a test master keeps its state: `master.db` in its directory; or, when the suite runs on
+/// PostgreSQL (`MIRROR_TEST_DATABASE=postgres`, with `MIRROR_TEST_POSTGRES` naming the server), a
+/// fresh database of its own there. A reopened directory keeps its database (the name is kept in
+/// the directory).
+pub fn test_database(dir: &Path) -> PathBuf {
+    if std::env::var("MIRROR_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return dir.join("master.db");
+    }
+    let base = std::env::var("MIRROR_TEST_POSTGRES").expect("MIRROR_TEST_DATABASE=postgres needs MIRROR_TEST_POSTGRES");
+    let kept = dir.join("postgres-database");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return PathBuf::from(url);
+    }
+    let url = create_postgres_database(&base);
+    std::fs::write(&kept, &url).unwrap();
+    PathBuf::from(url)
+}
+
+/// Creates an empty database on the PostgreSQL server at `base`; its URL. (On a thread of its
+/// own: callers may be inside a runtime, or not.)
+pub fn create_postgres_database(base: &str) -> String {
+    let name = format!("t_{:016x}", rand::random::<u64>());
+    let admin = format!("{base}/postgres");
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+    format!("{base}/{name}")
 }
 
 /// The workspace's `target/<profile>` directory, where `cargo build` put the binaries.

@@ -135,9 +135,8 @@ async fn changes_are_versions_with_authors_concurrency_revert_and_tombstones() {
     assert_eq!((newest["version"].clone(), newest["comment"].clone()), (json!(9), json!("rsync_password changed")));
     let settings = m.settings.clone();
     let dir = m.stop().await;
-    let db = mirror_master::db::connect(&settings.database).await.unwrap();
-    let contents: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT content FROM config_commits").fetch_all(&db.read).await.unwrap();
+    let db = mirror_master::db::open(&settings.database_location().await.unwrap()).await.unwrap();
+    let contents = mirror_master::db::commits::all_contents(&db).await.unwrap();
     assert_eq!(contents.len(), 2 + 9, "two users, nine versions of deb: {contents:?}");
     for c in contents.iter().flatten() {
         assert!(!c.contains("secret"), "a version holds a password: {c}");

@@ -122,3 +122,8 @@ pub async fn set_payload(db: &Db, kind: &str, key: &str, version: i64, payload: 
     .map(|r| r.rows_affected()))?;
     Ok(())
 }
+
+/// What every commit holds (for audits: no version may hold a password).
+pub async fn all_contents(db: &Db) -> sqlx::Result<Vec<Option<String>>> {
+    on!(&db.read, |c| sqlx::query_scalar("SELECT content FROM config_commits ORDER BY seq").fetch_all(c).await)
+}

@@ -162,10 +162,12 @@ pub async fn for_project(db: &Db, project: &str) -> sqlx::Result<Vec<SlaveProgre
            COALESCE(ok.generation, 0) AS served, ok.ended_at AS served_at, \
            l.generation AS latest_generation, l.status AS latest_status, l.message AS latest_message \
          FROM slaves s \
-         LEFT JOIN propagation ok ON ok.rowid = (SELECT rowid FROM propagation WHERE project_id = $1 \
-           AND hostname = s.hostname AND port = s.port AND status = 'success' ORDER BY generation DESC LIMIT 1) \
-         LEFT JOIN propagation l ON l.rowid = (SELECT rowid FROM propagation WHERE project_id = $1 \
-           AND hostname = s.hostname AND port = s.port ORDER BY generation DESC LIMIT 1) \
+         LEFT JOIN propagation ok ON ok.project_id = $1 AND ok.hostname = s.hostname AND ok.port = s.port \
+           AND ok.generation = (SELECT MAX(generation) FROM propagation WHERE project_id = $1 \
+             AND hostname = s.hostname AND port = s.port AND status = 'success') \
+         LEFT JOIN propagation l ON l.project_id = $1 AND l.hostname = s.hostname AND l.port = s.port \
+           AND l.generation = (SELECT MAX(generation) FROM propagation WHERE project_id = $1 \
+             AND hostname = s.hostname AND port = s.port) \
          ORDER BY s.hostname, s.port",
     )
     .bind(project)
