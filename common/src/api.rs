@@ -1049,6 +1049,25 @@ mod tests {
     }
 }
 
+/// One entry of `GET /nodes`: a master process on the shared database.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    /// Where its API answers.
+    pub api_url: String,
+    /// Its rsync daemon, `host:port`: slaves pull the projects it runs from there.
+    pub rsyncd: String,
+    pub started_at: Timestamp,
+    pub last_heartbeat: Timestamp,
+    /// Heard of within `node_dead_secs`.
+    pub alive: bool,
+    /// The node that leads (runs what must happen once, and the projects any node may run).
+    pub leader: bool,
+    /// The projects it runs.
+    pub projects: Vec<ProjectId>,
+}
+
 /// One entry of `GET /alerts`: an event queued for a webhook, and what became of it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -208,6 +208,8 @@ enum Cmd {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// The master nodes on the shared database: which leads, which are alive, what each runs.
+    Nodes,
     /// The newest alert deliveries to the webhooks, and what became of each.
     Alerts {
         #[arg(long, default_value_t = 50)]
@@ -767,6 +769,30 @@ async fn run(cli: Cli) -> Result<()> {
             transfer::copy(&source, &target, prune, dry_run, message.as_deref(), cli.json).await?;
         }
         Cmd::Watch { since, count } => watch::watch(&c, since, count, cli.json).await?,
+        Cmd::Nodes => {
+            let v: Value = c.get("/nodes").await?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let nodes: Vec<mirror_common::api::NodeView> = serde_json::from_value(v)?;
+            let mut t = table(&["NODE", "STATE", "API", "RSYNCD", "HEARTBEAT", "PROJECTS"]);
+            for n in &nodes {
+                let state = match (n.leader, n.alive) {
+                    (true, _) => "leader",
+                    (false, true) => "alive",
+                    (false, false) => "dead",
+                };
+                t.add_row(vec![
+                    n.name.clone(),
+                    paint(state),
+                    n.api_url.clone(),
+                    n.rsyncd.clone(),
+                    time_text(Some(n.last_heartbeat)),
+                    n.projects.len().to_string(),
+                ]);
+            }
+            println!("{t}");
+        }
         Cmd::Alerts { limit } => {
             let v: Value = c.get(&format!("/alerts?limit={limit}")).await?;
             if cli.json {

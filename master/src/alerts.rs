@@ -146,16 +146,22 @@ impl Alerts {
     }
 
     /// Starts the checker and one delivery worker per webhook; they end with `stop`.
-    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+    /// Checks and delivers while this node leads (one node sends each alert).
+    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>, leading: crate::node::Leading) {
         let taken = self.ended_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(ended) = taken else { return };
-        tokio::spawn(Arc::clone(self).check_loop(ended, stop.clone()));
+        tokio::spawn(Arc::clone(self).check_loop(ended, stop.clone(), leading.clone()));
         for i in 0..self.hooks.len() {
-            tokio::spawn(Arc::clone(self).deliver_loop(i, stop.clone()));
+            tokio::spawn(Arc::clone(self).deliver_loop(i, stop.clone(), leading.clone()));
         }
     }
 
-    async fn check_loop(self: Arc<Self>, mut ended: mpsc::UnboundedReceiver<Ended>, mut stop: watch::Receiver<bool>) {
+    async fn check_loop(
+        self: Arc<Self>,
+        mut ended: mpsc::UnboundedReceiver<Ended>,
+        mut stop: watch::Receiver<bool>,
+        leading: crate::node::Leading,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(self.settings.check_interval_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -169,6 +175,7 @@ impl Alerts {
                 Some(Ended::Push { project, target, ok, message }) => {
                     self.push_ended(&project, &target, ok, &message).await
                 }
+                None if leading.borrow().is_none() => Ok(()),
                 None => self.check().await,
             };
             if let Err(e) = result {
@@ -394,9 +401,15 @@ impl Alerts {
     }
 
     /// Sends webhook `i`'s queue in order, for good.
-    async fn deliver_loop(self: Arc<Self>, i: usize, mut stop: watch::Receiver<bool>) {
+    async fn deliver_loop(self: Arc<Self>, i: usize, mut stop: watch::Receiver<bool>, mut leading: crate::node::Leading) {
         let hook = &self.hooks[i];
         loop {
+            if leading.borrow_and_update().is_none() {
+                tokio::select! {
+                    changed = leading.changed() => if changed.is_ok() { continue } else { return },
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
             let wait = match self.deliver_next(hook).await {
                 Ok(wait) => wait,
                 Err(e) => {

@@ -418,11 +418,14 @@ impl Cluster {
     }
 
     /// Runs the reconciler every `reconcile_interval_secs`, or at once when kicked, until `stop`.
-    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Reconciles every interval (and when kicked) while this node leads.
+    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>, leading: crate::node::Leading) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                if let Err(e) = me.reconcile_once().await {
+                if leading.borrow().is_some()
+                    && let Err(e) = me.reconcile_once().await
+                {
                     tracing::error!(error = format!("{e:#}"), "reconcile pass failed");
                 }
                 tokio::select! {

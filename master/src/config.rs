@@ -19,6 +19,16 @@ pub struct Settings {
     /// password: it comes from `database_password` (the environment's
     /// `MIRROR_MASTER__DATABASE_PASSWORD`) or `database_password_file`.
     pub database: PathBuf,
+    /// This master's name among the nodes that share one database; default: the host name.
+    pub node: Option<Name>,
+    /// The URL other nodes and clients reach this node's API at; default: `http://` and the
+    /// address it listens on.
+    pub api_url: Option<String>,
+    /// How long a node's leadership lasts without renewal (it renews every second).
+    pub node_lease_secs: u64,
+    /// A node silent this long is dead: its runs are interrupted (it stops them itself at half
+    /// this, when it cannot reach the database).
+    pub node_dead_secs: u64,
     /// The PostgreSQL password, from the environment (`MIRROR_MASTER__DATABASE_PASSWORD`).
     pub database_password: Option<Secret>,
     /// A file (mode 0600 or stricter) whose first line is the PostgreSQL password.
@@ -135,6 +145,10 @@ impl Default for Settings {
             database: "mirror-master.db".into(),
             database_password: None,
             database_password_file: None,
+            node: None,
+            api_url: None,
+            node_lease_secs: 5,
+            node_dead_secs: 10,
             mirror_root: "mirror".into(),
             public_read: true,
             stale_after_secs: 2 * 86_400,
@@ -483,6 +497,11 @@ impl Settings {
         Ok(Some(text))
     }
 
+    /// This node's name: `node`, or the host name.
+    pub fn node_name(&self) -> String {
+        self.node.as_ref().map_or_else(crate::trace::host_name, |n| n.to_string())
+    }
+
     /// Where the database is, with the PostgreSQL password read (from the environment or its file).
     pub async fn database_location(&self) -> anyhow::Result<crate::db::Location> {
         let Some(url) = self.database_url()? else {
@@ -517,6 +536,17 @@ impl Settings {
             return Err(invalid("database", "must not be empty"));
         }
         self.database_url()?;
+        if !(3..=300).contains(&self.node_lease_secs) {
+            return Err(invalid("node_lease_secs", "must be between 3 and 300"));
+        }
+        if self.node_dead_secs < 2 * self.node_lease_secs || self.node_dead_secs > 3600 {
+            return Err(invalid("node_dead_secs", "must be at least twice node_lease_secs, and at most 3600"));
+        }
+        if let Some(url) = &self.api_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("api_url", "must be an http:// or https:// URL"));
+        }
         if self.mirror_root.as_os_str().is_empty() {
             return Err(invalid("mirror_root", "must not be empty"));
         }

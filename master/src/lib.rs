@@ -14,6 +14,7 @@ pub mod feed;
 pub mod http;
 pub mod listing;
 pub mod metrics;
+pub mod node;
 pub mod paths;
 pub mod retry;
 pub mod rsync;
@@ -81,6 +82,20 @@ impl Application {
         )
         .await?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
+        let api_url = match &settings.api_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        let node = crate::node::Node::start(
+            db.clone(),
+            settings.node_name(),
+            api_url,
+            format!("{}:{}", settings.rsyncd.host, settings.rsyncd.port),
+            Duration::from_secs(settings.node_lease_secs),
+            Duration::from_secs(settings.node_dead_secs),
+        )
+        .await
+        .context("node: cannot announce this node")?;
         tokio::fs::create_dir_all(&settings.log_dir)
             .await
             .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
@@ -126,7 +141,13 @@ impl Application {
         );
         runner.recover().await?;
         events.subscribe(runner.clone());
-        let scheduler = Scheduler::start(db.clone(), runner.clone()).await?;
+        let scheduler = Scheduler::start(
+            db.clone(),
+            runner.clone(),
+            node.leading(),
+            Duration::from_secs(settings.node_dead_secs + settings.node_lease_secs),
+        )
+        .await?;
         events.subscribe(scheduler.clone());
         let auth = Arc::new(auth);
         events.subscribe(auth.clone());
@@ -170,6 +191,7 @@ impl Application {
             pusher,
             streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
             rsyncd: rsyncd.as_ref().map(|d| d.health.clone()),
+            node,
         });
         bootstrap_root(&state).await?;
         // A bad file is skipped and named in the log; only an unreadable directory stops the start.
@@ -198,8 +220,9 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        self.state.cluster.spawn_reconciler(stop_rx.clone());
-        self.state.alerts.spawn(stop_rx.clone());
+        self.state.node.spawn(self.state.runner.clone(), stop_rx.clone());
+        self.state.cluster.spawn_reconciler(stop_rx.clone(), self.state.node.leading());
+        self.state.alerts.spawn(stop_rx.clone(), self.state.node.leading());
         let mut server_stop = stop_rx.clone();
         let limits = self.state.settings.limits()?;
         let server = mirror_runtime::server::serve(self.listener, app, limits, async move {

@@ -210,6 +210,8 @@ pub struct RunnerConfig {
     pub upstream_lock_wait: Duration,
     /// Where each successful run's tree is frozen for the slaves.
     pub snapshots: Snapshots,
+    /// This node's name: its runs carry it.
+    pub node: String,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -233,6 +235,7 @@ impl From<&Settings> for RunnerConfig {
             upstream_lock_retry: Duration::from_secs(s.upstream_lock_retry_secs),
             upstream_lock_wait: Duration::from_secs(s.upstream_lock_wait_secs),
             snapshots: Snapshots::new(&s.mirror_root, s.snapshots),
+            node: s.node_name(),
         }
     }
 }
@@ -295,7 +298,7 @@ impl Runner {
     /// After a crash: runs a previous master left queued or running become `interrupted`, and an
     /// rsync it started that is still alive is killed.
     pub async fn recover(&self) -> anyhow::Result<()> {
-        for run in db::runs::interrupt_unfinished(&self.db).await? {
+        for run in db::runs::interrupt_unfinished(&self.db, &self.cfg.node).await? {
             let killed = run
                 .pid
                 .and_then(|p| u32::try_from(p).ok())
@@ -348,7 +351,7 @@ impl Runner {
         }
         let ids: Vec<&ProjectId> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();
         let scheduled = scheduled_for.map(mirror_common::time::Timestamp::from);
-        let inserted = db::runs::insert_queued(&self.db, &ids, trigger, scheduled).await;
+        let inserted = db::runs::insert_queued(&self.db, &self.cfg.node, &ids, trigger, scheduled).await;
         for ((i, cancel), row) in reserved.into_iter().zip(inserted) {
             let project_id = project_ids[i];
             results[i] = match row {
@@ -398,7 +401,7 @@ impl Runner {
         if let Some((going, follow)) = joined {
             return Ok(Started { run_id: follow, follow_up_of: Some(going) });
         }
-        let inserted = db::runs::insert_queued(&self.db, &[project_id], trigger, None).await;
+        let inserted = db::runs::insert_queued(&self.db, &self.cfg.node, &[project_id], trigger, None).await;
         let follow = inserted.into_iter().next().unwrap_or(Err(sqlx::Error::RowNotFound))?;
         let placed = {
             let mut active = self.active();
@@ -1210,6 +1213,19 @@ impl Runner {
         }
         if tokio::time::timeout(Duration::from_secs(30), self.wait_idle()).await.is_err() {
             tracing::error!("runs did not stop within 30 s of being told to");
+        }
+    }
+}
+
+impl crate::node::Fence for Runner {
+    /// This node lost the database: every run going here stops (it ends `interrupted`, or, the
+    /// database being away, is marked so by the node that declares this one dead).
+    fn fence(&self) {
+        for a in self.active().values() {
+            let _ = a.cancel.send(true);
+            if let Some((_, cancel, _)) = &a.follow_up {
+                let _ = cancel.send(true);
+            }
         }
     }
 }

@@ -46,12 +46,22 @@ pub struct Scheduler {
     db: Db,
     runner: Arc<Runner>,
     me: Weak<Scheduler>,
+    /// Only the leading node starts scheduled runs; every node keeps the schedules, so that a
+    /// node taking the lead fires from the next beat on.
+    leading: crate::node::Leading,
+    /// How far back a node that takes the lead looks for fires the old leader may have missed.
+    handover: Duration,
 }
 
 impl Scheduler {
     /// Starts the heartbeat and queues every enabled, scheduled project. A project that asks for it
     /// (`catch_up`) and missed a fire while the master was down gets one catch-up run.
-    pub async fn start(db: Db, runner: Arc<Runner>) -> anyhow::Result<Arc<Scheduler>> {
+    pub async fn start(
+        db: Db,
+        runner: Arc<Runner>,
+        leading: crate::node::Leading,
+        handover: std::time::Duration,
+    ) -> anyhow::Result<Arc<Scheduler>> {
         let heartbeat = JobScheduler::new().await?;
         let scheduler = Arc::new_cyclic(|me| Scheduler {
             heartbeat,
@@ -60,6 +70,8 @@ impl Scheduler {
             db: db.clone(),
             runner,
             me: me.clone(),
+            leading,
+            handover: Duration::from_std(handover).unwrap_or(Duration::seconds(30)),
         });
         let projects = db::projects::list(&db).await?;
         for p in &projects {
@@ -78,6 +90,7 @@ impl Scheduler {
         })?;
         scheduler.heartbeat.add(beat).await?;
         scheduler.heartbeat.start().await?;
+        scheduler.watch_leadership();
         scheduler.arm_due();
         tracing::info!(scheduled = scheduler.queues().current.len(), projects = projects.len(), "scheduler started");
         Ok(scheduler)
@@ -186,9 +199,19 @@ impl Scheduler {
                 .collect()
         };
         let ids: Vec<&ProjectId> = live.iter().map(|(id, _, _)| id).collect();
-        let results = self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await;
-        for ((id, token, schedule), result) in live.iter().zip(results) {
-            self.started(id, at, result).await;
+        // Another node leads: it starts these runs (each fire once: the database refuses a
+        // second run of the same fire).
+        let leading = self.leading.borrow().is_some();
+        let results = if leading {
+            self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await
+        } else {
+            Vec::new()
+        };
+        let mut results = results.into_iter();
+        for (id, token, schedule) in &live {
+            if let Some(result) = results.next() {
+                self.started(id, at, result).await;
+            }
             match schedule.next_fire_at_or_after(at + Duration::seconds(1)) {
                 Some(next) => self.register(id, schedule.clone(), next, Some(*token)),
                 None => {
@@ -216,6 +239,10 @@ impl Scheduler {
                 tracing::debug!(project.id = %id, run.id = run_id, "scheduled run started");
                 return;
             }
+            Err(TriggerError::Db(sqlx::Error::Database(d))) if d.is_unique_violation() => {
+                tracing::debug!(project.id = %id, "fire already handled by another node");
+                return;
+            }
             Err(TriggerError::AlreadyRunning { run_id, .. }) => {
                 tracing::info!(project.id = %id, run.id = run_id, "scheduled run skipped: the previous run is still going")
             }
@@ -223,6 +250,62 @@ impl Scheduler {
         }
         if let Err(e) = db::projects::set_last_fire(&self.db, id, Timestamp::from(at)).await {
             tracing::error!(project.id = %id, error = %e, "cannot record the fire time");
+        }
+    }
+
+    /// When this node takes the lead from another (not at its own start): fires that fell in the
+    /// handover (the old leader gone, the lease not yet expired) and were not handled start now,
+    /// each with its own fire time. A fire the old leader did handle is refused by the database
+    /// (one run per fire) or known by the project's last fire.
+    fn watch_leadership(&self) {
+        let mut leading = self.leading.clone();
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let mut was = leading.borrow_and_update().is_some();
+            while leading.changed().await.is_ok() {
+                let now = leading.borrow_and_update().is_some();
+                if now && !was
+                    && let Some(s) = me.upgrade()
+                {
+                    s.took_lead().await;
+                }
+                was = now;
+            }
+        });
+    }
+
+    async fn took_lead(&self) {
+        let now = Utc::now();
+        let since = now - self.handover;
+        let due: Vec<(ProjectId, DateTime<Utc>)> = {
+            let q = self.queues();
+            q.current
+                .iter()
+                .filter_map(|(id, r)| {
+                    let at = r.schedule.next_fire_at_or_after(since)?;
+                    (at < now).then(|| (id.clone(), at))
+                })
+                .collect()
+        };
+        for (id, _) in &due {
+            tracing::debug!(project.id = %id, "checking a fire of the handover");
+        }
+        let rows = match db::projects::list_some(&self.db, &due.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the projects whose fires fell in the handover");
+                return;
+            }
+        };
+        for (id, at) in due {
+            let handled = rows
+                .iter()
+                .find(|r| r.id == id)
+                .is_none_or(|r| !r.enabled || r.last_fire_at.is_some_and(|f| f.to_datetime() >= at));
+            if !handled {
+                tracing::info!(project.id = %id, fire = %at, "a fire of the handover: run now");
+                self.fire_now(&id, Trigger::Schedule, at).await;
+            }
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Inner {
     pub streams: Arc<crate::http::streams::Streams>,
     /// The managed rsync daemon's health (`None`: not managed here).
     pub rsyncd: Option<crate::rsyncd::DaemonHealth>,
+    /// This master as a node of the cluster (alone on SQLite).
+    pub node: Arc<crate::node::Node>,
 }
 
 impl AppState {

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod commits;
 pub mod feed;
 pub mod flips;
+pub mod nodes;
 pub mod projects;
 pub mod propagation;
 pub mod runs;

@@ -101,6 +101,11 @@ where
         .collect()
 }
 
+/// Every project's id, in order.
+pub async fn ids(db: &Db) -> sqlx::Result<Vec<ProjectId>> {
+    on!(&db.read, |c| sqlx::query_scalar("SELECT id FROM projects ORDER BY id").fetch_all(c).await)
+}
+
 /// The projects among `ids` that exist (a JSON array bound once, whatever the number of ids).
 pub async fn list_some(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<ProjectRow>> {
     let ids = super::json_list(ids)?;

@@ -50,18 +50,19 @@ const INSERT_CHUNK: usize = 500;
 /// refused by the foreign key and fails alone.
 pub async fn insert_queued(
     db: &Db,
+    node: &str,
     project_ids: &[&ProjectId],
     trigger: Trigger,
     scheduled_for: Option<Timestamp>,
 ) -> Vec<sqlx::Result<i64>> {
     let mut results = Vec::with_capacity(project_ids.len());
     for chunk in project_ids.chunks(INSERT_CHUNK) {
-        match insert_chunk(db, chunk, trigger, scheduled_for).await {
+        match insert_chunk(db, node, chunk, trigger, scheduled_for).await {
             Ok(ids) => results.extend(ids.into_iter().map(Ok)),
             // One bad row fails the whole statement: find it, inserting the others one by one.
             Err(_) if chunk.len() > 1 => {
                 for id in chunk {
-                    let one = insert_chunk(db, &[id], trigger, scheduled_for).await;
+                    let one = insert_chunk(db, node, &[id], trigger, scheduled_for).await;
                     results.push(one.and_then(|ids| ids.first().copied().ok_or(sqlx::Error::RowNotFound)));
                 }
             }
@@ -74,20 +75,23 @@ pub async fn insert_queued(
 /// The new ids, in the order of `project_ids` (RETURNING gives rows in no set order).
 async fn insert_chunk(
     db: &Db,
+    node: &str,
     project_ids: &[&ProjectId],
     trigger: Trigger,
     scheduled_for: Option<Timestamp>,
 ) -> sqlx::Result<Vec<i64>> {
+    // $1: the node; then four per run.
     let rows: Vec<String> = (0..project_ids.len())
-        .map(|i| format!("(${}, ${}, 'queued', ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+        .map(|i| format!("(${}, ${}, 'queued', ${}, ${}, $1)", 4 * i + 2, 4 * i + 3, 4 * i + 4, 4 * i + 5))
         .collect();
     let sql = format!(
-        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at) VALUES {} RETURNING id, project_id",
+        "INSERT INTO runs (project_id, trigger, status, scheduled_for, queued_at, node) VALUES {} \
+         RETURNING id, project_id",
         rows.join(", ")
     );
     let queued_at = super::now();
     let inserted: Vec<(i64, ProjectId)> = on!(&db.write, |c| {
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(node);
         for id in project_ids {
             query = query.bind(*id).bind(trigger).bind(scheduled_for).bind(queued_at);
         }
@@ -262,19 +266,22 @@ pub struct Unfinished {
 
 /// Marks every queued or running run `interrupted` (the master that ran them is gone) and returns
 /// them, with the pid of any rsync that may still be running.
-pub async fn interrupt_unfinished(db: &Db) -> sqlx::Result<Vec<Unfinished>> {
+pub async fn interrupt_unfinished(db: &Db, node: &str) -> sqlx::Result<Vec<Unfinished>> {
     let mut tx = db.begin().await?;
     let rows: Vec<Unfinished> = on!(&mut tx, |c| sqlx::query_as(
         "SELECT runs.id, runs.pid, projects.dest FROM runs JOIN projects ON projects.id = runs.project_id \
-         WHERE runs.status IN ('queued', 'running')",
+         WHERE runs.status IN ('queued', 'running') AND (runs.node = $1 OR runs.node IS NULL)",
     )
+    .bind(node)
     .fetch_all(c)
     .await)?;
     on!(&mut tx, |c| sqlx::query(
         "UPDATE runs SET status = 'interrupted', ended_at = $1, pid = NULL, \
-         message = 'the master stopped during this run' WHERE status IN ('queued', 'running')",
+         message = 'the master stopped during this run' \
+         WHERE status IN ('queued', 'running') AND (node = $2 OR node IS NULL)",
     )
     .bind(super::now())
+    .bind(node)
     .execute(c)
     .await
     .map(|r| r.rows_affected()))?;
@@ -401,7 +408,7 @@ mod tests {
         let typed: Vec<ProjectId> = ids.iter().map(|id| ProjectId::parse(*id).unwrap()).collect();
         let typed: Vec<&ProjectId> = typed.iter().collect();
         let results =
-            insert_queued(&db, &typed, Trigger::Schedule, Some(Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap()))
+            insert_queued(&db, "n1", &typed, Trigger::Schedule, Some(Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap()))
                 .await;
         assert_eq!(results.len(), ids.len());
         for (project, result) in ids.iter().zip(&results) {

@@ -9,6 +9,7 @@ pub mod hal;
 pub mod headers;
 pub mod history;
 pub mod metrics;
+pub mod nodes;
 pub mod openapi;
 pub mod projects;
 pub mod rainer;
@@ -111,6 +112,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/targets/pushes/{id}", get(targets::get_push)),
         // alert deliveries (root)
         ("/alerts", get(alerts::list_alerts)),
+        ("/nodes", get(nodes::list_nodes)),
         // Rainer's API over project configurations (pyrainer; reads as versions, writes as PUT)
         ("/rainer/projects", get(rainer::list)),
         ("/rainer/projects/{key}", get(rainer::get_latest)),

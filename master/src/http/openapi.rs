@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, events, hal, history, metrics, projects, rainer, runs, slaves, status, targets, transfer, users};
+use super::{alerts, events, hal, history, metrics, nodes, projects, rainer, runs, slaves, status, targets, transfer, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,7 @@ use super::{alerts, events, hal, history, metrics, projects, rainer, runs, slave
         status::jobs,
         metrics::metrics,
         alerts::list_alerts,
+        nodes::list_nodes,
         history::history,
         history::version,
         history::revert,
