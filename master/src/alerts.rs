@@ -401,7 +401,12 @@ impl Alerts {
     }
 
     /// Sends webhook `i`'s queue in order, for good.
-    async fn deliver_loop(self: Arc<Self>, i: usize, mut stop: watch::Receiver<bool>, mut leading: crate::node::Leading) {
+    async fn deliver_loop(
+        self: Arc<Self>,
+        i: usize,
+        mut stop: watch::Receiver<bool>,
+        mut leading: crate::node::Leading,
+    ) {
         let hook = &self.hooks[i];
         loop {
             if leading.borrow_and_update().is_none() {

@@ -8,29 +8,31 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::Db;
-use crate::events::{Change, Listener};
+use crate::events::{Change, Events, Listener};
 
 pub use crate::db::feed::{FeedEvent, KEEP};
 
 pub struct Feed {
     db: Db,
+    node: String,
     live: broadcast::Sender<Arc<FeedEvent>>,
     input: mpsc::UnboundedSender<(&'static str, String)>,
 }
 
 impl Feed {
     /// Starts the one writer: events are stored, then sent, in the order they happened.
-    pub fn start(db: Db) -> Arc<Feed> {
+    pub fn start(db: Db, node: String) -> Arc<Feed> {
         let (live, _) = broadcast::channel(1024);
         let (input, mut rx) = mpsc::unbounded_channel::<(&'static str, String)>();
-        let (writer_db, writer_live) = (db.clone(), live.clone());
+        let (writer_db, writer_live, writer_node) = (db.clone(), live.clone(), node.clone());
         tokio::spawn(async move {
             let mut written = 0u64;
             while let Some((kind, data)) = rx.recv().await {
-                let stored = crate::db::feed::append(&writer_db, kind, &data).await;
+                let stored = crate::db::feed::append(&writer_db, &writer_node, kind, &data).await;
                 match stored {
                     Ok(id) => {
-                        let _ = writer_live.send(Arc::new(FeedEvent { id, kind: kind.to_owned(), data }));
+                        let node = Some(writer_node.clone());
+                        let _ = writer_live.send(Arc::new(FeedEvent { id, kind: kind.to_owned(), data, node }));
                     }
                     Err(e) => tracing::error!(error = %e, "cannot store an event for watchers"),
                 }
@@ -43,7 +45,54 @@ impl Feed {
                 }
             }
         });
-        Arc::new(Feed { db, live, input })
+        Arc::new(Feed { db, node, live, input })
+    }
+
+    /// On PostgreSQL, where other nodes change things too: follows the event log (told by
+    /// `NOTIFY` at once, and reading it every second besides, so that a lost notification or a
+    /// reconnection misses nothing). Each event of another node goes to this node's watchers, and
+    /// what it changed to this node's listing, scheduler and runner through `events`.
+    pub fn follow(self: &Arc<Self>, events: Arc<Events>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let crate::db::Pool::Postgres(pool) = &self.db.write else { return };
+        let (me, pool) = (Arc::clone(self), pool.clone());
+        tokio::spawn(async move {
+            let mut seen = match me.newest().await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the event log: changes of other nodes are not followed");
+                    return;
+                }
+            };
+            let mut listener = None;
+            loop {
+                if listener.is_none() {
+                    listener = connect_listener(&pool).await;
+                }
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    ok = notified => if !ok { listener = None },
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match me.since(seen, 1000).await {
+                    Ok(batch) => {
+                        for e in batch {
+                            seen = e.id;
+                            if e.node.as_deref() != Some(me.node.as_str()) {
+                                apply_remote(&me.db, &events, &e).await;
+                                let _ = me.live.send(Arc::new(e));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the event log"),
+                }
+            }
+        });
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
@@ -58,6 +107,45 @@ impl Feed {
     /// The newest event's id (0: none yet).
     pub async fn newest(&self) -> sqlx::Result<i64> {
         crate::db::feed::newest(&self.db).await
+    }
+}
+
+async fn connect_listener(pool: &sqlx::PgPool) -> Option<sqlx::postgres::PgListener> {
+    let mut l = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
+    l.listen(crate::db::feed::CHANNEL).await.ok()?;
+    Some(l)
+}
+
+/// What an event of another node changed, told to this node's parts (never the feed itself, nor
+/// the slaves: the node where it happened told them).
+async fn apply_remote(db: &Db, events: &Events, e: &FeedEvent) {
+    let Ok(data) = serde_json::from_str::<serde_json::Value>(&e.data) else { return };
+    let text = |k: &str| data[k].as_str().map(str::to_owned);
+    match e.kind.as_str() {
+        "config" => match (text("kind").as_deref(), text("key")) {
+            (Some("project"), Some(key)) => {
+                let Ok(id) = mirror_common::names::ProjectId::parse(key.as_str()) else { return };
+                match crate::db::projects::get(&db.read, id.as_str()).await {
+                    Ok(Some(row)) => events.publish(Change::ProjectSaved(row)),
+                    Ok(None) => events.publish(Change::ProjectRemoved { id }),
+                    Err(err) => {
+                        tracing::warn!(project.id = %id, error = %err, "cannot read a project another node changed")
+                    }
+                }
+            }
+            (Some("user"), Some(key)) => {
+                if let Ok(username) = mirror_common::names::Name::parse(key.as_str()) {
+                    events.publish(Change::UserChanged { username });
+                }
+            }
+            _ => {}
+        },
+        "run" => {
+            if let Some(Ok(project)) = text("project").map(mirror_common::names::ProjectId::parse) {
+                events.publish(Change::RunsChanged { projects: vec![project] });
+            }
+        }
+        _ => {}
     }
 }
 

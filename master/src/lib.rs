@@ -153,7 +153,7 @@ impl Application {
         events.subscribe(auth.clone());
         let metrics = Arc::new(crate::metrics::Metrics::default());
         events.subscribe(Arc::new(metrics.clone()));
-        let feed = crate::feed::Feed::start(db.clone());
+        let feed = crate::feed::Feed::start(db.clone(), node.name().to_owned());
         events.subscribe(Arc::new(feed.clone()));
         let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
         events.subscribe(Arc::new(alerts.clone()));
@@ -192,6 +192,10 @@ impl Application {
             streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
             rsyncd: rsyncd.as_ref().map(|d| d.health.clone()),
             node,
+            forwarder: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
         });
         bootstrap_root(&state).await?;
         // A bad file is skipped and named in the log; only an unreadable directory stops the start.
@@ -221,6 +225,7 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         self.state.node.spawn(self.state.runner.clone(), stop_rx.clone());
+        self.state.feed.follow(self.state.events.clone(), stop_rx.clone());
         self.state.cluster.spawn_reconciler(stop_rx.clone(), self.state.node.leading());
         self.state.alerts.spawn(stop_rx.clone(), self.state.node.leading());
         let mut server_stop = stop_rx.clone();

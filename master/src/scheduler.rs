@@ -202,11 +202,8 @@ impl Scheduler {
         // Another node leads: it starts these runs (each fire once: the database refuses a
         // second run of the same fire).
         let leading = self.leading.borrow().is_some();
-        let results = if leading {
-            self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await
-        } else {
-            Vec::new()
-        };
+        let results =
+            if leading { self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await } else { Vec::new() };
         let mut results = results.into_iter();
         for (id, token, schedule) in &live {
             if let Some(result) = results.next() {
@@ -264,7 +261,8 @@ impl Scheduler {
             let mut was = leading.borrow_and_update().is_some();
             while leading.changed().await.is_ok() {
                 let now = leading.borrow_and_update().is_some();
-                if now && !was
+                if now
+                    && !was
                     && let Some(s) = me.upgrade()
                 {
                     s.took_lead().await;
@@ -277,26 +275,30 @@ impl Scheduler {
     async fn took_lead(&self) {
         let now = Utc::now();
         let since = now - self.handover;
+        // Every fire of the window (at most a few per project: the window is seconds long).
         let due: Vec<(ProjectId, DateTime<Utc>)> = {
             let q = self.queues();
-            q.current
-                .iter()
-                .filter_map(|(id, r)| {
-                    let at = r.schedule.next_fire_at_or_after(since)?;
-                    (at < now).then(|| (id.clone(), at))
-                })
-                .collect()
-        };
-        for (id, _) in &due {
-            tracing::debug!(project.id = %id, "checking a fire of the handover");
-        }
-        let rows = match db::projects::list_some(&self.db, &due.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the projects whose fires fell in the handover");
-                return;
+            let mut due = Vec::new();
+            for (id, r) in &q.current {
+                let mut from = since;
+                while let Some(at) = r.schedule.next_fire_at_or_after(from).filter(|at| *at < now) {
+                    due.push((id.clone(), at));
+                    from = at + Duration::seconds(1);
+                    if due.len() > 100_000 {
+                        break;
+                    }
+                }
             }
+            due
         };
+        let rows =
+            match db::projects::list_some(&self.db, &due.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the projects whose fires fell in the handover");
+                    return;
+                }
+            };
         for (id, at) in due {
             let handled = rows
                 .iter()

@@ -56,6 +56,8 @@ pub struct Inner {
     pub rsyncd: Option<crate::rsyncd::DaemonHealth>,
     /// This master as a node of the cluster (alone on SQLite).
     pub node: Arc<crate::node::Node>,
+    /// Passes requests on to the node that must answer them.
+    pub forwarder: reqwest::Client,
 }
 
 impl AppState {

@@ -26,3 +26,6 @@ ALTER TABLE runs ADD COLUMN node TEXT;
 UPDATE runs SET scheduled_for = NULL WHERE scheduled_for IS NOT NULL
     AND id NOT IN (SELECT MIN(id) FROM runs WHERE scheduled_for IS NOT NULL GROUP BY project_id, scheduled_for);
 CREATE UNIQUE INDEX runs_one_per_fire ON runs (project_id, scheduled_for) WHERE scheduled_for IS NOT NULL;
+
+-- The node each event of the log comes from: the others pass it on to their own watchers.
+ALTER TABLE event_log ADD COLUMN node TEXT;

@@ -15,6 +15,7 @@ mod hardening;
 mod history;
 mod netns;
 mod newcomer;
+mod nodes;
 mod openapi;
 mod publish;
 mod rainer;

@@ -13,18 +13,32 @@ pub struct FeedEvent {
     pub kind: String,
     /// JSON.
     pub data: String,
+    /// The node it happened on.
+    pub node: Option<String>,
 }
 
-/// Stores an event; its id.
-pub async fn append(db: &Db, kind: &str, data: &str) -> sqlx::Result<i64> {
-    on!(&db.write, |c| {
-        sqlx::query_scalar("INSERT INTO event_log (kind, data, created_at) VALUES ($1, $2, $3) RETURNING id")
+/// The channel on which PostgreSQL tells every node that the log has grown.
+pub const CHANNEL: &str = "mirror_events";
+
+/// Stores an event of `node`; its id. Events are appended one at a time by all nodes together
+/// (a write transaction), so ids are committed in order and a reader that has seen id N never
+/// sees an id below N appear later. On PostgreSQL the other nodes are told at commit.
+pub async fn append(db: &Db, node: &str, kind: &str, data: &str) -> sqlx::Result<i64> {
+    let mut tx = db.begin().await?;
+    let id = on!(&mut tx, |c| {
+        sqlx::query_scalar("INSERT INTO event_log (kind, data, created_at, node) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(kind)
             .bind(data)
             .bind(super::now())
+            .bind(node)
             .fetch_one(c)
-            .await
-    })
+            .await?
+    });
+    if let super::Tx::Postgres(t) = &mut tx {
+        sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut **t).await?;
+    }
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// Deletes all but the newest [`KEEP`] events.
@@ -41,7 +55,7 @@ pub async fn prune(db: &Db) -> sqlx::Result<u64> {
 /// Stored events after `after`, oldest first, at most `limit`.
 pub async fn since(db: &Db, after: i64, limit: i64) -> sqlx::Result<Vec<FeedEvent>> {
     on!(&db.read, |c| {
-        sqlx::query_as("SELECT id, kind, data FROM event_log WHERE id > $1 ORDER BY id LIMIT $2")
+        sqlx::query_as("SELECT id, kind, data, node FROM event_log WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after)
             .bind(limit)
             .fetch_all(c)

@@ -80,9 +80,8 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
         // Staged: the delivery ends when the slave is told to publish and has flipped.
         SyncStatus::Staged => DeliveryStatus::Running,
     };
-    let done =
-        on!(&db.write, |c| {
-            sqlx::query(
+    let done = on!(&db.write, |c| {
+        sqlx::query(
         "INSERT INTO propagation (project_id, hostname, port, generation, status, notified_at, started_at, ended_at, \
          exit_code, message, files_transferred, bytes_transferred, total_size) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
@@ -110,7 +109,7 @@ pub async fn report(db: &Db, host: &str, port: i64, r: &CompletionReport) -> sql
     .bind(count(r.stats.bytes_transferred))
     .bind(count(r.stats.total_size))
     .execute(c).await.map(|r| r.rows_affected())
-        })?;
+    })?;
     Ok(done == 1)
 }
 

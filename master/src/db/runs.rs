@@ -289,6 +289,13 @@ pub async fn interrupt_unfinished(db: &Db, node: &str) -> sqlx::Result<Vec<Unfin
     Ok(rows)
 }
 
+/// The node run `id` belongs to (`None`: no such run, or one from before nodes).
+pub async fn node_of(db: &Db, id: i64) -> sqlx::Result<Option<String>> {
+    let node: Option<Option<String>> =
+        on!(&db.read, |c| sqlx::query_scalar("SELECT node FROM runs WHERE id = $1").bind(id).fetch_optional(c).await)?;
+    Ok(node.flatten())
+}
+
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<RunRow>> {
     on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
         .bind(id)
@@ -407,9 +414,14 @@ mod tests {
         ids.insert(700, "gone");
         let typed: Vec<ProjectId> = ids.iter().map(|id| ProjectId::parse(*id).unwrap()).collect();
         let typed: Vec<&ProjectId> = typed.iter().collect();
-        let results =
-            insert_queued(&db, "n1", &typed, Trigger::Schedule, Some(Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap()))
-                .await;
+        let results = insert_queued(
+            &db,
+            "n1",
+            &typed,
+            Trigger::Schedule,
+            Some(Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap()),
+        )
+        .await;
         assert_eq!(results.len(), ids.len());
         for (project, result) in ids.iter().zip(&results) {
             match result {

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod forward;
 pub mod hal;
 pub mod headers;
 pub mod history;
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::docs())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))
         .layer(axum::middleware::from_fn_with_state(admission, admission::admit))
         .layer(axum::middleware::from_fn(error::name_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))

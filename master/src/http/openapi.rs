@@ -5,7 +5,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, events, hal, history, metrics, nodes, projects, rainer, runs, slaves, status, targets, transfer, users};
+use super::{
+    alerts, events, hal, history, metrics, nodes, projects, rainer, runs, slaves, status, targets, transfer, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(

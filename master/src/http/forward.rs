@@ -1,0 +1,100 @@
+//! Requests that only one node can answer, passed on to it: starting or stopping a run and pushing
+//! to targets go to the leader (it runs the projects); a run's log goes to the node that ran it
+//! (the file is on its disk). The caller's own credentials go along; the other node checks them
+//! as it would its own caller's. A request passed on once is never passed on again.
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::db;
+use crate::state::AppState;
+
+/// Set on a request passed on to another node.
+pub const FORWARDED: HeaderName = HeaderName::from_static("x-mirror-forwarded");
+
+/// The headers that go along.
+const KEPT: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+
+/// Which node must answer this request, if not this one: `Some(api_url)`.
+async fn destination(state: &AppState, method: &Method, route: &str, path: &str) -> Result<Option<String>, ApiError> {
+    let leader_only = matches!(
+        (method, route),
+        (&Method::POST | &Method::GET, "/syncup/" | "/syncup") | (&Method::POST, "/runs/{id}/stop" | "/targets/sync")
+    );
+    if leader_only {
+        if state.node.is_leader() {
+            return Ok(None);
+        }
+        let lease = db::nodes::lease(&state.db).await?;
+        let Some(leader) = lease.map(|l| l.node).filter(|n| !n.is_empty() && n != state.node.name()) else {
+            return Err(ApiError::Unavailable("no node leads at the moment: try again in a few seconds".into()));
+        };
+        return api_url_of(state, &leader).await.map(Some);
+    }
+    if method == Method::GET && route == "/runs/{id}/log" {
+        let id = path.trim_start_matches("/runs/").trim_end_matches("/log");
+        let Ok(id) = id.parse::<i64>() else { return Ok(None) };
+        let node = db::runs::node_of(&state.db, id).await?;
+        if let Some(node) = node.filter(|n| n != state.node.name()) {
+            return api_url_of(state, &node).await.map(Some);
+        }
+    }
+    Ok(None)
+}
+
+async fn api_url_of(state: &AppState, node: &str) -> Result<String, ApiError> {
+    match db::nodes::get(&state.db, node).await? {
+        Some(n) => Ok(n.api_url),
+        None => Err(ApiError::Unavailable(format!("node '{node}' is not known: try again in a few seconds"))),
+    }
+}
+
+/// The middleware: answers here, or passes the request on.
+pub async fn forward(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.headers().contains_key(&FORWARDED) {
+        return next.run(request).await;
+    }
+    let Some(route) = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
+        return next.run(request).await;
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match destination(&state, &method, &route, &path).await {
+        Ok(None) => next.run(request).await,
+        Ok(Some(url)) => pass_on(&state, url, request).await.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pass_on(state: &AppState, base: String, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let bytes = axum::body::to_bytes(body, super::extract::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge(super::extract::MAX_BODY_BYTES))?;
+    let mut outbound = state.forwarder.request(parts.method.clone(), format!("{base}{path_and_query}"));
+    for name in KEPT {
+        if let Some(v) = parts.headers.get(&name) {
+            outbound = outbound.header(name, v);
+        }
+    }
+    let answer = outbound
+        .header(FORWARDED, HeaderValue::from_static("1"))
+        .body(bytes)
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the node at {base} does not answer: {}", e.without_url())))?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::builder().status(status);
+    for name in [header::CONTENT_TYPE, header::RETRY_AFTER, header::CACHE_CONTROL] {
+        if let Some(v) = answer.headers().get(&name) {
+            response = response.header(name, v);
+        }
+    }
+    // Streamed: a followed log goes on as long as the other node sends it.
+    response.body(Body::from_stream(answer.bytes_stream())).map_err(|e| ApiError::Internal(e.into()))
+}

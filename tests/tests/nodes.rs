@@ -1,0 +1,262 @@
+//! Several master nodes on one real PostgreSQL server (the one `scripts/test.sh` starts; these
+//! tests need `MIRROR_TEST_POSTGRES`): every node answers for the whole cluster, a change made
+//! through one reaches the others within a second, and the leader's death moves the lead within
+//! ten seconds without losing or doubling a scheduled fire.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mirror_tests::rsyncd::{UPSTREAM_PASSWORD, UPSTREAM_USER, Upstream, generate_tree};
+use mirror_tests::{Auth, MasterProcess, ROOT_PASSWORD, create_postgres_database, wait_for};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The test server, or `None` (the test is then skipped, unless the suite requires PostgreSQL).
+fn postgres() -> Option<String> {
+    match std::env::var("MIRROR_TEST_POSTGRES") {
+        Ok(base) => Some(base),
+        Err(_) => {
+            assert!(
+                std::env::var_os("MIRROR_TEST_POSTGRES_REQUIRED").is_none(),
+                "MIRROR_TEST_POSTGRES is not set but the PostgreSQL tests are required"
+            );
+            eprintln!("skipped: MIRROR_TEST_POSTGRES is not set");
+            None
+        }
+    }
+}
+
+/// Node `name` of the cluster on `database`, with `root` as its mirror root (shared or its own).
+async fn node(dir: &Path, database: &str, name: &str, root: &Path) -> MasterProcess {
+    let cwd = dir.join(name);
+    std::fs::create_dir_all(&cwd).unwrap();
+    MasterProcess::start(
+        &cwd,
+        &[
+            ("MIRROR_MASTER__DATABASE", database),
+            ("MIRROR_MASTER__NODE", name),
+            ("MIRROR_MASTER__MIRROR_ROOT", root.to_str().unwrap()),
+            ("MIRROR_ROOT_PASSWORD", ROOT_PASSWORD),
+            ("MIRROR_MASTER__RETRIES", "0"),
+        ],
+    )
+    .await
+}
+
+async fn nodes_of(m: &MasterProcess) -> Vec<Value> {
+    let r = m.api.get("/nodes", &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body.as_array().unwrap().clone()
+}
+
+fn leader_of(nodes: &[Value]) -> Option<String> {
+    nodes.iter().find(|n| n["leader"] == json!(true)).map(|n| n["name"].as_str().unwrap().to_owned())
+}
+
+fn project(name: &str, port: u16, extra: Value) -> Value {
+    let mut p = json!({
+        "project": name, "rsync_host": "127.0.0.1", "rsync_port": port, "rsync_module": "data",
+        "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": name,
+        "rsync_options": {"basic": ["--no-motd"], "delete": "--delete"},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+#[tokio::test]
+async fn every_node_answers_for_the_cluster_and_sees_a_change_made_through_another_within_a_second() {
+    let Some(base) = postgres() else { return };
+    let database = create_postgres_database(&base);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mirror");
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(node(dir.path(), &database, name, &root).await);
+    }
+    // Every node lists the three, one of them leading, and the same one for all.
+    let listed = wait_for(10, "three nodes, one leader, on every node", || async {
+        let mut leaders = Vec::new();
+        for n in &nodes {
+            let list = nodes_of(n).await;
+            if list.len() != 3 || list.iter().any(|n| n["alive"] != json!(true)) {
+                return None;
+            }
+            leaders.push(leader_of(&list)?);
+        }
+        leaders.windows(2).all(|w| w[0] == w[1]).then_some(leaders)
+    })
+    .await;
+    let ctl = std::process::Command::new(mirror_tests::binary("mirrorctl"))
+        .args(["--url", &nodes[2].api.base, "--json", "nodes"])
+        .env("MIRRORCTL_USER", "root")
+        .env("MIRRORCTL_PASSWORD", ROOT_PASSWORD)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    let from_ctl: Vec<Value> = serde_json::from_slice(&ctl.stdout).unwrap();
+    assert_eq!(leader_of(&from_ctl), Some(listed[0].clone()));
+
+    // A watcher on C, a change through B: C's listing and C's /events have it within a second.
+    let (b, c) = (&nodes[1], &nodes[2]);
+    let mut events = c
+        .api
+        .client
+        .get(format!("{}/events", c.api.base))
+        .basic_auth("root", Some(ROOT_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    let r = b.api.post("/add_project/", &project("fromb", 873, json!({})), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let added = Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("\"key\":\"fromb\"") {
+        let chunk = tokio::time::timeout_at((added + Duration::from_secs(1)).into(), events.chunk())
+            .await
+            .expect("C's /events did not tell of the change made through B within a second")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    loop {
+        let listed = c.api.get("/list_projects/", &Auth::root()).await.body;
+        if listed.as_array().unwrap().iter().any(|p| p["id"] == json!("fromb")) {
+            break;
+        }
+        assert!(added.elapsed() < Duration::from_secs(1), "C's listing did not show B's project within a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A change of it through C reaches B.
+    let r = c.api.post("/disable_project/?id=fromb", &json!({}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_for(1, "B's listing showing the project disabled through C", || async {
+        let listed = b.api.get("/list_projects/", &Auth::root()).await.body;
+        listed.as_array()?.iter().find(|p| p["id"] == json!("fromb") && p["enabled"] == json!(false)).map(|_| ())
+    })
+    .await;
+}
+
+/// The fire times of a `second: "*/10"` schedule from `first` to `last`.
+fn fires_between(first: DateTime<Utc>, last: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::new();
+    let mut t = first;
+    while t <= last {
+        out.push(t);
+        t += chrono::Duration::seconds(10);
+    }
+    out
+}
+
+fn scheduled_fires(runs: &Value) -> Vec<DateTime<Utc>> {
+    let mut fires: Vec<DateTime<Utc>> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["scheduled_for"].as_str())
+        .map(|s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc))
+        .collect();
+    fires.sort();
+    fires
+}
+
+#[tokio::test]
+async fn the_leader_killed_during_a_run_hands_over_within_ten_seconds_and_no_fire_is_lost_or_doubled() {
+    let Some(base) = postgres() else { return };
+    let database = create_postgres_database(&base);
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    // A file that takes about 40 s to pull at 100 KiB/s: the run the leader dies in.
+    let slow: Vec<u8> = (0..40 * 100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::create_dir_all(upstream.data().join("slow")).unwrap();
+    std::fs::write(upstream.data().join("slow/slow.bin"), slow).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One mirror root that every node mounts (as an NFS or CephFS share would be).
+    let root = dir.path().join("shared");
+    let mut nodes: Vec<(String, MasterProcess)> = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push((name.to_owned(), node(dir.path(), &database, name, &root).await));
+    }
+    let api = nodes[0].1.api.clone();
+    let tick = project(
+        "tick",
+        upstream.port,
+        json!({"cron_options": {"second": "*/10"}, "rsync_options": {"basic": ["--no-motd", "--exclude=slow/"], "delete": "--delete"}}),
+    );
+    let r = api.post("/add_project/", &tick, &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let slow = project("slow", upstream.port, json!({"rsync_options": {"basic": ["--no-motd", "--bwlimit=100"]}}));
+    assert_eq!(api.post("/add_project/", &slow, &Auth::root()).await.status, StatusCode::CREATED);
+
+    let mut handovers = Vec::new();
+    for round in 0..3 {
+        let survivor = nodes[0].1.api.clone();
+        let leader = wait_for(10, "a leader", || async { leader_of(&nodes_of_api(&survivor).await) }).await;
+        // A fire of `tick` has just happened: the kill comes six seconds after it, so the next
+        // fire falls in the handover (the dead leader gone, its lease not yet expired).
+        let fired = wait_for(15, "a scheduled run of tick", || async {
+            let runs = survivor.get("/runs/?project=tick&limit=5", &Auth::root()).await.body;
+            scheduled_fires(&runs).last().copied().filter(|t| Utc::now() - *t < chrono::Duration::seconds(3))
+        })
+        .await;
+        // The slow run, going on the leader when it dies (asked through any node: passed on).
+        let r = survivor.post("/syncup/?id=slow", &json!({}), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "round {round}: {}", r.text);
+        let slow_run = r.body["run_id"].as_i64().unwrap();
+        wait_for(10, "the slow run running", || async {
+            let run = survivor.get(&format!("/runs/{slow_run}"), &Auth::root()).await.body;
+            (run["status"] == json!("running")).then_some(())
+        })
+        .await;
+        let kill_at = fired + chrono::Duration::seconds(6);
+        if let Ok(wait) = (kill_at - Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+        let i = nodes.iter().position(|(n, _)| *n == leader).unwrap();
+        let (name, dead) = nodes.remove(i);
+        let killed = Instant::now();
+        // SIGKILL (kill -9): no goodbye, no resignation.
+        dead.kill().await;
+        let others = nodes[0].1.api.clone();
+        let new_leader =
+            wait_for(12, "a new leader", || async { leader_of(&nodes_of_api(&others).await).filter(|l| *l != name) })
+                .await;
+        handovers.push(killed.elapsed());
+        assert!(killed.elapsed() < Duration::from_secs(10), "round {round}: no new leader within 10 s");
+        assert_ne!(new_leader, name);
+        wait_for(20, "the dead leader's run marked interrupted", || async {
+            let run = others.get(&format!("/runs/{slow_run}"), &Auth::root()).await.body;
+            (run["status"] == json!("interrupted")).then_some(())
+        })
+        .await;
+        // The dead node comes back, as a follower.
+        nodes.push((name.clone(), node(dir.path(), &database, &name, &root).await));
+    }
+    // Two more fires after the last handover, then every fire from the first on has exactly one run.
+    let api = nodes[0].1.api.clone();
+    let end = Utc::now() + chrono::Duration::seconds(20);
+    let runs = wait_for(40, "fires after the last handover", || async {
+        let runs = api.get("/runs/?project=tick&limit=100", &Auth::root()).await.body;
+        scheduled_fires(&runs).last().is_some_and(|t| *t >= end).then_some(runs)
+    })
+    .await;
+    let fires = scheduled_fires(&runs);
+    let expected = fires_between(fires[0], *fires.last().unwrap());
+    eprintln!("handovers (kill to a new leader seen): {handovers:?}");
+    assert_eq!(fires, expected, "each fire once, none missing (handovers took {handovers:?})");
+    let statuses: Vec<&Value> = runs.as_array().unwrap().iter().map(|r| &r["status"]).collect();
+    assert!(statuses.iter().all(|s| *s == "success" || *s == "running" || *s == "queued"), "{statuses:?}");
+}
+
+async fn nodes_of_api(api: &mirror_tests::Api) -> Vec<Value> {
+    let r = api.get("/nodes", &Auth::root()).await;
+    if r.status != StatusCode::OK {
+        return Vec::new();
+    }
+    r.body.as_array().cloned().unwrap_or_default()
+}
