@@ -273,6 +273,28 @@ async fn bootstrap_root(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `mirror-master migrate`: copies the SQLite database `from` into the empty PostgreSQL database
+/// `to` (its password from the settings), both brought up to date first.
+pub async fn migrate_offline(
+    mut settings: Settings,
+    from: &std::path::Path,
+    to: &str,
+) -> anyhow::Result<db::copy::Copied> {
+    anyhow::ensure!(tokio::fs::metadata(from).await.is_ok(), "--from: {} does not exist", from.display());
+    settings.database = to.into();
+    settings
+        .database_url()
+        .map_err(|e| anyhow::anyhow!("--to: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("--to must be a postgres:// URL"))?;
+    let target_location = settings.database_location().await?;
+    let source = db::connect(from).await.with_context(|| format!("--from: cannot open {}", from.display()))?;
+    let target = db::open(&target_location).await.with_context(|| format!("--to: cannot open {target_location:?}"))?;
+    let copied = db::copy::sqlite_to_postgres(&source, &target).await;
+    source.close().await;
+    target.close().await;
+    copied
+}
+
 /// Creates a user from the command line (`mirror-master create-user`), without serving.
 pub async fn create_user_offline(
     settings: Settings,

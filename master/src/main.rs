@@ -29,6 +29,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "user")]
         role: RoleArg,
     },
+    /// Copy everything a SQLite master holds into an empty PostgreSQL database, in one
+    /// transaction (the password comes from MIRROR_MASTER__DATABASE_PASSWORD or
+    /// database_password_file, never from the URL).
+    Migrate {
+        /// The SQLite file of the master being moved (stopped meanwhile).
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// `postgres://user@host:port/database`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +116,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_password()?;
             mirror_master::create_user_offline(settings, &name, password, role).await?;
             eprintln!("created user '{name}' with role {}", role.as_str());
+            Ok(())
+        }
+        Command::Migrate { from, to } => {
+            let copied = mirror_master::migrate_offline(settings, &from, &to).await?;
+            for (table, rows) in &copied {
+                eprintln!("{table}: {rows} rows");
+            }
+            eprintln!("copied {} into {}", from.display(), to);
             Ok(())
         }
     }

@@ -260,3 +260,111 @@ async fn nodes_of_api(api: &mirror_tests::Api) -> Vec<Value> {
     }
     r.body.as_array().cloned().unwrap_or_default()
 }
+
+/// What an operator sees of a master, for comparing before and after a move.
+async fn views(api: &mirror_tests::Api) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for path in [
+        "/list_projects/",
+        "/projects/fedora",
+        "/projects/fedora/history",
+        "/projects/fedora/versions/2",
+        "/projects/fedora/propagation",
+        "/runs/?limit=100",
+        "/list_slaves/",
+        "/list_users/",
+        "/users/alice/history",
+        "/alerts",
+        "/export",
+    ] {
+        let r = api.get(path, &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        let mut body = r.body;
+        // Health is a matter of the moment (the slave calls the new master as soon as it is up).
+        if let Some(slaves) = body.as_array_mut().filter(|_| path == "/list_slaves/") {
+            for s in slaves {
+                s.as_object_mut().unwrap().remove("healthy");
+                s.as_object_mut().unwrap().remove("last_seen");
+            }
+        }
+        out.push((path.to_owned(), body));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_sqlite_master_moves_to_postgresql_with_every_view_and_every_slave_token_kept() {
+    use mirror_tests::cluster::{SlaveProcess, add_slave, cluster_settings};
+    let Some(base) = postgres() else { return };
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cluster_settings(dir.path());
+    let sqlite = dir.path().join("master.db");
+    settings.database = sqlite.clone();
+    let m = mirror_tests::TestMaster::start_with(tempfile::tempdir().unwrap(), settings.clone()).await;
+    let address = m.api.base.trim_start_matches("http://").to_owned();
+    let mut slave = SlaveProcess::start(&m.api.base).await;
+    add_slave(&m.api, &mut slave).await;
+    let fedora = json!({
+        "project": "fedora", "rsync_host": "127.0.0.1", "rsync_port": upstream.port, "rsync_module": "data",
+        "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": "pub/fedora",
+        "rsync_options": {"basic": [], "delete": "--delete"},
+    });
+    assert_eq!(m.api.post("/add_project/", &fedora, &Auth::root()).await.status, StatusCode::CREATED);
+    let r = m
+        .api
+        .post(
+            "/update_project/basic/",
+            &json!({"id": "fedora", "timeout_secs": 600, "comment": "second version"}),
+            &Auth::root(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = m.api.post("/update_api_user/", &json!({"username": "alice", "role": "root"}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(mirror_tests::cluster::sync_and_wait(&m, "fedora").await, 1);
+    wait_for(30, "the slave serving generation 1", || async {
+        (slave.status().await["serving"]["fedora"]["generation"] == json!(1)).then_some(())
+    })
+    .await;
+    let before = views(&m.api).await;
+    m.stop().await;
+
+    // The move, with the binary an operator runs; the password is not in the URL.
+    let database = create_postgres_database(&base);
+    let migrate = |to: &str| {
+        std::process::Command::new(mirror_tests::binary("mirror-master"))
+            .args(["migrate", "--from", sqlite.to_str().unwrap(), "--to", to])
+            .env_clear()
+            .env("MIRROR_MASTER__DATABASE", "unused.db")
+            .output()
+            .unwrap()
+    };
+    let moved = migrate(&database);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    let said = String::from_utf8_lossy(&moved.stderr).into_owned();
+    assert!(said.contains("runs: 1 rows") && said.contains("slaves: 1 rows"), "{said}");
+    // A second move into the same database is refused, and changes nothing.
+    let again = migrate(&database);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
+
+    // The same master on PostgreSQL, at the same address: the same views, the slave's old token.
+    let mut on_postgres = settings.clone();
+    on_postgres.database = database.into();
+    on_postgres.listen = address;
+    let m = mirror_tests::TestMaster::start_with(tempfile::tempdir().unwrap(), on_postgres).await;
+    let after = views(&m.api).await;
+    for ((path, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(a, b, "{path} differs after the move");
+    }
+    std::fs::write(upstream.data().join("after-the-move.txt"), b"generation two").unwrap();
+    assert_eq!(mirror_tests::cluster::sync_and_wait(&m, "fedora").await, 2);
+    wait_for(30, "the slave, with its old token, serving generation 2", || async {
+        (slave.status().await["serving"]["fedora"]["generation"] == json!(2)).then_some(())
+    })
+    .await;
+    let listed = m.api.get("/list_slaves/", &Auth::root()).await.body;
+    assert_eq!(listed[0]["projects"][0]["generation"], json!(2), "{listed}");
+}

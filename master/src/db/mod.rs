@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod commits;
+pub mod copy;
 pub mod feed;
 pub mod flips;
 pub mod nodes;
