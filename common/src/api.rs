@@ -70,6 +70,11 @@ pub struct AddProject {
     /// when it is as the last successful run saw it, the run ends at once, `changed: false`, with
     /// no walk of the upstream. Default: none (`project/trace/master` with the `debian` stage profile).
     pub probe: Option<String>,
+    /// The master nodes that may run it: one node's name (the machine that holds its tree), or a
+    /// list of nodes sharing one mirror root (the first alive runs it). Default: any node (the
+    /// leader runs it). See docs/cluster.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<crate::placement::Placement>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not the
@@ -118,6 +123,9 @@ pub struct UpdateProjectBasic {
     /// Absent: unchanged; `null` or `""`: none.
     #[serde(default, deserialize_with = "present_or_null")]
     pub probe: Option<Option<String>>,
+    /// Absent: unchanged; `null`: any node.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub node: Option<Option<crate::placement::Placement>>,
     /// Why (stored with the change; or the `X-Comment` header).
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`): refused with 409 if it is not current.
@@ -324,6 +332,9 @@ pub struct ProjectView {
     /// The upstream file fetched alone before each run (see `AddProject.probe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// The nodes that may run it (see `AddProject.node`); absent: any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<crate::placement::Placement>,
     /// The version of this configuration (its newest commit): send it back as `version` or
     /// `If-Match` to change it only if no one else did meanwhile.
     pub version: i64,
@@ -1191,6 +1202,8 @@ pub struct ProjectDoc {
     pub depends_on: DependsOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<crate::placement::Placement>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -82,6 +82,7 @@ pub mod document;
 pub mod error;
 pub mod guards;
 pub mod names;
+pub mod placement;
 pub mod rsync_opts;
 pub mod secret;
 pub mod stages;

@@ -44,7 +44,7 @@ pub fn editable(view: &Value) -> Value {
     }
     // The rest of the configuration, when the project has it: a PUT is the whole configuration,
     // so what is left out would be removed (targets, dependencies...).
-    for key in ["max_delete", "stages", "flip", "targets", "watch", "depends_on", "probe"] {
+    for key in ["max_delete", "stages", "flip", "targets", "watch", "depends_on", "probe", "node"] {
         if let Some(v) = view.get(key).filter(|v| !v.is_null()) {
             doc.insert(key.into(), v.clone());
         }

@@ -382,7 +382,7 @@ impl Cluster {
 
     /// One pass: each slave that is behind on a project, and not already being told, is notified;
     /// each slave's `/status` is read to know it is alive.
-    pub async fn reconcile_once(self: &Arc<Self>) -> anyhow::Result<()> {
+    pub async fn reconcile_once(self: &Arc<Self>, node: &crate::node::Node) -> anyhow::Result<()> {
         let slaves = db::slaves::list(&self.db).await?;
         let behind = db::propagation::behind(&self.db).await?;
         let cutoff = chrono::Utc::now() - self.patience;
@@ -398,11 +398,17 @@ impl Cluster {
             ) else {
                 continue;
             };
+            if !node.runs_here(project.node.as_ref()) {
+                continue;
+            }
             tracing::info!(slave = %slave_name(&slave.hostname, slave.port), project.id = %project.id, served = b.served, current = project.generation, "slave is behind: notifying");
             self.spawn_notify(slave, project);
         }
         if let Err(e) = self.prune_snapshots(None).await {
             tracing::warn!(error = format!("{e:#}"), "cannot remove old snapshots");
+        }
+        if !node.is_leader() {
+            return Ok(());
         }
         for slave in slaves {
             let me = Arc::clone(self);
@@ -418,14 +424,13 @@ impl Cluster {
     }
 
     /// Runs the reconciler every `reconcile_interval_secs`, or at once when kicked, until `stop`.
-    /// Reconciles every interval (and when kicked) while this node leads.
-    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>, leading: crate::node::Leading) {
+    /// Each node reconciles the projects it runs (their generations are served by its rsync
+    /// daemon); the leader also checks which slaves are alive.
+    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>, node: Arc<crate::node::Node>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                if leading.borrow().is_some()
-                    && let Err(e) = me.reconcile_once().await
-                {
+                if let Err(e) = me.reconcile_once(&node).await {
                     tracing::error!(error = format!("{e:#}"), "reconcile pass failed");
                 }
                 tokio::select! {

@@ -144,7 +144,7 @@ impl Application {
         let scheduler = Scheduler::start(
             db.clone(),
             runner.clone(),
-            node.leading(),
+            node.clone(),
             Duration::from_secs(settings.node_dead_secs + settings.node_lease_secs),
         )
         .await?;
@@ -226,7 +226,7 @@ impl Application {
         });
         self.state.node.spawn(self.state.runner.clone(), stop_rx.clone());
         self.state.feed.follow(self.state.events.clone(), stop_rx.clone());
-        self.state.cluster.spawn_reconciler(stop_rx.clone(), self.state.node.leading());
+        self.state.cluster.spawn_reconciler(stop_rx.clone(), self.state.node.clone());
         self.state.alerts.spawn(stop_rx.clone(), self.state.node.leading());
         let mut server_stop = stop_rx.clone();
         let limits = self.state.settings.limits()?;

@@ -23,6 +23,7 @@ use mirror_common::time::Timestamp;
 use tokio::sync::watch;
 
 use crate::db::{self, Db, nodes::NodeRow};
+use mirror_common::placement::Placement;
 
 /// How often a node says it is alive and renews (or tries to take) the lease.
 pub const BEAT: Duration = Duration::from_secs(1);
@@ -40,6 +41,14 @@ pub struct Node {
     last_beat: std::sync::Mutex<Instant>,
     /// The node's runs were stopped because it lost the database (cleared by a heartbeat).
     fenced: AtomicBool,
+    /// The nodes heard of within `dead_after`, and the leader, as of the last beat.
+    view: std::sync::RwLock<View>,
+}
+
+#[derive(Default, Clone)]
+struct View {
+    alive: Vec<String>,
+    leader: Option<String>,
 }
 
 /// What a node must do when it cannot prove it is alive: stop every run it has.
@@ -69,6 +78,7 @@ impl Node {
             leading,
             last_beat: std::sync::Mutex::new(Instant::now()),
             fenced: AtomicBool::new(false),
+            view: Default::default(),
         });
         node.beat().await?;
         Ok(node)
@@ -95,6 +105,7 @@ impl Node {
         self.fenced.store(false, Ordering::SeqCst);
         let until = Timestamp::from(Utc::now() + chrono::Duration::from_std(self.lease)?);
         let term = db::nodes::try_lead(&self.db, &self.row.name, now, until).await?;
+        self.refresh_view().await?;
         let before = *self.leading.borrow();
         if before != term {
             match term {
@@ -104,6 +115,50 @@ impl Node {
             self.leading.send_replace(term);
         }
         Ok(())
+    }
+
+    /// Reads which nodes are alive and which one leads.
+    pub async fn refresh_view(&self) -> anyhow::Result<()> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(self.dead_after)?;
+        let alive = db::nodes::list(&self.db)
+            .await?
+            .into_iter()
+            .filter(|n| n.last_heartbeat.to_datetime() > cutoff)
+            .map(|n| n.name)
+            .collect();
+        let now = Timestamp::now().to_text();
+        let leader =
+            db::nodes::lease(&self.db).await?.filter(|l| !l.node.is_empty() && l.expires_at >= now).map(|l| l.node);
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = View { alive, leader };
+        Ok(())
+    }
+
+    /// The node that runs a project placed so (`None`: any node, so the leader), if one can.
+    pub fn runner_of(&self, placement: Option<&Placement>) -> Option<String> {
+        match placement {
+            None if self.is_leader() => Some(self.row.name.clone()),
+            None => self.view.read().unwrap_or_else(|p| p.into_inner()).leader.clone(),
+            Some(p) => {
+                let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+                p.runner(&view.alive).map(|n| n.to_string())
+            }
+        }
+    }
+
+    /// Whether this node runs a project placed so.
+    pub fn runs_here(&self, placement: Option<&Placement>) -> bool {
+        if self.fenced() {
+            return false;
+        }
+        match placement {
+            None => self.is_leader(),
+            Some(_) => self.runner_of(placement).as_deref() == Some(self.row.name.as_str()),
+        }
+    }
+
+    /// The nodes alive as of the last beat.
+    pub fn alive(&self) -> Vec<String> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).alive.clone()
     }
 
     /// Beats every [`BEAT`] until `stop`; fences the node's runs through `fence` when the database

@@ -212,6 +212,9 @@ pub struct RunnerConfig {
     pub snapshots: Snapshots,
     /// This node's name: its runs carry it.
     pub node: String,
+    /// A node silent this long is dead (`node_dead_secs`): a run of another node younger than
+    /// that keeps the project from running here.
+    pub node_dead_after: Duration,
 }
 
 impl From<&Settings> for RunnerConfig {
@@ -236,6 +239,7 @@ impl From<&Settings> for RunnerConfig {
             upstream_lock_wait: Duration::from_secs(s.upstream_lock_wait_secs),
             snapshots: Snapshots::new(&s.mirror_root, s.snapshots),
             node: s.node_name(),
+            node_dead_after: Duration::from_secs(s.node_dead_secs),
         }
     }
 }
@@ -347,6 +351,26 @@ impl Runner {
                 active.insert((*id).clone(), Active { run_id: 0, cancel, follow_up: None });
                 results.push(Err(TriggerError::ShuttingDown));
                 reserved.push((i, cancel_rx));
+            }
+        }
+        // A run of the same project going on another node (a handover, a group whose first node
+        // came back): this one does not start, as while a run of its own goes.
+        if !reserved.is_empty() {
+            let ids: Vec<&ProjectId> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();
+            let since = chrono::Utc::now() - chrono::Duration::from_std(self.cfg.node_dead_after).unwrap_or_default();
+            match db::runs::going_elsewhere(&self.db, &self.cfg.node, since.into(), &ids).await {
+                Ok(going) if !going.is_empty() => {
+                    let mut active = self.active();
+                    reserved.retain(|(i, _)| {
+                        let id = project_ids[*i];
+                        let Some((_, run_id)) = going.iter().find(|(p, _)| p == id) else { return true };
+                        active.remove(id);
+                        results[*i] = Err(TriggerError::AlreadyRunning { project: id.clone(), run_id: *run_id });
+                        false
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check for runs on other nodes"),
             }
         }
         let ids: Vec<&ProjectId> = reserved.iter().map(|(i, _)| project_ids[*i]).collect();

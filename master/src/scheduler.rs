@@ -30,6 +30,8 @@ struct Registration {
     /// Bumped at every (re)registration: a queued fire whose token is not current is dropped.
     token: u64,
     schedule: Schedule,
+    /// The nodes that may run it (`None`: any: the leader).
+    placement: Option<mirror_common::placement::Placement>,
 }
 
 #[derive(Default)]
@@ -46,9 +48,10 @@ pub struct Scheduler {
     db: Db,
     runner: Arc<Runner>,
     me: Weak<Scheduler>,
-    /// Only the leading node starts scheduled runs; every node keeps the schedules, so that a
-    /// node taking the lead fires from the next beat on.
-    leading: crate::node::Leading,
+    /// Each fire starts a run only on the node that runs the project (the leader, for a project
+    /// any node may run); every node keeps every schedule, so that a node taking over fires from
+    /// the next beat on.
+    node: Arc<crate::node::Node>,
     /// How far back a node that takes the lead looks for fires the old leader may have missed.
     handover: Duration,
 }
@@ -59,7 +62,7 @@ impl Scheduler {
     pub async fn start(
         db: Db,
         runner: Arc<Runner>,
-        leading: crate::node::Leading,
+        node: Arc<crate::node::Node>,
         handover: std::time::Duration,
     ) -> anyhow::Result<Arc<Scheduler>> {
         let heartbeat = JobScheduler::new().await?;
@@ -70,7 +73,7 @@ impl Scheduler {
             db: db.clone(),
             runner,
             me: me.clone(),
-            leading,
+            node,
             handover: Duration::from_std(handover).unwrap_or(Duration::seconds(30)),
         });
         let projects = db::projects::list(&db).await?;
@@ -108,7 +111,7 @@ impl Scheduler {
         let Some(spec) = p.schedule.clone().filter(|_| p.enabled) else { return Ok(None) };
         let schedule = Schedule::from_spec(spec)?;
         if let Some(next) = schedule.next_fire_at_or_after(Utc::now()) {
-            self.register(&p.id, schedule.clone(), next, None);
+            self.register(&p.id, schedule.clone(), p.node.clone(), next, None);
         }
         Ok(Some(schedule))
     }
@@ -134,7 +137,14 @@ impl Scheduler {
 
     /// Queues the fire at `at`. With `replacing`, only if that registration is still the current
     /// one: a fire racing with an update must not bring back the old schedule.
-    fn register(&self, id: &ProjectId, schedule: Schedule, at: DateTime<Utc>, replacing: Option<u64>) {
+    fn register(
+        &self,
+        id: &ProjectId,
+        schedule: Schedule,
+        placement: Option<mirror_common::placement::Placement>,
+        at: DateTime<Utc>,
+        replacing: Option<u64>,
+    ) {
         let token = self.next_token.fetch_add(1, Ordering::SeqCst);
         {
             let mut q = self.queues();
@@ -142,7 +152,7 @@ impl Scheduler {
             if replacing.is_some() && current != replacing {
                 return;
             }
-            q.current.insert(id.clone(), Registration { token, schedule });
+            q.current.insert(id.clone(), Registration { token, schedule, placement });
             if at > Utc::now() + LOOKAHEAD {
                 q.pending.insert((at, token), id.clone());
                 return;
@@ -188,29 +198,28 @@ impl Scheduler {
     /// The fires of one instant: every registration still current gets its run, queued in order
     /// with one database statement for many, then its next fire.
     async fn fire(&self, at: DateTime<Utc>, fires: Vec<(ProjectId, u64)>) {
-        let live: Vec<(ProjectId, u64, Schedule)> = {
+        let live: Vec<(ProjectId, u64, Schedule, Option<mirror_common::placement::Placement>)> = {
             let q = self.queues();
             fires
                 .into_iter()
                 .filter_map(|(id, token)| {
-                    let schedule = q.current.get(&id).filter(|r| r.token == token)?.schedule.clone();
-                    Some((id, token, schedule))
+                    let r = q.current.get(&id).filter(|r| r.token == token)?;
+                    Some((id, token, r.schedule.clone(), r.placement.clone()))
                 })
                 .collect()
         };
-        let ids: Vec<&ProjectId> = live.iter().map(|(id, _, _)| id).collect();
-        // Another node leads: it starts these runs (each fire once: the database refuses a
-        // second run of the same fire).
-        let leading = self.leading.borrow().is_some();
-        let results =
-            if leading { self.runner.trigger_many(&ids, Trigger::Schedule, Some(at)).await } else { Vec::new() };
-        let mut results = results.into_iter();
-        for (id, token, schedule) in &live {
-            if let Some(result) = results.next() {
+        // The runs this node makes; another node makes the others (each fire once: the
+        // database refuses a second run of the same fire).
+        let here: Vec<&ProjectId> =
+            live.iter().filter(|(_, _, _, p)| self.node.runs_here(p.as_ref())).map(|(id, _, _, _)| id).collect();
+        let results = self.runner.trigger_many(&here, Trigger::Schedule, Some(at)).await;
+        let mut results: HashMap<&ProjectId, Result<i64, TriggerError>> = here.iter().copied().zip(results).collect();
+        for (id, token, schedule, placement) in &live {
+            if let Some(result) = results.remove(id) {
                 self.started(id, at, result).await;
             }
             match schedule.next_fire_at_or_after(at + Duration::seconds(1)) {
-                Some(next) => self.register(id, schedule.clone(), next, Some(*token)),
+                Some(next) => self.register(id, schedule.clone(), placement.clone(), next, Some(*token)),
                 None => {
                     let mut q = self.queues();
                     if q.current.get(id).is_some_and(|r| r.token == *token) {
@@ -255,7 +264,7 @@ impl Scheduler {
     /// each with its own fire time. A fire the old leader did handle is refused by the database
     /// (one run per fire) or known by the project's last fire.
     fn watch_leadership(&self) {
-        let mut leading = self.leading.clone();
+        let mut leading = self.node.leading();
         let me = self.me.clone();
         tokio::spawn(async move {
             let mut was = leading.borrow_and_update().is_some();
@@ -279,7 +288,7 @@ impl Scheduler {
         let due: Vec<(ProjectId, DateTime<Utc>)> = {
             let q = self.queues();
             let mut due = Vec::new();
-            for (id, r) in &q.current {
+            for (id, r) in q.current.iter().filter(|(_, r)| self.node.runs_here(r.placement.as_ref())) {
                 let mut from = since;
                 while let Some(at) = r.schedule.next_fire_at_or_after(from).filter(|at| *at < now) {
                     due.push((id.clone(), at));
@@ -337,6 +346,17 @@ impl Scheduler {
             }
         };
         for dependent in dependents {
+            let placed = match db::projects::get(&self.db.read, dependent.as_str()).await {
+                Ok(Some(p)) => p.node,
+                _ => continue,
+            };
+            if !self.node.runs_here(placed.as_ref()) {
+                tracing::warn!(
+                    project.id = %dependent, after = %id,
+                    "dependency run not started: the project runs on another node (its own schedule or a syncup there runs it)"
+                );
+                continue;
+            }
             match self.runner.trigger_pass(&dependent, Trigger::Dependency).await {
                 Ok(started) => tracing::info!(
                     project.id = %dependent, run.id = started.run_id, after = %id,

@@ -73,6 +73,7 @@ pub fn project_view(
         flip: row.flip,
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
+        node: row.node.clone(),
         stale_after: stale_after.map(Timestamp::from),
         stale: stale_by(stale_after, now),
         next_run_time: next_run_time.map(Timestamp::from),

@@ -29,3 +29,6 @@ CREATE UNIQUE INDEX runs_one_per_fire ON runs (project_id, scheduled_for) WHERE 
 
 -- The node each event of the log comes from: the others pass it on to their own watchers.
 ALTER TABLE event_log ADD COLUMN node TEXT COLLATE "C";
+
+-- The nodes that may run a project (JSON: one name, or a list sharing one mirror root); NULL: any.
+ALTER TABLE projects ADD COLUMN node TEXT COLLATE "C";

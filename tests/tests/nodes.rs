@@ -368,3 +368,53 @@ async fn a_sqlite_master_moves_to_postgresql_with_every_view_and_every_slave_tok
     let listed = m.api.get("/list_slaves/", &Auth::root()).await.body;
     assert_eq!(listed[0]["projects"][0]["generation"], json!(2), "{listed}");
 }
+
+#[tokio::test]
+async fn projects_on_two_nodes_with_their_own_storage_reach_the_slaves_from_the_node_that_holds_each() {
+    use mirror_tests::cluster::{SlaveProcess, add_slave, cluster_settings, served_generations};
+    let Some(base) = postgres() else { return };
+    let database = create_postgres_database(&base);
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 8);
+    let mut masters = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = cluster_settings(dir.path());
+        settings.database = database.clone().into();
+        settings.node = Some(mirror_common::api::Name::parse(name).unwrap());
+        masters.push(mirror_tests::TestMaster::start_with(dir, settings).await);
+    }
+    let (a, b) = (&masters[0], &masters[1]);
+    let mut slave = SlaveProcess::start(&a.api.base).await;
+    add_slave(&a.api, &mut slave).await;
+    // Each added through the node that holds it: a relative dest is taken under that node's
+    // mirror root (here each node's root is a directory of its own).
+    for (id, on, through) in [("pa", "a", a), ("pb", "b", b)] {
+        let mut p = project(id, upstream.port, json!({"node": on}));
+        p["dest"] = json!(format!("pub/{id}"));
+        let r = through.api.post("/add_project/", &p, &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    // Each node lists what it runs.
+    let nodes = nodes_of_api(&b.api).await;
+    let runs_of = |n: &str| nodes.iter().find(|v| v["name"] == json!(n)).map(|v| v["projects"].clone());
+    assert_eq!((runs_of("a"), runs_of("b")), (Some(json!(["pa"])), Some(json!(["pb"]))), "{nodes:?}");
+    // Both asked through A: pb's run is passed on to B, which holds it.
+    for id in ["pa", "pb"] {
+        let r = a.api.post(&format!("/syncup/?id={id}"), &json!({}), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let run = mirror_tests::finished_run(&a.api, r.body["run_id"].as_i64().unwrap(), 60).await;
+        assert_eq!(run["status"], json!("success"), "{run}");
+    }
+    for id in ["pa", "pb"] {
+        wait_for(30, &format!("the slave serving {id}"), || async {
+            (served_generations(&a.api, id).await == vec![(format!("127.0.0.1:{}", slave.port), 1)]).then_some(())
+        })
+        .await;
+        let served = mirror_tests::rsyncd::snapshot(&slave.root().join(format!("pub/{id}")));
+        assert_eq!(served, mirror_tests::rsyncd::snapshot(&upstream.data()), "{id} on the slave");
+    }
+    // Each tree is only on the node that holds it: the slave got pb from B's daemon.
+    assert!(a.mirror_root().join("pub/pa").is_dir() && !a.mirror_root().join("pub/pb").exists());
+    assert!(b.mirror_root().join("pub/pb").is_dir() && !b.mirror_root().join("pub/pa").exists());
+}

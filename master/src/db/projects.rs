@@ -51,6 +51,8 @@ pub struct ProjectRow {
     pub depends_on: mirror_common::depends::DependsOn,
     /// A small upstream file fetched alone before each run; unchanged since the last success: no run.
     pub probe: Option<String>,
+    /// The nodes that may run it (JSON); NULL: any node.
+    pub node: Option<mirror_common::placement::Placement>,
     pub catch_up: bool,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
@@ -61,7 +63,7 @@ pub struct ProjectRow {
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -101,11 +103,6 @@ where
         .collect()
 }
 
-/// Every project's id, in order.
-pub async fn ids(db: &Db) -> sqlx::Result<Vec<ProjectId>> {
-    on!(&db.read, |c| sqlx::query_scalar("SELECT id FROM projects ORDER BY id").fetch_all(c).await)
-}
-
 /// The projects among `ids` that exist (a JSON array bound once, whatever the number of ids).
 pub async fn list_some(db: &Db, ids: &[ProjectId]) -> sqlx::Result<Vec<ProjectRow>> {
     let ids = super::json_list(ids)?;
@@ -131,7 +128,7 @@ pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<Pro
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe";
+                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
 
 /// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
 /// each engine's own).
@@ -164,6 +161,7 @@ macro_rules! bind_written {
             .bind(p.flip)
             .bind(&p.depends_on)
             .bind(&p.probe)
+            .bind(&p.node)
     }};
 }
 
@@ -371,6 +369,7 @@ pub fn sample() -> ProjectRow {
         flip: false,
         depends_on: Default::default(),
         probe: None,
+        node: None,
         catch_up: false,
         last_fire_at: None,
         generation: 0,

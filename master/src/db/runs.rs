@@ -289,6 +289,27 @@ pub async fn interrupt_unfinished(db: &Db, node: &str) -> sqlx::Result<Vec<Unfin
     Ok(rows)
 }
 
+/// Of `ids`, the projects with a run queued or going on another node than `me` that was alive
+/// at `alive_since`: (project, run).
+pub async fn going_elsewhere(
+    db: &Db,
+    me: &str,
+    alive_since: Timestamp,
+    ids: &[&ProjectId],
+) -> sqlx::Result<Vec<(ProjectId, i64)>> {
+    let ids = super::json_list(ids)?;
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT r.project_id, r.id FROM runs r JOIN nodes n ON n.name = r.node \
+         WHERE r.status IN ('queued', 'running') AND r.node <> $1 AND n.last_heartbeat > $2 \
+         AND r.project_id IN (SELECT value FROM json_each($3))",
+    )
+    .bind(me)
+    .bind(alive_since)
+    .bind(ids)
+    .fetch_all(c)
+    .await)
+}
+
 /// The node run `id` belongs to (`None`: no such run, or one from before nodes).
 pub async fn node_of(db: &Db, id: i64) -> sqlx::Result<Option<String>> {
     let node: Option<Option<String>> =

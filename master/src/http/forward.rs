@@ -1,6 +1,7 @@
-//! Requests that only one node can answer, passed on to it: starting or stopping a run and pushing
-//! to targets go to the leader (it runs the projects); a run's log goes to the node that ran it
-//! (the file is on its disk). The caller's own credentials go along; the other node checks them
+//! Requests that only one node can answer, passed on to it: a project's run starts on the node
+//! that runs the project (the leader, for a project any node may run); stopping a run and its log
+//! go to the node the run belongs to (its rsync and its log file are there); target pushes to
+//! the leader. The caller's own credentials go along; the other node checks them
 //! as it would its own caller's. A request passed on once is never passed on again.
 
 use axum::body::Body;
@@ -20,30 +21,63 @@ pub const FORWARDED: HeaderName = HeaderName::from_static("x-mirror-forwarded");
 const KEPT: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
 
 /// Which node must answer this request, if not this one: `Some(api_url)`.
-async fn destination(state: &AppState, method: &Method, route: &str, path: &str) -> Result<Option<String>, ApiError> {
-    let leader_only = matches!(
-        (method, route),
-        (&Method::POST | &Method::GET, "/syncup/" | "/syncup") | (&Method::POST, "/runs/{id}/stop" | "/targets/sync")
-    );
-    if leader_only {
-        if state.node.is_leader() {
-            return Ok(None);
+async fn destination(
+    state: &AppState,
+    method: &Method,
+    route: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let node = match (method, route) {
+        // A run of a project: on the node that runs it.
+        (&Method::POST | &Method::GET, "/syncup/" | "/syncup") => {
+            let id = query
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "id" || *k == "project")
+                .map(|(_, v)| v.to_owned());
+            let Some(project) = id.and_then(|id| mirror_common::names::ProjectId::parse(id).ok()) else {
+                return Ok(None);
+            };
+            let Some(row) = db::projects::get(&state.db.read, project.as_str()).await? else { return Ok(None) };
+            // As the database has it now (a node may have come or gone since the last beat).
+            state.node.refresh_view().await?;
+            if state.node.runs_here(row.node.as_ref()) {
+                return Ok(None);
+            }
+            match state.node.runner_of(row.node.as_ref()) {
+                Some(n) => n,
+                None => {
+                    return Err(ApiError::Unavailable(format!(
+                        "no node that may run '{project}' is alive (or none leads at the moment)"
+                    )));
+                }
+            }
         }
-        let lease = db::nodes::lease(&state.db).await?;
-        let Some(leader) = lease.map(|l| l.node).filter(|n| !n.is_empty() && n != state.node.name()) else {
-            return Err(ApiError::Unavailable("no node leads at the moment: try again in a few seconds".into()));
-        };
-        return api_url_of(state, &leader).await.map(Some);
-    }
-    if method == Method::GET && route == "/runs/{id}/log" {
-        let id = path.trim_start_matches("/runs/").trim_end_matches("/log");
-        let Ok(id) = id.parse::<i64>() else { return Ok(None) };
-        let node = db::runs::node_of(&state.db, id).await?;
-        if let Some(node) = node.filter(|n| n != state.node.name()) {
-            return api_url_of(state, &node).await.map(Some);
+        // Stopping a run, or following its log: on the node it belongs to.
+        (&Method::POST, "/runs/{id}/stop") | (&Method::GET, "/runs/{id}/log") => {
+            let id = path.trim_start_matches("/runs/").trim_end_matches("/stop").trim_end_matches("/log");
+            let Ok(id) = id.parse::<i64>() else { return Ok(None) };
+            match db::runs::node_of(&state.db, id).await? {
+                Some(n) if n != state.node.name() => n,
+                _ => return Ok(None),
+            }
         }
-    }
-    Ok(None)
+        (&Method::POST, "/targets/sync") => {
+            if state.node.is_leader() {
+                return Ok(None);
+            }
+            match state.node.runner_of(None) {
+                Some(n) => n,
+                None => {
+                    return Err(ApiError::Unavailable("no node leads at the moment: try again in a few seconds".into()));
+                }
+            }
+        }
+        _ => return Ok(None),
+    };
+    api_url_of(state, &node).await.map(Some)
 }
 
 async fn api_url_of(state: &AppState, node: &str) -> Result<String, ApiError> {
@@ -63,7 +97,8 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
     };
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match destination(&state, &method, &route, &path).await {
+    let query = request.uri().query().map(str::to_owned);
+    match destination(&state, &method, &route, &path, query.as_deref()).await {
         Ok(None) => next.run(request).await,
         Ok(Some(url)) => pass_on(&state, url, request).await.unwrap_or_else(IntoResponse::into_response),
         Err(e) => e.into_response(),

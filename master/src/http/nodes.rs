@@ -30,17 +30,28 @@ pub async fn list_nodes(State(state): State<AppState>, Caller(_): Caller) -> Res
     let leader = lease
         .filter(|l| l.expires_at.as_str() >= mirror_common::time::Timestamp::from(now).to_text().as_str())
         .map(|l| l.node);
-    // Projects that any node may run are run by the leader.
-    let projects = if leader.is_some() { db::projects::ids(&state.db).await? } else { Vec::new() };
     let dead_after = chrono::Duration::seconds(i64::try_from(state.settings.node_dead_secs).unwrap_or(i64::MAX));
+    let alive: Vec<String> =
+        rows.iter().filter(|n| n.last_heartbeat.to_datetime() + dead_after > now).map(|n| n.name.clone()).collect();
+    // Who runs each project: the first alive node of its group; the leader for any node.
+    let mut runs: std::collections::HashMap<String, Vec<mirror_common::api::ProjectId>> = Default::default();
+    for p in db::projects::list(&state.db).await? {
+        let runner = match &p.node {
+            None => leader.clone(),
+            Some(placement) => placement.runner(&alive).map(|n| n.to_string()),
+        };
+        if let Some(r) = runner {
+            runs.entry(r).or_default().push(p.id);
+        }
+    }
     let views = rows
         .into_iter()
         .map(|n| {
             let leads = leader.as_deref() == Some(n.name.as_str());
             NodeView {
-                alive: n.last_heartbeat.to_datetime() + dead_after > now,
+                alive: alive.contains(&n.name),
                 leader: leads,
-                projects: if leads { projects.clone() } else { Vec::new() },
+                projects: runs.remove(&n.name).unwrap_or_default(),
                 name: n.name,
                 api_url: n.api_url,
                 rsyncd: n.rsyncd,

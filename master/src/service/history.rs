@@ -132,6 +132,8 @@ pub struct StoredProject {
     pub depends_on: mirror_common::depends::DependsOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<mirror_common::placement::Placement>,
 }
 
 /// A password replaced by another: a change no version's content shows (it says only whether
@@ -184,6 +186,7 @@ impl From<&ProjectRow> for StoredProject {
             flip: r.flip,
             depends_on: r.depends_on.clone(),
             probe: r.probe.clone(),
+            node: r.node.clone(),
         }
     }
 }
@@ -214,6 +217,7 @@ impl StoredProject {
         row.flip = self.flip;
         row.depends_on = self.depends_on;
         row.probe = self.probe;
+        row.node = self.node;
     }
 
     /// As a response shows it (it holds no secret).

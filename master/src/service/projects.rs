@@ -327,6 +327,7 @@ impl Projects {
             flip: req.flip.unwrap_or(false),
             depends_on: req.depends_on.unwrap_or_default(),
             probe: check_probe(req.probe)?,
+            node: req.node,
         };
         row.depends_on.check(&row.id).map_err(|(field, message)| Error::field(field, message))?;
         check_upstream(&row)?;
@@ -475,6 +476,9 @@ impl Projects {
         if let Some(p) = req.probe {
             row.probe = check_probe(p)?;
         }
+        if let Some(n) = req.node {
+            row.node = n;
+        }
         row.rsync_password = match password {
             Some(p) => p,
             None => carried_password(&old, &row),
@@ -609,6 +613,7 @@ impl Projects {
                     flip: false,
                     depends_on: Default::default(),
                     probe: None,
+                    node: None,
                 };
                 stored.apply_to(&mut row);
                 check_targets_role(&meta, None, &row)?;

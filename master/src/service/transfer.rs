@@ -118,6 +118,7 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         flip: row.flip,
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
+        node: row.node.clone(),
     }
 }
 
@@ -290,6 +291,7 @@ impl Projects {
             watch: Some(p.watch),
             depends_on: Some(p.depends_on.clone()),
             probe: p.probe.clone(),
+            node: p.node.clone(),
             comment: None,
             version: None,
         };
