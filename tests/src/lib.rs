@@ -374,3 +374,57 @@ pub async fn finished_run(api: &Api, id: i64, secs: u64) -> Value {
     })
     .await
 }
+
+/// A TCP proxy on a free loopback port to `target` whose traffic can be held (`freeze`): the
+/// connections stay open but no byte goes through, as when a network path silently drops packets.
+pub struct FreezableProxy {
+    pub port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezableProxy {
+    pub async fn start(target: std::net::SocketAddr) -> FreezableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (frozen, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(Self::pipe(ri, wo, rx.clone()));
+                tokio::spawn(Self::pipe(ro, wi, rx.clone()));
+            }
+        });
+        FreezableProxy { port, frozen, task }
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let Ok(n) = from.read(&mut buf).await else { return };
+            if n == 0 {
+                return;
+            }
+            if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn freeze(&self, on: bool) {
+        self.frozen.send_replace(on);
+    }
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

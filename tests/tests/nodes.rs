@@ -418,3 +418,70 @@ async fn projects_on_two_nodes_with_their_own_storage_reach_the_slaves_from_the_
     assert!(a.mirror_root().join("pub/pa").is_dir() && !a.mirror_root().join("pub/pb").exists());
     assert!(b.mirror_root().join("pub/pb").is_dir() && !b.mirror_root().join("pub/pa").exists());
 }
+
+#[tokio::test]
+async fn a_node_cut_off_from_the_database_stops_its_rsync_before_another_node_takes_the_tree() {
+    use mirror_tests::rsyncd::{all_command_lines, snapshot};
+    let Some(base) = postgres() else { return };
+    let database = create_postgres_database(&base);
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 5);
+    // About 6 s to pull at 100 KiB/s.
+    let slow: Vec<u8> = (0..6 * 100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(upstream.data().join("slow.bin"), slow).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared");
+    // Node a reaches PostgreSQL through a path that can go silent; b and c directly. a starts
+    // first and leads.
+    let server: reqwest::Url = base.parse().unwrap();
+    let target = format!("{}:{}", server.host_str().unwrap(), server.port().unwrap()).parse().unwrap();
+    let proxy = mirror_tests::FreezableProxy::start(target).await;
+    let through_proxy = database.replace(&format!(":{}/", server.port().unwrap()), &format!(":{}/", proxy.port));
+    let a = node(dir.path(), &through_proxy, "a", &root).await;
+    wait_for(10, "a leading", || async { (leader_of(&nodes_of(&a).await).as_deref() == Some("a")).then_some(()) })
+        .await;
+    let b = node(dir.path(), &database, "b", &root).await;
+    let c = node(dir.path(), &database, "c", &root).await;
+    let slow = project(
+        "slow",
+        upstream.port,
+        json!({"rsync_options": {"basic": ["--no-motd", "--bwlimit=100"], "delete": "--delete"}}),
+    );
+    assert_eq!(b.api.post("/add_project/", &slow, &Auth::root()).await.status, StatusCode::CREATED);
+    let r = b.api.post("/syncup/?id=slow", &json!({}), &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let dest = root.join("slow");
+    let dest = dest.to_str().unwrap().to_owned();
+    let rsync_going = || all_command_lines().iter().any(|c| c.contains("--bwlimit=100") && c.contains(&dest));
+    wait_for(10, "a's rsync going", || async { rsync_going().then_some(()) }).await;
+
+    // a's path to the database goes silent (its connections stay open).
+    proxy.freeze(true);
+    let cut = Instant::now();
+    let (mut stopped, mut taken) = (None, None);
+    while stopped.is_none() || taken.is_none() {
+        assert!(cut.elapsed() < Duration::from_secs(20), "stopped {stopped:?}, new leader {taken:?}");
+        if stopped.is_none() && !rsync_going() {
+            stopped = Some(cut.elapsed());
+        }
+        if taken.is_none() && leader_of(&nodes_of(&b).await).is_some_and(|l| l != "a") {
+            taken = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("cut off: a's rsync gone after {stopped:?}, another node leading after {taken:?}");
+    assert!(stopped < taken, "a's rsync went on after another node took the lead: {stopped:?} vs {taken:?}");
+
+    // The new leader runs the project again once a is declared dead; the tree ends as upstream.
+    let run = wait_for(30, "a run of slow on the new leader", || async {
+        let r = c.api.post("/syncup/?id=slow", &json!({}), &Auth::root()).await;
+        (r.status == StatusCode::ACCEPTED && r.body["follow_up_of"].is_null())
+            .then(|| r.body["run_id"].as_i64().unwrap())
+    })
+    .await;
+    let done = mirror_tests::finished_run(&c.api, run, 60).await;
+    assert_eq!(done["status"], json!("success"), "{done}");
+    assert_eq!(snapshot(Path::new(&dest)), snapshot(&upstream.data()));
+    proxy.freeze(false);
+    drop(a);
+}

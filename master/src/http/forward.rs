@@ -71,7 +71,9 @@ async fn destination(
             match state.node.runner_of(None) {
                 Some(n) => n,
                 None => {
-                    return Err(ApiError::Unavailable("no node leads at the moment: try again in a few seconds".into()));
+                    return Err(ApiError::Unavailable(
+                        "no node leads at the moment: try again in a few seconds".into(),
+                    ));
                 }
             }
         }
