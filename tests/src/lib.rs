@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
 pub mod cluster;
+pub mod pg;
 pub mod rsyncd;
 pub mod s3;
 

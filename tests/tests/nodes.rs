@@ -485,3 +485,75 @@ async fn a_node_cut_off_from_the_database_stops_its_rsync_before_another_node_ta
     proxy.freeze(false);
     drop(a);
 }
+
+#[tokio::test]
+async fn a_postgresql_restart_under_a_hundred_writing_clients_loses_no_acknowledged_write_and_gives_only_503s() {
+    if postgres().is_none() {
+        return;
+    }
+    // A server of this test's own: it is restarted.
+    let server = std::sync::Arc::new(mirror_tests::pg::PostgresServer::start());
+    let database = create_postgres_database(&server.base());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared");
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(node(dir.path(), &database, name, &root).await);
+    }
+    let apis: Vec<mirror_tests::Api> = nodes.iter().map(|n| n.api.clone()).collect();
+    let token = apis[0].token(&Auth::root()).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..100 {
+        let (api, token, stop) = (apis[client % 3].clone(), token.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut acknowledged, mut refused, mut i) = (Vec::new(), 0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let id = format!("c{client}-{i}");
+                let body = json!({"project": id, "rsync_host": "rsync.example.org", "rsync_module": "m", "dest": id});
+                let r = api.post("/add_project/", &body, &Auth::Bearer(token.clone())).await;
+                match r.status.as_u16() {
+                    201 => acknowledged.push(id),
+                    503 => {
+                        assert!(r.text.contains("\"success\":false"), "{}", r.text);
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => panic!("client {client}: {other} {}", r.text),
+                }
+                i += 1;
+            }
+            (acknowledged, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarting = Instant::now();
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.restart()).await.unwrap();
+    eprintln!("PostgreSQL restarted in {:?}", restarting.elapsed());
+    // Writes go on after the restart until every node has written again.
+    let after = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    for c in clients {
+        let (ack, re) = c.await.unwrap();
+        acknowledged.extend(ack);
+        refused += re;
+    }
+    eprintln!("{} writes acknowledged, {refused} answered 503, {:?} of writing after the restart", acknowledged.len(), after.elapsed());
+    // Every acknowledged write is there, on every node.
+    for api in &apis {
+        let listed = wait_for(10, "a listing after the restart", || async {
+            let r = api.get("/list_projects/", &Auth::Bearer(token.clone())).await;
+            (r.status == StatusCode::OK).then_some(r.body)
+        })
+        .await;
+        let ids: std::collections::HashSet<&str> =
+            listed.as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+        let lost: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(id.as_str())).collect();
+        assert!(lost.is_empty(), "{} acknowledged writes missing on {}: {:?}", lost.len(), api.base, &lost[..lost.len().min(5)]);
+    }
+    drop(nodes);
+    drop(server);
+}
