@@ -239,7 +239,7 @@ enum Cmd {
 struct AddArgs {
     /// A YAML or JSON file with the whole project ("-": stdin).
     #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
-        "password_file", "password_stdin", "option", "delete", "timeout", "disabled"])]
+        "password_file", "password_stdin", "option", "delete", "timeout", "disabled", "node"])]
     file: Option<String>,
     #[arg(long, required_unless_present = "file")]
     name: Option<String>,
@@ -255,6 +255,9 @@ struct AddArgs {
     /// Run after each successful run of these projects (comma-separated ids).
     #[arg(long, value_delimiter = ',')]
     depends_on: Vec<String>,
+    /// The master node that runs it (several, comma-separated: nodes sharing one mirror root).
+    #[arg(long, value_delimiter = ',')]
+    node: Vec<String>,
     /// The upstream daemon's port (default 873).
     #[arg(long)]
     port: Option<u16>,
@@ -544,6 +547,7 @@ async fn run(cli: Cli) -> Result<()> {
                 dest,
                 schedule,
                 depends_on,
+                node,
                 port,
                 user,
                 password_file,
@@ -576,6 +580,11 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                     if !depends_on.is_empty() {
                         b["depends_on"] = json!(depends_on);
+                    }
+                    match node.as_slice() {
+                        [] => {}
+                        [one] => b["node"] = json!(one),
+                        all => b["node"] = json!(all),
                     }
                     if let Some(p) = port {
                         b["rsync_port"] = json!(p);

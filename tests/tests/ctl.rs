@@ -442,6 +442,8 @@ async fn add_takes_every_field_by_flag_and_show_says_why_the_last_run_failed() {
         "600",
         "--schedule",
         "minute=*/30",
+        "--node",
+        "m1,m2",
         "--disabled",
     ];
     let refused = ctl(h, &args, None, &login).await;
@@ -453,6 +455,7 @@ async fn add_takes_every_field_by_flag_and_show_says_why_the_last_run_failed() {
     assert_eq!(p["rsync_port"], json!(port.parse::<u16>().unwrap()), "{p}");
     assert_eq!((p["rsync_user"].clone(), p["rsync_password_set"].clone()), (json!("mirror"), json!(true)), "{p}");
     assert_eq!((p["timeout_secs"].clone(), p["enabled"].clone()), (json!(600), json!(false)), "{p}");
+    assert_eq!(p["node"], json!(["m1", "m2"]), "{p}");
     let options = p["rsync_options"].to_string();
     assert!(options.contains("--no-motd") && options.contains("-4") && options.contains("--delete-after"), "{p}");
     assert!(!std::fs::read_to_string(h.join("upstream.password")).unwrap().is_empty());

@@ -541,7 +541,11 @@ async fn a_postgresql_restart_under_a_hundred_writing_clients_loses_no_acknowled
         acknowledged.extend(ack);
         refused += re;
     }
-    eprintln!("{} writes acknowledged, {refused} answered 503, {:?} of writing after the restart", acknowledged.len(), after.elapsed());
+    eprintln!(
+        "{} writes acknowledged, {refused} answered 503, {:?} of writing after the restart",
+        acknowledged.len(),
+        after.elapsed()
+    );
     // Every acknowledged write is there, on every node.
     for api in &apis {
         let listed = wait_for(10, "a listing after the restart", || async {
@@ -552,7 +556,13 @@ async fn a_postgresql_restart_under_a_hundred_writing_clients_loses_no_acknowled
         let ids: std::collections::HashSet<&str> =
             listed.as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
         let lost: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(id.as_str())).collect();
-        assert!(lost.is_empty(), "{} acknowledged writes missing on {}: {:?}", lost.len(), api.base, &lost[..lost.len().min(5)]);
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged writes missing on {}: {:?}",
+            lost.len(),
+            api.base,
+            &lost[..lost.len().min(5)]
+        );
     }
     drop(nodes);
     drop(server);
