@@ -28,7 +28,19 @@ impl Feed {
         tokio::spawn(async move {
             let mut written = 0u64;
             while let Some((kind, data)) = rx.recv().await {
-                let stored = crate::db::feed::append(&writer_db, &writer_node, kind, &data).await;
+                // While the database is away (PostgreSQL restarting), the event waits and is
+                // stored when it is back: the other nodes learn of every change through it.
+                let mut wait = std::time::Duration::from_millis(100);
+                let stored = loop {
+                    match crate::db::feed::append(&writer_db, &writer_node, kind, &data).await {
+                        Err(e) if crate::db::is_unavailable(&e) && wait < std::time::Duration::from_secs(60) => {
+                            tracing::warn!(error = %e, "the event log is unavailable: trying again");
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                        other => break other,
+                    }
+                };
                 match stored {
                     Ok(id) => {
                         let node = Some(writer_node.clone());

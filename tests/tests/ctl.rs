@@ -442,8 +442,6 @@ async fn add_takes_every_field_by_flag_and_show_says_why_the_last_run_failed() {
         "600",
         "--schedule",
         "minute=*/30",
-        "--node",
-        "m1,m2",
         "--disabled",
     ];
     let refused = ctl(h, &args, None, &login).await;
@@ -451,11 +449,17 @@ async fn add_takes_every_field_by_flag_and_show_says_why_the_last_run_failed() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let added = ctl(h, &args, None, &login).await;
     assert_eq!(added.code, 0, "{}", added.stderr);
+    // The nodes that run a project (several master nodes on PostgreSQL).
+    let placed =
+        ["add", "--name", "placed", "--host", "127.0.0.1", "--module", "m", "--dest", "placed", "--node", "m1,m2"];
+    let r = ctl(h, &placed, None, &login).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let p = m.api.get("/projects/placed", &mirror_tests::Auth::root()).await.body;
+    assert_eq!(p["node"], json!(["m1", "m2"]), "{p}");
     let p = m.api.get("/projects/deb", &mirror_tests::Auth::root()).await.body;
     assert_eq!(p["rsync_port"], json!(port.parse::<u16>().unwrap()), "{p}");
     assert_eq!((p["rsync_user"].clone(), p["rsync_password_set"].clone()), (json!("mirror"), json!(true)), "{p}");
     assert_eq!((p["timeout_secs"].clone(), p["enabled"].clone()), (json!(600), json!(false)), "{p}");
-    assert_eq!(p["node"], json!(["m1", "m2"]), "{p}");
     let options = p["rsync_options"].to_string();
     assert!(options.contains("--no-motd") && options.contains("-4") && options.contains("--delete-after"), "{p}");
     assert!(!std::fs::read_to_string(h.join("upstream.password")).unwrap().is_empty());
