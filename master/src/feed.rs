@@ -94,10 +94,17 @@ impl Feed {
                 match me.since(seen, 1000).await {
                     Ok(batch) => {
                         for e in batch {
-                            seen = e.id;
                             if e.node.as_deref() != Some(me.node.as_str()) {
-                                apply_remote(&me.db, &events, &e).await;
+                                // The database busy or away: this event is applied at the next
+                                // read, not skipped.
+                                if let Err(err) = apply_remote(&me.db, &events, &e).await {
+                                    tracing::warn!(error = %err, event = e.id, "cannot apply another node's change yet");
+                                    break;
+                                }
+                                seen = e.id;
                                 let _ = me.live.send(Arc::new(e));
+                            } else {
+                                seen = e.id;
                             }
                         }
                     }
@@ -129,19 +136,23 @@ async fn connect_listener(pool: &sqlx::PgPool) -> Option<sqlx::postgres::PgListe
 }
 
 /// What an event of another node changed, told to this node's parts (never the feed itself, nor
-/// the slaves: the node where it happened told them).
-async fn apply_remote(db: &Db, events: &Events, e: &FeedEvent) {
-    let Ok(data) = serde_json::from_str::<serde_json::Value>(&e.data) else { return };
+/// the slaves: the node where it happened told them). `Err`: the database could not be read now.
+async fn apply_remote(db: &Db, events: &Events, e: &FeedEvent) -> sqlx::Result<()> {
+    let Ok(data) = serde_json::from_str::<serde_json::Value>(&e.data) else { return Ok(()) };
     let text = |k: &str| data[k].as_str().map(str::to_owned);
     match e.kind.as_str() {
         "config" => match (text("kind").as_deref(), text("key")) {
             (Some("project"), Some(key)) => {
-                let Ok(id) = mirror_common::names::ProjectId::parse(key.as_str()) else { return };
+                let Ok(id) = mirror_common::names::ProjectId::parse(key.as_str()) else { return Ok(()) };
                 match crate::db::projects::get(&db.read, id.as_str()).await {
                     Ok(Some(row)) => events.publish(Change::ProjectSaved(row)),
                     Ok(None) => events.publish(Change::ProjectRemoved { id }),
+                    Err(err) if crate::db::is_unavailable(&err) => return Err(err),
+                    // A row that does not read (written by hand): the listing reads it again and
+                    // names the fault.
                     Err(err) => {
-                        tracing::warn!(project.id = %id, error = %err, "cannot read a project another node changed")
+                        tracing::warn!(project.id = %id, error = %err, "cannot read a project another node changed");
+                        events.publish(Change::RunsChanged { projects: vec![id] });
                     }
                 }
             }
@@ -159,6 +170,7 @@ async fn apply_remote(db: &Db, events: &Events, e: &FeedEvent) {
         }
         _ => {}
     }
+    Ok(())
 }
 
 impl Listener for Arc<Feed> {

@@ -86,8 +86,10 @@ impl Application {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", listener.local_addr()?),
         };
+        // The heartbeat and the lease on connections of their own: requests that fill the pool
+        // must not make a busy node look dead (and stop its runs).
         let node = crate::node::Node::start(
-            db.clone(),
+            db.dedicated(2),
             settings.node_name(),
             api_url,
             format!("{}:{}", settings.rsyncd.host, settings.rsyncd.port),

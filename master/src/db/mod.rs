@@ -280,6 +280,21 @@ impl Db {
         self.read.close().await;
     }
 
+    /// The same database through a small pool of its own (PostgreSQL), for what must not wait
+    /// behind the requests: the heartbeat and the lease. On SQLite, the same pools.
+    pub fn dedicated(&self, connections: u32) -> Db {
+        match &self.write {
+            Pool::Sqlite(_) => self.clone(),
+            Pool::Postgres(p) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(2))
+                    .connect_lazy_with((*p.connect_options()).clone());
+                Db { read: Pool::Postgres(pool.clone()), write: Pool::Postgres(pool) }
+            }
+        }
+    }
+
     /// Whether this is the PostgreSQL backend.
     pub fn is_postgres(&self) -> bool {
         matches!(self.write, Pool::Postgres(_))
