@@ -46,24 +46,11 @@ if ! target/pyrainer-venv/bin/python -c 'import pyrainer.cli, microcosm_resource
     target/pyrainer-venv/bin/pip install -q 'pyrainer==0.26' 'microcosm-resourcesync==2.0.0' six
 fi
 
-PG_BIN=${PG_BIN:-}
-[ -x "$PG_BIN/initdb" ] || PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-
-# A throwaway PostgreSQL server for the tests of the PostgreSQL backend and of several nodes: its
-# own cluster in a temporary directory, on a free loopback port, stopped and removed at the end.
-# PostgreSQL refuses to run as root: as root it runs as the `postgres` user.
-pg_dir=$(mktemp -d /tmp/mirror-test-pg.XXXXXX)
-if [ "$(id -u)" -eq 0 ]; then chown postgres "$pg_dir"; AS_PG=(runuser -u postgres --); else AS_PG=(); fi
-pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-stop_postgres() {
-    "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir"
-}
-trap stop_postgres EXIT
-"${AS_PG[@]}" "$PG_BIN/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
-"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w start -o \
-    "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=1000 -c fsync=off" >/dev/null
-export MIRROR_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port"
+# A throwaway PostgreSQL server for the tests of the PostgreSQL backend and of several nodes,
+# stopped and removed at the end.
+source scripts/postgres.sh
+start_postgres -c max_connections=1000 -c fsync=off
+export MIRROR_TEST_POSTGRES="$pg_url"
 export MIRROR_TEST_POSTGRES_REQUIRED=1
 
 cargo fmt --all -- --check
