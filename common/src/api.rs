@@ -6,7 +6,8 @@ use crate::Secret;
 use crate::cron::{CronOptions, ScheduleSpec};
 pub use crate::depends::DependsOn;
 pub use crate::guards::MaxDelete;
-pub use crate::names::{Host, MirrorPath, ModulePath, Name, ProjectId, is_valid_host, is_valid_id};
+pub use crate::names::{Dest, Host, MirrorPath, ModulePath, Name, Port, ProjectId, is_valid_host, is_valid_id};
+pub use crate::project::ProjectConfig;
 use crate::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 pub use crate::stages::Stages;
 pub use crate::status::{DeliveryStatus, Role, RunStatus, SyncState, SyncStatus, Trigger};
@@ -147,36 +148,6 @@ pub struct ProjectRef {
     pub comment: Option<String>,
     /// The version this change is based on (or `If-Match`).
     pub version: Option<i64>,
-}
-
-/// A port given as `7000` or `"7000"`, as the seed's example does.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Port(pub u16);
-
-impl<'de> Deserialize<'de> for Port {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Port;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a port number (1-65535), as a number or a string")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Port, E> {
-                u16::try_from(v).ok().filter(|p| *p > 0).map(Port).ok_or_else(|| E::custom("port must be 1-65535"))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Port, E> {
-                u64::try_from(v).map_err(|_| E::custom("port must be 1-65535")).and_then(|v| self.visit_u64(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Port, E> {
-                v.trim()
-                    .parse::<u64>()
-                    .map_err(|_| E::custom(format!("'{v}' is not a port number")))
-                    .and_then(|v| self.visit_u64(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// `POST /add_slave/`

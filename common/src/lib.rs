@@ -83,6 +83,7 @@ pub mod error;
 pub mod guards;
 pub mod names;
 pub mod placement;
+pub mod project;
 pub mod rsync_opts;
 pub mod secret;
 pub mod stages;

@@ -177,6 +177,20 @@ fn check_mirror_path(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An absolute path of plain components below `/` (never `/` itself), as a resolved tree's place
+/// is stored: no `.` or `..`, no empty component, no control character.
+fn check_dest(s: &str) -> Result<(), String> {
+    let p = Path::new(s);
+    if s.len() > 4096 || !p.is_absolute() || s.chars().any(char::is_control) || s.ends_with('/') {
+        return Err("must be an absolute path".into());
+    }
+    let plain = s.split('/').skip(1).all(|part| !part.is_empty() && part != "." && part != "..");
+    if !plain || s == "/" {
+        return Err("must be an absolute path of plain components below /".into());
+    }
+    Ok(())
+}
+
 checked_text! {
     /// A project's id: the key of the API, a directory name on the slaves.
     ProjectId, check_id
@@ -202,6 +216,35 @@ checked_text! {
     MirrorPath, check_mirror_path
 }
 
+checked_text! {
+    /// Where a project's tree is: absolute, already resolved under the mirror root.
+    Dest, check_dest
+}
+
+impl AsRef<Path> for Dest {
+    fn as_ref(&self) -> &Path {
+        self.as_path()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Dest {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_ref()
+    }
+}
+
+impl Dest {
+    pub fn as_path(&self) -> &Path {
+        Path::new(&self.0)
+    }
+
+    /// The path a resolution returned, if it is one.
+    pub fn from_path(path: &Path) -> Result<Self, String> {
+        let text = path.to_str().ok_or("is not valid UTF-8")?;
+        Dest::parse(text)
+    }
+}
+
 impl ModulePath {
     /// The module's name (before the first `/`).
     pub fn module(&self) -> &str {
@@ -219,6 +262,42 @@ impl Host {
     /// As written in a URL or an rsync source: an IPv6 address in brackets.
     pub fn bracketed(&self) -> std::borrow::Cow<'_, str> {
         if self.0.contains(':') { format!("[{}]", self.0).into() } else { self.0.as_str().into() }
+    }
+}
+
+/// A port given as `7000` or `"7000"`, as the seed's example does.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Port(pub u16);
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port number (1-65535), as a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Port, E> {
+                u16::try_from(v).ok().filter(|p| *p > 0).map(Port).ok_or_else(|| E::custom("port must be 1-65535"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Port, E> {
+                u64::try_from(v).map_err(|_| E::custom("port must be 1-65535")).and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Port, E> {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| E::custom(format!("'{v}' is not a port number")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -262,6 +341,14 @@ mod tests {
             assert!(ModulePath::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(ModulePath::parse("fedora/linux").unwrap().module(), "fedora");
+    }
+
+    #[test]
+    fn dests() {
+        assert_eq!(Dest::parse("/srv/mirror/a").unwrap().as_path(), Path::new("/srv/mirror/a"));
+        for bad in ["", "/", "srv/a", "/srv/../x", "/srv/./a", "/srv//a", "/srv/a/", "/a\nb"] {
+            assert!(Dest::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -126,30 +126,22 @@ pub async fn reload(
     }
 }
 
-/// `projects[3].dest` becomes `projects_dir: debian.yaml: dest`; with the index of the file.
+/// An error about the `i`th project names its file: `projects_dir: debian.yaml: dest`; with the
+/// index of the file.
 fn name_file(e: Error, files: &[String]) -> (Option<usize>, Error) {
-    let of = |text: &str| -> Option<(usize, String, String)> {
-        let rest = text.strip_prefix("projects[")?;
-        let (i, rest) = rest.split_once(']')?;
-        let i = i.parse::<usize>().ok()?;
-        let file = files.get(i)?;
-        Some((i, file.clone(), rest.trim_start_matches(['.', ' ']).to_owned()))
+    let Error::InEntry { list: "projects", index, key, error } = e else { return (None, e.flattened()) };
+    let Some(file) = files.get(index) else {
+        return (None, Error::InEntry { list: "projects", index, key, error }.flattened());
     };
-    match e {
+    let named = match *error {
         Error::Field(mut f) => {
-            let mut index = None;
-            if let Some((i, file, field)) = of(&f.field) {
-                f.field = format!("projects_dir: {file}: {field}");
-                index = Some(i);
-            }
-            (index, Error::Field(f))
+            f.field = format!("projects_dir: {file}: {}", f.field);
+            Error::Field(f)
         }
-        Error::Conflict { field, message } => match of(&message) {
-            Some((i, file, rest)) => {
-                (Some(i), Error::Conflict { field, message: format!("projects_dir: {file}: {rest}") })
-            }
-            None => (None, Error::Conflict { field, message }),
-        },
-        other => (None, other),
-    }
+        Error::Conflict { field, message } => {
+            Error::Conflict { field, message: format!("projects_dir: {file}: ({key}): {message}") }
+        }
+        other => other,
+    };
+    (Some(index), named)
 }

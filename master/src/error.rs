@@ -29,6 +29,9 @@ pub enum Error {
     /// Too many streams open (of this caller, or in all): 429 with `Retry-After`.
     #[error("{0}")]
     TooMany(String),
+    /// An error about one entry of a document's list (`projects[3]`, the project `key`).
+    #[error("{list}[{index}] ({key}): {error}")]
+    InEntry { list: &'static str, index: usize, key: String, error: Box<Error> },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -50,5 +53,31 @@ impl Error {
 
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Field(FieldError::new(field, message))
+    }
+
+    /// The same error, about entry `index` (key `key`) of the document's `list`.
+    pub fn in_entry(self, list: &'static str, index: usize, key: &str) -> Self {
+        match self {
+            located @ Error::InEntry { .. } => located,
+            error => Error::InEntry { list, index, key: key.to_owned(), error: Box::new(error) },
+        }
+    }
+
+    /// As the one error body shows it: a field error names `list[i].field`, a conflict's message
+    /// starts with `list[i] (key): `; other errors are the entry's own.
+    pub fn flattened(self) -> Self {
+        match self {
+            Error::InEntry { list, index, key, error } => match error.flattened() {
+                Error::Field(mut f) => {
+                    f.field = format!("{list}[{index}].{}", f.field);
+                    Error::Field(f)
+                }
+                Error::Conflict { field, message } => {
+                    Error::Conflict { field, message: format!("{list}[{index}] ({key}): {message}") }
+                }
+                other => other,
+            },
+            other => other,
+        }
     }
 }

@@ -171,7 +171,7 @@ mod tests {
         p.rsync_password = Some(mirror_common::Secret::new("pw"));
         assert_eq!(source(&p).unwrap(), "fedora@rsync.example.org::fedora/linux/");
         p.rsync_user = Some(Name::from_static("mirror"));
-        p.rsync_port = Some(8873);
+        p.rsync_port = Some(mirror_common::names::Port(8873));
         assert_eq!(source(&p).unwrap(), "rsync://mirror@rsync.example.org:8873/fedora/linux/");
         p.rsync_host = Some(Host::from_static("::1"));
         assert_eq!(source(&p).unwrap(), "rsync://mirror@[::1]:8873/fedora/linux/");

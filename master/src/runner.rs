@@ -626,10 +626,7 @@ impl Runner {
             })
             .await??;
         }
-        let timeout = project
-            .timeout_secs
-            .and_then(|s| u64::try_from(s).ok())
-            .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let timeout = project.timeout(self.cfg.default_timeout);
         let Some(mut args) = crate::rsync::argv(&project, &temp, &self.cfg.mirror_name) else {
             return self.finish_refused(run_id, "the project has a local source: there is no upstream to pull").await;
         };
@@ -680,7 +677,7 @@ impl Runner {
             timeout,
             log_file: Some(log_file.clone()),
             log_max_bytes: self.cfg.log_max_bytes,
-            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp.clone()], vec![]),
+            confinement: self.cfg.confine.confinement(vec![project.dest.as_path().to_path_buf(), temp.clone()], vec![]),
             run_as: self.cfg.run_as,
             progress: Some(progress.clone()),
         });
@@ -697,7 +694,7 @@ impl Runner {
             timeout,
             log_file: Some(log_file),
             log_max_bytes: self.cfg.log_max_bytes,
-            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp], vec![]),
+            confinement: self.cfg.confine.confinement(vec![project.dest.as_path().to_path_buf(), temp], vec![]),
             run_as: self.cfg.run_as,
             progress: Some(progress),
         };
@@ -1043,7 +1040,10 @@ impl Runner {
             timeout,
             log_file: None,
             log_max_bytes: self.cfg.log_max_bytes,
-            confinement: self.cfg.confine.confinement(vec![project.dest.clone().into(), temp.to_owned()], vec![]),
+            confinement: self
+                .cfg
+                .confine
+                .confinement(vec![project.dest.as_path().to_path_buf(), temp.to_owned()], vec![]),
             run_as: self.cfg.run_as,
             progress: None,
         }
@@ -1073,10 +1073,7 @@ impl Runner {
         tokio::fs::create_dir_all(&project.dest).await.map_err(|e| Error::Internal(e.into()))?;
         // Never emptied here: a run going may be using it.
         tokio::fs::create_dir_all(&temp).await.map_err(|e| Error::Internal(e.into()))?;
-        let timeout = project
-            .timeout_secs
-            .and_then(|s| u64::try_from(s).ok())
-            .map_or(self.cfg.default_timeout, Duration::from_secs);
+        let timeout = project.timeout(self.cfg.default_timeout);
         let dry = self.dry_command(&project, args, &temp, timeout);
         let (_stop, never) = watch::channel(false);
         let outcome = run_rsync(&dry, never, &|_| {}).await.map_err(|e| Error::Internal(e.into()))?;

@@ -347,7 +347,7 @@ impl Scheduler {
         };
         for dependent in dependents {
             let placed = match db::projects::get(&self.db.read, dependent.as_str()).await {
-                Ok(Some(p)) => p.node,
+                Ok(Some(p)) => p.config.node,
                 _ => continue,
             };
             if !self.node.runs_here(placed.as_ref()) {

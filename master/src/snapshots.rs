@@ -354,11 +354,9 @@ mod tests {
         std::fs::create_dir_all(&tree).unwrap();
         std::fs::write(tree.join("file"), "one").unwrap();
         let snapshots = Snapshots::new(dir.path(), true);
-        let project = ProjectRow {
-            id: ProjectId::from_static("p"),
-            dest: tree.display().to_string(),
-            ..crate::db::projects::sample()
-        };
+        let mut project = crate::db::projects::sample();
+        project.id = ProjectId::from_static("p");
+        project.dest = mirror_common::names::Dest::from_path(&tree).unwrap();
         let built = snapshots.build(&project).await.unwrap().unwrap();
         assert!(snapshots.turn("p").try_lock().is_err(), "the next build waits");
         snapshots.prune_all(&HashMap::new()).await.unwrap();

@@ -10,7 +10,7 @@ use crate::db::{projects::ProjectRow, runs::RunRow};
 
 /// A project's staleness objective: its own `max_age_secs`, else the master's `stale_after_secs`.
 pub fn max_age(row: &ProjectRow, default_secs: u64) -> chrono::Duration {
-    let secs = row.max_age_secs.and_then(|s| u64::try_from(s).ok()).unwrap_or(default_secs);
+    let secs = row.max_age_secs.unwrap_or(default_secs);
     chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
@@ -53,16 +53,16 @@ pub fn project_view(
         project: row.project.clone(),
         rsync_host: row.rsync_host.clone(),
         rsync_module: row.rsync_module.clone(),
-        dest: row.dest.clone(),
+        dest: row.dest.to_string(),
         enabled: row.enabled,
         cron_options: spec.clone(),
         rsync_options: options.into(),
         rsync_password_set: row.rsync_password.is_some(),
         rsync_user: row.rsync_user.clone(),
-        rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()),
-        timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
+        rsync_port: row.rsync_port.map(|p| p.0),
+        timeout_secs: row.timeout_secs,
         catch_up: row.catch_up,
-        max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
+        max_age_secs: row.max_age_secs,
         version: row.version,
         managed_file: row.managed_file.clone(),
         trace: row.trace,

@@ -344,6 +344,11 @@ pub fn is_unavailable_chain(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable))
 }
 
+/// An unsigned count for a BIGINT column (the rules keep them far below the limit).
+pub fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 pub fn now() -> mirror_common::time::Timestamp {
     mirror_common::time::Timestamp::now()
 }
@@ -394,7 +399,7 @@ pub mod testing {
         let mut p = super::projects::sample();
         p.id = mirror_common::names::ProjectId::parse(id).unwrap();
         p.project = id.to_owned();
-        p.dest = dest.to_owned();
+        p.dest = mirror_common::names::Dest::parse(dest).unwrap();
         super::projects::insert(&db.write, &p).await.unwrap();
     }
 }

@@ -1,64 +1,120 @@
 //! Mirrored projects.
 
 use mirror_common::Secret;
-use mirror_common::cron::ScheduleSpec;
-use mirror_common::names::{Host, ModulePath, Name, ProjectId};
-use mirror_common::rsync_opts::RsyncOptions;
+use mirror_common::names::{Port, ProjectId};
+use mirror_common::project::ProjectConfig;
 use mirror_common::time::Timestamp;
 
 use super::{Db, Ex, now, on};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A project as stored: its configuration, its password, and what writes and runs keep.
+#[derive(Debug, Clone)]
 pub struct ProjectRow {
-    pub id: ProjectId,
-    pub project: String,
-    pub id_derived: bool,
-    /// `None` (stored as `''`) with `rsync_module`: a local source.
-    pub rsync_host: Option<Host>,
-    pub rsync_module: Option<ModulePath>,
-    pub dest: String,
+    pub config: ProjectConfig,
     pub rsync_password: Option<Secret>,
-    /// Stored as JSON; NULL for manual-only.
-    pub schedule: Option<ScheduleSpec>,
-    /// Stored as JSON.
-    pub rsync_options: RsyncOptions,
-    pub enabled: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub rsync_user: Option<Name>,
-    pub rsync_port: Option<i64>,
-    /// NULL: the master's default timeout.
-    pub timeout_secs: Option<i64>,
-    /// NULL: the master's `stale_after_secs`.
-    pub max_age_secs: Option<i64>,
     /// The version of this configuration: its newest commit in `config_commits`.
     pub version: i64,
     /// The file of `projects_dir` that declares it; `None`: managed through the API.
     pub managed_file: Option<String>,
-    /// Writes `project/trace/<mirror_name>` (ftpsync's format) after each successful run.
-    pub trace: bool,
-    /// NULL: the master's `max_delete`.
-    pub max_delete: Option<mirror_common::guards::MaxDelete>,
-    /// Two-stage sync, stored as JSON; NULL: one stage.
-    pub stages: Option<mirror_common::stages::Stages>,
-    /// Slaves stage each generation and flip to it together.
-    pub flip: bool,
-    /// Object-store targets, stored as JSON.
-    pub targets: mirror_common::targets::Targets,
-    /// The tree is watched: changed files go to the targets as they change.
-    pub watch: bool,
-    /// Each successful run of these projects is followed by a run of this one (JSON).
-    pub depends_on: mirror_common::depends::DependsOn,
-    /// A small upstream file fetched alone before each run; unchanged since the last success: no run.
-    pub probe: Option<String>,
-    /// The nodes that may run it (JSON); NULL: any node.
-    pub node: Option<mirror_common::placement::Placement>,
-    pub catch_up: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// The last scheduled fire the master handled.
     pub last_fire_at: Option<Timestamp>,
     /// Bumped by each successful master run; slaves are brought to it.
     pub generation: i64,
 }
+
+impl ProjectRow {
+    /// A project not yet stored (version 0, generation 0, made now).
+    pub fn new(config: ProjectConfig, rsync_password: Option<Secret>) -> Self {
+        let stamp = now();
+        ProjectRow {
+            config,
+            rsync_password,
+            version: 0,
+            managed_file: None,
+            created_at: stamp,
+            updated_at: stamp,
+            last_fire_at: None,
+            generation: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for ProjectRow {
+    type Target = ProjectConfig;
+    fn deref(&self) -> &ProjectConfig {
+        &self.config
+    }
+}
+
+impl std::ops::DerefMut for ProjectRow {
+    fn deref_mut(&mut self) -> &mut ProjectConfig {
+        &mut self.config
+    }
+}
+
+/// An integer column read as the unsigned or narrower type the configuration holds.
+fn narrowed<T: TryFrom<i64>>(column: &str, value: Option<i64>) -> sqlx::Result<Option<T>> {
+    value
+        .map(|v| {
+            T::try_from(v).map_err(|_| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: format!("{v} is out of range").into(),
+            })
+        })
+        .transpose()
+}
+
+/// Reads a row of [`COLUMNS`] (for each engine: the row type differs, the reading does not).
+macro_rules! project_from_row {
+    ($row:ty) => {
+        impl sqlx::FromRow<'_, $row> for ProjectRow {
+            fn from_row(r: &$row) -> sqlx::Result<Self> {
+                use sqlx::Row;
+                let port: Option<i64> = r.try_get("rsync_port")?;
+                let config = ProjectConfig {
+                    id: r.try_get("id")?,
+                    project: r.try_get("project")?,
+                    id_derived: r.try_get("id_derived")?,
+                    rsync_host: r.try_get("rsync_host")?,
+                    rsync_module: r.try_get("rsync_module")?,
+                    dest: r.try_get("dest")?,
+                    rsync_user: r.try_get("rsync_user")?,
+                    rsync_port: narrowed::<u16>("rsync_port", port)?.map(Port),
+                    schedule: r.try_get("schedule")?,
+                    rsync_options: r.try_get("rsync_options")?,
+                    enabled: r.try_get("enabled")?,
+                    timeout_secs: narrowed("timeout_secs", r.try_get("timeout_secs")?)?,
+                    catch_up: r.try_get("catch_up")?,
+                    max_age_secs: narrowed("max_age_secs", r.try_get("max_age_secs")?)?,
+                    trace: r.try_get("trace")?,
+                    max_delete: r.try_get("max_delete")?,
+                    stages: r.try_get("stages")?,
+                    flip: r.try_get("flip")?,
+                    targets: r.try_get("targets")?,
+                    watch: r.try_get("watch")?,
+                    depends_on: r.try_get("depends_on")?,
+                    probe: r.try_get("probe")?,
+                    node: r.try_get("node")?,
+                };
+                Ok(ProjectRow {
+                    config,
+                    rsync_password: r.try_get("rsync_password")?,
+                    version: r.try_get("version")?,
+                    managed_file: r.try_get("managed_file")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                    last_fire_at: r.try_get("last_fire_at")?,
+                    generation: r.try_get("generation")?,
+                })
+            }
+        }
+    };
+}
+
+project_from_row!(sqlx::sqlite::SqliteRow);
+project_from_row!(sqlx::postgres::PgRow);
 
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
@@ -147,10 +203,10 @@ macro_rules! bind_written {
             .bind(&p.rsync_options)
             .bind(p.enabled)
             .bind(&p.rsync_user)
-            .bind(p.rsync_port)
-            .bind(p.timeout_secs)
+            .bind(p.rsync_port.map(|port| i64::from(port.0)))
+            .bind(p.timeout_secs.map(super::clamp_i64))
             .bind(p.catch_up)
-            .bind(p.max_age_secs)
+            .bind(p.max_age_secs.map(super::clamp_i64))
             .bind(p.version)
             .bind(&p.managed_file)
             .bind(p.trace)
@@ -338,14 +394,15 @@ pub async fn bump_generation<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Resul
 /// A project row (for unit tests, and as the base a stored configuration is put on): `fedora`, from rsync.example.org::fedora/linux into
 /// /srv/mirror/fedora, `-avH --no-motd --delete`.
 pub fn sample() -> ProjectRow {
-    ProjectRow {
-        id: mirror_common::api::ProjectId::from_static("fedora"),
+    let config = ProjectConfig {
+        id: ProjectId::from_static("fedora"),
         project: "fedora".into(),
         id_derived: true,
         rsync_host: Some(mirror_common::api::Host::from_static("rsync.example.org")),
         rsync_module: Some(mirror_common::api::ModulePath::from_static("fedora/linux")),
-        dest: "/srv/mirror/fedora".into(),
-        rsync_password: None,
+        dest: mirror_common::api::Dest::from_static("/srv/mirror/fedora"),
+        rsync_user: None,
+        rsync_port: None,
         schedule: None,
         rsync_options: mirror_common::rsync_opts::RsyncOptions {
             defaults: vec!["-avH".into()],
@@ -353,27 +410,20 @@ pub fn sample() -> ProjectRow {
             delete: Some("--delete".into()),
         },
         enabled: true,
-        created_at: mirror_common::time::Timestamp::now(),
-        updated_at: mirror_common::time::Timestamp::now(),
-        rsync_user: None,
-        rsync_port: None,
         timeout_secs: None,
+        catch_up: false,
         max_age_secs: None,
-        version: 1,
-        managed_file: None,
         trace: false,
-        targets: Default::default(),
-        watch: false,
         max_delete: None,
         stages: None,
         flip: false,
+        targets: Default::default(),
+        watch: false,
         depends_on: Default::default(),
         probe: None,
         node: None,
-        catch_up: false,
-        last_fire_at: None,
-        generation: 0,
-    }
+    };
+    ProjectRow { version: 1, ..ProjectRow::new(config, None) }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None)
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            ApiError::InEntry { error, .. } => error.parts(),
         }
     }
 }
@@ -39,6 +40,9 @@ struct PendingError(ErrorBody);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let located @ ApiError::InEntry { .. } = self {
+            return located.flattened().into_response();
+        }
         let (status, code, field) = self.parts();
         let message = match &self {
             ApiError::Internal(e) if status == StatusCode::SERVICE_UNAVAILABLE => {

@@ -211,5 +211,5 @@ pub async fn revert(
     let id = project_id(&id)?;
     let meta = meta.with_body(req.comment.clone(), None)?;
     let row = detached(async move { state.projects.revert(&id, req.version, req.rsync_password, &meta).await }).await?;
-    Ok(Json(Done::new("revert", ProjectUpdated { id: row.id, project: row.project })))
+    Ok(Json(Done::new("revert", ProjectUpdated { id: row.config.id, project: row.config.project })))
 }

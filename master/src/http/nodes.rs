@@ -41,7 +41,7 @@ pub async fn list_nodes(State(state): State<AppState>, Caller(_): Caller) -> Res
             Some(placement) => placement.runner(&alive).map(|n| n.to_string()),
         };
         if let Some(r) = runner {
-            runs.entry(r).or_default().push(p.id);
+            runs.entry(r).or_default().push(p.config.id);
         }
     }
     let views = rows

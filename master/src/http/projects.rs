@@ -44,7 +44,7 @@ pub async fn add_project(
 ) -> Result<Response, ApiError> {
     let meta = meta.with_body(req.comment.clone(), req.version)?;
     let row = detached(async move { state.projects.add(req, &meta).await }).await?;
-    let body = Done::new("add_project", ProjectAdded { project: row.project, id: row.id });
+    let body = Done::new("add_project", ProjectAdded { project: row.config.project, id: row.config.id });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -76,7 +76,8 @@ pub async fn put_project(
     let meta = meta.with_body(req.comment.clone(), req.version)?;
     let (row, created) = detached(async move { state.projects.put(&id, req, &meta).await }).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(Done::new("put_project", ProjectUpdated { id: row.id, project: row.project }))).into_response())
+    Ok((status, Json(Done::new("put_project", ProjectUpdated { id: row.config.id, project: row.config.project })))
+        .into_response())
 }
 
 /// Whether the client takes gzip (`Accept-Encoding: gzip`, not with `q=0`).
@@ -229,7 +230,7 @@ async fn set_enabled(
     let method = if enabled { "enable_project" } else { "disable_project" };
     let state = state.clone();
     let row = detached(async move { state.projects.set_enabled(&id, enabled, &meta).await }).await?;
-    Ok(Json(Done::new(method, ProjectEnabled { id: row.id, enabled: row.enabled })))
+    Ok(Json(Done::new(method, ProjectEnabled { enabled: row.enabled, id: row.config.id })))
 }
 
 #[utoipa::path(
@@ -327,7 +328,7 @@ pub async fn update_project_basic(
 ) -> Result<Json<Done<ProjectUpdated>>, ApiError> {
     let meta = meta.with_body(req.comment.clone(), req.version)?;
     let row = detached(async move { state.projects.update_basic(req, &meta).await }).await?;
-    Ok(Json(Done::new("update_project_basic", ProjectUpdated { id: row.id, project: row.project })))
+    Ok(Json(Done::new("update_project_basic", ProjectUpdated { id: row.config.id, project: row.config.project })))
 }
 
 /// The 2014 payload is flat: `{"id": "ubuntu", "minute": "*/5", "start_date": "..."}`. It replaces

@@ -56,10 +56,8 @@ async fn payload(state: &AppState, c: &CommitRow) -> Result<Vec<u8>, ApiError> {
         return Ok(bytes);
     }
     let stored: StoredProject = serde_json::from_str(content).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut row = db::projects::sample();
-    stored.apply_to(&mut row);
-    let config =
-        crate::service::transfer::project_config(&row, &state.mirror_root).map_err(|e| ApiError::Internal(e.into()))?;
+    let config = crate::service::transfer::project_config(&stored.config, &state.mirror_root)
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let text = serde_norway::to_string(&config).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(text.into_bytes())
 }

@@ -1,9 +1,8 @@
 //! What a configuration commit holds, who made it and why, and the version a write was based on
 //! (Rainer's optimistic concurrency).
 
-use mirror_common::api::{Host, ModulePath, Name, ProjectId};
-use mirror_common::cron::ScheduleSpec;
-use mirror_common::rsync_opts::RsyncOptions;
+use mirror_common::api::Name;
+use mirror_common::project::ProjectConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::db::projects::ProjectRow;
@@ -98,42 +97,10 @@ pub async fn record(
 /// had one (a password changed because it leaked must not live on in the history).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredProject {
-    pub id: ProjectId,
-    pub project: String,
-    pub id_derived: bool,
-    #[serde(default)]
-    pub rsync_host: Option<Host>,
-    #[serde(default)]
-    pub rsync_module: Option<ModulePath>,
-    pub dest: String,
+    #[serde(flatten)]
+    pub config: ProjectConfig,
     #[serde(default)]
     pub rsync_password_set: bool,
-    pub rsync_user: Option<Name>,
-    pub rsync_port: Option<i64>,
-    pub cron_options: Option<ScheduleSpec>,
-    pub rsync_options: RsyncOptions,
-    pub enabled: bool,
-    pub timeout_secs: Option<i64>,
-    pub catch_up: bool,
-    pub max_age_secs: Option<i64>,
-    #[serde(default)]
-    pub trace: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_delete: Option<mirror_common::guards::MaxDelete>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stages: Option<mirror_common::stages::Stages>,
-    #[serde(default)]
-    pub flip: bool,
-    #[serde(default, skip_serializing_if = "mirror_common::targets::Targets::is_empty")]
-    pub targets: mirror_common::targets::Targets,
-    #[serde(default)]
-    pub watch: bool,
-    #[serde(default, skip_serializing_if = "mirror_common::depends::DependsOn::is_empty")]
-    pub depends_on: mirror_common::depends::DependsOn,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<mirror_common::placement::Placement>,
 }
 
 /// A password replaced by another: a change no version's content shows (it says only whether
@@ -146,11 +113,8 @@ pub fn password_replaced(old: &ProjectRow, new: &ProjectRow) -> bool {
 /// while it goes to the same upstream (host, port, user, module). A password follows its project to
 /// no other daemon: one a `user` points the project at would get the challenge response, which
 /// can be cracked offline. A change of upstream needs the password again.
-pub fn carried_password(old: &ProjectRow, new: &ProjectRow) -> Option<mirror_common::Secret> {
-    let same_upstream = old.rsync_host == new.rsync_host
-        && old.rsync_port == new.rsync_port
-        && old.rsync_user == new.rsync_user
-        && old.rsync_module == new.rsync_module;
+pub fn carried_password(old: &ProjectRow, new: &ProjectConfig) -> Option<mirror_common::Secret> {
+    let same_upstream = old.same_upstream(new);
     if !same_upstream && old.rsync_password.is_some() {
         tracing::info!(project.id = %new.id, "rsync_password dropped: the upstream changed and the change gave none");
     }
@@ -162,64 +126,11 @@ pub const PASSWORD_REPLACED: &str = "rsync_password changed";
 
 impl From<&ProjectRow> for StoredProject {
     fn from(r: &ProjectRow) -> Self {
-        StoredProject {
-            id: r.id.clone(),
-            project: r.project.clone(),
-            id_derived: r.id_derived,
-            rsync_host: r.rsync_host.clone(),
-            rsync_module: r.rsync_module.clone(),
-            dest: r.dest.clone(),
-            rsync_password_set: r.rsync_password.is_some(),
-            rsync_user: r.rsync_user.clone(),
-            rsync_port: r.rsync_port,
-            cron_options: r.schedule.clone(),
-            rsync_options: r.rsync_options.clone(),
-            enabled: r.enabled,
-            timeout_secs: r.timeout_secs,
-            catch_up: r.catch_up,
-            max_age_secs: r.max_age_secs,
-            trace: r.trace,
-            targets: r.targets.clone(),
-            watch: r.watch,
-            max_delete: r.max_delete,
-            stages: r.stages.clone(),
-            flip: r.flip,
-            depends_on: r.depends_on.clone(),
-            probe: r.probe.clone(),
-            node: r.node.clone(),
-        }
+        StoredProject { config: r.config.clone(), rsync_password_set: r.rsync_password.is_some() }
     }
 }
 
 impl StoredProject {
-    /// Puts this configuration on `row` (what a run keeps: generation, times, stays), but for the
-    /// password, which the caller decides (a version holds none).
-    pub fn apply_to(self, row: &mut ProjectRow) {
-        row.id = self.id;
-        row.project = self.project;
-        row.id_derived = self.id_derived;
-        row.rsync_host = self.rsync_host;
-        row.rsync_module = self.rsync_module;
-        row.dest = self.dest;
-        row.rsync_user = self.rsync_user;
-        row.rsync_port = self.rsync_port;
-        row.schedule = self.cron_options;
-        row.rsync_options = self.rsync_options;
-        row.enabled = self.enabled;
-        row.timeout_secs = self.timeout_secs;
-        row.catch_up = self.catch_up;
-        row.max_age_secs = self.max_age_secs;
-        row.trace = self.trace;
-        row.targets = self.targets;
-        row.watch = self.watch;
-        row.max_delete = self.max_delete;
-        row.stages = self.stages;
-        row.flip = self.flip;
-        row.depends_on = self.depends_on;
-        row.probe = self.probe;
-        row.node = self.node;
-    }
-
     /// As a response shows it (it holds no secret).
     pub fn public_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()

@@ -264,7 +264,7 @@ impl Slaves {
         let laggards = if public { Vec::new() } else { self.cluster.laggards(id, project.generation) };
         let snapshot = self.cluster.snapshot(&project.id, project.generation).await.is_some();
         Ok(PropagationView {
-            project: project.id,
+            project: project.config.id,
             generation: project.generation,
             flip_spread_ms,
             laggards,

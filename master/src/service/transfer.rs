@@ -16,22 +16,16 @@ use mirror_common::api::{
     AddProject, ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken, UserDoc,
 };
 use mirror_common::names::ProjectId;
+use mirror_common::project::ProjectConfig;
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
-use super::history::{Meta, PASSWORD_REPLACED, StoredProject, carried_password, changed_fields, password_replaced};
-use super::projects::{KIND, Projects, begin, check_not_managed, commit, store_error};
+use super::history::{Meta, carried_password};
+use super::projects::write::{self, Dependents, Scope};
+use super::projects::{Projects, begin};
 use crate::cluster::{new_slave_token, slave_name};
 use crate::db::{self, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::Change;
-
-/// Who an import speaks for: the API (it leaves the projects files declare alone) or the
-/// `projects_dir` files (they manage only theirs, and may take over one made through the API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Api,
-    Files,
-}
 
 /// What a document names, of each kind it has: projects (with the file that declares each),
 /// slaves, users (with the hash of the password each gives).
@@ -72,10 +66,10 @@ fn change(kind: &str, key: &str, action: &str, fields: Vec<String>) -> ImportCha
 /// A project's configuration as the seeds' clients get it (Rainer's payloads, resource-sync's
 /// items): its document without even the `"set"` of a password, which sent back would set one.
 pub fn project_config(
-    row: &ProjectRow,
+    config: &ProjectConfig,
     mirror_root: &Path,
 ) -> serde_json::Result<serde_json::Map<String, serde_json::Value>> {
-    let mut config = match serde_json::to_value(project_doc(row, mirror_root))? {
+    let mut config = match serde_json::to_value(project_doc(config, false, mirror_root))? {
         serde_json::Value::Object(o) => o,
         _ => serde_json::Map::new(),
     };
@@ -84,12 +78,14 @@ pub fn project_config(
 }
 
 /// A project's document: `dest` relative to the mirror root, the password as `"set"`.
-pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
-    let dest = Path::new(&row.dest)
+pub fn project_doc(row: &ProjectConfig, password_set: bool, mirror_root: &Path) -> ProjectDoc {
+    let dest = row
+        .dest
+        .as_path()
         .strip_prefix(mirror_root)
         .ok()
         .and_then(|p| p.to_str())
-        .map_or_else(|| row.dest.clone(), str::to_owned);
+        .map_or_else(|| row.dest.to_string(), str::to_owned);
     let o = &row.rsync_options;
     ProjectDoc {
         id: row.id.clone(),
@@ -98,8 +94,8 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         rsync_module: row.rsync_module.clone(),
         dest,
         rsync_user: row.rsync_user.clone(),
-        rsync_port: row.rsync_port.and_then(|p| u16::try_from(p).ok()).map(mirror_common::api::Port),
-        rsync_password: row.rsync_password.as_ref().map(|_| PasswordField::Set),
+        rsync_port: row.rsync_port,
+        rsync_password: password_set.then_some(PasswordField::Set),
         cron_options: row.schedule.as_ref().and_then(|s| serde_json::to_value(s).ok()),
         rsync_options: Some(RsyncOptionsInput {
             defaults: Some(o.defaults.clone()),
@@ -107,9 +103,9 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
             delete: o.delete.clone(),
         }),
         enabled: row.enabled,
-        timeout_secs: row.timeout_secs.and_then(|t| u64::try_from(t).ok()),
+        timeout_secs: row.timeout_secs,
         catch_up: row.catch_up,
-        max_age_secs: row.max_age_secs.and_then(|t| u64::try_from(t).ok()),
+        max_age_secs: row.max_age_secs,
         trace: row.trace,
         targets: row.targets.clone(),
         watch: row.watch,
@@ -119,29 +115,6 @@ pub fn project_doc(row: &ProjectRow, mirror_root: &Path) -> ProjectDoc {
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
         node: row.node.clone(),
-    }
-}
-
-/// Two trees in one place: the error names the project of the document and the other one.
-fn overlap(wanted: &[(ProjectRow, Option<PasswordField>)], id: &ProjectId, dest: &str, other: &ProjectId) -> Error {
-    let i = wanted.iter().position(|(r, _)| r.id == *id).unwrap_or(0);
-    Error::Conflict {
-        field: Some("dest"),
-        message: format!("projects[{i}] ({id}): {dest} overlaps the dest of project '{other}'"),
-    }
-}
-
-/// An error about the `i`th project of the document, named so.
-fn at(i: usize, id: &ProjectId, e: Error) -> Error {
-    match e {
-        Error::Field(mut f) => {
-            f.field = format!("projects[{i}].{}", f.field);
-            Error::Field(f)
-        }
-        Error::Conflict { field, message } => {
-            Error::Conflict { field, message: format!("projects[{i}] ({id}): {message}") }
-        }
-        other => other,
     }
 }
 
@@ -174,7 +147,7 @@ fn references<'a>(
                 None => format!("no project '{dep}' in the document or on this master"),
             };
             return Err(match position.get(id) {
-                Some(i) => Error::field(format!("projects[{i}].depends_on[{j}]"), why),
+                Some(i) => Error::field(format!("depends_on[{j}]"), why).in_entry("projects", *i, id),
                 None => {
                     Error::conflict("projects", format!("'{id}' (not in the document, kept) depends on '{dep}': {why}"))
                 }
@@ -185,8 +158,11 @@ fn references<'a>(
         after.iter().map(|(id, (deps, _))| ((*id).clone(), deps.to_vec())).collect();
     let all = mirror_common::depends::dependency_order(&graph).map_err(|cycle| {
         let first = cycle.split(" -> ").filter_map(|n| position.iter().find(|(id, _)| id.as_str() == n)).next();
-        let field = first.map_or_else(|| "projects".to_owned(), |(_, i)| format!("projects[{i}].depends_on"));
-        Error::field(field, format!("a cycle: {cycle}"))
+        let message = format!("a cycle: {cycle}");
+        match first {
+            Some((id, i)) => Error::field("depends_on", message).in_entry("projects", *i, id),
+            None => Error::field("projects", message),
+        }
     })?;
     let order = all.iter().filter_map(|id| position.get(id).copied()).collect();
     // Removals: dependents first.
@@ -205,7 +181,7 @@ impl Projects {
     pub async fn export(&self) -> Result<ConfigDocument, Error> {
         let rows = db::projects::list(&self.db).await?;
         let slaves = db::slaves::list(&self.db).await?;
-        let projects = rows.iter().map(|r| project_doc(r, &self.mirror_root)).collect();
+        let projects = rows.iter().map(|r| project_doc(r, r.rsync_password.is_some(), &self.mirror_root)).collect();
         let slaves = slaves
             .into_iter()
             .filter_map(|s| Some(SlaveDoc { hostname: s.hostname, port: u16::try_from(s.port).ok()? }))
@@ -260,7 +236,7 @@ impl Projects {
         let cron_options = match &p.cron_options {
             Some(v) => Some(
                 serde_json::from_value(v.clone())
-                    .map_err(|e| Error::field(format!("projects[{i}].cron_options"), e.to_string()))?,
+                    .map_err(|e| Error::field("cron_options", e.to_string()).in_entry("projects", i, &p.id))?,
             ),
             None => None,
         };
@@ -295,9 +271,8 @@ impl Projects {
             comment: None,
             version: None,
         };
-        let mut row = self.row_from(req).await.map_err(|e| at(i, &p.id, e))?;
-        row.managed_file = file.cloned();
-        Ok(row)
+        let (config, password) = self.config_from(req).await.map_err(|e| e.in_entry("projects", i, &p.id))?;
+        Ok(ProjectRow { managed_file: file.cloned(), ..ProjectRow::new(config, password) })
     }
 
     async fn apply(
@@ -314,7 +289,7 @@ impl Projects {
         let has_projects = projects.is_some();
         for (i, (p, file)) in projects.iter().flatten().enumerate() {
             if !seen.insert(p.id.clone()) {
-                return Err(Error::field(format!("projects[{i}].id"), format!("'{}' is named twice", p.id)));
+                return Err(Error::field("id", format!("'{}' is named twice", p.id)).in_entry("projects", i, &p.id));
             }
             wanted.push((self.wanted_row(i, p, file.as_ref()).await?, p.rsync_password.clone()));
         }
@@ -431,91 +406,32 @@ impl Projects {
             };
             let gone: Vec<&ProjectRow> =
                 if prune { existing.values().filter(|r| ours(r) && !seen.contains(&r.id)).collect() } else { vec![] };
-            // Where every tree will be once applied: no two may be the same or one inside another.
-            let gone_ids: BTreeSet<&ProjectId> = gone.iter().map(|r| &r.id).collect();
-            let mut dests: BTreeMap<&str, &ProjectId> = existing
-                .values()
-                .filter(|r| !seen.contains(&r.id) && !gone_ids.contains(&r.id))
-                .map(|r| (r.dest.as_str(), &r.id))
-                .collect();
-            for (row, _) in &wanted {
-                if let Some(other) = dests.insert(row.dest.as_str(), &row.id) {
-                    return Err(overlap(&wanted, &row.id, &row.dest, other));
-                }
-            }
-            for (row, _) in &wanted {
-                let ancestors = row.dest.match_indices('/').map(|(k, _)| &row.dest[..k]).filter(|a| !a.is_empty());
-                let above = ancestors.filter_map(|a| dests.get(a)).next();
-                // Beneath: from `dest/` up to `dest0` (`0` is the byte after `/`).
-                let (low, high) = (format!("{}/", row.dest), format!("{}0", row.dest));
-                let below = dests.range(low.as_str()..high.as_str()).map(|(_, id)| id).next();
-                if let Some(other) = above.or(below) {
-                    return Err(overlap(&wanted, &row.id, &row.dest, other));
-                }
-            }
             let (order, gone) = references(&wanted, &existing, gone)?;
-            let versions: HashMap<String, i64> = db::transfer::newest_versions(&mut tx, KIND).await?;
+            // The document is one change: each write is checked against it, not against a
+            // version a header named.
+            let meta = &Meta { based_on: None, ..meta.clone() };
             for old in gone {
-                let id = &old.id;
-                db::projects::remove(&mut tx, id).await?;
-                let c = commit(&mut tx, id, old.version + 1, meta, None).await?;
-                out.changes.push(change("project", id.as_str(), "remove", vec![]));
-                published.push(Change::ProjectRemoved { id: id.clone() });
-                published.push(Change::Committed(c));
+                published.extend(write::remove(&mut tx, old, meta, scope, Dependents::Checked).await?);
+                out.changes.push(change("project", old.id.as_str(), "remove", vec![]));
             }
             let mut wanted: Vec<Option<(ProjectRow, Option<PasswordField>)>> = wanted.into_iter().map(Some).collect();
             for i in order {
                 let Some((mut row, password)) = wanted.get_mut(i).and_then(Option::take) else { continue };
                 let id = row.id.clone();
-                let Some(old) = existing.get(&id) else {
-                    row.version = versions.get(id.as_str()).copied().unwrap_or(0) + 1;
-                    db::projects::insert(&mut tx, &row).await.map_err(|e| store_error(e, &id))?;
-                    let c = commit(&mut tx, &id, row.version, meta, Some(&row)).await?;
-                    out.changes.push(change("project", id.as_str(), "create", vec![]));
-                    published.push(Change::ProjectSaved(row));
-                    published.push(Change::Committed(c));
-                    continue;
-                };
-                if scope == Scope::Api {
-                    check_not_managed(old).map_err(|e| at(i, &id, e))?;
+                let old = existing.get(&id);
+                if let Some(old) = old {
+                    row.id_derived = old.id_derived;
+                    if !matches!(password, Some(PasswordField::Value(_))) {
+                        row.rsync_password = carried_password(old, &row.config);
+                    }
                 }
-                if !matches!(password, Some(PasswordField::Value(_))) {
-                    row.rsync_password = carried_password(old, &row);
+                let written =
+                    write::write(&mut tx, old, row, meta, scope).await.map_err(|e| e.in_entry("projects", i, &id))?;
+                match written.action {
+                    None => out.unchanged += 1,
+                    Some(action) => out.changes.push(change("project", id.as_str(), action, written.fields)),
                 }
-                let row = ProjectRow {
-                    id_derived: old.id_derived,
-                    created_at: old.created_at,
-                    updated_at: old.updated_at,
-                    last_fire_at: old.last_fire_at,
-                    generation: old.generation,
-                    version: old.version,
-                    ..row
-                };
-                let (before, after) = (StoredProject::from(old), StoredProject::from(&row));
-                let replaced = password_replaced(old, &row);
-                let same = before == after && !replaced;
-                if same && old.managed_file == row.managed_file {
-                    out.unchanged += 1;
-                    continue;
-                }
-                if same {
-                    // Only who manages it changes (a file takes it over): no new version.
-                    db::projects::update(&mut tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
-                    out.changes.push(change("project", id.as_str(), "update", vec!["managed_file".into()]));
-                    published.push(Change::ProjectSaved(row));
-                    continue;
-                }
-                let mut fields = changed_fields(Some(&before.public_json()), Some(&after.public_json()));
-                if replaced {
-                    fields.push("rsync_password".into());
-                }
-                let noted = if replaced { meta.noting(PASSWORD_REPLACED) } else { meta.clone() };
-                let row = ProjectRow { version: old.version + 1, ..row };
-                db::projects::update(&mut tx, id.as_str(), &row).await.map_err(|e| store_error(e, &id))?;
-                let c = commit(&mut tx, &id, row.version, &noted, Some(&row)).await?;
-                out.changes.push(change("project", id.as_str(), "update", fields));
-                published.push(Change::ProjectSaved(row));
-                published.push(Change::Committed(c));
+                published.extend(written.changes);
             }
         }
 

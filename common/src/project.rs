@@ -1,0 +1,96 @@
+//! A project's configuration: the one shape every write produces and every reader takes. The
+//! 2014 request bodies (`AddProject`, `UpdateProjectBasic`) and the export document convert into it
+//! once, where they enter; the master's database row is this plus what runs keep (version,
+//! generation, times), and a version in its history is this plus whether a password was set.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cron::ScheduleSpec;
+use crate::depends::DependsOn;
+use crate::guards::MaxDelete;
+use crate::names::{Dest, Host, ModulePath, Name, Port, ProjectId};
+use crate::placement::Placement;
+use crate::rsync_opts::RsyncOptions;
+use crate::stages::Stages;
+use crate::targets::Targets;
+
+/// Everything that says what a project mirrors and how, but its password (a secret, kept beside
+/// it) and its state. Serialized as a version of its history stores it (`cron_options` is the
+/// compiled schedule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectConfig {
+    pub id: ProjectId,
+    pub project: String,
+    /// The id was derived from `project` and follows it when it is renamed.
+    pub id_derived: bool,
+    /// `None` with `rsync_module`: a local source (its `dest` is written by something else).
+    #[serde(default)]
+    pub rsync_host: Option<Host>,
+    #[serde(default)]
+    pub rsync_module: Option<ModulePath>,
+    pub dest: Dest,
+    #[serde(default)]
+    pub rsync_user: Option<Name>,
+    #[serde(default)]
+    pub rsync_port: Option<Port>,
+    /// `None`: manual runs only.
+    #[serde(rename = "cron_options", default)]
+    pub schedule: Option<ScheduleSpec>,
+    pub rsync_options: RsyncOptions,
+    pub enabled: bool,
+    /// `None`: the master's `run_timeout_secs`.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub catch_up: bool,
+    /// `None`: the master's `stale_after_secs`.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+    #[serde(default)]
+    pub trace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<MaxDelete>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
+    #[serde(default)]
+    pub flip: bool,
+    #[serde(default, skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
+    #[serde(default)]
+    pub watch: bool,
+    #[serde(default, skip_serializing_if = "DependsOn::is_empty")]
+    pub depends_on: DependsOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<Placement>,
+}
+
+impl ProjectConfig {
+    /// Whether the project has a local source (no upstream: it never runs rsync).
+    pub fn is_local(&self) -> bool {
+        self.rsync_host.is_none()
+    }
+
+    /// `host::module`, or `local` for a project with a local source.
+    pub fn upstream(&self) -> String {
+        match (&self.rsync_host, &self.rsync_module) {
+            (Some(h), Some(m)) => format!("{h}::{m}"),
+            _ => "local".to_owned(),
+        }
+    }
+
+    /// Whether a password given for `other` may stay with this configuration: the same daemon,
+    /// login and module. A password follows its project to no other upstream.
+    pub fn same_upstream(&self, other: &ProjectConfig) -> bool {
+        self.rsync_host == other.rsync_host
+            && self.rsync_port == other.rsync_port
+            && self.rsync_user == other.rsync_user
+            && self.rsync_module == other.rsync_module
+    }
+
+    /// The timeout of its runs, given the master's default.
+    pub fn timeout(&self, default: std::time::Duration) -> std::time::Duration {
+        self.timeout_secs.map_or(default, std::time::Duration::from_secs)
+    }
+}
