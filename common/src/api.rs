@@ -408,6 +408,27 @@ pub const NEXT_FIRES: usize = 5;
 /// How many runs [`ProjectDetail`] lists.
 pub const RECENT_RUNS: i64 = 10;
 
+/// What `POST /syncup/?dry_run=true` found: what a run would change, and whether `max_delete`
+/// would stop it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Preview {
+    pub method: String,
+    pub success: bool,
+    pub id: ProjectId,
+    pub dry_run: bool,
+    /// rsync's figures for the dry run: `files_total` (the upstream's), `files_created`,
+    /// `files_deleted`, `files_transferred` and `bytes_transferred` (what would be copied).
+    pub stats: RunStats,
+    /// The project's limit in effect (its own or the master's); `off` when it deletes nothing.
+    pub max_delete: crate::guards::MaxDelete,
+    /// Why a run would be refused, when it would.
+    pub refused: Option<String>,
+    /// The dry run's own end: exit code and rsync's message.
+    pub exit_code: Option<i32>,
+    pub message: String,
+}
+
 /// Figures from rsync's `--stats`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,6 +71,13 @@ word_enum! {
     }
 }
 
+impl RunStatus {
+    /// Whether a run in this state has ended.
+    pub fn ended(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
 word_enum! {
     /// What started a run.
     Trigger {

@@ -480,7 +480,7 @@ impl Alerts {
 impl Listener for Arc<Alerts> {
     fn changed(&self, change: &Change) {
         match change {
-            Change::RunEnded { project, status, .. } => {
+            Change::Run { project, status, .. } if status.ended() => {
                 let _ = self.ended.send(Ended::Run(project.clone(), *status));
             }
             Change::PushEnded { project, target, status, message, .. } => {

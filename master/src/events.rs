@@ -16,12 +16,12 @@ pub enum Change {
     ProjectRemoved { id: ProjectId },
     /// A project's id followed its new name; a `ProjectSaved` of the new id follows.
     ProjectRenamed { from: ProjectId, to: ProjectId },
-    /// Runs of these projects were queued, started or ended.
-    RunsChanged { projects: Vec<ProjectId> },
-    /// A run ended (whatever its result), as recorded.
-    RunEnded { project: ProjectId, status: mirror_common::api::RunStatus, bytes_transferred: Option<u64> },
-    /// A run was queued, started (its first attempt), or ended with this status.
-    RunState { project: ProjectId, run: i64, status: mirror_common::api::RunStatus },
+    /// A run of this node changed state, as recorded: queued, running (its first rsync started), or
+    /// ended with this status (then `bytes`: what it received). Told once per state, in order.
+    Run { project: ProjectId, run: i64, status: mirror_common::api::RunStatus, bytes: Option<u64> },
+    /// What is known of these projects must be read again: another node changed their runs, or
+    /// their row does not read.
+    Stale { projects: Vec<ProjectId> },
     /// A configuration commit was stored (after its transaction).
     Committed(Committed),
     /// A run succeeded: the project has a new generation for the slaves.

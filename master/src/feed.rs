@@ -152,7 +152,7 @@ async fn apply_remote(db: &Db, events: &Events, e: &FeedEvent) -> sqlx::Result<(
                     // names the fault.
                     Err(err) => {
                         tracing::warn!(project.id = %id, error = %err, "cannot read a project another node changed");
-                        events.publish(Change::RunsChanged { projects: vec![id] });
+                        events.publish(Change::Stale { projects: vec![id] });
                     }
                 }
             }
@@ -165,7 +165,7 @@ async fn apply_remote(db: &Db, events: &Events, e: &FeedEvent) -> sqlx::Result<(
         },
         "run" => {
             if let Some(Ok(project)) = text("project").map(mirror_common::names::ProjectId::parse) {
-                events.publish(Change::RunsChanged { projects: vec![project] });
+                events.publish(Change::Stale { projects: vec![project] });
             }
         }
         _ => {}
@@ -177,7 +177,7 @@ impl Listener for Arc<Feed> {
     fn changed(&self, change: &Change) {
         let event = match change {
             Change::Committed(c) => ("config", serde_json::to_string(c).unwrap_or_default()),
-            Change::RunState { project, run, status } => {
+            Change::Run { project, run, status, .. } => {
                 ("run", json!({"project": project, "run": run, "status": status}).to_string())
             }
             _ => return,

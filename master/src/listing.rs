@@ -431,10 +431,9 @@ impl Listener for ListingCache {
             Change::ProjectSaved(row) | Change::NewGeneration(row) => self.mark([&row.id]),
             Change::ProjectRemoved { id } => self.mark([id]),
             Change::ProjectRenamed { from, to } => self.mark([from, to]),
-            Change::RunsChanged { projects } => self.mark(projects),
-            Change::RunEnded { .. }
-            | Change::UserChanged { .. }
-            | Change::RunState { .. }
+            Change::Stale { projects } => self.mark(projects),
+            Change::Run { project, .. } => self.mark([project]),
+            Change::UserChanged { .. }
             | Change::Committed(_)
             | Change::PushEnded { .. }
             | Change::SnapshotBuilt { .. } => {}

@@ -193,10 +193,10 @@ fn prometheus_text(openmetrics: &str) -> String {
 impl Listener for Arc<Metrics> {
     fn changed(&self, change: &Change) {
         match change {
-            Change::RunEnded { project, status, bytes_transferred } => {
+            Change::Run { project, status, bytes, .. } if status.ended() => {
                 self.runs.get_or_create(&vec![("project", project.to_string()), ("result", status.to_string())]).inc();
-                let bytes = self.transferred.get_or_create(&vec![("project", project.to_string())]);
-                bytes.inc_by(bytes_transferred.unwrap_or(0));
+                let transferred = self.transferred.get_or_create(&vec![("project", project.to_string())]);
+                transferred.inc_by(bytes.unwrap_or(0));
             }
             Change::PushEnded { project, target, status, uploaded, deleted, bytes, .. } => {
                 let labels = |extra: (&'static str, String)| {

@@ -388,9 +388,8 @@ impl Listener for Scheduler {
                     tokio::spawn(async move { me.follow(&id).await });
                 }
             }
-            Change::RunsChanged { .. }
-            | Change::RunEnded { .. }
-            | Change::RunState { .. }
+            Change::Stale { .. }
+            | Change::Run { .. }
             | Change::Committed(_)
             | Change::PushEnded { .. }
             | Change::SnapshotBuilt { .. }
