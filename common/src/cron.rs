@@ -32,27 +32,30 @@ const POSITION_NAMES: [&str; 6] = ["1st", "2nd", "3rd", "4th", "5th", "last"];
 
 /// `cron_options` as a client sends it: every field optional, numbers or strings.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronOptions {
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub year: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub month: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub week: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub day_of_week: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub hour: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub minute: Option<String>,
-    #[serde(default, deserialize_with = "field_value")]
+    #[serde(default, deserialize_with = "field_value", skip_serializing_if = "Option::is_none")]
     pub second: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
 }
 

@@ -95,3 +95,27 @@ mod tests {
         assert_eq!(format!("{s}"), "[redacted]");
     }
 }
+
+/// Writes a secret out, for the one place that must send it: a request body a client builds.
+/// Named on each field that uses it, so that no type serializes a secret by accident.
+pub mod reveal {
+    use serde::Serializer;
+
+    use super::Secret;
+
+    pub fn secret<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose())
+    }
+
+    pub fn option<S: Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S::Error> {
+        match s {
+            Some(s) => ser.serialize_some(s.expose()),
+            None => ser.serialize_none(),
+        }
+    }
+
+    /// `Some(None)`: `null` (removed); `None` is skipped by the field's `skip_serializing_if`.
+    pub fn option_option<S: Serializer>(s: &Option<Option<Secret>>, ser: S) -> Result<S::Ok, S::Error> {
+        option(&s.clone().flatten(), ser)
+    }
+}

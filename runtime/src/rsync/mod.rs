@@ -13,6 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+pub mod output;
+
 /// How much of the output is kept in memory (and in the database).
 pub const TAIL_BYTES: usize = 64 * 1024;
 
@@ -320,12 +322,12 @@ struct Output<'a> {
 impl Output<'_> {
     async fn take(&mut self, line: &str) {
         if let Some(tx) = self.progress
-            && let Some(p) = mirror_common::api::RunProgress::parse(line)
+            && let Some(p) = output::progress(line)
         {
             tx.send_replace(Some(p));
             return;
         }
-        self.stats.absorb(line);
+        output::absorb(&mut self.stats, line);
         self.daemon_refused |= line.starts_with("@ERROR");
         if let Some(f) = self.log.as_mut() {
             // A full disk must not stop the transfer; the tail still has the output.
