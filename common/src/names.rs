@@ -270,6 +270,14 @@ impl Host {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Port(pub u16);
 
+impl TryFrom<u16> for Port {
+    type Error = String;
+
+    fn try_from(p: u16) -> Result<Port, String> {
+        if p == 0 { Err("port must be 1-65535".to_owned()) } else { Ok(Port(p)) }
+    }
+}
+
 impl std::fmt::Display for Port {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)

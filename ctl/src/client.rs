@@ -207,7 +207,7 @@ async fn saved_login(url: &str) -> Option<String> {
 
 async fn renew(url: &str, refresh: &str) -> Option<mirror_common::api::TokenResponse> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(same_origin()).build().ok()?;
-    let body = serde_json::json!({ "refresh_token": refresh });
+    let body = mirror_common::api::RefreshToken { refresh_token: refresh.to_owned() };
     let resp = http.post(format!("{url}/refresh_token/")).json(&body).send().await.ok()?;
     if !resp.status().is_success() {
         return None;
@@ -305,13 +305,14 @@ impl Client {
         }
     }
 
-    /// A call; a non-2xx answer becomes a failure with the master's message and field.
-    pub async fn call(
+    /// A call; a non-2xx answer becomes a failure with the master's message and field, and an
+    /// answer that is not the type asked for is a failure too (never an empty value).
+    pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value> {
+        body: Option<&B>,
+    ) -> Result<T> {
         let mut req = self.with_login(self.http.request(method, format!("{}{path}", self.url)));
         if let Some(b) = body {
             req = req.json(b);
@@ -326,7 +327,8 @@ impl Client {
         }
         let bytes = resp.bytes().await.map_err(|e| Failure::new(Exit::Server, e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| Failure::new(Exit::Server, format!("not JSON: {e}")));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| Failure::new(Exit::Server, format!("unexpected answer from {path}: {e}")));
         }
         let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(err) => match err.field {
@@ -395,16 +397,26 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
+        self.call::<(), T>(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.call(Method::PUT, path, Some(body)).await
     }
+}
+
+/// The empty body of a call that needs none.
+#[derive(Serialize)]
+pub struct Empty {}
+
+/// A value checked here as the master would check it: refused with the master's exit code for
+/// invalid input, naming the field.
+pub fn invalid<T>(field: &str, checked: std::result::Result<T, String>) -> Result<T> {
+    checked.map_err(|why| Failure::new(Exit::Invalid, format!("invalid ({field}: {why})")))
 }
 
 /// A value for a query string.

@@ -4,7 +4,15 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use serde_json::{Value, json};
+use mirror_common::api::{
+    DependsOn, History, Host, MaxDelete, ModulePath, Name, ProjectDetail, ProjectView, Revert, Stages, Targets,
+    VersionView,
+};
+use mirror_common::cron::ScheduleSpec;
+use mirror_common::placement::Placement;
+use mirror_common::rsync_opts::RsyncOptionsInput;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::client::{Client, Exit, Failure, Result, query};
 
@@ -19,39 +27,84 @@ pub fn parse_document(text: &str, name: &str) -> Result<Value> {
     })
 }
 
-pub fn to_yaml(v: &Value) -> Result<String> {
-    serde_norway::to_string(v).map_err(|e| Failure::new(Exit::Other, format!("cannot write YAML: {e}")))
+pub fn to_yaml<T: Serialize + ?Sized>(v: &T) -> Result<String> {
+    // Through a JSON value: the same key order, whatever the type.
+    let v = serde_json::to_value(v)?;
+    serde_norway::to_string(&v).map_err(|e| Failure::new(Exit::Other, format!("cannot write YAML: {e}")))
 }
 
-/// The part of a project's view that is its configuration, as `PUT /projects/{id}` takes it.
-pub fn editable(view: &Value) -> Value {
-    let mut doc = serde_json::Map::new();
-    for key in [
-        "project",
-        "rsync_host",
-        "rsync_module",
-        "rsync_user",
-        "rsync_port",
-        "dest",
-        "cron_options",
-        "enabled",
-        "timeout_secs",
-        "catch_up",
-        "max_age_secs",
-        "trace",
-    ] {
-        doc.insert(key.into(), view.get(key).cloned().unwrap_or(Value::Null));
+/// The part of a project's view that is its configuration, as `PUT /projects/{id}` takes it: the
+/// 2014 fields always (`null` when unset), the rest when the project has them (a PUT is the whole
+/// configuration, so what is left out would be removed: targets, dependencies...).
+#[derive(Serialize)]
+pub struct Editable<'a> {
+    project: &'a str,
+    rsync_host: &'a Option<Host>,
+    rsync_module: &'a Option<ModulePath>,
+    rsync_user: &'a Option<Name>,
+    rsync_port: Option<u16>,
+    dest: &'a str,
+    cron_options: &'a Option<ScheduleSpec>,
+    enabled: bool,
+    timeout_secs: Option<u64>,
+    catch_up: bool,
+    max_age_secs: Option<u64>,
+    trace: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_delete: Option<MaxDelete>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stages: &'a Option<Stages>,
+    flip: bool,
+    targets: &'a Targets,
+    watch: bool,
+    #[serde(skip_serializing_if = "DependsOn::is_empty")]
+    depends_on: &'a DependsOn,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: &'a Option<Placement>,
+    rsync_options: RsyncOptionsInput,
+}
+
+pub fn editable(p: &ProjectView) -> Editable<'_> {
+    let o = &p.rsync_options;
+    Editable {
+        project: &p.project,
+        rsync_host: &p.rsync_host,
+        rsync_module: &p.rsync_module,
+        rsync_user: &p.rsync_user,
+        rsync_port: p.rsync_port,
+        dest: &p.dest,
+        cron_options: &p.cron_options,
+        enabled: p.enabled,
+        timeout_secs: p.timeout_secs,
+        catch_up: p.catch_up,
+        max_age_secs: p.max_age_secs,
+        trace: p.trace,
+        max_delete: p.max_delete,
+        stages: &p.stages,
+        flip: p.flip,
+        targets: &p.targets,
+        watch: p.watch,
+        depends_on: &p.depends_on,
+        probe: &p.probe,
+        node: &p.node,
+        rsync_options: RsyncOptionsInput {
+            defaults: Some(o.defaults.clone()),
+            basic: Some(o.basic.clone()),
+            delete: o.delete.clone(),
+        },
     }
-    // The rest of the configuration, when the project has it: a PUT is the whole configuration,
-    // so what is left out would be removed (targets, dependencies...).
-    for key in ["max_delete", "stages", "flip", "targets", "watch", "depends_on", "probe", "node"] {
-        if let Some(v) = view.get(key).filter(|v| !v.is_null()) {
-            doc.insert(key.into(), v.clone());
-        }
-    }
-    let o = &view["rsync_options"];
-    doc.insert("rsync_options".into(), json!({"defaults": o["defaults"], "basic": o["basic"], "delete": o["delete"]}));
-    Value::Object(doc)
+}
+
+/// The edited document as `PUT /projects/{id}` takes it, with the version it was read at.
+#[derive(Serialize)]
+struct Put {
+    #[serde(flatten)]
+    doc: serde_json::Map<String, Value>,
+    version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
 }
 
 /// A line diff (longest common subsequence): lines of `a` not in `b` with `-`, of `b` with `+`,
@@ -117,9 +170,9 @@ fn confirm(question: &str) -> Result<bool> {
 
 /// `mirrorctl edit PROJECT`.
 pub async fn edit(c: &Client, id: &str, yes: bool, comment: Option<String>) -> Result<()> {
-    let view: Value = c.get(&format!("/projects/{}", query(id))).await?;
-    let version = view["version"].as_i64().ok_or_else(|| Failure::new(Exit::Server, "the project has no version"))?;
-    let original = to_yaml(&editable(&view))?;
+    let view: ProjectDetail<ProjectView> = c.get(&format!("/projects/{}", query(id))).await?;
+    let version = view.project.version;
+    let original = to_yaml(&editable(&view.project))?;
     let header = format!(
         "# mirrorctl edit {id}, version {version}. Save and quit to apply; an unchanged file changes nothing.\n\
          # rsync_password is not shown: add `rsync_password: ...` to set a new one (\"\" removes it).\n"
@@ -152,14 +205,13 @@ pub async fn edit(c: &Client, id: &str, yes: bool, comment: Option<String>) -> R
         eprintln!("{id}: nothing changed");
         return Ok(());
     }
-    let mut body = edited;
-    if let Some(map) = body.as_object_mut() {
-        map.insert("version".into(), json!(version));
-        if let Some(c) = comment {
-            map.insert("comment".into(), json!(c));
-        }
-    }
-    match c.put(&format!("/projects/{}", query(id)), &body).await {
+    let Value::Object(mut doc) = edited else {
+        return Err(Failure::new(Exit::Usage, "the edited file is not a mapping of fields: nothing changed"));
+    };
+    doc.remove("version");
+    doc.remove("comment");
+    let body = Put { doc, version, comment };
+    match c.put::<_, Value>(&format!("/projects/{}", query(id)), &body).await {
         Ok(_) => {
             eprintln!("{id}: saved as version {}", version + 1);
             Ok(())
@@ -181,33 +233,23 @@ pub async fn edit(c: &Client, id: &str, yes: bool, comment: Option<String>) -> R
 
 /// `mirrorctl versions PROJECT [-p]`: the versions, newest first, and with `-p` what each changed.
 pub async fn versions(c: &Client, id: &str, patch: bool, limit: u32, as_json: bool) -> Result<()> {
-    let history: Value = c.get(&format!("/projects/{}/history?limit={limit}", query(id))).await?;
+    let history: History = c.get(&format!("/projects/{}/history?limit={limit}", query(id))).await?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&history)?);
-        return Ok(());
+        return crate::render::print_json(&history);
     }
-    for v in history["versions"].as_array().into_iter().flatten() {
-        let n = v["version"].as_i64().unwrap_or(0);
-        let when = v["created_at"].as_str().unwrap_or("");
-        let who = v["author"].as_str().unwrap_or("(master)");
-        let what = if v["removed"] == json!(true) {
-            "removed".to_owned()
-        } else {
-            let changed: Vec<&str> = v["changed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            changed.join(", ")
-        };
-        let comment = v["comment"].as_str().map(|c| format!("  \"{c}\"")).unwrap_or_default();
-        println!("v{n}  {when}  {who}  {what}{comment}");
+    for v in &history.versions {
+        let n = v.version;
+        let who = v.author.as_deref().unwrap_or("(master)");
+        let what = if v.removed { "removed".to_owned() } else { v.changed.join(", ") };
+        let comment = v.comment.as_deref().map(|c| format!("  \"{c}\"")).unwrap_or_default();
+        println!("v{n}  {}  {who}  {what}{comment}", v.created_at.to_text());
         if patch {
             let config_of = |n: i64| async move {
                 if n < 1 {
                     return Ok::<String, Failure>(String::new());
                 }
-                let v: Value = c.get(&format!("/projects/{}/versions/{n}", query(id))).await?;
-                match &v["config"] {
-                    Value::Null => Ok(String::new()),
-                    config => to_yaml(config),
-                }
+                let v: VersionView = c.get(&format!("/projects/{}/versions/{n}", query(id))).await?;
+                v.config.as_ref().map_or_else(|| Ok(String::new()), to_yaml)
             };
             let (before, now) = (config_of(n - 1).await?, config_of(n).await?);
             print_diff(&line_diff(&before, &now));
@@ -225,14 +267,8 @@ pub async fn revert(
     comment: Option<String>,
     password: Option<String>,
 ) -> Result<()> {
-    let mut body = json!({"version": version});
-    if let Some(m) = comment {
-        body["comment"] = json!(m);
-    }
-    if let Some(p) = password {
-        body["rsync_password"] = json!(p);
-    }
-    c.post(&format!("/projects/{}/revert", query(id)), &body).await?;
+    let body = Revert { version, comment, rsync_password: password.map(mirror_common::Secret::new) };
+    c.post::<_, Value>(&format!("/projects/{}/revert", query(id)), &body).await?;
     eprintln!("{id}: reverted to the configuration of version {version}");
     Ok(())
 }
@@ -240,6 +276,7 @@ pub async fn revert(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn diffs_mark_removed_and_added_lines() {

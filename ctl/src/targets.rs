@@ -3,11 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mirror_common::targets::{PushStatus, TargetView};
-use serde_json::{Value, json};
+use mirror_common::targets::{PushStarted, PushStatus, TargetView};
 
-use crate::client::{Client, Exit, Failure, Result, query};
-use crate::{paint, print_json, table, time_text};
+use crate::client::{Client, Empty, Exit, Failure, Result, query};
+use crate::render::{paint, print_json, table, time_text};
 
 async fn views(c: &Client, project: &str) -> Result<Vec<TargetView>> {
     c.get(&format!("/targets?id={}", query(project))).await
@@ -24,8 +23,8 @@ pub async fn push(c: &Client, project: &str, target: Option<&str>, wait: bool, j
         Some(t) => format!("/targets/sync?id={}&target={}", query(project), query(t)),
         None => format!("/targets/sync?id={}", query(project)),
     };
-    let started: Value = c.post(&path, &json!({})).await?;
-    let names: Vec<String> = serde_json::from_value(started["targets"].clone()).unwrap_or_default();
+    let started: PushStarted = c.post(&path, &Empty {}).await?;
+    let names = started.targets.clone();
     if !wait {
         if json {
             return print_json(&started);
@@ -51,7 +50,7 @@ pub async fn push(c: &Client, project: &str, target: Option<&str>, wait: bool, j
     };
     let pushes: Vec<_> = ended.iter().filter_map(|t| t.last_push.clone()).collect();
     if json {
-        print_json(&serde_json::to_value(&pushes)?)?;
+        print_json(&pushes)?;
     } else {
         for p in &pushes {
             println!(
@@ -77,7 +76,7 @@ pub async fn push(c: &Client, project: &str, target: Option<&str>, wait: bool, j
 pub async fn list(c: &Client, project: &str, json: bool) -> Result<()> {
     let targets = views(c, project).await?;
     if json {
-        return print_json(&serde_json::to_value(&targets)?);
+        return print_json(&targets);
     }
     let mut t = table(&["TARGET", "WHERE", "LAST PUSH", "STATUS", "UPLOADED", "DELETED", "LAST SUCCESS"]);
     for v in &targets {

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use mirror_common::api::{ConfigDocument, ImportReport, ProjectDoc, SlaveDoc, UserDoc};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{Client, Exit, Failure, Result, query};
@@ -13,8 +15,25 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Failure::new(Exit::Other, format!("{}: {e}", path.display())))
 }
 
-fn render(v: &Value, yaml: bool) -> Result<String> {
-    if yaml { to_yaml(v) } else { Ok(format!("{}\n", serde_json::to_string_pretty(v)?)) }
+fn render<T: Serialize>(v: &T, yaml: bool) -> Result<String> {
+    if yaml { to_yaml(&serde_json::to_value(v)?) } else { Ok(format!("{}\n", serde_json::to_string_pretty(v)?)) }
+}
+
+/// Writes each item of one kind to `DIR/<kind>/<name>.<ext>`; what the master no longer has goes
+/// from the directory too.
+fn write_kind<T: Serialize>(dir: &Path, kind: &str, items: &[T], name_of: fn(&T) -> String, yaml: bool) -> Result<()> {
+    let ext = if yaml { "yaml" } else { "json" };
+    let sub = dir.join(kind);
+    std::fs::create_dir_all(&sub)?;
+    for entry in std::fs::read_dir(&sub)?.flatten() {
+        if entry.path().extension().is_some_and(|e| e == ext) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for item in items {
+        write_file(&sub.join(format!("{}.{ext}", name_of(item))), &render(item, yaml)?)?;
+    }
+    Ok(())
 }
 
 /// `mirrorctl export [--format yaml|json] [DIR|FILE|-]`.
@@ -24,27 +43,14 @@ pub async fn export(c: &Client, format: &str, dest: Option<&str>) -> Result<()> 
         "json" => false,
         other => return Err(Failure::new(Exit::Usage, format!("--format: '{other}' is not yaml or json"))),
     };
-    let doc: Value = c.get("/export").await?;
+    let doc: ConfigDocument = c.get("/export").await?;
     match dest {
         None | Some("-") => print!("{}", render(&doc, yaml)?),
         Some(d) if d.ends_with('/') || Path::new(d).is_dir() => {
-            let ext = if yaml { "yaml" } else { "json" };
             let dir = Path::new(d);
-            let kinds =
-                [("projects", project_file as fn(&Value) -> String), ("slaves", slave_file), ("users", user_file)];
-            for (kind, name_of) in kinds {
-                let sub = dir.join(kind);
-                std::fs::create_dir_all(&sub)?;
-                // What the master no longer has goes from the directory too.
-                for entry in std::fs::read_dir(&sub)?.flatten() {
-                    if entry.path().extension().is_some_and(|e| e == ext) {
-                        std::fs::remove_file(entry.path())?;
-                    }
-                }
-                for item in doc[kind].as_array().into_iter().flatten() {
-                    write_file(&sub.join(format!("{}.{ext}", name_of(item))), &render(item, yaml)?)?;
-                }
-            }
+            write_kind(dir, "projects", doc.projects.as_deref().unwrap_or_default(), project_file, yaml)?;
+            write_kind(dir, "slaves", doc.slaves.as_deref().unwrap_or_default(), slave_file, yaml)?;
+            write_kind(dir, "users", doc.users.as_deref().unwrap_or_default(), user_file, yaml)?;
             eprintln!("exported to {}", dir.display());
         }
         Some(f) => write_file(Path::new(f), &render(&doc, yaml)?)?,
@@ -52,16 +58,16 @@ pub async fn export(c: &Client, format: &str, dest: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-fn project_file(v: &Value) -> String {
-    v["id"].as_str().unwrap_or("unnamed").to_owned()
+fn project_file(p: &ProjectDoc) -> String {
+    p.id.to_string()
 }
 
-fn user_file(v: &Value) -> String {
-    v["username"].as_str().unwrap_or("unnamed").to_owned()
+fn user_file(u: &UserDoc) -> String {
+    u.username.to_string()
 }
 
-fn slave_file(v: &Value) -> String {
-    format!("{}_{}", v["hostname"].as_str().unwrap_or("unnamed"), v["port"])
+fn slave_file(s: &SlaveDoc) -> String {
+    format!("{}_{}", s.hostname, s.port)
 }
 
 /// A document from a file, a directory (each file of `projects/` and `slaves/`) or `-` (stdin).
@@ -97,9 +103,9 @@ pub fn read_source(src: &str) -> Result<Value> {
 }
 
 /// Sends a document to `/import`; prints the changes. Returns how many there were.
-pub async fn send(
+pub async fn send<D: Serialize>(
     c: &Client,
-    doc: &Value,
+    doc: &D,
     prune: bool,
     dry_run: bool,
     comment: Option<&str>,
@@ -109,12 +115,12 @@ pub async fn send(
     if let Some(m) = comment {
         path.push_str(&format!("&comment={}", query(m)));
     }
-    let report = c.post(&path, doc).await?;
+    let report: ImportReport = c.post(&path, doc).await?;
     print_report(&report, dry_run, as_json)?;
-    Ok(report["changes"].as_array().map_or(0, Vec::len))
+    Ok(report.changes.len())
 }
 
-pub fn print_report(report: &Value, dry_run: bool, as_json: bool) -> Result<()> {
+pub fn print_report(report: &ImportReport, dry_run: bool, as_json: bool) -> Result<()> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
@@ -123,32 +129,25 @@ pub fn print_report(report: &Value, dry_run: bool, as_json: bool) -> Result<()> 
     Ok(())
 }
 
-fn print_changes(report: &Value, dry_run: bool) {
-    let changes = report["changes"].as_array().cloned().unwrap_or_default();
-    for ch in &changes {
-        let sign = match ch["action"].as_str() {
-            Some("create") => "+",
-            Some("remove") => "-",
+fn print_changes(report: &ImportReport, dry_run: bool) {
+    for ch in &report.changes {
+        let sign = match ch.action.as_str() {
+            "create" => "+",
+            "remove" => "-",
             _ => "~",
         };
-        let fields: Vec<&str> = ch["fields"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        let fields = if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) };
-        println!("{sign} {} {}{fields}", ch["kind"].as_str().unwrap_or(""), ch["key"].as_str().unwrap_or(""));
+        let fields = if ch.fields.is_empty() { String::new() } else { format!(" ({})", ch.fields.join(", ")) };
+        println!("{sign} {} {}{fields}", ch.kind, ch.key);
     }
-    for t in report["slave_tokens"].as_array().into_iter().flatten() {
-        println!(
-            "token of slave {}:{}: {}",
-            t["hostname"].as_str().unwrap_or(""),
-            t["port"],
-            t["token"].as_str().unwrap_or("")
-        );
+    for t in &report.slave_tokens {
+        println!("token of slave {}:{}: {}", t.hostname, t.port, t.token);
     }
-    let unchanged = report["unchanged"].as_u64().unwrap_or(0);
+    let (changes, unchanged) = (report.changes.len(), report.unchanged);
     let verb = if dry_run { "would change" } else { "changed" };
-    if changes.is_empty() {
+    if changes == 0 {
         eprintln!("no differences ({unchanged} unchanged)");
     } else {
-        eprintln!("{verb} {}, {unchanged} unchanged", changes.len());
+        eprintln!("{verb} {changes}, {unchanged} unchanged");
     }
 }
 
@@ -161,7 +160,7 @@ pub async fn copy(
     comment: Option<&str>,
     as_json: bool,
 ) -> Result<()> {
-    let doc: Value = from.get("/export").await?;
+    let doc: ConfigDocument = from.get("/export").await?;
     let comment = comment.map_or_else(|| format!("copied from {}", from.url), str::to_owned);
     send(to, &doc, prune, dry_run, Some(&comment), as_json).await?;
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mirror_common::api::{ConfigEvent, RunEvent};
 use serde_json::Value;
 
 use crate::client::{Client, Exit, Failure, Result};
@@ -56,18 +57,29 @@ impl SseParser {
 }
 
 fn line_for(e: &SseEvent) -> String {
-    let d: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-    let s = |k: &str| d[k].as_str().map(str::to_owned).unwrap_or_else(|| d[k].to_string());
+    let undecoded = || format!("{}: {}", e.kind, e.data);
     match e.kind.as_str() {
-        "config" => {
-            let what = if d["removed"] == Value::Bool(true) { "removed" } else { "changed" };
-            let who = d["author"].as_str().unwrap_or("(master)");
-            let why = d["comment"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
-            format!("{} {} {what} (version {}) by {who}{why}", s("kind"), s("key"), s("version"))
-        }
-        "run" => format!("run {} of {}: {}", s("run"), s("project"), s("status")),
-        other => format!("{other}: {}", e.data),
+        "config" => serde_json::from_str::<ConfigEvent>(&e.data).map_or_else(
+            |_| undecoded(),
+            |d| {
+                let what = if d.removed { "removed" } else { "changed" };
+                let who = d.author.as_deref().unwrap_or("(master)");
+                let why = d.comment.map(|c| format!(": {c}")).unwrap_or_default();
+                format!("{} {} {what} (version {}) by {who}{why}", d.kind, d.key, d.version)
+            },
+        ),
+        "run" => serde_json::from_str::<RunEvent>(&e.data)
+            .map_or_else(|_| undecoded(), |d| format!("run {} of {}: {}", d.run, d.project, d.status)),
+        _ => undecoded(),
     }
+}
+
+/// One event as `--json` prints it, a line each.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    id: Option<i64>,
+    event: &'a str,
+    data: Value,
 }
 
 /// Prints events until interrupted (or, with `count`, until that many were printed).
@@ -101,7 +113,7 @@ pub async fn watch(c: &Client, since: Option<i64>, count: Option<usize>, as_json
             for e in parser.feed(&chunk) {
                 if as_json {
                     let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-                    println!("{}", serde_json::json!({"id": e.id, "event": e.kind, "data": data}));
+                    println!("{}", serde_json::to_string(&JsonLine { id: e.id, event: &e.kind, data })?);
                 } else {
                     println!("{}", line_for(&e));
                 }

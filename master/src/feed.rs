@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::Db;
@@ -178,7 +177,8 @@ impl Listener for Arc<Feed> {
         let event = match change {
             Change::Committed(c) => ("config", serde_json::to_string(c).unwrap_or_default()),
             Change::Run { project, run, status, .. } => {
-                ("run", json!({"project": project, "run": run, "status": status}).to_string())
+                let event = mirror_common::api::RunEvent { project: project.clone(), run: *run, status: *status };
+                ("run", serde_json::to_string(&event).unwrap_or_default())
             }
             _ => return,
         };

@@ -69,3 +69,25 @@ pub struct AlertDeliveryView {
     pub delivered_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
+
+/// `event: config` of `GET /events`: a configuration commit was stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigEvent {
+    /// `project`, `slave` or `user`.
+    pub kind: String,
+    pub key: String,
+    pub version: i64,
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    pub removed: bool,
+}
+
+/// `event: run` of `GET /events`: a run was queued, started, or ended with this status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunEvent {
+    pub project: ProjectId,
+    pub run: i64,
+    pub status: super::RunStatus,
+}
