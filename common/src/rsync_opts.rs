@@ -255,6 +255,27 @@ fn printable(s: &str) -> String {
     s.escape_debug().to_string()
 }
 
+/// An rsync daemon's source, the one form the master's pulls and the slaves' share:
+/// `rsync://[user@]host:port/module/[path/]` with a port, else `[user@]host::module/[path/]`.
+/// The host and module are typed by their callers and a user is a checked name: none can begin
+/// with `-`.
+pub fn daemon_source(
+    user: Option<&str>,
+    host: &crate::names::Host,
+    port: Option<u16>,
+    module: &str,
+    path: Option<&Path>,
+) -> String {
+    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+    let host = host.bracketed();
+    let module = module.trim_end_matches('/');
+    let path = path.map(|p| format!("{}/", p.display())).unwrap_or_default();
+    match port {
+        Some(port) => format!("rsync://{user}{host}:{port}/{module}/{path}"),
+        None => format!("{user}{host}::{module}/{path}"),
+    }
+}
+
 /// The whole argv after the program: the options, the [`SAFETY_OPTIONS`], `--stats`, then `--` so
 /// that nothing after it (source, destination) can be read as an option.
 pub fn rsync_argv(options: impl IntoIterator<Item = String>, source: String, dest: String) -> Vec<String> {

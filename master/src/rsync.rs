@@ -20,13 +20,9 @@ pub fn login_user(p: &ProjectRow) -> Option<&str> {
 /// has a port. The trailing slash copies the contents, whether the source is a module or a path.
 /// `None` for a project with a local source (it has no upstream to pull).
 pub fn source(p: &ProjectRow) -> Option<String> {
-    let user = login_user(p).map(|u| format!("{u}@")).unwrap_or_default();
-    let host = p.rsync_host.as_ref()?.bracketed();
-    let module = p.rsync_module.as_ref()?.trim_end_matches('/').to_owned();
-    Some(match p.rsync_port {
-        Some(port) => format!("rsync://{user}{host}:{port}/{module}/"),
-        None => format!("{user}{host}::{module}/"),
-    })
+    let (host, module) = (p.rsync_host.as_ref()?, p.rsync_module.as_ref()?);
+    let port = p.rsync_port.map(|port| port.0);
+    Some(mirror_common::rsync_opts::daemon_source(login_user(p), host, port, module, None))
 }
 
 /// `rsync <defaults> <basic> <delete> [--temp-dir=TEMP] <safety options> --stats -- <source> <dest>/`.
