@@ -54,6 +54,8 @@ export MIRROR_TEST_POSTGRES="$pg_url"
 export MIRROR_TEST_POSTGRES_REQUIRED=1
 
 cargo fmt --all -- --check
+# The layout rules of docs/layout.md: file and function sizes, SQL only in db/, a typed mirrorctl.
+python3 scripts/check-layout.py
 # A one-shot build gains nothing from incremental data, which is ~1.4 GB here; disk on CI is shared.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # The end-to-end tests run the real binaries: build them first.

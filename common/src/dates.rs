@@ -100,6 +100,7 @@ fn is_utc_zone(token: &str) -> bool {
 
 /// dateutil's `_timelex`: letters, digits (with `.`, or `,` after two digits, inside), one token
 /// per space and per other character; a dotted token with letters or several dots is cut at its dots.
+// layout: table: dateutil's lexer, a state machine ported whole to be read beside the original
 fn tokens(s: &str) -> Vec<String> {
     #[derive(PartialEq, Clone, Copy)]
     enum State {
@@ -443,6 +444,7 @@ impl Parser {
     }
 
     /// dateutil's `_parse_numeric_token`: returns the index of the last token it used.
+    // layout: table: dateutil's cases, in its order, to be read beside the original
     fn numeric(&mut self, mut i: usize, value: f64) -> Result<usize, String> {
         let t = self.t.clone();
         let repr = t[i].as_str();

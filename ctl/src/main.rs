@@ -34,14 +34,7 @@ async fn run(cli: Cli) -> Result<()> {
     let c = Client::new(url.clone(), login.clone())?;
     let json = cli.json;
     match cli.command {
-        Cmd::Login { user, password_stdin } => {
-            let password = prompt::read_password(password_stdin, &format!("password for {user} at {url}: "))?;
-            let basic = Client::new(url.clone(), client::Login::Basic(user.clone(), password))?;
-            let token: TokenResponse = basic.get("/get_token/").await?;
-            let saved = client::SavedToken::from_response(url, user, token);
-            let path = client::save_token(&saved)?;
-            eprintln!("logged in as {}; token kept in {} until {}", saved.username, path.display(), saved.expires_at);
-        }
+        Cmd::Login { user, password_stdin } => log_in(url, user, password_stdin).await?,
         Cmd::Proxy { listen } => proxy::serve(c, &listen).await?,
         Cmd::Token => match login {
             client::Login::Bearer(t) => println!("{t}"),
@@ -89,19 +82,7 @@ async fn run(cli: Cli) -> Result<()> {
             transfer::send(&c, &doc, true, true, None, json).await?;
         }
         Cmd::Copy { from, to, prune, dry_run, message } => {
-            let (from, to) = (client::resolve_url(Some(&from)), client::resolve_url(Some(&to)));
-            // The environment's credentials go to the master mirrorctl is pointed at, if it is one
-            // of the two; the other side logs in with its own saved token only.
-            let login_for = async |side: &str| {
-                if side == url {
-                    client::resolve_login(side).await
-                } else {
-                    client::resolve_login_elsewhere(side).await
-                }
-            };
-            let source = Client::new(from.clone(), login_for(&from).await)?;
-            let target = Client::new(to.clone(), login_for(&to).await)?;
-            transfer::copy(&source, &target, prune, dry_run, message.as_deref(), json).await?;
+            copy(&url, &from, &to, prune, dry_run, message.as_deref(), json).await?
         }
         Cmd::Watch { since, count } => watch::watch(&c, since, count, json).await?,
         Cmd::Nodes => cluster::nodes(&c, json).await?,
@@ -112,6 +93,38 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Logs in with a password and keeps the token for the next commands.
+async fn log_in(url: String, user: String, password_stdin: bool) -> Result<()> {
+    let password = prompt::read_password(password_stdin, &format!("password for {user} at {url}: "))?;
+    let basic = Client::new(url.clone(), client::Login::Basic(user.clone(), password))?;
+    let token: TokenResponse = basic.get("/get_token/").await?;
+    let saved = client::SavedToken::from_response(url, user, token);
+    let path = client::save_token(&saved)?;
+    eprintln!("logged in as {}; token kept in {} until {}", saved.username, path.display(), saved.expires_at);
+    Ok(())
+}
+
+/// Copies the configuration of one master to another.
+async fn copy(
+    url: &str,
+    from: &str,
+    to: &str,
+    prune: bool,
+    dry_run: bool,
+    message: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let (from, to) = (client::resolve_url(Some(from)), client::resolve_url(Some(to)));
+    // The environment's credentials go to the master mirrorctl is pointed at, if it is one
+    // of the two; the other side logs in with its own saved token only.
+    let login_for = async |side: &str| {
+        if side == url { client::resolve_login(side).await } else { client::resolve_login_elsewhere(side).await }
+    };
+    let source = Client::new(from.clone(), login_for(&from).await)?;
+    let target = Client::new(to.clone(), login_for(&to).await)?;
+    transfer::copy(&source, &target, prune, dry_run, message, json).await
 }
 
 #[tokio::main(flavor = "current_thread")]

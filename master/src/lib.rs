@@ -6,28 +6,15 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod db;
-pub mod declared;
-pub mod document;
 pub mod error;
 pub mod events;
-pub mod feed;
 pub mod http;
-pub mod listing;
-pub mod metrics;
-pub mod node;
-pub mod paths;
+pub mod read;
 pub mod retry;
-pub mod rsync;
-pub mod rsyncd;
-pub mod runner;
-pub mod scheduler;
+pub mod run;
 pub mod service;
-pub mod snapshots;
 pub mod state;
-pub mod status_page;
 pub mod targets;
-pub mod trace;
-pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,12 +27,12 @@ use mirror_runtime::rsync::{ConfineStatus, RunAs};
 use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
+use crate::cluster::rsyncd::ManagedRsyncd;
 use crate::config::Settings;
 use crate::events::Events;
-use crate::listing::ListingCache;
-use crate::rsyncd::ManagedRsyncd;
-use crate::runner::{Runner, RunnerConfig};
-use crate::scheduler::Scheduler;
+use crate::read::listing::ListingCache;
+use crate::run::scheduler::Scheduler;
+use crate::run::{Runner, RunnerConfig};
 use crate::service::projects::Projects;
 use crate::service::runs::Runs;
 use crate::service::slaves::Slaves;
@@ -63,145 +50,23 @@ impl Application {
     /// Opens the database, prepares the mirror root, bootstraps the first root user when asked,
     /// and binds the listener (port 0 picks a free port; see [`Application::local_addr`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        settings.validate()?;
-        let addr = settings.listen_addr()?;
-        tokio::fs::create_dir_all(&settings.mirror_root)
-            .await
-            .with_context(|| format!("mirror_root: cannot create {}", settings.mirror_root.display()))?;
-        let mirror_root = tokio::fs::canonicalize(&settings.mirror_root)
-            .await
-            .with_context(|| format!("mirror_root: cannot resolve {}", settings.mirror_root.display()))?;
-        let location = settings.database_location().await?;
-        let db = db::open(&location).await.with_context(|| format!("database: cannot open {location:?}"))?;
-        let key = auth::signing_key(&db, settings.jwt_secret.as_ref().map(|s| s.expose())).await?;
-        let auth = auth::Authenticator::new(
-            &key,
-            Duration::from_secs(settings.token_ttl_secs),
-            Duration::from_secs(settings.refresh_token_ttl_secs),
-            Duration::from_secs(settings.auth_cache_ttl_secs),
-        )
-        .await?;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
-        let api_url = match &settings.api_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", listener.local_addr()?),
-        };
-        // The heartbeat and the lease on connections of their own: requests that fill the pool
-        // must not make a busy node look dead (and stop its runs).
-        let node = crate::node::Node::start(
-            db.dedicated(2),
-            settings.node_name(),
-            api_url,
-            format!("{}:{}", settings.rsyncd.host, settings.rsyncd.port),
-            Duration::from_secs(settings.node_lease_secs),
-            Duration::from_secs(settings.node_dead_secs),
-        )
-        .await
-        .context("node: cannot announce this node")?;
-        tokio::fs::create_dir_all(&settings.log_dir)
-            .await
-            .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
-        let confine = ConfineStatus::start(settings.confine, settings.confine_helper.clone(), "rsync run")
-            .await
-            .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
-        // Looked up in our PATH once: children get a short fixed PATH of their own.
-        let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
-        let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
-        let rsyncd = if settings.rsyncd.manage {
-            let password = rsyncd::password(&db, &settings.rsyncd).await?;
-            let launch = rsyncd::Launcher { rsync_path: &rsync_path, confine: &confine, run_as };
-            Some(ManagedRsyncd::start(&settings.rsyncd, &launch, &mirror_root, &password).await?)
-        } else {
-            None
-        };
+        let opened = Opened::open(&settings).await?;
+        let processes = Processes::start(&settings, &opened).await?;
         if settings.cluster_token.is_some() {
             tracing::warn!(
                 "cluster_token is no longer used: each slave has its own token from /add_slave/ or \
                  /rotate_slave_token/ (docs/cluster.md: \"Moving from the shared cluster token\")"
             );
         }
-        // Who hears of changes: the listing cache, the scheduler (subscribed once it is started,
-        // below) and the propagation to slaves.
-        let events = Arc::new(Events::default());
-        let listing = Arc::new(ListingCache::new(settings.stale_after_secs));
-        events.subscribe(listing.clone());
-        let snapshots = crate::snapshots::Snapshots::new(&mirror_root, settings.snapshots);
-        let cluster = Cluster::new(db.clone(), &settings, mirror_root.clone(), snapshots.clone())?;
-        events.subscribe(Arc::new(cluster.clone()));
-        let runner = Runner::new(
-            db.clone(),
-            RunnerConfig {
-                mirror_root: mirror_root.clone(),
-                rsync_path,
-                confine: confine.clone(),
-                run_as,
-                snapshots: snapshots.clone(),
-                ..RunnerConfig::from(&settings)
-            },
-            settings.max_concurrent_runs,
-            events.clone(),
-        );
-        runner.recover().await?;
-        events.subscribe(runner.clone());
-        let scheduler = Scheduler::start(
-            db.clone(),
-            runner.clone(),
-            node.clone(),
-            Duration::from_secs(settings.node_dead_secs + settings.node_lease_secs),
-        )
-        .await?;
-        events.subscribe(scheduler.clone());
-        let auth = Arc::new(auth);
-        events.subscribe(auth.clone());
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        events.subscribe(Arc::new(metrics.clone()));
-        let feed = crate::feed::Feed::start(db.clone(), node.name().to_owned());
-        events.subscribe(Arc::new(feed.clone()));
-        let alerts = crate::alerts::Alerts::new(db.clone(), &settings, listing.clone(), cluster.clone()).await?;
-        events.subscribe(Arc::new(alerts.clone()));
-        let pusher = crate::targets::Pusher::new(db.clone(), &settings, events.clone(), snapshots.clone()).await?;
-        events.subscribe(pusher.clone());
-        let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
-        let slaves = Slaves { db: db.clone(), cluster: cluster.clone(), events: events.clone() };
-        let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
-        let projects = Projects {
-            db: db.clone(),
-            mirror_root: mirror_root.clone(),
-            confined: confine.confined(),
-            events: events.clone(),
-            credentials: Arc::new(settings.s3_credentials.clone()),
-        };
-        let settings_streams = (settings.max_streams, settings.max_streams_per_user);
-        let state = AppState::new(Inner {
-            db,
-            settings,
-            mirror_root,
-            auth,
-            listing,
-            events,
-            runner,
-            scheduler,
-            cluster,
-            confine,
-            projects,
-            users,
-            slaves,
-            runs,
-            metrics,
-            alerts,
-            feed,
-            pusher,
-            streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
-            rsyncd: rsyncd.as_ref().map(|d| d.health.clone()),
-            node,
-            forwarder: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
-        });
+        let parts = Parts::start(&settings, &opened, &processes).await?;
+        let listener = opened.listener;
+        let rsyncd = processes.rsyncd;
+        let state = parts.state(settings, opened.db, opened.mirror_root, processes.confine, &rsyncd)?;
         bootstrap_root(&state).await?;
         // A bad file is skipped and named in the log; only an unreadable directory stops the start.
-        if let Err(e) = declared::reload(&state, None, "projects_dir at start", declared::OnBadFile::Skip).await {
+        if let Err(e) =
+            config::declared::reload(&state, None, "projects_dir at start", config::declared::OnBadFile::Skip).await
+        {
             anyhow::bail!("{e}");
         }
         state.pusher.start().await?;
@@ -250,6 +115,214 @@ impl Application {
         self.state.db.close().await;
         tracing::info!("mirror-master stopped");
         Ok(())
+    }
+}
+
+/// What a start opens first: the database, the mirror root, the signing key, the listener, and
+/// this node's place among the others.
+struct Opened {
+    db: db::Db,
+    mirror_root: std::path::PathBuf,
+    auth: Arc<auth::Authenticator>,
+    listener: TcpListener,
+    node: Arc<crate::cluster::node::Node>,
+}
+
+impl Opened {
+    async fn open(settings: &Settings) -> anyhow::Result<Opened> {
+        settings.validate()?;
+        let addr = settings.listen_addr()?;
+        tokio::fs::create_dir_all(&settings.mirror_root)
+            .await
+            .with_context(|| format!("mirror_root: cannot create {}", settings.mirror_root.display()))?;
+        let mirror_root = tokio::fs::canonicalize(&settings.mirror_root)
+            .await
+            .with_context(|| format!("mirror_root: cannot resolve {}", settings.mirror_root.display()))?;
+        let location = settings.database_location().await?;
+        let db = db::open(&location).await.with_context(|| format!("database: cannot open {location:?}"))?;
+        let key = auth::signing_key(&db, settings.jwt_secret.as_ref().map(|s| s.expose())).await?;
+        let auth = auth::Authenticator::new(
+            &key,
+            Duration::from_secs(settings.token_ttl_secs),
+            Duration::from_secs(settings.refresh_token_ttl_secs),
+            Duration::from_secs(settings.auth_cache_ttl_secs),
+        )
+        .await?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: cannot bind {addr}"))?;
+        let api_url = match &settings.api_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        // The heartbeat and the lease on connections of their own: requests that fill the pool
+        // must not make a busy node look dead (and stop its runs).
+        let node = crate::cluster::node::Node::start(
+            db.dedicated(2),
+            settings.node_name(),
+            api_url,
+            format!("{}:{}", settings.rsyncd.host, settings.rsyncd.port),
+            Duration::from_secs(settings.node_lease_secs),
+            Duration::from_secs(settings.node_dead_secs),
+        )
+        .await
+        .context("node: cannot announce this node")?;
+        Ok(Opened { db, mirror_root, auth: Arc::new(auth), listener, node })
+    }
+}
+
+/// How rsync is started here, and the rsync daemon the master manages.
+struct Processes {
+    confine: ConfineStatus,
+    rsync_path: std::path::PathBuf,
+    run_as: Option<RunAs>,
+    rsyncd: Option<ManagedRsyncd>,
+}
+
+impl Processes {
+    async fn start(settings: &Settings, opened: &Opened) -> anyhow::Result<Processes> {
+        let (db, mirror_root) = (&opened.db, &opened.mirror_root);
+        tokio::fs::create_dir_all(&settings.log_dir)
+            .await
+            .with_context(|| format!("log_dir: cannot create {}", settings.log_dir.display()))?;
+        let confine = ConfineStatus::start(settings.confine, settings.confine_helper.clone(), "rsync run")
+            .await
+            .map_err(|e| anyhow::anyhow!("confine: {e}"))?;
+        // Looked up in our PATH once: children get a short fixed PATH of their own.
+        let rsync_path = mirror_runtime::rsync::program_path(&settings.rsync_path);
+        let run_as = RunAs::configured(settings.run_as.as_deref()).map_err(|e| anyhow::anyhow!("run_as: {e}"))?;
+        let rsyncd = if settings.rsyncd.manage {
+            let password = cluster::rsyncd::password(db, &settings.rsyncd).await?;
+            let launch = cluster::rsyncd::Launcher { rsync_path: &rsync_path, confine: &confine, run_as };
+            Some(ManagedRsyncd::start(&settings.rsyncd, &launch, mirror_root, &password).await?)
+        } else {
+            None
+        };
+        Ok(Processes { confine, rsync_path, run_as, rsyncd })
+    }
+}
+
+/// The parts that hear of changes, each subscribed to the events.
+struct Parts {
+    events: Arc<Events>,
+    listing: Arc<ListingCache>,
+    cluster: Arc<Cluster>,
+    runner: Arc<Runner>,
+    scheduler: Arc<Scheduler>,
+    auth: Arc<auth::Authenticator>,
+    metrics: Arc<crate::read::metrics::Metrics>,
+    feed: Arc<crate::read::feed::Feed>,
+    alerts: Arc<crate::alerts::Alerts>,
+    pusher: Arc<crate::targets::Pusher>,
+    node: Arc<crate::cluster::node::Node>,
+}
+
+impl Parts {
+    async fn start(settings: &Settings, opened: &Opened, processes: &Processes) -> anyhow::Result<Parts> {
+        let (db, mirror_root, node) = (&opened.db, &opened.mirror_root, &opened.node);
+        // Who hears of changes: the listing cache, the scheduler (subscribed once it is started,
+        // below) and the propagation to slaves.
+        let events = Arc::new(Events::default());
+        let listing = Arc::new(ListingCache::new(settings.stale_after_secs));
+        events.subscribe(listing.clone());
+        let snapshots = crate::cluster::snapshots::Snapshots::new(mirror_root, settings.snapshots);
+        let cluster = Cluster::new(db.clone(), settings, mirror_root.clone(), snapshots.clone())?;
+        events.subscribe(Arc::new(cluster.clone()));
+        let runner = Runner::new(
+            db.clone(),
+            RunnerConfig {
+                mirror_root: mirror_root.clone(),
+                rsync_path: processes.rsync_path.clone(),
+                confine: processes.confine.clone(),
+                run_as: processes.run_as,
+                snapshots: snapshots.clone(),
+                ..RunnerConfig::from(settings)
+            },
+            settings.max_concurrent_runs,
+            events.clone(),
+        );
+        runner.recover().await?;
+        events.subscribe(runner.clone());
+        let scheduler = Scheduler::start(
+            db.clone(),
+            runner.clone(),
+            node.clone(),
+            Duration::from_secs(settings.node_dead_secs + settings.node_lease_secs),
+        )
+        .await?;
+        events.subscribe(scheduler.clone());
+        let auth = opened.auth.clone();
+        events.subscribe(auth.clone());
+        let metrics = Arc::new(crate::read::metrics::Metrics::default());
+        events.subscribe(Arc::new(metrics.clone()));
+        let feed = crate::read::feed::Feed::start(db.clone(), node.name().to_owned());
+        events.subscribe(Arc::new(feed.clone()));
+        let alerts = crate::alerts::Alerts::new(db.clone(), settings, listing.clone(), cluster.clone()).await?;
+        events.subscribe(Arc::new(alerts.clone()));
+        let pusher = crate::targets::Pusher::new(db.clone(), settings, events.clone(), snapshots.clone()).await?;
+        events.subscribe(pusher.clone());
+        Ok(Parts {
+            events,
+            listing,
+            cluster,
+            runner,
+            scheduler,
+            auth,
+            metrics,
+            feed,
+            alerts,
+            pusher,
+            node: node.clone(),
+        })
+    }
+
+    /// The services over the parts, and the state every handler shares.
+    fn state(
+        self,
+        settings: Settings,
+        db: db::Db,
+        mirror_root: std::path::PathBuf,
+        confine: ConfineStatus,
+        rsyncd: &Option<ManagedRsyncd>,
+    ) -> anyhow::Result<AppState> {
+        let Parts { events, listing, cluster, runner, scheduler, auth, metrics, feed, alerts, pusher, node } = self;
+        let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
+        let slaves = Slaves { db: db.clone(), cluster: cluster.clone(), events: events.clone() };
+        let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
+        let projects = Projects {
+            db: db.clone(),
+            mirror_root: mirror_root.clone(),
+            confined: confine.confined(),
+            events: events.clone(),
+            credentials: Arc::new(settings.s3_credentials.clone()),
+        };
+        let settings_streams = (settings.max_streams, settings.max_streams_per_user);
+        let state = AppState::new(Inner {
+            db,
+            settings,
+            mirror_root,
+            auth,
+            listing,
+            events,
+            runner,
+            scheduler,
+            cluster,
+            confine,
+            projects,
+            users,
+            slaves,
+            runs,
+            metrics,
+            alerts,
+            feed,
+            pusher,
+            streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
+            rsyncd: rsyncd.as_ref().map(|d| d.health.clone()),
+            node,
+            forwarder: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        });
+        Ok(state)
     }
 }
 

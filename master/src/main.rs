@@ -92,11 +92,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     return;
                 };
                 while hup.recv().await.is_some() {
-                    match mirror_master::declared::reload(
+                    match mirror_master::config::declared::reload(
                         &state,
                         None,
                         "projects_dir reload (SIGHUP)",
-                        mirror_master::declared::OnBadFile::Skip,
+                        mirror_master::config::declared::OnBadFile::Skip,
                     )
                     .await
                     {

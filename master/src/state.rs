@@ -10,9 +10,9 @@ use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::events::Events;
-use crate::listing::ListingCache;
-use crate::runner::Runner;
-use crate::scheduler::Scheduler;
+use crate::read::listing::ListingCache;
+use crate::run::Runner;
+use crate::run::scheduler::Scheduler;
 use crate::service::projects::Projects;
 use crate::service::runs::Runs;
 use crate::service::slaves::Slaves;
@@ -41,9 +41,9 @@ pub struct Inner {
     /// The runs service: manual runs and the history.
     pub runs: Runs,
     /// Counters and histograms for `/metrics`.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::read::metrics::Metrics>,
     pub alerts: Arc<crate::alerts::Alerts>,
-    pub feed: Arc<crate::feed::Feed>,
+    pub feed: Arc<crate::read::feed::Feed>,
     /// Pushes projects' trees to their object-store targets.
     pub pusher: Arc<crate::targets::Pusher>,
     /// The users service.
@@ -53,9 +53,9 @@ pub struct Inner {
     /// Open `/events` and log-following streams, capped per user and in all.
     pub streams: Arc<crate::http::streams::Streams>,
     /// The managed rsync daemon's health (`None`: not managed here).
-    pub rsyncd: Option<crate::rsyncd::DaemonHealth>,
+    pub rsyncd: Option<crate::cluster::rsyncd::DaemonHealth>,
     /// This master as a node of the cluster (alone on SQLite).
-    pub node: Arc<crate::node::Node>,
+    pub node: Arc<crate::cluster::node::Node>,
     /// Passes requests on to the node that must answer them.
     pub forwarder: reqwest::Client,
 }

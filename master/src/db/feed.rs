@@ -67,3 +67,23 @@ pub async fn since(db: &Db, after: i64, limit: i64) -> sqlx::Result<Vec<FeedEven
 pub async fn newest(db: &Db) -> sqlx::Result<i64> {
     on!(&db.read, |c| sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM event_log").fetch_one(c).await)
 }
+
+/// Notifications of events appended by any node (PostgreSQL's `LISTEN` on [`CHANNEL`]): a hint to
+/// read the log now rather than at the next poll.
+pub struct Notifications(sqlx::postgres::PgListener);
+
+impl Notifications {
+    /// Listens on its own connection; `None` on SQLite (one node alone writes it) or while the
+    /// database cannot be reached.
+    pub async fn listen(db: &Db) -> Option<Notifications> {
+        let super::Pool::Postgres(pool) = &db.write else { return None };
+        let mut l = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
+        l.listen(CHANNEL).await.ok()?;
+        Some(Notifications(l))
+    }
+
+    /// Waits for the next notification; `false` once the connection is lost.
+    pub async fn next(&mut self) -> bool {
+        self.0.recv().await.is_ok()
+    }
+}

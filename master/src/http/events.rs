@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::ApiError;
 use super::extract::{Caller, QueryMap};
-use crate::feed::FeedEvent;
+use crate::read::feed::FeedEvent;
 use crate::state::AppState;
 
 /// Stored events sent per query while catching up.

@@ -227,7 +227,7 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = project_id(&id)?;
-    let item_in = without_links(crate::document::read(body, Limits::PROJECT_FILE).await?)?;
+    let item_in = without_links(crate::config::document::read(body, Limits::PROJECT_FILE).await?)?;
     let req = super::extract::add_project_from(item_in)?;
     let s = state.clone();
     let (row, created) = detached(async move { s.projects.put(&id, req, &meta).await }).await?;
@@ -259,7 +259,7 @@ pub async fn patch(
     RootWriter(_, meta): RootWriter,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let doc = crate::document::read(body, Limits::CONFIGURATION).await?;
+    let doc = crate::config::document::read(body, Limits::CONFIGURATION).await?;
     let items = match doc {
         Value::Object(mut o) => o.remove("items"),
         _ => None,

@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::error::ApiError;
 use super::extract::MaybeCaller;
-use crate::metrics::Snapshot;
+use crate::read::metrics::Snapshot;
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
@@ -47,7 +47,7 @@ pub async fn metrics(State(state): State<AppState>, caller: MaybeCaller) -> Resu
     let rsyncd_up = rsyncd_up(&state).await;
     let default_max_age_secs = state.settings.stale_after_secs;
     // Only the targets the projects have now (a removed target's pushes stay in the history).
-    let by_id: std::collections::HashMap<&str, &crate::views::ProjectState> =
+    let by_id: std::collections::HashMap<&str, &crate::read::views::ProjectState> =
         projects.iter().map(|s| (s.row.id.as_str(), s.as_ref())).collect();
     let has_target = |project: &str, target: &str| {
         by_id.get(project).is_some_and(|s| s.row.targets.iter().any(|t| t.name.as_str() == target))

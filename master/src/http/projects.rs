@@ -16,9 +16,9 @@ use super::detached;
 use super::error::ApiError;
 use super::extract::{ApiJson, MaybeCaller, QueryMap, Writer, from_value, id_param};
 use crate::db::{self, projects::ProjectRow};
+use crate::read::views::{project_view, run_view};
 use crate::service::history::Meta;
 use crate::state::AppState;
-use crate::views::{project_view, run_view};
 use mirror_common::ErrorBody;
 use mirror_common::api::ProjectView;
 

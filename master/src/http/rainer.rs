@@ -289,7 +289,7 @@ pub async fn post(
         let c = commit(&state, &key, Some(version)).await?;
         return Ok(json_response(Value::Object(self::meta(&c))));
     }
-    let value = crate::document::read(body.clone(), Limits::PROJECT_FILE).await?;
+    let value = crate::config::document::read(body.clone(), Limits::PROJECT_FILE).await?;
     let Value::Object(mut value) = value else {
         return Err(ApiError::BadJson { field: None, message: "the payload must be a mapping".into() });
     };

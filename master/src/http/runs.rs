@@ -24,7 +24,7 @@ use mirror_common::ErrorBody;
     ),
     responses(
         (status = 202, description = "a run started", body = SyncupResponse),
-        (status = 200, description = "dry_run: what a run would change, and whether max_delete would refuse it", body = crate::runner::Preview),
+        (status = 200, description = "dry_run: what a run would change, and whether max_delete would refuse it", body = crate::run::Preview),
         (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
         (status = 401, description = "no valid login", body = ErrorBody),
         (status = 404, description = "no such project, user, slave or run", body = ErrorBody),

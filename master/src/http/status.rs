@@ -11,8 +11,8 @@ use mirror_common::api::{Done, MasterStatus, ProjectId, TunasyncJob};
 
 use super::error::ApiError;
 use super::extract::MaybeCaller;
+use crate::read::{status_page, views};
 use crate::state::AppState;
-use crate::{status_page, views};
 use mirror_common::ErrorBody;
 
 fn may_read(state: &AppState, caller: &MaybeCaller) -> Result<(), ApiError> {

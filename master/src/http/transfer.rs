@@ -91,7 +91,7 @@ pub async fn import(
         .map_err(|_| ApiError::TooLarge(MAX_IMPORT_BYTES))?;
     // YAML or JSON, through the bounded reader: no alias, no duplicate key, bounded depth and
     // size, off the async workers. Its errors name the place and the line.
-    let value = crate::document::read(bytes, Limits::CONFIGURATION).await?;
+    let value = crate::config::document::read(bytes, Limits::CONFIGURATION).await?;
     let mut doc: ConfigDocument = from_value(value)?;
     // Passwords the document gives are hashed here, before the transaction (argon2 is slow).
     let users = match doc.users.take() {
@@ -147,11 +147,11 @@ pub async fn import(
 )]
 pub async fn reload(State(state): State<AppState>, RootCaller(caller): RootCaller) -> Result<Response, ApiError> {
     let done = detached(async move {
-        crate::declared::reload(
+        crate::config::declared::reload(
             &state,
             Some(&caller.username),
             "projects_dir reload",
-            crate::declared::OnBadFile::Refuse,
+            crate::config::declared::OnBadFile::Refuse,
         )
         .await
     })

@@ -8,8 +8,8 @@ use mirror_common::api::{ProjectId, RunView};
 use crate::auth::Principal;
 use crate::db::{self, Db};
 use crate::error::Error;
-use crate::runner::Runner;
-use crate::views::run_view;
+use crate::read::views::run_view;
+use crate::run::Runner;
 
 /// The most runs one listing returns.
 pub const MAX_LIST: i64 = 1000;
@@ -25,7 +25,7 @@ impl Runs {
     /// `/syncup/`: queues a run of the project now and returns its id. The trigger runs to its end
     /// even if the caller goes away: a request dropped between the run's row and its place in the
     /// queue would leave the project marked as running for good.
-    pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<crate::runner::Started, Error> {
+    pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<crate::run::Started, Error> {
         if let Some(p) = db::projects::get(&self.db.read, id).await?
             && p.rsync_host.is_none()
         {
@@ -107,7 +107,7 @@ mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::events::Events;
-    use crate::runner::RunnerConfig;
+    use crate::run::RunnerConfig;
     use mirror_common::api::{Name, Role, RunStatus};
 
     async fn runs(dir: &std::path::Path, public_read: bool) -> (Runs, Db) {

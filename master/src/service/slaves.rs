@@ -162,8 +162,8 @@ impl Slaves {
     /// whether it is healthy and when it was last seen: what `/metrics` shows.
     pub async fn served_by(
         &self,
-        projects: &[std::sync::Arc<crate::views::ProjectState>],
-    ) -> Result<Vec<crate::metrics::ServedBy>, Error> {
+        projects: &[std::sync::Arc<crate::read::views::ProjectState>],
+    ) -> Result<Vec<crate::read::metrics::ServedBy>, Error> {
         let slaves = db::slaves::list(&self.db).await?;
         let served: std::collections::HashMap<(ProjectId, String, i64), i64> = db::propagation::served_all(&self.db)
             .await?
@@ -175,7 +175,7 @@ impl Slaves {
             let (name, healthy) = (slave_name(&slave.hostname, slave.port), self.cluster.healthy(slave.last_seen));
             for p in projects.iter().filter(|p| p.row.enabled && p.row.generation > 0) {
                 let key = (p.row.id.clone(), slave.hostname.to_string(), slave.port);
-                out.push(crate::metrics::ServedBy {
+                out.push(crate::read::metrics::ServedBy {
                     project: p.row.id.clone(),
                     slave: name.clone(),
                     generation: served.get(&key).copied().unwrap_or(0),

@@ -14,24 +14,21 @@ pub mod store;
 pub mod tree;
 pub mod watch;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod merge;
+
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::StreamExt;
 use mirror_common::names::{Name, ProjectId};
 use mirror_common::targets::{PushStatus, TargetKind, TargetSpec};
 
+use crate::cluster::snapshots::Snapshots;
 use crate::config::{S3Credentials, Settings, TargetSettings};
-use crate::db::targets::{Counts, Known};
+use crate::db::targets::Counts;
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::events::{Change, Events, Listener};
-use crate::snapshots::Snapshots;
-use store::{Remote, Store};
-use tree::{Local, Selection};
-
-/// At most this many errors are kept in a push's message.
-const REPORTED_ERRORS: usize = 5;
+use store::Store;
 
 /// What is to be done for one target.
 #[derive(Debug, Default)]
@@ -80,15 +77,6 @@ async fn load_keys(creds: &[S3Credentials]) -> anyhow::Result<HashMap<Name, Arc<
         keys.insert(c.name.clone(), Arc::new(s3::Keys { access_key_id, secret_access_key: secret }));
     }
     Ok(keys)
-}
-
-/// What checking one file came to.
-enum Checked {
-    /// Equal to its object; the entry to remember when the master did not know it so.
-    Unchanged(Option<Known>),
-    Uploaded(Known),
-    /// Gone between the walk and its turn: the next push deletes its object.
-    Vanished,
 }
 
 impl Pusher {
@@ -254,145 +242,6 @@ impl Pusher {
         });
     }
 
-    async fn merge(
-        &self,
-        row: &ProjectRow,
-        spec: &TargetSpec,
-        paths: Option<BTreeSet<String>>,
-        counts: &mut Counts,
-        errors: &mut Vec<String>,
-        notes: &mut Vec<String>,
-    ) -> Result<(), String> {
-        let sel = Arc::new(Selection::of(spec)?);
-        let store = self.open(spec)?;
-        let identity = store.identity();
-        // A full merge pushes the generation as the slaves get it: its snapshot, which the next
-        // run does not touch, kept while the push reads it. Watched trees have no runs.
-        let held = match &paths {
-            None => self.snapshots.hold(&row.id, row.generation).await,
-            Some(_) => None,
-        };
-        let root = held.as_ref().map_or_else(|| PathBuf::from(&row.dest), |h| h.path.clone());
-        let known = db::targets::known(&self.db, &identity, &sel.target_prefix).await.map_err(|e| e.to_string())?;
-        let (files, remote, deletes) = match paths {
-            None => {
-                let (r, s) = (root.clone(), sel.clone());
-                let walked =
-                    tokio::task::spawn_blocking(move || tree::walk(&r, &s)).await.map_err(|e| e.to_string())??;
-                counts.skipped = walked.skipped;
-                if !walked.skipped_names.is_empty() {
-                    notes.push(format!("{} not published: {}", walked.skipped, walked.skipped_names.join(", ")));
-                }
-                let listed = store.list(&sel.target_prefix).await.map_err(|e| e.0)?;
-                let wanted: HashSet<&str> = walked.files.iter().map(|f| f.key.as_str()).collect();
-                let deletes: Vec<String> = if spec.keep_deleted {
-                    Vec::new()
-                } else {
-                    listed.iter().filter(|r| !wanted.contains(r.key.as_str())).map(|r| r.key.clone()).collect()
-                };
-                let deletes = self.beneath_prefix(&sel, deletes, notes);
-                let remote: HashMap<String, Remote> = listed.into_iter().map(|r| (r.key.clone(), r)).collect();
-                (walked.files, Some(remote), deletes)
-            }
-            Some(paths) => {
-                // A watched tree's changes: what the master put is taken as what the store holds
-                // (the merge at start and after a missed event checks the store itself).
-                let (r, s) = (root.clone(), sel.clone());
-                tokio::task::spawn_blocking(move || changed_files(&r, &s, &paths))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .map(|(files, gone)| (files, None, if spec.keep_deleted { Vec::new() } else { gone }))
-                    .map(|(files, remote, gone)| (files, remote, self.beneath_prefix(&sel, gone, notes)))?
-            }
-        };
-        counts.files = files.len() as u64;
-        let remote = remote.map(Arc::new);
-        let known = Arc::new(known);
-        let mut remember = Vec::new();
-        let checks = futures::stream::iter(files.into_iter().map(|file| {
-            let (store, remote, known) = (store.clone(), remote.clone(), known.clone());
-            async move {
-                let k = known.get(&file.key).cloned();
-                let r = match &remote {
-                    Some(listing) => listing.get(&file.key).cloned(),
-                    None => k.as_ref().map(|k| Remote {
-                        key: k.key.clone(),
-                        size: u64::try_from(k.size).unwrap_or(0),
-                        etag: k.etag.clone(),
-                    }),
-                };
-                let key = file.key.clone();
-                (key, check(store.as_ref(), file, r, k).await)
-            }
-        }))
-        .buffer_unordered(self.settings.max_parallel);
-        futures::pin_mut!(checks);
-        while let Some((key, result)) = checks.next().await {
-            match result {
-                Ok(Checked::Unchanged(entry)) => {
-                    counts.unchanged += 1;
-                    remember.extend(entry);
-                }
-                Ok(Checked::Uploaded(entry)) => {
-                    counts.uploaded += 1;
-                    counts.bytes_uploaded += u64::try_from(entry.size).unwrap_or(0);
-                    remember.push(entry);
-                }
-                Ok(Checked::Vanished) => {}
-                Err(e) => {
-                    counts.errors += 1;
-                    if errors.len() < REPORTED_ERRORS {
-                        errors.push(e);
-                    }
-                    tracing::debug!(key = %key.escape_debug(), "request failed");
-                }
-            }
-        }
-        let mut gone = Vec::new();
-        let deleting = futures::stream::iter(deletes.into_iter().map(|key| {
-            let store = store.clone();
-            async move {
-                let done = store.delete(&key).await;
-                (key, done)
-            }
-        }))
-        .buffer_unordered(self.settings.max_parallel);
-        futures::pin_mut!(deleting);
-        while let Some((key, done)) = deleting.next().await {
-            match done {
-                Ok(()) => {
-                    counts.deleted += 1;
-                    gone.push(key);
-                }
-                Err(e) => {
-                    counts.errors += 1;
-                    if errors.len() < REPORTED_ERRORS {
-                        errors.push(e.0);
-                    }
-                }
-            }
-        }
-        // Entries of objects someone else removed are forgotten too.
-        if let Some(listing) = &remote {
-            gone.extend(known.keys().filter(|k| !listing.contains_key(*k)).cloned());
-        }
-        db::targets::remember(&self.db, &identity, &remember, &gone).await.map_err(|e| e.to_string())
-    }
-
-    /// The deletions a push may do: all of them beneath a `target_prefix`; none at the bucket's
-    /// root unless `targets.delete_at_bucket_root` says so (the note says how many were kept).
-    fn beneath_prefix(&self, sel: &Selection, deletes: Vec<String>, notes: &mut Vec<String>) -> Vec<String> {
-        if !sel.target_prefix.is_empty() || self.settings.delete_at_bucket_root || deletes.is_empty() {
-            return deletes;
-        }
-        notes.push(format!(
-            "{} objects without a file were kept: the target has no target_prefix, and a push deletes only \
-             beneath one (targets.delete_at_bucket_root = true allows it)",
-            deletes.len()
-        ));
-        Vec::new()
-    }
-
     /// Starts or stops watching `row`'s tree as its configuration says.
     pub fn watch(&self, row: &ProjectRow) {
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
@@ -425,64 +274,6 @@ impl Pusher {
     fn unwatch(&self, id: &ProjectId) {
         self.watchers.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
-}
-
-/// The files among `paths` (relative to `root`) that the target gets, and the keys of those gone.
-fn changed_files(root: &Path, sel: &Selection, paths: &BTreeSet<String>) -> (Vec<Local>, Vec<String>) {
-    let (mut files, mut gone) = (Vec::new(), Vec::new());
-    let tree: Arc<Path> = Arc::from(root);
-    for rel in paths {
-        let Some(key) = sel.key_of(rel) else { continue };
-        let path = root.join(rel);
-        match path.symlink_metadata() {
-            Ok(m) if m.is_file() => files.push(Local::new(&tree, rel.clone(), key, &m)),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(key),
-            Err(_) => {}
-        }
-    }
-    (files, gone)
-}
-
-/// Whether `file` equals its object, and if not, uploads it.
-async fn check(
-    store: &dyn Store,
-    file: Local,
-    remote: Option<Remote>,
-    known: Option<Known>,
-) -> Result<Checked, String> {
-    let size = i64::try_from(file.size).unwrap_or(i64::MAX);
-    // The object is what the master put, and the file has not been written since it was hashed.
-    if let (Some(r), Some(k)) = (&remote, &known)
-        && !r.etag.is_empty()
-        && r.etag == k.etag
-        && r.size == file.size
-        && k.size == size
-        && k.local_stamp == file.stamp
-    {
-        return Ok(Checked::Unchanged(None));
-    }
-    let local = file.clone();
-    let hashed = tokio::task::spawn_blocking(move || tree::hash(&local)).await.map_err(|e| e.to_string())?;
-    let (sha256, stamp) = match hashed {
-        Ok(h) => h,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checked::Vanished),
-        Err(e) => return Err(format!("reading {}: {e}", file.key.escape_debug())),
-    };
-    if let Some(r) = &remote
-        && r.size == file.size
-    {
-        let stored = match &known {
-            Some(k) if !r.etag.is_empty() && k.etag == r.etag && k.size == size => Some(k.sha256.clone()),
-            _ => store.stored_hash(&file.key).await.map_err(|e| e.0)?,
-        };
-        if stored.as_deref() == Some(sha256.as_str()) {
-            let entry = Known { key: file.key, size, etag: r.etag.clone(), sha256, local_stamp: stamp };
-            return Ok(Checked::Unchanged(Some(entry)));
-        }
-    }
-    let etag = store.put(&file.key, &file, &sha256).await.map_err(|e| e.0)?;
-    Ok(Checked::Uploaded(Known { key: file.key, size, etag, sha256, local_stamp: stamp }))
 }
 
 impl Listener for Pusher {

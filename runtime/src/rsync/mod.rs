@@ -463,18 +463,7 @@ pub async fn run_rsync(
     }
     let Output { tail, stats, daemon_refused, .. } = output;
     let exit_code = status.code();
-    let (ending, message) = match (stopped_by, exit_code) {
-        (Some(Ending::Timeout), _) => (Ending::Timeout, format!("killed after the {}s timeout", cmd.timeout.as_secs())),
-        (Some(_), _) => (Ending::Cancelled, "stopped before it finished".to_owned()),
-        (None, Some(0)) => (Ending::Success, exit_meaning(0).to_owned()),
-        (None, Some(24)) => (Ending::SuccessWithWarning, format!("warning: {}", exit_meaning(24))),
-        (None, Some(c)) => (Ending::Failed, format!("rsync exit {c}: {}", exit_meaning(c))),
-        (None, None) => (Ending::Failed, "rsync was killed by a signal".to_owned()),
-    };
-    let message = match last_error_line(&tail) {
-        Some(e) if ending == Ending::Failed => format!("{message}: {e}"),
-        _ => message,
-    };
+    let (ending, message) = judge(stopped_by, exit_code, cmd.timeout, &tail);
     Ok(RsyncOutcome {
         exit_code,
         ending,
@@ -484,6 +473,23 @@ pub async fn run_rsync(
         elapsed: started.elapsed(),
         daemon_refused,
     })
+}
+
+/// How a run ended and its message: why it was stopped, or rsync's exit code and its own words.
+fn judge(stopped_by: Option<Ending>, exit_code: Option<i32>, timeout: Duration, tail: &Tail) -> (Ending, String) {
+    let (ending, message) = match (stopped_by, exit_code) {
+        (Some(Ending::Timeout), _) => (Ending::Timeout, format!("killed after the {}s timeout", timeout.as_secs())),
+        (Some(_), _) => (Ending::Cancelled, "stopped before it finished".to_owned()),
+        (None, Some(0)) => (Ending::Success, exit_meaning(0).to_owned()),
+        (None, Some(24)) => (Ending::SuccessWithWarning, format!("warning: {}", exit_meaning(24))),
+        (None, Some(c)) => (Ending::Failed, format!("rsync exit {c}: {}", exit_meaning(c))),
+        (None, None) => (Ending::Failed, "rsync was killed by a signal".to_owned()),
+    };
+    let message = match last_error_line(tail) {
+        Some(e) if ending == Ending::Failed => format!("{message}: {e}"),
+        _ => message,
+    };
+    (ending, message)
 }
 
 /// rsync's own words for the failure: its `@ERROR` line, or its first `rsync:` / `rsync error:` line.

@@ -11,8 +11,8 @@ use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use mirror_common::targets::Targets;
 
 use super::Projects;
+use crate::config::paths::resolve_dest;
 use crate::error::Error;
-use crate::paths::resolve_dest;
 use crate::service::history::Meta;
 
 const MAX_TEXT: usize = 1024;

@@ -116,21 +116,7 @@ pub async fn write(
 ) -> Result<Written, Error> {
     check_whole(&new.config, new.rsync_password.as_ref())?;
     check_targets_role(meta, old.map(|o| &o.targets), &new.targets)?;
-    let Some(old) = old else {
-        if db::projects::get(&mut tx, &new.id).await?.is_some() {
-            return Err(Error::conflict("id", format!("a project with id '{}' already exists", new.id)));
-        }
-        check_overlap(tx, &new.config, None).await?;
-        check_references(tx, &new.config).await?;
-        // A removed project's id continues its chain of versions.
-        let latest = db::commits::latest_version(&mut tx, KIND, new.id.as_str()).await?;
-        meta.check(new.id.as_str(), latest)?;
-        new.version = latest + 1;
-        db::projects::insert(&mut tx, &new).await.map_err(|e| store_error(e, &new.id))?;
-        let committed = commit(tx, &new.id, new.version, meta, Some(&new)).await?;
-        let changes = vec![Change::ProjectSaved(new.clone()), Change::Committed(committed)];
-        return Ok(Written { row: new, action: Some("create"), fields: vec![], changes });
-    };
+    let Some(old) = old else { return create(tx, new, meta).await };
     if scope == Scope::Api {
         check_not_managed(old)?;
     }
@@ -189,6 +175,22 @@ pub async fn write(
     changes.push(Change::ProjectSaved(row.clone()));
     changes.extend(committed.into_iter().map(Change::Committed));
     Ok(Written { row, action: Some("update"), fields, changes })
+}
+
+/// Writes a new project, or one removed coming back (its id continues its chain of versions).
+async fn create(mut tx: &mut Tx, mut new: ProjectRow, meta: &Meta) -> Result<Written, Error> {
+    if db::projects::get(&mut tx, &new.id).await?.is_some() {
+        return Err(Error::conflict("id", format!("a project with id '{}' already exists", new.id)));
+    }
+    check_overlap(tx, &new.config, None).await?;
+    check_references(tx, &new.config).await?;
+    let latest = db::commits::latest_version(&mut tx, KIND, new.id.as_str()).await?;
+    meta.check(new.id.as_str(), latest)?;
+    new.version = latest + 1;
+    db::projects::insert(&mut tx, &new).await.map_err(|e| store_error(e, &new.id))?;
+    let committed = commit(tx, &new.id, new.version, meta, Some(&new)).await?;
+    let changes = vec![Change::ProjectSaved(new.clone()), Change::Committed(committed)];
+    Ok(Written { row: new, action: Some("create"), fields: vec![], changes })
 }
 
 /// Whether a removal checks that no project depends on the one removed.

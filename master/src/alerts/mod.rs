@@ -8,7 +8,7 @@
 //! queue in order, retrying with backoff until the receiver takes it (a 2xx) or
 //! `give_up_after_secs` has passed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +22,14 @@ use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::cluster::{Cluster, slave_name};
+use crate::cluster::Cluster;
+mod checks;
+
 pub use crate::config::AlertEvent;
 use crate::config::AlertSettings;
 use crate::db::{self, Db};
 use crate::events::{Change, Listener};
-use crate::listing::ListingCache;
+use crate::read::listing::ListingCache;
 
 /// The body every webhook receives (JSON). `text` is one line a chat tool can show as it is.
 #[derive(Debug, Serialize)]
@@ -147,7 +149,7 @@ impl Alerts {
 
     /// Starts the checker and one delivery worker per webhook; they end with `stop`.
     /// Checks and delivers while this node leads (one node sends each alert).
-    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>, leading: crate::node::Leading) {
+    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>, leading: crate::cluster::node::Leading) {
         let taken = self.ended_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(ended) = taken else { return };
         tokio::spawn(Arc::clone(self).check_loop(ended, stop.clone(), leading.clone()));
@@ -160,7 +162,7 @@ impl Alerts {
         self: Arc<Self>,
         mut ended: mpsc::UnboundedReceiver<Ended>,
         mut stop: watch::Receiver<bool>,
-        leading: crate::node::Leading,
+        leading: crate::cluster::node::Leading,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(self.settings.check_interval_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -296,116 +298,12 @@ impl Alerts {
         .await
     }
 
-    /// Staleness of every project, health and lag of every slave.
-    async fn check(&self) -> anyhow::Result<()> {
-        let now = Utc::now();
-        let states = self.listing.states(&self.db).await?;
-        let max_age = self.default_max_age_secs;
-        for s in states.iter().filter(|s| s.row.enabled && s.last_success.is_some()) {
-            let id = s.row.id.as_str();
-            let stale = crate::views::is_stale(s, now, max_age);
-            let objective = crate::views::max_age(&s.row, max_age).num_seconds();
-            let last = s.last_success.map(|t| t.to_string()).unwrap_or_default();
-            self.transition(&format!("age:{id}"), if stale { "stale" } else { "fresh" }, |old| {
-                let (kind, event, text) = match (old, stale) {
-                    (Some("fresh") | None, true) => (
-                        AlertEvent::Stale,
-                        "stale",
-                        format!("mirror-sync: {id} is stale: last success {last}, objective {objective} s"),
-                    ),
-                    (Some("stale"), false) => {
-                        (AlertEvent::FreshAgain, "fresh_again", format!("mirror-sync: {id} is fresh again"))
-                    }
-                    _ => return None,
-                };
-                let body = Body {
-                    event,
-                    text,
-                    time: Timestamp::now(),
-                    project: Some(id.to_owned()),
-                    slave: None,
-                    run: None,
-                    detail: Some(format!("last success {last}")),
-                };
-                Some((kind, body))
-            })
-            .await?;
-        }
-        let slaves = db::slaves::list(&self.db).await?;
-        let success: HashMap<&str, Timestamp> =
-            states.iter().filter_map(|s| Some((s.row.id.as_str(), s.last_success?))).collect();
-        let lag_after =
-            chrono::Duration::seconds(i64::try_from(self.settings.lag_after_secs).unwrap_or(i64::MAX / 1000));
-        let mut lagging: HashMap<String, String> = HashMap::new();
-        for b in db::propagation::behind(&self.db).await? {
-            let since = success.get(b.project_id.as_str()).map(|t| t.to_datetime());
-            if since.is_some_and(|t| now - t > lag_after) {
-                lagging
-                    .entry(slave_name(&b.hostname, b.port))
-                    .or_insert_with(|| format!("{} at generation {}", b.project_id, b.served));
-            }
-        }
-        for slave in &slaves {
-            let name = slave_name(&slave.hostname, slave.port);
-            let up = self.cluster.healthy(slave.last_seen);
-            // A slave just added and not yet asked is not down.
-            let unknown = slave.last_seen.is_none() && self.cluster.healthy(Some(slave.added_at));
-            if !unknown {
-                let seen = slave.last_seen.map_or_else(|| "never".to_owned(), |t| t.to_string());
-                self.transition(&format!("slave:{name}"), if up { "up" } else { "down" }, |old| {
-                    let (kind, event, text) = match (old, up) {
-                        (Some("up") | None, false) => (
-                            AlertEvent::SlaveDown,
-                            "slave_down",
-                            format!("mirror-sync: slave {name} is down (last seen {seen})"),
-                        ),
-                        (Some("down"), true) => {
-                            (AlertEvent::SlaveBack, "slave_back", format!("mirror-sync: slave {name} is back"))
-                        }
-                        _ => return None,
-                    };
-                    let body = Body {
-                        event,
-                        text,
-                        time: Timestamp::now(),
-                        project: None,
-                        slave: Some(name.clone()),
-                        run: None,
-                        detail: Some(format!("last seen {seen}")),
-                    };
-                    Some((kind, body))
-                })
-                .await?;
-            }
-            let lag = lagging.get(&name);
-            self.transition(&format!("lag:{name}"), if lag.is_some() { "lagging" } else { "current" }, |old| {
-                let what = lag?;
-                (old != Some("lagging")).then(|| {
-                    let body = Body {
-                        event: "slave_lagging",
-                        text: format!("mirror-sync: slave {name} lags: {what}"),
-                        time: Timestamp::now(),
-                        project: what.split(' ').next().map(str::to_owned),
-                        slave: Some(name.clone()),
-                        run: None,
-                        detail: Some(what.clone()),
-                    };
-                    (AlertEvent::SlaveLagging, body)
-                })
-            })
-            .await?;
-        }
-        let keep = chrono::Duration::days(i64::try_from(self.settings.keep_days).unwrap_or(30));
-        db::alerts::prune(&self.db, Timestamp::from(now - keep)).await?;
-        Ok(())
-    }
-
     /// Sends webhook `i`'s queue in order, for good.
     async fn deliver_loop(
         self: Arc<Self>,
         i: usize,
         mut stop: watch::Receiver<bool>,
-        mut leading: crate::node::Leading,
+        mut leading: crate::cluster::node::Leading,
     ) {
         let hook = &self.hooks[i];
         loop {

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use mirror_runtime::rsync::RsyncOutcome;
+
+use super::Runner;
+use crate::db;
 use crate::db::projects::ProjectRow;
 
 /// Where the trace file of `name` lies in `dest`, relative to it.
@@ -91,7 +95,7 @@ pub fn host_name() -> String {
 pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io::Result<()> {
     let dir = dest.join("project").join("trace");
     let dir_text = dir.to_str().ok_or_else(|| std::io::Error::other("dest is not UTF-8"))?;
-    match crate::paths::resolve_dest(mirror_root, dir_text).await {
+    match crate::config::paths::resolve_dest(mirror_root, dir_text).await {
         Ok(resolved) if resolved == dir => {}
         _ => return Err(std::io::Error::other(format!("{} leads out of the tree", dir.display()))),
     }
@@ -110,6 +114,44 @@ pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.set_modified(times))
         .await
         .map_err(std::io::Error::other)?
+}
+
+impl Runner {
+    /// `project/trace/<mirror_name>` of a successful run; a failure to write it is logged, the run
+    /// stays a success.
+    pub(super) async fn write_trace(
+        &self,
+        project: &ProjectRow,
+        run_id: i64,
+        began: chrono::DateTime<chrono::Utc>,
+        o: &RsyncOutcome,
+        stages: Option<(u64, u64)>,
+    ) {
+        let dest = project.dest.as_path();
+        let upstream = tokio::fs::read(dest.join("project/trace/master")).await.ok();
+        let upstream_serial =
+            upstream.filter(|b| b.len() <= 64 * 1024).and_then(|b| serial_of(&String::from_utf8_lossy(&b)));
+        let trigger = db::runs::get(&self.db, run_id).await.ok().flatten().map(|r| r.trigger);
+        let trigger = match trigger {
+            Some(mirror_common::api::Trigger::Schedule | mirror_common::api::Trigger::CatchUp) => "cron",
+            _ => "manual",
+        };
+        let run = TraceRun {
+            project,
+            name: &self.cfg.mirror_name,
+            host: &self.cfg.host_name,
+            started: began,
+            ended: chrono::Utc::now(),
+            bytes_received: o.stats.bytes_received,
+            trigger,
+            upstream_serial,
+            stages,
+        };
+        match write(&self.cfg.mirror_root, dest, &run).await {
+            Ok(()) => tracing::debug!("trace file written"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the trace file"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::db;
 
 /// Whether the project's options delete anything on the receiving side.
 fn deletes(project: &crate::db::projects::ProjectRow) -> bool {
-    project.rsync_options.layered().iter().any(|o| crate::rsync::is_delete_option(o))
+    project.rsync_options.layered().iter().any(|o| crate::run::rsync::is_delete_option(o))
 }
 
 /// Why `stats` (of a dry run) cross `limit`, if they do. The tree is the mirror's as it is:
@@ -43,7 +43,7 @@ impl Runner {
             return format!("{head}; no frozen copy of generation {g} to put back the files it deleted");
         };
         let (from, to) = (held.path.clone(), project.dest.as_path().to_path_buf());
-        let restored = tokio::task::spawn_blocking(move || crate::snapshots::put_back(&from, &to)).await;
+        let restored = tokio::task::spawn_blocking(move || crate::cluster::snapshots::put_back(&from, &to)).await;
         drop(held);
         match restored {
             Ok(Ok(k)) => format!("{head}; {k} deleted files put back from generation {g}'s frozen copy"),

@@ -1,6 +1,15 @@
+//! The master and the others it works with. `node` is this master as one of several on one
+//! database (heartbeat, leader lease); `snapshots` freezes each generation that slaves pull;
+//! `rsyncd` is the rsync daemon they pull it from; this file propagates a new generation to every
+//! slave and reconciles the ones that fall behind.
+//!
 //! Propagation to slaves: after a successful master run, every slave is notified at once (one
 //! task per slave, a per-request timeout, retries with backoff), and a reconciler re-notifies any
 //! slave whose served generation is behind: down during the fan-out, restarted, cut off, or new.
+
+pub mod node;
+pub mod rsyncd;
+pub mod snapshots;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,10 +23,10 @@ use mirror_common::api::{
 use mirror_common::time::Timestamp;
 use tokio::sync::{Notify, watch};
 
+use crate::cluster::snapshots::Snapshots;
 use crate::config::Settings;
 use crate::db::{self, Db, projects::ProjectRow, slaves::SlaveRow};
 use crate::retry::backoff;
-use crate::snapshots::Snapshots;
 
 /// The master's name for a slave, as slaves echo it back.
 pub fn slave_name(hostname: &str, port: i64) -> String {
@@ -382,7 +391,7 @@ impl Cluster {
 
     /// One pass: each slave that is behind on a project, and not already being told, is notified;
     /// each slave's `/status` is read to know it is alive.
-    pub async fn reconcile_once(self: &Arc<Self>, node: &crate::node::Node) -> anyhow::Result<()> {
+    pub async fn reconcile_once(self: &Arc<Self>, node: &crate::cluster::node::Node) -> anyhow::Result<()> {
         let slaves = db::slaves::list(&self.db).await?;
         let behind = db::propagation::behind(&self.db).await?;
         let cutoff = chrono::Utc::now() - self.patience;
@@ -426,7 +435,7 @@ impl Cluster {
     /// Runs the reconciler every `reconcile_interval_secs`, or at once when kicked, until `stop`.
     /// Each node reconciles the projects it runs (their generations are served by its rsync
     /// daemon); the leader also checks which slaves are alive.
-    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>, node: Arc<crate::node::Node>) {
+    pub fn spawn_reconciler(self: &Arc<Self>, mut stop: watch::Receiver<bool>, node: Arc<crate::cluster::node::Node>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {

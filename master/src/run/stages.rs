@@ -129,7 +129,7 @@ impl Runner {
     /// (`unchanged`, `changed`, `first`, or why it could not be read) and the hash.
     pub(super) async fn probe(&self, plan: &RunPlan, path: &str) -> (String, Option<String>) {
         let project = &plan.project;
-        let Some(source) = crate::rsync::source(project) else { return ("no upstream".into(), None) };
+        let Some(source) = crate::run::rsync::source(project) else { return ("no upstream".into(), None) };
         let landed = plan.temp.join(".mirror-sync-probe");
         let args = mirror_common::rsync_opts::rsync_argv(
             ["--no-motd".to_owned(), "--timeout=60".to_owned(), "--max-size=1m".to_owned()],

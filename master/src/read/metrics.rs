@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::events::{Change, Listener};
-use crate::views::ProjectState;
+use crate::read::views::ProjectState;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -286,12 +286,22 @@ fn project_label(s: &ProjectState) -> [(&'static str, &str); 1] {
 
 impl Collector for Snapshot {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_freshness(&mut e)?;
+        self.encode_runs(&mut e)?;
+        self.encode_slaves(&mut e)?;
+        self.encode_targets(&mut e)
+    }
+}
+
+impl Snapshot {
+    /// Each project's latest run, success and attempt, and its staleness.
+    fn encode_freshness(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = seconds(self.now);
         let p = &self.projects;
         let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
         let status_of = |s: &ProjectState| s.last_run.as_ref().map(|r| r.status);
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_last_run_status",
             "1 for the status of the project's latest run (queued, running, success, failed, timeout, interrupted)",
             p.iter().filter_map(|s| {
@@ -300,13 +310,13 @@ impl Collector for Snapshot {
             }),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_last_success_timestamp_seconds",
             "When the project's latest successful run ended",
             p.iter().map(|s| (project_label(s), s.last_success.map(|t| seconds(t.to_datetime())))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_last_attempt_timestamp_seconds",
             "When the project's latest run started (or was queued, if it has not started)",
             p.iter().map(|s| {
@@ -315,26 +325,35 @@ impl Collector for Snapshot {
             }),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_staleness_seconds",
             "Time since the project's latest successful run ended",
             p.iter().map(|s| (project_label(s), s.last_success.map(|t| now - seconds(t.to_datetime())))),
         )?;
         let max_age = self.default_max_age_secs;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_max_age_seconds",
             "The project's staleness objective (its max_age_secs, or the master's stale_after_secs)",
-            p.iter().map(|s| (project_label(s), Some(crate::views::max_age(&s.row, max_age).num_seconds() as f64))),
+            p.iter()
+                .map(|s| (project_label(s), Some(crate::read::views::max_age(&s.row, max_age).num_seconds() as f64))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_stale",
             "1 when the project's latest success is older than its objective, else 0",
-            p.iter().map(|s| (project_label(s), flag(crate::views::is_stale(s, self.now, max_age)))),
+            p.iter().map(|s| (project_label(s), flag(crate::read::views::is_stale(s, self.now, max_age)))),
         )?;
+        Ok(())
+    }
+
+    /// Each project's latest run, size, next fire and generation; the queue and the daemon.
+    fn encode_runs(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let p = &self.projects;
+        let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
+        let status_of = |s: &ProjectState| s.last_run.as_ref().map(|r| r.status);
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_last_run_duration_seconds",
             "How long the project's latest ended run took",
             p.iter().map(|s| {
@@ -344,52 +363,60 @@ impl Collector for Snapshot {
             }),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_size_bytes",
             "Total size of the project's tree at its latest run that measured it (rsync's total file size)",
             p.iter().map(|s| (project_label(s), s.last_run.as_ref().and_then(|r| r.total_size).map(|b| b as f64))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_next_run_timestamp_seconds",
             "When the project's schedule fires next",
             p.iter().map(|s| (project_label(s), s.next_run.map(seconds))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_running",
             "1 while the project's rsync runs",
             p.iter().map(|s| (project_label(s), flag(status_of(s) == Some(RunStatus::Running)))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_queued",
             "1 while a run of the project waits for a free slot",
             p.iter().map(|s| (project_label(s), flag(status_of(s) == Some(RunStatus::Queued)))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_project_generation",
             "The project's current generation (one more per successful run)",
             p.iter().map(|s| (project_label(s), Some(s.row.generation as f64))),
         )?;
         let queued = p.iter().filter(|s| status_of(s) == Some(RunStatus::Queued)).count();
-        single(&mut e, "mirror_sync_run_queue_length", "Runs waiting for a free slot", queued as f64)?;
+        single(e, "mirror_sync_run_queue_length", "Runs waiting for a free slot", queued as f64)?;
         single(
-            &mut e,
+            e,
             "mirror_sync_rsyncd_up",
             "1 when the rsync daemon slaves pull from accepts connections",
             if self.rsyncd_up { 1.0 } else { 0.0 },
         )?;
+        Ok(())
+    }
+
+    /// What each slave serves and how far behind it is.
+    fn encode_slaves(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = seconds(self.now);
+        let p = &self.projects;
+        let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
         let current = |id: &ProjectId| p.iter().find(|s| &s.row.id == id);
         gauge(
-            &mut e,
+            e,
             "mirror_sync_slave_generation",
             "The generation of the project the slave serves",
             self.served.iter().map(|b| (slave_labels(b), Some(b.generation as f64))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_slave_lag_generations",
             "How many generations the slave is behind on the project",
             self.served
@@ -397,7 +424,7 @@ impl Collector for Snapshot {
                 .map(|b| (slave_labels(b), current(&b.project).map(|s| (s.row.generation - b.generation) as f64))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_slave_lag_seconds",
             "How long the slave has been behind on the project (0 when it serves the current generation)",
             self.served.iter().map(|b| {
@@ -412,19 +439,24 @@ impl Collector for Snapshot {
             }),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_slave_last_seen_timestamp_seconds",
             "When the master last heard from the slave",
             self.served.iter().map(|b| (slave_labels(b), b.last_seen.map(seconds))),
         )?;
         gauge(
-            &mut e,
+            e,
             "mirror_sync_slave_healthy",
             "1 when the slave was seen within three reconcile intervals",
             self.served.iter().map(|b| (slave_labels(b), flag(b.healthy))),
         )?;
+        Ok(())
+    }
+
+    /// Object-store pushes.
+    fn encode_targets(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         gauge(
-            &mut e,
+            e,
             "mirror_sync_target_last_success_timestamp_seconds",
             "When the latest successful push of the project's tree to the object-store target ended",
             self.target_successes.iter().map(|(project, target, t)| {

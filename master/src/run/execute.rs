@@ -346,7 +346,7 @@ impl Runner {
     async fn publish_generation(
         &self,
         bumped: Option<crate::db::projects::ProjectRow>,
-        frozen: Option<crate::snapshots::Built>,
+        frozen: Option<crate::cluster::snapshots::Built>,
     ) {
         let Some(project) = bumped else { return };
         if let Some(built) = frozen
@@ -361,7 +361,7 @@ impl Runner {
     /// The tree as a snapshot for the slaves to pull, to be named after the generation; `None`
     /// when there is none (turned off, no reader, the options write in place, or it could not be
     /// made: then slaves pull the live tree).
-    async fn freeze(&self, project: &crate::db::projects::ProjectRow) -> Option<crate::snapshots::Built> {
+    async fn freeze(&self, project: &crate::db::projects::ProjectRow) -> Option<crate::cluster::snapshots::Built> {
         // Nobody would read it: no slave to tell, no object store to push to. A slave added
         // later pulls the live tree until the next generation.
         let read = !project.targets.is_empty() || db::slaves::any_told(&self.db).await.unwrap_or(true);

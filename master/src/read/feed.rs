@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::Db;
+use crate::db::feed::Notifications;
 use crate::events::{Change, Events, Listener};
 
 pub use crate::db::feed::{FeedEvent, KEEP};
@@ -64,8 +65,10 @@ impl Feed {
     /// reconnection misses nothing). Each event of another node goes to this node's watchers, and
     /// what it changed to this node's listing, scheduler and runner through `events`.
     pub fn follow(self: &Arc<Self>, events: Arc<Events>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let crate::db::Pool::Postgres(pool) = &self.db.write else { return };
-        let (me, pool) = (Arc::clone(self), pool.clone());
+        if !self.db.is_postgres() {
+            return;
+        }
+        let me = Arc::clone(self);
         tokio::spawn(async move {
             let mut seen = match me.newest().await {
                 Ok(id) => id,
@@ -77,11 +80,11 @@ impl Feed {
             let mut listener = None;
             loop {
                 if listener.is_none() {
-                    listener = connect_listener(&pool).await;
+                    listener = Notifications::listen(&me.db).await;
                 }
                 let notified = async {
                     match listener.as_mut() {
-                        Some(l) => l.recv().await.is_ok(),
+                        Some(l) => l.next().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -126,12 +129,6 @@ impl Feed {
     pub async fn newest(&self) -> sqlx::Result<i64> {
         crate::db::feed::newest(&self.db).await
     }
-}
-
-async fn connect_listener(pool: &sqlx::PgPool) -> Option<sqlx::postgres::PgListener> {
-    let mut l = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
-    l.listen(crate::db::feed::CHANNEL).await.ok()?;
-    Some(l)
 }
 
 /// What an event of another node changed, told to this node's parts (never the feed itself, nor

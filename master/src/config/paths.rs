@@ -31,8 +31,8 @@ pub async fn resolve_dest(root: &Path, dest: &str) -> Result<PathBuf, FieldError
     if first.is_some_and(|c| c == mirror_runtime::fs::TEMP_DIR) {
         return Err(err(format!("{} holds the files runs are receiving", mirror_runtime::fs::TEMP_DIR)));
     }
-    if first.is_some_and(|c| c == crate::snapshots::SNAPSHOT_DIR) {
-        return Err(err(format!("{} holds the generations slaves pull", crate::snapshots::SNAPSHOT_DIR)));
+    if first.is_some_and(|c| c == crate::cluster::snapshots::SNAPSHOT_DIR) {
+        return Err(err(format!("{} holds the generations slaves pull", crate::cluster::snapshots::SNAPSHOT_DIR)));
     }
     Ok(full)
 }
@@ -46,7 +46,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         assert_eq!(resolve_dest(&root, "pub/debian").await.unwrap(), root.join("pub/debian"));
-        for own in [mirror_runtime::fs::TEMP_DIR, crate::snapshots::SNAPSHOT_DIR] {
+        for own in [mirror_runtime::fs::TEMP_DIR, crate::cluster::snapshots::SNAPSHOT_DIR] {
             let e = resolve_dest(&root, &format!("{own}/debian")).await.unwrap_err();
             assert_eq!(e.field, "dest");
             assert!(e.message.contains(own), "{}", e.message);

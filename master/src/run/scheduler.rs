@@ -19,7 +19,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::db::{self, Db, projects::ProjectRow};
 use crate::events::{Change, Listener};
-use crate::runner::{Runner, Trigger, TriggerError};
+use crate::run::{Runner, Trigger, TriggerError};
 
 /// How far ahead of a fire its timer is armed. Longer than the heartbeat's period plus its
 /// lateness (the library ticks every 500 ms), so that a late or skipped beat delays no fire.
@@ -51,7 +51,7 @@ pub struct Scheduler {
     /// Each fire starts a run only on the node that runs the project (the leader, for a project
     /// any node may run); every node keeps every schedule, so that a node taking over fires from
     /// the next beat on.
-    node: Arc<crate::node::Node>,
+    node: Arc<crate::cluster::node::Node>,
     /// How far back a node that takes the lead looks for fires the old leader may have missed.
     handover: Duration,
 }
@@ -62,7 +62,7 @@ impl Scheduler {
     pub async fn start(
         db: Db,
         runner: Arc<Runner>,
-        node: Arc<crate::node::Node>,
+        node: Arc<crate::cluster::node::Node>,
         handover: std::time::Duration,
     ) -> anyhow::Result<Arc<Scheduler>> {
         let heartbeat = JobScheduler::new().await?;

@@ -7,8 +7,8 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use mirror_common::api::{PropagationView, RunView};
 
-use crate::views::ProjectState;
-use crate::views::{public_state, size_text, upstream};
+use crate::read::views::ProjectState;
+use crate::read::views::{public_state, size_text, upstream};
 
 /// HTML-escapes text for an element or a quoted attribute.
 pub fn esc(s: &str) -> String {
@@ -79,11 +79,11 @@ pub fn index(
     daemon_down: bool,
 ) -> String {
     let failed = states.iter().filter(|s| public_state(s) == "failed").count();
-    let stale = states.iter().filter(|s| crate::views::is_stale(s, now, stale_after)).count();
+    let stale = states.iter().filter(|s| crate::read::views::is_stale(s, now, stale_after)).count();
     let mut rows = String::new();
     for s in states {
         let state = public_state(s);
-        let old = crate::views::is_stale(s, now, stale_after);
+        let old = crate::read::views::is_stale(s, now, stale_after);
         let class = if state == "failed" {
             " class=\"bad\""
         } else if old {
@@ -129,8 +129,11 @@ pub fn project(
 ) -> String {
     let state = public_state(s);
     let id = esc(&s.row.id);
-    let stale =
-        if crate::views::is_stale(s, now, stale_after) { " <span class=\"badge stale\">stale</span>" } else { "" };
+    let stale = if crate::read::views::is_stale(s, now, stale_after) {
+        " <span class=\"badge stale\">stale</span>"
+    } else {
+        ""
+    };
     let mut run_rows = String::new();
     for r in runs {
         let status = r.status.as_str();
@@ -150,7 +153,7 @@ pub fn project(
             r.id,
             r.trigger.as_str(),
             time_cell(r.started_at.map(|t| t.to_datetime()), now),
-            r.stats.bytes_transferred.map(crate::views::human_size).unwrap_or_default(),
+            r.stats.bytes_transferred.map(crate::read::views::human_size).unwrap_or_default(),
         );
     }
     let mut slave_rows = String::new();

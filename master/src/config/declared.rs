@@ -51,7 +51,7 @@ async fn read_file(path: &Path, name: &str) -> Result<ProjectDoc, Error> {
         return Err(bad(format!("is larger than {MAX_FILE} bytes (a project's file is a few kilobytes)")));
     }
     let text = tokio::fs::read(path).await.map_err(|e| bad(e.to_string()))?;
-    let value = crate::document::read(text, Limits::PROJECT_FILE).await.map_err(|e| match e.place() {
+    let value = crate::config::document::read(text, Limits::PROJECT_FILE).await.map_err(|e| match e.place() {
         Some(place) => Error::field(format!("projects_dir: {name}: {place}"), e.to_string()),
         None => bad(e.to_string()),
     })?;

@@ -1,7 +1,7 @@
 //! Runs projects' rsyncs: one at a time per project, at most `max_concurrent_runs` in all (the
 //! rest wait in arrival order), retries with backoff for connection failures, every run recorded.
 //! The queue, a run's plan, the run itself, its guards, stages, trace file and logs each have a
-//! file of their own here.
+//! file of their own here, beside `scheduler` (when runs are due) and `rsync` (a project's argv).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,20 +15,22 @@ use mirror_common::names::ProjectId;
 use mirror_runtime::rsync::{ConfineStatus, RunAs, kill_orphan};
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::cluster::snapshots::Snapshots;
 use crate::config::Settings;
 use crate::db::{self, Db};
 use crate::events::{Change, Events};
-use crate::snapshots::Snapshots;
 
 pub use mirror_common::api::{Preview, Trigger};
 
+mod execute;
 mod guards;
 mod logs;
 mod plan;
 mod queue;
-mod run;
+pub mod rsync;
+pub mod scheduler;
 mod stages;
-mod trace;
+pub mod trace;
 
 use queue::{Active, Queued};
 pub use queue::{Started, TriggerError};
@@ -82,8 +84,8 @@ impl From<&Settings> for RunnerConfig {
             confine: ConfineStatus::none("not detected"),
             run_as: None,
             runs_keep: s.runs_keep,
-            mirror_name: s.mirror_name.as_ref().map_or_else(crate::trace::host_name, |n| n.to_string()),
-            host_name: crate::trace::host_name(),
+            mirror_name: s.mirror_name.as_ref().map_or_else(crate::run::trace::host_name, |n| n.to_string()),
+            host_name: crate::run::trace::host_name(),
             max_shrink: s.max_shrink,
             max_delete: s.max_delete,
             upstream_lock_retry: Duration::from_secs(s.upstream_lock_retry_secs),
@@ -256,7 +258,7 @@ impl Runner {
     }
 }
 
-impl crate::node::Fence for Runner {
+impl crate::cluster::node::Fence for Runner {
     /// This node lost the database: every run going here stops (it ends `interrupted`, or, the
     /// database being away, is marked so by the node that declares this one dead).
     fn fence(&self) {

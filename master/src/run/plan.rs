@@ -10,7 +10,7 @@ use mirror_runtime::rsync::RsyncCommand;
 
 use super::Runner;
 use crate::db::projects::ProjectRow;
-use crate::rsync::{Stage, stage_argv};
+use crate::run::rsync::{Stage, stage_argv};
 
 /// What one run of a project does, decided before anything is written.
 pub(super) struct RunPlan {
@@ -33,7 +33,7 @@ impl Runner {
     /// outside it), its options are no longer allowed (stored under older rules, or before this
     /// host lost its confinement), or it has no upstream. Nothing is written.
     pub(super) async fn plan(&self, project: ProjectRow) -> Result<RunPlan, String> {
-        match crate::paths::resolve_dest(&self.cfg.mirror_root, &project.dest).await {
+        match crate::config::paths::resolve_dest(&self.cfg.mirror_root, &project.dest).await {
             Ok(resolved) if resolved == project.dest.as_path() => {}
             Ok(resolved) => return Err(format!("dest {} now resolves to {}", project.dest, resolved.display())),
             Err(e) => return Err(format!("dest {}: {}", project.dest, e.message)),
@@ -41,7 +41,7 @@ impl Runner {
         project.rsync_options.recheck(self.cfg.confine.confined()).map_err(|why| why.to_string())?;
         let temp = self.cfg.mirror_root.join(mirror_runtime::fs::TEMP_DIR).join(project.id.as_str());
         let name = &self.cfg.mirror_name;
-        let Some(only) = crate::rsync::argv(&project, &temp, name) else {
+        let Some(only) = crate::run::rsync::argv(&project, &temp, name) else {
             return Err("the project has a local source: there is no upstream to pull".to_owned());
         };
         let stage1 = stage_argv(&project, &temp, name, Stage::One);

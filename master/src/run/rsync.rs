@@ -50,7 +50,7 @@ fn with_options(
     if !mirror_runtime::fs::names_temp_dir(&all) {
         all.push(format!("--temp-dir={}", temp.display()));
     }
-    all.extend(p.trace.then(|| crate::trace::exclude(mirror_name)));
+    all.extend(p.trace.then(|| crate::run::trace::exclude(mirror_name)));
     Some(rsync_argv(all, source, format!("{}/", p.dest.trim_end_matches('/'))))
 }
 

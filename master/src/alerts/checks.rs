@@ -1,0 +1,141 @@
+//! The periodic checks: a project that turns stale or fresh again, a slave that goes down or
+//! comes back, one that lags behind a project's last success; and the pruning of old alerts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mirror_common::time::Timestamp;
+
+use super::{AlertEvent, Alerts, Body};
+use crate::cluster::slave_name;
+use crate::db::{self, slaves::SlaveRow};
+use crate::read::views::ProjectState;
+
+impl Alerts {
+    /// Staleness of every project, health and lag of every slave.
+    pub(super) async fn check(&self) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let states = self.listing.states(&self.db).await?;
+        self.check_ages(&states, now).await?;
+        let lagging = self.lagging(&states, now).await?;
+        for slave in &db::slaves::list(&self.db).await? {
+            self.check_slave(slave, &lagging).await?;
+        }
+        let keep = chrono::Duration::days(i64::try_from(self.settings.keep_days).unwrap_or(30));
+        db::alerts::prune(&self.db, Timestamp::from(now - keep)).await?;
+        Ok(())
+    }
+
+    /// A project that turns stale, or fresh again.
+    async fn check_ages(&self, states: &[Arc<ProjectState>], now: DateTime<Utc>) -> anyhow::Result<()> {
+        let max_age = self.default_max_age_secs;
+        for s in states.iter().filter(|s| s.row.enabled && s.last_success.is_some()) {
+            let id = s.row.id.as_str();
+            let stale = crate::read::views::is_stale(s, now, max_age);
+            let objective = crate::read::views::max_age(&s.row, max_age).num_seconds();
+            let last = s.last_success.map(|t| t.to_string()).unwrap_or_default();
+            self.transition(&format!("age:{id}"), if stale { "stale" } else { "fresh" }, |old| {
+                let (kind, event, text) = match (old, stale) {
+                    (Some("fresh") | None, true) => (
+                        AlertEvent::Stale,
+                        "stale",
+                        format!("mirror-sync: {id} is stale: last success {last}, objective {objective} s"),
+                    ),
+                    (Some("stale"), false) => {
+                        (AlertEvent::FreshAgain, "fresh_again", format!("mirror-sync: {id} is fresh again"))
+                    }
+                    _ => return None,
+                };
+                let body = Body {
+                    event,
+                    text,
+                    time: Timestamp::now(),
+                    project: Some(id.to_owned()),
+                    slave: None,
+                    run: None,
+                    detail: Some(format!("last success {last}")),
+                };
+                Some((kind, body))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The slaves that serve a generation older than `lag_after_secs` after the project's last
+    /// success, each with the first such project and its generation.
+    async fn lagging(
+        &self,
+        states: &[Arc<ProjectState>],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<HashMap<String, String>> {
+        let success: HashMap<&str, Timestamp> =
+            states.iter().filter_map(|s| Some((s.row.id.as_str(), s.last_success?))).collect();
+        let lag_after =
+            chrono::Duration::seconds(i64::try_from(self.settings.lag_after_secs).unwrap_or(i64::MAX / 1000));
+        let mut lagging: HashMap<String, String> = HashMap::new();
+        for b in db::propagation::behind(&self.db).await? {
+            let since = success.get(b.project_id.as_str()).map(|t| t.to_datetime());
+            if since.is_some_and(|t| now - t > lag_after) {
+                lagging
+                    .entry(slave_name(&b.hostname, b.port))
+                    .or_insert_with(|| format!("{} at generation {}", b.project_id, b.served));
+            }
+        }
+        Ok(lagging)
+    }
+
+    /// A slave that goes down or comes back, and one that lags or catches up.
+    async fn check_slave(&self, slave: &SlaveRow, lagging: &HashMap<String, String>) -> anyhow::Result<()> {
+        let name = slave_name(&slave.hostname, slave.port);
+        let up = self.cluster.healthy(slave.last_seen);
+        // A slave just added and not yet asked is not down.
+        let unknown = slave.last_seen.is_none() && self.cluster.healthy(Some(slave.added_at));
+        if !unknown {
+            let seen = slave.last_seen.map_or_else(|| "never".to_owned(), |t| t.to_string());
+            self.transition(&format!("slave:{name}"), if up { "up" } else { "down" }, |old| {
+                let (kind, event, text) = match (old, up) {
+                    (Some("up") | None, false) => (
+                        AlertEvent::SlaveDown,
+                        "slave_down",
+                        format!("mirror-sync: slave {name} is down (last seen {seen})"),
+                    ),
+                    (Some("down"), true) => {
+                        (AlertEvent::SlaveBack, "slave_back", format!("mirror-sync: slave {name} is back"))
+                    }
+                    _ => return None,
+                };
+                let body = Body {
+                    event,
+                    text,
+                    time: Timestamp::now(),
+                    project: None,
+                    slave: Some(name.clone()),
+                    run: None,
+                    detail: Some(format!("last seen {seen}")),
+                };
+                Some((kind, body))
+            })
+            .await?;
+        }
+        let lag = lagging.get(&name);
+        self.transition(&format!("lag:{name}"), if lag.is_some() { "lagging" } else { "current" }, |old| {
+            let what = lag?;
+            (old != Some("lagging")).then(|| {
+                let body = Body {
+                    event: "slave_lagging",
+                    text: format!("mirror-sync: slave {name} lags: {what}"),
+                    time: Timestamp::now(),
+                    project: what.split(' ').next().map(str::to_owned),
+                    slave: Some(name.clone()),
+                    run: None,
+                    detail: Some(what.clone()),
+                };
+                (AlertEvent::SlaveLagging, body)
+            })
+        })
+        .await?;
+        Ok(())
+    }
+}
