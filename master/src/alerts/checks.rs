@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use mirror_common::names::ProjectId;
 use mirror_common::time::Timestamp;
 
 use super::{AlertEvent, Alerts, Body};
@@ -29,38 +30,32 @@ impl Alerts {
 
     /// A project that turns stale, or fresh again.
     async fn check_ages(&self, states: &[Arc<ProjectState>], now: DateTime<Utc>) -> anyhow::Result<()> {
-        let max_age = self.default_max_age_secs;
-        for s in states.iter().filter(|s| s.row.enabled && s.last_success.is_some()) {
-            let id = s.row.id.as_str();
-            let stale = crate::read::views::is_stale(s, now, max_age);
-            let objective = crate::read::views::max_age(&s.row, max_age).num_seconds();
-            let last = s.last_success.map(|t| t.to_string()).unwrap_or_default();
-            self.transition(&format!("age:{id}"), if stale { "stale" } else { "fresh" }, |old| {
-                let (kind, event, text) = match (old, stale) {
-                    (Some("fresh") | None, true) => (
-                        AlertEvent::Stale,
-                        "stale",
-                        format!("mirror-sync: {id} is stale: last success {last}, objective {objective} s"),
-                    ),
-                    (Some("stale"), false) => {
-                        (AlertEvent::FreshAgain, "fresh_again", format!("mirror-sync: {id} is fresh again"))
-                    }
-                    _ => return None,
-                };
-                let body = Body {
-                    event,
-                    text,
-                    time: Timestamp::now(),
-                    project: Some(id.to_owned()),
-                    slave: None,
-                    run: None,
-                    detail: Some(format!("last success {last}")),
-                };
-                Some((kind, body))
-            })
-            .await?;
+        for s in states {
+            self.check_age(s, now).await?;
         }
         Ok(())
+    }
+
+    /// After a successful run: that project is fresh (it may have been stale). The others, the
+    /// slaves and their lag are the periodic check's: a check of everything per run cost a burst
+    /// of 10,000 runs a read of the whole listing and a write per project, each.
+    pub(super) async fn run_succeeded(&self, project: &ProjectId) -> anyhow::Result<()> {
+        let id = project.as_str();
+        let last = Timestamp::now().to_string();
+        self.transition(&format!("age:{id}"), "fresh", |old| age_event(id, old, false, &last, 0)).await
+    }
+
+    async fn check_age(&self, s: &ProjectState, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let max_age = self.default_max_age_secs;
+        if !s.row.enabled || s.last_success.is_none() {
+            return Ok(());
+        }
+        let id = s.row.id.as_str();
+        let stale = crate::read::views::is_stale(s, now, max_age);
+        let objective = crate::read::views::max_age(&s.row, max_age).num_seconds();
+        let last = s.last_success.map(|t| t.to_string()).unwrap_or_default();
+        let state = if stale { "stale" } else { "fresh" };
+        self.transition(&format!("age:{id}"), state, |old| age_event(id, old, stale, &last, objective)).await
     }
 
     /// The slaves that serve a generation older than `lag_after_secs` after the project's last
@@ -138,4 +133,27 @@ impl Alerts {
         .await?;
         Ok(())
     }
+}
+
+/// The event of a project's age moving from `old` to stale or fresh, if that is a change.
+fn age_event(id: &str, old: Option<&str>, stale: bool, last: &str, objective: i64) -> Option<(AlertEvent, Body)> {
+    let (kind, event, text) = match (old, stale) {
+        (Some("fresh") | None, true) => (
+            AlertEvent::Stale,
+            "stale",
+            format!("mirror-sync: {id} is stale: last success {last}, objective {objective} s"),
+        ),
+        (Some("stale"), false) => (AlertEvent::FreshAgain, "fresh_again", format!("mirror-sync: {id} is fresh again")),
+        _ => return None,
+    };
+    let body = Body {
+        event,
+        text,
+        time: Timestamp::now(),
+        project: Some(id.to_owned()),
+        slave: None,
+        run: None,
+        detail: Some(format!("last success {last}")),
+    };
+    Some((kind, body))
 }

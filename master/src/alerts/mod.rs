@@ -261,7 +261,7 @@ impl Alerts {
             _ => None,
         })
         .await?;
-        if status == RunStatus::Success { self.check().await } else { Ok(()) }
+        if status == RunStatus::Success { self.run_succeeded(project).await } else { Ok(()) }
     }
 
     /// A push to a target ended: failed, or succeeded after failing.
