@@ -3,8 +3,8 @@
 
 A real upstream rsync daemon with a tree of 2,000 files, a release master with its managed rsync
 daemon, and 16 release mirror-slave processes on loopback. For 1, 4 and 16 registered slaves, the
-tree is synced (unchanged) several times; each time the delay from the end of the master's run
-(runs/{id}.ended_at) to the last slave's acknowledgement (the latest served_at in
+tree is synced several times, one file changed upstream each time; each time the delay from the
+end of the master's run (runs/{id}.ended_at) to the last slave's acknowledgement (the latest served_at in
 /projects/{id}/propagation) is taken from the servers' own timestamps. Prints the medians.
 
 Usage: bench/cluster.sh  (builds the release binaries, then runs this)
@@ -91,7 +91,15 @@ def main():
     })
     assert status == 201, body
 
+    rounds = iter(range(1_000_000))
+
     def sync():
+        # One file changes upstream each round: a run that changes nothing makes no new generation
+        # (issue 26), and then the slaves are rightly not asked again.
+        # (Longer each time: rsync's quick check compares size and seconds.)
+        n = next(rounds)
+        with open(os.path.join(data, "round"), "w") as f:
+            f.write(f"{n}\n" * (n + 1))
         return syncup_and_wait(master, "tree", poll=0.01)
 
     registered = 0
