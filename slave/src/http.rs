@@ -2,20 +2,16 @@
 //! and its status. Extractors check the token and read the body, as the master's do; their
 //! refusals name the endpoint (its path is its 2014 method name).
 
-use std::path::{Path, PathBuf};
-
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mirror_common::api::{PublishRequest, Published, SlaveStatus, SyncAccepted, SyncRequest, SyncState, SyncStatus};
-use mirror_common::rsync_opts::check_option;
-use mirror_runtime::fs::TEMP_DIR;
 use serde::de::DeserializeOwned;
 
 use crate::error::SlaveError;
-use crate::pull::Slot;
+use crate::pull::{Slot, check_rel, validate};
 use crate::{AppState, GEN_DIR, lock, now};
 
 /// A sync request is a small JSON document.
@@ -65,39 +61,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
             .await
             .map_err(|_| SlaveError::TooLarge(MAX_REQUEST_BYTES).at(&method))?;
         mirror_common::parse_json(&bytes).map(Body).map_err(|e| SlaveError::from(e).at(&method))
-    }
-}
-
-/// A request that passed [`validate`], with the path it names, checked once and carried along.
-#[derive(Debug, Clone)]
-pub(crate) struct Accepted {
-    pub req: SyncRequest,
-    /// The project's directory relative to the module and to our root.
-    pub rel: PathBuf,
-}
-
-/// Checks a request; the error names the field and says why. `confined`: our pulls are confined,
-/// so options that name a path are allowed.
-pub(crate) fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
-    // The project, the path and the source were parsed into their types with the body.
-    if req.generation < 1 {
-        return Err(SlaveError::invalid("generation", "must be at least 1"));
-    }
-    for (i, opt) in req.options.iter().enumerate() {
-        check_option(opt, confined).map_err(|m| SlaveError::invalid(format!("options[{i}]"), m))?;
-    }
-    let rel = req.path.as_path().to_owned();
-    check_rel(&rel)?;
-    Ok(Accepted { req, rel })
-}
-
-/// A project's path must not lie in this slave's own directories.
-pub(crate) fn check_rel(rel: &Path) -> Result<(), SlaveError> {
-    match rel.components().next().map(|c| c.as_os_str()) {
-        Some(first) if first == TEMP_DIR || first == GEN_DIR => {
-            Err(SlaveError::invalid("path", format!("{} holds this slave's own files", first.to_string_lossy())))
-        }
-        _ => Ok(()),
     }
 }
 

@@ -162,7 +162,8 @@ impl Application {
 mod tests {
     use super::*;
     use crate::error::SlaveError;
-    use crate::http::{MAX_REQUEST_BYTES, validate};
+    use crate::http::MAX_REQUEST_BYTES;
+    use crate::pull::validate;
     use axum::body::Body;
     use axum::http::StatusCode;
     use mirror_common::api::RsyncSource;

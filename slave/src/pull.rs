@@ -5,14 +5,47 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mirror_common::api::{CompletionReport, RunStats, SyncRequest, SyncStatus};
-use mirror_common::rsync_opts::{daemon_source, rsync_argv};
+use mirror_common::rsync_opts::{check_option, daemon_source, rsync_argv};
 use mirror_common::time::Timestamp;
 use mirror_runtime::fs::{TEMP_DIR, resolve_symlinks};
 use mirror_runtime::rsync::{Ending, RsyncCommand, run_rsync};
 
+use crate::error::SlaveError;
 use crate::flip::served_generation_dir;
-use crate::http::Accepted;
 use crate::{AppState, GEN_DIR, lock, now};
+
+/// A request that passed [`validate`], with the path it names, checked once and carried along.
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    pub req: SyncRequest,
+    /// The project's directory relative to the module and to our root.
+    pub rel: PathBuf,
+}
+
+/// Checks a request; the error names the field and says why. `confined`: our pulls are confined,
+/// so options that name a path are allowed.
+pub(crate) fn validate(confined: bool, req: SyncRequest) -> Result<Accepted, SlaveError> {
+    // The project, the path and the source were parsed into their types with the body.
+    if req.generation < 1 {
+        return Err(SlaveError::invalid("generation", "must be at least 1"));
+    }
+    for (i, opt) in req.options.iter().enumerate() {
+        check_option(opt, confined).map_err(|m| SlaveError::invalid(format!("options[{i}]"), m))?;
+    }
+    let rel = req.path.as_path().to_owned();
+    check_rel(&rel)?;
+    Ok(Accepted { req, rel })
+}
+
+/// A project's path must not lie in this slave's own directories.
+pub(crate) fn check_rel(rel: &Path) -> Result<(), SlaveError> {
+    match rel.components().next().map(|c| c.as_os_str()) {
+        Some(first) if first == TEMP_DIR || first == GEN_DIR => {
+            Err(SlaveError::invalid("path", format!("{} holds this slave's own files", first.to_string_lossy())))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A project being pulled here.
 pub(crate) struct Slot {

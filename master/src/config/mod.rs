@@ -292,7 +292,7 @@ impl Settings {
 
     /// This node's name: `node`, or the host name.
     pub fn node_name(&self) -> String {
-        self.node.as_ref().map_or_else(crate::run::trace::host_name, |n| n.to_string())
+        self.node.as_ref().map_or_else(host_name, |n| n.to_string())
     }
 
     /// Where the database is, with the PostgreSQL password read (from the environment or its file).
@@ -321,6 +321,15 @@ impl Settings {
             .parse()
             .map_err(|_| invalid("listen", format!("'{}' is not an address:port such as 127.0.0.1:5000", self.listen)))
     }
+}
+
+/// This host's name (the default node name and `mirror_name`, and `Running on host:` in trace files).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| mirror_common::api::is_valid_host(h))
+        .unwrap_or_else(|| "mirror-sync".into())
 }
 
 #[cfg(test)]

@@ -80,15 +80,6 @@ pub fn render(t: &TraceRun<'_>) -> String {
     )
 }
 
-/// This host's name (for `Running on host:` and the default `mirror_name`).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| mirror_common::api::is_valid_host(h))
-        .unwrap_or_else(|| "mirror-sync".into())
-}
-
 /// Writes the trace of a run into `dest` (already checked to lie in the mirror root), through no
 /// symlink the tree may hold: `project/trace` must resolve to itself, and the file is written
 /// beside it and renamed into place.
