@@ -61,7 +61,8 @@ impl Application {
         let parts = Parts::start(&settings, &opened, &processes).await?;
         let listener = opened.listener;
         let rsyncd = processes.rsyncd;
-        let state = parts.state(settings, opened.db, opened.mirror_root, processes.confine, &rsyncd)?;
+        let health = rsyncd.as_ref().map(|d| d.health.clone());
+        let state = parts.state(settings, opened.db, opened.mirror_root, opened.node, processes.confine, health)?;
         bootstrap_root(&state).await?;
         // A bad file is skipped and named in the log; only an unreadable directory stops the start.
         if let Err(e) =
@@ -212,7 +213,6 @@ struct Parts {
     feed: Arc<crate::read::feed::Feed>,
     alerts: Arc<crate::alerts::Alerts>,
     pusher: Arc<crate::targets::Pusher>,
-    node: Arc<crate::cluster::node::Node>,
 }
 
 impl Parts {
@@ -259,19 +259,7 @@ impl Parts {
         events.subscribe(Arc::new(alerts.clone()));
         let pusher = crate::targets::Pusher::new(db.clone(), settings, events.clone(), snapshots.clone()).await?;
         events.subscribe(pusher.clone());
-        Ok(Parts {
-            events,
-            listing,
-            cluster,
-            runner,
-            scheduler,
-            auth,
-            metrics,
-            feed,
-            alerts,
-            pusher,
-            node: node.clone(),
-        })
+        Ok(Parts { events, listing, cluster, runner, scheduler, auth, metrics, feed, alerts, pusher })
     }
 
     /// The services over the parts, and the state every handler shares.
@@ -280,10 +268,11 @@ impl Parts {
         settings: Settings,
         db: db::Db,
         mirror_root: std::path::PathBuf,
+        node: Arc<crate::cluster::node::Node>,
         confine: ConfineStatus,
-        rsyncd: &Option<ManagedRsyncd>,
+        rsyncd: Option<crate::cluster::rsyncd::DaemonHealth>,
     ) -> anyhow::Result<AppState> {
-        let Parts { events, listing, cluster, runner, scheduler, auth, metrics, feed, alerts, pusher, node } = self;
+        let Parts { events, listing, cluster, runner, scheduler, auth, metrics, feed, alerts, pusher } = self;
         let users = Users { db: db.clone(), hasher: auth.hashers.clone(), events: events.clone() };
         let slaves = Slaves { db: db.clone(), cluster: cluster.clone(), events: events.clone() };
         let runs = Runs { db: db.clone(), runner: runner.clone(), public_read: settings.public_read };
@@ -315,7 +304,7 @@ impl Parts {
             feed,
             pusher,
             streams: http::streams::Streams::new(settings_streams.0, settings_streams.1),
-            rsyncd: rsyncd.as_ref().map(|d| d.health.clone()),
+            rsyncd,
             node,
             forwarder: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
