@@ -86,6 +86,8 @@ word_enum! {
         CatchUp => "catch_up",
         /// A project it depends on succeeded.
         Dependency => "dependency",
+        /// An upstream announced new content (`POST /trigger/{project}`, or ftpsync's ssh push).
+        Push => "push",
     }
 }
 

@@ -99,6 +99,11 @@ pub enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Issue the project's trigger token for its upstream's pushes (POST /trigger/PROJECT), or a
+    /// new one in place of the old; printed this once.
+    TriggerToken {
+        project: String,
+    },
     /// Bring the project's object-store targets (or one) in step with its tree now; with --wait,
     /// wait for the pushes and exit with their result.
     Push {

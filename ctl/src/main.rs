@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Disable { project } => projects::switch(&c, &project, false, json).await?,
         Cmd::Propagation { project } => projects::propagation(&c, &project, json).await?,
         Cmd::Sync { project, wait } => runs::sync(&c, &project, wait, json).await?,
+        Cmd::TriggerToken { project } => runs::trigger_token(&c, &project, json).await?,
         Cmd::Stop { project } => runs::stop(&c, &project, json).await?,
         Cmd::Logs { project, run, follow } => runs::logs(&c, &project, run, follow).await?,
         Cmd::History { project, limit, config: true, patch } => {

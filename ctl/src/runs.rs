@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use comfy_table::Table;
-use mirror_common::api::{Done, RunStatus, RunStopping, RunView, SyncupResponse};
+use mirror_common::api::{Done, RunStatus, RunStopping, RunView, SyncupResponse, TriggerToken};
 
 use crate::client::{Client, Empty, Exit, Failure, Result, query};
 use crate::render::{human_bytes, paint, print_json, table, time_text};
@@ -33,6 +33,17 @@ pub async fn sync(c: &Client, project: &str, wait: bool, as_json: bool) -> Resul
             format!("run {run_id} of {project}: {} {}", run.status, run.message.unwrap_or_default()),
         ));
     }
+    Ok(())
+}
+
+/// `mirrorctl trigger-token PROJECT`: the token alone on its line (for a script to keep), or the
+/// whole answer with `--json`.
+pub async fn trigger_token(c: &Client, project: &str, as_json: bool) -> Result<()> {
+    let issued: Done<TriggerToken> = c.post(&format!("/projects/{}/trigger_token", query(project)), &Empty {}).await?;
+    if as_json {
+        return print_json(&issued);
+    }
+    println!("{}", issued.body.token);
     Ok(())
 }
 

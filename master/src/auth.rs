@@ -134,6 +134,14 @@ fn argon2_into(
 }
 
 /// Hashes a password with argon2id (default parameters) on a hashing thread.
+/// A new random credential: 32 random bytes, URL-safe base64 (a slave's token, a project's
+/// trigger token).
+pub fn new_token() -> mirror_common::Secret {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    mirror_common::Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub async fn hash_password(password: &mirror_common::Secret, hashers: &Hashers) -> anyhow::Result<String> {
     let password = password.expose().to_owned();
     hashers

@@ -25,4 +25,5 @@ mod snapshots;
 mod status;
 mod targets;
 mod transfer;
+mod triggers;
 mod unchanged;

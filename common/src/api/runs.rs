@@ -125,6 +125,15 @@ pub struct SyncupResponse {
     pub follow_up_of: Option<i64>,
 }
 
+/// `POST /projects/{id}/trigger_token`: the project's new trigger token, shown this once. It lets
+/// its holder do one thing: start a run of this project (`POST /trigger/{project}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerToken {
+    pub id: ProjectId,
+    pub token: String,
+}
+
 /// `POST /runs/{id}/stop`: the run is being stopped (it ends `stopped` once its rsync is gone).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use mirror_common::Secret;
 use mirror_common::api::{
     CompletionReport, DeliveryStatus, MirrorPath, ProjectId, RsyncSource, SyncAccepted, SyncRequest, SyncState,
 };
@@ -38,13 +37,6 @@ pub fn parse_slave_name(name: &str) -> Option<(String, u16)> {
     let (host, port) = name.rsplit_once(':')?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     Some((host.to_owned(), port.parse().ok()?))
-}
-
-/// A new slave credential: 32 random bytes, URL-safe base64.
-pub fn new_slave_token() -> Secret {
-    use base64::Engine;
-    let bytes: [u8; 32] = rand::random();
-    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 pub struct Cluster {

@@ -247,6 +247,27 @@ pub async fn set_probe_seen(db: &Db, id: &str, seen: Option<&str>) -> sqlx::Resu
     Ok(())
 }
 
+/// Keeps the SHA-256 (hex) of a project's new trigger token; `false` when there is no such project.
+pub async fn set_trigger_token(db: &Db, id: &str, hash: &str) -> sqlx::Result<bool> {
+    let done = on!(&db.write, |c| {
+        sqlx::query("UPDATE projects SET trigger_token = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(done == 1)
+}
+
+/// The SHA-256 (hex) of the project's trigger token, if there is such a project and it has one.
+pub async fn trigger_token(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
+    let hash: Option<Option<String>> = on!(&db.read, |c| {
+        sqlx::query_scalar("SELECT trigger_token FROM projects WHERE id = $1").bind(id).fetch_optional(c).await?
+    });
+    Ok(hash.flatten())
+}
+
 pub async fn insert<'a>(ex: impl Into<Ex<'a>>, p: &ProjectRow) -> sqlx::Result<()> {
     let columns = WRITTEN.split(',').count() + 2;
     let sql = format!(

@@ -29,7 +29,7 @@ async fn destination(
     query: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
     let node = match (method, route) {
-        // A run of a project: on the node that runs it.
+        // A run of a project (by hand, or pushed by its upstream): on the node that runs it.
         (&Method::POST | &Method::GET, "/syncup/" | "/syncup") => {
             let id = query
                 .unwrap_or("")
@@ -37,23 +37,13 @@ async fn destination(
                 .filter_map(|kv| kv.split_once('='))
                 .find(|(k, _)| *k == "id" || *k == "project")
                 .map(|(_, v)| v.to_owned());
-            let Some(project) = id.and_then(|id| mirror_common::names::ProjectId::parse(id).ok()) else {
-                return Ok(None);
-            };
-            let Some(row) = db::projects::get(&state.db.read, project.as_str()).await? else { return Ok(None) };
-            // As the database has it now (a node may have come or gone since the last beat).
-            state.node.refresh_view().await?;
-            if state.node.runs_here(row.node.as_ref()) {
-                return Ok(None);
+            match id {
+                Some(id) => return runner_of(state, id).await,
+                None => return Ok(None),
             }
-            match state.node.runner_of(row.node.as_ref()) {
-                Some(n) => n,
-                None => {
-                    return Err(ApiError::Unavailable(format!(
-                        "no node that may run '{project}' is alive (or none leads at the moment)"
-                    )));
-                }
-            }
+        }
+        (&Method::POST, "/trigger/{project}") => {
+            return runner_of(state, path.trim_start_matches("/trigger/").to_owned()).await;
         }
         // Stopping a run, or following its log: on the node it belongs to.
         (&Method::POST, "/runs/{id}/stop") | (&Method::GET, "/runs/{id}/log") => {
@@ -80,6 +70,24 @@ async fn destination(
         _ => return Ok(None),
     };
     api_url_of(state, &node).await.map(Some)
+}
+
+/// The node that runs `project`, if it is not this one (`None` too when there is no such project:
+/// this node gives the answer).
+async fn runner_of(state: &AppState, project: String) -> Result<Option<String>, ApiError> {
+    let Ok(project) = mirror_common::names::ProjectId::parse(project) else { return Ok(None) };
+    let Some(row) = db::projects::get(&state.db.read, project.as_str()).await? else { return Ok(None) };
+    // As the database has it now (a node may have come or gone since the last beat).
+    state.node.refresh_view().await?;
+    if state.node.runs_here(row.node.as_ref()) {
+        return Ok(None);
+    }
+    match state.node.runner_of(row.node.as_ref()) {
+        Some(n) => api_url_of(state, &n).await.map(Some),
+        None => Err(ApiError::Unavailable(format!(
+            "no node that may run '{project}' is alive (or none leads at the moment)"
+        ))),
+    }
 }
 
 async fn api_url_of(state: &AppState, node: &str) -> Result<String, ApiError> {

@@ -87,6 +87,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/runs/{id}", get(runs::get_run)),
         ("/runs/{id}/stop", post(runs::stop_run)),
         ("/runs/{id}/log", get(runs::run_log)),
+        // pushes from upstreams: a run with the project's own trigger token
+        ("/trigger/{project}", post(runs::trigger)),
+        ("/projects/{id}/trigger_token", post(runs::trigger_token)),
         // users (root) and tokens (anyone logged in)
         ("/create_api_user/", post(users::create_api_user)),
         ("/list_users/", get(users::list_users)),
@@ -152,11 +155,16 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-        .layer(TraceLayer::new_for_http().on_failure(
-            // Internal errors are logged where they are rendered; a 503 of the admission control
-            // is counted there and logged at most every ten seconds, not once per request.
-            (),
-        ))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: a query may hold a secret (`/trigger/{project}?token=`).
+                .make_span_with(|r: &axum::http::Request<_>| {
+                    tracing::debug_span!("http", method = %r.method(), path = %r.uri().path())
+                })
+                // Internal errors are logged where they are rendered; a 503 of the admission
+                // control is counted there and logged at most every ten seconds, not once per request.
+                .on_failure(()),
+        )
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(axum::middleware::from_fn(mirror_runtime::logging::request_id))
         .with_state(state)

@@ -30,6 +30,8 @@ use super::{
         runs::get_run,
         runs::stop_run,
         runs::run_log,
+        runs::trigger,
+        runs::trigger_token,
         slaves::add_slave,
         slaves::list_slaves,
         slaves::remove_slave,
@@ -79,7 +81,8 @@ use super::{
 )]
 pub struct ApiDoc;
 
-/// The schemes: HTTP Basic and Bearer tokens for API users; the slave's own token for its calls.
+/// The schemes: HTTP Basic and Bearer tokens for API users; the slave's own token for its calls;
+/// a project's trigger token for an upstream's push.
 struct Security;
 
 impl Modify for Security {
@@ -88,6 +91,8 @@ impl Modify for Security {
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("slave", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        // A project's trigger token: as a Bearer token, or `?token=` (see `POST /trigger/{project}`).
+        components.add_security_scheme("trigger_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
 }
 

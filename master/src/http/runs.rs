@@ -3,11 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use mirror_common::api::{Done, ProjectId, RunStopping, RunView, SyncupResponse};
+use mirror_common::Secret;
+use mirror_common::api::{Done, ProjectId, RunStopping, RunView, SyncupResponse, TriggerToken};
 
+use super::detached;
 use super::error::ApiError;
-use super::extract::{Caller, MaybeCaller, QueryMap, id_param};
+use super::extract::{Caller, MaybeCaller, QueryMap, Writer, id_param};
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
@@ -53,6 +56,83 @@ pub async fn syncup(State(state): State<AppState>, Caller(who): Caller, query: Q
         follow_up_of: started.follow_up_of,
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `POST /trigger/{project}`: an upstream announces new content (its CI job, a message relay, a
+/// GitHub-style hook). The project's trigger token comes as a Bearer token, or as `?token=` for a
+/// service that can only call a URL. A run now, or one more pass after the run going, as
+/// `/syncup/`; the run's trigger is `push`.
+#[utoipa::path(
+    post,
+    path = "/trigger/{project}",
+    tag = "runs",
+    params(
+        ("project" = String, Path, description = "the project id"),
+        ("token" = Option<String>, Query, description = "the project's trigger token, where no Authorization header can be sent")
+    ),
+    responses(
+        (status = 202, description = "a run started (or one more pass queued)", body = SyncupResponse),
+        (status = 400, description = "not a project id", body = ErrorBody),
+        (status = 401, description = "no valid trigger token for this project (the same answer when there is no such project)", body = ErrorBody),
+        (status = 409, description = "the project is disabled, or has a local source", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("trigger_token" = []))
+)]
+pub async fn trigger(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    let id = ProjectId::parse(project).map_err(|m| ApiError::field("project", m))?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let given = bearer.or(query.0.get("token").map(String::as_str)).filter(|t| !t.is_empty() && t.len() <= 256);
+    let Some(given) = given.map(|t| Secret::new(t.to_owned())) else {
+        return Err(ApiError::Unauthorized("a trigger token is needed: Authorization: Bearer <token>, or ?token="));
+    };
+    let started = state.runs.push(&id, &given).await?;
+    let body = SyncupResponse {
+        method: "trigger".into(),
+        success: true,
+        id,
+        run_id: started.run_id,
+        follow_up_of: started.follow_up_of,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `POST /projects/{id}/trigger_token`: issues the project's trigger token, or a new one in place
+/// of the old (which stops at once). Shown this once; kept hashed.
+#[utoipa::path(
+    post,
+    path = "/projects/{id}/trigger_token",
+    tag = "runs",
+    params(("id" = String, Path, description = "the project id")),
+    responses(
+        (status = 200, description = "the new token (shown once)", body = Done<TriggerToken>),
+        (status = 400, description = "not a project id", body = ErrorBody),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 404, description = "no such project", body = ErrorBody),
+        (status = 409, description = "the project has a local source: nothing to trigger", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn trigger_token(
+    State(state): State<AppState>,
+    Writer(who, _): Writer,
+    Path(id): Path<String>,
+) -> Result<Json<Done<TriggerToken>>, ApiError> {
+    let id = ProjectId::parse(id).map_err(|m| ApiError::field("id", m))?;
+    let issued = id.clone();
+    let token = detached(async move { state.runs.issue_trigger_token(&who, &issued).await }).await?;
+    Ok(Json(Done::new("trigger_token", TriggerToken { id, token: token.expose().to_owned() })))
 }
 
 /// `POST /runs/{id}/stop`: ends a queued or running run; it is recorded as `stopped`.

@@ -10,6 +10,20 @@ use crate::db::{self, Db};
 use crate::error::Error;
 use crate::read::views::run_view;
 use crate::run::Runner;
+use mirror_common::Secret;
+use mirror_common::api::Trigger;
+
+/// A trigger token as kept: its SHA-256 in hex. The token is 32 random bytes, so a fast hash
+/// is enough (no password to guess), and checking one costs an unauthenticated caller nothing.
+fn token_hash(token: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.expose().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two hashes in time that does not depend on where they differ.
+fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// The most runs one listing returns.
 pub const MAX_LIST: i64 = 1000;
@@ -26,16 +40,7 @@ impl Runs {
     /// even if the caller goes away: a request dropped between the run's row and its place in the
     /// queue would leave the project marked as running for good.
     pub async fn start(&self, caller: &Principal, id: &ProjectId) -> Result<crate::run::Started, Error> {
-        if let Some(p) = db::projects::get(&self.db.read, id).await?
-            && p.rsync_host.is_none()
-        {
-            return Err(Error::conflict(
-                "id",
-                format!(
-                    "project '{id}' has a local source: there is no upstream to run (POST /targets/sync pushes it)"
-                ),
-            ));
-        }
+        self.runnable(id).await?;
         let (runner, project) = (self.runner.clone(), id.clone());
         let trigger = async move { runner.trigger_manual(&project).await };
         let started = tokio::spawn(tracing::Instrument::in_current_span(trigger))
@@ -43,6 +48,56 @@ impl Runs {
             .map_err(|e| Error::Internal(e.into()))??;
         tracing::info!(project.id = %id, run.id = started.run_id, after = ?started.follow_up_of, user.name = %caller.username, "manual run started");
         Ok(started)
+    }
+
+    /// `POST /projects/{id}/trigger_token`: a new trigger token for the project, shown this once;
+    /// the one it had stops at once. Only its SHA-256 is kept.
+    pub async fn issue_trigger_token(&self, caller: &Principal, id: &ProjectId) -> Result<Secret, Error> {
+        self.runnable(id).await?;
+        let token = crate::auth::new_token();
+        if !db::projects::set_trigger_token(&self.db, id.as_str(), &token_hash(&token)).await? {
+            return Err(Error::not_found("id", format!("no project with id '{id}'")));
+        }
+        tracing::info!(project.id = %id, user.name = %caller.username, "trigger token issued");
+        Ok(token)
+    }
+
+    /// `POST /trigger/{project}`: an upstream's push with the project's trigger token. A run now,
+    /// or one more pass after the run going, as `/syncup/`. A missing project, a project without a
+    /// token and a wrong token get the same answer: the endpoint tells nothing to who has none.
+    pub async fn push(&self, id: &ProjectId, given: &Secret) -> Result<crate::run::Started, Error> {
+        const REFUSED: &str = "no valid trigger token for this project (POST /projects/{id}/trigger_token issues one)";
+        let stored = db::projects::trigger_token(&self.db, id.as_str()).await?;
+        if !stored.is_some_and(|s| same_hash(&s, &token_hash(given))) {
+            return Err(Error::Unauthorized(REFUSED));
+        }
+        let project = self.runnable(id).await?;
+        if !project.enabled {
+            return Err(Error::conflict("id", format!("project '{id}' is disabled: a push starts no run")));
+        }
+        let (runner, project) = (self.runner.clone(), id.clone());
+        let trigger = async move { runner.trigger_pass(&project, Trigger::Push).await };
+        let started = tokio::spawn(tracing::Instrument::in_current_span(trigger))
+            .await
+            .map_err(|e| Error::Internal(e.into()))??;
+        tracing::info!(project.id = %id, run.id = started.run_id, after = ?started.follow_up_of, "run started by a push");
+        Ok(started)
+    }
+
+    /// The project, if it exists and has an upstream to run.
+    async fn runnable(&self, id: &ProjectId) -> Result<db::projects::ProjectRow, Error> {
+        let row = db::projects::get(&self.db.read, id)
+            .await?
+            .ok_or_else(|| Error::not_found("id", format!("no project with id '{id}'")))?;
+        if row.is_local() {
+            return Err(Error::conflict(
+                "id",
+                format!(
+                    "project '{id}' has a local source: there is no upstream to run (POST /targets/sync pushes it)"
+                ),
+            ));
+        }
+        Ok(row)
     }
 
     /// An operator's stop of a queued or running run: its rsync process group is ended, it is

@@ -9,7 +9,8 @@ use mirror_common::api::{
 };
 use mirror_common::names::ProjectId;
 
-use crate::cluster::{Cluster, new_slave_token, parse_slave_name, slave_name};
+use crate::auth::new_token;
+use crate::cluster::{Cluster, parse_slave_name, slave_name};
 use crate::db::{self, Db};
 use crate::error::Error;
 use crate::events::{Change, Events};
@@ -45,7 +46,7 @@ impl Slaves {
     pub async fn add(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<(u16, Option<Secret>), Error> {
         check_hostname(hostname)?;
         let port = port.map_or(DEFAULT_SLAVE_PORT, |p| p.0);
-        let token = new_slave_token();
+        let token = new_token();
         let mut tx = self.db.begin().await?;
         if !db::slaves::insert(&mut tx, hostname, port, &token).await? {
             return Ok((port, None));
@@ -65,7 +66,7 @@ impl Slaves {
     /// one stops working at once.
     pub async fn rotate_token(&self, hostname: &str, port: Option<Port>, meta: &Meta) -> Result<(u16, Secret), Error> {
         let port = self.port_of(hostname, port).await?;
-        let token = new_slave_token();
+        let token = new_token();
         let mut tx = self.db.begin().await?;
         if !db::slaves::set_token(&mut tx, hostname, port, &token).await? {
             return Err(no_slave(hostname, port));

@@ -22,7 +22,8 @@ use mirror_common::rsync_opts::RsyncOptionsInput;
 use super::history::{Meta, carried_password};
 use super::projects::write::{self, Dependents, Scope};
 use super::projects::{Projects, begin};
-use crate::cluster::{new_slave_token, slave_name};
+use crate::auth::new_token;
+use crate::cluster::slave_name;
 use crate::db::{self, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::Change;
@@ -315,7 +316,7 @@ impl Projects {
                 .filter_map(|(h, p)| Some((h, u16::try_from(p).ok()?)))
                 .collect();
             for (host, port) in slaves_wanted.difference(&existing) {
-                let token = new_slave_token();
+                let token = new_token();
                 db::slaves::insert(&mut tx, host, *port, &token).await?;
                 out.changes.push(change("slave", &slave_name(host, i64::from(*port)), "create", vec![]));
                 if let Ok(hostname) = mirror_common::api::Host::parse(host.as_str()) {
