@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod hardening;
 mod history;
+mod mirrorz;
 mod netns;
 mod newcomer;
 mod nodes;

@@ -105,6 +105,8 @@ pub struct Settings {
     pub idle_timeout_secs: u64,
     /// The rsync daemon slaves pull from.
     pub rsyncd: RsyncdSettings,
+    /// The mirror site as mirrorz describes it (`GET /mirrorz.json`); without it that answers 404.
+    pub site: Option<mirror_common::api::MirrorzSite>,
     /// How often the reconciler compares each slave's generations with the current ones.
     pub reconcile_interval_secs: u64,
     /// Per-request timeout of a notification to a slave.
@@ -192,6 +194,7 @@ impl Default for Settings {
             max_streams_per_user: 16,
             idle_timeout_secs: 60,
             rsyncd: RsyncdSettings::default(),
+            site: None,
             reconcile_interval_secs: 30,
             notify_timeout_secs: 10,
             notify_retries: 3,
@@ -374,5 +377,25 @@ mod tests {
         assert!(e.contains("alerts.webhook.url") && !e.contains("passwd"), "{e}");
         s.alerts.webhook = vec![hook("https://chat.example/hook/KEY"), hook("https://other.example/")];
         assert!(s.validate().unwrap_err().to_string().contains("used twice"));
+    }
+
+    #[test]
+    fn a_site_table_loads_and_its_url_and_abbr_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.toml");
+        let load = |site: &str| {
+            std::fs::write(&path, format!("[site]\n{site}")).unwrap();
+            Settings::load(Some(&path)).and_then(|s| s.validate().map(|()| s))
+        };
+        let s = load("url = \"https://mirrors.example.edu\"\nabbr = \"EX\"\nbig = \"/1g.bin\"\n").unwrap();
+        let site = s.site.unwrap();
+        assert_eq!((site.abbr.as_str(), site.big.as_deref(), site.disable), ("EX", Some("/1g.bin"), false));
+        let e = load("url = \"https://mirrors.example.edu/\"\nabbr = \"EX\"\n").unwrap_err().to_string();
+        assert!(e.contains("site.url"), "{e}");
+        let e = load("url = \"ftp://mirrors.example.edu\"\nabbr = \"\"\n").unwrap_err().to_string();
+        assert!(e.contains("site.url"), "{e}");
+        let e = load("url = \"https://mirrors.example.edu\"\nabbr = \" \"\n").unwrap_err().to_string();
+        assert!(e.contains("site.abbr"), "{e}");
+        assert!(load("url = \"https://m.example\"\nabbr = \"EX\"\nlogo_url = \"x\"\n").is_err());
     }
 }

@@ -4,6 +4,19 @@
 use super::{AlertSettings, ConfigError, Settings, invalid};
 
 impl Settings {
+    /// `[site]`: mirrorz requires `url` (an http(s) address without a trailing `/`) and `abbr`.
+    fn check_site(&self) -> Result<(), ConfigError> {
+        let Some(site) = &self.site else { return Ok(()) };
+        let web = site.url.starts_with("https://") || site.url.starts_with("http://");
+        if !web || site.url.ends_with('/') || site.url.len() > 2048 {
+            return Err(invalid("site.url", "must be an http:// or https:// address without a trailing /"));
+        }
+        if site.abbr.trim().is_empty() || site.abbr.len() > 64 {
+            return Err(invalid("site.abbr", "must be a short name (1 to 64 characters)"));
+        }
+        Ok(())
+    }
+
     /// Checks every value that can be checked without touching the file system.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check_places()?;
@@ -15,6 +28,7 @@ impl Settings {
         self.check_guards()?;
         self.alerts.validate()?;
         self.validate_targets()?;
+        self.check_site()?;
         if !(1..=3600).contains(&self.upstream_lock_retry_secs) || self.upstream_lock_wait_secs > 7 * 86_400 {
             return Err(invalid(
                 "upstream_lock_retry_secs",

@@ -102,6 +102,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/status/", get(status::status)),
         ("/status/{id}", get(status::project)),
         ("/jobs", get(status::jobs)),
+        ("/mirrorz.json", get(status::mirrorz)),
         ("/metrics", get(metrics::metrics)),
         // what changes, as it changes (server-sent events; any user)
         ("/events", get(events::events)),

@@ -49,6 +49,7 @@ use super::{
         status::status,
         status::project,
         status::jobs,
+        status::mirrorz,
         metrics::metrics,
         alerts::list_alerts,
         nodes::list_nodes,

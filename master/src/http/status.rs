@@ -1,17 +1,17 @@
 //! What anyone may see of the mirrors: the status page (`/`, `/status`, `/status/{id}`), the
 //! master's own status as JSON (`/status` for clients that do not ask for HTML), and tunasync's
-//! `/jobs`. All follow `public_read`.
+//! `/jobs`, and mirrorz's `/mirrorz.json`. All follow `public_read`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
-use mirror_common::api::{Done, MasterStatus, ProjectId, TunasyncJob};
+use mirror_common::api::{Done, MasterStatus, Mirrorz, ProjectId, TunasyncJob};
 
 use super::error::ApiError;
 use super::extract::MaybeCaller;
-use crate::read::{status_page, views};
+use crate::read::{mirrorz, status_page, views};
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
@@ -138,4 +138,30 @@ pub async fn jobs(State(state): State<AppState>, caller: MaybeCaller) -> Result<
     may_read(&state, &caller)?;
     let states = state.listing.states(&state.db).await?;
     Ok(Json(states.iter().map(|s| views::tunasync_job(s)).collect()))
+}
+
+/// `GET /mirrorz.json`: the site and every project in mirrorz's format (version 1.7), for the
+/// mirrorz aggregator and the tools that read it.
+#[utoipa::path(
+    get,
+    path = "/mirrorz.json",
+    tag = "status",
+    responses(
+        (status = 200, description = "the site and its mirrors in mirrorz's format 1.7", body = Mirrorz),
+        (status = 401, description = "no valid login", body = ErrorBody),
+        (status = 404, description = "the configuration has no [site] table", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
+pub async fn mirrorz(State(state): State<AppState>, caller: MaybeCaller) -> Result<Json<Mirrorz>, ApiError> {
+    may_read(&state, &caller)?;
+    let Some(site) = &state.settings.site else {
+        return Err(ApiError::not_found(
+            "site",
+            "this master describes no site: add a [site] table (url, abbr, ...) to its configuration",
+        ));
+    };
+    let states = state.listing.states(&state.db).await?;
+    Ok(Json(mirrorz::document(site, &state.mirror_root, &states)))
 }

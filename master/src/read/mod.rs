@@ -6,5 +6,6 @@
 pub mod feed;
 pub mod listing;
 pub mod metrics;
+pub mod mirrorz;
 pub mod status_page;
 pub mod views;
