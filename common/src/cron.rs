@@ -57,6 +57,9 @@ pub struct CronOptions {
     pub end_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// APScheduler's `jitter`: each fire is delayed by up to this many seconds (at most a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<u64>,
 }
 
 /// A field value may be written `5` or `"5"`, as APScheduler accepts both.
@@ -119,6 +122,9 @@ pub struct ScheduleSpec {
     /// IANA zone name; absent means UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Each fire is delayed by up to this many seconds (see [`crate::timing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<u64>,
 }
 
 impl ScheduleSpec {
@@ -191,6 +197,7 @@ impl Schedule {
             start_date: date("start_date", &opts.start_date)?,
             end_date: date("end_date", &opts.end_date)?,
             timezone: opts.timezone.as_ref().map(|_| tz.name().to_owned()),
+            jitter: crate::timing::check_jitter("cron_options", opts.jitter)?,
         };
         // An end before the start is accepted, as APScheduler does: such a schedule never fires
         // (the API refuses schedules that never fire, with their own message).
@@ -281,7 +288,8 @@ impl Schedule {
     }
 }
 
-fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
+/// An IANA zone name (absent: UTC), as pytz finds it; an error names `<prefix>.timezone`.
+pub(crate) fn parse_timezone_of(prefix: &str, name: Option<&str>) -> Result<Tz, FieldError> {
     match name {
         None => Ok(Tz::UTC),
         // pytz looks names up without regard to case (`europe/berlin`), and so do we.
@@ -292,11 +300,15 @@ fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
             })
             .map_err(|_| {
                 FieldError::new(
-                    "cron_options.timezone",
+                    format!("{prefix}.timezone"),
                     format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
                 )
             }),
     }
+}
+
+fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
+    parse_timezone_of("cron_options", name)
 }
 
 fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {

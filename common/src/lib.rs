@@ -81,6 +81,7 @@ pub mod depends;
 pub mod document;
 pub mod error;
 pub mod guards;
+pub mod interval;
 pub mod names;
 pub mod placement;
 pub mod project;
@@ -90,10 +91,13 @@ pub mod stages;
 pub mod status;
 pub mod targets;
 pub mod time;
+pub mod timing;
 pub mod zoned;
 
 #[cfg(feature = "sqlx")]
 sqlite_json!(cron::ScheduleSpec);
+#[cfg(feature = "sqlx")]
+sqlite_json!(interval::IntervalOptions);
 #[cfg(feature = "sqlx")]
 sqlite_json!(rsync_opts::RsyncOptions);
 #[cfg(feature = "sqlx")]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::cron::ScheduleSpec;
 use crate::depends::DependsOn;
 use crate::guards::MaxDelete;
+use crate::interval::IntervalSpec;
 use crate::names::{Dest, Host, ModulePath, Name, Port, ProjectId};
 use crate::placement::Placement;
 use crate::rsync_opts::RsyncOptions;
@@ -36,6 +37,9 @@ pub struct ProjectConfig {
     /// `None`: manual runs only.
     #[serde(rename = "cron_options", default)]
     pub schedule: Option<ScheduleSpec>,
+    /// The other kind of schedule (at most one of the two is set).
+    #[serde(rename = "interval_options", default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<IntervalSpec>,
     pub rsync_options: RsyncOptions,
     pub enabled: bool,
     /// `None`: the master's `run_timeout_secs`.

@@ -238,9 +238,13 @@ pub struct AddArgs {
     pub module: Option<String>,
     #[arg(long, required_unless_present = "file")]
     pub dest: Option<String>,
-    /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names).
-    #[arg(long)]
+    /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names; `jitter=SECS` delays each fire).
+    #[arg(long, conflicts_with = "interval")]
     pub schedule: Option<String>,
+    /// An interval, as `hours=6` or `days=1,start_date=2026-12-05 03:00,jitter=600` (APScheduler's
+    /// IntervalTrigger: weeks, days, hours, minutes, seconds, start_date, end_date, timezone, jitter).
+    #[arg(long)]
+    pub interval: Option<String>,
     /// Run after each successful run of these projects (comma-separated ids).
     #[arg(long, value_delimiter = ',')]
     pub depends_on: Vec<String>,

@@ -45,6 +45,8 @@ pub struct Editable<'a> {
     rsync_port: Option<u16>,
     dest: &'a str,
     cron_options: &'a Option<ScheduleSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval_options: &'a Option<mirror_common::interval::IntervalSpec>,
     enabled: bool,
     timeout_secs: Option<u64>,
     catch_up: bool,
@@ -76,6 +78,7 @@ pub fn editable(p: &ProjectView) -> Editable<'_> {
         rsync_port: p.rsync_port,
         dest: &p.dest,
         cron_options: &p.cron_options,
+        interval_options: &p.interval_options,
         enabled: p.enabled,
         timeout_secs: p.timeout_secs,
         catch_up: p.catch_up,

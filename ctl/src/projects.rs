@@ -5,6 +5,7 @@ use mirror_common::api::{
     ProjectRef, ProjectRemoved, ProjectView, PropagationView,
 };
 use mirror_common::cron::CronOptions;
+use mirror_common::interval::IntervalOptions;
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
 use crate::cli::AddArgs;
@@ -136,6 +137,7 @@ fn from_flags(args: AddArgs) -> Result<AddProject> {
         dest: args.dest.unwrap_or_default(),
         rsync_password: password.map(mirror_common::Secret::new),
         cron_options: args.schedule.as_deref().map(schedule).transpose()?,
+        interval_options: args.interval.as_deref().map(interval).transpose()?,
         rsync_options,
         enabled: args.disabled.then_some(false),
         rsync_user: args.user.map(|u| invalid("rsync_user", Name::parse(u))).transpose()?,
@@ -167,11 +169,39 @@ fn schedule(text: &str) -> Result<CronOptions> {
             "start_date" => &mut cron.start_date,
             "end_date" => &mut cron.end_date,
             "timezone" => &mut cron.timezone,
+            "jitter" => {
+                cron.jitter = Some(v.trim().parse().map_err(|_| usage("is not a number of seconds"))?);
+                continue;
+            }
             _ => return Err(usage("names no cron field")),
         };
         *slot = Some(v.trim().to_owned());
     }
     Ok(cron)
+}
+
+/// `--interval hours=6,jitter=600`: APScheduler's interval fields.
+fn interval(text: &str) -> Result<IntervalOptions> {
+    let mut every = IntervalOptions::default();
+    for pair in text.split(',').filter(|p| !p.is_empty()) {
+        let usage = |why: &str| Failure::new(Exit::Usage, format!("--interval: '{pair}' {why}"));
+        let (k, v) = pair.split_once('=').ok_or_else(|| usage("is not field=value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        let number = || v.parse::<u64>().map_err(|_| usage("is not a whole number"));
+        match k {
+            "weeks" => every.weeks = number()?,
+            "days" => every.days = number()?,
+            "hours" => every.hours = number()?,
+            "minutes" => every.minutes = number()?,
+            "seconds" => every.seconds = number()?,
+            "jitter" => every.jitter = Some(number()?),
+            "start_date" => every.start_date = Some(v.to_owned()),
+            "end_date" => every.end_date = Some(v.to_owned()),
+            "timezone" => every.timezone = Some(v.to_owned()),
+            _ => return Err(usage("names no interval field")),
+        }
+    }
+    Ok(every)
 }
 
 /// `mirrorctl rm PROJECT`.

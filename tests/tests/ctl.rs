@@ -106,6 +106,16 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
     )
     .await;
     assert_eq!(broken.code, 0, "{}", broken.stderr);
+    let args = ["add", "--name", "every6h", "--host", "127.0.0.1", "--module", "m", "--dest", "every6h", "--interval"];
+    let every = ctl(h, &[&args[..], &["hours=6,jitter=600"]].concat(), None, &env).await;
+    assert_eq!(every.code, 0, "{}", every.stderr);
+    let shown = ctl(h, &["show", "every6h", "--json"], None, &env).await;
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let every = &shown["project"]["interval_options"];
+    assert_eq!((every["hours"].clone(), every["jitter"].clone()), (json!(6), json!(600)), "{shown}");
+    let bad = ctl(h, &[&args[..], &["hourz=6"]].concat(), None, &env).await;
+    assert!(bad.code == 2 && bad.stderr.contains("names no interval field"), "{}", bad.stderr);
+    assert_eq!(ctl(h, &["rm", "every6h"], None, &env).await.code, 0);
     let invalid = ctl(h, &["add", "--name", "x", "--host=-e", "--module", "m", "--dest", "x"], None, &env).await;
     assert_eq!(invalid.code, 8, "{}", invalid.stderr);
     assert!(invalid.stderr.contains("rsync_host"), "names the field: {}", invalid.stderr);

@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod hardening;
 mod history;
+mod intervals;
 mod mirrorz;
 mod netns;
 mod newcomer;

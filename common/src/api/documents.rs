@@ -34,6 +34,9 @@ pub struct ProjectDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub cron_options: Option<serde_json::Value>,
+    /// The other kind of schedule (APScheduler's `IntervalTrigger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_options: Option<crate::interval::IntervalOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rsync_options: Option<RsyncOptionsInput>,
     #[serde(default = "yes")]

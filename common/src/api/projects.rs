@@ -28,9 +28,12 @@ pub struct AddProject {
     pub dest: String,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::secret::reveal::option")]
     pub rsync_password: Option<Secret>,
-    /// Absent: manual runs only.
+    /// Absent (and no `interval_options`): manual runs only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron_options: Option<CronOptions>,
+    /// APScheduler's `IntervalTrigger`: the other kind of schedule (not with `cron_options`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_options: Option<crate::interval::IntervalOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rsync_options: Option<RsyncOptionsInput>,
     /// Defaults to true.
@@ -221,8 +224,11 @@ pub struct ProjectView {
     pub rsync_module: Option<ModulePath>,
     pub dest: String,
     pub enabled: bool,
-    /// `null` for a manual-only project.
+    /// `null` for a manual-only project (or one with `interval_options`).
     pub cron_options: Option<ScheduleSpec>,
+    /// The other kind of schedule, with its `start_date` (set when it was given none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_options: Option<crate::interval::IntervalSpec>,
     pub rsync_options: RsyncOptionsView,
     pub rsync_password_set: bool,
     pub rsync_user: Option<Name>,
@@ -295,6 +301,8 @@ pub struct PublicProjectView {
     pub rsync_module: Option<ModulePath>,
     pub enabled: bool,
     pub cron_options: Option<ScheduleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_options: Option<crate::interval::IntervalSpec>,
     pub next_run_time: Option<Timestamp>,
     pub status: String,
     pub last_run: Option<RunView>,
@@ -329,6 +337,7 @@ impl From<ProjectView> for PublicProjectView {
             rsync_module: v.rsync_module,
             enabled: v.enabled,
             cron_options: v.cron_options,
+            interval_options: v.interval_options,
             next_run_time: v.next_run_time,
             status: v.status,
             last_run: v.last_run.map(RunView::public),

@@ -14,6 +14,15 @@ is pytz 2025.2. Reproduce with:
     /tmp/aps/bin/pip install apscheduler==3.10.4 pytz==2025.2 python-dateutil==2.9.0.post0
     /tmp/aps/bin/python gen_apscheduler_cases.py > apscheduler_cases.json
 
+With the argument `interval` it writes apscheduler_interval_cases.json instead: the same for
+APScheduler's `IntervalTrigger` (`interval_options`), fire times to the microsecond, from its own
+seed; and with `jitter`, apscheduler_jitter_cases.json: schedules of either kind with a `jitter`
+below their shortest gap, each with its fires without jitter (what a delayed fire must stay
+within) and the check that APScheduler's own delayed first fire stays there too.
+
+    /tmp/aps/bin/python gen_apscheduler_cases.py interval > apscheduler_interval_cases.json
+    /tmp/aps/bin/python gen_apscheduler_cases.py jitter > apscheduler_jitter_cases.json
+
 The Rust test (common/tests/apscheduler_table.rs) needs no Python.
 """
 import json
@@ -25,6 +34,7 @@ from datetime import datetime, timedelta
 import dateutil.parser
 import pytz
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 assert pytz.OLSON_VERSION == "2025b", pytz.OLSON_VERSION
 
@@ -297,7 +307,116 @@ def run(case):
     return dict(dates, fires=fires)
 
 
+UNITS = ["weeks", "days", "hours", "minutes", "seconds"]
+
+
+def rnd_interval(r):
+    """Units as operators write them: one or two of them, small, now and then larger."""
+    units = {}
+    weights = {"weeks": 0.08, "days": 0.2, "hours": 0.45, "minutes": 0.45, "seconds": 0.25}
+    highs = {"weeks": 4, "days": 14, "hours": 48, "minutes": 180, "seconds": 7200}
+    for name in UNITS:
+        if r.random() < weights[name]:
+            units[name] = r.randint(0, highs[name]) if r.random() < 0.9 else r.randint(0, highs[name] * 50)
+    return units
+
+
+def rnd_interval_case(r):
+    case = {"fields": rnd_interval(r)}
+    zone = r.choice(ZONES) if r.random() < 0.6 else None
+    if zone:
+        case["timezone"] = zone if r.random() < 0.9 else zone.lower()
+    start = rnd_date(r)
+    case["start_date"] = rnd_date_text(r, start)
+    if r.random() < 0.2:
+        case["end_date"] = rnd_date_text(r, start + timedelta(seconds=r.randrange(0, 90 * 86400)))
+    # Before the start, at it, or some intervals after it.
+    offset = r.choice([-r.randrange(1, 86400 * 30), 0, r.randrange(1, 86400 * 400)])
+    case["now"] = (start + timedelta(seconds=offset, microseconds=r.choice([0, 0, 1, 500000]))).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    return case
+
+
+def invalid_interval_case(r):
+    case = {"fields": rnd_interval(r) or {"hours": 1}, "now": "2026-06-01T00:00:00Z",
+            "start_date": "2026-06-01 00:00"}
+    if r.random() < 0.6:
+        case[r.choice(["start_date", "end_date"])] = r.choice(INVALID_DATES)
+    else:
+        case["timezone"] = r.choice(INVALID_ZONES)
+    return case
+
+
+def run_interval(case):
+    zone = case.get("timezone", "UTC")
+    kwargs = dict(case["fields"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for key in ("start_date", "end_date"):
+                if key in case:
+                    kwargs[key] = dateutil.parser.parse(case[key])
+        trigger = IntervalTrigger(timezone=zone, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the refusal is the result
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+    now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+    dates = {"parsed_start": trigger.start_date.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    if trigger.end_date is not None:
+        dates["parsed_end"] = trigger.end_date.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fires, prev = [], None
+    for _ in range(FIRES):
+        nxt = trigger.get_next_fire_time(prev, now if prev is None else prev)
+        if nxt is None:
+            break
+        fires.append(nxt.astimezone(pytz.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        prev = nxt
+    return dict(dates, fires=fires)
+
+
+def jitter_case(r, kind):
+    """A schedule, its fires without jitter, and a jitter below its shortest gap."""
+    while True:
+        case = rnd_case(r) if kind == "cron" else rnd_interval_case(r)
+        case.pop("end_date", None)
+        base = run(case) if kind == "cron" else run_interval(case)
+        fires = [datetime.fromisoformat(f.replace("Z", "+00:00")) for f in base.get("fires", [])]
+        if len(fires) < 3 or base.get("truncated"):
+            continue
+        gap = min((b - a).total_seconds() for a, b in zip(fires, fires[1:]))
+        if gap < 2:
+            continue
+        jitter = r.randint(1, int(min(gap - 1, 86400)))
+        # APScheduler's own delayed first fire lies within [fire, fire + jitter].
+        kwargs = dict(case["fields"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs["start_date"] = dateutil.parser.parse(case["start_date"]) if "start_date" in case else None
+        zone = case.get("timezone", "UTC")
+        trigger = (CronTrigger if kind == "cron" else IntervalTrigger)(timezone=zone, jitter=jitter, **kwargs)
+        now = datetime.fromisoformat(case["now"].replace("Z", "+00:00"))
+        delayed = trigger.get_next_fire_time(None, now)
+        assert fires[0] <= delayed <= fires[0] + timedelta(seconds=jitter), (case, delayed)
+        return dict(case, kind=kind, jitter=jitter, fires=base["fires"])
+
+
+def main_interval():
+    r = random.Random(SEED + 1)
+    cases = [rnd_interval_case(r) for _ in range(1500)] + [invalid_interval_case(r) for _ in range(100)]
+    out = [dict(case, **run_interval(case)) for case in cases]
+    sys.stdout.write(json.dumps(out, indent=0, sort_keys=True) + "\n")
+
+
+def main_jitter():
+    r = random.Random(SEED + 2)
+    out = [jitter_case(r, kind) for kind in ["cron"] * 300 + ["interval"] * 300]
+    sys.stdout.write(json.dumps(out, indent=0, sort_keys=True) + "\n")
+
+
 def main():
+    if sys.argv[1:] == ["interval"]:
+        return main_interval()
+    if sys.argv[1:] == ["jitter"]:
+        return main_jitter()
     r = random.Random(SEED)
     cases = [rnd_case(r) for _ in range(1700)]
     cases += dst_cases(r)

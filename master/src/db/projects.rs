@@ -83,6 +83,7 @@ macro_rules! project_from_row {
                     rsync_user: r.try_get("rsync_user")?,
                     rsync_port: narrowed::<u16>("rsync_port", port)?.map(Port),
                     schedule: r.try_get("schedule")?,
+                    interval: r.try_get("interval_options")?,
                     rsync_options: r.try_get("rsync_options")?,
                     enabled: r.try_get("enabled")?,
                     timeout_secs: narrowed("timeout_secs", r.try_get("timeout_secs")?)?,
@@ -118,7 +119,7 @@ project_from_row!(sqlx::postgres::PgRow);
 
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
+                       interval_options, rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
                        catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
@@ -184,7 +185,7 @@ pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<Pro
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
+                       interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
 
 /// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
 /// each engine's own).
@@ -200,6 +201,7 @@ macro_rules! bind_written {
             .bind(&p.dest)
             .bind(&p.rsync_password)
             .bind(&p.schedule)
+            .bind(&p.interval)
             .bind(&p.rsync_options)
             .bind(p.enabled)
             .bind(&p.rsync_user)
@@ -425,6 +427,7 @@ pub fn sample() -> ProjectRow {
         rsync_user: None,
         rsync_port: None,
         schedule: None,
+        interval: None,
         rsync_options: mirror_common::rsync_opts::RsyncOptions {
             defaults: vec!["-avH".into()],
             basic: vec!["--no-motd".into()],

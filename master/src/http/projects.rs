@@ -9,7 +9,8 @@ use mirror_common::api::{
     AddProject, Done, NEXT_FIRES, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId, ProjectRef, ProjectRemoved,
     ProjectUpdated, PublicProjectView, RECENT_RUNS, RunView, ScheduleReplaced, Timestamp, UpdateProjectBasic,
 };
-use mirror_common::cron::{CronOptions, Schedule};
+use mirror_common::cron::CronOptions;
+use mirror_common::timing::Timing;
 use serde_json::Value;
 
 use super::detached;
@@ -178,9 +179,9 @@ pub async fn get_project(
 
 /// The next [`NEXT_FIRES`] fire times of an enabled, scheduled project.
 fn next_fires(row: &ProjectRow, now: DateTime<Utc>) -> Result<Vec<Timestamp>, ApiError> {
-    let Some(spec) = row.schedule.clone().filter(|_| row.enabled) else { return Ok(Vec::new()) };
-    let schedule = Schedule::from_spec(spec)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule of {}: {e}", row.id)))?;
+    let timing =
+        Timing::of(row).map_err(|e| ApiError::Internal(anyhow::anyhow!("stored schedule of {}: {e}", row.id)))?;
+    let Some(schedule) = timing.filter(|_| row.enabled) else { return Ok(Vec::new()) };
     let mut fires = Vec::with_capacity(NEXT_FIRES);
     let mut after = now;
     while fires.len() < NEXT_FIRES {

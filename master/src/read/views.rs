@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use mirror_common::api::{ProjectView, RunStats, RunStatus, RunView, TunasyncJob};
-use mirror_common::cron::Schedule;
 use mirror_common::time::Timestamp;
+use mirror_common::timing::Timing;
 
 use crate::db::{projects::ProjectRow, runs::RunRow};
 
@@ -41,10 +41,8 @@ pub fn project_view(
 ) -> anyhow::Result<ProjectView> {
     let spec = &row.schedule;
     let options = &row.rsync_options;
-    let next_run_time = match (&spec, row.enabled) {
-        (Some(spec), true) => Schedule::from_spec(spec.clone())
-            .map_err(|e| anyhow::anyhow!("stored schedule of {}: {e}", row.id))?
-            .next_fire_at_or_after(now),
+    let next_run_time = match Timing::of(row).map_err(|e| anyhow::anyhow!("stored schedule of {}: {e}", row.id))? {
+        Some(timing) if row.enabled => timing.next_fire_at_or_after(now),
         _ => None,
     };
     let stale_after = stale_after(row, last_success, default_max_age_secs);
@@ -56,6 +54,7 @@ pub fn project_view(
         dest: row.dest.to_string(),
         enabled: row.enabled,
         cron_options: spec.clone(),
+        interval_options: row.interval.clone(),
         rsync_options: options.into(),
         rsync_password_set: row.rsync_password.is_some(),
         rsync_user: row.rsync_user.clone(),

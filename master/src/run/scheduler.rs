@@ -1,6 +1,6 @@
 //! Fires every enabled project's schedule.
 //!
-//! Fire times come from [`Schedule`] (APScheduler's semantics, zones and all) and wait in a queue
+//! Fire times come from [`Timing`] (APScheduler's semantics, zones and all) and wait in a queue
 //! here. tokio-cron-scheduler drives that queue with one heartbeat job a second: each beat arms a
 //! precise timer for every fire due within [`LOOKAHEAD`]. One job, not one per project: with a job
 //! per project, 1,000 projects due on the same second overflowed tokio-cron-scheduler's activation
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chrono::{DateTime, Duration, Utc};
-use mirror_common::cron::Schedule;
+use mirror_common::timing::Timing;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::db::{self, Db, projects::ProjectRow};
@@ -29,7 +29,7 @@ const LOOKAHEAD: Duration = Duration::seconds(3);
 struct Registration {
     /// Bumped at every (re)registration: a queued fire whose token is not current is dropped.
     token: u64,
-    schedule: Schedule,
+    schedule: Timing,
     /// The nodes that may run it (`None`: any: the leader).
     placement: Option<mirror_common::placement::Placement>,
 }
@@ -106,10 +106,9 @@ impl Scheduler {
 
     /// Makes the live schedule match a project as just committed: its schedule is compiled once,
     /// here, and its next fire queued (nothing when disabled or manual-only).
-    fn apply(&self, p: &ProjectRow) -> anyhow::Result<Option<Schedule>> {
+    fn apply(&self, p: &ProjectRow) -> anyhow::Result<Option<Timing>> {
         self.queues().current.remove(&p.id);
-        let Some(spec) = p.schedule.clone().filter(|_| p.enabled) else { return Ok(None) };
-        let schedule = Schedule::from_spec(spec)?;
+        let Some(schedule) = Timing::of(p)?.filter(|_| p.enabled) else { return Ok(None) };
         if let Some(next) = schedule.next_fire_at_or_after(Utc::now()) {
             self.register(&p.id, schedule.clone(), p.node.clone(), next, None);
         }
@@ -140,7 +139,7 @@ impl Scheduler {
     fn register(
         &self,
         id: &ProjectId,
-        schedule: Schedule,
+        schedule: Timing,
         placement: Option<mirror_common::placement::Placement>,
         at: DateTime<Utc>,
         replacing: Option<u64>,
@@ -198,7 +197,7 @@ impl Scheduler {
     /// The fires of one instant: every registration still current gets its run, queued in order
     /// with one database statement for many, then its next fire.
     async fn fire(&self, at: DateTime<Utc>, fires: Vec<(ProjectId, u64)>) {
-        let live: Vec<(ProjectId, u64, Schedule, Option<mirror_common::placement::Placement>)> = {
+        let live: Vec<(ProjectId, u64, Timing, Option<mirror_common::placement::Placement>)> = {
             let q = self.queues();
             fires
                 .into_iter()

@@ -98,6 +98,7 @@ pub fn project_doc(row: &ProjectConfig, password_set: bool, mirror_root: &Path) 
         rsync_port: row.rsync_port,
         rsync_password: password_set.then_some(PasswordField::Set),
         cron_options: row.schedule.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        interval_options: row.interval.clone(),
         rsync_options: Some(RsyncOptionsInput {
             defaults: Some(o.defaults.clone()),
             basic: Some(o.basic.clone()),
@@ -253,6 +254,7 @@ impl Projects {
             dest: p.dest.clone(),
             rsync_password: password,
             cron_options,
+            interval_options: p.interval_options.clone(),
             rsync_options: p.rsync_options.clone(),
             enabled: Some(p.enabled),
             rsync_user: p.rsync_user.clone(),

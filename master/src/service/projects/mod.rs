@@ -150,8 +150,10 @@ impl Projects {
             }
             other => other,
         })?;
+        // The 2014 call knows cron only: it replaces an interval schedule too.
         self.change(id, meta, "schedule replaced", |row| {
             row.schedule = spec;
+            row.interval = None;
         })
         .await
     }

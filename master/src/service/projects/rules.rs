@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use mirror_common::Secret;
 use mirror_common::api::{AddProject, UpdateProjectBasic};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
+use mirror_common::interval::{Interval, IntervalOptions, IntervalSpec};
 use mirror_common::names::{Dest, ProjectId};
 use mirror_common::project::ProjectConfig;
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
@@ -100,6 +101,7 @@ pub(super) fn check_whole(config: &ProjectConfig, password: Option<&Secret>) -> 
                 ("rsync_user", config.rsync_user.is_some()),
                 ("rsync_port", config.rsync_port.is_some()),
                 ("cron_options", config.schedule.is_some()),
+                ("interval_options", config.interval.is_some()),
                 ("depends_on", !config.depends_on.is_empty()),
             ];
             match needless.into_iter().find(|(_, given)| *given) {
@@ -131,6 +133,18 @@ pub(super) async fn schedule_from(opts: Option<CronOptions>) -> Result<Option<Sc
     let Some(opts) = opts else { return Ok(None) };
     let now = Utc::now();
     tokio::task::spawn_blocking(move || check_schedule(&opts, now)).await.map_err(|e| Error::Internal(e.into()))?
+}
+
+/// Validates client interval options into their stored form (its `start_date` set: one interval
+/// from now when none is given).
+pub(super) fn interval_from(opts: Option<IntervalOptions>) -> Result<Option<IntervalSpec>, Error> {
+    let Some(opts) = opts else { return Ok(None) };
+    let now = Utc::now();
+    let interval = Interval::from_options(&opts, now)?;
+    if interval.next_fire_at_or_after(now).is_none() {
+        return Err(Error::field("interval_options", "this schedule never fires from now on (check end_date)"));
+    }
+    Ok(Some(interval.spec().clone()))
 }
 
 fn check_schedule(opts: &CronOptions, now: DateTime<Utc>) -> Result<Option<ScheduleSpec>, Error> {
@@ -182,6 +196,9 @@ impl Projects {
         req: AddProject,
     ) -> Result<(ProjectConfig, Option<Secret>), Error> {
         check_text("project", &req.project)?;
+        if req.cron_options.is_some() && req.interval_options.is_some() {
+            return Err(Error::field("interval_options", "give cron_options or interval_options, not both"));
+        }
         let (id, id_derived) = match &req.id {
             Some(id) => (id.clone(), false),
             None => (derived_id(&req.project, "cannot serve as the id ([A-Za-z0-9._-]+): give an explicit id")?, true),
@@ -196,6 +213,7 @@ impl Projects {
             rsync_user: req.rsync_user,
             rsync_port: req.rsync_port,
             schedule: schedule_from(req.cron_options).await?,
+            interval: interval_from(req.interval_options)?,
             rsync_options: self.options(req.rsync_options.as_ref())?,
             enabled: req.enabled.unwrap_or(true),
             timeout_secs: check_timeout(req.timeout_secs)?,

@@ -116,6 +116,12 @@ pub async fn write(
 ) -> Result<Written, Error> {
     check_whole(&new.config, new.rsync_password.as_ref())?;
     check_targets_role(meta, old.map(|o| &o.targets), &new.targets)?;
+    if let Some(fresh) = new.interval.as_mut() {
+        if let Some(kept) = old.and_then(|o| o.interval.as_ref()) {
+            fresh.keep_start_of(kept);
+        }
+        fresh.start_from_now = false;
+    }
     let Some(old) = old else { return create(tx, new, meta).await };
     if scope == Scope::Api {
         check_not_managed(old)?;
