@@ -66,6 +66,13 @@ pub struct ProjectConfig {
     pub depends_on: DependsOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// Arch's `lastupdate` and `lastsync` at the top of the tree, written with each generation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freshness: bool,
+    /// A file (relative to the tree) holding the Unix time of the generation, for redirectors
+    /// such as mirrorbits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_epoch_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<Placement>,
 }

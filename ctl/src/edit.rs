@@ -63,6 +63,10 @@ pub struct Editable<'a> {
     depends_on: &'a DependsOn,
     #[serde(skip_serializing_if = "Option::is_none")]
     probe: &'a Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    freshness: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_epoch_file: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     node: &'a Option<Placement>,
     rsync_options: RsyncOptionsInput,
@@ -91,6 +95,8 @@ pub fn editable(p: &ProjectView) -> Editable<'_> {
         watch: p.watch,
         depends_on: &p.depends_on,
         probe: &p.probe,
+        freshness: p.freshness,
+        trace_epoch_file: &p.trace_epoch_file,
         node: &p.node,
         rsync_options: RsyncOptionsInput {
             defaults: Some(o.defaults.clone()),

@@ -11,6 +11,7 @@ mod depends;
 mod documents;
 mod events;
 mod faults;
+mod freshness;
 mod hardening;
 mod history;
 mod intervals;

@@ -63,6 +63,10 @@ pub struct ProjectDoc {
     pub depends_on: DependsOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub freshness: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_epoch_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<crate::placement::Placement>,
 }

@@ -87,6 +87,15 @@ pub struct AddProject {
     /// no walk of the upstream. Default: none (`project/trace/master` with the `debian` stage profile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// Writes Arch's freshness files at the top of the tree with each new generation: `lastupdate`
+    /// (the Unix time of the newest file in the tree) and `lastsync` (when the run that made the
+    /// generation ended). Default false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<bool>,
+    /// A file, relative to the tree, written with each new generation with the Unix time the run
+    /// that made it ended (a redirector's trace file, such as mirrorbits' `TraceFileLocation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_epoch_file: Option<String>,
     /// The master nodes that may run it: one node's name (the machine that holds its tree), or a
     /// list of nodes sharing one mirror root (the first alive runs it). Default: any node (the
     /// leader runs it). See docs/cluster.md.
@@ -160,6 +169,12 @@ pub struct UpdateProjectBasic {
     #[serde(default, deserialize_with = "present_or_null")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<bool>,
+    /// Absent: unchanged; `null` or `""`: none.
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_epoch_file: Option<Option<String>>,
     /// Absent: unchanged; `null`: any node.
     #[serde(default, deserialize_with = "present_or_null")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,6 +276,11 @@ pub struct ProjectView {
     /// The upstream file fetched alone before each run (see `AddProject.probe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// Arch's `lastupdate` and `lastsync` (see `AddProject.freshness`).
+    #[serde(default)]
+    pub freshness: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_epoch_file: Option<String>,
     /// The nodes that may run it (see `AddProject.node`); absent: any node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<crate::placement::Placement>,

@@ -97,6 +97,8 @@ macro_rules! project_from_row {
                     watch: r.try_get("watch")?,
                     depends_on: r.try_get("depends_on")?,
                     probe: r.try_get("probe")?,
+                    freshness: r.try_get("freshness")?,
+                    trace_epoch_file: r.try_get("trace_epoch_file")?,
                     node: r.try_get("node")?,
                 };
                 Ok(ProjectRow {
@@ -120,7 +122,7 @@ project_from_row!(sqlx::postgres::PgRow);
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        interval_options, rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -185,7 +187,7 @@ pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<Pro
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, node";
+                       interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node";
 
 /// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
 /// each engine's own).
@@ -219,6 +221,8 @@ macro_rules! bind_written {
             .bind(p.flip)
             .bind(&p.depends_on)
             .bind(&p.probe)
+            .bind(p.freshness)
+            .bind(&p.trace_epoch_file)
             .bind(&p.node)
     }};
 }
@@ -445,6 +449,8 @@ pub fn sample() -> ProjectRow {
         watch: false,
         depends_on: Default::default(),
         probe: None,
+        freshness: false,
+        trace_epoch_file: None,
         node: None,
     };
     ProjectRow { version: 1, ..ProjectRow::new(config, None) }

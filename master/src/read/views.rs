@@ -72,6 +72,8 @@ pub fn project_view(
         flip: row.flip,
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
+        freshness: row.freshness,
+        trace_epoch_file: row.trace_epoch_file.clone(),
         node: row.node.clone(),
         stale_after: stale_after.map(Timestamp::from),
         stale: stale_by(stale_after, now),

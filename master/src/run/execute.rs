@@ -314,6 +314,9 @@ impl Runner {
             // Before the run is recorded: the new generation the slaves pull holds it.
             self.write_trace(project, run_id, ran.began, &outcome, ran.stage_secs).await;
         }
+        if changed {
+            self.write_stamps(project, chrono::Utc::now()).await;
+        }
         // Frozen before the run is recorded, so that no slave is told of a generation without it.
         let frozen = if changed { self.freeze(project).await } else { None };
         // rsync has ended: a trigger from now on starts a new run, also one that comes as soon as

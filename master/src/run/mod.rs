@@ -30,6 +30,7 @@ mod queue;
 pub mod rsync;
 pub mod scheduler;
 mod stages;
+pub mod stamps;
 pub mod trace;
 
 use queue::{Active, Queued};

@@ -51,6 +51,7 @@ fn with_options(
         all.push(format!("--temp-dir={}", temp.display()));
     }
     all.extend(p.trace.then(|| crate::run::trace::exclude(mirror_name)));
+    all.extend(crate::run::stamps::filters(p));
     Some(rsync_argv(all, source, format!("{}/", p.dest.trim_end_matches('/'))))
 }
 

@@ -81,30 +81,9 @@ pub fn render(t: &TraceRun<'_>) -> String {
 }
 
 /// Writes the trace of a run into `dest` (already checked to lie in the mirror root), through no
-/// symlink the tree may hold: `project/trace` must resolve to itself, and the file is written
-/// beside it and renamed into place.
+/// symlink the tree may hold.
 pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io::Result<()> {
-    let dir = dest.join("project").join("trace");
-    let dir_text = dir.to_str().ok_or_else(|| std::io::Error::other("dest is not UTF-8"))?;
-    match crate::config::paths::resolve_dest(mirror_root, dir_text).await {
-        Ok(resolved) if resolved == dir => {}
-        _ => return Err(std::io::Error::other(format!("{} leads out of the tree", dir.display()))),
-    }
-    tokio::fs::create_dir_all(&dir).await?;
-    let target = dir.join(t.name);
-    if tokio::fs::symlink_metadata(&target).await.is_ok_and(|m| !m.is_file()) {
-        return Err(std::io::Error::other(format!("{} is not a file", target.display())));
-    }
-    // The directory keeps the time rsync gave it (the upstream's): the next run must not see a
-    // change of ours as one to undo, and so as a change of the tree.
-    let times = tokio::fs::metadata(&dir).await?.modified()?;
-    let tmp = dir.join(format!(".{}.mirror-sync-tmp", t.name));
-    let _ = tokio::fs::remove_file(&tmp).await;
-    tokio::fs::write(&tmp, render(t)).await?;
-    tokio::fs::rename(&tmp, &target).await?;
-    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.set_modified(times))
-        .await
-        .map_err(std::io::Error::other)?
+    super::stamps::put_file(mirror_root, dest, &relative(t.name), render(t)).await
 }
 
 impl Runner {

@@ -116,6 +116,8 @@ pub fn project_doc(row: &ProjectConfig, password_set: bool, mirror_root: &Path) 
         flip: row.flip,
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
+        freshness: row.freshness,
+        trace_epoch_file: row.trace_epoch_file.clone(),
         node: row.node.clone(),
     }
 }
@@ -270,6 +272,8 @@ impl Projects {
             watch: Some(p.watch),
             depends_on: Some(p.depends_on.clone()),
             probe: p.probe.clone(),
+            freshness: Some(p.freshness),
+            trace_epoch_file: p.trace_epoch_file.clone(),
             node: p.node.clone(),
             comment: None,
             version: None,

@@ -51,6 +51,22 @@ fn check_probe(probe: Option<String>) -> Result<Option<String>, Error> {
     Ok(Some(p))
 }
 
+/// A redirector's trace file: a path in the project's tree, as a probe is in the upstream's
+/// module, and none of the files the master writes itself there.
+fn check_epoch_file(path: Option<String>) -> Result<Option<String>, Error> {
+    let checked = check_probe(path).map_err(|_| {
+        Error::field("trace_epoch_file", "must be a file's path relative to the tree (no '..', no leading '/' or '-')")
+    })?;
+    let plain = |p: &str| p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+    if checked.as_deref().is_some_and(|p| !plain(p)) {
+        return Err(Error::field("trace_epoch_file", "may hold only letters, digits, '.', '_', '-' and '/'"));
+    }
+    if checked.as_deref().is_some_and(|p| ["lastupdate", "lastsync"].contains(&p) || p.starts_with("project/trace/")) {
+        return Err(Error::field("trace_epoch_file", "names a file the master writes for another purpose"));
+    }
+    Ok(checked)
+}
+
 /// `""` is no password.
 pub(super) fn check_password(password: Option<Secret>) -> Result<Option<Secret>, Error> {
     match password {
@@ -227,6 +243,8 @@ impl Projects {
             watch: req.watch.unwrap_or(false),
             depends_on: req.depends_on.unwrap_or_default(),
             probe: check_probe(req.probe)?,
+            freshness: req.freshness.unwrap_or(false),
+            trace_epoch_file: check_epoch_file(req.trace_epoch_file)?,
             node: req.node,
         };
         Ok((config, check_password(req.rsync_password)?))
@@ -261,6 +279,8 @@ impl Projects {
         set(&mut config.max_delete, req.max_delete);
         set(&mut config.stages, req.stages.map(check_stages).transpose()?);
         set(&mut config.probe, req.probe.map(check_probe).transpose()?);
+        set(&mut config.freshness, req.freshness);
+        set(&mut config.trace_epoch_file, req.trace_epoch_file.map(check_epoch_file).transpose()?);
         set(&mut config.node, req.node);
         set(&mut config.catch_up, req.catch_up);
         set(&mut config.trace, req.trace);
