@@ -35,8 +35,16 @@ pub fn filters(p: &ProjectRow) -> Vec<String> {
 /// Writes `text` as `rel` in `dest` (already checked to lie in the mirror root), through no
 /// symlink the tree may hold: the file's directory must resolve to itself, and the file is
 /// written beside it and renamed into place. The directory keeps the time rsync gave it (the
-/// upstream's): the next run must not see a change of ours as one to undo.
-pub async fn put_file(mirror_root: &Path, dest: &Path, rel: &Path, text: String) -> std::io::Result<()> {
+/// upstream's): the next run must not see a change of ours as one to undo. The file's own time is
+/// `at`, the instant its text tells: two versions written within one second, of the same size,
+/// must still differ to the quick check of a slave's rsync (size and time).
+pub async fn put_file(
+    mirror_root: &Path,
+    dest: &Path,
+    rel: &Path,
+    text: String,
+    at: SystemTime,
+) -> std::io::Result<()> {
     let target = dest.join(rel);
     let (Some(dir), Some(name)) = (target.parent().map(Path::to_path_buf), target.file_name()) else {
         return Err(std::io::Error::other(format!("{} names no file", rel.display())));
@@ -54,6 +62,10 @@ pub async fn put_file(mirror_root: &Path, dest: &Path, rel: &Path, text: String)
     let tmp = dir.join(format!(".{}.mirror-sync-tmp", name.to_string_lossy()));
     let _ = tokio::fs::remove_file(&tmp).await;
     tokio::fs::write(&tmp, text).await?;
+    let stamped = tmp.clone();
+    tokio::task::spawn_blocking(move || std::fs::File::options().write(true).open(&stamped)?.set_modified(at))
+        .await
+        .map_err(std::io::Error::other)??;
     tokio::fs::rename(&tmp, &target).await?;
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.set_modified(times))
         .await
@@ -97,8 +109,8 @@ impl Runner {
     /// at `ended`. A failure to write one is logged; the run stays a success.
     pub(super) async fn write_stamps(&self, project: &ProjectRow, ended: DateTime<Utc>) {
         let dest = project.dest.as_path().to_path_buf();
-        let ended = format!("{}\n", ended.timestamp());
-        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        let ended = SystemTime::from(ended);
+        let mut files: Vec<(PathBuf, SystemTime)> = Vec::new();
         if project.freshness {
             // The master's own files: these, the redirector's trace and Debian's.
             let mut own: Vec<PathBuf> = [LASTUPDATE, LASTSYNC].iter().map(|n| dest.join(n)).collect();
@@ -107,15 +119,17 @@ impl Runner {
             let walked = dest.clone();
             let newest = tokio::task::spawn_blocking(move || newest_file(&walked, &own)).await.ok().flatten();
             if let Some(newest) = newest {
-                files.push((PathBuf::from(LASTUPDATE), format!("{}\n", epoch(newest))));
+                files.push((PathBuf::from(LASTUPDATE), newest));
             }
-            files.push((PathBuf::from(LASTSYNC), ended.clone()));
+            files.push((PathBuf::from(LASTSYNC), ended));
         }
         if let Some(rel) = &project.trace_epoch_file {
             files.push((PathBuf::from(rel), ended));
         }
-        for (rel, text) in files {
-            if let Err(e) = put_file(&self.cfg.mirror_root, &dest, &rel, text).await {
+        for (rel, at) in files {
+            let at = UNIX_EPOCH + std::time::Duration::from_secs(epoch(at));
+            let text = format!("{}\n", epoch(at));
+            if let Err(e) = put_file(&self.cfg.mirror_root, &dest, &rel, text, at).await {
                 tracing::warn!(file = %rel.display(), error = %e, "cannot write a freshness file");
             }
         }

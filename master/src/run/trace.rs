@@ -83,7 +83,7 @@ pub fn render(t: &TraceRun<'_>) -> String {
 /// Writes the trace of a run into `dest` (already checked to lie in the mirror root), through no
 /// symlink the tree may hold.
 pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io::Result<()> {
-    super::stamps::put_file(mirror_root, dest, &relative(t.name), render(t)).await
+    super::stamps::put_file(mirror_root, dest, &relative(t.name), render(t), t.ended.into()).await
 }
 
 impl Runner {
