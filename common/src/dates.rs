@@ -723,6 +723,11 @@ fn parse(text: &str, today: NaiveDate) -> Result<Parsed, String> {
     Ok(Parsed { wall, offset })
 }
 
+/// [`parse_fuzzy_datetime`] in UTC (a date without a zone is read as UTC).
+pub fn parse_fuzzy_utc(input: &str) -> Result<DateTime<Utc>, String> {
+    parse_fuzzy_datetime(input, Tz::UTC)
+}
+
 /// Parses a human-written date and time as the 2014 service did. Without a zone in the text, the
 /// wall clock is read in `tz` (UTC unless the schedule names a zone). A date without a time means
 /// its midnight; parts left out come from today.

@@ -75,7 +75,28 @@ pub struct ProjectConfig {
     pub trace_epoch_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<Placement>,
+    /// Upstreams after the first (`rsync_host`...), in order of preference: a run moves to the
+    /// next when one is down, refuses, or serves an older tree than another (by the probe).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_upstreams: Vec<UpstreamConfig>,
 }
+
+/// One more upstream of a project (its password is kept beside the configuration, as the first
+/// one's is).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub host: Host,
+    pub module: ModulePath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Name>,
+}
+
+/// The most upstreams a project may list.
+pub const MAX_UPSTREAMS: usize = 8;
 
 impl ProjectConfig {
     /// Whether the project has a local source (no upstream: it never runs rsync).
@@ -98,6 +119,31 @@ impl ProjectConfig {
             && self.rsync_port == other.rsync_port
             && self.rsync_user == other.rsync_user
             && self.rsync_module == other.rsync_module
+    }
+
+    /// Its upstreams in order of preference: the first (`rsync_host`...) and the others.
+    pub fn upstreams(&self) -> Vec<UpstreamConfig> {
+        let first = match (&self.rsync_host, &self.rsync_module) {
+            (Some(host), Some(module)) => Some(UpstreamConfig {
+                host: host.clone(),
+                module: module.clone(),
+                port: self.rsync_port,
+                user: self.rsync_user.clone(),
+            }),
+            _ => None,
+        };
+        first.into_iter().chain(self.more_upstreams.iter().cloned()).collect()
+    }
+
+    /// This configuration with upstream `u` as its first (what a run pulls from when it uses it).
+    pub fn using(&self, u: &UpstreamConfig) -> ProjectConfig {
+        ProjectConfig {
+            rsync_host: Some(u.host.clone()),
+            rsync_module: Some(u.module.clone()),
+            rsync_port: u.port,
+            rsync_user: u.user.clone(),
+            ..self.clone()
+        }
     }
 
     /// The timeout of its runs, given the master's default.

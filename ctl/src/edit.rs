@@ -70,16 +70,30 @@ pub struct Editable<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     node: &'a Option<Placement>,
     rsync_options: RsyncOptionsInput,
+    /// Several upstreams: all of them (passwords stay as they are), in place of the `rsync_*`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    upstreams: Vec<mirror_common::project::UpstreamConfig>,
 }
 
 pub fn editable(p: &ProjectView) -> Editable<'_> {
     let o = &p.rsync_options;
+    let single = p.upstreams.is_empty();
+    let upstreams = p
+        .upstreams
+        .iter()
+        .map(|u| mirror_common::project::UpstreamConfig {
+            host: u.host.clone(),
+            module: u.module.clone(),
+            port: u.port,
+            user: u.user.clone(),
+        })
+        .collect();
     Editable {
         project: &p.project,
-        rsync_host: &p.rsync_host,
-        rsync_module: &p.rsync_module,
-        rsync_user: &p.rsync_user,
-        rsync_port: p.rsync_port,
+        rsync_host: if single { &p.rsync_host } else { &None },
+        rsync_module: if single { &p.rsync_module } else { &None },
+        rsync_user: if single { &p.rsync_user } else { &None },
+        rsync_port: p.rsync_port.filter(|_| single),
         dest: &p.dest,
         cron_options: &p.cron_options,
         interval_options: &p.interval_options,
@@ -103,6 +117,7 @@ pub fn editable(p: &ProjectView) -> Editable<'_> {
             basic: Some(o.basic.clone()),
             delete: o.delete.clone(),
         },
+        upstreams,
     }
 }
 

@@ -30,3 +30,4 @@ mod targets;
 mod transfer;
 mod triggers;
 mod unchanged;
+mod upstreams;

@@ -65,6 +65,10 @@ pub struct ProjectDoc {
     pub probe: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub freshness: bool,
+    /// Every upstream, when there is more than one (then no `rsync_host`...); each password as
+    /// `rsync_password` is (`"set"` out; a value, or `"set"` to keep it, in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Vec<UpstreamDoc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_epoch_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +146,22 @@ pub struct ImportReport {
     /// The tokens of the slaves it added (shown this once): each slave's `token` setting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slave_tokens: Vec<SlaveToken>,
+}
+
+/// One upstream of a document's project.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamDoc {
+    pub host: super::Host,
+    pub module: super::ModulePath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<super::Port>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<super::Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub password: Option<PasswordField>,
 }
 
 /// A password in a configuration document: `"set"` (keep the one there is) or a new one.

@@ -7,6 +7,35 @@ use super::{
     RsyncOptionsInput, RunView, ScheduleSpec, Secret, Stages, Targets, Timestamp,
 };
 
+/// One upstream of `AddProject.upstreams`. Without `password`, a write keeps the password the
+/// same upstream (host, port, user, module) had; `""` is none.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamInput {
+    pub host: Host,
+    pub module: ModulePath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::secret::reveal::option")]
+    pub password: Option<Secret>,
+}
+
+/// One upstream of a project as listed (never its password).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamView {
+    pub host: Host,
+    pub module: ModulePath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Name>,
+    pub password_set: bool,
+}
+
 /// `POST /add_project/`
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +60,11 @@ pub struct AddProject {
     /// Absent (and no `interval_options`): manual runs only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron_options: Option<CronOptions>,
+    /// Several upstreams in order of preference, in place of `rsync_host`, `rsync_module`,
+    /// `rsync_port`, `rsync_user` and `rsync_password` (a list of one is those): a run uses the
+    /// first that answers and is not staler than the others (by the probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Vec<UpstreamInput>>,
     /// APScheduler's `IntervalTrigger`: the other kind of schedule (not with `cron_options`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_options: Option<crate::interval::IntervalOptions>,
@@ -279,6 +313,10 @@ pub struct ProjectView {
     /// Arch's `lastupdate` and `lastsync` (see `AddProject.freshness`).
     #[serde(default)]
     pub freshness: bool,
+    /// Every upstream in order of preference, when it has more than one (the first is
+    /// `rsync_host`...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_epoch_file: Option<String>,
     /// The nodes that may run it (see `AddProject.node`); absent: any node.

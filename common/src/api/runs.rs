@@ -76,6 +76,9 @@ pub struct RunView {
     /// `changed`, `first` (nothing to compare with yet), or why it could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// The upstream it pulled from (`rsync://host[:port]/module/`), for a project with several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
     pub stats: RunStats,
     /// The last 64 KiB of output; only in `GET /runs/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,6 +12,8 @@ use super::{Db, Ex, now, on};
 pub struct ProjectRow {
     pub config: ProjectConfig,
     pub rsync_password: Option<Secret>,
+    /// The passwords of `config.more_upstreams`, one each (an entry may have none).
+    pub more_passwords: Vec<Option<Secret>>,
     /// The version of this configuration: its newest commit in `config_commits`.
     pub version: i64,
     /// The file of `projects_dir` that declares it; `None`: managed through the API.
@@ -28,9 +30,11 @@ impl ProjectRow {
     /// A project not yet stored (version 0, generation 0, made now).
     pub fn new(config: ProjectConfig, rsync_password: Option<Secret>) -> Self {
         let stamp = now();
+        let more_passwords = vec![None; config.more_upstreams.len()];
         ProjectRow {
             config,
             rsync_password,
+            more_passwords,
             version: 0,
             managed_file: None,
             created_at: stamp,
@@ -64,6 +68,22 @@ fn narrowed<T: TryFrom<i64>>(column: &str, value: Option<i64>) -> sqlx::Result<O
             })
         })
         .transpose()
+}
+
+/// A JSON text column read as `T` (`None` when NULL).
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>, column: &str) -> sqlx::Result<Option<T>> {
+    text.map(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
+    })
+    .transpose()
+}
+
+/// The passwords of the more upstreams as stored: a JSON list of a string or null each (`None`
+/// when there are none).
+fn more_passwords_text(p: &ProjectRow) -> Option<String> {
+    let exposed: Vec<Option<&str>> = p.more_passwords.iter().map(|s| s.as_ref().map(Secret::expose)).collect();
+    (!p.more_upstreams.is_empty()).then(|| serde_json::to_string(&exposed).unwrap_or_else(|_| "[]".into()))
 }
 
 /// Reads a row of [`COLUMNS`] (for each engine: the row type differs, the reading does not).
@@ -100,10 +120,17 @@ macro_rules! project_from_row {
                     freshness: r.try_get("freshness")?,
                     trace_epoch_file: r.try_get("trace_epoch_file")?,
                     node: r.try_get("node")?,
+                    more_upstreams: json_column(r.try_get("more_upstreams")?, "more_upstreams")?.unwrap_or_default(),
                 };
+                let passwords: Option<Vec<Option<String>>> =
+                    json_column(r.try_get("more_upstream_passwords")?, "more_upstream_passwords")?;
+                let mut more_passwords: Vec<Option<Secret>> =
+                    passwords.unwrap_or_default().into_iter().map(|p| p.map(Secret::new)).collect();
+                more_passwords.resize(config.more_upstreams.len(), None);
                 Ok(ProjectRow {
                     config,
                     rsync_password: r.try_get("rsync_password")?,
+                    more_passwords,
                     version: r.try_get("version")?,
                     managed_file: r.try_get("managed_file")?,
                     created_at: r.try_get("created_at")?,
@@ -122,7 +149,7 @@ project_from_row!(sqlx::postgres::PgRow);
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        interval_options, rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, more_upstream_passwords";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -187,7 +214,8 @@ pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<Pro
 
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
-                       interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node";
+                       interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, \
+                       more_upstream_passwords";
 
 /// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
 /// each engine's own).
@@ -224,6 +252,8 @@ macro_rules! bind_written {
             .bind(p.freshness)
             .bind(&p.trace_epoch_file)
             .bind(&p.node)
+            .bind((!p.more_upstreams.is_empty()).then(|| serde_json::to_string(&p.more_upstreams).unwrap_or_default()))
+            .bind(more_passwords_text(p))
     }};
 }
 
@@ -452,6 +482,7 @@ pub fn sample() -> ProjectRow {
         freshness: false,
         trace_epoch_file: None,
         node: None,
+        more_upstreams: Vec::new(),
     };
     ProjectRow { version: 1, ..ProjectRow::new(config, None) }
 }

@@ -30,17 +30,19 @@ pub struct RunRow {
     pub log_file: Option<String>,
     pub changed: Option<bool>,
     pub probe: Option<String>,
+    /// The upstream it pulled from (`rsync://host[:port]/module/`).
+    pub upstream: Option<String>,
 }
 
 const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, exit_code, \
                        attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
-                       bytes_received, files_created, files_deleted, log_tail, log_file, changed, probe";
+                       bytes_received, files_created, files_deleted, log_tail, log_file, changed, probe, upstream";
 
 /// The same without the output's tail (up to 64 KiB a run): for lists, which never show it.
 const LIST_COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, \
                             exit_code, attempts, message, warning, files_total, files_transferred, total_size, \
                             bytes_transferred, bytes_received, files_created, files_deleted, NULL AS log_tail, \
-                            log_file, changed, probe";
+                            log_file, changed, probe, upstream";
 
 /// Rows a statement inserts at most: four parameters each, well under SQLite's limit.
 const INSERT_CHUNK: usize = 500;
@@ -191,6 +193,17 @@ pub async fn finish_success(
     let project = if changed { crate::db::projects::bump_generation(&mut tx, project_id).await? } else { None };
     tx.commit().await?;
     Ok(project)
+}
+
+/// Keeps the upstream run `id` pulls from.
+pub async fn set_upstream(db: &Db, id: i64, upstream: &str) -> sqlx::Result<()> {
+    on!(&db.write, |c| sqlx::query("UPDATE runs SET upstream = $1 WHERE id = $2")
+        .bind(upstream)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
 }
 
 /// Keeps what the project's probe found before run `id`.

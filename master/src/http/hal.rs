@@ -45,7 +45,7 @@ fn href(base: &str, id: &str) -> Value {
 /// One project as an item: its export document, no password, and its links.
 fn item(row: &db::projects::ProjectRow, state: &AppState, base: &str) -> Result<Value, ApiError> {
     let mut o =
-        crate::service::transfer::project_config(row, &state.mirror_root).map_err(|e| ApiError::Internal(e.into()))?;
+        crate::service::documents::project_config(row, &state.mirror_root).map_err(|e| ApiError::Internal(e.into()))?;
     let mut links = Map::new();
     links.insert("self".into(), href(base, row.id.as_str()));
     if !row.depends_on.is_empty() {

@@ -151,7 +151,11 @@ pub fn project(
             "<tr><td>{}</td><td>{}</td><td><span class=\"badge {badge}\">{status}</span></td><td>{}</td><td>{duration}</td>\
              <td>{}</td></tr>",
             r.id,
-            r.trigger.as_str(),
+            match &r.upstream {
+                // The upstream that served it, for a project with several.
+                Some(u) => format!("{} from <code>{}</code>", r.trigger.as_str(), esc(u)),
+                None => r.trigger.as_str().to_owned(),
+            },
             time_cell(r.started_at.map(|t| t.to_datetime()), now),
             r.stats.bytes_transferred.map(crate::read::views::human_size).unwrap_or_default(),
         );

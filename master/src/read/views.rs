@@ -2,7 +2,7 @@
 //! and by the listing cache.
 
 use chrono::{DateTime, Utc};
-use mirror_common::api::{ProjectView, RunStats, RunStatus, RunView, TunasyncJob};
+use mirror_common::api::{ProjectView, RunStats, RunStatus, RunView, TunasyncJob, UpstreamView};
 use mirror_common::time::Timestamp;
 use mirror_common::timing::Timing;
 
@@ -28,6 +28,25 @@ pub fn is_stale(s: &ProjectState, now: DateTime<Utc>, default_secs: u64) -> bool
 /// Stale from just after `stale_after`.
 fn stale_by(stale_after: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     stale_after.is_some_and(|t| now > t)
+}
+
+/// Every upstream of a project with more than one, with whether each has a password.
+fn upstream_views(row: &ProjectRow) -> Vec<UpstreamView> {
+    if row.more_upstreams.is_empty() {
+        return Vec::new();
+    }
+    let set = std::iter::once(row.rsync_password.is_some()).chain(row.more_passwords.iter().map(Option::is_some));
+    row.upstreams()
+        .into_iter()
+        .zip(set.chain(std::iter::repeat(false)))
+        .map(|(u, password_set)| UpstreamView {
+            host: u.host,
+            module: u.module,
+            port: u.port,
+            user: u.user,
+            password_set,
+        })
+        .collect()
 }
 
 /// Builds the listed form of a project. Never includes the password. `default_max_age_secs`:
@@ -74,6 +93,7 @@ pub fn project_view(
         probe: row.probe.clone(),
         freshness: row.freshness,
         trace_epoch_file: row.trace_epoch_file.clone(),
+        upstreams: upstream_views(row),
         node: row.node.clone(),
         stale_after: stale_after.map(Timestamp::from),
         stale: stale_by(stale_after, now),
@@ -107,6 +127,7 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
         warning: r.warning,
         changed: r.changed,
         probe: r.probe.clone(),
+        upstream: r.upstream.clone(),
         stats: RunStats {
             files_total: count(r.files_total),
             regular_files: None,

@@ -14,6 +14,7 @@ use super::Runner;
 use super::guards::over_limit;
 use super::plan::RunPlan;
 use super::stages::{OwnLock, probe_of};
+use super::upstreams;
 use crate::db;
 use crate::events::Change;
 use crate::retry::backoff;
@@ -72,6 +73,11 @@ impl Runner {
             Err(why) => return self.finish_refused(project_id, run_id, &format!("{why}: not run")).await,
         };
         self.make_dirs(&plan).await?;
+        // Several upstreams: the first that answers and is not staler than the others first.
+        let mut plans = self.upstream_plans(plan).await.into_iter();
+        let Some(plan) = plans.next() else {
+            return self.finish_refused(project_id, run_id, "no upstream could be planned: not run").await;
+        };
         // The probe: one small file fetched alone; as the last success saw it, the upstream has
         // not moved, and the run ends here without a walk of the upstream.
         let mut probe_seen_now = None;
@@ -86,21 +92,46 @@ impl Runner {
             probe_seen_now = hash;
         }
         let one_pass = self.one_pass(&plan).await?;
-        let commands = self.commands(&plan, run_id, one_pass);
-        // While a two-stage run goes, the tree shows it (ftpsync's lock, for whoever mirrors us).
-        let own_lock = match &commands.stage1 {
-            Some(_) => Some(OwnLock::take(plan.project.dest.as_path(), &self.cfg.mirror_name).await),
-            None => None,
-        };
-        let ran = self.attempts(&plan, run_id, &commands, cancel).await;
-        if let Some(lock) = own_lock {
-            lock.release().await;
-        }
+        let (plan, ran) = self.on_upstreams(plan, plans, run_id, one_pass, cancel).await?;
         let ran = match ran {
             Ok(ran) => ran,
             Err(message) => return self.finish_refused(project_id, run_id, &message).await,
         };
         self.conclude(&plan, run_id, ran, one_pass, probe_seen_now).await
+    }
+
+    /// The attempts on the plan's upstream and, while one is down or refuses, on the next.
+    /// Returns the plan of the upstream that was used last, and how it went.
+    async fn on_upstreams(
+        &self,
+        mut plan: RunPlan,
+        mut others: impl Iterator<Item = RunPlan>,
+        run_id: i64,
+        one_pass: Option<u64>,
+        cancel: watch::Receiver<bool>,
+    ) -> anyhow::Result<(RunPlan, Result<Ran, String>)> {
+        loop {
+            if !plan.project.more_upstreams.is_empty() {
+                db::runs::set_upstream(&self.db, run_id, &upstreams::label(&plan.project)).await?;
+            }
+            let commands = self.commands(&plan, run_id, one_pass);
+            // While a two-stage run goes, the tree shows it (ftpsync's lock, for whoever mirrors us).
+            let own_lock = match &commands.stage1 {
+                Some(_) => Some(OwnLock::take(plan.project.dest.as_path(), &self.cfg.mirror_name).await),
+                None => None,
+            };
+            let ran = self.attempts(&plan, run_id, &commands, cancel.clone()).await;
+            if let Some(lock) = own_lock {
+                lock.release().await;
+            }
+            match (&ran, others.next()) {
+                (Ok(r), Some(next)) if upstreams::moves_on(&r.outcome) => {
+                    tracing::warn!(upstream = %upstreams::label(&plan.project), next = %upstreams::label(&next.project), message = %r.outcome.message, "upstream down or refusing: the next one");
+                    plan = next;
+                }
+                _ => return Ok((plan, ran)),
+            }
+        }
     }
 
     /// The project's dest, and an empty temporary directory, both owned by the account rsync runs as.

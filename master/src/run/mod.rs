@@ -32,6 +32,7 @@ pub mod scheduler;
 mod stages;
 pub mod stamps;
 pub mod trace;
+mod upstreams;
 
 use queue::{Active, Queued};
 pub use queue::{Started, TriggerError};

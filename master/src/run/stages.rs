@@ -129,7 +129,30 @@ impl Runner {
     /// (`unchanged`, `changed`, `first`, or why it could not be read) and the hash.
     pub(super) async fn probe(&self, plan: &RunPlan, path: &str) -> (String, Option<String>) {
         let project = &plan.project;
-        let Some(source) = crate::run::rsync::source(project) else { return ("no upstream".into(), None) };
+        let bytes = match self.fetch_probe(plan, path).await {
+            Ok(b) => b,
+            Err(why) => {
+                tracing::warn!(probe = %path, error = %why, "the probe could not be read: the run goes on in full");
+                return (format!("unreadable: {}", why.chars().take(200).collect::<String>()), None);
+            }
+        };
+        let hash = crate::targets::tree::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let label = match db::projects::probe_seen(&self.db, &project.id).await {
+            Ok(Some(seen)) if seen == hash => "unchanged",
+            Ok(Some(_)) => "changed",
+            Ok(None) => "first",
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read what the probe held");
+                "changed"
+            }
+        };
+        (label.to_owned(), Some(hash))
+    }
+
+    /// The probe's bytes, fetched alone from the plan's upstream (one small confined rsync into
+    /// the run's temporary directory, at most 1 MiB), or why not.
+    pub(super) async fn fetch_probe(&self, plan: &RunPlan, path: &str) -> Result<Vec<u8>, String> {
+        let Some(source) = crate::run::rsync::source(&plan.project) else { return Err("no upstream".into()) };
         let landed = plan.temp.join(".mirror-sync-probe");
         let args = mirror_common::rsync_opts::rsync_argv(
             ["--no-motd".to_owned(), "--timeout=60".to_owned(), "--max-size=1m".to_owned()],
@@ -150,23 +173,6 @@ impl Runner {
             Err(e) => Err(e.to_string()),
         };
         let _ = tokio::fs::remove_file(&landed).await;
-        let bytes = match fetched {
-            Ok(b) => b,
-            Err(why) => {
-                tracing::warn!(probe = %path, error = %why, "the probe could not be read: the run goes on in full");
-                return (format!("unreadable: {}", why.chars().take(200).collect::<String>()), None);
-            }
-        };
-        let hash = crate::targets::tree::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        let label = match db::projects::probe_seen(&self.db, &project.id).await {
-            Ok(Some(seen)) if seen == hash => "unchanged",
-            Ok(Some(_)) => "changed",
-            Ok(None) => "first",
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read what the probe held");
-                "changed"
-            }
-        };
-        (label.to_owned(), Some(hash))
+        fetched
     }
 }

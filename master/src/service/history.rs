@@ -106,7 +106,28 @@ pub struct StoredProject {
 /// A password replaced by another: a change no version's content shows (it says only whether
 /// there is one).
 pub fn password_replaced(old: &ProjectRow, new: &ProjectRow) -> bool {
-    old.rsync_password.is_some() && new.rsync_password.is_some() && old.rsync_password != new.rsync_password
+    (old.rsync_password.is_some() && new.rsync_password.is_some() && old.rsync_password != new.rsync_password)
+        || (old.more_upstreams == new.more_upstreams && old.more_passwords != new.more_passwords)
+}
+
+/// The passwords of a write's more upstreams: one given is kept (`""`: none); one not given is
+/// the one the same upstream (host, port, user, module) had before, as `rsync_password` is
+/// carried.
+pub fn carry_more_passwords(old: Option<&ProjectRow>, new: &mut ProjectRow) {
+    let n = new.config.more_upstreams.len();
+    new.more_passwords.resize(n, None);
+    for i in 0..n {
+        if new.more_passwords[i].is_none() {
+            let u = &new.config.more_upstreams[i];
+            new.more_passwords[i] = old.and_then(|o| {
+                let j = o.more_upstreams.iter().position(|x| x == u)?;
+                o.more_passwords.get(j).cloned().flatten()
+            });
+        }
+        if new.more_passwords[i].as_ref().is_some_and(|s| s.expose().is_empty()) {
+            new.more_passwords[i] = None;
+        }
+    }
 }
 
 /// The password a changed project keeps when the change gives none: the one it had, but only

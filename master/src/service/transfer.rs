@@ -10,15 +10,11 @@
 //! import, naming it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 
-use mirror_common::api::{
-    AddProject, ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken, UserDoc,
-};
+use mirror_common::api::{ConfigDocument, ImportChange, PasswordField, ProjectDoc, SlaveDoc, SlaveToken, UserDoc};
 use mirror_common::names::ProjectId;
-use mirror_common::project::ProjectConfig;
-use mirror_common::rsync_opts::RsyncOptionsInput;
 
+use super::documents::{add_request, project_doc};
 use super::history::{Meta, carried_password};
 use super::projects::write::{self, Dependents, Scope};
 use super::projects::{Projects, begin};
@@ -62,64 +58,6 @@ impl Imported {
 
 fn change(kind: &str, key: &str, action: &str, fields: Vec<String>) -> ImportChange {
     ImportChange { kind: kind.into(), key: key.into(), action: action.into(), fields }
-}
-
-/// A project's configuration as the seeds' clients get it (Rainer's payloads, resource-sync's
-/// items): its document without even the `"set"` of a password, which sent back would set one.
-pub fn project_config(
-    config: &ProjectConfig,
-    mirror_root: &Path,
-) -> serde_json::Result<serde_json::Map<String, serde_json::Value>> {
-    let mut config = match serde_json::to_value(project_doc(config, false, mirror_root))? {
-        serde_json::Value::Object(o) => o,
-        _ => serde_json::Map::new(),
-    };
-    config.remove("rsync_password");
-    Ok(config)
-}
-
-/// A project's document: `dest` relative to the mirror root, the password as `"set"`.
-pub fn project_doc(row: &ProjectConfig, password_set: bool, mirror_root: &Path) -> ProjectDoc {
-    let dest = row
-        .dest
-        .as_path()
-        .strip_prefix(mirror_root)
-        .ok()
-        .and_then(|p| p.to_str())
-        .map_or_else(|| row.dest.to_string(), str::to_owned);
-    let o = &row.rsync_options;
-    ProjectDoc {
-        id: row.id.clone(),
-        project: row.project.clone(),
-        rsync_host: row.rsync_host.clone(),
-        rsync_module: row.rsync_module.clone(),
-        dest,
-        rsync_user: row.rsync_user.clone(),
-        rsync_port: row.rsync_port,
-        rsync_password: password_set.then_some(PasswordField::Set),
-        cron_options: row.schedule.as_ref().and_then(|s| serde_json::to_value(s).ok()),
-        interval_options: row.interval.clone(),
-        rsync_options: Some(RsyncOptionsInput {
-            defaults: Some(o.defaults.clone()),
-            basic: Some(o.basic.clone()),
-            delete: o.delete.clone(),
-        }),
-        enabled: row.enabled,
-        timeout_secs: row.timeout_secs,
-        catch_up: row.catch_up,
-        max_age_secs: row.max_age_secs,
-        trace: row.trace,
-        targets: row.targets.clone(),
-        watch: row.watch,
-        max_delete: row.max_delete,
-        stages: row.stages.clone(),
-        flip: row.flip,
-        depends_on: row.depends_on.clone(),
-        probe: row.probe.clone(),
-        freshness: row.freshness,
-        trace_epoch_file: row.trace_epoch_file.clone(),
-        node: row.node.clone(),
-    }
 }
 
 /// The references between projects once the import is applied: every `depends_on` names a project
@@ -185,7 +123,13 @@ impl Projects {
     pub async fn export(&self) -> Result<ConfigDocument, Error> {
         let rows = db::projects::list(&self.db).await?;
         let slaves = db::slaves::list(&self.db).await?;
-        let projects = rows.iter().map(|r| project_doc(r, r.rsync_password.is_some(), &self.mirror_root)).collect();
+        let projects = rows
+            .iter()
+            .map(|r| {
+                let more: Vec<bool> = r.more_passwords.iter().map(Option::is_some).collect();
+                project_doc(r, r.rsync_password.is_some(), &more, &self.mirror_root)
+            })
+            .collect();
         let slaves = slaves
             .into_iter()
             .filter_map(|s| Some(SlaveDoc { hostname: s.hostname, port: u16::try_from(s.port).ok()? }))
@@ -237,49 +181,10 @@ impl Projects {
 
     /// A project's document as a checked row (as `/add_project/` checks it).
     async fn wanted_row(&self, i: usize, p: &ProjectDoc, file: Option<&String>) -> Result<ProjectRow, Error> {
-        let cron_options = match &p.cron_options {
-            Some(v) => Some(
-                serde_json::from_value(v.clone())
-                    .map_err(|e| Error::field("cron_options", e.to_string()).in_entry("projects", i, &p.id))?,
-            ),
-            None => None,
-        };
-        let password = match &p.rsync_password {
-            Some(PasswordField::Value(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let req = AddProject {
-            project: p.project.clone(),
-            id: Some(p.id.clone()),
-            rsync_host: p.rsync_host.clone(),
-            rsync_module: p.rsync_module.clone(),
-            dest: p.dest.clone(),
-            rsync_password: password,
-            cron_options,
-            interval_options: p.interval_options.clone(),
-            rsync_options: p.rsync_options.clone(),
-            enabled: Some(p.enabled),
-            rsync_user: p.rsync_user.clone(),
-            rsync_port: p.rsync_port,
-            timeout_secs: p.timeout_secs,
-            catch_up: Some(p.catch_up),
-            max_age_secs: p.max_age_secs,
-            trace: Some(p.trace),
-            max_delete: p.max_delete,
-            stages: p.stages.clone(),
-            flip: Some(p.flip),
-            targets: Some(p.targets.clone()),
-            watch: Some(p.watch),
-            depends_on: Some(p.depends_on.clone()),
-            probe: p.probe.clone(),
-            freshness: Some(p.freshness),
-            trace_epoch_file: p.trace_epoch_file.clone(),
-            node: p.node.clone(),
-            comment: None,
-            version: None,
-        };
+        let req = add_request(p).map_err(|e| e.in_entry("projects", i, &p.id))?;
+        let more_passwords = super::projects::more_passwords_of(&req);
         let (config, password) = self.config_from(req).await.map_err(|e| e.in_entry("projects", i, &p.id))?;
-        Ok(ProjectRow { managed_file: file.cloned(), ..ProjectRow::new(config, password) })
+        Ok(ProjectRow { managed_file: file.cloned(), more_passwords, ..ProjectRow::new(config, password) })
     }
 
     async fn apply(
@@ -298,7 +203,10 @@ impl Projects {
             if !seen.insert(p.id.clone()) {
                 return Err(Error::field("id", format!("'{}' is named twice", p.id)).in_entry("projects", i, &p.id));
             }
-            wanted.push((self.wanted_row(i, p, file.as_ref()).await?, p.rsync_password.clone()));
+            // With `upstreams`, the first one's password stands for `rsync_password`.
+            let first = p.upstreams.as_ref().and_then(|u| u.first()).map(|u| u.password.clone());
+            let password = first.unwrap_or_else(|| p.rsync_password.clone());
+            wanted.push((self.wanted_row(i, p, file.as_ref()).await?, password));
         }
         let mut slaves_wanted = BTreeSet::new();
         for (i, s) in slaves.iter().flatten().enumerate() {

@@ -4,6 +4,8 @@
 //! into a checked [`ProjectConfig`]; `write.rs` is the one write path every change takes.
 
 mod rules;
+
+pub(in crate::service) use rules::more_passwords_of;
 pub mod write;
 
 use std::path::PathBuf;
@@ -78,9 +80,11 @@ impl Projects {
 
     /// `POST /add_project/`: the new project as stored.
     pub async fn add(&self, req: AddProject, meta: &Meta) -> Result<ProjectRow, Error> {
+        let more_passwords = rules::more_passwords_of(&req);
         let (config, password) = self.config_from(req).await?;
         let mut tx = begin(&self.db).await?;
-        let written = write::write(&mut tx, None, ProjectRow::new(config, password), meta, Scope::Api).await?;
+        let row = ProjectRow { more_passwords, ..ProjectRow::new(config, password) };
+        let written = write::write(&mut tx, None, row, meta, Scope::Api).await?;
         self.finish(tx, written, "project added").await
     }
 
@@ -92,7 +96,11 @@ impl Projects {
             return Err(Error::field("id", format!("the body names another project than the path ({id})")));
         }
         req.id = Some(id.clone());
-        let keep_password = req.rsync_password.is_none();
+        let keep_password = match &req.upstreams {
+            Some(list) => list.first().is_none_or(|u| u.password.is_none()),
+            None => req.rsync_password.is_none(),
+        };
+        let more_passwords = rules::more_passwords_of(&req);
         let (mut config, password) = self.config_from(req).await?;
         let mut tx = begin(&self.db).await?;
         let old = db::projects::get(&mut tx, id).await?;
@@ -102,6 +110,7 @@ impl Projects {
             let password = if keep_password { carried_password(old, &config) } else { row.rsync_password };
             row = ProjectRow { managed_file: old.managed_file.clone(), ..ProjectRow::new(config, password) };
         }
+        row.more_passwords = more_passwords;
         let written = write::write(&mut tx, old.as_ref(), row, meta, Scope::Api).await?;
         let created = written.action == Some("create");
         let what = if created { "project added" } else { "project replaced" };

@@ -7,7 +7,7 @@ use mirror_common::api::{AddProject, UpdateProjectBasic};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::interval::{Interval, IntervalOptions, IntervalSpec};
 use mirror_common::names::{Dest, ProjectId};
-use mirror_common::project::ProjectConfig;
+use mirror_common::project::{MAX_UPSTREAMS, ProjectConfig, UpstreamConfig};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use mirror_common::targets::Targets;
 
@@ -65,6 +65,48 @@ fn check_epoch_file(path: Option<String>) -> Result<Option<String>, Error> {
         return Err(Error::field("trace_epoch_file", "names a file the master writes for another purpose"));
     }
     Ok(checked)
+}
+
+/// `upstreams` in place of the single-upstream fields: the first becomes them, the others are
+/// returned. Errors name `upstreams` (or the entry).
+fn first_of_upstreams(req: &mut AddProject) -> Result<Vec<UpstreamConfig>, Error> {
+    let Some(list) = req.upstreams.take() else { return Ok(Vec::new()) };
+    let single = [req.rsync_host.is_some(), req.rsync_module.is_some(), req.rsync_port.is_some()];
+    if single.into_iter().chain([req.rsync_user.is_some(), req.rsync_password.is_some()]).any(|given| given) {
+        return Err(Error::field(
+            "upstreams",
+            "give upstreams, or rsync_host, rsync_module, rsync_port, rsync_user and rsync_password, not both",
+        ));
+    }
+    if list.is_empty() || list.len() > MAX_UPSTREAMS {
+        return Err(Error::field("upstreams", format!("must list 1 to {MAX_UPSTREAMS} upstreams")));
+    }
+    let mut rest = Vec::new();
+    for (i, u) in list.into_iter().enumerate() {
+        let entry = UpstreamConfig { host: u.host, module: u.module, port: u.port, user: u.user };
+        if rest.contains(&entry)
+            || (i > 0
+                && req.rsync_host.as_ref() == Some(&entry.host)
+                && req.rsync_module.as_ref() == Some(&entry.module)
+                && req.rsync_port == entry.port)
+        {
+            return Err(Error::field(format!("upstreams[{i}]"), "is listed twice"));
+        }
+        if i == 0 {
+            (req.rsync_host, req.rsync_module, req.rsync_port, req.rsync_user) =
+                (Some(entry.host), Some(entry.module), entry.port, entry.user);
+            req.rsync_password = u.password;
+        } else {
+            rest.push(entry);
+        }
+    }
+    Ok(rest)
+}
+
+/// The passwords given with `upstreams` after the first, one per entry (`None`: not given, so a
+/// write keeps what the same upstream had).
+pub(in crate::service) fn more_passwords_of(req: &AddProject) -> Vec<Option<Secret>> {
+    req.upstreams.iter().flatten().skip(1).map(|u| u.password.clone()).collect()
 }
 
 /// `""` is no password.
@@ -219,6 +261,8 @@ impl Projects {
             Some(id) => (id.clone(), false),
             None => (derived_id(&req.project, "cannot serve as the id ([A-Za-z0-9._-]+): give an explicit id")?, true),
         };
+        let mut req = req;
+        let more_upstreams = first_of_upstreams(&mut req)?;
         let config = ProjectConfig {
             id,
             project: req.project,
@@ -246,6 +290,7 @@ impl Projects {
             freshness: req.freshness.unwrap_or(false),
             trace_epoch_file: check_epoch_file(req.trace_epoch_file)?,
             node: req.node,
+            more_upstreams,
         };
         Ok((config, check_password(req.rsync_password)?))
     }

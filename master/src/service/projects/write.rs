@@ -11,7 +11,9 @@ use super::rules::{check_targets_role, check_whole};
 use crate::db::{self, Tx, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::{Change, Committed};
-use crate::service::history::{Meta, PASSWORD_REPLACED, StoredProject, changed_fields, password_replaced};
+use crate::service::history::{
+    Meta, PASSWORD_REPLACED, StoredProject, carry_more_passwords, changed_fields, password_replaced,
+};
 
 /// Who writes: the API (refused on a project a file of `projects_dir` declares) or the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,7 @@ pub async fn write(
         }
         fresh.start_from_now = false;
     }
+    carry_more_passwords(old, &mut new);
     let Some(old) = old else { return create(tx, new, meta).await };
     if scope == Scope::Api {
         check_not_managed(old)?;
