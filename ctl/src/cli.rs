@@ -104,6 +104,20 @@ pub enum Cmd {
     TriggerToken {
         project: String,
     },
+    /// ftpsync's push over ssh: the forced command of an authorized_keys line. Reads
+    /// SSH_ORIGINAL_COMMAND as ftpsync does (sync:all, sync:stage1, sync:stage2,
+    /// sync:archive:NAME, sync:callback, sync:mhop), starts the project's run with its trigger
+    /// token, and returns when what was pushed for is done (stage 1, or the whole run).
+    SshTrigger {
+        /// The project a push without sync:archive: starts.
+        project: String,
+        /// sync:archive:NAME starts PROJECT: `--archive security=debian-security` (repeatable).
+        #[arg(long = "archive", value_name = "NAME=PROJECT")]
+        archives: Vec<String>,
+        /// Where each project's trigger token is, as PROJECT.token (mode 0600).
+        #[arg(long, value_name = "DIR")]
+        token_dir: Option<std::path::PathBuf>,
+    },
     /// Bring the project's object-store targets (or one) in step with its tree now; with --wait,
     /// wait for the pushes and exit with their result.
     Push {

@@ -9,6 +9,7 @@ mod edit;
 mod projects;
 mod prompt;
 mod proxy;
+mod push;
 mod render;
 mod runs;
 mod slaves;
@@ -28,7 +29,7 @@ async fn run(cli: Cli) -> Result<()> {
     let url = client::resolve_url(cli.url.as_deref());
     let login = match cli.command {
         // Logging in needs no saved token (and must not renew one).
-        Cmd::Login { .. } | Cmd::Completion { .. } | Cmd::Man => client::Login::None,
+        Cmd::Login { .. } | Cmd::Completion { .. } | Cmd::Man | Cmd::SshTrigger { .. } => client::Login::None,
         _ => client::resolve_login(&url).await,
     };
     let c = Client::new(url.clone(), login.clone())?;
@@ -52,6 +53,9 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Propagation { project } => projects::propagation(&c, &project, json).await?,
         Cmd::Sync { project, wait } => runs::sync(&c, &project, wait, json).await?,
         Cmd::TriggerToken { project } => runs::trigger_token(&c, &project, json).await?,
+        Cmd::SshTrigger { project, archives, token_dir } => {
+            push::ssh_trigger(&c.url, &project, &archives, token_dir).await?
+        }
         Cmd::Stop { project } => runs::stop(&c, &project, json).await?,
         Cmd::Logs { project, run, follow } => runs::logs(&c, &project, run, follow).await?,
         Cmd::History { project, limit, config: true, patch } => {

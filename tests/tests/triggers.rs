@@ -94,3 +94,71 @@ async fn a_push_with_the_projects_token_starts_a_run_and_nothing_else_does() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     refused(&issue(&m.api, "tree", &Auth::user()).await, StatusCode::CONFLICT, "local source");
 }
+
+/// ftpsync's push over ssh: a real sshd whose `authorized_keys` forces `mirrorctl ssh-trigger`,
+/// and a real `ssh` client sending what Debian's `runmirrors` sends.
+#[tokio::test]
+async fn ftpsyncs_ssh_push_runs_the_stages_it_names_through_a_real_sshd() {
+    use std::os::unix::fs::PermissionsExt;
+    let upstream = Upstream::start().await;
+    // A Debian-shaped tree whose index takes about 3 s at --bwlimit=200 (KiB/s): stage 1 (no
+    // indexes) is quick, stage 2 slow.
+    let data = upstream.data();
+    std::fs::create_dir_all(data.join("pool/main")).unwrap();
+    std::fs::create_dir_all(data.join("dists/stable/main")).unwrap();
+    std::fs::write(data.join("pool/main/hello.deb"), b"a package").unwrap();
+    let index: Vec<u8> = (0..600 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(data.join("dists/stable/main/Packages"), index).unwrap();
+    let m = TestMaster::start().await;
+    let body = project(
+        "debian",
+        upstream.port,
+        json!({"stages": {"profile": "debian"}, "rsync_options": {"basic": ["--no-motd", "--bwlimit=200"], "delete": "--delete"}}),
+    );
+    let r = m.api.post("/add_project/", &body, &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let token = issue(&m.api, "debian", &Auth::root()).await.body["token"].as_str().unwrap().to_owned();
+
+    let tokens = tempfile::tempdir().unwrap();
+    let token_file = tokens.path().join("debian.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let command = format!(
+        "{} --url {} ssh-trigger debian --archive main=debian --token-dir {}",
+        mirror_tests::binary("mirrorctl").display(),
+        m.api.base,
+        tokens.path().display()
+    );
+    let sshd = mirror_tests::sshd::Sshd::start(&command).await;
+
+    // Stage 1: the answer comes once stage 1 is done, while stage 2 still goes.
+    let out = sshd.ssh("sync:archive:main sync:stage1 sync:callback").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("stage 1 done") && out.stdout.contains("sync:callback ignored"), "{out:?}");
+    let runs = m.api.get("/runs/?project=debian", &Auth::root()).await.body;
+    assert_eq!((runs[0]["status"].clone(), runs[0]["trigger"].clone()), (json!("running"), json!("push")), "{runs}");
+    assert!(m.mirror_root().join("debian/pool/main/hello.deb").exists(), "stage 1 brought the package");
+    // Stage 2: joins the run going (no second pass), and answers when it has ended.
+    let out = sshd.ssh("sync:stage2").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("success"), "{out:?}");
+    let runs = m.api.get("/runs/?project=debian", &Auth::root()).await.body;
+    assert_eq!(runs.as_array().unwrap().len(), 1, "one run for both stages: {runs}");
+    assert_eq!(snapshot(&m.mirror_root().join("debian/dists")), snapshot(&data.join("dists")));
+
+    // sync:all: a whole run, answered at its end; an archive this mirror does not have is refused.
+    let out = sshd.ssh("sync:all").await;
+    assert!(out.code == 0 && out.stdout.contains("success"), "{out:?}");
+    assert_eq!(m.api.get("/runs/?project=debian", &Auth::root()).await.body.as_array().unwrap().len(), 2);
+    let out = sshd.ssh("sync:archive:ports sync:all").await;
+    assert!(out.code != 0 && out.stderr.contains("not mirrored here"), "{out:?}");
+    // A token others may read is not used; nor is a rotated one.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = sshd.ssh("sync:all").await;
+    assert!(out.code != 0 && out.stderr.contains("chmod 600"), "{out:?}");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    issue(&m.api, "debian", &Auth::root()).await;
+    let out = sshd.ssh("sync:all").await;
+    assert!(out.code != 0 && out.stderr.contains("trigger token"), "{out:?}");
+    assert_eq!(m.api.get("/runs/?project=debian", &Auth::root()).await.body.as_array().unwrap().len(), 2);
+}

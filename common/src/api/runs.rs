@@ -76,6 +76,9 @@ pub struct RunView {
     /// `changed`, `first` (nothing to compare with yet), or why it could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// The stage a two-stage run is in while it runs: 1 (everything but the indexes) or 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u8>,
     /// The upstream it pulled from (`rsync://host[:port]/module/`), for a project with several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,

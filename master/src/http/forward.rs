@@ -42,8 +42,9 @@ async fn destination(
                 None => return Ok(None),
             }
         }
-        (&Method::POST, "/trigger/{project}") => {
-            return runner_of(state, path.trim_start_matches("/trigger/").to_owned()).await;
+        (&Method::POST, "/trigger/{project}") | (&Method::GET, "/trigger/{project}/runs/{run}") => {
+            let project = path.trim_start_matches("/trigger/").split('/').next().unwrap_or("");
+            return runner_of(state, project.to_owned()).await;
         }
         // Stopping a run, or following its log: on the node it belongs to.
         (&Method::POST, "/runs/{id}/stop") | (&Method::GET, "/runs/{id}/log") => {

@@ -89,6 +89,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/runs/{id}/log", get(runs::run_log)),
         // pushes from upstreams: a run with the project's own trigger token
         ("/trigger/{project}", post(runs::trigger)),
+        ("/trigger/{project}/runs/{run}", get(runs::trigger_run)),
         ("/projects/{id}/trigger_token", post(runs::trigger_token)),
         // users (root) and tokens (anyone logged in)
         ("/create_api_user/", post(users::create_api_user)),

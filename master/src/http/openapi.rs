@@ -31,6 +31,7 @@ use super::{
         runs::stop_run,
         runs::run_log,
         runs::trigger,
+        runs::trigger_run,
         runs::trigger_token,
         slaves::add_slave,
         slaves::list_slaves,

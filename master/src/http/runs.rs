@@ -86,15 +86,7 @@ pub async fn trigger(
     query: QueryMap,
 ) -> Result<Response, ApiError> {
     let id = ProjectId::parse(project).map_err(|m| ApiError::field("project", m))?;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let given = bearer.or(query.0.get("token").map(String::as_str)).filter(|t| !t.is_empty() && t.len() <= 256);
-    let Some(given) = given.map(|t| Secret::new(t.to_owned())) else {
-        return Err(ApiError::Unauthorized("a trigger token is needed: Authorization: Bearer <token>, or ?token="));
-    };
+    let given = trigger_token_of(&headers, &query)?;
     let started = state.runs.push(&id, &given).await?;
     let body = SyncupResponse {
         method: "trigger".into(),
@@ -104,6 +96,54 @@ pub async fn trigger(
         follow_up_of: started.follow_up_of,
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// The trigger token a request carries: a Bearer token, or `?token=`.
+fn trigger_token_of(headers: &HeaderMap, query: &QueryMap) -> Result<Secret, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let given = bearer.or(query.0.get("token").map(String::as_str)).filter(|t| !t.is_empty() && t.len() <= 256);
+    given
+        .map(|t| Secret::new(t.to_owned()))
+        .ok_or(ApiError::Unauthorized("a trigger token is needed: Authorization: Bearer <token>, or ?token="))
+}
+
+/// `GET /trigger/{project}/runs/{run}`: the state of a run of the project (`latest`: its newest),
+/// for the holder of its trigger token: what a push waits on (`mirrorctl ssh-trigger`).
+#[utoipa::path(
+    get,
+    path = "/trigger/{project}/runs/{run}",
+    tag = "runs",
+    params(
+        ("project" = String, Path, description = "the project id"),
+        ("run" = String, Path, description = "a run number of the project, or `latest`"),
+        ("token" = Option<String>, Query, description = "the project's trigger token, where no Authorization header can be sent")
+    ),
+    responses(
+        (status = 200, description = "the run, in its public form, with `stage` while a two-stage run goes", body = RunView),
+        (status = 400, description = "not a project id or a run number", body = ErrorBody),
+        (status = 401, description = "no valid trigger token for this project", body = ErrorBody),
+        (status = 404, description = "no such run of the project", body = ErrorBody),
+        (status = 503, description = "overloaded (Retry-After: 1) or shutting down", body = ErrorBody)
+    ),
+    security(("trigger_token" = []))
+)]
+pub async fn trigger_run(
+    State(state): State<AppState>,
+    Path((project, run)): Path<(String, String)>,
+    headers: HeaderMap,
+    query: QueryMap,
+) -> Result<Json<RunView>, ApiError> {
+    let id = ProjectId::parse(project).map_err(|m| ApiError::field("project", m))?;
+    let run = match run.as_str() {
+        "latest" => None,
+        n => Some(n.parse::<i64>().map_err(|_| ApiError::field("run", "must be a run number or latest"))?),
+    };
+    let given = trigger_token_of(&headers, &query)?;
+    Ok(Json(state.runs.pushed_run(&id, &given, run).await?))
 }
 
 /// `POST /projects/{id}/trigger_token`: issues the project's trigger token, or a new one in place

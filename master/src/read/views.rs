@@ -128,6 +128,7 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
         changed: r.changed,
         probe: r.probe.clone(),
         upstream: r.upstream.clone(),
+        stage: None,
         stats: RunStats {
             files_total: count(r.files_total),
             regular_files: None,

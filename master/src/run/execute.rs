@@ -201,7 +201,7 @@ impl Runner {
         let ended = loop {
             attempt += 1;
             let on_start = self.on_start(&plan.project.id, run_id, attempt, commands, &starts);
-            let outcome = match self.attempt(plan, commands, cancel.clone(), &on_start, &mut stage_secs).await {
+            let outcome = match self.attempt(plan, run_id, commands, cancel.clone(), &on_start, &mut stage_secs).await {
                 Ok(o) => o,
                 Err(e) => break Err(e),
             };
@@ -251,6 +251,7 @@ impl Runner {
     async fn attempt(
         &self,
         plan: &RunPlan,
+        run_id: i64,
         commands: &Commands,
         cancel: watch::Receiver<bool>,
         on_start: &(dyn Fn(u32) + Send + Sync),
@@ -269,12 +270,16 @@ impl Runner {
             }
         }
         if let Some(stage1) = &commands.stage1 {
+            self.set_stage(run_id, Some(1));
             let began = std::time::Instant::now();
             let stopped = self.stage_one(stage1, plan, cancel.clone(), on_start).await;
             stage_secs.0 += began.elapsed().as_secs();
             if let Some(stopped) = stopped? {
                 return Ok(stopped);
             }
+        }
+        if commands.stage1.is_some() {
+            self.set_stage(run_id, Some(2));
         }
         let began = std::time::Instant::now();
         let outcome = run_rsync(&commands.main, cancel, on_start).await.map_err(cannot_start)?;

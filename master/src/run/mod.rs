@@ -108,6 +108,8 @@ pub struct Runner {
     active: Mutex<HashMap<ProjectId, Active>>,
     /// How far each running run has got (its rsync's progress line).
     progress: Mutex<HashMap<i64, watch::Receiver<Option<RunProgress>>>>,
+    /// The stage each running two-stage run is in (1 or 2).
+    stages: Mutex<HashMap<i64, u8>>,
     /// Runs an operator asked to stop: they end `stopped`, not `interrupted`.
     stopping: Mutex<std::collections::HashSet<i64>>,
     accepting: AtomicBool,
@@ -129,6 +131,7 @@ impl Runner {
             active: Mutex::new(HashMap::new()),
             stopping: Mutex::new(std::collections::HashSet::new()),
             progress: Mutex::new(HashMap::new()),
+            stages: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
             executing: std::sync::atomic::AtomicUsize::new(0),
@@ -193,6 +196,19 @@ impl Runner {
 
     fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Receiver<Option<RunProgress>>>> {
         self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stage a two-stage run is in while it runs (1 or 2); `None` for others.
+    pub fn stage(&self, run_id: i64) -> Option<u8> {
+        self.stages.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&run_id).copied()
+    }
+
+    fn set_stage(&self, run_id: i64, stage: Option<u8>) {
+        let mut stages = self.stages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match stage {
+            Some(s) => stages.insert(run_id, s),
+            None => stages.remove(&run_id),
+        };
     }
 
     /// How far run `run_id` has got, while it runs.

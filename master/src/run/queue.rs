@@ -260,6 +260,7 @@ impl Runner {
     /// A pass asked for during the run starts now (it holds the slot from here on).
     pub(super) fn free(&self, project_id: &ProjectId, run_id: i64) {
         self.progress_map().remove(&run_id);
+        self.set_stage(run_id, None);
         let next = {
             let mut active = self.active();
             if active.get(project_id).is_none_or(|a| a.run_id != run_id) {

@@ -66,11 +66,7 @@ impl Runs {
     /// or one more pass after the run going, as `/syncup/`. A missing project, a project without a
     /// token and a wrong token get the same answer: the endpoint tells nothing to who has none.
     pub async fn push(&self, id: &ProjectId, given: &Secret) -> Result<crate::run::Started, Error> {
-        const REFUSED: &str = "no valid trigger token for this project (POST /projects/{id}/trigger_token issues one)";
-        let stored = db::projects::trigger_token(&self.db, id.as_str()).await?;
-        if !stored.is_some_and(|s| same_hash(&s, &token_hash(given))) {
-            return Err(Error::Unauthorized(REFUSED));
-        }
+        self.check_trigger_token(id, given).await?;
         let project = self.runnable(id).await?;
         if !project.enabled {
             return Err(Error::conflict("id", format!("project '{id}' is disabled: a push starts no run")));
@@ -82,6 +78,33 @@ impl Runs {
             .map_err(|e| Error::Internal(e.into()))??;
         tracing::info!(project.id = %id, run.id = started.run_id, after = ?started.follow_up_of, "run started by a push");
         Ok(started)
+    }
+
+    /// `GET /trigger/{project}/runs/{run}`: the state of a run of the project (`None`: its latest),
+    /// for the holder of its trigger token (ftpsync's push waits on it), in its public form with
+    /// the stage a two-stage run is in.
+    pub async fn pushed_run(&self, id: &ProjectId, given: &Secret, run: Option<i64>) -> Result<RunView, Error> {
+        self.check_trigger_token(id, given).await?;
+        let row = match run {
+            Some(n) => db::runs::get(&self.db, n).await?.filter(|r| r.project_id == *id),
+            None => db::runs::list(&self.db, Some(id.as_str()), 1).await?.into_iter().next(),
+        };
+        let row = row.ok_or_else(|| Error::not_found("run", format!("no such run of project '{id}'")))?;
+        let mut view = run_view(&row, false).public();
+        if view.status == mirror_common::api::RunStatus::Running {
+            view.stage = self.runner.stage(row.id);
+        }
+        Ok(view)
+    }
+
+    /// A missing project, a project without a token and a wrong token get the same answer.
+    async fn check_trigger_token(&self, id: &ProjectId, given: &Secret) -> Result<(), Error> {
+        const REFUSED: &str = "no valid trigger token for this project (POST /projects/{id}/trigger_token issues one)";
+        let stored = db::projects::trigger_token(&self.db, id.as_str()).await?;
+        if !stored.is_some_and(|s| same_hash(&s, &token_hash(given))) {
+            return Err(Error::Unauthorized(REFUSED));
+        }
+        Ok(())
     }
 
     /// The project, if it exists and has an upstream to run.
@@ -152,6 +175,7 @@ impl Runs {
         let mut view = run_view(&row, reader.is_some());
         if view.status == mirror_common::api::RunStatus::Running {
             view.progress = self.runner.progress(id);
+            view.stage = self.runner.stage(id);
         }
         Ok(if reader.is_none() { view.public() } else { view })
     }
