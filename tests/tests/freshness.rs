@@ -1,5 +1,6 @@
 //! Freshness files (Arch's `lastupdate` and `lastsync`, a redirector's `trace_epoch_file`) on a
-//! real master and a real slave after a flip, against a real rsync daemon.
+//! real master and a real slave after a flip (the project publishes with `flip`), against a real
+//! rsync daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -40,7 +41,7 @@ async fn a_slave_gets_the_freshness_files_with_the_tree_they_describe() {
     let mut body = json!({
         "project": "arch", "rsync_host": "127.0.0.1", "rsync_port": upstream.port, "rsync_module": "data",
         "rsync_user": UPSTREAM_USER, "rsync_password": UPSTREAM_PASSWORD, "dest": "pub/arch",
-        "rsync_options": {"basic": ["--no-motd"], "delete": "--delete"}, "freshness": true,
+        "rsync_options": {"basic": ["--no-motd"], "delete": "--delete"}, "freshness": true, "flip": true,
         "trace_epoch_file": "../x",
     });
     let r = m.api.post("/add_project/", &body, &Auth::root()).await;
