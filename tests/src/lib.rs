@@ -430,3 +430,19 @@ impl Drop for FreezableProxy {
         self.task.abort();
     }
 }
+
+/// Waits (up to 10 s) until a daemon the tests started accepts connections on `port` of the
+/// loopback; `false` if it ended first or never did (a port taken meanwhile: try another).
+pub async fn wait_listening(child: &mut mirror_runtime::rsync::GroupChild, port: u16) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

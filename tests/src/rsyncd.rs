@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tokio::process::Command;
@@ -61,27 +60,13 @@ impl Upstream {
             let child = mirror_runtime::rsync::GroupChild::spawn(&mut command)
                 .expect("rsync must be installed (scripts/test.sh installs it)");
             let mut upstream = Upstream { dir, port, child };
-            if upstream.wait_ready().await {
+            if crate::wait_listening(&mut upstream.child, port).await {
                 return upstream;
             }
             let _ = upstream.child.kill().await;
             dir = upstream.dir;
         }
         panic!("the rsync daemon did not start");
-    }
-
-    async fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
     }
 }
 

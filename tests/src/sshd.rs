@@ -5,7 +5,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tokio::process::Command;
@@ -79,7 +78,7 @@ impl Sshd {
             let child = mirror_runtime::rsync::GroupChild::spawn(&mut command)
                 .expect("sshd (openssh-server) must be installed (scripts/test.sh installs it)");
             let mut sshd = Sshd { dir, port, child };
-            if sshd.wait_ready().await {
+            if crate::wait_listening(&mut sshd.child, port).await {
                 return sshd;
             }
             let _ = sshd.child.kill().await;
@@ -87,20 +86,6 @@ impl Sshd {
             dir = sshd.dir;
         }
         panic!("sshd did not start");
-    }
-
-    async fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
     }
 
     /// `ssh user@127.0.0.1 <remote>` with the allowed key: what the forced command made of it.

@@ -27,6 +27,10 @@ struct Work {
     remote: Option<HashMap<String, Remote>>,
     /// The keys whose files are gone.
     deletes: Vec<String>,
+    /// Files the walk did not publish (names the store cannot hold, and the like).
+    skipped: u64,
+    /// What the push's message says of it.
+    notes: Vec<String>,
 }
 
 /// What checking one file came to.
@@ -60,7 +64,9 @@ impl Pusher {
         };
         let root = held.as_ref().map_or_else(|| PathBuf::from(&row.dest), |h| h.path.clone());
         let known = db::targets::known(&self.db, &identity, &sel.target_prefix).await.map_err(|e| e.to_string())?;
-        let work = self.work(store.as_ref(), &sel, spec, &root, paths, counts, notes).await?;
+        let mut work = self.work(store.as_ref(), &sel, spec, &root, paths).await?;
+        counts.skipped += work.skipped;
+        notes.append(&mut work.notes);
         counts.files = work.files.len() as u64;
         let remote = work.remote.map(Arc::new);
         let known = Arc::new(known);
@@ -74,7 +80,6 @@ impl Pusher {
     }
 
     /// The files to check and the keys to delete.
-    #[allow(clippy::too_many_arguments)]
     async fn work(
         &self,
         store: &dyn Store,
@@ -82,15 +87,15 @@ impl Pusher {
         spec: &TargetSpec,
         root: &Path,
         paths: Option<BTreeSet<String>>,
-        counts: &mut Counts,
-        notes: &mut Vec<String>,
     ) -> Result<Work, String> {
+        let mut notes = Vec::new();
+        let notes = &mut notes;
         let work = match paths {
             None => {
                 let (r, s) = (root.to_path_buf(), sel.clone());
                 let walked =
                     tokio::task::spawn_blocking(move || tree::walk(&r, &s)).await.map_err(|e| e.to_string())??;
-                counts.skipped = walked.skipped;
+                let skipped = walked.skipped;
                 if !walked.skipped_names.is_empty() {
                     notes.push(format!("{} not published: {}", walked.skipped, walked.skipped_names.join(", ")));
                 }
@@ -103,7 +108,7 @@ impl Pusher {
                 };
                 let deletes = self.beneath_prefix(sel, deletes, notes);
                 let remote: HashMap<String, Remote> = listed.into_iter().map(|r| (r.key.clone(), r)).collect();
-                Work { files: walked.files, remote: Some(remote), deletes }
+                Work { files: walked.files, remote: Some(remote), deletes, skipped, notes: std::mem::take(notes) }
             }
             Some(paths) => {
                 // A watched tree's changes: what the master put is taken as what the store holds
@@ -113,7 +118,10 @@ impl Pusher {
                     .await
                     .map_err(|e| e.to_string())
                     .map(|(files, gone)| (files, if spec.keep_deleted { Vec::new() } else { gone }))
-                    .map(|(files, gone)| Work { files, remote: None, deletes: self.beneath_prefix(sel, gone, notes) })?
+                    .map(|(files, gone)| {
+                        let deletes = self.beneath_prefix(sel, gone, notes);
+                        Work { files, remote: None, deletes, skipped: 0, notes: std::mem::take(notes) }
+                    })?
             }
         };
         Ok(work)
