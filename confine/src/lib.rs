@@ -84,6 +84,42 @@ impl Policy {
     }
 }
 
+/// What a started program may use, set by the helper before it starts it (and so inherited by
+/// every process the program forks): a lower CPU priority, and an address-space limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `--nice N`: the program's nice value (0 to 19; only ever lowers the priority).
+    pub nice: Option<u8>,
+    /// `--memory BYTES`: `RLIMIT_AS`, soft and hard: an allocation beyond it fails.
+    pub memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    fn args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::new();
+        if let Some(n) = self.nice {
+            out.extend(["--nice".into(), n.to_string().into()]);
+        }
+        if let Some(m) = self.memory_bytes {
+            out.extend(["--memory".into(), m.to_string().into()]);
+        }
+        out
+    }
+}
+
+/// Applies `limits` to this process (before it execs or starts the program).
+pub fn apply_limits(limits: &Limits) -> Result<(), String> {
+    if let Some(n) = limits.nice {
+        rustix::process::setpriority_process(None, i32::from(n)).map_err(|e| format!("cannot set nice {n}: {e}"))?;
+    }
+    if let Some(m) = limits.memory_bytes {
+        let limit = rustix::process::Rlimit { current: Some(m), maximum: Some(m) };
+        rustix::process::setrlimit(rustix::process::Resource::As, limit)
+            .map_err(|e| format!("cannot limit memory to {m} bytes: {e}"))?;
+    }
+    Ok(())
+}
+
 /// How the helper starts a program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -93,12 +129,14 @@ pub struct Launch {
     /// it forked (its process group) when PID, the helper's parent, dies; if PID has died already,
     /// the program is not started.
     pub parent: Option<u32>,
+    /// Applied confined or not.
+    pub limits: Limits,
 }
 
 impl Launch {
     /// The helper's argv for `program args`.
     pub fn helper_args<S: AsRef<OsStr>>(&self, program: &Path, args: &[S]) -> Vec<OsString> {
-        let mut out: Vec<OsString> = Vec::new();
+        let mut out: Vec<OsString> = self.limits.args();
         if let Some(pid) = self.parent {
             out.push("--parent".into());
             out.push(pid.to_string().into());
@@ -129,6 +167,7 @@ pub enum Invocation {
 pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation, String> {
     let mut policy = Policy::default();
     let (mut unconfined, mut parent) = (false, None);
+    let mut limits = Limits::default();
     loop {
         let Some(flag) = argv.next() else {
             return Err("usage: mirror-confine [--parent PID] [--unconfined | [--rw DIR]... [--ro PATH]...] \
@@ -142,6 +181,15 @@ pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation
             b"--parent" => {
                 let pid = argv.next().and_then(|p| p.to_str().and_then(|p| p.parse::<u32>().ok()));
                 parent = Some(pid.filter(|p| *p > 1).ok_or("--parent needs a process id")?);
+            }
+            b"--nice" => {
+                let n = argv.next().and_then(|p| p.to_str().and_then(|p| p.parse::<u8>().ok()));
+                limits.nice = Some(n.filter(|n| *n <= 19).ok_or("--nice needs 0 to 19")?);
+            }
+            b"--memory" => {
+                let m = argv.next().and_then(|p| p.to_str().and_then(|p| p.parse::<u64>().ok()));
+                limits.memory_bytes =
+                    Some(m.filter(|m| *m >= 1 << 20).ok_or("--memory needs a byte count of 1 MiB or more")?);
             }
             b"--rw" | b"--ro" => {
                 let path = argv.next().ok_or_else(|| format!("{} needs a path", flag.to_string_lossy()))?;
@@ -158,7 +206,7 @@ pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation
         return Err("--unconfined takes no --rw or --ro".into());
     }
     let program = argv.next().ok_or("no program after --")?;
-    let launch = Launch { policy: (!unconfined).then_some(policy), parent };
+    let launch = Launch { policy: (!unconfined).then_some(policy), parent, limits };
     Ok(Invocation::Run { launch, program, args: argv.collect() })
 }
 
@@ -340,13 +388,17 @@ mod tests {
         assert_eq!(
             parsed,
             Invocation::Run {
-                launch: Launch { policy: Some(policy.clone()), parent: None },
+                launch: Launch { policy: Some(policy.clone()), parent: None, limits: Limits::default() },
                 program: "/usr/bin/rsync".into(),
                 args: args_after.clone(),
             }
         );
         assert_eq!(parse_args(args(&["--probe"])).unwrap(), Invocation::Probe);
-        for launch in [Launch { policy: Some(policy), parent: Some(4242) }, Launch { policy: None, parent: Some(7) }] {
+        let limits = Limits { nice: Some(10), memory_bytes: Some(64 << 20) };
+        for launch in [
+            Launch { policy: Some(policy), parent: Some(4242), limits },
+            Launch { policy: None, parent: Some(7), limits: Limits::default() },
+        ] {
             let argv = launch.helper_args(Path::new("/usr/bin/rsync"), &["-a", "--", "x"]);
             let parsed = parse_args(argv.into_iter()).unwrap();
             assert_eq!(parsed, Invocation::Run { launch, program: "/usr/bin/rsync".into(), args: args_after.clone() });

@@ -8,7 +8,9 @@
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use mirror_confine::{Enforced, Invocation, Policy, check_parent, parse_args, resolve_program, restrict, supervise};
+use mirror_confine::{
+    Enforced, Invocation, Policy, apply_limits, check_parent, parse_args, resolve_program, restrict, supervise,
+};
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("mirror-confine: {message}");
@@ -36,6 +38,9 @@ fn main() -> ExitCode {
             if let Some(parent) = launch.parent
                 && let Err(e) = check_parent(parent)
             {
+                return fail(&e);
+            }
+            if let Err(e) = apply_limits(&launch.limits) {
                 return fail(&e);
             }
             let Some(resolved) = resolve_program(&program) else {

@@ -690,3 +690,91 @@ async fn a_run_that_would_delete_more_than_max_delete_changes_nothing_and_a_dry_
     let bad = m.api.post("/syncup/?id=guarded&dry_run=maybe", &json!({}), &Auth::user()).await;
     assert_eq!((bad.status, &bad.body["field"]), (StatusCode::BAD_REQUEST, &json!("dry_run")), "{}", bad.text);
 }
+
+/// The nice value of a run's processes, from `/proc/PID/stat` (field 19).
+fn nice_of(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// The rsync processes whose command line names `marker`.
+fn rsyncs_naming(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let (Ok(cmdline), Ok(comm)) =
+            (std::fs::read(format!("/proc/{pid}/cmdline")), std::fs::read_to_string(format!("/proc/{pid}/comm")))
+        else {
+            continue;
+        };
+        if comm.trim() == "rsync" && String::from_utf8_lossy(&cmdline).contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `run_nice` and `run_memory_limit_mib`: set by the confinement helper on every run's program
+/// (and so on every process it forks); a run that needs more memory than allowed fails.
+#[tokio::test]
+async fn runs_take_the_configured_nice_value_and_memory_limit() {
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 10);
+    slow_file(&upstream, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestMaster::settings_in(dir.path());
+    settings.run_nice = Some(13);
+    let m = TestMaster::start_with(dir, settings).await;
+    add(&m.api, &project("niced", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    let run = syncup(&m.api, "niced").await;
+    let marker = format!("{}/", m.mirror_root().join("niced").display());
+    let pids = wait_for(30, "the run's rsync processes", || async {
+        let pids = rsyncs_naming(&marker);
+        (!pids.is_empty()).then_some(pids)
+    })
+    .await;
+    for pid in &pids {
+        assert_eq!(nice_of(*pid), Some(13), "rsync {pid}");
+    }
+    let r = m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::user()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    finished_run(&m.api, run, 30).await;
+    drop(m);
+
+    // The limit as the kernel holds it for the run's programs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestMaster::settings_in(dir.path());
+    settings.run_memory_limit_mib = Some(512);
+    let m = TestMaster::start_with(dir, settings).await;
+    add(&m.api, &project("capped", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
+    let run = syncup(&m.api, "capped").await;
+    let marker = format!("{}/", m.mirror_root().join("capped").display());
+    let pids = wait_for(30, "the run's rsync processes", || async {
+        let pids = rsyncs_naming(&marker);
+        (!pids.is_empty()).then_some(pids)
+    })
+    .await;
+    for pid in &pids {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap_or("");
+        assert!(line.split_whitespace().filter(|w| *w == "536870912").count() == 2, "rsync {pid}: {line}");
+    }
+    let r = m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::user()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    finished_run(&m.api, run, 30).await;
+
+    // A program that needs more than the limit fails (rsync's receiver is frugal: a program that
+    // allocates 64 MiB shows it), started by the same helper the runs start through.
+    let out = tokio::process::Command::new(mirror_tests::binary("mirror-confine"))
+        .args(["--memory", "33554432", "--unconfined", "--", "python3", "-c", "bytearray(64 << 20)"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("MemoryError"), "{out:?}");
+    let out = tokio::process::Command::new(mirror_tests::binary("mirror-confine"))
+        .args(["--memory", "33554432", "--unconfined", "--", "python3", "-c", "bytearray(8 << 20)"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

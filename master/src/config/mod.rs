@@ -119,6 +119,12 @@ pub struct Settings {
     /// successful run did is marked failed: its generation does not go to the slaves. 100 (the
     /// default) turns the shrink check off; a tree left empty is refused whatever this says.
     pub max_shrink: u8,
+    /// The nice value of every run's program (0 to 19; unset: the master's own), set by the
+    /// confinement helper, so that runs yield the CPU to the master and the site's web server.
+    pub run_nice: Option<u8>,
+    /// The most memory (address space, `RLIMIT_AS`, in MiB) a run's program may take: an
+    /// allocation beyond it fails and so does the run. Unset: no limit. Set by the helper.
+    pub run_memory_limit_mib: Option<u64>,
     /// A directory of project files (YAML or JSON, one project each), applied at start and on
     /// SIGHUP or `POST /reload`; the projects they declare are changed only there.
     pub projects_dir: Option<PathBuf>,
@@ -208,6 +214,8 @@ impl Default for Settings {
             snapshots: true,
             projects_dir: None,
             max_shrink: 100,
+            run_nice: None,
+            run_memory_limit_mib: None,
             mirror_name: None,
             initial_root_password: None,
         }

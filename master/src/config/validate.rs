@@ -29,6 +29,12 @@ impl Settings {
         self.alerts.validate()?;
         self.validate_targets()?;
         self.check_site()?;
+        if self.run_nice.is_some_and(|n| n > 19) {
+            return Err(invalid("run_nice", "must be between 0 and 19"));
+        }
+        if self.run_memory_limit_mib.is_some_and(|m| !(16..=1 << 30).contains(&m)) {
+            return Err(invalid("run_memory_limit_mib", "must be between 16 and 1073741824 (MiB)"));
+        }
         if !(1..=3600).contains(&self.upstream_lock_retry_secs) || self.upstream_lock_wait_secs > 7 * 86_400 {
             return Err(invalid(
                 "upstream_lock_retry_secs",

@@ -67,6 +67,8 @@ pub struct RunnerConfig {
     pub snapshots: Snapshots,
     /// This node's name: its runs carry it.
     pub node: String,
+    /// The priority and memory limit of every run's program (`run_nice`, `run_memory_limit_mib`).
+    pub limits: mirror_runtime::rsync::Limits,
     /// A node silent this long is dead (`node_dead_secs`): a run of another node younger than
     /// that keeps the project from running here.
     pub node_dead_after: Duration,
@@ -94,6 +96,10 @@ impl From<&Settings> for RunnerConfig {
             upstream_lock_wait: Duration::from_secs(s.upstream_lock_wait_secs),
             snapshots: Snapshots::new(&s.mirror_root, s.snapshots),
             node: s.node_name(),
+            limits: mirror_runtime::rsync::Limits {
+                nice: s.run_nice,
+                memory_bytes: s.run_memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
+            },
             node_dead_after: Duration::from_secs(s.node_dead_secs),
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mirror_common::guards::MaxDelete;
-use mirror_runtime::rsync::RsyncCommand;
+use mirror_runtime::rsync::{Confinement, RsyncCommand};
 
 use super::Runner;
 use crate::db::projects::ProjectRow;
@@ -62,7 +62,11 @@ impl Runner {
             timeout: plan.timeout,
             log_file: None,
             log_max_bytes: self.cfg.log_max_bytes,
-            confinement: self.cfg.confine.confinement(writable, vec![]),
+            confinement: self
+                .cfg
+                .confine
+                .confinement(writable, vec![])
+                .map(|c| Confinement { limits: self.cfg.limits, ..c }),
             run_as: self.cfg.run_as,
             progress: None,
         }

@@ -30,6 +30,9 @@ pub fn program_path(configured: &Path) -> PathBuf {
     mirror_confine::resolve_program(configured.as_os_str()).unwrap_or_else(|| configured.to_path_buf())
 }
 
+/// The priority and memory limit the helper sets for a program it starts.
+pub use mirror_confine::Limits;
+
 /// How a child is started: through the `mirror-confine` helper, which stays as its parent and kills
 /// its process group when this process is gone (even by `kill -9`) and, with a policy, confines it.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct Confinement {
     pub helper: PathBuf,
     /// `None`: not confined (the guard only).
     pub policy: Option<mirror_confine::Policy>,
+    /// Priority and memory limit the helper sets, confined or not.
+    pub limits: mirror_confine::Limits,
 }
 
 /// Whether rsync children are confined (configuration key `confine`).
@@ -79,6 +84,7 @@ impl ConfineStatus {
         self.helper.as_ref().map(|h| Confinement {
             helper: h.clone(),
             policy: self.confined().then_some(mirror_confine::Policy { write, read }),
+            limits: mirror_confine::Limits::default(),
         })
     }
 
@@ -195,7 +201,11 @@ impl RsyncCommand {
         let mut command = match &self.confinement {
             Some(c) => {
                 let mut command = Command::new(&c.helper);
-                let launch = mirror_confine::Launch { policy: c.policy.clone(), parent: Some(std::process::id()) };
+                let launch = mirror_confine::Launch {
+                    policy: c.policy.clone(),
+                    parent: Some(std::process::id()),
+                    limits: c.limits,
+                };
                 command.args(launch.helper_args(&self.program, &self.args));
                 command
             }
