@@ -92,7 +92,43 @@ pub struct Limits {
     pub nice: Option<u8>,
     /// `--memory BYTES`: `RLIMIT_AS`, soft and hard: an allocation beyond it fails.
     pub memory_bytes: Option<u64>,
+    /// `--ionice idle` or `--ionice best-effort:N`: the I/O scheduling class (never real-time).
+    pub io: Option<IoClass>,
 }
+
+/// An I/O scheduling class a run may be put in: only ever lower than the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoClass {
+    /// Disk time only when no one else wants it.
+    Idle,
+    /// The default class at level 0 (highest) to 7 (lowest).
+    BestEffort(u8),
+}
+
+impl IoClass {
+    /// `idle`, `best-effort` (level 4, the default's) or `best-effort:N`.
+    pub fn parse(text: &str) -> Option<IoClass> {
+        match text {
+            "idle" => Some(IoClass::Idle),
+            "best-effort" => Some(IoClass::BestEffort(4)),
+            _ => {
+                let level = text.strip_prefix("best-effort:")?.parse::<u8>().ok()?;
+                (level <= 7).then_some(IoClass::BestEffort(level))
+            }
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            IoClass::Idle => "idle".into(),
+            IoClass::BestEffort(n) => format!("best-effort:{n}"),
+        }
+    }
+}
+
+/// util-linux's `ionice`, which sets the class of a process by its id: neither `nix` nor `rustix`
+/// wraps `ioprio_set(2)`, and this workspace forbids `unsafe`.
+const IONICE: &str = "/usr/bin/ionice";
 
 impl Limits {
     fn args(&self) -> Vec<OsString> {
@@ -102,6 +138,9 @@ impl Limits {
         }
         if let Some(m) = self.memory_bytes {
             out.extend(["--memory".into(), m.to_string().into()]);
+        }
+        if let Some(io) = self.io {
+            out.extend(["--ionice".into(), io.text().into()]);
         }
         out
     }
@@ -116,6 +155,26 @@ pub fn apply_limits(limits: &Limits) -> Result<(), String> {
         let limit = rustix::process::Rlimit { current: Some(m), maximum: Some(m) };
         rustix::process::setrlimit(rustix::process::Resource::As, limit)
             .map_err(|e| format!("cannot limit memory to {m} bytes: {e}"))?;
+    }
+    if let Some(io) = limits.io {
+        let (class, level) = match io {
+            IoClass::Idle => ("3", None),
+            IoClass::BestEffort(n) => ("2", Some(n.to_string())),
+        };
+        let mut ionice = std::process::Command::new(IONICE);
+        ionice.args(["-c", class]);
+        if let Some(level) = level {
+            ionice.args(["-n", &level]);
+        }
+        let done = ionice
+            .args(["-p", &std::process::id().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run {IONICE}: {e}"))?;
+        if !done.success() {
+            return Err(format!("{IONICE} could not set the I/O class {}", io.text()));
+        }
     }
     Ok(())
 }
@@ -190,6 +249,10 @@ pub fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Invocation
                 let m = argv.next().and_then(|p| p.to_str().and_then(|p| p.parse::<u64>().ok()));
                 limits.memory_bytes =
                     Some(m.filter(|m| *m >= 1 << 20).ok_or("--memory needs a byte count of 1 MiB or more")?);
+            }
+            b"--ionice" => {
+                let class = argv.next().and_then(|c| c.to_str().and_then(IoClass::parse));
+                limits.io = Some(class.ok_or("--ionice needs idle, best-effort or best-effort:0-7")?);
             }
             b"--rw" | b"--ro" => {
                 let path = argv.next().ok_or_else(|| format!("{} needs a path", flag.to_string_lossy()))?;
@@ -394,7 +457,7 @@ mod tests {
             }
         );
         assert_eq!(parse_args(args(&["--probe"])).unwrap(), Invocation::Probe);
-        let limits = Limits { nice: Some(10), memory_bytes: Some(64 << 20) };
+        let limits = Limits { nice: Some(10), memory_bytes: Some(64 << 20), io: Some(IoClass::BestEffort(6)) };
         for launch in [
             Launch { policy: Some(policy), parent: Some(4242), limits },
             Launch { policy: None, parent: Some(7), limits: Limits::default() },

@@ -724,6 +724,7 @@ async fn runs_take_the_configured_nice_value_and_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = TestMaster::settings_in(dir.path());
     settings.run_nice = Some(13);
+    settings.run_ionice = Some("idle".into());
     let m = TestMaster::start_with(dir, settings).await;
     add(&m.api, &project("niced", upstream.port, json!({"rsync_options": {"basic": ["--bwlimit=100"]}}))).await;
     let run = syncup(&m.api, "niced").await;
@@ -735,6 +736,8 @@ async fn runs_take_the_configured_nice_value_and_memory_limit() {
     .await;
     for pid in &pids {
         assert_eq!(nice_of(*pid), Some(13), "rsync {pid}");
+        let io = std::process::Command::new("ionice").args(["-p", &pid.to_string()]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&io.stdout).trim(), "idle", "rsync {pid}");
     }
     let r = m.api.post(&format!("/runs/{run}/stop"), &json!({}), &Auth::user()).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);

@@ -125,6 +125,9 @@ pub struct Settings {
     /// The most memory (address space, `RLIMIT_AS`, in MiB) a run's program may take: an
     /// allocation beyond it fails and so does the run. Unset: no limit. Set by the helper.
     pub run_memory_limit_mib: Option<u64>,
+    /// The I/O class of every run's program: `idle`, `best-effort` or `best-effort:0-7` (unset: the
+    /// master's own). Set by the helper, with util-linux's `ionice`.
+    pub run_ionice: Option<String>,
     /// A directory of project files (YAML or JSON, one project each), applied at start and on
     /// SIGHUP or `POST /reload`; the projects they declare are changed only there.
     pub projects_dir: Option<PathBuf>,
@@ -216,6 +219,7 @@ impl Default for Settings {
             max_shrink: 100,
             run_nice: None,
             run_memory_limit_mib: None,
+            run_ionice: None,
             mirror_name: None,
             initial_root_password: None,
         }

@@ -32,6 +32,9 @@ impl Settings {
         if self.run_nice.is_some_and(|n| n > 19) {
             return Err(invalid("run_nice", "must be between 0 and 19"));
         }
+        if self.run_ionice.as_deref().is_some_and(|c| mirror_runtime::rsync::IoClass::parse(c).is_none()) {
+            return Err(invalid("run_ionice", "must be idle, best-effort or best-effort:0 to best-effort:7"));
+        }
         if self.run_memory_limit_mib.is_some_and(|m| !(16..=1 << 30).contains(&m)) {
             return Err(invalid("run_memory_limit_mib", "must be between 16 and 1073741824 (MiB)"));
         }

@@ -99,6 +99,7 @@ impl From<&Settings> for RunnerConfig {
             limits: mirror_runtime::rsync::Limits {
                 nice: s.run_nice,
                 memory_bytes: s.run_memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
+                io: s.run_ionice.as_deref().and_then(mirror_runtime::rsync::IoClass::parse),
             },
             node_dead_after: Duration::from_secs(s.node_dead_secs),
         }
