@@ -99,6 +99,8 @@ sqlite_json!(cron::ScheduleSpec);
 #[cfg(feature = "sqlx")]
 sqlite_json!(interval::IntervalOptions);
 #[cfg(feature = "sqlx")]
+sqlite_json!(project::RunHooks);
+#[cfg(feature = "sqlx")]
 sqlite_json!(rsync_opts::RsyncOptions);
 #[cfg(feature = "sqlx")]
 sqlite_json!(targets::Targets);

@@ -79,6 +79,30 @@ pub struct ProjectConfig {
     /// next when one is down, refuses, or serves an older tree than another (by the probe).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_upstreams: Vec<UpstreamConfig>,
+    /// Programs run after a run (tunasync's `exec_on_success`/`exec_on_failure`), each named from
+    /// the master's configuration's `[[hooks]]`.
+    #[serde(default, skip_serializing_if = "RunHooks::is_empty")]
+    pub hooks: RunHooks,
+}
+
+/// The hooks of a project, by name: a program is only ever declared in the master's
+/// configuration file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunHooks {
+    /// After a run that succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<Name>,
+    /// After a run that failed or timed out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Name>,
+}
+
+impl RunHooks {
+    pub fn is_empty(&self) -> bool {
+        self.on_success.is_empty() && self.on_failure.is_empty()
+    }
 }
 
 /// One more upstream of a project (its password is kept beside the configuration, as the first

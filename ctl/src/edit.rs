@@ -65,6 +65,8 @@ pub struct Editable<'a> {
     probe: &'a Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     freshness: bool,
+    #[serde(skip_serializing_if = "mirror_common::project::RunHooks::is_empty")]
+    hooks: &'a mirror_common::project::RunHooks,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_epoch_file: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +112,7 @@ pub fn editable(p: &ProjectView) -> Editable<'_> {
         depends_on: &p.depends_on,
         probe: &p.probe,
         freshness: p.freshness,
+        hooks: &p.hooks,
         trace_epoch_file: &p.trace_epoch_file,
         node: &p.node,
         rsync_options: RsyncOptionsInput {

@@ -282,6 +282,7 @@ impl Parts {
             confined: confine.confined(),
             events: events.clone(),
             credentials: Arc::new(settings.s3_credentials.clone()),
+            hooks: Arc::new(settings.hooks.clone()),
         };
         let settings_streams = (settings.max_streams, settings.max_streams_per_user);
         let state = AppState::new(Inner {

@@ -14,6 +14,7 @@ mod faults;
 mod freshness;
 mod hardening;
 mod history;
+mod hooks;
 mod intervals;
 mod mirrorz;
 mod netns;

@@ -65,6 +65,8 @@ pub struct ProjectDoc {
     pub probe: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub freshness: bool,
+    #[serde(default, skip_serializing_if = "crate::project::RunHooks::is_empty")]
+    pub hooks: crate::project::RunHooks,
     /// Every upstream, when there is more than one (then no `rsync_host`...); each password as
     /// `rsync_password` is (`"set"` out; a value, or `"set"` to keep it, in).
     #[serde(default, skip_serializing_if = "Option::is_none")]

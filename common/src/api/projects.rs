@@ -121,6 +121,9 @@ pub struct AddProject {
     /// no walk of the upstream. Default: none (`project/trace/master` with the `debian` stage profile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// Programs run after each run, by the names of the master's `[[hooks]]` (root only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<crate::project::RunHooks>,
     /// Writes Arch's freshness files at the top of the tree with each new generation: `lastupdate`
     /// (the Unix time of the newest file in the tree) and `lastsync` (when the run that made the
     /// generation ended). Default false.
@@ -205,6 +208,9 @@ pub struct UpdateProjectBasic {
     pub probe: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<bool>,
+    /// Replaces the project's hooks (root only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<crate::project::RunHooks>,
     /// Absent: unchanged; `null` or `""`: none.
     #[serde(default, deserialize_with = "present_or_null")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -313,6 +319,9 @@ pub struct ProjectView {
     /// Arch's `lastupdate` and `lastsync` (see `AddProject.freshness`).
     #[serde(default)]
     pub freshness: bool,
+    /// Programs run after each run (`[[hooks]]` names).
+    #[serde(default, skip_serializing_if = "crate::project::RunHooks::is_empty")]
+    pub hooks: crate::project::RunHooks,
     /// Every upstream in order of preference, when it has more than one (the first is
     /// `rsync_host`...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

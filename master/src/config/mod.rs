@@ -9,7 +9,9 @@ pub mod paths;
 mod sections;
 mod validate;
 
-pub use sections::{AlertEvent, AlertSettings, RsyncdSettings, S3Credentials, TargetSettings, WebhookSettings};
+pub use sections::{
+    AlertEvent, AlertSettings, HookSettings, RsyncdSettings, S3Credentials, TargetSettings, WebhookSettings,
+};
 
 use mirror_common::api::Name;
 use std::net::SocketAddr;
@@ -154,6 +156,8 @@ pub struct Settings {
     pub targets: TargetSettings,
     /// Keys that targets sign their requests with, each named; a project's target names one.
     pub s3_credentials: Vec<S3Credentials>,
+    /// Programs projects may run after a run (`hooks.on_success`, `hooks.on_failure`), each named.
+    pub hooks: Vec<HookSettings>,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -210,6 +214,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             targets: TargetSettings::default(),
             s3_credentials: Vec::new(),
+            hooks: Vec::new(),
             max_delete: mirror_common::guards::MaxDelete::Percent(50),
             upstream_lock_retry_secs: 60,
             upstream_lock_wait_secs: 3600,

@@ -224,3 +224,20 @@ impl Default for RsyncdSettings {
         }
     }
 }
+
+/// One `[[hooks]]` entry: a program a project may run after its runs, by name. Only this file names
+/// programs; the API names the hook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    pub name: Name,
+    /// The program (an absolute path) and its arguments, run as argv (never through a shell).
+    pub command: Vec<String>,
+    /// It is stopped after this long (its run stays as it ended).
+    #[serde(default = "hook_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn hook_timeout() -> u64 {
+    300
+}

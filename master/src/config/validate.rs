@@ -4,6 +4,25 @@
 use super::{AlertSettings, ConfigError, Settings, invalid};
 
 impl Settings {
+    /// `[[hooks]]`: each named once, an absolute program, a timeout of at most an hour.
+    fn check_hooks(&self) -> Result<(), ConfigError> {
+        for (i, h) in self.hooks.iter().enumerate() {
+            if self.hooks[..i].iter().any(|o| o.name == h.name) {
+                return Err(invalid("hooks.name", format!("'{}' is used twice", h.name)));
+            }
+            if !h.command.first().is_some_and(|p| std::path::Path::new(p).is_absolute()) {
+                return Err(invalid(
+                    "hooks.command",
+                    format!("of '{}': must start with an absolute program path", h.name),
+                ));
+            }
+            if !(1..=3600).contains(&h.timeout_secs) {
+                return Err(invalid("hooks.timeout_secs", "must be between 1 and 3600"));
+            }
+        }
+        Ok(())
+    }
+
     /// `[site]`: mirrorz requires `url` (an http(s) address without a trailing `/`) and `abbr`.
     fn check_site(&self) -> Result<(), ConfigError> {
         let Some(site) = &self.site else { return Ok(()) };
@@ -29,6 +48,7 @@ impl Settings {
         self.alerts.validate()?;
         self.validate_targets()?;
         self.check_site()?;
+        self.check_hooks()?;
         if self.run_nice.is_some_and(|n| n > 19) {
             return Err(invalid("run_nice", "must be between 0 and 19"));
         }

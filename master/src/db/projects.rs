@@ -120,6 +120,7 @@ macro_rules! project_from_row {
                     freshness: r.try_get("freshness")?,
                     trace_epoch_file: r.try_get("trace_epoch_file")?,
                     node: r.try_get("node")?,
+                    hooks: r.try_get("hooks")?,
                     more_upstreams: json_column(r.try_get("more_upstreams")?, "more_upstreams")?.unwrap_or_default(),
                 };
                 let passwords: Option<Vec<Option<String>>> =
@@ -149,7 +150,7 @@ project_from_row!(sqlx::postgres::PgRow);
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        interval_options, rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, more_upstream_passwords";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, more_upstream_passwords, hooks";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -215,7 +216,7 @@ pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<Pro
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, \
-                       more_upstream_passwords";
+                       more_upstream_passwords, hooks";
 
 /// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
 /// each engine's own).
@@ -254,6 +255,7 @@ macro_rules! bind_written {
             .bind(&p.node)
             .bind((!p.more_upstreams.is_empty()).then(|| serde_json::to_string(&p.more_upstreams).unwrap_or_default()))
             .bind(more_passwords_text(p))
+            .bind(&p.hooks)
     }};
 }
 
@@ -483,6 +485,7 @@ pub fn sample() -> ProjectRow {
         trace_epoch_file: None,
         node: None,
         more_upstreams: Vec::new(),
+        hooks: Default::default(),
     };
     ProjectRow { version: 1, ..ProjectRow::new(config, None) }
 }

@@ -195,6 +195,17 @@ pub async fn finish_success(
     Ok(project)
 }
 
+/// Adds `text` to the message of run `id` (a hook that failed after it ended).
+pub async fn note(db: &Db, id: i64, text: &str) -> sqlx::Result<()> {
+    on!(&db.write, |c| sqlx::query("UPDATE runs SET message = COALESCE(message, '') || $1 WHERE id = $2")
+        .bind(text)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 /// Keeps the upstream run `id` pulls from.
 pub async fn set_upstream(db: &Db, id: i64, upstream: &str) -> sqlx::Result<()> {
     on!(&db.write, |c| sqlx::query("UPDATE runs SET upstream = $1 WHERE id = $2")

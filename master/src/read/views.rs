@@ -92,6 +92,7 @@ pub fn project_view(
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
         freshness: row.freshness,
+        hooks: row.hooks.clone(),
         trace_epoch_file: row.trace_epoch_file.clone(),
         upstreams: upstream_views(row),
         node: row.node.clone(),

@@ -373,6 +373,8 @@ impl Runner {
         }
         self.ended(project_id, run_id, status, outcome.stats.bytes_transferred);
         self.publish_generation(bumped, frozen).await;
+        let exit_code = outcome.exit_code;
+        self.run_hooks(super::hooks::Ended { project, run_id, status, exit_code }).await;
         if outcome.succeeded() {
             tracing::info!(attempts = ran.attempts, changed, files = ?outcome.stats.files_transferred, elapsed_ms = outcome.elapsed.as_millis() as u64, "run succeeded");
         } else {

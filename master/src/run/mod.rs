@@ -24,6 +24,7 @@ pub use mirror_common::api::{Preview, Trigger};
 
 mod execute;
 mod guards;
+mod hooks;
 mod logs;
 mod plan;
 mod queue;
@@ -69,6 +70,8 @@ pub struct RunnerConfig {
     pub node: String,
     /// The priority and memory limit of every run's program (`run_nice`, `run_memory_limit_mib`).
     pub limits: mirror_runtime::rsync::Limits,
+    /// The `[[hooks]]` projects may run after their runs.
+    pub hooks: Vec<crate::config::HookSettings>,
     /// A node silent this long is dead (`node_dead_secs`): a run of another node younger than
     /// that keeps the project from running here.
     pub node_dead_after: Duration,
@@ -101,6 +104,7 @@ impl From<&Settings> for RunnerConfig {
                 memory_bytes: s.run_memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
                 io: s.run_ionice.as_deref().and_then(mirror_runtime::rsync::IoClass::parse),
             },
+            hooks: s.hooks.clone(),
             node_dead_after: Duration::from_secs(s.node_dead_secs),
         }
     }

@@ -79,6 +79,7 @@ pub fn project_doc(row: &ProjectConfig, password_set: bool, more_set: &[bool], m
         depends_on: row.depends_on.clone(),
         probe: row.probe.clone(),
         freshness: row.freshness,
+        hooks: row.hooks.clone(),
         trace_epoch_file: row.trace_epoch_file.clone(),
         node: row.node.clone(),
     }
@@ -134,6 +135,7 @@ pub fn add_request(p: &ProjectDoc) -> Result<AddProject, Error> {
         depends_on: Some(p.depends_on.clone()),
         probe: p.probe.clone(),
         freshness: Some(p.freshness),
+        hooks: Some(p.hooks.clone()),
         trace_epoch_file: p.trace_epoch_file.clone(),
         node: p.node.clone(),
         comment: None,

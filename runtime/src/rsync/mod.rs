@@ -31,7 +31,7 @@ pub fn program_path(configured: &Path) -> PathBuf {
 }
 
 /// The priority and memory limit the helper sets for a program it starts.
-pub use mirror_confine::{IoClass, Limits};
+pub use mirror_confine::{IoClass, Launch, Limits, Policy};
 
 /// How a child is started: through the `mirror-confine` helper, which stays as its parent and kills
 /// its process group when this process is gone (even by `kill -9`) and, with a policy, confines it.

@@ -36,6 +36,8 @@ pub struct Projects {
     /// The `[[s3_credentials]]` entries: a target may name one only with an endpoint (and bucket)
     /// it lists.
     pub credentials: Arc<Vec<crate::config::S3Credentials>>,
+    /// The `[[hooks]]` entries a project may name.
+    pub hooks: Arc<Vec<crate::config::HookSettings>>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -267,7 +269,17 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         events.subscribe(recorder.clone());
         let root = std::fs::canonicalize(root).unwrap();
-        (Projects { db, mirror_root: root, confined: true, events, credentials: Default::default() }, recorder)
+        (
+            Projects {
+                db,
+                mirror_root: root,
+                confined: true,
+                events,
+                credentials: Default::default(),
+                hooks: Default::default(),
+            },
+            recorder,
+        )
     }
 
     fn add(name: &str, dest: &str) -> AddProject {

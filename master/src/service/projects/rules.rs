@@ -7,7 +7,7 @@ use mirror_common::api::{AddProject, UpdateProjectBasic};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::interval::{Interval, IntervalOptions, IntervalSpec};
 use mirror_common::names::{Dest, ProjectId};
-use mirror_common::project::{MAX_UPSTREAMS, ProjectConfig, UpstreamConfig};
+use mirror_common::project::{MAX_UPSTREAMS, ProjectConfig, RunHooks, UpstreamConfig};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
 use mirror_common::targets::Targets;
 
@@ -173,6 +173,15 @@ pub(super) fn check_whole(config: &ProjectConfig, password: Option<&Secret>) -> 
 /// Object-store targets name where the master sends a tree with a site's credentials: only root
 /// (or the master's own files) may set or change them. A `user` may change the rest of a project
 /// that has targets, leaving them as they are.
+/// A project's hooks run programs of the master's configuration: only root sets or changes them.
+pub(super) fn check_hooks_role(meta: &Meta, old: Option<&RunHooks>, new: &RunHooks) -> Result<(), Error> {
+    let changed = old.map_or(!new.is_empty(), |o| o != new);
+    if changed && !meta.root {
+        return Err(Error::Forbidden("setting or changing a project's hooks needs the root role"));
+    }
+    Ok(())
+}
+
 pub(super) fn check_targets_role(meta: &Meta, old: Option<&Targets>, new: &Targets) -> Result<(), Error> {
     let changed = match old {
         Some(t) => t != new,
@@ -222,6 +231,24 @@ fn check_schedule(opts: &CronOptions, now: DateTime<Utc>) -> Result<Option<Sched
 
 impl Projects {
     /// The targets, every rule checked; the credentials each names must exist and allow them.
+    /// Each hook a project names must be declared in the master's `[[hooks]]`.
+    fn check_hooks(&self, hooks: RunHooks) -> Result<RunHooks, Error> {
+        for (kind, list) in [("on_success", &hooks.on_success), ("on_failure", &hooks.on_failure)] {
+            if list.len() > 8 {
+                return Err(Error::field(format!("hooks.{kind}"), "at most 8 hooks"));
+            }
+            for (i, name) in list.iter().enumerate() {
+                if !self.hooks.iter().any(|h| h.name == *name) {
+                    return Err(Error::field(
+                        format!("hooks.{kind}[{i}]"),
+                        format!("no [[hooks]] entry named '{name}' in the master's configuration"),
+                    ));
+                }
+            }
+        }
+        Ok(hooks)
+    }
+
     fn check_targets(&self, targets: Targets) -> Result<Targets, Error> {
         targets.check().map_err(|(field, message)| Error::field(field, message))?;
         for (i, t) in targets.iter().enumerate() {
@@ -291,6 +318,7 @@ impl Projects {
             trace_epoch_file: check_epoch_file(req.trace_epoch_file)?,
             node: req.node,
             more_upstreams,
+            hooks: self.check_hooks(req.hooks.unwrap_or_default())?,
         };
         Ok((config, check_password(req.rsync_password)?))
     }
@@ -325,6 +353,9 @@ impl Projects {
         set(&mut config.stages, req.stages.map(check_stages).transpose()?);
         set(&mut config.probe, req.probe.map(check_probe).transpose()?);
         set(&mut config.freshness, req.freshness);
+        if let Some(h) = req.hooks {
+            config.hooks = self.check_hooks(h)?;
+        }
         set(&mut config.trace_epoch_file, req.trace_epoch_file.map(check_epoch_file).transpose()?);
         set(&mut config.node, req.node);
         set(&mut config.catch_up, req.catch_up);
