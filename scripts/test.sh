@@ -63,6 +63,8 @@ python3 scripts/check-layout.py
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # The end-to-end tests run the real binaries: build them first.
 cargo build --workspace --bins --locked
+# Every mirrorctl command the README and docs/ show names a command and flags mirrorctl has.
+python3 scripts/check-doc-commands.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # The end-to-end tests again with every test master on PostgreSQL (the database layer's own tests
