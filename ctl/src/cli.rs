@@ -242,7 +242,7 @@ pub enum Cmd {
 pub struct AddArgs {
     /// A YAML or JSON file with the whole project ("-": stdin).
     #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
-        "password_file", "password_stdin", "option", "delete", "timeout", "disabled", "node"])]
+        "password_file", "password_stdin", "option", "delete", "timeout", "disabled", "node", "upstream"])]
     pub file: Option<String>,
     #[arg(long, required_unless_present = "file")]
     pub name: Option<String>,
@@ -259,6 +259,10 @@ pub struct AddArgs {
     /// IntervalTrigger: weeks, days, hours, minutes, seconds, start_date, end_date, timezone, jitter).
     #[arg(long)]
     pub interval: Option<String>,
+    /// More upstreams, after --host and --module, in order of preference (repeatable):
+    /// `rsync://[user@]host[:port]/module`. Without a password (give them in a file with --file).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Vec<String>,
     /// Run after each successful run of these projects (comma-separated ids).
     #[arg(long, value_delimiter = ',')]
     pub depends_on: Vec<String>,

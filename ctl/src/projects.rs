@@ -2,7 +2,7 @@
 
 use mirror_common::api::{
     AddProject, DependsOn, Done, Host, ModulePath, Name, Port, ProjectAdded, ProjectDetail, ProjectEnabled, ProjectId,
-    ProjectRef, ProjectRemoved, ProjectView, PropagationView,
+    ProjectRef, ProjectRemoved, ProjectView, PropagationView, UpstreamInput,
 };
 use mirror_common::cron::CronOptions;
 use mirror_common::interval::IntervalOptions;
@@ -130,7 +130,8 @@ fn from_flags(args: AddArgs) -> Result<AddProject> {
         basic: (!args.option.is_empty()).then_some(args.option),
         delete: args.delete,
     });
-    Ok(AddProject {
+    let more = args.upstream.iter().map(|u| upstream_url(u)).collect::<Result<Vec<_>>>()?;
+    let mut add = AddProject {
         project: args.name.unwrap_or_default(),
         rsync_host: args.host.map(|h| invalid("rsync_host", Host::parse(h))).transpose()?,
         rsync_module: args.module.map(|m| invalid("rsync_module", ModulePath::parse(m))).transpose()?,
@@ -148,6 +149,53 @@ fn from_flags(args: AddArgs) -> Result<AddProject> {
             .transpose()?,
         node,
         ..AddProject::default()
+    };
+    if !more.is_empty() {
+        // The first upstream is the flags' own; the others follow it, all as `upstreams`.
+        let first = UpstreamInput {
+            host: add.rsync_host.take().ok_or_else(|| Failure::new(Exit::Usage, "--upstream needs --host"))?,
+            module: add.rsync_module.take().ok_or_else(|| Failure::new(Exit::Usage, "--upstream needs --module"))?,
+            port: add.rsync_port.take(),
+            user: add.rsync_user.take(),
+            password: add.rsync_password.take(),
+        };
+        add.upstreams = Some(std::iter::once(first).chain(more).collect());
+    }
+    Ok(add)
+}
+
+/// `--upstream rsync://[user@]host[:port]/module[/path]`.
+fn upstream_url(text: &str) -> Result<UpstreamInput> {
+    let usage = |why: &str| Failure::new(Exit::Usage, format!("--upstream {text}: {why}"));
+    let rest = text.strip_prefix("rsync://").ok_or_else(|| usage("is not rsync://[user@]host[:port]/module"))?;
+    let (authority, module) = rest.split_once('/').ok_or_else(|| usage("names no module"))?;
+    let (user, host_port) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(invalid("upstreams.user", Name::parse(u)).map_err(|_| usage("bad user"))?), h),
+        None => (None, authority),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').ok_or_else(|| usage("has an unclosed ["))?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    let port = match port {
+        Some(p) => {
+            let n = p.parse::<u16>().map_err(|_| usage("has a bad port"))?;
+            Some(invalid("upstreams.port", Port::try_from(n))?)
+        }
+        None => None,
+    };
+    Ok(UpstreamInput {
+        host: invalid("upstreams.host", Host::parse(host))?,
+        module: invalid("upstreams.module", ModulePath::parse(module.trim_end_matches('/')))?,
+        port,
+        user,
+        password: None,
     })
 }
 

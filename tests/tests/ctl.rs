@@ -116,6 +116,18 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
     let bad = ctl(h, &[&args[..], &["hourz=6"]].concat(), None, &env).await;
     assert!(bad.code == 2 && bad.stderr.contains("names no interval field"), "{}", bad.stderr);
     assert_eq!(ctl(h, &["rm", "every6h"], None, &env).await.code, 0);
+    // More upstreams after the flags' own, in order.
+    let args = ["add", "--name", "multi", "--host", "127.0.0.1", "--module", "m", "--dest", "multi", "--upstream"];
+    let multi = ctl(h, &[&args[..], &["rsync://mirror@[::1]:8873/m2/sub"]].concat(), None, &env).await;
+    assert_eq!(multi.code, 0, "{}", multi.stderr);
+    let shown = ctl(h, &["show", "multi", "--json"], None, &env).await;
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let second = &shown["project"]["upstreams"][1];
+    assert_eq!((second["host"].clone(), second["port"].clone()), (json!("::1"), json!(8873)), "{shown}");
+    assert_eq!((second["user"].clone(), second["module"].clone()), (json!("mirror"), json!("m2/sub")), "{shown}");
+    let bad = ctl(h, &[&args[..], &["ftp://127.0.0.1/m"]].concat(), None, &env).await;
+    assert!(bad.code == 2 && bad.stderr.contains("rsync://"), "{}", bad.stderr);
+    assert_eq!(ctl(h, &["rm", "multi"], None, &env).await.code, 0);
     let invalid = ctl(h, &["add", "--name", "x", "--host=-e", "--module", "m", "--dest", "x"], None, &env).await;
     assert_eq!(invalid.code, 8, "{}", invalid.stderr);
     assert!(invalid.stderr.contains("rsync_host"), "names the field: {}", invalid.stderr);
