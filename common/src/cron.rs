@@ -122,7 +122,7 @@ pub struct ScheduleSpec {
     /// IANA zone name; absent means UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// Each fire is delayed by up to this many seconds (see [`crate::timing`]).
+    /// Each fire is delayed by up to this many seconds (drawn per project and fire: `timing.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<u64>,
 }
@@ -197,7 +197,7 @@ impl Schedule {
             start_date: date("start_date", &opts.start_date)?,
             end_date: date("end_date", &opts.end_date)?,
             timezone: opts.timezone.as_ref().map(|_| tz.name().to_owned()),
-            jitter: crate::timing::check_jitter("cron_options", opts.jitter)?,
+            jitter: crate::interval::check_jitter("cron_options", opts.jitter)?,
         };
         // An end before the start is accepted, as APScheduler does: such a schedule never fires
         // (the API refuses schedules that never fire, with their own message).
@@ -288,27 +288,8 @@ impl Schedule {
     }
 }
 
-/// An IANA zone name (absent: UTC), as pytz finds it; an error names `<prefix>.timezone`.
-pub(crate) fn parse_timezone_of(prefix: &str, name: Option<&str>) -> Result<Tz, FieldError> {
-    match name {
-        None => Ok(Tz::UTC),
-        // pytz looks names up without regard to case (`europe/berlin`), and so do we.
-        Some(n) => n
-            .parse::<Tz>()
-            .or_else(|_| {
-                chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n.trim())).ok_or(())
-            })
-            .map_err(|_| {
-                FieldError::new(
-                    format!("{prefix}.timezone"),
-                    format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
-                )
-            }),
-    }
-}
-
 fn parse_timezone(name: Option<&str>) -> Result<Tz, FieldError> {
-    parse_timezone_of("cron_options", name)
+    crate::zoned::parse_timezone_of("cron_options", name)
 }
 
 fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {

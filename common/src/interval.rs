@@ -12,8 +12,23 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::FieldError;
-use crate::cron::parse_timezone_of;
 use crate::dates::parse_fuzzy_datetime;
+use crate::zoned::parse_timezone_of;
+
+/// The longest delay a fire may be given (`jitter`, of either kind of schedule): a day.
+pub const MAX_JITTER_SECS: u64 = 86_400;
+
+/// A jitter as given (`<prefix>.jitter`): at most a day; `0` is none.
+pub fn check_jitter(prefix: &str, jitter: Option<u64>) -> Result<Option<u64>, FieldError> {
+    match jitter {
+        Some(j) if j > MAX_JITTER_SECS => Err(FieldError::new(
+            format!("{prefix}.jitter"),
+            format!("must be at most {MAX_JITTER_SECS} seconds (a day)"),
+        )),
+        Some(0) | None => Ok(None),
+        Some(j) => Ok(Some(j)),
+    }
+}
 
 /// The longest interval: 100 years.
 pub const MAX_INTERVAL_SECS: u64 = 100 * 366 * 86_400;
@@ -128,7 +143,7 @@ impl Interval {
             start_date: Some(date("start_date", &opts.start_date)?.unwrap_or_else(first)),
             end_date: date("end_date", &opts.end_date)?,
             timezone: opts.timezone.as_ref().map(|_| tz.name().to_owned()),
-            jitter: crate::timing::check_jitter("interval_options", opts.jitter)?,
+            jitter: check_jitter("interval_options", opts.jitter)?,
             start_from_now: opts.start_date.is_none(),
             ..opts.clone()
         };

@@ -13,26 +13,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::FieldError;
 use crate::cron::{Schedule, ScheduleSpec};
-use crate::interval::{Interval, IntervalSpec};
+use crate::interval::{Interval, IntervalSpec, MAX_JITTER_SECS};
 use crate::project::ProjectConfig;
-
-/// The longest delay a fire may be given: a day.
-pub const MAX_JITTER_SECS: u64 = 86_400;
 
 /// How many earlier fires a search looks at for one whose delay brings it past the instant asked.
 const MAX_SCAN: usize = 100_000;
-
-/// A jitter as given (`<prefix>.jitter`): at most a day; `0` is none.
-pub fn check_jitter(prefix: &str, jitter: Option<u64>) -> Result<Option<u64>, FieldError> {
-    match jitter {
-        Some(j) if j > MAX_JITTER_SECS => Err(FieldError::new(
-            format!("{prefix}.jitter"),
-            format!("must be at most {MAX_JITTER_SECS} seconds (a day)"),
-        )),
-        Some(0) | None => Ok(None),
-        Some(j) => Ok(Some(j)),
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -168,6 +153,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"hours": 1, "start_date": "2026-01-01T00:00:00Z"})).unwrap();
         assert_eq!(Timing::new("p", Some(&spec), Some(&interval)).unwrap_err().field, "interval_options");
         assert!(Timing::new("p", None, None).unwrap().is_none());
-        assert_eq!(check_jitter("cron_options", Some(86_401)).unwrap_err().field, "cron_options.jitter");
+        let too_long = crate::interval::check_jitter("cron_options", Some(86_401));
+        assert_eq!(too_long.unwrap_err().field, "cron_options.jitter");
     }
 }

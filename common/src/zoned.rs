@@ -7,6 +7,8 @@
 use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetComponents, Tz};
 
+use crate::FieldError;
+
 /// A wall-clock time and the UTC offset it is read with (seconds east of UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zoned {
@@ -71,6 +73,25 @@ fn offset_at(tz: Tz, utc: NaiveDateTime) -> i32 {
 fn components_at(tz: Tz, utc: NaiveDateTime) -> (i32, bool) {
     let offset = tz.offset_from_utc_datetime(&utc);
     (offset.fix().local_minus_utc(), !offset.dst_offset().is_zero())
+}
+
+/// An IANA zone name (absent: UTC), as pytz finds it; an error names `<prefix>.timezone`.
+pub(crate) fn parse_timezone_of(prefix: &str, name: Option<&str>) -> Result<Tz, FieldError> {
+    match name {
+        None => Ok(Tz::UTC),
+        // pytz looks names up without regard to case (`europe/berlin`), and so do we.
+        Some(n) => n
+            .parse::<Tz>()
+            .or_else(|_| {
+                chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(n.trim())).ok_or(())
+            })
+            .map_err(|_| {
+                FieldError::new(
+                    format!("{prefix}.timezone"),
+                    format!("unknown time zone '{n}' (use an IANA name such as Europe/Berlin)"),
+                )
+            }),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,11 @@ pub const LASTSYNC: &str = "lastsync";
 /// time among them).
 const MAX_WALK: usize = 20_000_000;
 
+/// Where Debian's trace file of mirror `name` lies in a tree, relative to it.
+pub fn debian_trace(name: &str) -> PathBuf {
+    Path::new("project").join("trace").join(name)
+}
+
 /// The files of `p` that rsync must leave alone (relative to its tree), and the filters that
 /// make it: not brought from the upstream, and not deleted, even by `--delete-excluded`.
 pub fn filters(p: &ProjectRow) -> Vec<String> {
@@ -115,7 +120,7 @@ impl Runner {
             // The master's own files: these, the redirector's trace and Debian's.
             let mut own: Vec<PathBuf> = [LASTUPDATE, LASTSYNC].iter().map(|n| dest.join(n)).collect();
             own.extend(project.trace_epoch_file.as_ref().map(|rel| dest.join(rel)));
-            own.push(dest.join(super::trace::relative(&self.cfg.mirror_name)));
+            own.push(dest.join(debian_trace(&self.cfg.mirror_name)));
             let walked = dest.clone();
             let newest = tokio::task::spawn_blocking(move || newest_file(&walked, &own)).await.ok().flatten();
             if let Some(newest) = newest {

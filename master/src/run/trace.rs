@@ -3,7 +3,7 @@
 //! mirror checkers (and anyone) read us as they read an ftpsync mirror. rsync is told to leave the
 //! file alone (`--exclude=/project/trace/<name>`), and slaves pull it with the rest of the tree.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
@@ -12,11 +12,6 @@ use mirror_runtime::rsync::RsyncOutcome;
 use super::Runner;
 use crate::db;
 use crate::db::projects::ProjectRow;
-
-/// Where the trace file of `name` lies in `dest`, relative to it.
-pub fn relative(name: &str) -> PathBuf {
-    Path::new("project").join("trace").join(name)
-}
 
 /// The rsync filter that keeps our trace file from being deleted (the upstream does not have it).
 pub fn exclude(name: &str) -> String {
@@ -83,7 +78,7 @@ pub fn render(t: &TraceRun<'_>) -> String {
 /// Writes the trace of a run into `dest` (already checked to lie in the mirror root), through no
 /// symlink the tree may hold.
 pub async fn write(mirror_root: &Path, dest: &Path, t: &TraceRun<'_>) -> std::io::Result<()> {
-    super::stamps::put_file(mirror_root, dest, &relative(t.name), render(t), t.ended.into()).await
+    super::stamps::put_file(mirror_root, dest, &super::stamps::debian_trace(t.name), render(t), t.ended.into()).await
 }
 
 impl Runner {
