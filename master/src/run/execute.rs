@@ -74,7 +74,8 @@ impl Runner {
         };
         self.make_dirs(&plan).await?;
         // Several upstreams: the first that answers and is not staler than the others first.
-        let mut plans = self.upstream_plans(plan).await.into_iter();
+        let (plans, fetched) = self.upstream_plans(plan).await;
+        let mut plans = plans.into_iter();
         let Some(plan) = plans.next() else {
             return self.finish_refused(project_id, run_id, "no upstream could be planned: not run").await;
         };
@@ -82,7 +83,7 @@ impl Runner {
         // not moved, and the run ends here without a walk of the upstream.
         let mut probe_seen_now = None;
         if let Some(path) = probe_of(&plan.project) {
-            let (label, hash) = self.probe(&plan, &path).await;
+            let (label, hash) = self.probe(&plan, &path, fetched).await;
             db::runs::set_probe(&self.db, run_id, &label).await?;
             if label == "unchanged" && plan.project.generation > 0 {
                 let message = format!("the probe {path} is as the last successful run saw it: not run");

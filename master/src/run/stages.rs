@@ -125,11 +125,21 @@ impl Runner {
     }
 
     /// Fetches the probe alone (one small confined rsync into the run's temporary directory) and
-    /// compares its SHA-256 with what the newest successful run saw. Returns what it found
+    /// compares its SHA-256 with what the newest successful run saw (`fetched`: already fetched,
+    /// by the choice among several upstreams). Returns what it found
     /// (`unchanged`, `changed`, `first`, or why it could not be read) and the hash.
-    pub(super) async fn probe(&self, plan: &RunPlan, path: &str) -> (String, Option<String>) {
+    pub(super) async fn probe(
+        &self,
+        plan: &RunPlan,
+        path: &str,
+        fetched: Option<Result<Vec<u8>, String>>,
+    ) -> (String, Option<String>) {
         let project = &plan.project;
-        let bytes = match self.fetch_probe(plan, path).await {
+        let fetched = match fetched {
+            Some(f) => f,
+            None => self.fetch_probe(plan, path).await,
+        };
+        let bytes = match fetched {
             Ok(b) => b,
             Err(why) => {
                 tracing::warn!(probe = %path, error = %why, "the probe could not be read: the run goes on in full");

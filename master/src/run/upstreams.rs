@@ -42,10 +42,12 @@ pub fn label(p: &ProjectRow) -> String {
 
 impl Runner {
     /// The plans of a run, one per upstream, in the order it tries them (one plan: the project
-    /// has one upstream). An upstream whose plan cannot be made is left out, with a warning.
-    pub(super) async fn upstream_plans(&self, plan: RunPlan) -> Vec<RunPlan> {
+    /// has one upstream), and what the probe of the first was found to hold when it was fetched
+    /// to choose (the run does not fetch it again). An upstream whose plan cannot be made is left
+    /// out, with a warning.
+    pub(super) async fn upstream_plans(&self, plan: RunPlan) -> (Vec<RunPlan>, Option<Result<Vec<u8>, String>>) {
         if plan.project.more_upstreams.is_empty() {
-            return vec![plan];
+            return (vec![plan], None);
         }
         let project = plan.project.clone();
         let mut plans = vec![plan];
@@ -57,7 +59,7 @@ impl Runner {
                 Err(why) => tracing::warn!(upstream = %label(&project), error = %why, "an upstream left out"),
             }
         }
-        let Some(path) = probe_of(&project) else { return plans };
+        let Some(path) = probe_of(&project) else { return (plans, None) };
         let mut ranked = Vec::with_capacity(plans.len());
         for p in plans {
             let found = self.fetch_probe(&p, &path).await;
@@ -65,22 +67,24 @@ impl Runner {
                 tracing::warn!(upstream = %label(&p.project), error = %why, "its probe cannot be read: tried last");
             }
             let freshness = found.as_ref().ok().and_then(|b| freshness_of(b));
-            ranked.push((p, found.is_ok(), freshness));
+            ranked.push((p, found, freshness));
         }
         let newest = ranked.iter().filter_map(|(_, _, f)| *f).max();
         // 0: answers, not staler than another; 1: answers, staler; 2: does not answer.
-        let class = |answers: bool, freshness: Option<i64>| match (answers, freshness, newest) {
+        let class = |found: &Result<Vec<u8>, String>, freshness: Option<i64>| match (found.is_ok(), freshness, newest) {
             (false, _, _) => 2,
             (true, Some(f), Some(n)) if f < n => 1,
             _ => 0,
         };
-        for (p, answers, freshness) in &ranked {
-            if class(*answers, *freshness) == 1 {
+        for (p, found, freshness) in &ranked {
+            if class(found, *freshness) == 1 {
                 tracing::info!(upstream = %label(&p.project), probe = ?freshness, newest = ?newest, at = %Utc::now(), "serves an older tree: tried after the fresher ones");
             }
         }
-        ranked.sort_by_key(|(_, answers, freshness)| class(*answers, *freshness));
-        ranked.into_iter().map(|(p, _, _)| p).collect()
+        ranked.sort_by_key(|(_, found, freshness)| class(found, *freshness));
+        let mut ranked = ranked.into_iter();
+        let Some((first, found, _)) = ranked.next() else { return (Vec::new(), None) };
+        (std::iter::once(first).chain(ranked.map(|(p, _, _)| p)).collect(), Some(found))
     }
 }
 
