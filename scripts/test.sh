@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests, and the end-to-end tests that start real
 # rsync daemons, masters and slaves, and load the status page in headless Chromium. Installs what it
-# needs (Debian's rsync, iproute2, chromium, prometheus for promtool, openssh-server) when missing.
+# needs (Debian's rsync, iproute2, chromium, prometheus for promtool, openssh-server, git, lftp) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,11 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # ftpsync's push over ssh is tested through a real sshd and ssh client.
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+# git and command projects: a real git daemon and git client, Debian's lftp against Python's
+# http.server, and a provider run by Debian's python3.
+command -v git >/dev/null 2>&1 || missing+=(git)
+[ -x /usr/bin/lftp ] || missing+=(lftp)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
 [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
 if ((${#missing[@]})); then
@@ -38,7 +43,7 @@ fi
 # ended (only its exit status waits for a parent that reaps it): not counted.
 own_processes() {
     ps -eo pid=,stat=,comm= |
-        awk '$2 !~ /^Z/ && $3 ~ /^(rsync|mirror-master|mirror-slave|mirror-confine|mirrorctl|chromium|chromedriver|postgres|git-daemon|sshd)$/ {print $1 " " $3}' |
+        awk '$2 !~ /^Z/ && $3 ~ /^(rsync|mirror-master|mirror-slave|mirror-confine|mirrorctl|chromium|chromedriver|postgres|git-daemon|git|lftp|python3|sshd)$/ {print $1 " " $3}' |
         sort
 }
 own_processes > target/processes-before.txt 2>/dev/null || { mkdir -p target; own_processes > target/processes-before.txt; }

@@ -82,6 +82,7 @@ pub mod document;
 pub mod error;
 pub mod guards;
 pub mod interval;
+pub mod kinds;
 pub mod names;
 pub mod placement;
 pub mod project;
@@ -100,6 +101,8 @@ sqlite_json!(cron::ScheduleSpec);
 sqlite_json!(interval::IntervalOptions);
 #[cfg(feature = "sqlx")]
 sqlite_json!(project::RunHooks);
+#[cfg(feature = "sqlx")]
+sqlite_json!(kinds::SourceSpec);
 #[cfg(feature = "sqlx")]
 sqlite_json!(rsync_opts::RsyncOptions);
 #[cfg(feature = "sqlx")]

@@ -9,6 +9,7 @@ use crate::cron::ScheduleSpec;
 use crate::depends::DependsOn;
 use crate::guards::MaxDelete;
 use crate::interval::IntervalSpec;
+use crate::kinds::{Kind, SourceSpec};
 use crate::names::{Dest, Host, ModulePath, Name, Port, ProjectId};
 use crate::placement::Placement;
 use crate::rsync_opts::RsyncOptions;
@@ -83,6 +84,9 @@ pub struct ProjectConfig {
     /// the master's configuration's `[[hooks]]`.
     #[serde(default, skip_serializing_if = "RunHooks::is_empty")]
     pub hooks: RunHooks,
+    /// Its kind (rsync, git, command), and what git and command projects pull from.
+    #[serde(flatten)]
+    pub source: SourceSpec,
 }
 
 /// The hooks of a project, by name: a program is only ever declared in the master's
@@ -123,13 +127,17 @@ pub struct UpstreamConfig {
 pub const MAX_UPSTREAMS: usize = 8;
 
 impl ProjectConfig {
-    /// Whether the project has a local source (no upstream: it never runs rsync).
+    /// Whether the project has a local source (no upstream: it never runs).
     pub fn is_local(&self) -> bool {
-        self.rsync_host.is_none()
+        self.source.kind == Kind::Rsync && self.rsync_host.is_none()
     }
 
-    /// `host::module`, or `local` for a project with a local source.
+    /// `host::module`, a git or command project's `upstream_url`, or `local` for a project with a
+    /// local source.
     pub fn upstream(&self) -> String {
+        if let Some(url) = &self.source.upstream_url {
+            return url.to_string();
+        }
         match (&self.rsync_host, &self.rsync_module) {
             (Some(h), Some(m)) => format!("{h}::{m}"),
             _ => "local".to_owned(),

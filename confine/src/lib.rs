@@ -60,7 +60,8 @@ const FS_ABI: ABI = ABI::V5;
 /// What a confined program may touch, besides [`SYSTEM_READ`] and its own binary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// Everything beneath these may be read, created, changed and removed (no device nodes).
+    /// Everything beneath these may be read, created, changed and removed (no device nodes); a
+    /// file here may be read and written.
     pub write: Vec<PathBuf>,
     /// Everything beneath these may be read (directories listed, files read).
     pub read: Vec<PathBuf>,
@@ -377,12 +378,13 @@ pub fn restrict(policy: &Policy, program: Option<&Path>) -> Result<Enforced, Str
     let write = all & !no_nodes;
     let read = AccessFs::from_read(FS_ABI);
     let mut rules = Vec::new();
-    for dir in &policy.write {
-        // A directory to write beneath must exist: a missing one would silently grant nothing.
-        if !is_dir(dir) {
-            return Err(format!("{} is not a directory", dir.display()));
+    for path in &policy.write {
+        // A directory to write beneath (or a file to write, such as a run's log) must exist: a
+        // missing one would silently grant nothing.
+        if !path.exists() {
+            return Err(format!("{} does not exist", path.display()));
         }
-        rules.extend(rule(dir, write)?);
+        rules.extend(rule(path, write)?);
     }
     for p in policy.read.iter().map(PathBuf::as_path).chain(SYSTEM_READ.iter().map(Path::new)).chain(program) {
         rules.extend(rule(p, read)?);

@@ -242,14 +242,29 @@ pub enum Cmd {
 pub struct AddArgs {
     /// A YAML or JSON file with the whole project ("-": stdin).
     #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
-        "password_file", "password_stdin", "option", "delete", "timeout", "disabled", "node", "upstream"])]
+        "password_file", "password_stdin", "option", "delete", "timeout", "disabled", "node", "upstream", "kind",
+        "upstream_url", "provider", "param"])]
     pub file: Option<String>,
     #[arg(long, required_unless_present = "file")]
     pub name: Option<String>,
-    #[arg(long, required_unless_present = "file")]
+    /// The rsync daemon (an rsync project).
+    #[arg(long, required_unless_present_any = ["file", "upstream_url"], conflicts_with = "upstream_url")]
     pub host: Option<String>,
-    #[arg(long, required_unless_present = "file")]
+    #[arg(long, required_unless_present_any = ["file", "upstream_url"], conflicts_with = "upstream_url")]
     pub module: Option<String>,
+    /// `git` (a bare mirror of --upstream-url) or `command` (a provider of the master's
+    /// configuration, --provider); default rsync (--host, --module).
+    #[arg(long, requires = "upstream_url", value_parser = ["rsync", "git", "command"])]
+    pub kind: Option<String>,
+    /// A git or command project's upstream (`https://...`, `git://...`, `ftp://...`).
+    #[arg(long, value_name = "URL", requires = "kind")]
+    pub upstream_url: Option<String>,
+    /// A command project's provider: a `[[providers]]` name of the master's configuration.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// A command project's parameter (repeatable): `NAME=VALUE`, passed as MIRROR_PARAM_NAME.
+    #[arg(long, value_name = "NAME=VALUE", allow_hyphen_values = true)]
+    pub param: Vec<String>,
     #[arg(long, required_unless_present = "file")]
     pub dest: Option<String>,
     /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names; `jitter=SECS` delays each fire).

@@ -67,6 +67,14 @@ pub struct Editable<'a> {
     freshness: bool,
     #[serde(skip_serializing_if = "mirror_common::project::RunHooks::is_empty")]
     hooks: &'a mirror_common::project::RunHooks,
+    #[serde(skip_serializing_if = "mirror_common::kinds::Kind::is_rsync")]
+    kind: mirror_common::kinds::Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_url: &'a Option<mirror_common::kinds::UpstreamUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: &'a Option<mirror_common::api::Name>,
+    #[serde(skip_serializing_if = "mirror_common::kinds::Params::is_empty")]
+    params: &'a mirror_common::kinds::Params,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_epoch_file: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +121,10 @@ pub fn editable(p: &ProjectView) -> Editable<'_> {
         probe: &p.probe,
         freshness: p.freshness,
         hooks: &p.hooks,
+        kind: p.kind,
+        upstream_url: &p.upstream_url,
+        provider: &p.provider,
+        params: &p.params,
         trace_epoch_file: &p.trace_epoch_file,
         node: &p.node,
         rsync_options: RsyncOptionsInput {

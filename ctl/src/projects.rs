@@ -6,6 +6,7 @@ use mirror_common::api::{
 };
 use mirror_common::cron::CronOptions;
 use mirror_common::interval::IntervalOptions;
+use mirror_common::kinds::{Kind, Params, UpstreamUrl};
 use mirror_common::rsync_opts::RsyncOptionsInput;
 
 use crate::cli::AddArgs;
@@ -63,7 +64,11 @@ pub async fn show(c: &Client, project: &str, as_json: bool) -> Result<()> {
     }
     let p = &detail.project;
     println!("{}  {}", p.id, paint(&state_of(p, None)));
+    println!("  kind          {}", p.kind.as_str());
     println!("  upstream      {}", p.upstream());
+    if let Some(provider) = &p.provider {
+        println!("  provider      {provider}");
+    }
     println!("  dest          {}", p.dest);
     println!("  enabled       {}", p.enabled);
     println!("  generation    {}", p.generation);
@@ -148,6 +153,10 @@ fn from_flags(args: AddArgs) -> Result<AddProject> {
             .then(|| invalid("depends_on", depends_on).map(DependsOn))
             .transpose()?,
         node,
+        kind: args.kind.as_deref().map(kind).transpose()?,
+        upstream_url: args.upstream_url.map(|u| invalid("upstream_url", UpstreamUrl::parse(&u))).transpose()?,
+        provider: args.provider.map(|p| invalid("provider", Name::parse(p))).transpose()?,
+        params: params(&args.param)?,
         ..AddProject::default()
     };
     if !more.is_empty() {
@@ -162,6 +171,26 @@ fn from_flags(args: AddArgs) -> Result<AddProject> {
         add.upstreams = Some(std::iter::once(first).chain(more).collect());
     }
     Ok(add)
+}
+
+/// `--kind rsync|git|command`.
+fn kind(text: &str) -> Result<Kind> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| Failure::new(Exit::Usage, format!("--kind {text}: rsync, git or command")))
+}
+
+/// `--param NAME=VALUE`, each checked as the master would; `None` without any.
+fn params(given: &[String]) -> Result<Option<Params>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let mut map = std::collections::BTreeMap::new();
+    for p in given {
+        let (name, value) =
+            p.split_once('=').ok_or_else(|| Failure::new(Exit::Usage, format!("--param {p}: give NAME=VALUE")))?;
+        map.insert(name.to_owned(), value.to_owned());
+    }
+    invalid("params", Params::new(map)).map(Some)
 }
 
 /// `--upstream rsync://[user@]host[:port]/module[/path]`.

@@ -283,6 +283,7 @@ impl Parts {
             events: events.clone(),
             credentials: Arc::new(settings.s3_credentials.clone()),
             hooks: Arc::new(settings.hooks.clone()),
+            providers: Arc::new(settings.providers.clone()),
         };
         let settings_streams = (settings.max_streams, settings.max_streams_per_user);
         let state = AppState::new(Inner {

@@ -204,6 +204,7 @@ impl AppState {
             confinement: self.confine.confinement(vec![writes, place.temp.clone()], vec![]),
             run_as: self.run_as,
             progress: None,
+            child: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod pg;
 pub mod rsyncd;
 pub mod s3;
+pub mod servers;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};

@@ -128,6 +128,17 @@ async fn an_operator_logs_in_adds_syncs_and_reads_with_mirrorctl() {
     let bad = ctl(h, &[&args[..], &["ftp://127.0.0.1/m"]].concat(), None, &env).await;
     assert!(bad.code == 2 && bad.stderr.contains("rsync://"), "{}", bad.stderr);
     assert_eq!(ctl(h, &["rm", "multi"], None, &env).await.code, 0);
+    // The kinds: a git mirror by its URL; a bad URL or a parameter is refused before it is sent.
+    let args = ["add", "--name", "kernel", "--dest", "kernel", "--kind", "git", "--upstream-url"];
+    let git = ctl(h, &[&args[..], &["https://git.example.org/linux.git"]].concat(), None, &env).await;
+    assert_eq!(git.code, 0, "{}", git.stderr);
+    let shown = ctl(h, &["show", "kernel"], None, &env).await;
+    assert!(shown.stdout.contains("kind          git") && shown.stdout.contains("https://git.example.org/linux.git"));
+    let bad = ctl(h, &[&args[..], &["https://h/a;b"]].concat(), None, &env).await;
+    assert!(bad.code != 0 && bad.stderr.contains("upstream_url"), "{}", bad.stderr);
+    let bad = ctl(h, &[&args[..], &["https://h/r", "--param", "Bad=1"]].concat(), None, &env).await;
+    assert!(bad.code != 0 && bad.stderr.contains("params"), "{}", bad.stderr);
+    assert_eq!(ctl(h, &["rm", "kernel"], None, &env).await.code, 0);
     let invalid = ctl(h, &["add", "--name", "x", "--host=-e", "--module", "m", "--dest", "x"], None, &env).await;
     assert_eq!(invalid.code, 8, "{}", invalid.stderr);
     assert!(invalid.stderr.contains("rsync_host"), "names the field: {}", invalid.stderr);

@@ -16,6 +16,7 @@ mod hardening;
 mod history;
 mod hooks;
 mod intervals;
+mod kinds;
 mod mirrorz;
 mod netns;
 mod newcomer;

@@ -67,6 +67,14 @@ pub struct ProjectDoc {
     pub freshness: bool,
     #[serde(default, skip_serializing_if = "crate::project::RunHooks::is_empty")]
     pub hooks: crate::project::RunHooks,
+    #[serde(default, skip_serializing_if = "crate::kinds::Kind::is_rsync")]
+    pub kind: crate::kinds::Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<crate::kinds::UpstreamUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Name>,
+    #[serde(default, skip_serializing_if = "crate::kinds::Params::is_empty")]
+    pub params: crate::kinds::Params,
     /// Every upstream, when there is more than one (then no `rsync_host`...); each password as
     /// `rsync_password` is (`"set"` out; a value, or `"set"` to keep it, in).
     #[serde(default, skip_serializing_if = "Option::is_none")]

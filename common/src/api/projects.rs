@@ -124,6 +124,23 @@ pub struct AddProject {
     /// Programs run after each run, by the names of the master's `[[hooks]]` (root only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hooks: Option<crate::project::RunHooks>,
+    /// How the tree is brought: `rsync` (default: `rsync_host`, `rsync_module`), `git` (a bare
+    /// mirror of `upstream_url`) or `command` (the master's `[[providers]]` entry named by
+    /// `provider`). See docs/kinds.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::kinds::Kind>,
+    /// A git or command project's upstream: `https://`, `git://`, `ftp://`... (no password, only
+    /// the characters of a plain URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<crate::kinds::UpstreamUrl>,
+    /// A command project's program, by the name of a `[[providers]]` entry of the master's
+    /// configuration (root only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Name>,
+    /// A command project's parameters (root only): each passed as the environment variable
+    /// `MIRROR_PARAM_<NAME>`, and into the argv only where the provider has a `{params.NAME}` slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<crate::kinds::Params>,
     /// Writes Arch's freshness files at the top of the tree with each new generation: `lastupdate`
     /// (the Unix time of the newest file in the tree) and `lastsync` (when the run that made the
     /// generation ended). Default false.
@@ -211,6 +228,23 @@ pub struct UpdateProjectBasic {
     /// Replaces the project's hooks (root only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hooks: Option<crate::project::RunHooks>,
+    /// Absent: unchanged. How the tree is brought: `rsync` , `git` (a bare
+    /// mirror of `upstream_url`) or `command` (the master's `[[providers]]` entry named by
+    /// `provider`). See docs/kinds.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::kinds::Kind>,
+    /// A git or command project's upstream: `https://`, `git://`, `ftp://`... (no password, only
+    /// the characters of a plain URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<crate::kinds::UpstreamUrl>,
+    /// A command project's program, by the name of a `[[providers]]` entry of the master's
+    /// configuration (root only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Name>,
+    /// A command project's parameters (root only): each passed as the environment variable
+    /// `MIRROR_PARAM_<NAME>`, and into the argv only where the provider has a `{params.NAME}` slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<crate::kinds::Params>,
     /// Absent: unchanged; `null` or `""`: none.
     #[serde(default, deserialize_with = "present_or_null")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,6 +356,18 @@ pub struct ProjectView {
     /// Programs run after each run (`[[hooks]]` names).
     #[serde(default, skip_serializing_if = "crate::project::RunHooks::is_empty")]
     pub hooks: crate::project::RunHooks,
+    /// `rsync`, `git` or `command`.
+    #[serde(default)]
+    pub kind: crate::kinds::Kind,
+    /// A git or command project's upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<crate::kinds::UpstreamUrl>,
+    /// A command project's `[[providers]]` name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Name>,
+    /// A command project's parameters.
+    #[serde(default, skip_serializing_if = "crate::kinds::Params::is_empty")]
+    pub params: crate::kinds::Params,
     /// Every upstream in order of preference, when it has more than one (the first is
     /// `rsync_host`...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -388,6 +434,9 @@ pub struct PublicProjectView {
 impl ProjectView {
     /// `host::module`, or `local` for a project with a local source.
     pub fn upstream(&self) -> String {
+        if let Some(url) = &self.upstream_url {
+            return url.to_string();
+        }
         match (&self.rsync_host, &self.rsync_module) {
             (Some(h), Some(m)) => format!("{h}::{m}"),
             _ => "local".to_owned(),

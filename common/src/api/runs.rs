@@ -44,6 +44,9 @@ pub struct RunStats {
     pub files_created: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_deleted: Option<u64>,
+    /// A git run: the references (branches, tags) it created, moved or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refs_updated: Option<u64>,
     /// Items rsync itemized as changed (`--itemize-changes`: created, updated, deleted, or only
     /// their attributes changed); `0`: the run changed nothing. Not kept with the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -127,6 +127,7 @@ impl Launch {
             confinement: self.confinement.clone(),
             run_as: self.run_as,
             progress: None,
+            child: Default::default(),
         };
         let mut command = command.command();
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());

@@ -10,7 +10,8 @@ mod sections;
 mod validate;
 
 pub use sections::{
-    AlertEvent, AlertSettings, HookSettings, RsyncdSettings, S3Credentials, TargetSettings, WebhookSettings,
+    AlertEvent, AlertSettings, HookSettings, ProviderSettings, RsyncdSettings, S3Credentials, TargetSettings,
+    WebhookSettings,
 };
 
 use mirror_common::api::Name;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub log_format: mirror_runtime::logging::LogFormat,
     /// The rsync program (a path, or a name looked up in PATH).
     pub rsync_path: PathBuf,
+    /// The git program of `kind: git` projects (a path, or a name looked up in PATH).
+    pub git_path: PathBuf,
     /// Full per-run output goes to `<log_dir>/<project>/<run>.log`.
     pub log_dir: PathBuf,
     /// Run logs kept per project; older ones are deleted.
@@ -158,6 +161,8 @@ pub struct Settings {
     pub s3_credentials: Vec<S3Credentials>,
     /// Programs projects may run after a run (`hooks.on_success`, `hooks.on_failure`), each named.
     pub hooks: Vec<HookSettings>,
+    /// Programs `kind: command` projects run (`provider`), each named.
+    pub providers: Vec<ProviderSettings>,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -185,6 +190,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: Default::default(),
             rsync_path: "rsync".into(),
+            git_path: "git".into(),
             log_dir: "logs".into(),
             log_keep: 20,
             log_max_bytes: 256 * 1024 * 1024,
@@ -215,6 +221,7 @@ impl Default for Settings {
             targets: TargetSettings::default(),
             s3_credentials: Vec::new(),
             hooks: Vec::new(),
+            providers: Vec::new(),
             max_delete: mirror_common::guards::MaxDelete::Percent(50),
             upstream_lock_retry_secs: 60,
             upstream_lock_wait_secs: 3600,

@@ -241,3 +241,44 @@ pub struct HookSettings {
 fn hook_timeout() -> u64 {
     300
 }
+
+/// One `[[providers]]` entry: the program a `kind: command` project runs, by name. Only this file
+/// names programs, the paths they may read, and fixed variables; a project names the provider and
+/// gives its `upstream_url` and `params`, which reach the argv only through the `{...}` slots
+/// here, each inside the one item that holds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub name: Name,
+    /// The program (an absolute path) and its arguments, run as argv (never through a shell).
+    /// Slots: `{upstream_url}`, `{working_dir}` (the project's tree), `{mirror_name}` (its id),
+    /// `{log_file}`, `{params.NAME}`; `${...}` is left as it is (a shell's own).
+    pub command: Vec<String>,
+    /// Paths the confined program may read besides the system's libraries and its own binary (the
+    /// programs a script runs, `/etc/ssl/certs`, its configuration files).
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    /// Variables set for every run of the provider (after the project's `MIRROR_PARAM_*`).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl ProviderSettings {
+    /// Each parameter its slots use, with whether a slot of it begins an argv item.
+    pub fn param_slots(&self) -> Vec<(String, bool)> {
+        use mirror_common::kinds::{Piece, Slot, pieces};
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for item in &self.command[1..] {
+            let Ok(cut) = pieces(item) else { continue };
+            for (i, piece) in cut.iter().enumerate() {
+                if let Piece::Slot(Slot::Param(name)) = piece {
+                    match out.iter_mut().find(|(n, _)| n == name) {
+                        Some(seen) => seen.1 |= i == 0,
+                        None => out.push((name.clone(), i == 0)),
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -23,6 +23,38 @@ impl Settings {
         Ok(())
     }
 
+    /// `[[providers]]`: each named once, an absolute program, known slots, absolute read paths,
+    /// variables that do not pass for ours.
+    fn check_providers(&self) -> Result<(), ConfigError> {
+        for (i, p) in self.providers.iter().enumerate() {
+            if self.providers[..i].iter().any(|o| o.name == p.name) {
+                return Err(invalid("providers.name", format!("'{}' is used twice", p.name)));
+            }
+            let Some(program) = p.command.first().filter(|p| std::path::Path::new(p).is_absolute()) else {
+                return Err(invalid(
+                    "providers.command",
+                    format!("of '{}': must start with an absolute program path", p.name),
+                ));
+            };
+            if program.contains('{') {
+                return Err(invalid("providers.command", format!("of '{}': the program cannot be a slot", p.name)));
+            }
+            for item in &p.command[1..] {
+                mirror_common::kinds::pieces(item)
+                    .map_err(|e| invalid("providers.command", format!("of '{}': {e}", p.name)))?;
+            }
+            if let Some(r) = p.read.iter().find(|r| !r.is_absolute()) {
+                return Err(invalid("providers.read", format!("of '{}': {} is not absolute", p.name, r.display())));
+            }
+            let ours = |k: &str| k.starts_with("TUNASYNC_") || k.starts_with(mirror_common::kinds::PARAM_ENV_PREFIX);
+            let bad = |k: &str| k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if let Some(k) = p.env.keys().find(|k| ours(k) || bad(k)) {
+                return Err(invalid("providers.env", format!("of '{}': '{k}' is not a name it may set", p.name)));
+            }
+        }
+        Ok(())
+    }
+
     /// `[site]`: mirrorz requires `url` (an http(s) address without a trailing `/`) and `abbr`.
     fn check_site(&self) -> Result<(), ConfigError> {
         let Some(site) = &self.site else { return Ok(()) };
@@ -49,6 +81,7 @@ impl Settings {
         self.validate_targets()?;
         self.check_site()?;
         self.check_hooks()?;
+        self.check_providers()?;
         if self.run_nice.is_some_and(|n| n > 19) {
             return Err(invalid("run_nice", "must be between 0 and 19"));
         }

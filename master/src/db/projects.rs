@@ -121,6 +121,7 @@ macro_rules! project_from_row {
                     trace_epoch_file: r.try_get("trace_epoch_file")?,
                     node: r.try_get("node")?,
                     hooks: r.try_get("hooks")?,
+                    source: r.try_get("source")?,
                     more_upstreams: json_column(r.try_get("more_upstreams")?, "more_upstreams")?.unwrap_or_default(),
                 };
                 let passwords: Option<Vec<Option<String>>> =
@@ -150,7 +151,7 @@ project_from_row!(sqlx::postgres::PgRow);
 const COLUMNS: &str = "id, project, id_derived, NULLIF(rsync_host, '') AS rsync_host, \
                        NULLIF(rsync_module, '') AS rsync_module, dest, rsync_password, schedule, \
                        interval_options, rsync_options, enabled, created_at, updated_at, rsync_user, rsync_port, timeout_secs, \
-                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, more_upstream_passwords, hooks";
+                       catch_up, last_fire_at, generation, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, more_upstream_passwords, hooks, source";
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<ProjectRow>> {
     list_in(&db.read).await
@@ -216,7 +217,7 @@ pub async fn get<'a>(ex: impl Into<Ex<'a>>, id: &str) -> sqlx::Result<Option<Pro
 /// The fields an insert and an update both write, bound in the order of [`WRITTEN`].
 const WRITTEN: &str = "id, project, id_derived, rsync_host, rsync_module, dest, rsync_password, schedule, \
                        interval_options, rsync_options, enabled, rsync_user, rsync_port, timeout_secs, catch_up, max_age_secs, version, managed_file, trace, targets, watch, max_delete, stages, flip, depends_on, probe, freshness, trace_epoch_file, node, more_upstreams, \
-                       more_upstream_passwords, hooks";
+                       more_upstream_passwords, hooks, source";
 
 /// Binds the fields of [`WRITTEN`], in its order, to query `$q` (a macro: the query's type is
 /// each engine's own).
@@ -256,6 +257,7 @@ macro_rules! bind_written {
             .bind((!p.more_upstreams.is_empty()).then(|| serde_json::to_string(&p.more_upstreams).unwrap_or_default()))
             .bind(more_passwords_text(p))
             .bind(&p.hooks)
+            .bind(&p.source)
     }};
 }
 
@@ -486,6 +488,7 @@ pub fn sample() -> ProjectRow {
         node: None,
         more_upstreams: Vec::new(),
         hooks: Default::default(),
+        source: Default::default(),
     };
     ProjectRow { version: 1, ..ProjectRow::new(config, None) }
 }

@@ -26,6 +26,8 @@ pub struct RunRow {
     pub bytes_received: Option<i64>,
     pub files_created: Option<i64>,
     pub files_deleted: Option<i64>,
+    /// A git run's references created, moved or deleted.
+    pub refs_updated: Option<i64>,
     pub log_tail: Option<String>,
     pub log_file: Option<String>,
     pub changed: Option<bool>,
@@ -36,12 +38,12 @@ pub struct RunRow {
 
 const COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, exit_code, \
                        attempts, message, warning, files_total, files_transferred, total_size, bytes_transferred, \
-                       bytes_received, files_created, files_deleted, log_tail, log_file, changed, probe, upstream";
+                       bytes_received, files_created, files_deleted, refs_updated, log_tail, log_file, changed, probe, upstream";
 
 /// The same without the output's tail (up to 64 KiB a run): for lists, which never show it.
 const LIST_COLUMNS: &str = "id, project_id, trigger, status, scheduled_for, queued_at, started_at, ended_at, \
                             exit_code, attempts, message, warning, files_total, files_transferred, total_size, \
-                            bytes_transferred, bytes_received, files_created, files_deleted, NULL AS log_tail, \
+                            bytes_transferred, bytes_received, files_created, files_deleted, refs_updated, NULL AS log_tail, \
                             log_file, changed, probe, upstream";
 
 /// Rows a statement inserts at most: four parameters each, well under SQLite's limit.
@@ -153,6 +155,7 @@ static NO_STATS: RunStats = RunStats {
     bytes_received: None,
     files_created: None,
     files_deleted: None,
+    refs_updated: None,
     changes: None,
 };
 
@@ -244,7 +247,8 @@ async fn finish_in<'a>(db: impl Into<Ex<'a>>, id: i64, f: &Finished<'_>) -> sqlx
         sqlx::query(
         "UPDATE runs SET status = $1, ended_at = $2, exit_code = $3, attempts = $4, message = $5, warning = $6, \
          files_total = $7, files_transferred = $8, total_size = $9, bytes_transferred = $10, bytes_received = $11, \
-         files_created = $12, files_deleted = $13, log_tail = $14, pid = NULL, started_at = COALESCE(started_at, queued_at) WHERE id = $15",
+         files_created = $12, files_deleted = $13, log_tail = $14, pid = NULL, started_at = COALESCE(started_at, queued_at), \
+         refs_updated = $16 WHERE id = $15",
     )
     .bind(f.status)
     .bind(super::now())
@@ -261,6 +265,7 @@ async fn finish_in<'a>(db: impl Into<Ex<'a>>, id: i64, f: &Finished<'_>) -> sqlx
     .bind(as_i64(f.stats.files_deleted))
     .bind(f.log_tail)
     .bind(id)
+    .bind(as_i64(f.stats.refs_updated))
     .execute(c).await.map(|r| r.rows_affected())
     })?;
     Ok(())

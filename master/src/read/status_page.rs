@@ -184,18 +184,27 @@ pub fn project(
     let body = format!(
         "<p><a href=\"/\">← all projects</a></p><h1>{id}</h1><p><span class=\"badge {state}\">{state}</span>{stale}</p>\
          <table><tbody><tr><th>Last update</th><td>{}</td></tr><tr><th>Next run</th><td>{}</td></tr>\
-         <tr><th>Upstream</th><td><code>{}</code></td></tr><tr><th>Size</th><td>{}</td></tr>\
-         <tr><th>Generation</th><td>{}</td></tr></tbody></table>\
+         <tr><th>Kind</th><td>{}</td></tr><tr><th>Upstream</th><td><code>{}</code></td></tr>\
+         <tr><th>Size</th><td>{}</td></tr><tr><th>Generation</th><td>{}</td></tr></tbody></table>\
          <h2>Recent runs</h2><div class=\"wrap\"><table id=\"runs\"><thead><tr><th>Run</th><th>Trigger</th><th>Status</th>\
          <th>Started</th><th>Took</th><th>Transferred</th></tr></thead><tbody>{run_rows}</tbody></table></div>\
          <h2>Slaves</h2>{slaves}",
         time_cell(s.last_success.map(|t| t.to_datetime()), now),
         time_cell(s.next_run, now),
+        esc(&kind_text(&s.row)),
         esc(&upstream(&s.row)),
         esc(&size_text(s)),
         s.row.generation,
     );
     page(&format!("{} · mirror status", s.row.id), &body)
+}
+
+/// `rsync`, `git`, or `command (PROVIDER)`.
+fn kind_text(row: &crate::db::projects::ProjectRow) -> String {
+    match &row.source.provider {
+        Some(p) => format!("{} ({p})", row.source.kind.as_str()),
+        None => row.source.kind.as_str().to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,10 @@ pub fn project_view(
         probe: row.probe.clone(),
         freshness: row.freshness,
         hooks: row.hooks.clone(),
+        kind: row.source.kind,
+        upstream_url: row.source.upstream_url.clone(),
+        provider: row.source.provider.clone(),
+        params: row.source.params.clone(),
         trace_epoch_file: row.trace_epoch_file.clone(),
         upstreams: upstream_views(row),
         node: row.node.clone(),
@@ -139,6 +143,7 @@ pub fn run_view(r: &RunRow, with_tail: bool) -> RunView {
             bytes_received: count(r.bytes_received),
             files_created: count(r.files_created),
             files_deleted: count(r.files_deleted),
+            refs_updated: count(r.refs_updated),
             changes: None,
         },
         log_tail: if with_tail { Some(r.log_tail.clone().unwrap_or_default()) } else { None },
@@ -178,6 +183,9 @@ pub fn public_state(s: &ProjectState) -> &'static str {
 /// The upstream as a URL, without the login: `rsync://host[:port]/module/`; `local` for a
 /// project with a local source.
 pub fn upstream(row: &ProjectRow) -> String {
+    if let Some(url) = &row.source.upstream_url {
+        return url.to_string();
+    }
     let port = row.rsync_port.map(|p| format!(":{p}")).unwrap_or_default();
     match (&row.rsync_host, &row.rsync_module) {
         (Some(host), Some(module)) => format!("rsync://{}{port}/{}/", host.bracketed(), module.trim_end_matches('/')),

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use super::Runner;
 use super::guards::over_limit;
-use super::plan::RunPlan;
+use super::kinds::Manifest;
+use super::plan::{RunPlan, Tool};
 use super::stages::{OwnLock, probe_of};
 use super::upstreams;
 use crate::db;
@@ -68,7 +69,7 @@ impl Runner {
         let Some(project) = db::projects::get(&self.db.read, project_id).await? else {
             return self.finish_interrupted(project_id, run_id, "the project was removed").await;
         };
-        let plan = match self.plan(project).await {
+        let plan = match self.plan(project, run_id).await {
             Ok(plan) => plan,
             Err(why) => return self.finish_refused(project_id, run_id, &format!("{why}: not run")).await,
         };
@@ -76,9 +77,14 @@ impl Runner {
         // Several upstreams: the first that answers and is not staler than the others first.
         let (plans, fetched) = self.upstream_plans(plan).await;
         let mut plans = plans.into_iter();
-        let Some(plan) = plans.next() else {
+        let Some(mut plan) = plans.next() else {
             return self.finish_refused(project_id, run_id, "no upstream could be planned: not run").await;
         };
+        if !matches!(plan.tool, Tool::Rsync) {
+            // git and providers tell no figures of their own: the tree before and after does.
+            let dest = plan.project.dest.as_path().to_path_buf();
+            plan.before = Some(tokio::task::spawn_blocking(move || Manifest::of(&dest)).await?);
+        }
         // The probe: one small file fetched alone; as the last success saw it, the upstream has
         // not moved, and the run ends here without a walk of the upstream.
         let mut probe_seen_now = None;
@@ -156,6 +162,9 @@ impl Runner {
     /// percentage with no earlier success to measure the tree by still needs a dry run first
     /// (then `None`, as when there is no limit).
     async fn one_pass(&self, plan: &RunPlan) -> anyhow::Result<Option<u64>> {
+        if !matches!(plan.tool, Tool::Rsync) {
+            return Ok(None);
+        }
         Ok(match plan.limit {
             MaxDelete::Off => None,
             MaxDelete::Count(n) => Some(n),
@@ -167,7 +176,7 @@ impl Runner {
 
     /// The run's commands: each stage logs to the run's log and tells its progress.
     fn commands(&self, plan: &RunPlan, run_id: i64, one_pass: Option<u64>) -> Commands {
-        let log_file = self.cfg.log_dir.join(plan.project.id.as_str()).join(format!("{run_id}.log"));
+        let log_file = plan.log_file.clone();
         let (progress, watching) = watch::channel::<Option<RunProgress>>(None);
         let progress = Arc::new(progress);
         self.progress_map().insert(run_id, watching);
@@ -182,7 +191,9 @@ impl Runner {
             let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
             args.insert(at, format!("--max-delete={n}"));
         }
-        let dry = (plan.limit != MaxDelete::Off && one_pass.is_none()).then(|| self.dry_command(plan, args.clone()));
+        let rsync = matches!(plan.tool, Tool::Rsync);
+        let dry =
+            (rsync && plan.limit != MaxDelete::Off && one_pass.is_none()).then(|| self.dry_command(plan, args.clone()));
         Commands { stage1: plan.stage1.clone().map(logged), main: logged(args), dry }
     }
 
@@ -258,7 +269,7 @@ impl Runner {
         on_start: &(dyn Fn(u32) + Send + Sync),
         stage_secs: &mut (u64, u64),
     ) -> Result<RsyncOutcome, String> {
-        let cannot_start = |e: std::io::Error| format!("cannot start {}: {e}", self.cfg.rsync_path.display());
+        let cannot_start = |e: std::io::Error| format!("cannot start {}: {e}", commands.main.program.display());
         if let Some(dry) = &commands.dry {
             let o = run_rsync(dry, cancel.clone(), &|_| {}).await.map_err(cannot_start)?;
             if !o.succeeded() {
@@ -297,6 +308,11 @@ impl Runner {
         mut outcome: RsyncOutcome,
         one_pass: Option<u64>,
     ) -> anyhow::Result<RsyncOutcome> {
+        if let Some(before) = &plan.before
+            && outcome.succeeded()
+        {
+            self.measured(plan, before, &mut outcome).await?;
+        }
         if outcome.exit_code == Some(25)
             && let Some(n) = one_pass
         {

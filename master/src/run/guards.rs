@@ -17,16 +17,21 @@ fn deletes(project: &crate::db::projects::ProjectRow) -> bool {
 /// Why `stats` (of a dry run) cross `limit`, if they do. The tree is the mirror's as it is:
 /// the upstream's file count, less what would be created, plus what would be deleted.
 pub(super) fn over_limit(limit: MaxDelete, stats: &RunStats) -> Option<String> {
+    let (deleted, tree, pct) = crossing(limit, stats)?;
+    Some(format!(
+        "would delete {deleted} of {tree} files ({pct}%), more than max_delete {limit}: nothing was changed \
+         (raise the project's max_delete to let it through)"
+    ))
+}
+
+/// When `stats` delete more than `limit` allows: what they delete, of how many, in percent.
+fn crossing(limit: MaxDelete, stats: &RunStats) -> Option<(u64, u64, u64)> {
     let deleted = stats.files_deleted.unwrap_or(0);
     let tree = (stats.files_total.unwrap_or(0) + deleted).saturating_sub(stats.files_created.unwrap_or(0));
     if limit.allows(deleted, tree) {
         return None;
     }
-    let pct = (deleted * 100).checked_div(tree).unwrap_or(100);
-    Some(format!(
-        "would delete {deleted} of {tree} files ({pct}%), more than max_delete {limit}: nothing was changed \
-         (raise the project's max_delete to let it through)"
-    ))
+    Some((deleted, tree, (deleted * 100).checked_div(tree).unwrap_or(100)))
 }
 impl Runner {
     /// After rsync stopped at `--max-delete={n}`: every file, directory and link of the previous
@@ -39,6 +44,40 @@ impl Runner {
             "rsync stopped at max_delete {limit} ({n} files): it would delete more (raise the project's max_delete \
              to let it through); the generation stays at {g} and no slave is told"
         );
+        self.restore_deleted(project, head).await
+    }
+
+    /// A git or command run's figures, from the tree before and after it (its own output's
+    /// `refs_updated` and `bytes_received` kept); a command that deleted more than the deletion
+    /// limit allows has failed, and what it deleted comes back from the frozen copy.
+    pub(super) async fn measured(
+        &self,
+        plan: &super::plan::RunPlan,
+        before: &super::kinds::Manifest,
+        outcome: &mut mirror_runtime::rsync::RsyncOutcome,
+    ) -> anyhow::Result<()> {
+        let dest = plan.project.dest.as_path().to_path_buf();
+        let after = tokio::task::spawn_blocking(move || super::kinds::Manifest::of(&dest)).await?;
+        let told = std::mem::take(&mut outcome.stats);
+        outcome.stats =
+            RunStats { refs_updated: told.refs_updated, bytes_received: told.bytes_received, ..before.compare(&after) };
+        if let Some((deleted, tree, pct)) = crossing(plan.limit, &outcome.stats) {
+            let (g, limit) = (plan.project.generation, plan.limit);
+            let head = format!(
+                "the command deleted {deleted} of {tree} files ({pct}%), more than max_delete {limit} (raise the \
+                 project's max_delete to let it through); the generation stays at {g} and no slave is told"
+            );
+            outcome.ending = mirror_runtime::rsync::Ending::Failed;
+            outcome.message = self.restore_deleted(&plan.project, head).await;
+            tracing::error!(message = %outcome.message, "run stopped at the deletion limit");
+        }
+        Ok(())
+    }
+
+    /// `head`, and how the files a run deleted were put back from the previous generation's
+    /// frozen copy.
+    async fn restore_deleted(&self, project: &crate::db::projects::ProjectRow, head: String) -> String {
+        let g = project.generation;
         let Some(held) = self.cfg.snapshots.hold(&project.id, g).await else {
             return format!("{head}; no frozen copy of generation {g} to put back the files it deleted");
         };
@@ -63,7 +102,14 @@ impl Runner {
         let project = db::projects::get(&self.db.read, project_id)
             .await?
             .ok_or_else(|| Error::not_found("id", format!("no project with id '{project_id}'")))?;
-        let plan = self.plan(project).await.map_err(|why| Error::conflict("id", format!("{why}: not run")))?;
+        if !project.source.kind.is_rsync() {
+            let kind = project.source.kind.as_str();
+            return Err(Error::conflict(
+                "dry_run",
+                format!("a {kind} project has no dry run: only rsync can tell what it would change"),
+            ));
+        }
+        let plan = self.plan(project, 0).await.map_err(|why| Error::conflict("id", format!("{why}: not run")))?;
         tokio::fs::create_dir_all(&plan.project.dest).await.map_err(|e| Error::Internal(e.into()))?;
         // Never emptied here: a run going may be using it.
         tokio::fs::create_dir_all(&plan.temp).await.map_err(|e| Error::Internal(e.into()))?;

@@ -25,6 +25,7 @@ pub use mirror_common::api::{Preview, Trigger};
 mod execute;
 mod guards;
 mod hooks;
+mod kinds;
 mod logs;
 mod plan;
 mod queue;
@@ -42,6 +43,12 @@ pub struct RunnerConfig {
     /// Canonical: every run checks that its `dest` still resolves under it.
     pub mirror_root: PathBuf,
     pub rsync_path: PathBuf,
+    /// The git of `kind: git` projects (looked up in PATH at start).
+    pub git_path: PathBuf,
+    /// What git runs may read besides the system's libraries (its helpers, templates, certificates).
+    pub git_read: Vec<PathBuf>,
+    /// The `[[providers]]` of `kind: command` projects.
+    pub providers: Vec<crate::config::ProviderSettings>,
     pub log_dir: PathBuf,
     pub log_keep: usize,
     pub log_max_bytes: u64,
@@ -82,6 +89,9 @@ impl From<&Settings> for RunnerConfig {
         RunnerConfig {
             mirror_root: s.mirror_root.clone(),
             rsync_path: s.rsync_path.clone(),
+            git_path: mirror_runtime::rsync::program_path(&s.git_path),
+            git_read: kinds::git_reads(&mirror_runtime::rsync::program_path(&s.git_path)),
+            providers: s.providers.clone(),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
             log_max_bytes: s.log_max_bytes,

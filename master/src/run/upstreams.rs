@@ -49,12 +49,12 @@ impl Runner {
         if plan.project.more_upstreams.is_empty() {
             return (vec![plan], None);
         }
-        let project = plan.project.clone();
+        let (project, project_run) = (plan.project.clone(), plan.run_id);
         let mut plans = vec![plan];
         for (i, u) in project.more_upstreams.iter().enumerate() {
             let password = project.more_passwords.get(i).cloned().flatten();
             let row = ProjectRow { config: project.using(u), rsync_password: password, ..project.clone() };
-            match self.plan(row).await {
+            match self.plan(row, project_run).await {
                 Ok(p) => plans.push(p),
                 Err(why) => tracing::warn!(upstream = %label(&project), error = %why, "an upstream left out"),
             }

@@ -193,6 +193,30 @@ pub struct RsyncCommand {
     /// Told each progress line rsync prints (`--info=progress2`), which then goes to neither the
     /// log nor the tail: it is a state, not an event.
     pub progress: Option<std::sync::Arc<watch::Sender<Option<mirror_common::api::RunProgress>>>>,
+    /// What the program is (rsync, git, a provider's), its extra variables and working directory.
+    pub child: Child,
+}
+
+/// Which program a command runs: how its output is read and its exit code told.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Speaks {
+    /// rsync: `--stats`, itemized changes, progress, rsync's exit codes.
+    #[default]
+    Rsync,
+    /// git: the references a fetch updated, the bytes received; its `fatal:` line.
+    Git,
+    /// Any other program: its output is logged as it is, its last line tells a failure.
+    Plain,
+}
+
+/// The rest of a child's setup beside rsync's.
+#[derive(Debug, Clone, Default)]
+pub struct Child {
+    pub speaks: Speaks,
+    /// Set after the fixed `PATH` and `LC_ALL` (a provider's variables, tunasync's).
+    pub env: Vec<(String, String)>,
+    /// Where it starts (a provider runs in the project's tree).
+    pub cwd: Option<PathBuf>,
 }
 
 impl RsyncCommand {
@@ -216,6 +240,10 @@ impl RsyncCommand {
             }
         };
         command.env_clear().envs(CHILD_ENV);
+        command.envs(self.child.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.child.cwd {
+            command.current_dir(dir);
+        }
         if let Some(p) = &self.password {
             command.env("RSYNC_PASSWORD", p.expose());
         }
@@ -327,18 +355,43 @@ struct Output<'a> {
     logged: u64,
     log_max: u64,
     progress: Option<&'a watch::Sender<Option<mirror_common::api::RunProgress>>>,
+    speaks: Speaks,
 }
 
-impl Output<'_> {
-    async fn take(&mut self, line: &str) {
-        if let Some(tx) = self.progress
-            && let Some(p) = output::progress(line)
-        {
-            tx.send_replace(Some(p));
-            return;
+impl<'a> Output<'a> {
+    fn new(cmd: &'a RsyncCommand, log: Option<tokio::io::BufWriter<tokio::fs::File>>) -> Output<'a> {
+        Output {
+            tail: Tail { buf: Default::default(), cap: TAIL_BYTES },
+            stats: RunStats::default(),
+            daemon_refused: false,
+            log,
+            logged: 0,
+            log_max: cmd.log_max_bytes,
+            progress: cmd.progress.as_deref(),
+            speaks: cmd.child.speaks,
         }
-        output::absorb(&mut self.stats, line);
-        self.daemon_refused |= line.starts_with("@ERROR");
+    }
+
+    async fn take(&mut self, line: &str) {
+        match self.speaks {
+            Speaks::Rsync => {
+                if let Some(tx) = self.progress
+                    && let Some(p) = output::progress(line)
+                {
+                    tx.send_replace(Some(p));
+                    return;
+                }
+                output::absorb(&mut self.stats, line);
+                self.daemon_refused |= line.starts_with("@ERROR");
+            }
+            Speaks::Git => {
+                output::absorb_git(&mut self.stats, line);
+                if output::is_git_progress(line) {
+                    return;
+                }
+            }
+            Speaks::Plain => {}
+        }
         if let Some(f) = self.log.as_mut() {
             // A full disk must not stop the transfer; the tail still has the output.
             let size = line.len() as u64 + 1;
@@ -432,15 +485,7 @@ pub async fn run_rsync(
     }
     drop(tx);
 
-    let mut output = Output {
-        tail: Tail { buf: Default::default(), cap: TAIL_BYTES },
-        stats: RunStats::default(),
-        daemon_refused: false,
-        log,
-        logged: 0,
-        log_max: cmd.log_max_bytes,
-        progress: cmd.progress.as_deref(),
-    };
+    let mut output = Output::new(cmd, log);
     let deadline = tokio::time::sleep(cmd.timeout);
     tokio::pin!(deadline);
     let mut stopped_by: Option<Ending> = None;
@@ -473,7 +518,7 @@ pub async fn run_rsync(
     }
     let Output { tail, stats, daemon_refused, .. } = output;
     let exit_code = status.code();
-    let (ending, message) = judge(stopped_by, exit_code, cmd.timeout, &tail);
+    let (ending, message) = judge(stopped_by, exit_code, cmd, &tail);
     Ok(RsyncOutcome {
         exit_code,
         ending,
@@ -485,37 +530,48 @@ pub async fn run_rsync(
     })
 }
 
-/// How a run ended and its message: why it was stopped, or rsync's exit code and its own words.
-fn judge(stopped_by: Option<Ending>, exit_code: Option<i32>, timeout: Duration, tail: &Tail) -> (Ending, String) {
+/// How a run ended and its message: why it was stopped, or the exit code with the program's own
+/// meaning of it (rsync's documented codes; git and others: the code) and its own words.
+fn judge(stopped_by: Option<Ending>, exit_code: Option<i32>, cmd: &RsyncCommand, tail: &Tail) -> (Ending, String) {
+    let speaks = cmd.child.speaks;
+    let name = match speaks {
+        Speaks::Rsync => "rsync".to_owned(),
+        _ => cmd.program.file_name().map_or_else(|| "the program".into(), |n| n.to_string_lossy().into_owned()),
+    };
+    let meaning = |c: i32| match (speaks, c) {
+        (Speaks::Rsync, _) | (_, 126) => exit_meaning(c),
+        _ => "failed",
+    };
     let (ending, message) = match (stopped_by, exit_code) {
-        (Some(Ending::Timeout), _) => (Ending::Timeout, format!("killed after the {}s timeout", timeout.as_secs())),
+        (Some(Ending::Timeout), _) => (Ending::Timeout, format!("killed after the {}s timeout", cmd.timeout.as_secs())),
         (Some(_), _) => (Ending::Cancelled, "stopped before it finished".to_owned()),
         (None, Some(0)) => (Ending::Success, exit_meaning(0).to_owned()),
-        (None, Some(24)) => (Ending::SuccessWithWarning, format!("warning: {}", exit_meaning(24))),
-        (None, Some(c)) => (Ending::Failed, format!("rsync exit {c}: {}", exit_meaning(c))),
-        (None, None) => (Ending::Failed, "rsync was killed by a signal".to_owned()),
+        (None, Some(24)) if speaks == Speaks::Rsync => {
+            (Ending::SuccessWithWarning, format!("warning: {}", exit_meaning(24)))
+        }
+        (None, Some(c)) => (Ending::Failed, format!("{name} exit {c}: {}", meaning(c))),
+        (None, None) => (Ending::Failed, format!("{name} was killed by a signal")),
     };
-    let message = match last_error_line(tail) {
+    let message = match last_error_line(tail, speaks) {
         Some(e) if ending == Ending::Failed => format!("{message}: {e}"),
         _ => message,
     };
     (ending, message)
 }
 
-/// rsync's own words for the failure: its `@ERROR` line, or its first `rsync:` / `rsync error:` line.
-fn last_error_line(tail: &Tail) -> Option<String> {
+/// The program's own words for the failure: rsync's `@ERROR` line, or its first `rsync:` /
+/// `rsync error:` line; git's `fatal:` or `error:` line; another program's last line.
+fn last_error_line(tail: &Tail, speaks: Speaks) -> Option<String> {
     let text =
         String::from_utf8_lossy(tail.buf.as_slices().0).into_owned() + &String::from_utf8_lossy(tail.buf.as_slices().1);
     let lines: Vec<&str> = text.lines().collect();
-    lines
-        .iter()
-        .find(|l| l.starts_with("@ERROR"))
-        .or_else(|| {
-            lines
-                .iter()
-                .find(|l| l.starts_with("rsync:") || l.starts_with("rsync error:") || l.starts_with("mirror-confine:"))
-        })
-        .map(|l| l.trim().chars().take(500).collect())
+    let first = |starts: &[&str]| lines.iter().find(|l| starts.iter().any(|s| l.starts_with(s)));
+    let found = match speaks {
+        Speaks::Rsync => first(&["@ERROR"]).or_else(|| first(&["rsync:", "rsync error:", "mirror-confine:"])),
+        Speaks::Git => first(&["fatal:", "error:", "mirror-confine:"]),
+        Speaks::Plain => first(&["mirror-confine:"]).or_else(|| lines.iter().rev().find(|l| !l.trim().is_empty())),
+    };
+    found.map(|l| l.trim().chars().take(500).collect())
 }
 
 async fn open_log(path: &Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs::File>> {
@@ -744,6 +800,7 @@ mod tests {
             confinement: None,
             run_as: None,
             progress: None,
+            child: Child::default(),
         };
         let o = run_rsync(&cmd, rx, &|_| {}).await.unwrap();
         assert_eq!(o.tail.lines().count(), 10, "the tail keeps everything");
@@ -768,6 +825,7 @@ mod tests {
             confinement: None,
             run_as: None,
             progress: Some(std::sync::Arc::new(progress)),
+            child: Child::default(),
         };
         run_rsync(&cmd, rx, &|_| {}).await.unwrap();
         let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
@@ -791,6 +849,7 @@ mod tests {
             confinement: None,
             run_as: None,
             progress: None,
+            child: Child::default(),
         };
         // The password is in the child's environment, not its argv; nothing else of ours is.
         let o = run_rsync(

@@ -43,6 +43,42 @@ pub fn absorb(stats: &mut RunStats, line: &str) {
     }
 }
 
+/// Reads one line of `git fetch --verbose --progress` (or `git clone --progress`): a reference
+/// it created, moved, forced or pruned (` * [new branch]  x -> x`, `   1a2b..3c4d  main -> main`,
+/// ` + 1a2b...3c4d  f -> f  (forced update)`, ` - [deleted]  (none) -> old`, ` t [tag update] ...`)
+/// counts in `refs_updated`; `Receiving objects: 100% (9/9), 1.20 KiB | ..., done.` gives
+/// `bytes_received`.
+pub fn absorb_git(stats: &mut RunStats, line: &str) {
+    let b = line.as_bytes();
+    if b.len() > 4 && b[0] == b' ' && b" +-t*".contains(&b[1]) && b[2] == b' ' && line.contains(" -> ") {
+        stats.refs_updated = Some(stats.refs_updated.unwrap_or(0) + 1);
+        return;
+    }
+    let Some(rest) = line.strip_prefix("Receiving objects: 100% ") else { return };
+    // `(9/9), 1.20 KiB | 1.20 MiB/s, done.`
+    let Some(size) = rest.split("), ").nth(1).and_then(|r| r.split(" | ").next()) else { return };
+    let mut words = size.split_whitespace();
+    let (Some(number), Some(unit)) = (words.next().and_then(|n| n.parse::<f64>().ok()), words.next()) else {
+        return;
+    };
+    let scale = match unit.trim_end_matches(',') {
+        "bytes" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return,
+    };
+    stats.bytes_received = Some((number * scale).round() as u64);
+}
+
+/// Whether a line of git's is one of its progress counters short of its last state (`Receiving
+/// objects:  45% (4/9)`): a state, not an event, kept out of the log.
+pub fn is_git_progress(line: &str) -> bool {
+    let counter = ["Counting objects:", "Compressing objects:", "Receiving objects:", "Resolving deltas:"];
+    let line = line.strip_prefix("remote: ").unwrap_or(line);
+    counter.iter().any(|c| line.starts_with(c)) && !line.trim_end().ends_with("done.")
+}
+
 /// `1,234,567`, `1.234.567`, `1234 bytes` or, with `-h`, `1.23M`.
 fn parse_count(text: &str) -> Option<u64> {
     let word = text.split_whitespace().next()?;
@@ -114,6 +150,7 @@ mod tests {
                 bytes_received: Some(2500),
                 files_created: Some(10),
                 files_deleted: None,
+                refs_updated: None,
                 changes: None,
             }
         );
@@ -136,5 +173,30 @@ mod tests {
         let mut empty = RunStats::default();
         absorb(&mut empty, "Number of files: 1 (dir: 1)");
         assert_eq!((empty.files_total, empty.regular_files), (Some(1), Some(0)));
+    }
+}
+
+#[cfg(test)]
+mod git_tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_tells_its_references_and_bytes() {
+        let mut stats = RunStats::default();
+        for line in [
+            "From git://127.0.0.1:9418/repo",
+            " = [up to date]      stable     -> stable",
+            "   1a2b3c4..5d6e7f8  main       -> main",
+            " + 1a2b3c4...9f8e7d6 feature    -> feature  (forced update)",
+            " - [deleted]         (none)     -> old",
+            " * [new tag]         v1.0       -> v1.0",
+            "Receiving objects: 100% (9/9), 1.50 KiB | 1.20 MiB/s, done.",
+        ] {
+            absorb_git(&mut stats, line);
+        }
+        assert_eq!((stats.refs_updated, stats.bytes_received), (Some(4), Some(1536)));
+        assert!(is_git_progress("Receiving objects:  45% (4/9)"));
+        assert!(is_git_progress("remote: Counting objects: 10% (1/10)"));
+        assert!(!is_git_progress("Receiving objects: 100% (9/9), done."));
     }
 }

@@ -38,6 +38,8 @@ pub struct Projects {
     pub credentials: Arc<Vec<crate::config::S3Credentials>>,
     /// The `[[hooks]]` entries a project may name.
     pub hooks: Arc<Vec<crate::config::HookSettings>>,
+    /// The `[[providers]]` entries a command project may name.
+    pub providers: Arc<Vec<crate::config::ProviderSettings>>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -277,6 +279,7 @@ mod tests {
                 events,
                 credentials: Default::default(),
                 hooks: Default::default(),
+                providers: Default::default(),
             },
             recorder,
         )

@@ -6,6 +6,7 @@ use mirror_common::Secret;
 use mirror_common::api::{AddProject, UpdateProjectBasic};
 use mirror_common::cron::{CronOptions, Schedule, ScheduleSpec};
 use mirror_common::interval::{Interval, IntervalOptions, IntervalSpec};
+use mirror_common::kinds::{Kind, SourceSpec};
 use mirror_common::names::{Dest, ProjectId};
 use mirror_common::project::{MAX_UPSTREAMS, ProjectConfig, RunHooks, UpstreamConfig};
 use mirror_common::rsync_opts::{RsyncOptions, RsyncOptionsInput};
@@ -148,6 +149,10 @@ fn check_stages(stages: Option<mirror_common::stages::Stages>) -> Result<Option<
 /// but others. Checked by every write, whatever changed.
 pub(super) fn check_whole(config: &ProjectConfig, password: Option<&Secret>) -> Result<(), Error> {
     config.depends_on.check(&config.id).map_err(|(field, message)| Error::field(field, message))?;
+    config.source.check().map_err(|(field, message)| Error::field(field, message))?;
+    if !config.source.kind.is_rsync() {
+        return check_not_rsync(config, password);
+    }
     match (&config.rsync_host, &config.rsync_module) {
         (Some(_), Some(_)) => Ok(()),
         (Some(_), None) => Err(Error::field("rsync_module", "missing: an upstream needs rsync_host and rsync_module")),
@@ -168,6 +173,44 @@ pub(super) fn check_whole(config: &ProjectConfig, password: Option<&Secret>) -> 
             }
         }
     }
+}
+
+/// A git or command project has none of what only rsync uses: its upstream is `upstream_url`.
+fn check_not_rsync(config: &ProjectConfig, password: Option<&Secret>) -> Result<(), Error> {
+    let rsync_only = [
+        ("rsync_host", config.rsync_host.is_some()),
+        ("rsync_module", config.rsync_module.is_some()),
+        ("rsync_user", config.rsync_user.is_some()),
+        ("rsync_port", config.rsync_port.is_some()),
+        ("rsync_password", password.is_some()),
+        ("upstreams", !config.more_upstreams.is_empty()),
+        ("stages", config.stages.is_some()),
+        ("probe", config.probe.is_some()),
+        ("trace", config.trace),
+        ("freshness", config.freshness),
+        ("trace_epoch_file", config.trace_epoch_file.is_some()),
+    ];
+    match rsync_only.into_iter().find(|(_, given)| *given) {
+        Some((field, _)) => Err(Error::field(
+            field,
+            format!(
+                "a {} project has no {field}: it is rsync's (its upstream is upstream_url)",
+                config.source.kind.as_str()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A command project runs a program of the master's configuration, with parameters: only root
+/// sets or changes one, or turns a project into one or out of one.
+pub(super) fn check_source_role(meta: &Meta, old: Option<&SourceSpec>, new: &SourceSpec) -> Result<(), Error> {
+    let command = |s: &SourceSpec| s.kind == Kind::Command;
+    let changed = old != Some(new) && (command(new) || old.is_some_and(command));
+    if changed && !meta.root {
+        return Err(Error::Forbidden("setting or changing a command project's provider or params needs the root role"));
+    }
+    Ok(())
 }
 
 /// Object-store targets name where the master sends a tree with a site's credentials: only root
@@ -249,6 +292,35 @@ impl Projects {
         Ok(hooks)
     }
 
+    /// A command project's provider must be declared in the master's `[[providers]]`, give every
+    /// parameter its slots use, and no parameter may read as an option where a slot begins an
+    /// argument. The rules between the fields are [`check_whole`]'s.
+    fn check_source(&self, source: SourceSpec) -> Result<SourceSpec, Error> {
+        let Some(name) = source.provider.as_ref().filter(|_| source.kind == Kind::Command) else {
+            return Ok(source);
+        };
+        let Some(provider) = self.providers.iter().find(|p| p.name == *name) else {
+            return Err(Error::field(
+                "provider",
+                format!("no [[providers]] entry named '{name}' in the master's configuration"),
+            ));
+        };
+        for (param, leads) in provider.param_slots() {
+            let Some(value) = source.params.get(&param) else {
+                return Err(Error::field(format!("params.{param}"), format!("missing: provider '{name}' uses it")));
+            };
+            if leads && value.starts_with('-') {
+                return Err(Error::field(
+                    format!("params.{param}"),
+                    format!(
+                        "starts with '-' where provider '{name}' begins an argument with it: it would read as an option"
+                    ),
+                ));
+            }
+        }
+        Ok(source)
+    }
+
     fn check_targets(&self, targets: Targets) -> Result<Targets, Error> {
         targets.check().map_err(|(field, message)| Error::field(field, message))?;
         for (i, t) in targets.iter().enumerate() {
@@ -319,6 +391,12 @@ impl Projects {
             node: req.node,
             more_upstreams,
             hooks: self.check_hooks(req.hooks.unwrap_or_default())?,
+            source: self.check_source(SourceSpec {
+                kind: req.kind.unwrap_or_default(),
+                upstream_url: req.upstream_url,
+                provider: req.provider,
+                params: req.params.unwrap_or_default(),
+            })?,
         };
         Ok((config, check_password(req.rsync_password)?))
     }
@@ -356,6 +434,17 @@ impl Projects {
         if let Some(h) = req.hooks {
             config.hooks = self.check_hooks(h)?;
         }
+        let source = &mut config.source;
+        if req.kind.is_some_and(|k| k != source.kind) {
+            // Another kind: what the old one pulled from goes with it.
+            *source = SourceSpec { kind: req.kind.unwrap_or_default(), ..SourceSpec::default() };
+        }
+        if req.upstream_url.is_some() || req.provider.is_some() || req.params.is_some() {
+            source.upstream_url = req.upstream_url.or(source.upstream_url.take());
+            source.provider = req.provider.or(source.provider.take());
+            set(&mut source.params, req.params);
+        }
+        config.source = self.check_source(std::mem::take(&mut config.source))?;
         set(&mut config.trace_epoch_file, req.trace_epoch_file.map(check_epoch_file).transpose()?);
         set(&mut config.node, req.node);
         set(&mut config.catch_up, req.catch_up);

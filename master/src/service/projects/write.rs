@@ -7,7 +7,7 @@ use mirror_common::names::ProjectId;
 use mirror_common::project::ProjectConfig;
 
 use super::KIND;
-use super::rules::{check_hooks_role, check_targets_role, check_whole};
+use super::rules::{check_hooks_role, check_source_role, check_targets_role, check_whole};
 use crate::db::{self, Tx, projects::ProjectRow};
 use crate::error::Error;
 use crate::events::{Change, Committed};
@@ -119,6 +119,7 @@ pub async fn write(
     check_whole(&new.config, new.rsync_password.as_ref())?;
     check_targets_role(meta, old.map(|o| &o.targets), &new.targets)?;
     check_hooks_role(meta, old.map(|o| &o.hooks), &new.hooks)?;
+    check_source_role(meta, old.map(|o| &o.source), &new.source)?;
     if let Some(fresh) = new.interval.as_mut() {
         if let Some(kept) = old.and_then(|o| o.interval.as_ref()) {
             fresh.keep_start_of(kept);
