@@ -39,10 +39,10 @@ pub const MAX_URL: usize = 2048;
 
 /// The schemes an `upstream_url` may have: git's transports it speaks over the network (not
 /// `file://`, not `ext::`), and the ones mirroring tools speak.
-const SCHEMES: &[&str] = &["http", "https", "ftp", "ftps", "git", "rsync", "sftp"];
+const SCHEMES: &[&str] = &["http", "https", "ftp", "ftps", "git", "rsync", "sftp", "ssh"];
 
-/// Schemes a git project may use.
-pub const GIT_SCHEMES: &[&str] = &["http", "https", "git"];
+/// Schemes a git project may use (`ssh` with an `ssh_key`).
+pub const GIT_SCHEMES: &[&str] = &["http", "https", "git", "ssh"];
 
 /// An upstream's address, checked: `scheme://host[:port]/path` with a known scheme, no password,
 /// and only the characters of a plain URL (letters, digits, `-._~:/?[]@%+,=`), so that it reads
@@ -182,6 +182,10 @@ pub struct SourceSpec {
     pub provider: Option<crate::names::Name>,
     #[serde(default, skip_serializing_if = "Params::is_empty")]
     pub params: Params,
+    /// A git project's `ssh://` upstream: the `[[git_ssh_keys]]` entry of the master's
+    /// configuration it logs in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<crate::names::Name>,
 }
 
 impl SourceSpec {
@@ -204,11 +208,21 @@ impl SourceSpec {
                 if !self.params.is_empty() {
                     return Err(takes_none("params"));
                 }
+                if self.ssh_key.is_some() {
+                    return Err(takes_none("ssh_key"));
+                }
             }
             Kind::Git => {
                 let Some(url) = &self.upstream_url else { return Err(("upstream_url", needs("upstream_url"))) };
                 if !GIT_SCHEMES.contains(&url.scheme()) {
                     return Err(("upstream_url", format!("a git upstream is one of {}://", GIT_SCHEMES.join("://, "))));
+                }
+                match (url.scheme() == "ssh", self.ssh_key.is_some()) {
+                    (true, false) => {
+                        return Err(("ssh_key", needs("ssh_key for an ssh:// upstream (a [[git_ssh_keys]] name)")));
+                    }
+                    (false, true) => return Err(("ssh_key", "is for an ssh:// upstream only".into())),
+                    _ => {}
                 }
                 if self.provider.is_some() {
                     return Err(takes_none("provider"));
@@ -223,6 +237,9 @@ impl SourceSpec {
                 }
                 if self.provider.is_none() {
                     return Err(("provider", needs("a provider (a [[providers]] name of the master's configuration)")));
+                }
+                if self.ssh_key.is_some() {
+                    return Err(takes_none("ssh_key"));
                 }
             }
         }
@@ -346,6 +363,11 @@ mod tests {
         assert!(git.check().is_ok());
         let ftp = SourceSpec { upstream_url: url("ftp://h/r"), ..git.clone() };
         assert_eq!(ftp.check().unwrap_err().0, "upstream_url");
+        let ssh = SourceSpec { upstream_url: url("ssh://git@h/r.git"), ..git.clone() };
+        assert_eq!(ssh.check().unwrap_err().0, "ssh_key");
+        let key = Some(crate::names::Name::from_static("github"));
+        assert!(SourceSpec { ssh_key: key.clone(), ..ssh }.check().is_ok());
+        assert_eq!(SourceSpec { ssh_key: key, ..git.clone() }.check().unwrap_err().0, "ssh_key");
         let cmd = SourceSpec { kind: Kind::Command, ..git.clone() };
         assert_eq!(cmd.check().unwrap_err().0, "provider");
         let rsync = SourceSpec { kind: Kind::Rsync, ..git };

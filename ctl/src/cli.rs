@@ -243,7 +243,7 @@ pub struct AddArgs {
     /// A YAML or JSON file with the whole project ("-": stdin).
     #[arg(long, conflicts_with_all = ["name", "host", "module", "dest", "depends_on", "port", "user",
         "password_file", "password_stdin", "option", "delete", "timeout", "disabled", "node", "upstream", "kind",
-        "upstream_url", "provider", "param"])]
+        "upstream_url", "provider", "param", "ssh_key"])]
     pub file: Option<String>,
     #[arg(long, required_unless_present = "file")]
     pub name: Option<String>,
@@ -265,6 +265,9 @@ pub struct AddArgs {
     /// A command project's parameter (repeatable): `NAME=VALUE`, passed as MIRROR_PARAM_NAME.
     #[arg(long, value_name = "NAME=VALUE", allow_hyphen_values = true)]
     pub param: Vec<String>,
+    /// A git project's `ssh://` upstream: the `[[git_ssh_keys]]` name it logs in with.
+    #[arg(long, requires = "upstream_url")]
+    pub ssh_key: Option<String>,
     #[arg(long, required_unless_present = "file")]
     pub dest: Option<String>,
     /// Cron fields, as `minute=*/30,hour=4` (APScheduler's names; `jitter=SECS` delays each fire).

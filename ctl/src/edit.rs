@@ -76,6 +76,8 @@ pub struct Editable<'a> {
     #[serde(skip_serializing_if = "mirror_common::kinds::Params::is_empty")]
     params: &'a mirror_common::kinds::Params,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_key: &'a Option<mirror_common::api::Name>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     trace_epoch_file: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     node: &'a Option<Placement>,
@@ -125,6 +127,7 @@ pub fn editable(p: &ProjectView) -> Editable<'_> {
         upstream_url: &p.upstream_url,
         provider: &p.provider,
         params: &p.params,
+        ssh_key: &p.ssh_key,
         trace_epoch_file: &p.trace_epoch_file,
         node: &p.node,
         rsync_options: RsyncOptionsInput {

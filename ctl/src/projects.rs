@@ -157,6 +157,7 @@ fn from_flags(args: AddArgs) -> Result<AddProject> {
         upstream_url: args.upstream_url.map(|u| invalid("upstream_url", UpstreamUrl::parse(&u))).transpose()?,
         provider: args.provider.map(|p| invalid("provider", Name::parse(p))).transpose()?,
         params: params(&args.param)?,
+        ssh_key: args.ssh_key.map(|k| invalid("ssh_key", Name::parse(k))).transpose()?,
         ..AddProject::default()
     };
     if !more.is_empty() {

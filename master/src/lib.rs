@@ -284,6 +284,7 @@ impl Parts {
             credentials: Arc::new(settings.s3_credentials.clone()),
             hooks: Arc::new(settings.hooks.clone()),
             providers: Arc::new(settings.providers.clone()),
+            ssh_keys: Arc::new(settings.git_ssh_keys.clone()),
         };
         let settings_streams = (settings.max_streams, settings.max_streams_per_user);
         let state = AppState::new(Inner {

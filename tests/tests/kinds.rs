@@ -293,3 +293,49 @@ async fn the_memory_limit_stops_a_command_that_exceeds_it() {
     assert_eq!(done["status"], json!("failed"), "{done}");
     assert!(done["message"].as_str().unwrap().contains("MemoryError"), "{done}");
 }
+
+#[tokio::test]
+async fn a_git_project_pulls_over_ssh_with_a_key_of_the_configuration_only() {
+    use mirror_master::config::GitSshKey;
+    let up = GitUpstream::start().await;
+    let commit = up.commit(&[("README", "over ssh\n")], "one");
+    up.push();
+    let sshd = mirror_tests::sshd::Sshd::start(&format!("git-upload-pack '{}'", up.bare().display())).await;
+    let keys = sshd.dir.path();
+    let host_key = std::fs::read_to_string(keys.join("host_key.pub")).unwrap();
+    std::fs::write(keys.join("known_hosts"), format!("[127.0.0.1]:{} {host_key}", sshd.port)).unwrap();
+    // Another host's key: the real host is not the one known.
+    let other = std::fs::read_to_string(keys.join("client_key.pub")).unwrap();
+    std::fs::write(keys.join("other_hosts"), format!("[127.0.0.1]:{} {other}", sshd.port)).unwrap();
+    let key = |name: &str, hosts: &str| GitSshKey {
+        name: mirror_common::api::Name::parse(name.to_owned()).unwrap(),
+        key_file: keys.join("client_key"),
+        known_hosts: keys.join(hosts),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestMaster::settings_in(dir.path());
+    settings.git_ssh_keys = vec![key("upstream", "known_hosts"), key("stranger", "other_hosts")];
+    let m = TestMaster::start_with(dir, settings).await;
+    let user = std::process::Command::new("id").arg("-un").output().unwrap();
+    let url = format!("ssh://{}@127.0.0.1:{}/repo.git", String::from_utf8_lossy(&user.stdout).trim(), sshd.port);
+    let body = |name: &str, key: Option<&str>| json!({"project": name, "kind": "git", "upstream_url": url, "dest": name, "ssh_key": key});
+    assert_eq!(refused(&m.api, body("s", None), Auth::root()).await, (StatusCode::BAD_REQUEST, json!("ssh_key")));
+    assert_eq!(
+        refused(&m.api, body("s", Some("nope")), Auth::root()).await,
+        (StatusCode::BAD_REQUEST, json!("ssh_key"))
+    );
+    assert_eq!(refused(&m.api, body("s", Some("upstream")), Auth::user()).await.0, StatusCode::FORBIDDEN);
+    for (name, key) in [("s", "upstream"), ("t", "stranger")] {
+        let r = m.api.post("/add_project/", &body(name, Some(key)), &Auth::root()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let done = run(&m.api, "s").await;
+    assert_eq!(done["status"], json!("success"), "{done}");
+    assert_eq!(rev(&m.mirror_root().join("s"), "main").as_deref(), Some(commit.as_str()));
+    let view = m.api.get("/list_projects/?id=s", &Auth::root()).await.text;
+    assert!(!view.contains("client_key") && view.contains("\"ssh_key\":\"upstream\""), "{view}");
+    // An unknown host key ends the run.
+    let refused_host = run(&m.api, "t").await;
+    assert_eq!(refused_host["status"], json!("failed"), "{refused_host}");
+    assert!(refused_host["log_tail"].as_str().unwrap().contains("Host key verification failed"), "{refused_host}");
+}

@@ -75,6 +75,8 @@ pub struct ProjectDoc {
     pub provider: Option<Name>,
     #[serde(default, skip_serializing_if = "crate::kinds::Params::is_empty")]
     pub params: crate::kinds::Params,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<Name>,
     /// Every upstream, when there is more than one (then no `rsync_host`...); each password as
     /// `rsync_password` is (`"set"` out; a value, or `"set"` to keep it, in).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -141,6 +141,9 @@ pub struct AddProject {
     /// `MIRROR_PARAM_<NAME>`, and into the argv only where the provider has a `{params.NAME}` slot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<crate::kinds::Params>,
+    /// A git project's `ssh://` upstream: the `[[git_ssh_keys]]` name it logs in with (root only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<Name>,
     /// Writes Arch's freshness files at the top of the tree with each new generation: `lastupdate`
     /// (the Unix time of the newest file in the tree) and `lastsync` (when the run that made the
     /// generation ended). Default false.
@@ -245,6 +248,9 @@ pub struct UpdateProjectBasic {
     /// `MIRROR_PARAM_<NAME>`, and into the argv only where the provider has a `{params.NAME}` slot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<crate::kinds::Params>,
+    /// A git project's `ssh://` upstream: the `[[git_ssh_keys]]` name it logs in with (root only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<Name>,
     /// Absent: unchanged; `null` or `""`: none.
     #[serde(default, deserialize_with = "present_or_null")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -368,6 +374,9 @@ pub struct ProjectView {
     /// A command project's parameters.
     #[serde(default, skip_serializing_if = "crate::kinds::Params::is_empty")]
     pub params: crate::kinds::Params,
+    /// A git project's `[[git_ssh_keys]]` name (`ssh://` upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<Name>,
     /// Every upstream in order of preference, when it has more than one (the first is
     /// `rsync_host`...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -10,8 +10,8 @@ mod sections;
 mod validate;
 
 pub use sections::{
-    AlertEvent, AlertSettings, HookSettings, ProviderSettings, RsyncdSettings, S3Credentials, TargetSettings,
-    WebhookSettings,
+    AlertEvent, AlertSettings, GitSshKey, HookSettings, ProviderSettings, RsyncdSettings, S3Credentials,
+    TargetSettings, WebhookSettings,
 };
 
 use mirror_common::api::Name;
@@ -163,6 +163,8 @@ pub struct Settings {
     pub hooks: Vec<HookSettings>,
     /// Programs `kind: command` projects run (`provider`), each named.
     pub providers: Vec<ProviderSettings>,
+    /// Keys git projects with an `ssh://` upstream log in with (`ssh_key`), each named.
+    pub git_ssh_keys: Vec<GitSshKey>,
     /// Creates a `root` user at first start when there is no user. Set from `MIRROR_ROOT_PASSWORD`.
     #[serde(skip)]
     pub initial_root_password: Option<Secret>,
@@ -222,6 +224,7 @@ impl Default for Settings {
             s3_credentials: Vec::new(),
             hooks: Vec::new(),
             providers: Vec::new(),
+            git_ssh_keys: Vec::new(),
             max_delete: mirror_common::guards::MaxDelete::Percent(50),
             upstream_lock_retry_secs: 60,
             upstream_lock_wait_secs: 3600,

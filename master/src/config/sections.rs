@@ -263,6 +263,17 @@ pub struct ProviderSettings {
     pub env: std::collections::BTreeMap<String, String>,
 }
 
+/// One `[[git_ssh_keys]]` entry: a private key (a file of mode 0600) git projects with an `ssh://`
+/// upstream log in with, and the hosts it may talk to (an OpenSSH `known_hosts` file: an unknown or
+/// changed host key ends the run).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSshKey {
+    pub name: Name,
+    pub key_file: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
 impl ProviderSettings {
     /// Each parameter its slots use, with whether a slot of it begins an argv item.
     pub fn param_slots(&self) -> Vec<(String, bool)> {

@@ -55,6 +55,38 @@ impl Settings {
         Ok(())
     }
 
+    /// `[[git_ssh_keys]]`: each named once; absolute paths a shell's single quotes hold as they
+    /// are (git starts ssh through `sh -c`); the key readable by its owner only.
+    fn check_git_ssh_keys(&self) -> Result<(), ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        for (i, k) in self.git_ssh_keys.iter().enumerate() {
+            if self.git_ssh_keys[..i].iter().any(|o| o.name == k.name) {
+                return Err(invalid("git_ssh_keys.name", format!("'{}' is used twice", k.name)));
+            }
+            for (field, path) in [("git_ssh_keys.key_file", &k.key_file), ("git_ssh_keys.known_hosts", &k.known_hosts)]
+            {
+                let text = path.to_string_lossy();
+                if !path.is_absolute() || text.contains('\'') || text.chars().any(char::is_control) {
+                    return Err(invalid(
+                        field,
+                        format!("of '{}': an absolute path without ' or control characters", k.name),
+                    ));
+                }
+            }
+            match std::fs::metadata(&k.key_file) {
+                Ok(m) if m.permissions().mode() & 0o077 == 0 => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "git_ssh_keys.key_file",
+                        format!("of '{}': must not be readable by others (chmod 600)", k.name),
+                    ));
+                }
+                Err(e) => return Err(invalid("git_ssh_keys.key_file", format!("of '{}': {e}", k.name))),
+            }
+        }
+        Ok(())
+    }
+
     /// `[site]`: mirrorz requires `url` (an http(s) address without a trailing `/`) and `abbr`.
     fn check_site(&self) -> Result<(), ConfigError> {
         let Some(site) = &self.site else { return Ok(()) };
@@ -82,6 +114,7 @@ impl Settings {
         self.check_site()?;
         self.check_hooks()?;
         self.check_providers()?;
+        self.check_git_ssh_keys()?;
         if self.run_nice.is_some_and(|n| n > 19) {
             return Err(invalid("run_nice", "must be between 0 and 19"));
         }

@@ -97,6 +97,7 @@ pub fn project_view(
         upstream_url: row.source.upstream_url.clone(),
         provider: row.source.provider.clone(),
         params: row.source.params.clone(),
+        ssh_key: row.source.ssh_key.clone(),
         trace_epoch_file: row.trace_epoch_file.clone(),
         upstreams: upstream_views(row),
         node: row.node.clone(),

@@ -48,6 +48,8 @@ fn git_settings() -> Vec<String> {
         "protocol.http.allow=always",
         "protocol.https.allow=always",
         "protocol.git.allow=always",
+        // Only with a key of the master's configuration (the project's `ssh_key`).
+        "protocol.ssh.allow=always",
         "core.hooksPath=/dev/null",
         "core.fsmonitor=false",
         "credential.helper=",
@@ -79,6 +81,19 @@ pub async fn git_argv(project: &ProjectRow) -> Option<Vec<String>> {
         args.push("+refs/*:refs/*".to_owned());
     }
     Some(args)
+}
+
+/// `GIT_SSH_COMMAND` for an `ssh://` upstream: ssh with no configuration file but these options,
+/// the key alone, no prompt, and only the hosts `known_hosts` lists. git runs it through `sh -c`:
+/// the paths (from the master's configuration, checked to hold no `'`) are single-quoted.
+pub fn ssh_command(ssh: &Path, key: &crate::config::GitSshKey) -> String {
+    format!(
+        "'{}' -F /dev/null -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+         -o 'UserKnownHostsFile={}' -o GlobalKnownHostsFile=/dev/null",
+        ssh.display(),
+        key.key_file.display(),
+        key.known_hosts.display()
+    )
 }
 
 /// The variables of a git run: no terminal to ask a password on, no system or user settings.

@@ -47,6 +47,9 @@ pub struct RunnerConfig {
     pub git_path: PathBuf,
     /// What git runs may read besides the system's libraries (its helpers, templates, certificates).
     pub git_read: Vec<PathBuf>,
+    /// The ssh git runs for an `ssh://` upstream, and the keys they may use.
+    pub ssh_path: PathBuf,
+    pub git_ssh_keys: Vec<crate::config::GitSshKey>,
     /// The `[[providers]]` of `kind: command` projects.
     pub providers: Vec<crate::config::ProviderSettings>,
     pub log_dir: PathBuf,
@@ -92,6 +95,8 @@ impl From<&Settings> for RunnerConfig {
             git_path: mirror_runtime::rsync::program_path(&s.git_path),
             git_read: kinds::git_reads(&mirror_runtime::rsync::program_path(&s.git_path)),
             providers: s.providers.clone(),
+            ssh_path: mirror_runtime::rsync::program_path(std::path::Path::new("ssh")),
+            git_ssh_keys: s.git_ssh_keys.clone(),
             log_dir: s.log_dir.clone(),
             log_keep: s.log_keep,
             log_max_bytes: s.log_max_bytes,

@@ -18,7 +18,8 @@ use crate::run::rsync::{Stage, stage_argv};
 /// The program a run starts.
 pub(super) enum Tool {
     Rsync,
-    Git,
+    /// With the key of an `ssh://` upstream.
+    Git(Option<crate::config::GitSshKey>),
     /// The project's provider, as the configuration declared it when the run was planned.
     Command(ProviderSettings),
 }
@@ -74,7 +75,16 @@ impl Runner {
             Kind::Rsync => {}
             Kind::Git => {
                 let main = kinds::git_argv(&project).await.ok_or("the project has no upstream_url")?;
-                return Ok(other(Tool::Git, main, MaxDelete::Off));
+                let key =
+                    match &project.source.ssh_key {
+                        Some(name) => {
+                            Some(self.cfg.git_ssh_keys.iter().find(|k| k.name == *name).cloned().ok_or_else(|| {
+                                format!("ssh_key '{name}' is no longer in the master's configuration")
+                            })?)
+                        }
+                        None => None,
+                    };
+                return Ok(other(Tool::Git(key), main, MaxDelete::Off));
             }
             Kind::Command => {
                 let name = project.source.provider.as_ref().ok_or("the project names no provider")?;
@@ -104,11 +114,19 @@ impl Runner {
         let mut writable = vec![dest.clone(), plan.temp.clone()];
         let (program, read, child) = match &plan.tool {
             Tool::Rsync => (self.cfg.rsync_path.clone(), vec![], Child::default()),
-            Tool::Git => (
-                self.cfg.git_path.clone(),
-                self.cfg.git_read.clone(),
-                Child { speaks: Speaks::Git, env: kinds::git_env(), cwd: None },
-            ),
+            Tool::Git(key) => {
+                let (mut read, mut env) = (self.cfg.git_read.clone(), kinds::git_env());
+                if let Some(key) = key {
+                    read.extend([
+                        key.key_file.clone(),
+                        key.known_hosts.clone(),
+                        self.cfg.ssh_path.clone(),
+                        "/bin/sh".into(),
+                    ]);
+                    env.push(("GIT_SSH_COMMAND".to_owned(), kinds::ssh_command(&self.cfg.ssh_path, key)));
+                }
+                (self.cfg.git_path.clone(), read, Child { speaks: Speaks::Git, env, cwd: None })
+            }
             Tool::Command(provider) => {
                 // The run's log is opened before the program starts: tunasync's scripts may write it.
                 writable.push(plan.log_file.clone());

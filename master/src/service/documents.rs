@@ -84,6 +84,7 @@ pub fn project_doc(row: &ProjectConfig, password_set: bool, more_set: &[bool], m
         upstream_url: row.source.upstream_url.clone(),
         provider: row.source.provider.clone(),
         params: row.source.params.clone(),
+        ssh_key: row.source.ssh_key.clone(),
         trace_epoch_file: row.trace_epoch_file.clone(),
         node: row.node.clone(),
     }
@@ -144,6 +145,7 @@ pub fn add_request(p: &ProjectDoc) -> Result<AddProject, Error> {
         upstream_url: p.upstream_url.clone(),
         provider: p.provider.clone(),
         params: Some(p.params.clone()),
+        ssh_key: p.ssh_key.clone(),
         trace_epoch_file: p.trace_epoch_file.clone(),
         node: p.node.clone(),
         comment: None,

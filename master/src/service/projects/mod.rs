@@ -40,6 +40,8 @@ pub struct Projects {
     pub hooks: Arc<Vec<crate::config::HookSettings>>,
     /// The `[[providers]]` entries a command project may name.
     pub providers: Arc<Vec<crate::config::ProviderSettings>>,
+    /// The `[[git_ssh_keys]]` entries a git project may name.
+    pub ssh_keys: Arc<Vec<crate::config::GitSshKey>>,
 }
 
 fn not_found(id: &str) -> Error {
@@ -280,6 +282,7 @@ mod tests {
                 credentials: Default::default(),
                 hooks: Default::default(),
                 providers: Default::default(),
+                ssh_keys: Default::default(),
             },
             recorder,
         )

@@ -204,11 +204,15 @@ fn check_not_rsync(config: &ProjectConfig, password: Option<&Secret>) -> Result<
 
 /// A command project runs a program of the master's configuration, with parameters: only root
 /// sets or changes one, or turns a project into one or out of one.
+/// A key of the master's (`ssh_key`) is a credential: only root names one, or changes a project
+/// that uses one.
 pub(super) fn check_source_role(meta: &Meta, old: Option<&SourceSpec>, new: &SourceSpec) -> Result<(), Error> {
-    let command = |s: &SourceSpec| s.kind == Kind::Command;
-    let changed = old != Some(new) && (command(new) || old.is_some_and(command));
+    let root_only = |s: &SourceSpec| s.kind == Kind::Command || s.ssh_key.is_some();
+    let changed = old != Some(new) && (root_only(new) || old.is_some_and(root_only));
     if changed && !meta.root {
-        return Err(Error::Forbidden("setting or changing a command project's provider or params needs the root role"));
+        return Err(Error::Forbidden(
+            "setting or changing a command project's provider or params, or a git project's ssh_key, needs the root role",
+        ));
     }
     Ok(())
 }
@@ -296,6 +300,14 @@ impl Projects {
     /// parameter its slots use, and no parameter may read as an option where a slot begins an
     /// argument. The rules between the fields are [`check_whole`]'s.
     fn check_source(&self, source: SourceSpec) -> Result<SourceSpec, Error> {
+        if let Some(key) = &source.ssh_key
+            && !self.ssh_keys.iter().any(|k| k.name == *key)
+        {
+            return Err(Error::field(
+                "ssh_key",
+                format!("no [[git_ssh_keys]] entry named '{key}' in the master's configuration"),
+            ));
+        }
         let Some(name) = source.provider.as_ref().filter(|_| source.kind == Kind::Command) else {
             return Ok(source);
         };
@@ -396,6 +408,7 @@ impl Projects {
                 upstream_url: req.upstream_url,
                 provider: req.provider,
                 params: req.params.unwrap_or_default(),
+                ssh_key: req.ssh_key,
             })?,
         };
         Ok((config, check_password(req.rsync_password)?))
@@ -439,9 +452,10 @@ impl Projects {
             // Another kind: what the old one pulled from goes with it.
             *source = SourceSpec { kind: req.kind.unwrap_or_default(), ..SourceSpec::default() };
         }
-        if req.upstream_url.is_some() || req.provider.is_some() || req.params.is_some() {
+        if req.upstream_url.is_some() || req.provider.is_some() || req.params.is_some() || req.ssh_key.is_some() {
             source.upstream_url = req.upstream_url.or(source.upstream_url.take());
             source.provider = req.provider.or(source.provider.take());
+            source.ssh_key = req.ssh_key.or(source.ssh_key.take());
             set(&mut source.params, req.params);
         }
         config.source = self.check_source(std::mem::take(&mut config.source))?;
