@@ -8,6 +8,7 @@ mod cluster;
 mod ctl;
 mod declared;
 mod depends;
+mod doc_curl;
 mod documents;
 mod events;
 mod faults;

@@ -267,6 +267,35 @@ pub struct UpdateProjectBasic {
     pub version: Option<i64>,
 }
 
+/// `POST /update_project/schedule/` as the API document shows it: the flat 2014 payload, `id`
+/// (and `comment`, `version`) beside the schedule's fields, in one object (the handler reads it
+/// field by field). `CronOptions` takes no other field, so it is extended, not combined.
+#[cfg(feature = "openapi")]
+pub struct ScheduleRequest;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ScheduleRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        let mut schema = <CronOptions as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(o)) = &mut schema {
+            o.properties.insert("id".into(), <ProjectId as utoipa::PartialSchema>::schema());
+            let text = ObjectBuilder::new().schema_type(Type::String).description(Some("why (stored with the change)"));
+            o.properties.insert("comment".into(), text.into());
+            let version = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some("the version this change is based on (409 if it is not current)"));
+            o.properties.insert("version".into(), version.into());
+            o.required.push("id".into());
+        }
+        schema
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ScheduleRequest {}
+
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
 fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

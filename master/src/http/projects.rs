@@ -338,7 +338,7 @@ pub async fn update_project_basic(
     post,
     path = "/update_project/schedule/",
     tag = "projects",
-    request_body(content = CronOptions, description = "the flat 2014 payload: `id` beside the schedule fields"),
+    request_body(content = mirror_common::api::ScheduleRequest, description = "the flat 2014 payload: `id` beside the schedule fields"),
     responses(
         (status = 200, description = "the schedule replaced", body = Done<ScheduleReplaced>),
         (status = 400, description = "a field is invalid, or the body is not JSON of the right shape", body = ErrorBody),
