@@ -47,7 +47,8 @@ impl Runner {
         }
     }
 
-    fn log_file(&self, p: &ProjectRow, run_id: i64) -> PathBuf {
+    /// The log of run `run_id` of `p` (`<log_dir>/<project>/<run>.log`).
+    pub(super) fn log_file(&self, p: &ProjectRow, run_id: i64) -> PathBuf {
         self.cfg.log_dir.join(p.id.as_str()).join(format!("{run_id}.log"))
     }
 
@@ -85,11 +86,7 @@ impl Runner {
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C")
-            .env("TUNASYNC_MIRROR_NAME", e.project.id.as_str())
-            .env("TUNASYNC_WORKING_DIR", dest)
-            .env("TUNASYNC_UPSTREAM_URL", super::upstreams::label(e.project))
-            .env("TUNASYNC_LOG_DIR", log.parent().unwrap_or(Path::new("/")))
-            .env("TUNASYNC_LOG_FILE", &log)
+            .envs(super::kinds::tunasync_env(e.project, &log))
             .env("TUNASYNC_JOB_EXIT_STATUS", &exit)
             .env("MIRROR_SYNC_RUN_ID", e.run_id.to_string())
             .env("MIRROR_SYNC_RUN_STATUS", e.status.as_str())

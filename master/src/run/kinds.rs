@@ -151,21 +151,24 @@ pub fn provider_argv(provider: &ProviderSettings, given: &Given<'_>) -> Result<V
     Ok(argv)
 }
 
+/// tunasync's variables of a run of `p` logging to `log_file`, for its provider and its hooks
+/// alike: the scripts written for tunasync read them.
+pub fn tunasync_env(p: &ProjectRow, log_file: &Path) -> Vec<(String, String)> {
+    let log_dir = log_file.parent().unwrap_or(Path::new("/"));
+    vec![
+        ("TUNASYNC_MIRROR_NAME".to_owned(), p.id.to_string()),
+        ("TUNASYNC_WORKING_DIR".to_owned(), p.dest.as_path().display().to_string()),
+        ("TUNASYNC_UPSTREAM_URL".to_owned(), super::upstreams::label(p)),
+        ("TUNASYNC_LOG_DIR".to_owned(), log_dir.display().to_string()),
+        ("TUNASYNC_LOG_FILE".to_owned(), log_file.display().to_string()),
+    ]
+}
+
 /// The variables of a command run: tunasync's (so that its scripts run unchanged), each parameter
 /// as `MIRROR_PARAM_<NAME>`, and the provider's own.
 pub fn provider_env(provider: &ProviderSettings, given: &Given<'_>) -> Vec<(String, String)> {
     let p = given.project;
-    let log_dir = given.log_file.parent().unwrap_or(Path::new("/"));
-    let mut env = vec![
-        ("TUNASYNC_MIRROR_NAME".to_owned(), p.id.to_string()),
-        ("TUNASYNC_WORKING_DIR".to_owned(), p.dest.as_path().display().to_string()),
-        (
-            "TUNASYNC_UPSTREAM_URL".to_owned(),
-            p.source.upstream_url.as_ref().map(ToString::to_string).unwrap_or_default(),
-        ),
-        ("TUNASYNC_LOG_DIR".to_owned(), log_dir.display().to_string()),
-        ("TUNASYNC_LOG_FILE".to_owned(), given.log_file.display().to_string()),
-    ];
+    let mut env = tunasync_env(p, given.log_file);
     env.extend(p.source.params.iter().map(|(k, v)| (Params::env_name(k), v.to_owned())));
     env.extend(provider.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env

@@ -57,7 +57,7 @@ impl Runner {
             Err(e) => return Err(format!("dest {}: {}", project.dest, e.message)),
         }
         let temp = self.cfg.mirror_root.join(mirror_runtime::fs::TEMP_DIR).join(project.id.as_str());
-        let log_file = self.cfg.log_dir.join(project.id.as_str()).join(format!("{run_id}.log"));
+        let log_file = self.log_file(&project, run_id);
         let timeout = project.timeout(self.cfg.default_timeout);
         let other = |tool, main, limit| RunPlan {
             project: project.clone(),
