@@ -278,6 +278,11 @@ impl Authenticator {
         }
     }
 
+    /// A user name and password, as a login form gives them (the console).
+    pub async fn check_password(&self, db: &db::Db, username: &str, password: &str) -> Result<Principal, AuthError> {
+        self.check_basic(db, username, password).await
+    }
+
     async fn check_basic(&self, db: &db::Db, username: &str, password: &str) -> Result<Principal, AuthError> {
         let key = self.cache_key(username, password);
         if let Ok(cache) = self.cache.read()

@@ -15,6 +15,7 @@ pub mod run;
 pub mod service;
 pub mod state;
 pub mod targets;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;

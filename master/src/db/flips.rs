@@ -93,3 +93,24 @@ pub async fn newest_per_slave(db: &Db, project: &str) -> sqlx::Result<Vec<Flip>>
     .fetch_all(c)
     .await)
 }
+
+/// A slave's flip of a project to a generation, as the console's timeline draws it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FlipAt {
+    pub project_id: String,
+    pub hostname: String,
+    pub generation: i64,
+    pub flipped_at: Timestamp,
+}
+
+/// The flips since `since`, newest first, at most `limit`.
+pub async fn since(db: &Db, since: Timestamp, limit: i64) -> sqlx::Result<Vec<FlipAt>> {
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT project_id, hostname, generation, flipped_at FROM flips WHERE flipped_at >= $1 \
+         ORDER BY flipped_at DESC LIMIT $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(c)
+    .await)
+}

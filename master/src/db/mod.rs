@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod projects;
 pub mod propagation;
 pub mod runs;
+pub mod sessions;
 pub mod settings;
 pub mod slaves;
 pub mod targets;

@@ -364,6 +364,32 @@ pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result
     .await)
 }
 
+/// The newest `per` runs of each of `ids` (the console's sparklines), oldest first per project.
+pub async fn recent_of(db: &Db, ids: &[ProjectId], per: i64) -> sqlx::Result<Vec<RunRow>> {
+    let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LIST_COLUMNS} FROM runs WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+         (PARTITION BY project_id ORDER BY id DESC) AS n FROM runs WHERE project_id IN \
+         (SELECT j.value FROM json_each($1) AS j)) AS r WHERE n <= $2) ORDER BY project_id, id"
+    )))
+    .bind(ids)
+    .bind(per)
+    .fetch_all(c)
+    .await)
+}
+
+/// The runs that ended or were going since `since` (the console's timeline), at most `limit`,
+/// newest first.
+pub async fn since(db: &Db, since: Timestamp, limit: i64) -> sqlx::Result<Vec<RunRow>> {
+    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LIST_COLUMNS} FROM runs WHERE ended_at IS NULL OR ended_at >= $1 ORDER BY id DESC LIMIT $2"
+    )))
+    .bind(since)
+    .bind(limit)
+    .fetch_all(c)
+    .await)
+}
+
 /// The latest run of every project that has one.
 pub async fn latest_per_project(db: &Db) -> sqlx::Result<Vec<RunRow>> {
     on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -10,6 +10,11 @@ use mirror_common::ErrorBody;
 pub use crate::error::Error as ApiError;
 
 impl ApiError {
+    /// The HTTP status this error is answered with (the console renders its own page with it).
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     /// The status, the `error` word and the field of the error body.
     fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
         match self {

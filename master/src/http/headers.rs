@@ -16,11 +16,21 @@ const DOCS: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'uns
                     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
                     frame-ancestors 'none'";
 
+/// The console: its own script and stylesheet only, nothing inline; it fetches only from here.
+const CONSOLE: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                       connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 pub async fn secure(request: Request, next: Next) -> Response {
-    let docs = request.uri().path().starts_with("/docs");
+    let path = request.uri().path();
+    let csp = if path.starts_with("/docs") {
+        DOCS
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        CONSOLE
+    } else {
+        STRICT
+    };
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    let csp = if docs { DOCS } else { STRICT };
     let set: [(HeaderName, &'static str); 4] = [
         (header::CONTENT_SECURITY_POLICY, csp),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

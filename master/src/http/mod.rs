@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .merge(openapi::docs())
+        .merge(crate::ui::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))

@@ -11,6 +11,7 @@ use mirror_common::api::{Done, ProjectId, RunStopping, RunView, SyncupResponse, 
 use super::detached;
 use super::error::ApiError;
 use super::extract::{Caller, MaybeCaller, QueryMap, Writer, id_param};
+use crate::auth::Principal;
 use crate::state::AppState;
 use mirror_common::ErrorBody;
 
@@ -234,6 +235,12 @@ pub async fn run_log(
         Some("true" | "1" | "") => true,
         Some(_) => return Err(ApiError::field("follow", "must be true or false")),
     };
+    log_response(state, &caller, id, follow).await
+}
+
+/// A run's output as a plain-text stream; `follow`: what is appended too, until the run ends (the
+/// API's `/runs/{id}/log` and the console's).
+pub async fn log_response(state: AppState, caller: &Principal, id: i64, follow: bool) -> Result<Response, ApiError> {
     // A follower is a stream: it has a slot of its own (it is not counted as a request).
     let slot = if follow { Some(state.streams.acquire(caller.username.as_str())?) } else { None };
     let (mut file, mut going) = state.runs.output(id).await?;
