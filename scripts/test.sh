@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests, and the end-to-end tests that start real
 # rsync daemons, masters and slaves, and load the status page in headless Chromium. Installs what it
-# needs (Debian's rsync, iproute2, chromium, prometheus for promtool, openssh-server, git, lftp) when missing.
+# needs (Debian's rsync, iproute2, chromium and chromedriver, npm for axe-core, prometheus for promtool, openssh-server, git, lftp) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,9 @@ missing=()
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The console's tests drive chromium over WebDriver, and check its pages with axe-core (npm).
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # ftpsync's push over ssh is tested through a real sshd and ssh client.
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
@@ -47,6 +50,12 @@ own_processes() {
         sort
 }
 own_processes > target/processes-before.txt 2>/dev/null || { mkdir -p target; own_processes > target/processes-before.txt; }
+
+# axe-core (npm), the accessibility checker the console's tests run in the browser.
+if [ ! -f target/axe/node_modules/axe-core/axe.min.js ]; then
+    mkdir -p target/axe
+    (cd target/axe && npm install --silent --no-audit --no-fund 'axe-core@4')
+fi
 
 # pyrainer and resource-sync (pip), the seeds' own clients, unchanged: the tests drive them.
 if ! target/pyrainer-venv/bin/python -c 'import pyrainer.cli, microcosm_resourcesync.main' 2>/dev/null; then

@@ -2,6 +2,7 @@
 //! an HTTP client with the three ways of logging in, and waiting on readiness, never on a sleep.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
+pub mod browser;
 pub mod cluster;
 pub mod pg;
 pub mod rsyncd;

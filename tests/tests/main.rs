@@ -5,6 +5,7 @@ mod alerts;
 mod api;
 mod binary;
 mod cluster;
+mod console;
 mod ctl;
 mod declared;
 mod depends;
