@@ -52,6 +52,7 @@ def free_port():
 
 class Master:
     def __init__(self, workdir, **env):
+        self.workdir = workdir
         self.port = free_port()
         full = dict(os.environ)
         full.update({

@@ -364,14 +364,24 @@ pub async fn list(db: &Db, project_id: Option<&str>, limit: i64) -> sqlx::Result
     .await)
 }
 
+/// What a sparkline draws of a run.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunPoint {
+    pub project_id: ProjectId,
+    pub status: RunStatus,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+}
+
 /// The newest `per` runs of each of `ids` (the console's sparklines), oldest first per project.
-pub async fn recent_of(db: &Db, ids: &[ProjectId], per: i64) -> sqlx::Result<Vec<RunRow>> {
+pub async fn recent_of(db: &Db, ids: &[ProjectId], per: i64) -> sqlx::Result<Vec<RunPoint>> {
     let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {LIST_COLUMNS} FROM runs WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
-         (PARTITION BY project_id ORDER BY id DESC) AS n FROM runs WHERE project_id IN \
-         (SELECT j.value FROM json_each($1) AS j)) AS r WHERE n <= $2) ORDER BY project_id, id"
-    )))
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT project_id, status, started_at, ended_at FROM (SELECT j.value AS pid, (SELECT MIN(id) FROM \
+         (SELECT id FROM runs WHERE project_id = j.value ORDER BY id DESC LIMIT $2) AS newest) AS low \
+         FROM json_each($1) AS j) AS t JOIN runs ON runs.project_id = t.pid AND runs.id >= t.low \
+         ORDER BY project_id, id"
+    )
     .bind(ids)
     .bind(per)
     .fetch_all(c)

@@ -40,7 +40,7 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if future { format!("in {value} {unit}{plural}") } else { format!("{value} {unit}{plural} ago") }
 }
 
-fn time_cell(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub fn time_cell(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     match t {
         Some(t) => format!(
             "<time datetime=\"{}\">{}</time> <small>{}</small>",

@@ -9,27 +9,36 @@ use mirror_common::api::RunStatus;
 
 use super::html::esc;
 use crate::db::flips::FlipAt;
-use crate::db::runs::RunRow;
+use crate::db::runs::{RunPoint, RunRow};
+use mirror_common::time::Timestamp;
 
 fn failed(r: &RunRow) -> bool {
-    matches!(r.status, RunStatus::Failed | RunStatus::Timeout | RunStatus::Interrupted)
+    is_failure(r.status)
+}
+
+fn is_failure(status: RunStatus) -> bool {
+    matches!(status, RunStatus::Failed | RunStatus::Timeout | RunStatus::Interrupted)
 }
 
 /// A run's duration in seconds, once it has ended.
 pub fn duration(r: &RunRow) -> Option<f64> {
-    let (start, end) = (r.started_at?, r.ended_at?);
+    seconds_between(r.started_at, r.ended_at)
+}
+
+fn seconds_between(start: Option<Timestamp>, end: Option<Timestamp>) -> Option<f64> {
+    let (start, end) = (start?, end?);
     let ms = (end.to_datetime() - start.to_datetime()).num_milliseconds();
     Some(ms.max(0) as f64 / 1000.0)
 }
 
 /// A sparkline of run durations (oldest left), with a mark at each failure: `runs` oldest first.
-pub fn sparkline(runs: &[RunRow]) -> String {
+pub fn sparkline(runs: &[RunPoint]) -> String {
     const W: f64 = 120.0;
     const H: f64 = 20.0;
     if runs.is_empty() {
         return "<small>no runs</small>".into();
     }
-    let values: Vec<f64> = runs.iter().map(|r| duration(r).unwrap_or(0.0)).collect();
+    let values: Vec<f64> = runs.iter().map(|r| seconds_between(r.started_at, r.ended_at).unwrap_or(0.0)).collect();
     let max = values.iter().copied().fold(0.0_f64, f64::max).max(0.001);
     let step = if runs.len() > 1 { W / (runs.len() - 1) as f64 } else { 0.0 };
     let mut line = String::new();
@@ -38,11 +47,11 @@ pub fn sparkline(runs: &[RunRow]) -> String {
         let x = i as f64 * step;
         let y = H - 1.0 - v / max * (H - 2.0);
         let _ = write!(line, "{}{x:.0} {y:.0}", if i == 0 { "M" } else { "L" });
-        if failed(r) {
+        if is_failure(r.status) {
             let _ = write!(marks, "M{x:.0} 0V{H:.0}");
         }
     }
-    let bad = runs.iter().filter(|r| failed(r)).count();
+    let bad = runs.iter().filter(|r| is_failure(r.status)).count();
     let label = format!("last {} runs: {} failed", runs.len(), bad);
     format!(
         "<svg class=\"spark\" width=\"120\" height=\"20\" viewBox=\"-2 0 124 20\" role=\"img\" aria-label=\"{label}\">\

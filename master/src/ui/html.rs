@@ -5,10 +5,10 @@ use std::fmt::Write;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use mirror_common::api::Role;
 
-pub use crate::read::status_page::{esc, relative};
+/// `2026-12-05 03:10 UTC` with "3 hours ago" beside it, or "never" (as the status page shows times).
+pub use crate::read::status_page::{esc, relative, time_cell as when};
 
 use super::Session;
 
@@ -65,19 +65,6 @@ pub fn page_response(page: String) -> Response {
     let mut response = Html(page).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// `2026-12-05 03:10 UTC` with "3 hours ago" beside it, or "never".
-pub fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    match t {
-        Some(t) => format!(
-            "<time datetime=\"{}\">{}</time> <small>{}</small>",
-            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            t.format("%Y-%m-%d %H:%M UTC"),
-            relative(t, now)
-        ),
-        None => "<small>never</small>".into(),
-    }
 }
 
 /// A state badge (its class gives its colour).

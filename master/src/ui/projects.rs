@@ -133,7 +133,7 @@ pub async fn index(
     let page = view.page.min(pages);
     let shown = &list[(page - 1) * PER_PAGE..(page * PER_PAGE).min(list.len())];
     let ids: Vec<ProjectId> = shown.iter().map(|s| s.row.id.clone()).collect();
-    let mut recent: HashMap<ProjectId, Vec<db::runs::RunRow>> = HashMap::new();
+    let mut recent: HashMap<ProjectId, Vec<db::runs::RunPoint>> = HashMap::new();
     for r in db::runs::recent_of(&state.db, &ids, SPARK_RUNS).await? {
         recent.entry(r.project_id.clone()).or_default().push(r);
     }
