@@ -13,15 +13,13 @@ Needs a release build (bench/console.sh does it).
 """
 import argparse
 import os
-import re
 import sqlite3
-import statistics
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runs import PASSWORD  # noqa: E402
-from status import master_with_runs  # noqa: E402
+from status import master_with_runs, timed  # noqa: E402
 
 
 def more_runs(master, per_project):
@@ -47,19 +45,6 @@ def login(master, jar):
         raise SystemExit(f"login: {out}")
 
 
-def timed(master, jar, path, rounds=20):
-    times, size = [], 0
-    for _ in range(rounds):
-        out = subprocess.run(
-            ["curl", "-s", "-o", "/dev/null", "-b", jar, "-w", "%{http_code} %{time_total} %{size_download}",
-             f"http://127.0.0.1:{master.port}{path}"], capture_output=True, text=True, check=True).stdout.split()
-        if out[0] != "200":
-            raise SystemExit(f"{path}: {out[0]}")
-        times.append(float(out[1]))
-        size = int(out[2])
-    return statistics.median(times) * 1000, max(times) * 1000, size
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--projects", type=int, default=1_000)
@@ -72,7 +57,7 @@ def main():
     print(f"{args.projects} projects, {total} runs; targets: 50 ms, 200 KB a page")
     for path, what in (("/ui/", "front page (100 rows)"), ("/ui/?state=success&sort=size&q=p0", "front page, filtered and sorted"),
                        ("/ui/projects/p00000", f"project page ({args.runs} runs)"), ("/ui/cluster", "cluster timeline")):
-        med, worst, size = timed(master, jar, path)
+        med, worst, size = timed(master, path, accept="text/html", login=["-b", jar])
         print(f"{what}: median {med:.1f} ms, slowest {worst:.1f} ms, {size / 1000:.0f} KB")
     master.stop()
 

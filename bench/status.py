@@ -51,13 +51,15 @@ def master_with_runs(n):
     return master
 
 
-def timed(master, path, accept="*/*", rounds=20):
-    """curl's time to the last byte (a fast client, as Prometheus' scraper is), median and slowest."""
+def timed(master, path, accept="*/*", rounds=20, login=None):
+    """curl's time to the last byte (a fast client, as Prometheus' scraper is), median and slowest.
+    `login`: curl's arguments for the login (default: the root's Basic credentials)."""
     times, size = [], 0
+    login = login or ["-H", f"Authorization: {AUTH}"]
     for _ in range(rounds):
         out = subprocess.run(
             ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total} %{size_download}",
-             "-H", f"Authorization: {AUTH}", "-H", f"Accept: {accept}", f"http://127.0.0.1:{master.port}{path}"],
+             *login, "-H", f"Accept: {accept}", f"http://127.0.0.1:{master.port}{path}"],
             capture_output=True, text=True, check=True).stdout.split()
         if out[0] != "200":
             raise SystemExit(f"{path}: {out[0]}")
