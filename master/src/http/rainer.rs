@@ -56,9 +56,7 @@ async fn payload(state: &AppState, c: &CommitRow) -> Result<Vec<u8>, ApiError> {
         return Ok(bytes);
     }
     let stored: StoredProject = serde_json::from_str(content).map_err(|e| ApiError::Internal(e.into()))?;
-    let config = crate::service::documents::project_config(&stored.config, &state.mirror_root)
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let text = serde_norway::to_string(&config).map_err(|e| ApiError::Internal(e.into()))?;
+    let text = crate::service::documents::project_yaml(&stored.config, &state.mirror_root)?;
     Ok(text.into_bytes())
 }
 

@@ -23,6 +23,11 @@ pub fn project_config(
     Ok(config)
 }
 
+/// A project's configuration as canonical YAML (Rainer's payloads, the console's editor).
+pub fn project_yaml(config: &ProjectConfig, mirror_root: &Path) -> anyhow::Result<String> {
+    Ok(serde_norway::to_string(&project_config(config, mirror_root)?)?)
+}
+
 /// A project's document: `dest` relative to the mirror root, the password as `"set"`; with more
 /// than one upstream, all of them as `upstreams` (`more_set`: which of the others have a password).
 pub fn project_doc(row: &ProjectConfig, password_set: bool, more_set: &[bool], mirror_root: &Path) -> ProjectDoc {

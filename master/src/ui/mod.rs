@@ -11,6 +11,7 @@ pub mod project;
 pub mod projects;
 pub mod runs;
 pub mod session;
+pub mod written;
 
 use axum::Router;
 use axum::extract::Request;

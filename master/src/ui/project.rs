@@ -7,11 +7,11 @@ use std::fmt::Write;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use mirror_common::api::{AddProject, ProjectId};
-use mirror_common::document::Limits;
+use mirror_common::api::ProjectId;
 use serde_json::{Map, Value};
 
 use super::html::{self, badge, esc, query_escape, when};
+use super::written::parse_config;
 use super::{Posted, Session, UiError, charts, see_other};
 use crate::db;
 use crate::error::Error;
@@ -28,20 +28,9 @@ fn project_id(id: &str) -> Result<ProjectId, UiError> {
     ProjectId::parse(id).map_err(|m| UiError::Failed(Error::field("id", m)))
 }
 
-/// A failure as one line for a form: the field, then what is wrong.
-pub fn message_of(e: &Error) -> String {
-    match e {
-        Error::Field(f) => format!("{}: {}", f.field, f.message),
-        Error::BadJson { field: Some(f), message } => format!("{f}: {message}"),
-        other => other.to_string(),
-    }
-}
-
 /// A configuration's YAML (the shape `PUT /projects/{id}` takes, without any password).
 fn yaml_of(state: &AppState, config: &mirror_common::project::ProjectConfig) -> Result<String, UiError> {
-    let map =
-        crate::service::documents::project_config(config, &state.mirror_root).map_err(|e| Error::Internal(e.into()))?;
-    serde_norway::to_string(&map).map_err(|e| UiError::Failed(Error::Internal(e.into())))
+    Ok(crate::service::documents::project_yaml(config, &state.mirror_root)?)
 }
 
 /// The YAML of version `version` of a project (empty for a removal or a missing version).
@@ -52,18 +41,6 @@ async fn version_yaml(state: &AppState, id: &ProjectId, version: i64) -> Result<
     let Some(content) = commit.content else { return Ok(String::new()) };
     let stored: StoredProject = serde_json::from_str(&content).map_err(|e| Error::Internal(e.into()))?;
     yaml_of(state, &stored.config)
-}
-
-/// A configuration written in the console, as `PUT /projects/{id}` takes it.
-pub async fn parse_config(id: &ProjectId, text: &str) -> Result<AddProject, UiError> {
-    let value = crate::config::document::read(text.as_bytes().to_vec(), Limits::PROJECT_FILE)
-        .await
-        .map_err(|e| Error::field("config", e.to_string()))?;
-    let Value::Object(mut map) = value else {
-        return Err(UiError::Failed(Error::field("config", "must be a mapping of the project's fields")));
-    };
-    map.entry("project").or_insert_with(|| Value::String(id.as_str().to_owned()));
-    Ok(crate::http::extract::add_project_from(map)?)
 }
 
 /// A line diff of two YAML texts: removed lines in `<del>`, added in `<ins>`.

@@ -308,7 +308,7 @@ pub async fn create(State(state): State<AppState>, posted: Posted) -> Result<Res
         if db::projects::get(&state.db.read, id.as_str()).await?.is_some() {
             return Err(UiError::Failed(Error::conflict("id", format!("a project with id '{id}' exists"))));
         }
-        let req = super::project::parse_config(&id, &text).await?;
+        let req = super::written::parse_config(&id, &text).await?;
         let mut meta = meta_of(&posted.session, Some("added in the console"));
         meta.based_on = Some(0);
         state.projects.put(&id, req, &meta).await?;
@@ -317,7 +317,7 @@ pub async fn create(State(state): State<AppState>, posted: Posted) -> Result<Res
     match attempt.await {
         Ok(id) => Ok(see_other(&format!("/ui/projects/{}?done=added", query_escape(id.as_str())))),
         Err(UiError::Failed(e)) if e.status().is_client_error() => {
-            let message = super::project::message_of(&e);
+            let message = super::written::message_of(&e);
             let page = html::page(
                 &posted.session,
                 "Add a project",
