@@ -18,6 +18,7 @@ use super::stages::{OwnLock, probe_of};
 use super::upstreams;
 use crate::db;
 use crate::events::Change;
+use crate::read::views::upstream;
 use crate::retry::backoff;
 
 /// The commands of one run, built once from its plan.
@@ -119,7 +120,7 @@ impl Runner {
     ) -> anyhow::Result<(RunPlan, Result<Ran, String>)> {
         loop {
             if !plan.project.more_upstreams.is_empty() {
-                db::runs::set_upstream(&self.db, run_id, &upstreams::label(&plan.project)).await?;
+                db::runs::set_upstream(&self.db, run_id, &upstream(&plan.project)).await?;
             }
             let commands = self.commands(&plan, run_id, one_pass);
             // While a two-stage run goes, the tree shows it (ftpsync's lock, for whoever mirrors us).
@@ -133,7 +134,7 @@ impl Runner {
             }
             match (&ran, others.next()) {
                 (Ok(r), Some(next)) if upstreams::moves_on(&r.outcome) => {
-                    tracing::warn!(upstream = %upstreams::label(&plan.project), next = %upstreams::label(&next.project), message = %r.outcome.message, "upstream down or refusing: the next one");
+                    tracing::warn!(upstream = %upstream(&plan.project), next = %upstream(&next.project), message = %r.outcome.message, "upstream down or refusing: the next one");
                     plan = next;
                 }
                 _ => return Ok((plan, ran)),

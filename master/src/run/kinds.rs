@@ -158,7 +158,7 @@ pub fn tunasync_env(p: &ProjectRow, log_file: &Path) -> Vec<(String, String)> {
     vec![
         ("TUNASYNC_MIRROR_NAME".to_owned(), p.id.to_string()),
         ("TUNASYNC_WORKING_DIR".to_owned(), p.dest.as_path().display().to_string()),
-        ("TUNASYNC_UPSTREAM_URL".to_owned(), super::upstreams::label(p)),
+        ("TUNASYNC_UPSTREAM_URL".to_owned(), crate::read::views::upstream(p)),
         ("TUNASYNC_LOG_DIR".to_owned(), log_dir.display().to_string()),
         ("TUNASYNC_LOG_FILE".to_owned(), log_file.display().to_string()),
     ]

@@ -15,6 +15,7 @@ use super::Runner;
 use super::plan::RunPlan;
 use super::stages::probe_of;
 use crate::db::projects::ProjectRow;
+use crate::read::views::upstream;
 
 /// When the tree a probe describes was made, as Unix seconds, if its text says.
 pub fn freshness_of(bytes: &[u8]) -> Option<i64> {
@@ -35,11 +36,6 @@ pub fn moves_on(o: &RsyncOutcome) -> bool {
     o.ending == Ending::Failed && (o.daemon_refused || matches!(o.exit_code, Some(5 | 10 | 12 | 30 | 35)))
 }
 
-/// `rsync://host[:port]/module/`: how a run names the upstream it pulls from.
-pub fn label(p: &ProjectRow) -> String {
-    crate::read::views::upstream(p)
-}
-
 impl Runner {
     /// The plans of a run, one per upstream, in the order it tries them (one plan: the project
     /// has one upstream), and what the probe of the first was found to hold when it was fetched
@@ -56,7 +52,7 @@ impl Runner {
             let row = ProjectRow { config: project.using(u), rsync_password: password, ..project.clone() };
             match self.plan(row, project_run).await {
                 Ok(p) => plans.push(p),
-                Err(why) => tracing::warn!(upstream = %label(&project), error = %why, "an upstream left out"),
+                Err(why) => tracing::warn!(upstream = %upstream(&project), error = %why, "an upstream left out"),
             }
         }
         let Some(path) = probe_of(&project) else { return (plans, None) };
@@ -64,7 +60,7 @@ impl Runner {
         for p in plans {
             let found = self.fetch_probe(&p, &path).await;
             if let Err(why) = &found {
-                tracing::warn!(upstream = %label(&p.project), error = %why, "its probe cannot be read: tried last");
+                tracing::warn!(upstream = %upstream(&p.project), error = %why, "its probe cannot be read: tried last");
             }
             let freshness = found.as_ref().ok().and_then(|b| freshness_of(b));
             ranked.push((p, found, freshness));
@@ -78,7 +74,7 @@ impl Runner {
         };
         for (p, found, freshness) in &ranked {
             if class(found, *freshness) == 1 {
-                tracing::info!(upstream = %label(&p.project), probe = ?freshness, newest = ?newest, at = %Utc::now(), "serves an older tree: tried after the fresher ones");
+                tracing::info!(upstream = %upstream(&p.project), probe = ?freshness, newest = ?newest, at = %Utc::now(), "serves an older tree: tried after the fresher ones");
             }
         }
         ranked.sort_by_key(|(_, found, freshness)| class(found, *freshness));
