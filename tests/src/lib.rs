@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod console;
 pub mod pg;
 pub mod rsyncd;
 pub mod s3;

@@ -8,6 +8,7 @@
 
 use mirror_tests::browser::Browser;
 use mirror_tests::cluster::{start_cluster_master, start_slaves};
+use mirror_tests::console::{csrf_of, get_with, post_with, raw_client, session_cookie};
 use mirror_tests::rsyncd::{Upstream, generate_tree};
 use mirror_tests::{Auth, ROOT_PASSWORD, TestMaster, USER_PASSWORD, wait_for};
 use reqwest::StatusCode;
@@ -174,57 +175,6 @@ async fn an_operator_adds_syncs_follows_stops_edits_and_reverts_in_the_browser()
     b.goto(&format!("{base}/ui/slaves")).await;
     assert!(!b.has("code.secret").await, "the token is not shown again");
     b.close().await;
-}
-
-/// A client that does not follow redirects (to see where the console sends it).
-fn raw_client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-/// Logs in through the form (as a browser would, same-origin) and returns the session cookie.
-async fn session_cookie(base: &str, user: &str, password: &str) -> String {
-    let r = raw_client()
-        .post(format!("{base}/ui/login"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("username", user), ("password", password)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
-        assert!(cookie.contains(attribute), "{cookie}");
-    }
-    cookie.split(';').next().unwrap().to_owned()
-}
-
-/// `GET path` with the cookie: the status and the body.
-async fn get_with(base: &str, cookie: &str, path: &str) -> (StatusCode, String) {
-    let r = raw_client().get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
-    (r.status(), r.text().await.unwrap())
-}
-
-/// The CSRF token of the session's pages.
-async fn csrf_of(base: &str, cookie: &str) -> String {
-    let (status, page) = get_with(base, cookie, "/ui/account").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    page[at..at + 43].to_owned()
-}
-
-/// `POST path` with the cookie, the form and extra headers: the status.
-async fn post_with(
-    base: &str,
-    cookie: &str,
-    path: &str,
-    form: &[(&str, &str)],
-    headers: &[(&str, &str)],
-) -> StatusCode {
-    let mut request = raw_client().post(format!("{base}{path}")).header("cookie", cookie).form(form);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.unwrap().status()
 }
 
 fn simple_project(upstream: &Upstream) -> Value {

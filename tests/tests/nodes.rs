@@ -369,21 +369,85 @@ async fn a_sqlite_master_moves_to_postgresql_with_every_view_and_every_slave_tok
     assert_eq!(listed[0]["projects"][0]["generation"], json!(2), "{listed}");
 }
 
+/// Nodes `a` and `b` on `database`, each with a mirror root (and an rsync daemon) of its own.
+async fn two_nodes(database: &str) -> Vec<mirror_tests::TestMaster> {
+    let mut masters = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = mirror_tests::cluster::cluster_settings(dir.path());
+        settings.database = database.to_owned().into();
+        settings.node = Some(mirror_common::api::Name::parse(name).unwrap());
+        masters.push(mirror_tests::TestMaster::start_with(dir, settings).await);
+    }
+    masters
+}
+
 #[tokio::test]
-async fn projects_on_two_nodes_with_their_own_storage_reach_the_slaves_from_the_node_that_holds_each() {
-    use mirror_tests::cluster::{SlaveProcess, add_slave, cluster_settings, served_generations};
+async fn the_console_of_one_node_syncs_follows_and_stops_a_project_that_another_node_runs() {
+    use mirror_tests::console::{csrf_of, get_with, post_with, session_cookie};
     let Some(base) = postgres() else { return };
     let database = create_postgres_database(&base);
     let upstream = Upstream::start().await;
     generate_tree(&upstream.data(), 8);
-    let mut masters = Vec::new();
-    for name in ["a", "b"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = cluster_settings(dir.path());
-        settings.database = database.clone().into();
-        settings.node = Some(mirror_common::api::Name::parse(name).unwrap());
-        masters.push(mirror_tests::TestMaster::start_with(dir, settings).await);
-    }
+    let masters = two_nodes(&database).await;
+    let (a, b) = (&masters[0], &masters[1]);
+    let mut p = project("pb", upstream.port, json!({"node": "b"}));
+    p["rsync_options"]["basic"] = json!(["--no-motd", "--bwlimit=100"]);
+    // Added through B, which holds it (a relative dest is taken under that node's mirror root).
+    let r = b.api.post("/add_project/", &p, &Auth::root()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // A console session opened on A (sessions are in the shared database).
+    let cookie = session_cookie(&a.api.base, "root", ROOT_PASSWORD).await;
+    let csrf = csrf_of(&a.api.base, &cookie).await;
+    let form = [("csrf", csrf.as_str())];
+    let same = [("sec-fetch-site", "same-origin")];
+    let newest = || async {
+        let r = a.api.get("/runs/?project=pb&limit=1", &Auth::root()).await;
+        r.body.as_array().unwrap().first().cloned()
+    };
+    // A cross-site form is refused by A itself, never passed on: no run.
+    let cross = [("sec-fetch-site", "cross-site")];
+    let status = post_with(&a.api.base, &cookie, "/ui/projects/pb/sync", &form, &cross).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(newest().await, None, "the cross-site form started nothing");
+    // Sync now through A's console: B runs it (the tree lands under B's root only).
+    assert_eq!(post_with(&a.api.base, &cookie, "/ui/projects/pb/sync", &form, &same).await, StatusCode::SEE_OTHER);
+    let id = newest().await.expect("a run")["id"].as_i64().unwrap();
+    let run = mirror_tests::finished_run(&a.api, id, 60).await;
+    assert_eq!(run["status"], json!("success"), "{run}");
+    assert!(b.mirror_root().join("pb").is_dir() && !a.mirror_root().join("pb").exists());
+    // Its output through A's console is B's log file, as B's console gives it.
+    let (status, through_a) = get_with(&a.api.base, &cookie, &format!("/ui/runs/{id}/log")).await;
+    assert_eq!(status, StatusCode::OK, "{through_a}");
+    let (_, on_b) = get_with(&b.api.base, &cookie, &format!("/ui/runs/{id}/log")).await;
+    assert!(!through_a.is_empty() && through_a == on_b, "{through_a:?} / {on_b:?}");
+    // A slow run (600 KiB at 100 KiB/s), followed and stopped through A's console.
+    std::fs::write(upstream.data().join("slow.bin"), vec![7u8; 600 * 1024]).unwrap();
+    assert_eq!(post_with(&a.api.base, &cookie, "/ui/projects/pb/sync", &form, &same).await, StatusCode::SEE_OTHER);
+    let id = wait_for(30, "the slow run to start", || async {
+        newest().await.filter(|r| r["status"] == json!("running")).map(|r| r["id"].as_i64().unwrap())
+    })
+    .await;
+    let (base_a, follower_cookie) = (a.api.base.clone(), cookie.clone());
+    let follower =
+        tokio::spawn(
+            async move { get_with(&base_a, &follower_cookie, &format!("/ui/runs/{id}/log?follow=true")).await },
+        );
+    assert_eq!(post_with(&a.api.base, &cookie, "/ui/projects/pb/stop", &form, &same).await, StatusCode::SEE_OTHER);
+    let run = mirror_tests::finished_run(&a.api, id, 30).await;
+    assert_eq!(run["status"], json!("stopped"), "{run}");
+    let (status, _) = tokio::time::timeout(Duration::from_secs(30), follower).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK, "the followed output ends with the run");
+}
+
+#[tokio::test]
+async fn projects_on_two_nodes_with_their_own_storage_reach_the_slaves_from_the_node_that_holds_each() {
+    use mirror_tests::cluster::{SlaveProcess, add_slave, served_generations};
+    let Some(base) = postgres() else { return };
+    let database = create_postgres_database(&base);
+    let upstream = Upstream::start().await;
+    generate_tree(&upstream.data(), 8);
+    let masters = two_nodes(&database).await;
     let (a, b) = (&masters[0], &masters[1]);
     let mut slave = SlaveProcess::start(&a.api.base).await;
     add_slave(&a.api, &mut slave).await;

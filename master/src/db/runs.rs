@@ -346,6 +346,12 @@ pub async fn node_of(db: &Db, id: i64) -> sqlx::Result<Option<String>> {
     Ok(node.flatten())
 }
 
+/// The run of a project that is queued or running, if any (a project has at most one).
+pub async fn going(db: &Db, project_id: &str) -> sqlx::Result<Option<RunRow>> {
+    let newest = list(db, Some(project_id), 1).await?.into_iter().next();
+    Ok(newest.filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running)))
+}
+
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<RunRow>> {
     on!(&db.read, |c| sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
         .bind(id)

@@ -1,8 +1,10 @@
 //! Requests that only one node can answer, passed on to it: a project's run starts on the node
 //! that runs the project (the leader, for a project any node may run); stopping a run and its log
 //! go to the node the run belongs to (its rsync and its log file are there); target pushes to
-//! the leader. The caller's own credentials go along; the other node checks them
-//! as it would its own caller's. A request passed on once is never passed on again.
+//! the leader. The console's sync now, stop and live log go the same way. The caller's own
+//! credentials go along (the console's session cookie: sessions are in the shared database); the
+//! other node checks them as it would its own caller's. A request passed on once is never passed
+//! on again.
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -18,7 +20,10 @@ use crate::state::AppState;
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-mirror-forwarded");
 
 /// The headers that go along.
-const KEPT: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+const KEPT: [HeaderName; 4] = [header::AUTHORIZATION, header::COOKIE, header::CONTENT_TYPE, header::ACCEPT];
+
+/// Whether a request came from the site itself, as a browser says (`Sec-Fetch-Site`).
+const FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Which node must answer this request, if not this one: `Some(api_url)`.
 async fn destination(
@@ -43,12 +48,33 @@ async fn destination(
             }
         }
         (&Method::POST, "/trigger/{project}") | (&Method::GET, "/trigger/{project}/runs/{run}") => {
-            let project = path.trim_start_matches("/trigger/").split('/').next().unwrap_or("");
-            return runner_of(state, project.to_owned()).await;
+            return runner_of(state, project_in(path, "/trigger/").to_owned()).await;
         }
         // Stopping a run, or following its log: on the node it belongs to.
         (&Method::POST, "/runs/{id}/stop") | (&Method::GET, "/runs/{id}/log") => {
             let id = path.trim_start_matches("/runs/").trim_end_matches("/stop").trim_end_matches("/log");
+            let Ok(id) = id.parse::<i64>() else { return Ok(None) };
+            match db::runs::node_of(&state.db, id).await? {
+                Some(n) if n != state.node.name() => n,
+                _ => return Ok(None),
+            }
+        }
+        // The console's: the same, by project (its run going) or by run.
+        (&Method::POST, "/ui/projects/{id}/sync") => {
+            return runner_of(state, project_in(path, "/ui/projects/").to_owned()).await;
+        }
+        (&Method::POST, "/ui/projects/{id}/stop") => {
+            let Ok(project) = mirror_common::names::ProjectId::parse(project_in(path, "/ui/projects/")) else {
+                return Ok(None);
+            };
+            let Some(going) = db::runs::going(&state.db, project.as_str()).await? else { return Ok(None) };
+            match db::runs::node_of(&state.db, going.id).await? {
+                Some(n) if n != state.node.name() => n,
+                _ => return Ok(None),
+            }
+        }
+        (&Method::GET, "/ui/runs/{id}/log") => {
+            let id = path.trim_start_matches("/ui/runs/").trim_end_matches("/log");
             let Ok(id) = id.parse::<i64>() else { return Ok(None) };
             match db::runs::node_of(&state.db, id).await? {
                 Some(n) if n != state.node.name() => n,
@@ -71,6 +97,11 @@ async fn destination(
         _ => return Ok(None),
     };
     api_url_of(state, &node).await.map(Some)
+}
+
+/// The first segment of `path` after `prefix`.
+fn project_in<'a>(path: &'a str, prefix: &str) -> &'a str {
+    path.trim_start_matches(prefix).split('/').next().unwrap_or("")
 }
 
 /// The node that runs `project`, if it is not this one (`None` too when there is no such project:
@@ -109,14 +140,27 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
-    match destination(&state, &method, &route, &path, query.as_deref()).await {
-        Ok(None) => next.run(request).await,
-        Ok(Some(url)) => pass_on(&state, url, request).await.unwrap_or_else(IntoResponse::into_response),
+    let console = route.starts_with("/ui/");
+    // A console form from another site is refused here, by the console itself.
+    if console && method == Method::POST && crate::ui::cross_site(request.headers()) {
+        return next.run(request).await;
+    }
+    let passed = match destination(&state, &method, &route, &path, query.as_deref()).await {
+        Ok(None) => return next.run(request).await,
+        Ok(Some(url)) => pass_on(&state, url, request, console).await,
+        Err(e) => Err(e),
+    };
+    match passed {
+        Ok(response) => response,
+        // The console answers in its own pages.
+        Err(e) if console => crate::ui::UiError::Failed(e).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn pass_on(state: &AppState, base: String, request: Request) -> Result<Response, ApiError> {
+/// Passes the request on to the node at `base`. A console request was seen here to come from the
+/// site itself (a browser cannot forge `Sec-Fetch-Site`): the other node is told so.
+async fn pass_on(state: &AppState, base: String, request: Request, console: bool) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let bytes = axum::body::to_bytes(body, super::extract::MAX_BODY_BYTES)
@@ -128,6 +172,9 @@ async fn pass_on(state: &AppState, base: String, request: Request) -> Result<Res
             outbound = outbound.header(name, v);
         }
     }
+    if console {
+        outbound = outbound.header(FETCH_SITE, HeaderValue::from_static("same-origin"));
+    }
     let answer = outbound
         .header(FORWARDED, HeaderValue::from_static("1"))
         .body(bytes)
@@ -136,7 +183,7 @@ async fn pass_on(state: &AppState, base: String, request: Request) -> Result<Res
         .map_err(|e| ApiError::Unavailable(format!("the node at {base} does not answer: {}", e.without_url())))?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = Response::builder().status(status);
-    for name in [header::CONTENT_TYPE, header::RETRY_AFTER, header::CACHE_CONTROL] {
+    for name in [header::CONTENT_TYPE, header::RETRY_AFTER, header::CACHE_CONTROL, header::LOCATION] {
         if let Some(v) = answer.headers().get(&name) {
             response = response.header(name, v);
         }

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 
 use crate::error::Error;
 use crate::state::AppState;
-pub use session::{Posted, Session};
+pub use session::{Posted, Session, cross_site};
 
 /// What a console handler fails with: a page that says why, a login page for a browser without a
 /// session, or a redirect.

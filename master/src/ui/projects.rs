@@ -212,24 +212,9 @@ fn back(posted: &Posted, id: &ProjectId, done: &str) -> Response {
     }
 }
 
-/// Refused unless this node runs the project (on several nodes, the API passes a run on to the
-/// node that runs it; the console says which node to open instead).
-async fn runs_here(state: &AppState, id: &ProjectId) -> Result<(), UiError> {
-    let row = db::projects::get(&state.db.read, id.as_str())
-        .await?
-        .ok_or_else(|| Error::not_found("id", format!("no project with id '{id}'")))?;
-    state.node.refresh_view().await?;
-    if state.node.runs_here(row.node.as_ref()) {
-        return Ok(());
-    }
-    let node = state.node.runner_of(row.node.as_ref()).unwrap_or_else(|| "another node".into());
-    Err(UiError::Failed(Error::conflict("id", format!("{id} runs on node {node}: act on it in that node's console"))))
-}
-
 /// `POST /ui/projects/{id}/sync`.
 pub async fn sync(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Result<Response, UiError> {
     let id = project_id(&id)?;
-    runs_here(&state, &id).await?;
     state.runs.start(&posted.session.principal, &id).await?;
     Ok(back(&posted, &id, "sync"))
 }
@@ -237,17 +222,9 @@ pub async fn sync(State(state): State<AppState>, Path(id): Path<String>, posted:
 /// `POST /ui/projects/{id}/stop`: stops the project's run that is going.
 pub async fn stop(State(state): State<AppState>, Path(id): Path<String>, posted: Posted) -> Result<Response, UiError> {
     let id = project_id(&id)?;
-    let going = db::runs::list(&state.db, Some(id.as_str()), 1)
+    let going = db::runs::going(&state.db, id.as_str())
         .await?
-        .into_iter()
-        .find(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
         .ok_or_else(|| Error::conflict("id", format!("no run of {id} is going")))?;
-    if let Some(node) = db::runs::node_of(&state.db, going.id).await?.filter(|n| n != state.node.name()) {
-        return Err(UiError::Failed(Error::conflict(
-            "id",
-            format!("run {} runs on node {node}: stop it in that node's console", going.id),
-        )));
-    }
     state.runs.stop(&posted.session.principal, going.id).await?;
     Ok(back(&posted, &id, "stop"))
 }

@@ -105,7 +105,7 @@ impl FromRequestParts<AppState> for Session {
 
 /// Whether the browser says the request came from another site: `Sec-Fetch-Site` (every current
 /// browser sends it), else an `Origin` that is not this host.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
