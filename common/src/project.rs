@@ -89,6 +89,44 @@ pub struct ProjectConfig {
     pub source: SourceSpec,
 }
 
+/// A shape of a project built from its configuration (the API's `ProjectView`, the export
+/// document's `ProjectDoc`): the fields each shape takes from the configuration as they are, listed
+/// once here, then the shape's own, given after the configuration:
+/// `from_config!(ProjectDoc, &row.config, { dest, rsync_host: ..., })`.
+#[macro_export]
+macro_rules! from_config {
+    ($shape:ident, $config:expr, { $($own:tt)* }) => {{
+        let config: &$crate::project::ProjectConfig = $config;
+        $shape {
+            id: config.id.clone(),
+            project: config.project.clone(),
+            interval_options: config.interval.clone(),
+            enabled: config.enabled,
+            timeout_secs: config.timeout_secs,
+            catch_up: config.catch_up,
+            max_age_secs: config.max_age_secs,
+            trace: config.trace,
+            targets: config.targets.clone(),
+            watch: config.watch,
+            max_delete: config.max_delete,
+            stages: config.stages.clone(),
+            flip: config.flip,
+            depends_on: config.depends_on.clone(),
+            probe: config.probe.clone(),
+            freshness: config.freshness,
+            hooks: config.hooks.clone(),
+            kind: config.source.kind,
+            upstream_url: config.source.upstream_url.clone(),
+            provider: config.source.provider.clone(),
+            params: config.source.params.clone(),
+            ssh_key: config.source.ssh_key.clone(),
+            trace_epoch_file: config.trace_epoch_file.clone(),
+            node: config.node.clone(),
+            $($own)*
+        }
+    }};
+}
+
 /// The hooks of a project, by name: a program is only ever declared in the master's
 /// configuration file.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -65,42 +65,18 @@ pub fn project_view(
         _ => None,
     };
     let stale_after = stale_after(row, last_success, default_max_age_secs);
-    Ok(ProjectView {
-        id: row.id.clone(),
-        project: row.project.clone(),
+    Ok(mirror_common::from_config!(ProjectView, &row.config, {
         rsync_host: row.rsync_host.clone(),
         rsync_module: row.rsync_module.clone(),
         dest: row.dest.to_string(),
-        enabled: row.enabled,
         cron_options: spec.clone(),
-        interval_options: row.interval.clone(),
         rsync_options: options.into(),
         rsync_password_set: row.rsync_password.is_some(),
         rsync_user: row.rsync_user.clone(),
         rsync_port: row.rsync_port.map(|p| p.0),
-        timeout_secs: row.timeout_secs,
-        catch_up: row.catch_up,
-        max_age_secs: row.max_age_secs,
         version: row.version,
         managed_file: row.managed_file.clone(),
-        trace: row.trace,
-        targets: row.targets.clone(),
-        watch: row.watch,
-        max_delete: row.max_delete,
-        stages: row.stages.clone(),
-        flip: row.flip,
-        depends_on: row.depends_on.clone(),
-        probe: row.probe.clone(),
-        freshness: row.freshness,
-        hooks: row.hooks.clone(),
-        kind: row.source.kind,
-        upstream_url: row.source.upstream_url.clone(),
-        provider: row.source.provider.clone(),
-        params: row.source.params.clone(),
-        ssh_key: row.source.ssh_key.clone(),
-        trace_epoch_file: row.trace_epoch_file.clone(),
         upstreams: upstream_views(row),
-        node: row.node.clone(),
         stale_after: stale_after.map(Timestamp::from),
         stale: stale_by(stale_after, now),
         next_run_time: next_run_time.map(Timestamp::from),
@@ -110,7 +86,7 @@ pub fn project_view(
         generation: row.generation,
         created_at: row.created_at,
         updated_at: row.updated_at,
-    })
+    }))
 }
 
 fn count(v: Option<i64>) -> Option<u64> {

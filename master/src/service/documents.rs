@@ -54,9 +54,7 @@ pub fn project_doc(row: &ProjectConfig, password_set: bool, more_set: &[bool], m
         .and_then(|p| p.to_str())
         .map_or_else(|| row.dest.to_string(), str::to_owned);
     let o = &row.rsync_options;
-    ProjectDoc {
-        id: row.id.clone(),
-        project: row.project.clone(),
+    mirror_common::from_config!(ProjectDoc, row, {
         rsync_host: row.rsync_host.clone().filter(|_| single),
         rsync_module: row.rsync_module.clone().filter(|_| single),
         dest,
@@ -65,34 +63,12 @@ pub fn project_doc(row: &ProjectConfig, password_set: bool, more_set: &[bool], m
         rsync_password: (password_set && single).then_some(PasswordField::Set),
         upstreams,
         cron_options: row.schedule.as_ref().and_then(|s| serde_json::to_value(s).ok()),
-        interval_options: row.interval.clone(),
         rsync_options: Some(RsyncOptionsInput {
             defaults: Some(o.defaults.clone()),
             basic: Some(o.basic.clone()),
             delete: o.delete.clone(),
         }),
-        enabled: row.enabled,
-        timeout_secs: row.timeout_secs,
-        catch_up: row.catch_up,
-        max_age_secs: row.max_age_secs,
-        trace: row.trace,
-        targets: row.targets.clone(),
-        watch: row.watch,
-        max_delete: row.max_delete,
-        stages: row.stages.clone(),
-        flip: row.flip,
-        depends_on: row.depends_on.clone(),
-        probe: row.probe.clone(),
-        freshness: row.freshness,
-        hooks: row.hooks.clone(),
-        kind: row.source.kind,
-        upstream_url: row.source.upstream_url.clone(),
-        provider: row.source.provider.clone(),
-        params: row.source.params.clone(),
-        ssh_key: row.source.ssh_key.clone(),
-        trace_epoch_file: row.trace_epoch_file.clone(),
-        node: row.node.clone(),
-    }
+    })
 }
 
 /// A document's project as the request that adds or replaces it (the same checks follow).
