@@ -1,6 +1,8 @@
 //! Every `curl` call the README and docs/ show names an operation the running master's OpenAPI
 //! document has (its path, with or without the trailing slash, and its method), and every field of
 //! a JSON body it sends is one that operation's body takes: the docs cannot drift from the API.
+//! And the docs' tours (a `sh` block that begins by setting `M=`, the master's URL) are run as
+//! written against a real master: every call in them must be answered without an error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -183,6 +185,58 @@ async fn every_curl_call_in_the_docs_names_an_operation_and_fields_the_master_ha
         }
     }
     assert!(wrong.is_empty(), "{} of {} curl calls drifted:\n{}", wrong.len(), calls.len(), wrong.join("\n"));
+}
+
+/// The `sh` blocks of `text` whose first line sets `M=` (the master's URL): the docs' tours.
+fn tours(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in text.lines() {
+        match (&mut block, line.trim_end()) {
+            (None, "```sh") => block = Some(String::new()),
+            (Some(b), "```") => {
+                if b.starts_with("M=") {
+                    out.push(std::mem::take(b));
+                }
+                block = None;
+            }
+            (Some(b), _) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_docs_tours_run_as_written_against_a_real_master() {
+    let m = TestMaster::start().await;
+    let mut ran = 0;
+    for file in doc_files() {
+        for tour in tours(&std::fs::read_to_string(&file).unwrap()) {
+            // The tour's own first line (`M=...; A=...`) names the master and a login: this one's.
+            let rest = tour.split_once('\n').map_or("", |(_, rest)| rest);
+            // Every curl fails on an HTTP error (and prints the answer), and the tour stops there.
+            let script = format!(
+                "set -euo pipefail\ncurl() {{ command curl --fail-with-body --show-error \"$@\"; }}\n\
+                 M={}; A=\"-u root:{}\"\n{rest}",
+                m.api.base,
+                mirror_tests::ROOT_PASSWORD
+            );
+            let out = tokio::process::Command::new("bash").arg("-c").arg(&script).output().await.unwrap();
+            assert!(
+                out.status.success(),
+                "the tour of {} failed:\n{}\n{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "no tour was found in the docs");
 }
 
 #[test]
