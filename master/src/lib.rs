@@ -256,7 +256,7 @@ impl Parts {
         events.subscribe(Arc::new(metrics.clone()));
         let feed = crate::read::feed::Feed::start(db.clone(), node.name().to_owned());
         events.subscribe(Arc::new(feed.clone()));
-        let alerts = crate::alerts::Alerts::new(db.clone(), settings, listing.clone(), cluster.clone()).await?;
+        let alerts = crate::alerts::Alerts::new(db.clone(), settings, cluster.clone()).await?;
         events.subscribe(Arc::new(alerts.clone()));
         let pusher = crate::targets::Pusher::new(db.clone(), settings, events.clone(), snapshots.clone()).await?;
         events.subscribe(pusher.clone());

@@ -2,7 +2,6 @@
 //! comes back, one that lags behind a project's last success; and the pruning of old alerts.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mirror_common::names::ProjectId;
@@ -10,29 +9,22 @@ use mirror_common::time::Timestamp;
 
 use super::{AlertEvent, Alerts, Body};
 use crate::cluster::slave_name;
-use crate::db::{self, slaves::SlaveRow};
-use crate::read::views::ProjectState;
+use crate::db::{self, alerts::ProjectAge, slaves::SlaveRow};
 
 impl Alerts {
     /// Staleness of every project, health and lag of every slave.
     pub(super) async fn check(&self) -> anyhow::Result<()> {
         let now = Utc::now();
-        let states = self.listing.states(&self.db).await?;
-        self.check_ages(&states, now).await?;
-        let lagging = self.lagging(&states, now).await?;
+        let ages = db::alerts::project_ages(&self.db).await?;
+        for p in &ages {
+            self.check_age(p, now).await?;
+        }
+        let lagging = self.lagging(&ages, now).await?;
         for slave in &db::slaves::list(&self.db).await? {
             self.check_slave(slave, &lagging).await?;
         }
         let keep = chrono::Duration::days(i64::try_from(self.settings.keep_days).unwrap_or(30));
         db::alerts::prune(&self.db, Timestamp::from(now - keep)).await?;
-        Ok(())
-    }
-
-    /// A project that turns stale, or fresh again.
-    async fn check_ages(&self, states: &[Arc<ProjectState>], now: DateTime<Utc>) -> anyhow::Result<()> {
-        for s in states {
-            self.check_age(s, now).await?;
-        }
         Ok(())
     }
 
@@ -45,28 +37,26 @@ impl Alerts {
         self.transition(&format!("age:{id}"), "fresh", |old| age_event(id, old, false, &last, 0)).await
     }
 
-    async fn check_age(&self, s: &ProjectState, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let max_age = self.default_max_age_secs;
-        if !s.row.enabled || s.last_success.is_none() {
-            return Ok(());
-        }
-        let id = s.row.id.as_str();
-        let stale = crate::read::views::is_stale(s, now, max_age);
-        let objective = crate::read::views::max_age(&s.row, max_age).num_seconds();
-        let last = s.last_success.map(|t| t.to_string()).unwrap_or_default();
+    /// A project that turns stale, or fresh again.
+    async fn check_age(&self, p: &ProjectAge, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let Some(last_success) = p.last_success.filter(|_| p.enabled) else { return Ok(()) };
+        let id = p.id.as_str();
+        let secs = p.max_age_secs.and_then(|s| u64::try_from(s).ok()).unwrap_or(self.default_max_age_secs);
+        let objective = i64::try_from(secs).unwrap_or(i64::MAX / 1000);
+        let stale = last_success
+            .to_datetime()
+            .checked_add_signed(chrono::Duration::seconds(objective))
+            .is_some_and(|t| now > t);
+        let last = last_success.to_string();
         let state = if stale { "stale" } else { "fresh" };
         self.transition(&format!("age:{id}"), state, |old| age_event(id, old, stale, &last, objective)).await
     }
 
     /// The slaves that serve a generation older than `lag_after_secs` after the project's last
     /// success, each with the first such project and its generation.
-    async fn lagging(
-        &self,
-        states: &[Arc<ProjectState>],
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<HashMap<String, String>> {
+    async fn lagging(&self, ages: &[ProjectAge], now: DateTime<Utc>) -> anyhow::Result<HashMap<String, String>> {
         let success: HashMap<&str, Timestamp> =
-            states.iter().filter_map(|s| Some((s.row.id.as_str(), s.last_success?))).collect();
+            ages.iter().filter_map(|p| Some((p.id.as_str(), p.last_success?))).collect();
         let lag_after =
             chrono::Duration::seconds(i64::try_from(self.settings.lag_after_secs).unwrap_or(i64::MAX / 1000));
         let mut lagging: HashMap<String, String> = HashMap::new();

@@ -29,7 +29,6 @@ pub use crate::config::AlertEvent;
 use crate::config::AlertSettings;
 use crate::db::{self, Db};
 use crate::events::{Change, Listener};
-use crate::read::listing::ListingCache;
 
 /// The body every webhook receives (JSON). `text` is one line a chat tool can show as it is.
 #[derive(Debug, Serialize)]
@@ -68,7 +67,6 @@ pub struct Alerts {
     db: Db,
     hooks: Vec<Hook>,
     settings: AlertSettings,
-    listing: Arc<ListingCache>,
     cluster: Arc<Cluster>,
     default_max_age_secs: u64,
     http: reqwest::Client,
@@ -93,12 +91,7 @@ enum Ended {
 }
 
 impl Alerts {
-    pub async fn new(
-        db: Db,
-        settings: &crate::config::Settings,
-        listing: Arc<ListingCache>,
-        cluster: Arc<Cluster>,
-    ) -> anyhow::Result<Arc<Alerts>> {
+    pub async fn new(db: Db, settings: &crate::config::Settings, cluster: Arc<Cluster>) -> anyhow::Result<Arc<Alerts>> {
         let mut hooks = Vec::new();
         for w in &settings.alerts.webhook {
             let secret = match (&w.secret, &w.secret_file) {
@@ -138,7 +131,6 @@ impl Alerts {
             db,
             hooks,
             settings: settings.alerts.clone(),
-            listing,
             cluster,
             default_max_age_secs: settings.stale_after_secs,
             http,

@@ -1,5 +1,6 @@
 //! Alert states (what each watched subject was last seen as) and the webhook deliveries queue.
 
+use mirror_common::names::ProjectId;
 use mirror_common::time::Timestamp;
 
 use super::{Db, now, on};
@@ -17,6 +18,29 @@ pub struct DeliveryRow {
     pub delivered_at: Option<Timestamp>,
     pub gave_up_at: Option<Timestamp>,
     pub last_error: Option<String>,
+}
+
+/// What the staleness and lag checks need of a project: no more (the listing's rows and rendering
+/// are not needed for it).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectAge {
+    pub id: ProjectId,
+    pub enabled: bool,
+    /// `None`: the master's `stale_after_secs`.
+    pub max_age_secs: Option<i64>,
+    /// The end of its latest successful run.
+    pub last_success: Option<Timestamp>,
+}
+
+/// Every project's [`ProjectAge`], in one statement.
+pub async fn project_ages(db: &Db) -> sqlx::Result<Vec<ProjectAge>> {
+    on!(&db.read, |c| sqlx::query_as(
+        "SELECT p.id, p.enabled, p.max_age_secs, \
+         (SELECT MAX(r.ended_at) FROM runs r WHERE r.project_id = p.id AND r.status = 'success') AS last_success \
+         FROM projects p",
+    )
+    .fetch_all(c)
+    .await)
 }
 
 const COLUMNS: &str =
