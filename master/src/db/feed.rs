@@ -20,25 +20,33 @@ pub struct FeedEvent {
 /// The channel on which PostgreSQL tells every node that the log has grown.
 pub const CHANNEL: &str = "mirror_events";
 
-/// Stores an event of `node`; its id. Events are appended one at a time by all nodes together
-/// (a write transaction), so ids are committed in order and a reader that has seen id N never
-/// sees an id below N appear later. On PostgreSQL the other nodes are told at commit.
-pub async fn append(db: &Db, node: &str, kind: &str, data: &str) -> sqlx::Result<i64> {
+/// Stores events of `node` (kind, JSON data), in order, in one transaction; their ids. Events are
+/// appended by all nodes together through write transactions, so ids are committed in order and a
+/// reader that has seen id N never sees an id below N appear later. On PostgreSQL the other nodes
+/// are told at commit, once for the lot.
+pub async fn append(db: &Db, node: &str, events: &[(&str, String)]) -> sqlx::Result<Vec<i64>> {
     let mut tx = db.begin().await?;
-    let id = on!(&mut tx, |c| {
-        sqlx::query_scalar("INSERT INTO event_log (kind, data, created_at, node) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(kind)
+    let mut ids = Vec::with_capacity(events.len());
+    let created_at = super::now();
+    for (kind, data) in events {
+        let id = on!(&mut tx, |c| {
+            sqlx::query_scalar(
+                "INSERT INTO event_log (kind, data, created_at, node) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(*kind)
             .bind(data)
-            .bind(super::now())
+            .bind(created_at)
             .bind(node)
             .fetch_one(c)
             .await?
-    });
+        });
+        ids.push(id);
+    }
     if let super::Tx::Postgres(t) = &mut tx {
         sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut **t).await?;
     }
     tx.commit().await?;
-    Ok(id)
+    Ok(ids)
 }
 
 /// Deletes all but the newest [`KEEP`] events.

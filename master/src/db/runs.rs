@@ -171,7 +171,7 @@ fn as_i64(v: Option<u64>) -> Option<i64> {
 }
 
 pub async fn finish(db: &Db, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
-    finish_in(&db.write, id, f).await
+    finish_in(&db.write, id, f, None).await
 }
 
 /// A successful run's end and its project's new generation, in one transaction: whoever reads the
@@ -186,13 +186,7 @@ pub async fn finish_success(
     changed: bool,
 ) -> sqlx::Result<Option<crate::db::projects::ProjectRow>> {
     let mut tx = db.begin().await?;
-    finish_in(&mut tx, id, f).await?;
-    on!(&mut tx, |c| sqlx::query("UPDATE runs SET changed = $1 WHERE id = $2")
-        .bind(changed)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
+    finish_in(&mut tx, id, f, Some(changed)).await?;
     let project = if changed { crate::db::projects::bump_generation(&mut tx, project_id).await? } else { None };
     tx.commit().await?;
     Ok(project)
@@ -242,13 +236,14 @@ pub async fn last_success_total(db: &Db, project_id: &str) -> sqlx::Result<Optio
     Ok(total.flatten().and_then(|t| u64::try_from(t).ok()))
 }
 
-async fn finish_in<'a>(db: impl Into<Ex<'a>>, id: i64, f: &Finished<'_>) -> sqlx::Result<()> {
+/// The run's end; `changed`: whether it changed the tree (kept as it is with `None`).
+async fn finish_in<'a>(db: impl Into<Ex<'a>>, id: i64, f: &Finished<'_>, changed: Option<bool>) -> sqlx::Result<()> {
     on!(db.into(), |c| {
         sqlx::query(
         "UPDATE runs SET status = $1, ended_at = $2, exit_code = $3, attempts = $4, message = $5, warning = $6, \
          files_total = $7, files_transferred = $8, total_size = $9, bytes_transferred = $10, bytes_received = $11, \
          files_created = $12, files_deleted = $13, log_tail = $14, pid = NULL, started_at = COALESCE(started_at, queued_at), \
-         refs_updated = $16 WHERE id = $15",
+         refs_updated = $16, changed = COALESCE($17, changed) WHERE id = $15",
     )
     .bind(f.status)
     .bind(super::now())
@@ -266,6 +261,7 @@ async fn finish_in<'a>(db: impl Into<Ex<'a>>, id: i64, f: &Finished<'_>) -> sqlx
     .bind(f.log_tail)
     .bind(id)
     .bind(as_i64(f.stats.refs_updated))
+    .bind(changed)
     .execute(c).await.map(|r| r.rows_affected())
     })?;
     Ok(())

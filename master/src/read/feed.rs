@@ -12,6 +12,9 @@ use crate::events::{Change, Events, Listener};
 
 pub use crate::db::feed::{FeedEvent, KEEP};
 
+/// The most events stored in one transaction.
+const BATCH: usize = 256;
+
 pub struct Feed {
     db: Db,
     node: String,
@@ -26,13 +29,20 @@ impl Feed {
         let (input, mut rx) = mpsc::unbounded_channel::<(&'static str, String)>();
         let (writer_db, writer_live, writer_node) = (db.clone(), live.clone(), node.clone());
         tokio::spawn(async move {
-            let mut written = 0u64;
-            while let Some((kind, data)) = rx.recv().await {
-                // While the database is away (PostgreSQL restarting), the event waits and is
-                // stored when it is back: the other nodes learn of every change through it.
+            let mut written = 0usize;
+            let mut batch = Vec::with_capacity(BATCH);
+            // What has come meanwhile is stored together (one transaction): a burst of runs
+            // costs one commit per batch, not one per event.
+            loop {
+                let n = rx.recv_many(&mut batch, BATCH).await;
+                if n == 0 {
+                    break;
+                }
+                // While the database is away (PostgreSQL restarting), the events wait and are
+                // stored when it is back: the other nodes learn of every change through them.
                 let mut wait = std::time::Duration::from_millis(100);
                 let stored = loop {
-                    match crate::db::feed::append(&writer_db, &writer_node, kind, &data).await {
+                    match crate::db::feed::append(&writer_db, &writer_node, &batch).await {
                         Err(e) if crate::db::is_unavailable(&e) && wait < std::time::Duration::from_secs(60) => {
                             tracing::warn!(error = %e, "the event log is unavailable: trying again");
                             tokio::time::sleep(wait).await;
@@ -42,14 +52,18 @@ impl Feed {
                     }
                 };
                 match stored {
-                    Ok(id) => {
-                        let node = Some(writer_node.clone());
-                        let _ = writer_live.send(Arc::new(FeedEvent { id, kind: kind.to_owned(), data, node }));
+                    Ok(ids) => {
+                        for (id, (kind, data)) in ids.into_iter().zip(batch.drain(..)) {
+                            let node = Some(writer_node.clone());
+                            let _ = writer_live.send(Arc::new(FeedEvent { id, kind: kind.to_owned(), data, node }));
+                        }
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot store an event for watchers"),
+                    Err(e) => tracing::error!(error = %e, events = batch.len(), "cannot store events for watchers"),
                 }
-                written += 1;
-                if written.is_multiple_of(1000) {
+                let before = written;
+                written += n;
+                batch.clear();
+                if written / 1000 != before / 1000 {
                     let pruned = crate::db::feed::prune(&writer_db).await;
                     if let Err(e) = pruned {
                         tracing::warn!(error = %e, "cannot prune the event log");
