@@ -159,10 +159,12 @@ impl Alerts {
         let mut tick = tokio::time::interval(Duration::from_secs(self.settings.check_interval_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A stop first: the database closes soon after it (no check is started against it).
             let run = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return,
                 Some(run) = ended.recv() => Some(run),
                 _ = tick.tick() => None,
-                _ = stop.wait_for(|s| *s) => return,
             };
             let result = match run {
                 Some(Ended::Run(project, status)) => self.run_ended(&project, status).await,

@@ -43,6 +43,8 @@ impl Feed {
                 let mut wait = std::time::Duration::from_millis(100);
                 let stored = loop {
                     match crate::db::feed::append(&writer_db, &writer_node, &batch).await {
+                        // The master is stopping: there is nothing left to store into.
+                        Err(sqlx::Error::PoolClosed) => return,
                         Err(e) if crate::db::is_unavailable(&e) && wait < std::time::Duration::from_secs(60) => {
                             tracing::warn!(error = %e, "the event log is unavailable: trying again");
                             tokio::time::sleep(wait).await;
