@@ -50,16 +50,16 @@ async fn destination(
         (&Method::POST, "/trigger/{project}") | (&Method::GET, "/trigger/{project}/runs/{run}") => {
             return runner_of(state, project_in(path, "/trigger/").to_owned()).await;
         }
-        // Stopping a run, or following its log: on the node it belongs to.
-        (&Method::POST, "/runs/{id}/stop") | (&Method::GET, "/runs/{id}/log") => {
-            let id = path.trim_start_matches("/runs/").trim_end_matches("/stop").trim_end_matches("/log");
-            let Ok(id) = id.parse::<i64>() else { return Ok(None) };
-            match db::runs::node_of(&state.db, id).await? {
-                Some(n) if n != state.node.name() => n,
-                _ => return Ok(None),
+        // Stopping a run, or following its log (the API's, the console's): on the node it belongs to.
+        (&Method::POST, "/runs/{id}/stop") | (&Method::GET, "/runs/{id}/log" | "/ui/runs/{id}/log") => {
+            let id = path.trim_start_matches("/ui").trim_start_matches("/runs/");
+            let Ok(id) = id.trim_end_matches("/stop").trim_end_matches("/log").parse::<i64>() else { return Ok(None) };
+            match run_elsewhere(state, id).await? {
+                Some(n) => n,
+                None => return Ok(None),
             }
         }
-        // The console's: the same, by project (its run going) or by run.
+        // The console's sync now (as `/syncup/`) and stop, by project: its run going.
         (&Method::POST, "/ui/projects/{id}/sync") => {
             return runner_of(state, project_in(path, "/ui/projects/").to_owned()).await;
         }
@@ -68,17 +68,9 @@ async fn destination(
                 return Ok(None);
             };
             let Some(going) = db::runs::going(&state.db, project.as_str()).await? else { return Ok(None) };
-            match db::runs::node_of(&state.db, going.id).await? {
-                Some(n) if n != state.node.name() => n,
-                _ => return Ok(None),
-            }
-        }
-        (&Method::GET, "/ui/runs/{id}/log") => {
-            let id = path.trim_start_matches("/ui/runs/").trim_end_matches("/log");
-            let Ok(id) = id.parse::<i64>() else { return Ok(None) };
-            match db::runs::node_of(&state.db, id).await? {
-                Some(n) if n != state.node.name() => n,
-                _ => return Ok(None),
+            match run_elsewhere(state, going.id).await? {
+                Some(n) => n,
+                None => return Ok(None),
             }
         }
         (&Method::POST, "/targets/sync") => {
@@ -97,6 +89,11 @@ async fn destination(
         _ => return Ok(None),
     };
     api_url_of(state, &node).await.map(Some)
+}
+
+/// The node run `id` belongs to, if it is not this one.
+async fn run_elsewhere(state: &AppState, id: i64) -> Result<Option<String>, ApiError> {
+    Ok(db::runs::node_of(&state.db, id).await?.filter(|n| n != state.node.name()))
 }
 
 /// The first segment of `path` after `prefix`.
