@@ -241,6 +241,13 @@ pub async fn run_log(
 /// A run's output as a plain-text stream; `follow`: what is appended too, until the run ends (the
 /// API's `/runs/{id}/log` and the console's).
 pub async fn log_response(state: AppState, caller: &Principal, id: i64, follow: bool) -> Result<Response, ApiError> {
+    // Its output is on the node it ran on: a request for it is passed on to that node while it is
+    // alive (one that reaches this node anyway is not read from a path here, which is another
+    // machine's).
+    let ran_on = crate::db::runs::node_of(&state.db, id).await?;
+    if let Some(node) = ran_on.filter(|n| n != state.node.name() && state.node.alive().contains(n)) {
+        return Err(ApiError::conflict("id", format!("run {id} ran on node {node}: its output is read there")));
+    }
     // A follower is a stream: it has a slot of its own (it is not counted as a request).
     let slot = if follow { Some(state.streams.acquire(caller.username.as_str())?) } else { None };
     let (mut file, mut going) = state.runs.output(id).await?;
