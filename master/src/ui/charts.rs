@@ -12,10 +12,6 @@ use crate::db::flips::FlipAt;
 use crate::db::runs::{RunPoint, RunRow};
 use mirror_common::time::Timestamp;
 
-fn failed(r: &RunRow) -> bool {
-    is_failure(r.status)
-}
-
 fn is_failure(status: RunStatus) -> bool {
     matches!(status, RunStatus::Failed | RunStatus::Timeout | RunStatus::Interrupted)
 }
@@ -74,14 +70,14 @@ pub fn bars(
     let (mut ok, mut bad, mut none) = (String::new(), String::new(), String::new());
     for (i, (r, v)) in runs.iter().zip(&values).enumerate() {
         let x = i as f64 * step + step / 2.0;
-        let target = if failed(r) { &mut bad } else { &mut ok };
+        let target = if is_failure(r.status) { &mut bad } else { &mut ok };
         match v {
             Some(v) if max > 0.0 => {
                 let h = (v / max * (H - 4.0)).max(1.0);
                 let _ = write!(target, "M{x:.1} {H}v-{h:.1}");
             }
             // Failed without the figure: a full-height mark says so.
-            _ if failed(r) => {
+            _ if is_failure(r.status) => {
                 let _ = write!(bad, "M{x:.1} {H}V0");
             }
             _ => {
@@ -90,7 +86,7 @@ pub fn bars(
         }
     }
     let width = step.clamp(1.0, 8.0) * 0.7;
-    let failures = runs.iter().filter(|r| failed(r)).count();
+    let failures = runs.iter().filter(|r| is_failure(r.status)).count();
     let label = format!("{title} of the last {} runs (largest {}; {failures} failed)", runs.len(), unit(max));
     format!(
         "<figure class=\"chart\"><svg width=\"400\" height=\"60\" viewBox=\"0 0 400 60\" role=\"img\" \
@@ -139,7 +135,7 @@ pub fn timeline(runs: &[RunRow], flips: &[FlipAt], from: DateTime<Utc>, to: Date
         let class = match r.status {
             RunStatus::Success => 0,
             RunStatus::Queued | RunStatus::Running => 2,
-            _ if failed(r) => 1,
+            _ if is_failure(r.status) => 1,
             _ => 2,
         };
         let y = lane as f64 * LANE + LANE / 2.0;

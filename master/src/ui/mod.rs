@@ -64,8 +64,7 @@ impl IntoResponse for UiError {
                         tracing::error!(error = format!("{inner:#}"), "console request failed");
                         "internal error (the master's log says more)".to_owned()
                     }
-                    Error::Field(f) => format!("{}: {}", f.field, f.message),
-                    other => other.to_string(),
+                    other => written::message_of(other),
                 };
                 let body = format!(
                     "<h1>{}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/ui/\">Back to the projects</a></p>",
